@@ -1,0 +1,221 @@
+//! Detection: where a verdict is made.
+//!
+//! A [`Detector`] looks at an [`Observation`] (the answer so far, its tokens and
+//! log-probabilities, the finish reason, a provider error) and returns [`Evidence`]: which
+//! class it points to and how strongly. [`Detectors`] runs a set of them, cheapest first, and
+//! combines their evidence into one [`Verdict`]. The detectors:
+//! - [`signals`]: what the provider itself says (moderation errors, `content_filter`, empty
+//!   answers, cut streams);
+//! - [`patterns`]: refusal, inability and evasion wording in many languages;
+//! - [`logprobs`]: how confidently the model entered a refusal, repetition loops.
+//!
+//! Model-based classifiers (see the models issue) plug in as further detectors.
+
+pub mod logprobs;
+pub mod patterns;
+pub mod signals;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
+use crate::wire::{FinishReason, ModerationStage, ProviderError, TokenLogprob};
+
+/// How much of the answer an observation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// The first part of a stream, still going (inside the guard's hold-back window).
+    Partial,
+    /// The whole answer.
+    Complete,
+    /// The stream ended without `[DONE]` or broke: the answer may be cut.
+    Truncated,
+}
+
+/// Everything a detector may look at for one answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The user's prompt (the last user message), when known.
+    pub prompt: Option<&'a str>,
+    /// The answer text (so far, when [`Completeness::Partial`]).
+    pub text: &'a str,
+    /// Per-token log-probabilities, when the provider sent them.
+    pub tokens: &'a [TokenLogprob],
+    pub finish_reason: Option<&'a FinishReason>,
+    /// A provider error that ended the exchange, before or after content.
+    pub error: Option<&'a ProviderError>,
+    pub completeness: Completeness,
+}
+
+impl<'a> Observation<'a> {
+    /// A complete answer text with nothing else known.
+    pub fn text(text: &'a str) -> Self {
+        Observation {
+            prompt: None,
+            text,
+            tokens: &[],
+            finish_reason: None,
+            error: None,
+            completeness: Completeness::Complete,
+        }
+    }
+}
+
+/// A source of evidence about an answer.
+#[async_trait]
+pub trait Detector: Send + Sync {
+    /// A short stable name, written into evidence (`patterns`, `provider_signal`, …).
+    fn name(&self) -> &str;
+
+    /// Evidence found in the observation; empty when there is none.
+    async fn detect(&self, observation: &Observation<'_>) -> Vec<Evidence>;
+}
+
+/// A set of detectors and the rule that turns their evidence into one verdict.
+///
+/// The rule: a provider block or an empty answer is decided by provider signals alone.
+/// Otherwise the evidence for each non-answer class is combined as independent votes
+/// (`1 - Π(1 - score)`); the strongest class wins when its combined score reaches the
+/// threshold (default 0.5), and the answer is an [`VerdictKind::Answer`] otherwise.
+#[derive(Clone)]
+pub struct Detectors {
+    detectors: Vec<Arc<dyn Detector>>,
+    threshold: f32,
+}
+
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.detectors.iter().map(|d| d.name()).collect();
+        f.debug_struct("Detectors")
+            .field("detectors", &names)
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+impl Default for Detectors {
+    /// Provider signals, the built-in patterns and the logprob checks.
+    fn default() -> Self {
+        Detectors::empty()
+            .with(signals::ProviderSignals)
+            .with(patterns::Patterns::builtin().clone())
+            .with(logprobs::LogprobCheck::default())
+    }
+}
+
+impl Detectors {
+    /// A set with no detectors: everything is an answer.
+    pub fn empty() -> Self {
+        Detectors {
+            detectors: Vec::new(),
+            threshold: 0.5,
+        }
+    }
+
+    /// Adds a detector (they run in the order added).
+    pub fn with(mut self, detector: impl Detector + 'static) -> Self {
+        self.detectors.push(Arc::new(detector));
+        self
+    }
+
+    /// Adds a shared detector.
+    pub fn with_arc(mut self, detector: Arc<dyn Detector>) -> Self {
+        self.detectors.push(detector);
+        self
+    }
+
+    /// The combined score from which a non-answer class wins. Default 0.5.
+    pub fn threshold(mut self, threshold: f32) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Runs every detector and combines the evidence.
+    pub async fn judge(&self, observation: &Observation<'_>) -> Verdict {
+        let started = Instant::now();
+        let mut evidence = Vec::new();
+        for d in &self.detectors {
+            evidence.extend(d.detect(observation).await);
+        }
+        let mut verdict = combine(evidence, self.threshold, observation);
+        verdict.elapsed = started.elapsed();
+        verdict
+    }
+}
+
+/// Combines evidence into a verdict (see [`Detectors`] for the rule).
+pub fn combine(mut evidence: Vec<Evidence>, threshold: f32, observation: &Observation<'_>) -> Verdict {
+    evidence.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let decisive = |class: VerdictClass| {
+        evidence
+            .iter()
+            .find(|e| e.suggests == class && e.score >= 0.99)
+            .map(|e| e.score)
+    };
+    if let Some(score) = decisive(VerdictClass::ProviderBlock) {
+        let stage = observation
+            .error
+            .and_then(|e| e.moderation.as_ref())
+            .map(|m| m.stage)
+            .unwrap_or(if observation.text.trim().is_empty() {
+                ModerationStage::Input
+            } else {
+                ModerationStage::Output
+            });
+        return with_evidence(VerdictKind::ProviderBlock { stage }, score, evidence);
+    }
+    if let Some(score) = decisive(VerdictClass::Empty) {
+        return with_evidence(VerdictKind::Empty, score, evidence);
+    }
+
+    let mut best: Option<(VerdictClass, f32)> = None;
+    for class in VerdictClass::ALL {
+        if class == VerdictClass::Answer {
+            continue;
+        }
+        let miss: f32 = evidence
+            .iter()
+            .filter(|e| e.suggests == class)
+            .map(|e| 1.0 - e.score.clamp(0.0, 1.0))
+            .product();
+        let score = 1.0 - miss;
+        if score > 0.0 && best.is_none_or(|(_, s)| score > s) {
+            best = Some((class, score));
+        }
+    }
+    // Evidence for the answer (a long on-topic answer, say) counts against the refusal.
+    let for_answer: f32 = 1.0
+        - evidence
+            .iter()
+            .filter(|e| e.suggests == VerdictClass::Answer)
+            .map(|e| 1.0 - e.score.clamp(0.0, 1.0))
+            .product::<f32>();
+    match best {
+        Some((class, score)) if score * (1.0 - 0.5 * for_answer) >= threshold => {
+            let kind = match class {
+                VerdictClass::SafetyRefusal => VerdictKind::SafetyRefusal {
+                    categories: Vec::new(),
+                },
+                VerdictClass::PolicyRefusal => VerdictKind::PolicyRefusal,
+                VerdictClass::Evasion => VerdictKind::Evasion,
+                VerdictClass::Inability => VerdictKind::Inability,
+                VerdictClass::Empty => VerdictKind::Empty,
+                VerdictClass::ProviderBlock => VerdictKind::ProviderBlock {
+                    stage: ModerationStage::Output,
+                },
+                VerdictClass::Answer => VerdictKind::Answer,
+            };
+            with_evidence(kind, score * (1.0 - 0.5 * for_answer), evidence)
+        }
+        Some((_, score)) => with_evidence(VerdictKind::Answer, 1.0 - score.min(1.0) * 0.5, evidence),
+        None => with_evidence(VerdictKind::Answer, 0.5 + 0.5 * for_answer.max(0.5), evidence),
+    }
+}
+
+fn with_evidence(kind: VerdictKind, confidence: f32, evidence: Vec<Evidence>) -> Verdict {
+    let mut v = Verdict::new(kind, confidence.clamp(0.0, 1.0));
+    v.evidence = evidence;
+    v
+}

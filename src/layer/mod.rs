@@ -1,0 +1,1 @@
+//! Tower layers that act on verdicts.

@@ -1,0 +1,20 @@
+//! refusal-guard: Tower layers that find out when an LLM provider refuses, blocks or
+//! evades, judge whether the refusal was justified, and re-route policy-driven blocks.
+//!
+//! The modules follow the pipeline:
+//! - [`wire`]: the OpenAI-compatible wire format (requests, answers, chunks, errors, SSE);
+//! - [`provider`]: the client contract and the HTTP client; [`mock`]: a scriptable provider;
+//! - [`verdict`]: what an answer turned out to be;
+//! - [`detect`]: the detectors that produce verdicts;
+//! - [`layer`]: the tower layers that act on them.
+
+pub mod detect;
+pub mod error;
+pub mod layer;
+pub mod mock;
+pub mod provider;
+pub mod verdict;
+pub mod wire;
+
+pub use error::{BoxError, Error};
+pub use verdict::{Verdict, VerdictClass, VerdictKind};

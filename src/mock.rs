@@ -1,0 +1,1 @@
+//! A scriptable mock provider (placeholder).

@@ -1,0 +1,377 @@
+//! A client for any OpenAI-compatible `/chat/completions` endpoint, as a tower service.
+//!
+//! ```no_run
+//! use refusal_guard::provider::OpenAiCompatible;
+//! use refusal_guard::wire::{ChatRequest, Message};
+//! use tower::ServiceExt;
+//!
+//! # async fn run() -> Result<(), refusal_guard::Error> {
+//! let qwen = OpenAiCompatible::dashscope_intl()
+//!     .api_key_from_env("DASHSCOPE_API_KEY")?
+//!     .build()?;
+//! let request = ChatRequest::new("qwen-plus", vec![Message::user("Hello")]);
+//! let response = qwen.oneshot(request).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Streams yield chunks as they arrive and pull from the socket only when polled, so a
+//! slow caller slows the upstream instead of filling memory. Dropping the stream (or the
+//! future) drops the connection: the provider stops generating for a client that left.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{ChatResponse, ModelMap, ProviderName};
+use crate::error::Error;
+use crate::wire::sse::{error_chain, ChunkDecoder, DEFAULT_STREAM_BYTE_LIMIT};
+use crate::wire::{ChatCompletion, ChatRequest, ErrorPosition, ProviderError};
+
+/// DashScope's international OpenAI-compatible base URL.
+pub const DASHSCOPE_INTL: &str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
+/// DashScope's mainland-China OpenAI-compatible base URL.
+pub const DASHSCOPE_CN: &str = "https://dashscope.aliyuncs.com/compatible-mode/v1";
+
+/// The default limit on a complete (non-streamed) response body (16 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
+
+/// An API key. Its `Debug` and `Display` never show the key.
+#[derive(Clone)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(Arc::from(key.into()))
+    }
+
+    /// The key itself, for building the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Configures an [`OpenAiCompatible`] client.
+#[derive(Debug)]
+pub struct OpenAiCompatibleBuilder {
+    name: String,
+    base_url: String,
+    api_key: Option<ApiKey>,
+    headers: HeaderMap,
+    models: ModelMap,
+    connect_timeout: Duration,
+    body_limit: usize,
+    stream_limit: usize,
+    client: Option<reqwest::Client>,
+}
+
+impl OpenAiCompatibleBuilder {
+    /// Sets the API key, sent as `Authorization: Bearer …`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// Reads the API key from an environment variable; a clear error names the variable
+    /// (never its value) when it is unset or empty.
+    pub fn api_key_from_env(mut self, var: &str) -> Result<Self, Error> {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {
+                self.api_key = Some(ApiKey::new(v.trim()));
+                Ok(self)
+            }
+            _ => Err(Error::invalid(
+                "configuration",
+                format!(
+                    "provider {}: environment variable {var} holds no API key",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    /// Adds a header sent with every request (`X-DashScope-WorkSpace`, `HTTP-Referer`, …).
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let n = HeaderName::try_from(name).map_err(|e| Error::invalid("header", format!("{name:?}: {e}")))?;
+        let mut v = HeaderValue::try_from(value)
+            .map_err(|e| Error::invalid("header", format!("value of {name}: {e}")))?;
+        v.set_sensitive(true);
+        self.headers.insert(n, v);
+        Ok(self)
+    }
+
+    /// Maps the caller's model names to this provider's.
+    pub fn models(mut self, models: ModelMap) -> Self {
+        self.models = models;
+        self
+    }
+
+    /// How long to wait for a TCP (and TLS) connection. Default 10 s. Request deadlines
+    /// are tower's job: wrap the client in `tower::timeout` or the re-route layer's budgets.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest complete response body accepted. Default 16 MiB.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The most bytes one stream may carry. Default 64 MiB.
+    pub fn stream_limit(mut self, bytes: usize) -> Self {
+        self.stream_limit = bytes;
+        self
+    }
+
+    /// Shares an existing `reqwest` client (its connection pool) instead of building one.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<OpenAiCompatible, Error> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(
+                "configuration",
+                format!("provider {}: base URL {base:?} is not http(s)", self.name),
+            ));
+        }
+        let http = match self.client {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build()
+                .map_err(|e| Error::invalid("configuration", format!("HTTP client: {e}")))?,
+        };
+        let mut headers = self.headers;
+        if let Some(key) = &self.api_key {
+            let mut v = HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                Error::invalid(
+                    "configuration",
+                    format!(
+                        "provider {}: API key has characters not allowed in a header",
+                        self.name
+                    ),
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        Ok(OpenAiCompatible {
+            inner: Arc::new(Inner {
+                name: Arc::from(self.name),
+                url: format!("{base}/chat/completions"),
+                headers,
+                models: self.models,
+                body_limit: self.body_limit,
+                stream_limit: self.stream_limit,
+                http,
+            }),
+        })
+    }
+}
+
+/// A chat-completions client over real HTTP (rustls for TLS).
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    url: String,
+    headers: HeaderMap,
+    models: ModelMap,
+    body_limit: usize,
+    stream_limit: usize,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Headers are left out on purpose: they hold the API key.
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.inner.name)
+            .field("url", &self.inner.url)
+            .field("models", &self.inner.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiCompatible {
+    /// A builder for a provider called `name` at `base_url` (the part before `/chat/completions`).
+    pub fn builder(name: impl Into<String>, base_url: impl Into<String>) -> OpenAiCompatibleBuilder {
+        OpenAiCompatibleBuilder {
+            name: name.into(),
+            base_url: base_url.into(),
+            api_key: None,
+            headers: HeaderMap::new(),
+            models: ModelMap::new(),
+            connect_timeout: Duration::from_secs(10),
+            body_limit: DEFAULT_BODY_LIMIT,
+            stream_limit: DEFAULT_STREAM_BYTE_LIMIT,
+            client: None,
+        }
+    }
+
+    /// Alibaba DashScope, international endpoint (provider name `dashscope-intl`).
+    pub fn dashscope_intl() -> OpenAiCompatibleBuilder {
+        Self::builder("dashscope-intl", DASHSCOPE_INTL)
+    }
+
+    /// Alibaba DashScope, mainland-China endpoint (provider name `dashscope-cn`).
+    pub fn dashscope_cn() -> OpenAiCompatibleBuilder {
+        Self::builder("dashscope-cn", DASHSCOPE_CN)
+    }
+
+    /// The provider's configured name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The model-name map.
+    pub fn models(&self) -> &ModelMap {
+        &self.inner.models
+    }
+}
+
+impl tower::Service<ChatRequest> for OpenAiCompatible {
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mapped = inner.models.map(&request.model);
+            if mapped != request.model {
+                request.model = mapped.to_string();
+            }
+            inner.send(request).await
+        })
+    }
+}
+
+impl Inner {
+    fn transport(&self, e: reqwest::Error, mid_response: bool) -> Error {
+        Error::Transport {
+            provider: self.name.to_string(),
+            message: error_chain(&e.without_url()),
+            mid_response,
+        }
+    }
+
+    async fn send(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let body = serde_json::to_vec(&request).map_err(|e| Error::invalid("request", e.to_string()))?;
+        let response = self
+            .http
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                if request.is_stream() {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e, false))?;
+
+        let status = response.status().as_u16();
+        let request_id = header_request_id(response.headers());
+        let is_sse = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+
+        if !(200..300).contains(&status) {
+            let bytes = self.read_limited(response).await?;
+            let mut err = ProviderError::from_body(&self.name, status, &bytes, ErrorPosition::Response);
+            err.request_id = err.request_id.or(request_id);
+            return Err(err.into());
+        }
+
+        let mut out = if is_sse {
+            let bytes = response.bytes_stream().boxed();
+            let decoder = ChunkDecoder::with_limit(self.name.clone(), status, bytes, self.stream_limit);
+            ChatResponse::stream(Box::pin(decoder))
+        } else {
+            // A provider may answer a stream request with plain JSON (an error with status
+            // 200, or a complete answer when it ignores `stream`): read it as it is.
+            let bytes = self.read_limited(response).await?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                provider: self.name.to_string(),
+                what: "response body",
+                detail: e.to_string(),
+            })?;
+            if value.get("error").is_some_and(|e| !e.is_null()) && value.get("choices").is_none() {
+                let mut err = ProviderError::from_value(&self.name, status, value, ErrorPosition::Response);
+                err.request_id = err.request_id.or(request_id);
+                return Err(err.into());
+            }
+            let completion: ChatCompletion = serde_json::from_value(value).map_err(|e| Error::Malformed {
+                provider: self.name.to_string(),
+                what: "response body",
+                detail: e.to_string(),
+            })?;
+            ChatResponse::complete(completion)
+        };
+        out.extensions.insert(ProviderName(self.name.clone()));
+        Ok(out)
+    }
+
+    async fn read_limited(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
+        let mut buf = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e, true))? {
+            if buf.len() + chunk.len() > self.body_limit {
+                return Err(Error::TooLarge {
+                    provider: self.name.to_string(),
+                    what: "response body",
+                    limit: self.body_limit,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    }
+}
+
+fn header_request_id(headers: &HeaderMap) -> Option<String> {
+    ["x-request-id", "x-dashscope-request-id", "request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
