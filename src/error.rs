@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::verdict::Verdict;
-use crate::wire::ProviderError;
+use crate::wire::{ChatCompletion, ChatCompletionChunk, ProviderError};
 
 /// A boxed error as tower's own layers (timeout, buffer) produce them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,9 +60,11 @@ pub enum Error {
         after: Duration,
     },
 
-    /// The guard ended a stream because the answer is not an answer (see the verdict).
-    #[error("stream stopped by the refusal guard: {0}")]
-    Refused(Box<Verdict>),
+    /// The guard stopped an answer that is not an answer: a stream refused inside the
+    /// hold-back window, or a provider moderation error. The verdict says why; the
+    /// refusal keeps what was held back and the original error, so nothing is lost.
+    #[error("refused: {}", .0.verdict)]
+    Refused(Box<Refusal>),
 
     /// The request or the configuration is not usable.
     #[error("invalid {what}: {detail}")]
@@ -73,7 +75,48 @@ pub enum Error {
     Other(BoxError),
 }
 
+/// What the guard knows about an answer it stopped.
+#[derive(Debug)]
+pub struct Refusal {
+    pub verdict: Verdict,
+    /// The provider that answered, when known.
+    pub provider: Option<String>,
+    /// Chunks held back and never released to the caller (a stream refused in the window).
+    pub held: Vec<ChatCompletionChunk>,
+    /// The complete answer, when the refused answer was not streamed.
+    pub completion: Option<ChatCompletion>,
+    /// The error that ended the exchange (a moderation 400, an SSE error event, a cut).
+    pub cause: Option<Error>,
+}
+
+impl Refusal {
+    /// The text the provider produced before it was stopped.
+    pub fn text(&self) -> String {
+        match &self.completion {
+            Some(c) => c.text(),
+            None => self.held.iter().map(|c| c.content()).collect(),
+        }
+    }
+}
+
 impl Error {
+    /// The refusal, when the guard stopped the answer.
+    pub fn as_refusal(&self) -> Option<&Refusal> {
+        match self {
+            Error::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The provider error behind this error, looking through a refusal to its cause.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            Error::Provider(e) => Some(e),
+            Error::Refused(r) => r.cause.as_ref().and_then(Error::provider_error),
+            _ => None,
+        }
+    }
+
     /// The provider error, when this is one.
     pub fn as_provider(&self) -> Option<&ProviderError> {
         match self {

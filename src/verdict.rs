@@ -214,3 +214,73 @@ mod duration_micros {
         Ok(Duration::from_micros(u64::deserialize(d)?))
     }
 }
+
+/// A set of verdict classes (what a guard stops on, what a router re-routes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct VerdictSet(u8);
+
+impl VerdictSet {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        VerdictSet(0)
+    }
+
+    /// The default re-route set of DESIGN.md: policy refusals, evasions, provider blocks
+    /// and empty answers. Safety refusals and inabilities are not in it.
+    pub const fn policy_driven() -> Self {
+        VerdictSet::empty()
+            .with(VerdictClass::PolicyRefusal)
+            .with(VerdictClass::Evasion)
+            .with(VerdictClass::ProviderBlock)
+            .with(VerdictClass::Empty)
+    }
+
+    /// Every non-answer class.
+    pub const fn all_non_answers() -> Self {
+        VerdictSet::policy_driven()
+            .with(VerdictClass::SafetyRefusal)
+            .with(VerdictClass::Inability)
+    }
+
+    const fn bit(class: VerdictClass) -> u8 {
+        1 << (class as u8)
+    }
+
+    /// The set with `class` added.
+    pub const fn with(self, class: VerdictClass) -> Self {
+        VerdictSet(self.0 | Self::bit(class))
+    }
+
+    /// The set with `class` removed.
+    pub const fn without(self, class: VerdictClass) -> Self {
+        VerdictSet(self.0 & !Self::bit(class))
+    }
+
+    /// Whether `class` is in the set.
+    pub const fn contains(self, class: VerdictClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+
+    /// The classes in the set, in [`VerdictClass::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = VerdictClass> {
+        VerdictClass::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<VerdictClass> for VerdictSet {
+    fn from_iter<I: IntoIterator<Item = VerdictClass>>(iter: I) -> Self {
+        iter.into_iter().fold(VerdictSet::empty(), VerdictSet::with)
+    }
+}
+
+impl Serialize for VerdictSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for VerdictSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<VerdictClass>::deserialize(d)?.into_iter().collect())
+    }
+}

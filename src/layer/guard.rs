@@ -1,0 +1,534 @@
+//! `RefusalGuardLayer`: runs detection on every answer and attaches the [`Verdict`].
+//!
+//! ```
+//! use refusal_guard::layer::RefusalGuardLayer;
+//! use refusal_guard::provider::OpenAiCompatible;
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//!
+//! # fn build() -> Result<(), refusal_guard::Error> {
+//! let qwen = OpenAiCompatible::dashscope_intl().api_key("sk-…").build()?;
+//! let guarded = ServiceBuilder::new()
+//!     .layer(
+//!         RefusalGuardLayer::new()
+//!             .window_tokens(16)
+//!             .window_duration(Duration::from_millis(1000)),
+//!     )
+//!     .service(qwen);
+//! # Ok(()) }
+//! ```
+//!
+//! What it does, by response shape:
+//! - **Complete answers**: the detectors judge the whole answer. A verdict in the
+//!   stop set (by default the policy-driven classes that a re-route layer acts on) turns
+//!   the response into [`Error::Refused`], which keeps the original completion; any
+//!   other verdict is attached to the response's extensions.
+//! - **Provider moderation errors** (a `data_inspection_failed` 400, say) become
+//!   [`Error::Refused`] with a `ProviderBlock` verdict; the original error stays
+//!   reachable as the refusal's cause ([`Error::provider_error`]).
+//! - **Streams**: the response future does not resolve until the first chunks have been
+//!   judged. The guard holds chunks back until it has seen `window_tokens` tokens or
+//!   `window_duration` has passed, deciding earlier when a detector is already sure
+//!   (`decide_confidence`). Then it either releases the held chunks unchanged and in
+//!   order followed by the rest of the stream, or drops the upstream (the provider stops
+//!   generating) and fails with [`Error::Refused`] holding what it had held back. Because
+//!   the decision comes before the response, a gateway can put the verdict in headers.
+//!   After the window the guard keeps watching: an output-stage block or a cut is turned
+//!   into [`Error::Refused`] mid-stream, and the final verdict over the whole text is
+//!   published through the [`StreamVerdict`] extension.
+//!
+//! Only verdicts in the stop set stop anything. Put exactly the classes an outer layer
+//! (the re-route layer, or the gateway) knows how to handle there; everything else is
+//! released unchanged with its verdict attached. `observe_only` never stops at all, for
+//! shadow deployments that only want the verdicts.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tower::{Layer, Service};
+
+use crate::detect::{Completeness, Detectors, Observation};
+use crate::error::{Error, Refusal};
+use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
+use crate::verdict::{Verdict, VerdictSet};
+use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
+
+/// Default hold-back window in tokens (see the README for the measurement behind it).
+pub const DEFAULT_WINDOW_TOKENS: usize = 16;
+/// Default hold-back window in time: a slow stream is released after this long.
+pub const DEFAULT_WINDOW_DURATION: Duration = Duration::from_millis(1000);
+/// Default confidence at which a verdict inside the window is final at once.
+pub const DEFAULT_DECIDE_CONFIDENCE: f32 = 0.8;
+
+/// The guard's configuration, shared by every service the layer builds.
+#[derive(Debug, Clone)]
+struct GuardConfig {
+    detectors: Detectors,
+    window_tokens: usize,
+    window_duration: Duration,
+    decide_confidence: f32,
+    stop_on: VerdictSet,
+    observe_only: bool,
+}
+
+/// A layer that judges every answer (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct RefusalGuardLayer {
+    config: Arc<GuardConfig>,
+}
+
+impl Default for RefusalGuardLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RefusalGuardLayer {
+    /// A guard with the default detectors, a 16-token / 1 s window, and the policy-driven
+    /// stop set.
+    pub fn new() -> Self {
+        RefusalGuardLayer {
+            config: Arc::new(GuardConfig {
+                detectors: Detectors::default(),
+                window_tokens: DEFAULT_WINDOW_TOKENS,
+                window_duration: DEFAULT_WINDOW_DURATION,
+                decide_confidence: DEFAULT_DECIDE_CONFIDENCE,
+                stop_on: VerdictSet::policy_driven(),
+                observe_only: false,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut GuardConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The detectors that judge answers.
+    pub fn detectors(self, detectors: Detectors) -> Self {
+        self.edit(|c| c.detectors = detectors)
+    }
+
+    /// How many tokens a stream may hold back before the guard must decide. 0 turns the
+    /// hold-back off (chunks pass at once, and only the final verdict is recorded).
+    pub fn window_tokens(self, tokens: usize) -> Self {
+        self.edit(|c| c.window_tokens = tokens)
+    }
+
+    /// How long a stream may be held back before the guard must decide.
+    pub fn window_duration(self, duration: Duration) -> Self {
+        self.edit(|c| c.window_duration = duration)
+    }
+
+    /// The confidence at which a non-answer verdict inside the window is acted on at once.
+    pub fn decide_confidence(self, confidence: f32) -> Self {
+        self.edit(|c| c.decide_confidence = confidence)
+    }
+
+    /// The verdict classes that stop an answer (as [`Error::Refused`]).
+    pub fn stop_on(self, classes: VerdictSet) -> Self {
+        self.edit(|c| c.stop_on = classes)
+    }
+
+    /// Never stop anything; only attach verdicts.
+    pub fn observe_only(self, yes: bool) -> Self {
+        self.edit(|c| c.observe_only = yes)
+    }
+}
+
+impl<S> Layer<S> for RefusalGuardLayer {
+    type Service = RefusalGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RefusalGuard {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service [`RefusalGuardLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct RefusalGuard<S> {
+    inner: S,
+    config: Arc<GuardConfig>,
+}
+
+/// How the window ended, recorded on streamed responses as an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldBack {
+    /// Tokens seen when the decision was made.
+    pub tokens: usize,
+    /// Chunks held back when the decision was made.
+    pub chunks: usize,
+    /// How long the window lasted.
+    pub waited: Duration,
+    /// Whether the decision came early (a confident verdict before the window filled).
+    pub early: bool,
+}
+
+/// The verdict over a whole stream, published when the stream ends (an extension).
+#[derive(Debug, Clone)]
+pub struct StreamVerdict(watch::Receiver<Option<Verdict>>);
+
+impl StreamVerdict {
+    /// The final verdict, if the stream has ended.
+    pub fn get(&self) -> Option<Verdict> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits for the stream to end; `None` if it was dropped before its end.
+    pub async fn wait(&self) -> Option<Verdict> {
+        let mut rx = self.0.clone();
+        let result = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+        match result {
+            Ok(v) => v,
+            Err(_) => rx.borrow().clone(),
+        }
+    }
+}
+
+impl<S> Service<ChatRequest> for RefusalGuard<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let prompt = request.last_user_text();
+        let config = self.config.clone();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => guard_response(config, prompt, response).await,
+                Err(error) => guard_error(&config, prompt.as_deref(), error).await,
+            }
+        })
+    }
+}
+
+/// A moderation error becomes a `ProviderBlock` refusal; other errors pass unchanged.
+async fn guard_error(
+    config: &GuardConfig,
+    prompt: Option<&str>,
+    error: Error,
+) -> Result<ChatResponse, Error> {
+    let Some(provider_error) = error.as_provider().filter(|e| e.is_moderation()) else {
+        return Err(error);
+    };
+    let observation = Observation {
+        prompt,
+        error: Some(provider_error),
+        ..Observation::text("")
+    };
+    let verdict = config.detectors.judge(&observation).await;
+    Err(Error::Refused(Box::new(Refusal {
+        verdict,
+        provider: Some(provider_error.provider.clone()),
+        held: Vec::new(),
+        completion: None,
+        cause: Some(error),
+    })))
+}
+
+async fn guard_response(
+    config: Arc<GuardConfig>,
+    prompt: Option<String>,
+    mut response: ChatResponse,
+) -> Result<ChatResponse, Error> {
+    let provider = response.provider().map(str::to_string);
+    match response.body {
+        ResponseBody::Complete(completion) => {
+            let text = completion.text();
+            let observation = Observation {
+                prompt: prompt.as_deref(),
+                text: &text,
+                tokens: completion.token_logprobs(),
+                finish_reason: completion.finish_reason(),
+                error: None,
+                completeness: Completeness::Complete,
+            };
+            let verdict = config.detectors.judge(&observation).await;
+            if stops(&config, &verdict) {
+                return Err(Error::Refused(Box::new(Refusal {
+                    verdict,
+                    provider,
+                    held: Vec::new(),
+                    completion: Some(completion),
+                    cause: None,
+                })));
+            }
+            response.extensions.insert(verdict);
+            response.body = ResponseBody::Complete(completion);
+            Ok(response)
+        }
+        ResponseBody::Stream(stream) => {
+            let mut watcher = StreamWatch::new(config, prompt, provider);
+            let window = watcher.hold_back(stream).await;
+            match window {
+                Window::Stop(refusal) => Err(Error::Refused(Box::new(refusal))),
+                Window::Release {
+                    verdict,
+                    hold_back,
+                    held,
+                    upstream,
+                } => {
+                    let (tx, rx) = watch::channel(None);
+                    response.extensions.insert(verdict);
+                    response.extensions.insert(hold_back);
+                    response.extensions.insert(StreamVerdict(rx));
+                    response.body = ResponseBody::Stream(watcher.release(held, upstream, tx));
+                    Ok(response)
+                }
+            }
+        }
+    }
+}
+
+fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
+    !config.observe_only && !verdict.is_answer() && config.stop_on.contains(verdict.class())
+}
+
+/// What the hold-back window decided.
+enum Window {
+    Stop(Refusal),
+    Release {
+        verdict: Verdict,
+        hold_back: HoldBack,
+        held: Vec<ChatCompletionChunk>,
+        /// `None` when the upstream already ended inside the window.
+        upstream: Option<UpstreamRest>,
+    },
+}
+
+/// What is left of the upstream after the window: the stream, or the error that ended it.
+enum UpstreamRest {
+    Stream(ChunkStream),
+    Error(Error),
+}
+
+/// The running state of one guarded stream: the text and tokens so far.
+struct StreamWatch {
+    config: Arc<GuardConfig>,
+    prompt: Option<String>,
+    provider: Option<String>,
+    text: String,
+    tokens: Vec<TokenLogprob>,
+    token_count: usize,
+    finish_reason: Option<FinishReason>,
+}
+
+impl StreamWatch {
+    fn new(config: Arc<GuardConfig>, prompt: Option<String>, provider: Option<String>) -> Self {
+        StreamWatch {
+            config,
+            prompt,
+            provider,
+            text: String::new(),
+            tokens: Vec::new(),
+            token_count: 0,
+            finish_reason: None,
+        }
+    }
+
+    fn record(&mut self, chunk: &ChatCompletionChunk) {
+        self.text.push_str(chunk.content());
+        self.tokens.extend_from_slice(chunk.token_logprobs());
+        self.token_count += chunk.token_count();
+        if let Some(reason) = chunk.finish_reason() {
+            self.finish_reason = Some(reason.clone());
+        }
+    }
+
+    async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
+        let observation = Observation {
+            prompt: self.prompt.as_deref(),
+            text: &self.text,
+            tokens: &self.tokens,
+            finish_reason: self.finish_reason.as_ref(),
+            error: error.and_then(Error::provider_error),
+            completeness,
+        };
+        self.config.detectors.judge(&observation).await
+    }
+
+    fn refusal(&self, verdict: Verdict, held: Vec<ChatCompletionChunk>, cause: Option<Error>) -> Refusal {
+        Refusal {
+            verdict,
+            provider: self.provider.clone(),
+            held,
+            completion: None,
+            cause,
+        }
+    }
+
+    /// Pulls chunks until the window is full, the deadline passes, the upstream ends, or a
+    /// detector is sure.
+    async fn hold_back(&mut self, mut upstream: ChunkStream) -> Window {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.window_duration;
+        let mut held = Vec::new();
+        let hold_back = |held: &Vec<ChatCompletionChunk>, tokens, early| HoldBack {
+            tokens,
+            chunks: held.len(),
+            waited: started.elapsed(),
+            early,
+        };
+        if self.config.window_tokens == 0 {
+            let verdict = Verdict::new(crate::verdict::VerdictKind::Answer, 0.5);
+            return Window::Release {
+                verdict,
+                hold_back: hold_back(&held, 0, false),
+                held,
+                upstream: Some(UpstreamRest::Stream(upstream)),
+            };
+        }
+        loop {
+            let next = tokio::time::timeout_at(deadline, upstream.next()).await;
+            let (completeness, error) = match next {
+                Err(_elapsed) => (Completeness::Partial, None),
+                Ok(None) => (Completeness::Complete, None),
+                Ok(Some(Err(e))) => {
+                    let completeness = if matches!(e, Error::Truncated { .. }) || e.provider_error().is_none()
+                    {
+                        Completeness::Truncated
+                    } else {
+                        Completeness::Complete
+                    };
+                    (completeness, Some(e))
+                }
+                Ok(Some(Ok(chunk))) => {
+                    let added = !chunk.content().is_empty() || chunk.finish_reason().is_some();
+                    self.record(&chunk);
+                    held.push(chunk);
+                    if self.token_count < self.config.window_tokens {
+                        if added {
+                            let verdict = self.judge(Completeness::Partial, None).await;
+                            if stops(&self.config, &verdict)
+                                && verdict.confidence >= self.config.decide_confidence
+                            {
+                                return Window::Stop(self.refusal(verdict, held, None));
+                            }
+                        }
+                        continue;
+                    }
+                    (Completeness::Partial, None)
+                }
+            };
+            let mut verdict = self.judge(completeness, error.as_ref()).await;
+            verdict.elapsed = started.elapsed();
+            let hb = hold_back(&held, self.token_count, false);
+            let ended = completeness != Completeness::Partial;
+            if stops(&self.config, &verdict) {
+                return Window::Stop(self.refusal(verdict, held, error));
+            }
+            let upstream = match (ended, error) {
+                (false, _) => Some(UpstreamRest::Stream(upstream)),
+                (true, Some(e)) => Some(UpstreamRest::Error(e)),
+                (true, None) => None,
+            };
+            return Window::Release {
+                verdict,
+                hold_back: hb,
+                held,
+                upstream,
+            };
+        }
+    }
+
+    /// The stream the caller sees: the held chunks, then the rest of the upstream, watched.
+    fn release(
+        self,
+        held: Vec<ChatCompletionChunk>,
+        upstream: Option<UpstreamRest>,
+        verdict_tx: watch::Sender<Option<Verdict>>,
+    ) -> ChunkStream {
+        let state = Released {
+            watch: self,
+            held: held.into_iter(),
+            upstream,
+            verdict_tx: Some(verdict_tx),
+        };
+        Box::pin(futures::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        }))
+    }
+}
+
+/// The state of a released stream.
+struct Released {
+    watch: StreamWatch,
+    held: std::vec::IntoIter<ChatCompletionChunk>,
+    upstream: Option<UpstreamRest>,
+    verdict_tx: Option<watch::Sender<Option<Verdict>>>,
+}
+
+impl Released {
+    async fn next(&mut self) -> Option<Result<ChatCompletionChunk, Error>> {
+        if let Some(chunk) = self.held.next() {
+            return Some(Ok(chunk));
+        }
+        match self.upstream.take() {
+            Some(UpstreamRest::Stream(mut stream)) => match stream.next().await {
+                Some(Ok(chunk)) => {
+                    self.watch.record(&chunk);
+                    self.upstream = Some(UpstreamRest::Stream(stream));
+                    Some(Ok(chunk))
+                }
+                Some(Err(e)) => Some(Err(self.after_window_error(e).await)),
+                None => {
+                    self.publish(Completeness::Complete, None).await;
+                    None
+                }
+            },
+            Some(UpstreamRest::Error(e)) => Some(Err(self.after_window_error(e).await)),
+            None => {
+                if self.verdict_tx.is_some() {
+                    self.publish(Completeness::Complete, None).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// An error after content was released: an output-stage block or a cut. It is
+    /// recorded as the final verdict and, when the stop set covers it, handed on as a
+    /// refusal so that an outer layer can continue elsewhere.
+    async fn after_window_error(&mut self, error: Error) -> Error {
+        let completeness = if error.provider_error().is_some() {
+            Completeness::Complete
+        } else {
+            Completeness::Truncated
+        };
+        let verdict = self.watch.judge(completeness, Some(&error)).await;
+        self.send(verdict.clone());
+        if stops(&self.watch.config, &verdict) {
+            Error::Refused(Box::new(self.watch.refusal(verdict, Vec::new(), Some(error))))
+        } else {
+            error
+        }
+    }
+
+    async fn publish(&mut self, completeness: Completeness, error: Option<&Error>) {
+        let verdict = self.watch.judge(completeness, error).await;
+        self.send(verdict);
+    }
+
+    fn send(&mut self, verdict: Verdict) {
+        if let Some(tx) = self.verdict_tx.take() {
+            let _ = tx.send(Some(verdict));
+        }
+    }
+}
