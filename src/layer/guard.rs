@@ -277,7 +277,7 @@ async fn guard_response(
             let mut watcher = StreamWatch::new(config, prompt, provider);
             let window = watcher.hold_back(stream).await;
             match window {
-                Window::Stop(refusal) => Err(Error::Refused(Box::new(refusal))),
+                Window::Stop(refusal) => Err(Error::Refused(refusal)),
                 Window::Release {
                     verdict,
                     hold_back,
@@ -302,7 +302,7 @@ fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
 
 /// What the hold-back window decided.
 enum Window {
-    Stop(Refusal),
+    Stop(Box<Refusal>),
     Release {
         verdict: Verdict,
         hold_back: HoldBack,
@@ -418,7 +418,7 @@ impl StreamWatch {
                             if stops(&self.config, &verdict)
                                 && verdict.confidence >= self.config.decide_confidence
                             {
-                                return Window::Stop(self.refusal(verdict, held, None));
+                                return Window::Stop(Box::new(self.refusal(verdict, held, None)));
                             }
                         }
                         continue;
@@ -431,7 +431,7 @@ impl StreamWatch {
             let hb = hold_back(&held, self.token_count, false);
             let ended = completeness != Completeness::Partial;
             if stops(&self.config, &verdict) {
-                return Window::Stop(self.refusal(verdict, held, error));
+                return Window::Stop(Box::new(self.refusal(verdict, held, error)));
             }
             let upstream = match (ended, error) {
                 (false, _) => Some(UpstreamRest::Stream(upstream)),

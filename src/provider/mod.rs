@@ -27,6 +27,9 @@ use crate::wire::{ChatCompletion, ChatCompletionChunk};
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, Error>> + Send>>;
 
 /// The body of a response: one complete answer, or chunks as they come.
+// A response is moved a handful of times per request; boxing the completion would
+// cost an allocation on every one of them to save bytes on a stack that is not hot.
+#[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
     Complete(ChatCompletion),
     Stream(ChunkStream),
