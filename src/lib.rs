@@ -8,6 +8,7 @@
 //! - [`detect`]: the detectors that produce verdicts;
 //! - [`layer`]: the tower layers that act on them.
 
+pub mod classify;
 pub mod detect;
 pub mod error;
 pub mod layer;
