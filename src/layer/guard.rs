@@ -460,10 +460,15 @@ impl StreamWatch {
             upstream,
             verdict_tx: Some(verdict_tx),
         };
-        Box::pin(futures::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
-        }))
+        // Fused: callers may poll an ended stream once more (the re-route layer does
+        // when a continuation ends early), and that must be a quiet `None`.
+        Box::pin(
+            futures::stream::unfold(state, |mut state| async move {
+                let item = state.next().await?;
+                Some((item, state))
+            })
+            .fuse(),
+        )
     }
 }
 
