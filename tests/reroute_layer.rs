@@ -15,7 +15,7 @@ use refusal_guard::detect::logprobs::LogprobCheck;
 use refusal_guard::detect::signals::ProviderSignals;
 use refusal_guard::detect::{Detector, Detectors, Observation};
 use refusal_guard::layer::failover::{ProviderPolicy, RetryPolicy};
-use refusal_guard::layer::{Attempts, Prices, RefusalGuardLayer, RerouteLayer, Route};
+use refusal_guard::layer::{Attempts, Prices, RefusalGuardLayer, RerouteLayer, Route, StreamVerdict};
 use refusal_guard::provider::{ChatResponse, ProviderName, ResponseBody};
 use refusal_guard::verdict::{Evidence, VerdictClass, VerdictSet};
 use refusal_guard::wire::{

@@ -63,6 +63,7 @@ pub use continuation::ContinuationStyle;
 
 use self::affinity::Affinity;
 use crate::error::{Error, Refusal};
+use crate::layer::StreamVerdict;
 use crate::provider::{ChatResponse, ModelMap, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass, VerdictKind, VerdictSet};
 use crate::wire::{ChatRequest, ModerationStage, Usage};
@@ -444,7 +445,14 @@ impl Run {
     fn finish(self, mut response: ChatResponse, index: usize, attempt: usize) -> ChatResponse {
         response.extensions.insert(self.attempts.clone());
         if let ResponseBody::Stream(upstream) = response.body {
-            response.body = ResponseBody::Stream(stream::Continuing::start(self, upstream, index, attempt));
+            // The verdict over the whole stream may come from a later provider, so the
+            // caller's handle is fed by the continuing stream.
+            let source = response.extensions.remove::<StreamVerdict>();
+            let (tx, handle) = StreamVerdict::channel();
+            response.extensions.insert(handle);
+            response.body = ResponseBody::Stream(stream::Continuing::start(
+                self, upstream, index, attempt, source, tx,
+            ));
         }
         response
     }

@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::continuation::{continuation_request, overlap};
 use super::{fails_over, usage_of, Run};
 use crate::error::Error;
+use crate::layer::StreamVerdict;
 use crate::provider::{ChunkStream, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass};
 use crate::wire::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
@@ -37,10 +39,20 @@ pub(super) struct Continuing {
     continuations: usize,
     marked: bool,
     done: bool,
+    /// The final verdict of the provider answering now, and the caller's handle to feed.
+    verdict_source: Option<StreamVerdict>,
+    verdict_tx: Option<watch::Sender<Option<Verdict>>>,
 }
 
 impl Continuing {
-    pub(super) fn start(run: Run, upstream: ChunkStream, index: usize, attempt: usize) -> ChunkStream {
+    pub(super) fn start(
+        run: Run,
+        upstream: ChunkStream,
+        index: usize,
+        attempt: usize,
+        verdict_source: Option<StreamVerdict>,
+        verdict_tx: watch::Sender<Option<Verdict>>,
+    ) -> ChunkStream {
         let state = Continuing {
             run,
             current: upstream,
@@ -55,6 +67,8 @@ impl Continuing {
             continuations: 0,
             marked: false,
             done: false,
+            verdict_source,
+            verdict_tx: Some(verdict_tx),
         };
         Box::pin(
             futures::stream::unfold(state, |mut s| async move {
@@ -91,6 +105,7 @@ impl Continuing {
                 None => {
                     self.done = true;
                     self.close_attempt();
+                    self.publish_verdict().await;
                     if self.rerouted && !self.marked {
                         let marker = self.marker_chunk();
                         return Some(Ok(marker));
@@ -120,6 +135,16 @@ impl Continuing {
             self.marked = true;
         }
         chunk
+    }
+
+    async fn publish_verdict(&mut self) {
+        if let Some(tx) = self.verdict_tx.take() {
+            let verdict = match self.verdict_source.take() {
+                Some(source) => source.wait().await,
+                None => None,
+            };
+            let _ = tx.send(verdict);
+        }
     }
 
     fn marker(&self) -> serde_json::Value {
@@ -220,6 +245,13 @@ impl Continuing {
                 Ok(response) => {
                     attempt.provider = response.provider().unwrap_or(&attempt.provider).to_string();
                     attempt.verdict = response.extensions.get::<Verdict>().map(Verdict::class);
+                    self.verdict_source = response.extensions.get::<StreamVerdict>().cloned().or_else(|| {
+                        response
+                            .extensions
+                            .get::<Verdict>()
+                            .cloned()
+                            .map(StreamVerdict::resolved)
+                    });
                     let (stream, head) = match response.body {
                         ResponseBody::Stream(mut stream) => match read_head(&mut stream).await {
                             Ok(head) => (stream, head),
