@@ -331,8 +331,14 @@ async fn output_block_after_twenty_chunks_is_continued_without_loss_or_repeat() 
         .await
         .unwrap();
     let attempts = response.extensions.get::<Attempts>().unwrap().clone();
+    let final_verdict = response.extensions.get::<StreamVerdict>().unwrap().clone();
     let (text, chunks) = collect(response).await;
     assert_eq!(text, full_text);
+    assert_eq!(
+        final_verdict.wait().await.map(|v| v.class()),
+        Some(VerdictClass::Answer),
+        "the whole-stream verdict is the continuing provider's"
+    );
     let sent = fallback.requests.lock().unwrap()[0].clone();
     assert_eq!(sent.messages[1], Message::assistant(prefix));
     let last = chunks.iter().rev().find(|c| c.finish_reason().is_some()).unwrap();
