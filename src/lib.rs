@@ -11,6 +11,7 @@
 pub mod classify;
 pub mod detect;
 pub mod error;
+pub mod gateway;
 pub mod layer;
 pub mod mock;
 pub mod provider;
