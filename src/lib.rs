@@ -9,7 +9,9 @@
 //! - [`layer`]: the tower layers that act on them.
 
 pub mod classify;
+pub mod cli;
 pub mod detect;
+pub mod hub;
 pub mod error;
 pub mod gateway;
 pub mod layer;

@@ -1,3 +1,3 @@
 fn main() {
-    println!("refusal-guard");
+    std::process::exit(refusal_guard::cli::main());
 }

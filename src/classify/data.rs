@@ -146,3 +146,80 @@ mod tests {
         assert_eq!(r.response_label(), Some(ResponseLabel::Refusal));
     }
 }
+
+/// The labels of the response head, in column order.
+pub const RESPONSE_LABELS: [&str; 4] = ["answer", "refusal", "evasion", "inability"];
+/// The labels of the prompt head, in column order.
+pub const PROMPT_LABELS: [&str; 2] = ["benign", "harmful"];
+
+/// Where training examples came from, for the model card.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Provenance {
+    /// `(file, rows used)`.
+    pub files: Vec<(String, usize)>,
+}
+
+fn response_example(r: &Record) -> Option<super::train::Example> {
+    let label = r.response_label()?;
+    Some(super::train::Example {
+        text: r.response.clone()?,
+        label: label.index(),
+        weight: 1.0,
+    })
+}
+
+fn prompt_example(r: &Record) -> Option<super::train::Example> {
+    Some(super::train::Example {
+        text: r.prompt.clone()?,
+        label: usize::from(r.harmful?),
+        weight: 1.0,
+    })
+}
+
+/// Response-head examples from files: every labelled row, or only the fit split.
+pub fn response_examples(
+    files: &[std::path::PathBuf],
+    fit_only: bool,
+    prov: &mut Provenance,
+) -> Result<Vec<super::train::Example>, ClassifyError> {
+    let mut out = Vec::new();
+    for f in files {
+        let before = out.len();
+        for r in read_jsonl(f)? {
+            if fit_only && !super::is_fit(&r.id) {
+                continue;
+            }
+            out.extend(response_example(&r));
+        }
+        prov.files.push((f.display().to_string(), out.len() - before));
+    }
+    Ok(out)
+}
+
+/// Prompt-head examples from files (rows with a `harmful` value): every row, or the fit split.
+/// deccp rows (`deccp-orig-*`) count as benign prompts: political questions that a provider
+/// censors are not harmful requests.
+pub fn prompt_examples(
+    files: &[std::path::PathBuf],
+    fit_only: bool,
+    prov: &mut Provenance,
+) -> Result<Vec<super::train::Example>, ClassifyError> {
+    let mut out = Vec::new();
+    for f in files {
+        let before = out.len();
+        for mut r in read_jsonl(f)? {
+            if fit_only && !super::is_fit(&r.id) {
+                continue;
+            }
+            if r.id.starts_with("deccp-") {
+                if !r.id.starts_with("deccp-orig") {
+                    continue;
+                }
+                r.harmful = Some(false);
+            }
+            out.extend(prompt_example(&r));
+        }
+        prov.files.push((f.display().to_string(), out.len() - before));
+    }
+    Ok(out)
+}

@@ -21,11 +21,13 @@ pub mod cascade;
 pub mod causal_lm;
 pub mod data;
 pub mod encoder;
+pub mod evaluate;
 pub mod features;
 pub mod gguf_tokenizer;
 pub mod llama_guard;
 pub mod ngram;
 pub mod qwen3_guard;
+pub mod tiers;
 pub mod train;
 
 use std::fmt;
@@ -151,7 +153,7 @@ impl PromptJudgement {
 pub enum ClassifyError {
     /// A model's weights or tokenizer are not where they should be.
     #[error(
-        "model {model} is not available locally ({detail}); run `{fix}` (or `refusal-guard models import PATH` on an offline machine)"
+        "model {model} is not available locally: {detail}. Provide it with: {fix}"
     )]
     MissingModel {
         model: String,
