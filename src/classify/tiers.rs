@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::llama_guard::{Config as LlamaConfig, LlamaGuard, LlamaGuardClassifier, Variant};
 use super::ngram::{NgramClassifier, NgramModel};
+use super::qwen3_guard::{Qwen3Guard, Qwen3GuardClassifier};
 use super::{Classifier, ClassifyError};
 
 /// Builds a tier from its name.
@@ -20,6 +22,21 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
     match (kind, arg) {
         ("ngram", None) => Ok(Arc::new(NgramClassifier::embedded())),
         ("ngram", Some(path)) => Ok(Arc::new(NgramClassifier::new(NgramModel::load(Path::new(path))?, "ngram"))),
+        ("minilm", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_default()?)),
+        ("llama-guard", name) => {
+            let m = crate::hub::find_manifest(name.unwrap_or("llama-guard-3-1b"))?;
+            let variant = if m.name.contains("8b") {
+                Variant::Guard3_8B
+            } else {
+                Variant::Guard3_1B
+            };
+            let guard = LlamaGuard::load_manifest(&m, LlamaConfig::new(variant))?;
+            Ok(Arc::new(LlamaGuardClassifier::new(guard, m.name)))
+        }
+        ("qwen3guard", name) => {
+            let m = crate::hub::find_manifest(name.unwrap_or("qwen3guard-gen-0.6b"))?;
+            Ok(Arc::new(Qwen3GuardClassifier::new(Qwen3Guard::load_manifest(&m)?, m.name)))
+        }
         _ => Err(ClassifyError::Invalid(format!(
             "unknown tier {spec:?}; expected ngram, ngram:PATH, minilm, llama-guard:NAME or qwen3guard:NAME"
         ))),

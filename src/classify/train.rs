@@ -3,7 +3,7 @@
 //! The embedding bag is written with tensor ops that candle can differentiate: the feature
 //! rows of a mini-batch are gathered with `index_select`, scaled by `1 / n` for their text,
 //! and summed per text with `index_add`. The loss is cross-entropy with per-class weights
-//! (inverse square root of the class frequency), because refusals are rare next to answers
+//! (a power of the inverse class frequency, balanced by default), because refusals are rare next to answers
 //! and a head that never says "refusal" would otherwise look good. AdamW does the updates.
 //! Everything is deterministic for a given seed.
 
@@ -25,6 +25,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Seed of the shuffles and of the initial weights.
     pub seed: u64,
+    /// Class weights are `frequency^-power` (0: none, 0.5: inverse square root, 1: balanced).
+    pub class_weight_power: f32,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +38,7 @@ impl Default for TrainConfig {
             learning_rate: 0.01,
             weight_decay: 0.0,
             seed: 17,
+            class_weight_power: 1.0,
         }
     }
 }
@@ -85,16 +88,15 @@ fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model("train", e)
 }
 
-/// Per-class loss weights: inverse square root of frequency, normalised to mean 1 over the
-/// examples.
-pub fn class_weights(examples: &[Example], n_labels: usize) -> Vec<f32> {
+/// Per-class loss weights: `frequency^-power`, normalised to mean 1 over the examples.
+pub fn class_weights(examples: &[Example], n_labels: usize, power: f32) -> Vec<f32> {
     let mut counts = vec![0usize; n_labels];
     for e in examples {
         counts[e.label] += 1;
     }
     let raw: Vec<f32> = counts
         .iter()
-        .map(|&c| if c == 0 { 0.0 } else { 1.0 / (c as f32).sqrt() })
+        .map(|&c| if c == 0 { 0.0 } else { (c as f32).powf(-power) })
         .collect();
     let mean: f32 = examples.iter().map(|e| raw[e.label]).sum::<f32>() / examples.len().max(1) as f32;
     raw.iter().map(|w| w / mean.max(1e-12)).collect()
@@ -126,7 +128,7 @@ pub fn train_ngram_head(
             f
         })
         .collect();
-    let cw = class_weights(examples, n_labels);
+    let cw = class_weights(examples, n_labels, cfg.class_weight_power);
 
     let scale = 1.0 / dim as f32;
     let init: Vec<f32> = (0..buckets * dim).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect();
@@ -261,7 +263,7 @@ pub fn train_linear_head(
             weight: 1.0,
         })
         .collect();
-    let cw = class_weights(&examples, labels.len());
+    let cw = class_weights(&examples, labels.len(), 1.0);
     let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
     let targets = Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
     let w = Var::zeros((labels.len(), dim), DType::F32, &dev).map_err(err)?;

@@ -55,6 +55,9 @@ pub struct TrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 17)]
     pub seed: u64,
+    /// Class weights are frequency^-POWER (1: balanced classes, 0: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub class_weight_power: f32,
     /// Also train the sentence-encoder heads and write them here (needs all-MiniLM-L6-v2 in
     /// the hf-hub cache).
     #[arg(long)]
@@ -127,6 +130,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         epochs: args.epochs,
         learning_rate: args.lr,
         seed: args.seed,
+        class_weight_power: args.class_weight_power,
         ..TrainConfig::default()
     };
     let started = std::time::Instant::now();
