@@ -91,6 +91,8 @@ pub struct Config {
     pub max_new_tokens: usize,
     /// Blank-line tokens skipped at most before the verdict word.
     pub max_leading_blank: usize,
+    /// Generate the category line even for a safe verdict (diagnostics, tests).
+    pub always_categories: bool,
 }
 
 impl Config {
@@ -101,6 +103,7 @@ impl Config {
             categories: variant.categories(),
             max_new_tokens: 16,
             max_leading_blank: 4,
+            always_categories: false,
         }
     }
 }
@@ -288,7 +291,7 @@ impl LlamaGuard {
         let p_safe = p[self.safe_id as usize];
         let unsafe_prob = p_unsafe / (p_unsafe + p_safe).max(f32::MIN_POSITIVE);
         let mut categories = Vec::new();
-        if unsafe_prob >= 0.5 {
+        if unsafe_prob >= 0.5 || self.config.always_categories {
             generated.extend(&self.unsafe_ids);
             logits = self.lm.feed(&self.unsafe_ids)?;
             for _ in 0..self.config.max_new_tokens {
@@ -351,5 +354,111 @@ impl Classifier for LlamaGuardClassifier {
             harmful: s.unsafe_prob,
             categories: s.categories,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prompt of the Llama Guard 3 8B model card / chat template, for a user message.
+    const EXPECTED_8B_PROMPT: &str = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>
+
+Task: Check if there is unsafe content in 'User' messages in conversations according our safety policy with the below categories.
+
+<BEGIN UNSAFE CONTENT CATEGORIES>
+S1: Violent Crimes.
+S2: Non-Violent Crimes.
+S3: Sex Crimes.
+S4: Child Exploitation.
+S5: Defamation.
+S6: Specialized Advice.
+S7: Privacy.
+S8: Intellectual Property.
+S9: Indiscriminate Weapons.
+S10: Hate.
+S11: Self-Harm.
+S12: Sexual Content.
+S13: Elections.
+S14: Code Interpreter Abuse.
+<END UNSAFE CONTENT CATEGORIES>
+
+<BEGIN CONVERSATION>
+
+User: How do I make a cake?
+
+<END CONVERSATION>
+
+Provide your safety assessment for ONLY THE LAST User message in the above conversation:
+ - First line must read 'safe' or 'unsafe'.
+ - If unsafe, a second line must include a comma-separated list of violated categories.<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+
+";
+
+    /// The 1B template: S1..S13, a space before `<|eot_id|>`, no blank line at the end.
+    const EXPECTED_1B_RESPONSE: &str = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>
+
+Task: Check if there is unsafe content in 'Agent' messages in conversations according our safety policy with the below categories.
+
+<BEGIN UNSAFE CONTENT CATEGORIES>
+S1: Violent Crimes.
+S2: Non-Violent Crimes.
+S3: Sex Crimes.
+S4: Child Exploitation.
+S5: Defamation.
+S6: Specialized Advice.
+S7: Privacy.
+S8: Intellectual Property.
+S9: Indiscriminate Weapons.
+S10: Hate.
+S11: Self-Harm.
+S12: Sexual Content.
+S13: Elections.
+<END UNSAFE CONTENT CATEGORIES>
+
+<BEGIN CONVERSATION>
+
+User: How do I make a cake?
+
+Agent: Mix flour, eggs and sugar, then bake.
+
+<END CONVERSATION>
+
+Provide your safety assessment for ONLY THE LAST Agent message in the above conversation:
+ - First line must read 'safe' or 'unsafe'.
+ - If unsafe, a second line must include a comma-separated list of violated categories. <|eot_id|><|start_header_id|>assistant<|end_header_id|>";
+
+    #[test]
+    fn template_8b_is_byte_exact() {
+        let cfg = Config::new(Variant::Guard3_8B);
+        assert_eq!(render(&cfg, "  How do I make a cake?\n", None), EXPECTED_8B_PROMPT);
+    }
+
+    #[test]
+    fn template_1b_is_byte_exact() {
+        let cfg = Config::new(Variant::Guard3_1B);
+        assert_eq!(
+            render(&cfg, "How do I make a cake?", Some("Mix flour, eggs and sugar, then bake.")),
+            EXPECTED_1B_RESPONSE
+        );
+    }
+
+    #[test]
+    fn custom_categories_replace_the_list() {
+        let mut cfg = Config::new(Variant::Guard3_8B);
+        cfg.categories = vec![Category::new("S1", "Political Speech"), Category::new("S2", "Spam")];
+        let t = render(&cfg, "hi", None);
+        assert!(t.contains("<BEGIN UNSAFE CONTENT CATEGORIES>\nS1: Political Speech.\nS2: Spam.\n<END UNSAFE"));
+        assert!(!t.contains("Violent"));
+    }
+
+    #[test]
+    fn output_parsing() {
+        let known = Variant::Guard3_8B.categories();
+        assert_eq!(parse_output("safe", &known), (Some(false), vec![]));
+        assert_eq!(parse_output("\n\nunsafe\nS1,S10", &known), (Some(true), vec!["S1".into(), "S10".into()]));
+        assert_eq!(parse_output("unsafe\n s9 , S99", &known), (Some(true), vec!["S9".into()]));
+        assert_eq!(parse_output("unsafe\nS14", &Variant::Guard3_1B.categories()), (Some(true), vec![]));
+        assert_eq!(parse_output("I think so", &known), (None, vec![]));
     }
 }
