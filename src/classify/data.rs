@@ -152,6 +152,15 @@ pub const RESPONSE_LABELS: [&str; 4] = ["answer", "refusal", "evasion", "inabili
 /// The labels of the prompt head, in column order.
 pub const PROMPT_LABELS: [&str; 2] = ["benign", "harmful"];
 
+/// A short name of a data file for model cards: `prompts/x.jsonl` or `x.jsonl`.
+pub fn short_name(path: &Path) -> String {
+    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    match path.parent().and_then(|p| p.file_name()) {
+        Some(dir) if dir == "prompts" || dir == "refusal-ngram" => format!("{}/{file}", dir.to_string_lossy()),
+        _ => file,
+    }
+}
+
 /// Where training examples came from, for the model card.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Provenance {
@@ -191,7 +200,7 @@ pub fn response_examples(
             }
             out.extend(response_example(&r));
         }
-        prov.files.push((f.display().to_string(), out.len() - before));
+        prov.files.push((short_name(f), out.len() - before));
     }
     Ok(out)
 }
@@ -219,7 +228,7 @@ pub fn prompt_examples(
             }
             out.extend(prompt_example(&r));
         }
-        prov.files.push((f.display().to_string(), out.len() - before));
+        prov.files.push((short_name(f), out.len() - before));
     }
     Ok(out)
 }

@@ -33,7 +33,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             dim: 16,
-            epochs: 8,
+            epochs: 4,
             batch: 32,
             learning_rate: 0.01,
             weight_decay: 0.0,

@@ -49,7 +49,7 @@ pub struct TrainArgs {
     /// Hash buckets (rows of each embedding table), a power of two is best.
     #[arg(long, default_value_t = 1 << 16)]
     pub buckets: u32,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub epochs: usize,
     #[arg(long, default_value_t = 0.01)]
     pub lr: f64,
