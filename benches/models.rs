@@ -16,7 +16,8 @@ use refusal_guard::classify::ngram::{NgramClassifier, NgramModel};
 use refusal_guard::classify::Cascade;
 use refusal_guard::hub;
 
-const REFUSAL: &str = "I'm sorry, but I can't help with that request. If you have other questions, feel free to ask.";
+const REFUSAL: &str =
+    "I'm sorry, but I can't help with that request. If you have other questions, feel free to ask.";
 const REFUSAL_ZH: &str = "抱歉，我还没有学会回答这个问题。如果你有其他问题，我非常乐意为你提供帮助。";
 
 fn long_answer() -> String {
@@ -27,7 +28,10 @@ fn long_answer() -> String {
 
 fn setup_env() {
     if std::env::var_os("HF_HOME").is_none() {
-        std::env::set_var("HF_HOME", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"));
+        std::env::set_var(
+            "HF_HOME",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
+        );
     }
 }
 
@@ -37,14 +41,23 @@ fn ngram(c: &mut Criterion) {
     let mut g = c.benchmark_group("ngram");
     g.bench_function("answer_short_en", |b| b.iter(|| model.judge_response(REFUSAL)));
     g.bench_function("answer_short_zh", |b| b.iter(|| model.judge_response(REFUSAL_ZH)));
-    g.bench_function(&format!("answer_long_{}_chars", long.len()), |b| b.iter(|| model.judge_response(&long)));
-    g.bench_function("prompt", |b| b.iter(|| model.judge_prompt("How do I make a cake?")));
+    g.bench_function(format!("answer_long_{}_chars", long.len()), |b| {
+        b.iter(|| model.judge_response(&long))
+    });
+    g.bench_function("prompt", |b| {
+        b.iter(|| model.judge_prompt("How do I make a cake?"))
+    });
     let mut feats = Vec::new();
-    g.bench_function("features_long", |b| b.iter(|| extract(&long, &FeatureConfig::default(), &mut feats)));
+    g.bench_function("features_long", |b| {
+        b.iter(|| extract(&long, &FeatureConfig::default(), &mut feats))
+    });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cascade = Cascade::new().tier(NgramClassifier::embedded(), 0.9);
     g.bench_function("cascade_ngram_only", |b| {
-        b.iter(|| rt.block_on(cascade.classify(Some("Who is Xi?"), REFUSAL)).unwrap())
+        b.iter(|| {
+            rt.block_on(cascade.classify(Some("Who is Xi?"), REFUSAL))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -80,11 +93,14 @@ fn guard(c: &mut Criterion) {
         }
     };
     let mut guard = LlamaGuard::load_gguf(&path, Config::new(Variant::Guard3_8B), Dequantize::Auto).unwrap();
-    let tokens = guard.score("How do I build a pipe bomb?", None).unwrap().prompt_tokens;
+    let tokens = guard
+        .score("How do I build a pipe bomb?", None)
+        .unwrap()
+        .prompt_tokens;
     let mut g = c.benchmark_group("llama_guard_smollm2_dequantized");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(30));
-    g.bench_function(&format!("prompt_{tokens}_tokens"), |b| {
+    g.bench_function(format!("prompt_{tokens}_tokens"), |b| {
         b.iter(|| guard.score("How do I build a pipe bomb?", None).unwrap())
     });
     g.finish();

@@ -11,9 +11,9 @@
 pub mod classify;
 pub mod cli;
 pub mod detect;
-pub mod hub;
 pub mod error;
 pub mod gateway;
+pub mod hub;
 pub mod layer;
 pub mod mock;
 pub mod provider;

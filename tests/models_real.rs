@@ -29,7 +29,8 @@ fn setup() {
 fn model_path(name: &str, file: &str) -> PathBuf {
     setup();
     let m = hub::find_manifest(name).unwrap();
-    hub::resolve(&m, file).unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh, then the tests again)"))
+    hub::resolve(&m, file)
+        .unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh, then the tests again)"))
 }
 
 fn smollm2() -> PathBuf {
@@ -44,7 +45,11 @@ fn smollm2_gguf_tokenizer_and_weights_answer_a_question() {
     assert_eq!(ids[0], lm.token_id("<|im_start|>").unwrap());
     assert_eq!(lm.decode(&ids).unwrap(), "<|im_start|>user\nsafe");
     let safe = lm.encode("safe").unwrap();
-    assert_eq!(lm.decode(&safe[..1]).unwrap().chars().next(), Some('s'), "no prefix space");
+    assert_eq!(
+        lm.decode(&safe[..1]).unwrap().chars().next(),
+        Some('s'),
+        "no prefix space"
+    );
 
     let prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let mut logits = lm.prefill(&lm.encode(prompt).unwrap()).unwrap();
@@ -77,7 +82,11 @@ fn llama_guard_path_runs_on_smollm2_through_the_hf_cache() {
     assert!(s.prompt_tokens > 250, "{}", s.prompt_tokens);
     assert!((0.0..=1.0).contains(&s.unsafe_prob));
     // The category line was generated after the forced verdict word.
-    assert!(s.generated.trim_start().starts_with("unsafe"), "{:?}", s.generated);
+    assert!(
+        s.generated.trim_start().starts_with("unsafe"),
+        "{:?}",
+        s.generated
+    );
     assert!(s.generated.len() > "unsafe".len());
     // Same input, same answer (the KV cache is reset between calls).
     let again = guard.score("How do I build a pipe bomb?", None).unwrap();
@@ -106,19 +115,37 @@ async fn minilm_encoder_tier_embeds_and_classifies() {
     )
     .unwrap();
     let v = enc
-        .embed(&["I'm sorry, but I can't help with that.", "I cannot assist with this request.", "Paris is the capital of France."])
+        .embed(&[
+            "I'm sorry, but I can't help with that.",
+            "I cannot assist with this request.",
+            "Paris is the capital of France.",
+        ])
         .unwrap();
     assert_eq!(v[0].len(), 384);
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-4, "normalised");
-    assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]), "two refusals are closer than a refusal and a fact");
+    assert!(
+        dot(&v[0], &v[1]) > dot(&v[0], &v[2]),
+        "two refusals are closer than a refusal and a fact"
+    );
     // Unpadded: a batch of one gives the same vector as in a batch.
     let single = enc.embed(&["Paris is the capital of France."]).unwrap();
     assert!((dot(&single[0], &v[2]) - 1.0).abs() < 1e-4);
 
     let heads = Heads::shipped().unwrap();
-    assert!(heads.response.is_some(), "models/minilm-heads.safetensors has a response head");
+    assert!(
+        heads.response.is_some(),
+        "models/minilm-heads.safetensors has a response head"
+    );
     let tier = EncoderClassifier::new(enc, heads);
-    let j = tier.judge_response(None, "I'm sorry, but I can't help with that request.").await.unwrap().unwrap();
-    assert_eq!(j.label(), refusal_guard::classify::ResponseLabel::Refusal, "{j:?}");
+    let j = tier
+        .judge_response(None, "I'm sorry, but I can't help with that request.")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        j.label(),
+        refusal_guard::classify::ResponseLabel::Refusal,
+        "{j:?}"
+    );
 }

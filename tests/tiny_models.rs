@@ -15,20 +15,60 @@ use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::{AddedToken, Tokenizer};
 
 const WORDS: &[&str] = &[
-    "<unk>", "safe", "unsafe", "Safe", "Unsafe", "Controversial", "Yes", "No", "Safety", ":", "Categories", "Refusal",
-    "User", "Agent", "USER", "S1", "S2", ",", ".", "How", "do", "I", "make", "a", "cake", "?",
+    "<unk>",
+    "safe",
+    "unsafe",
+    "Safe",
+    "Unsafe",
+    "Controversial",
+    "Yes",
+    "No",
+    "Safety",
+    ":",
+    "Categories",
+    "Refusal",
+    "User",
+    "Agent",
+    "USER",
+    "S1",
+    "S2",
+    ",",
+    ".",
+    "How",
+    "do",
+    "I",
+    "make",
+    "a",
+    "cake",
+    "?",
 ];
-const SPECIALS: &[&str] = &["<|begin_of_text|>", "<|eot_id|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"];
+const SPECIALS: &[&str] = &[
+    "<|begin_of_text|>",
+    "<|eot_id|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+];
 
 fn write_tokenizer(dir: &Path) -> (PathBuf, usize) {
     let mut vocab = std::collections::HashMap::new();
     for (i, w) in WORDS.iter().enumerate() {
         vocab.insert(w.to_string(), i as u32);
     }
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("<unk>".into()).build().unwrap();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("<unk>".into())
+        .build()
+        .unwrap();
     let mut t = Tokenizer::new(model);
     t.with_pre_tokenizer(Some(Whitespace {}));
-    t.add_special_tokens(SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect::<Vec<_>>()).unwrap();
+    t.add_special_tokens(
+        SPECIALS
+            .iter()
+            .map(|s| AddedToken::from(*s, true))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let path = dir.join("tokenizer.json");
     t.save(&path, false).unwrap();
     (path, WORDS.len() + SPECIALS.len())
@@ -82,13 +122,20 @@ fn check_cache(arch: Arch, files: (PathBuf, PathBuf, PathBuf)) {
     let ids = lm.encode("<|im_start|> How do I make a cake ?").unwrap();
     assert_eq!(ids.len(), 8);
     let all = lm.prefill(&ids).unwrap();
-    assert_eq!(all.len(), WORDS.len() + SPECIALS.len(), "one logit per vocabulary entry");
+    assert_eq!(
+        all.len(),
+        WORDS.len() + SPECIALS.len(),
+        "one logit per vocabulary entry"
+    );
     lm.reset().unwrap();
     let mut step = Vec::new();
     for id in &ids {
         step = lm.feed(&[*id]).unwrap();
     }
-    assert!(close(&all, &step), "prefill and token-by-token agree through the KV cache");
+    assert!(
+        close(&all, &step),
+        "prefill and token-by-token agree through the KV cache"
+    );
 }
 
 #[test]
@@ -108,7 +155,13 @@ fn llama_guard_reads_a_probability_from_a_tiny_llama() {
     let dir = tempfile::tempdir().unwrap();
     let (config, tok, weights) = tiny_llama(dir.path());
     for variant in [Variant::Guard3_1B, Variant::Guard3_8B] {
-        let mut guard = LlamaGuard::load_safetensors(&config, &tok, &[weights.clone()], Config::new(variant)).unwrap();
+        let mut guard = LlamaGuard::load_safetensors(
+            &config,
+            &tok,
+            std::slice::from_ref(&weights),
+            Config::new(variant),
+        )
+        .unwrap();
         let s = guard.score("How do I make a cake?", Some("a cake")).unwrap();
         assert!((0.0..=1.0).contains(&s.unsafe_prob), "{s:?}");
         assert!(s.prompt_tokens > 20);

@@ -126,16 +126,15 @@ impl Cascade {
         response: &str,
     ) -> Result<Classification, ClassifyError> {
         let mut trace = Vec::new();
-        let (response_j, response_source) =
-            match self.ask_response(prompt, response, &mut trace).await {
-                Some(found) => found,
-                None => {
-                    return Err(ClassifyError::Invalid(format!(
-                        "no tier of the cascade could judge the answer (tiers: {})",
-                        self.names()
-                    )))
-                }
-            };
+        let (response_j, response_source) = match self.ask_response(prompt, response, &mut trace).await {
+            Some(found) => found,
+            None => {
+                return Err(ClassifyError::Invalid(format!(
+                    "no tier of the cascade could judge the answer (tiers: {})",
+                    self.names()
+                )))
+            }
+        };
         let label = response_j.label();
         let mut confidence = response_j.confidence();
         let mut prompt_j = None;
@@ -417,8 +416,16 @@ mod tests {
 
     #[tokio::test]
     async fn confident_first_tier_does_not_escalate() {
-        let (cheap, cheap_calls) = fixed("cheap", Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.95)), None);
-        let (big, big_calls) = fixed("big", Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.99)), None);
+        let (cheap, cheap_calls) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.95)),
+            None,
+        );
+        let (big, big_calls) = fixed(
+            "big",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.99)),
+            None,
+        );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
         let c = cascade.classify(Some("hi"), "hello there").await.unwrap();
         assert_eq!(c.kind, VerdictKind::Answer);
@@ -431,7 +438,11 @@ mod tests {
 
     #[tokio::test]
     async fn unsure_first_tier_escalates() {
-        let (cheap, _) = fixed("cheap", Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.55)), None);
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.55)),
+            None,
+        );
         let (big, big_calls) = fixed(
             "big",
             Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
@@ -441,7 +452,10 @@ mod tests {
             }),
         );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
-        let c = cascade.classify(Some("who is Xi?"), "I can't discuss that.").await.unwrap();
+        let c = cascade
+            .classify(Some("who is Xi?"), "I can't discuss that.")
+            .await
+            .unwrap();
         assert_eq!(c.kind, VerdictKind::PolicyRefusal);
         assert_eq!(c.response_source, "big");
         assert_eq!(big_calls.load(Ordering::SeqCst), 2, "answer and prompt");
@@ -468,7 +482,10 @@ mod tests {
             }),
         );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(guard, 0.5);
-        let c = cascade.classify(Some("how to make sarin"), "I can't help with that.").await.unwrap();
+        let c = cascade
+            .classify(Some("how to make sarin"), "I can't help with that.")
+            .await
+            .unwrap();
         assert_eq!(
             c.kind,
             VerdictKind::SafetyRefusal {
@@ -483,10 +500,21 @@ mod tests {
 
     #[tokio::test]
     async fn unsure_everywhere_takes_the_last_tier() {
-        let (a, _) = fixed("a", Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.5)), None);
-        let (b, _) = fixed("b", Some(ResponseJudgement::certain(ResponseLabel::Evasion, 0.6)), None);
+        let (a, _) = fixed(
+            "a",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.5)),
+            None,
+        );
+        let (b, _) = fixed(
+            "b",
+            Some(ResponseJudgement::certain(ResponseLabel::Evasion, 0.6)),
+            None,
+        );
         let cascade = Cascade::new().tier(a, 0.9).tier(b, 0.9);
-        let c = cascade.classify(None, "Let's talk about something else.").await.unwrap();
+        let c = cascade
+            .classify(None, "Let's talk about something else.")
+            .await
+            .unwrap();
         assert_eq!(c.kind, VerdictKind::Evasion);
         assert_eq!(c.response_source, "b");
     }

@@ -75,7 +75,10 @@ pub struct CausalLm {
 
 impl std::fmt::Debug for CausalLm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CausalLm").field("arch", &self.arch).field("pos", &self.pos).finish()
+        f.debug_struct("CausalLm")
+            .field("arch", &self.arch)
+            .field("pos", &self.pos)
+            .finish()
     }
 }
 
@@ -150,7 +153,11 @@ impl CausalLm {
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
             "qwen3" => Arch::Qwen3,
-            other => return Err(err(format!("GGUF architecture {other:?} is not supported (llama, qwen3)"))),
+            other => {
+                return Err(err(format!(
+                    "GGUF architecture {other:?} is not supported (llama, qwen3)"
+                )))
+            }
         };
         let tokenizer = tokenizer_from_gguf(&ct)?;
         let widen = match dequantize {
@@ -182,8 +189,12 @@ impl CausalLm {
         device: &Device,
     ) -> Result<Inner, ClassifyError> {
         Ok(match arch {
-            Arch::Llama => Inner::QLlama(quantized_llama::ModelWeights::from_gguf(ct, reader, device).map_err(err)?),
-            Arch::Qwen3 => Inner::QQwen3(quantized_qwen3::ModelWeights::from_gguf(ct, reader, device).map_err(err)?),
+            Arch::Llama => {
+                Inner::QLlama(quantized_llama::ModelWeights::from_gguf(ct, reader, device).map_err(err)?)
+            }
+            Arch::Qwen3 => {
+                Inner::QQwen3(quantized_qwen3::ModelWeights::from_gguf(ct, reader, device).map_err(err)?)
+            }
         })
     }
 
@@ -200,7 +211,8 @@ impl CausalLm {
             path: config.display().to_string(),
             source,
         })?;
-        let tokenizer = Tokenizer::from_file(tokenizer).map_err(|e| err(format!("{}: {e}", tokenizer.display())))?;
+        let tokenizer =
+            Tokenizer::from_file(tokenizer).map_err(|e| err(format!("{}: {e}", tokenizer.display())))?;
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         // SAFETY: the files are memory-mapped read-only; they must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }.map_err(err)?;
@@ -277,7 +289,12 @@ impl CausalLm {
 
     /// Token ids of a text (special tokens spelled in the text become their ids).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ClassifyError> {
-        Ok(self.tokenizer.encode(text, false).map_err(err)?.get_ids().to_vec())
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(err)?
+            .get_ids()
+            .to_vec())
     }
 
     /// The text of token ids (special tokens included).

@@ -91,10 +91,15 @@ pub fn datasets_dir() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("REFUSAL_GUARD_DATASETS") {
         return Some(p.into());
     }
-    ["../shared/datasets", "../../shared/datasets", "shared/datasets", "/work/shared/datasets"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.join("speechmap_criticism_nonqwen.jsonl").is_file())
+    [
+        "../shared/datasets",
+        "../../shared/datasets",
+        "shared/datasets",
+        "/work/shared/datasets",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.join("speechmap_criticism_nonqwen.jsonl").is_file())
 }
 
 /// Prompt files whose licence allows training the shipped weights (MIT, Apache-2.0,
@@ -154,9 +159,14 @@ pub const PROMPT_LABELS: [&str; 2] = ["benign", "harmful"];
 
 /// A short name of a data file for model cards: `prompts/x.jsonl` or `x.jsonl`.
 pub fn short_name(path: &Path) -> String {
-    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
     match path.parent().and_then(|p| p.file_name()) {
-        Some(dir) if dir == "prompts" || dir == "refusal-ngram" => format!("{}/{file}", dir.to_string_lossy()),
+        Some(dir) if dir == "prompts" || dir == "refusal-ngram" => {
+            format!("{}/{file}", dir.to_string_lossy())
+        }
         _ => file,
     }
 }

@@ -69,7 +69,8 @@ impl Encoder {
             }))
             .map_err(err)?;
         // SAFETY: read-only memory map of a file that must not change while loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(err)?;
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(err)?;
         let model = BertModel::load(vb, &cfg).map_err(err)?;
         Ok(Encoder {
             model,
@@ -141,7 +142,8 @@ impl Heads {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let head = |name: &str, labels: &[&str]| -> Result<Option<LinearHead>, ClassifyError> {
-            let (Some(w), Some(b)) = (t.get(&format!("{name}.weight")), t.get(&format!("{name}.bias"))) else {
+            let (Some(w), Some(b)) = (t.get(&format!("{name}.weight")), t.get(&format!("{name}.bias")))
+            else {
                 return Ok(None);
             };
             Ok(Some(LinearHead {
@@ -220,10 +222,14 @@ impl super::Classifier for EncoderClassifier {
         _prompt: Option<&str>,
         response: &str,
     ) -> Result<Option<ResponseJudgement>, ClassifyError> {
-        let Some(head) = self.heads.response.clone() else { return Ok(None) };
+        let Some(head) = self.heads.response.clone() else {
+            return Ok(None);
+        };
         let this = self.clone();
         let text = response.to_string();
-        let v = tokio::task::spawn_blocking(move || this.vector(&text)).await.map_err(err)??;
+        let v = tokio::task::spawn_blocking(move || this.vector(&text))
+            .await
+            .map_err(err)??;
         let p = head.forward(&v);
         let mut probs = [0f32; 4];
         for (l, p) in head.labels.iter().zip(p) {
@@ -235,10 +241,14 @@ impl super::Classifier for EncoderClassifier {
     }
 
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
-        let Some(head) = self.heads.prompt.clone() else { return Ok(None) };
+        let Some(head) = self.heads.prompt.clone() else {
+            return Ok(None);
+        };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = tokio::task::spawn_blocking(move || this.vector(&text)).await.map_err(err)??;
+        let v = tokio::task::spawn_blocking(move || this.vector(&text))
+            .await
+            .map_err(err)??;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement {
             harmful: p[1],
@@ -266,6 +276,10 @@ pub fn train_heads_cli(path: &Path, responses: &[Example], prompts: &[Example]) 
         prompt: train(prompts, &PROMPT_LABELS)?,
     };
     heads.save(path)?;
-    eprintln!("wrote {} in {:.0}s", path.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} in {:.0}s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -127,7 +127,10 @@ pub async fn score_responses(
             .await?;
         s.micros += started.elapsed().as_micros();
         let Some(j) = judged else {
-            return Err(ClassifyError::Invalid(format!("{} does not judge answers", classifier.name())));
+            return Err(ClassifyError::Invalid(format!(
+                "{} does not judge answers",
+                classifier.name()
+            )));
         };
         let pred = j.label();
         s.n += 1;
@@ -149,7 +152,11 @@ pub async fn non_answer_rate(
 ) -> Result<BTreeMap<String, (usize, usize)>, ClassifyError> {
     let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for r in read_jsonl(path)? {
-        let group = format!("{} {}", r.id.rsplit_once('-').map(|(a, _)| a).unwrap_or(&r.id), r.lang);
+        let group = format!(
+            "{} {}",
+            r.id.rsplit_once('-').map(|(a, _)| a).unwrap_or(&r.id),
+            r.lang
+        );
         let j = classifier
             .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
             .await?
@@ -202,7 +209,11 @@ pub async fn score_prompts(
 /// A Markdown table row for response scores.
 pub fn response_row(file: &str, part: Part, lang: &str, s: &ResponseScores) -> String {
     let (p, r, f) = s.non_answer_prf();
-    let rec = |l| s.recall(l).map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+    let rec = |l| {
+        s.recall(l)
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into())
+    };
     let caveat = if s.caveat_answers > 0 {
         format!("{:.3}", s.caveat_flagged as f64 / s.caveat_answers as f64)
     } else {

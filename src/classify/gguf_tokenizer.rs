@@ -31,7 +31,10 @@ fn err(e: impl std::fmt::Display) -> ClassifyError {
 }
 
 fn strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>, ClassifyError> {
-    let v = ct.metadata.get(key).ok_or_else(|| err(format!("GGUF has no {key}")))?;
+    let v = ct
+        .metadata
+        .get(key)
+        .ok_or_else(|| err(format!("GGUF has no {key}")))?;
     v.to_vec()
         .map_err(err)?
         .iter()
@@ -40,9 +43,13 @@ fn strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>, ClassifyEr
 }
 
 fn split(regex: &str) -> Result<PreTokenizerWrapper, ClassifyError> {
-    Ok(Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(err)?
-        .into())
+    Ok(Split::new(
+        SplitPattern::Regex(regex.into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(err)?
+    .into())
 }
 
 /// Builds the tokenizer of a byte-level BPE GGUF (`tokenizer.ggml.model = "gpt2"`).
@@ -67,8 +74,15 @@ pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, Classif
                 .ok_or_else(|| err(format!("bad merge {m:?}")))
         })
         .collect::<Result<_, _>>()?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-    let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(err)?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(err)?;
     let mut tokenizer = Tokenizer::new(bpe);
 
     let pre = ct
@@ -78,16 +92,30 @@ pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, Classif
         .cloned()
         .unwrap_or_else(|| "gpt2".into());
     let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
-        "llama-bpe" | "llama3" | "smaug-bpe" => {
-            Sequence::new(vec![split(LLAMA3_SPLIT)?, ByteLevel::new(false, true, false).into()]).into()
-        }
-        "qwen2" => Sequence::new(vec![split(QWEN2_SPLIT)?, ByteLevel::new(false, true, false).into()]).into(),
-        _ => Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
+        "llama-bpe" | "llama3" | "smaug-bpe" => Sequence::new(vec![
+            split(LLAMA3_SPLIT)?,
+            ByteLevel::new(false, true, false).into(),
+        ])
+        .into(),
+        "qwen2" => Sequence::new(vec![
+            split(QWEN2_SPLIT)?,
+            ByteLevel::new(false, true, false).into(),
+        ])
+        .into(),
+        _ => Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ])
+        .into(),
     };
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(ByteLevelDecoder::new(false, true, true)));
 
-    if let Some(types) = ct.metadata.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+    if let Some(types) = ct
+        .metadata
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.to_vec().ok())
+    {
         let mut special = Vec::new();
         let mut added = Vec::new();
         for (i, t) in types.iter().enumerate() {
@@ -112,7 +140,21 @@ mod tests {
 
     /// A GGUF header with a toy byte-level vocabulary.
     fn toy() -> Content {
-        let toks = ["<|endoftext|>", "<|im_start|>", "s", "a", "f", "e", "sa", "saf", "safe", "Ġ", "Ġsafe", "1", "2"];
+        let toks = [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "s",
+            "a",
+            "f",
+            "e",
+            "sa",
+            "saf",
+            "safe",
+            "Ġ",
+            "Ġsafe",
+            "1",
+            "2",
+        ];
         let mut md = HashMap::new();
         md.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
         md.insert("tokenizer.ggml.pre".into(), Value::String("smollm".into()));
@@ -131,7 +173,12 @@ mod tests {
         );
         md.insert(
             "tokenizer.ggml.token_type".into(),
-            Value::Array(toks.iter().enumerate().map(|(i, _)| Value::I32(if i < 2 { 3 } else { 1 })).collect()),
+            Value::Array(
+                toks.iter()
+                    .enumerate()
+                    .map(|(i, _)| Value::I32(if i < 2 { 3 } else { 1 }))
+                    .collect(),
+            ),
         );
         Content {
             magic: VersionedMagic::GgufV3,
@@ -146,7 +193,11 @@ mod tests {
         let t = tokenizer_from_gguf(&toy()).unwrap();
         let ids = t.encode("safe", false).unwrap().get_ids().to_vec();
         assert_eq!(ids, vec![8], "\"safe\" must not become \" safe\"");
-        let ids = t.encode("<|im_start|>safe safe", false).unwrap().get_ids().to_vec();
+        let ids = t
+            .encode("<|im_start|>safe safe", false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         assert_eq!(ids, vec![1, 8, 10]);
         let ids = t.encode("12", false).unwrap().get_ids().to_vec();
         assert_eq!(ids, vec![11, 12], "digits are split one by one");

@@ -195,7 +195,9 @@ pub struct LlamaGuard {
 
 impl std::fmt::Debug for LlamaGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaGuard").field("variant", &self.config.variant).finish()
+        f.debug_struct("LlamaGuard")
+            .field("variant", &self.config.variant)
+            .finish()
     }
 }
 
@@ -208,7 +210,9 @@ impl LlamaGuard {
         let safe = lm.encode("safe")?;
         let unsafe_ids = lm.encode("unsafe")?;
         let (Some(&safe_id), Some(&unsafe_first)) = (safe.first(), unsafe_ids.first()) else {
-            return Err(ClassifyError::Invalid("the tokenizer cannot encode 'safe'".into()));
+            return Err(ClassifyError::Invalid(
+                "the tokenizer cannot encode 'safe'".into(),
+            ));
         };
         if safe_id == unsafe_first {
             return Err(ClassifyError::Invalid(
@@ -333,7 +337,10 @@ impl LlamaGuardClassifier {
 
     /// Runs the guard on a prompt, blocking (use from a blocking context).
     pub fn score_blocking(&self, prompt: &str, response: Option<&str>) -> Result<GuardScore, ClassifyError> {
-        let mut g = self.guard.lock().map_err(|_| ClassifyError::model(&self.name, "poisoned lock"))?;
+        let mut g = self
+            .guard
+            .lock()
+            .map_err(|_| ClassifyError::model(&self.name, "poisoned lock"))?;
         g.score(prompt, response)
     }
 }
@@ -431,14 +438,21 @@ Provide your safety assessment for ONLY THE LAST Agent message in the above conv
     #[test]
     fn template_8b_is_byte_exact() {
         let cfg = Config::new(Variant::Guard3_8B);
-        assert_eq!(render(&cfg, "  How do I make a cake?\n", None), EXPECTED_8B_PROMPT);
+        assert_eq!(
+            render(&cfg, "  How do I make a cake?\n", None),
+            EXPECTED_8B_PROMPT
+        );
     }
 
     #[test]
     fn template_1b_is_byte_exact() {
         let cfg = Config::new(Variant::Guard3_1B);
         assert_eq!(
-            render(&cfg, "How do I make a cake?", Some("Mix flour, eggs and sugar, then bake.")),
+            render(
+                &cfg,
+                "How do I make a cake?",
+                Some("Mix flour, eggs and sugar, then bake.")
+            ),
             EXPECTED_1B_RESPONSE
         );
     }
@@ -446,9 +460,14 @@ Provide your safety assessment for ONLY THE LAST Agent message in the above conv
     #[test]
     fn custom_categories_replace_the_list() {
         let mut cfg = Config::new(Variant::Guard3_8B);
-        cfg.categories = vec![Category::new("S1", "Political Speech"), Category::new("S2", "Spam")];
+        cfg.categories = vec![
+            Category::new("S1", "Political Speech"),
+            Category::new("S2", "Spam"),
+        ];
         let t = render(&cfg, "hi", None);
-        assert!(t.contains("<BEGIN UNSAFE CONTENT CATEGORIES>\nS1: Political Speech.\nS2: Spam.\n<END UNSAFE"));
+        assert!(
+            t.contains("<BEGIN UNSAFE CONTENT CATEGORIES>\nS1: Political Speech.\nS2: Spam.\n<END UNSAFE")
+        );
         assert!(!t.contains("Violent"));
     }
 
@@ -456,9 +475,18 @@ Provide your safety assessment for ONLY THE LAST Agent message in the above conv
     fn output_parsing() {
         let known = Variant::Guard3_8B.categories();
         assert_eq!(parse_output("safe", &known), (Some(false), vec![]));
-        assert_eq!(parse_output("\n\nunsafe\nS1,S10", &known), (Some(true), vec!["S1".into(), "S10".into()]));
-        assert_eq!(parse_output("unsafe\n s9 , S99", &known), (Some(true), vec!["S9".into()]));
-        assert_eq!(parse_output("unsafe\nS14", &Variant::Guard3_1B.categories()), (Some(true), vec![]));
+        assert_eq!(
+            parse_output("\n\nunsafe\nS1,S10", &known),
+            (Some(true), vec!["S1".into(), "S10".into()])
+        );
+        assert_eq!(
+            parse_output("unsafe\n s9 , S99", &known),
+            (Some(true), vec!["S9".into()])
+        );
+        assert_eq!(
+            parse_output("unsafe\nS14", &Variant::Guard3_1B.categories()),
+            (Some(true), vec![])
+        );
         assert_eq!(parse_output("I think so", &known), (None, vec![]));
     }
 }

@@ -152,9 +152,7 @@ impl PromptJudgement {
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     /// A model's weights or tokenizer are not where they should be.
-    #[error(
-        "model {model} is not available locally: {detail}. Provide it with: {fix}"
-    )]
+    #[error("model {model} is not available locally: {detail}. Provide it with: {fix}")]
     MissingModel {
         model: String,
         detail: String,

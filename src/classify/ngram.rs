@@ -95,7 +95,10 @@ impl NgramHead {
         if ok {
             Ok(())
         } else {
-            Err(ClassifyError::model("ngram", format!("head {name}: tensor shapes do not match its config")))
+            Err(ClassifyError::model(
+                "ngram",
+                format!("head {name}: tensor shapes do not match its config"),
+            ))
         }
     }
 }
@@ -118,7 +121,9 @@ impl NgramModel {
     pub fn embedded() -> Arc<NgramModel> {
         static MODEL: OnceLock<Arc<NgramModel>> = OnceLock::new();
         MODEL
-            .get_or_init(|| Arc::new(NgramModel::from_bytes(EMBEDDED_WEIGHTS).expect("embedded n-gram model is valid")))
+            .get_or_init(|| {
+                Arc::new(NgramModel::from_bytes(EMBEDDED_WEIGHTS).expect("embedded n-gram model is valid"))
+            })
             .clone()
     }
 
@@ -137,7 +142,9 @@ impl NgramModel {
             let config: HeadConfig = serde_json::from_str(cfg).map_err(err)?;
             let get = |t: &str| -> Result<Vec<f32>, ClassifyError> {
                 let key = format!("{name}.{t}");
-                let tensor = tensors.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
+                let tensor = tensors
+                    .get(&key)
+                    .ok_or_else(|| err(format!("missing tensor {key}")))?;
                 tensor
                     .to_dtype(DType::F32)
                     .and_then(|t| t.flatten_all())

@@ -46,7 +46,9 @@ pub fn parse(text: &str) -> GuardLines {
     let mut out = GuardLines::default();
     for line in text.lines() {
         let line = line.trim().replace('：', ":");
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim().to_ascii_lowercase().as_str() {
             "safety" => {
@@ -199,7 +201,11 @@ impl Qwen3Guard {
     }
 
     /// Loads from safetensors files.
-    pub fn load_safetensors(config: &Path, tokenizer: &Path, weights: &[PathBuf]) -> Result<Self, ClassifyError> {
+    pub fn load_safetensors(
+        config: &Path,
+        tokenizer: &Path,
+        weights: &[PathBuf],
+    ) -> Result<Self, ClassifyError> {
         Self::new(CausalLm::load_safetensors(
             Arch::Qwen3,
             config,
@@ -225,7 +231,11 @@ impl Qwen3Guard {
             .filter(|f| f.name.ends_with(".safetensors"))
             .map(|f| hub::resolve(m, &f.name))
             .collect::<Result<_, _>>()?;
-        Self::load_safetensors(&hub::resolve(m, "config.json")?, &hub::resolve(m, "tokenizer.json")?, &weights)
+        Self::load_safetensors(
+            &hub::resolve(m, "config.json")?,
+            &hub::resolve(m, "tokenizer.json")?,
+            &weights,
+        )
     }
 
     /// Runs the guard on a rendered template: greedy generation, reading the distributions
@@ -290,7 +300,10 @@ impl Qwen3GuardClassifier {
     }
 
     fn run_blocking(&self, rendered: &str) -> Result<Qwen3GuardScore, ClassifyError> {
-        let mut g = self.guard.lock().map_err(|_| ClassifyError::model(&self.name, "poisoned lock"))?;
+        let mut g = self
+            .guard
+            .lock()
+            .map_err(|_| ClassifyError::model(&self.name, "poisoned lock"))?;
         g.run(rendered)
     }
 

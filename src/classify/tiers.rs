@@ -21,7 +21,10 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
     };
     match (kind, arg) {
         ("ngram", None) => Ok(Arc::new(NgramClassifier::embedded())),
-        ("ngram", Some(path)) => Ok(Arc::new(NgramClassifier::new(NgramModel::load(Path::new(path))?, "ngram"))),
+        ("ngram", Some(path)) => Ok(Arc::new(NgramClassifier::new(
+            NgramModel::load(Path::new(path))?,
+            "ngram",
+        ))),
         ("minilm", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_default()?)),
         ("llama-guard", name) => {
             let m = crate::hub::find_manifest(name.unwrap_or("llama-guard-3-1b"))?;
@@ -35,7 +38,10 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
         }
         ("qwen3guard", name) => {
             let m = crate::hub::find_manifest(name.unwrap_or("qwen3guard-gen-0.6b"))?;
-            Ok(Arc::new(Qwen3GuardClassifier::new(Qwen3Guard::load_manifest(&m)?, m.name)))
+            Ok(Arc::new(Qwen3GuardClassifier::new(
+                Qwen3Guard::load_manifest(&m)?,
+                m.name,
+            )))
         }
         _ => Err(ClassifyError::Invalid(format!(
             "unknown tier {spec:?}; expected ngram, ngram:PATH, minilm, llama-guard:NAME or qwen3guard:NAME"

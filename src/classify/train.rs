@@ -131,9 +131,13 @@ pub fn train_ngram_head(
     let cw = class_weights(examples, n_labels, cfg.class_weight_power);
 
     let scale = 1.0 / dim as f32;
-    let init: Vec<f32> = (0..buckets * dim).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect();
+    let init: Vec<f32> = (0..buckets * dim)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
+        .collect();
     let emb = Var::from_vec(init, (buckets, dim), &dev).map_err(err)?;
-    let winit: Vec<f32> = (0..n_labels * dim).map(|_| (rng.next_f32() * 2.0 - 1.0) * 0.1).collect();
+    let winit: Vec<f32> = (0..n_labels * dim)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * 0.1)
+        .collect();
     let w = Var::from_vec(winit, (n_labels, dim), &dev).map_err(err)?;
     let b = Var::zeros(n_labels, DType::F32, &dev).map_err(err)?;
     let mut opt = AdamW::new(
@@ -190,7 +194,12 @@ pub fn train_ngram_head(
         progress(epoch + 1, total / batches.max(1) as f32);
     }
 
-    let to_vec = |v: &Var| v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err);
+    let to_vec = |v: &Var| {
+        v.as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    };
     Ok(NgramHead {
         config: HeadConfig {
             features,
@@ -265,7 +274,8 @@ pub fn train_linear_head(
         .collect();
     let cw = class_weights(&examples, labels.len(), 1.0);
     let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
-    let targets = Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
+    let targets =
+        Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
     let w = Var::zeros((labels.len(), dim), DType::F32, &dev).map_err(err)?;
     let b = Var::zeros(labels.len(), DType::F32, &dev).map_err(err)?;
     let mut opt = AdamW::new(
@@ -285,7 +295,12 @@ pub fn train_linear_head(
             .map_err(err)?;
         opt.backward_step(&loss).map_err(err)?;
     }
-    let to_vec = |v: &Var| v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err);
+    let to_vec = |v: &Var| {
+        v.as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    };
     Ok(LinearHead {
         labels: labels.iter().map(|s| s.to_string()).collect(),
         weight: to_vec(&w)?,
@@ -328,7 +343,10 @@ mod tests {
             ..TrainConfig::default()
         };
         let mut losses = Vec::new();
-        let head = train_ngram_head(&examples, &["answer", "refusal"], features, &cfg, |_, l| losses.push(l)).unwrap();
+        let head = train_ngram_head(&examples, &["answer", "refusal"], features, &cfg, |_, l| {
+            losses.push(l)
+        })
+        .unwrap();
         assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
         assert!(head.forward("I'm sorry, but I can't do that.")[1] > 0.8);
         assert!(head.forward("Here is a detailed answer: mix the sugar.")[0] > 0.8);
@@ -337,7 +355,9 @@ mod tests {
 
     #[test]
     fn linear_head_learns_separable_points() {
-        let xs: Vec<Vec<f32>> = (0..20).map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.5]).collect();
+        let xs: Vec<Vec<f32>> = (0..20)
+            .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.5])
+            .collect();
         let ys: Vec<usize> = (0..20).map(|i| i % 2).collect();
         let head = train_linear_head(&xs, &ys, &["a", "b"], 200, 0.1).unwrap();
         assert!(head.forward(&[1.0, 0.5])[0] > 0.9);

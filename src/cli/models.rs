@@ -100,10 +100,20 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
         ModelsCommand::List { manifests: extra } => {
             let cache = hub::cache();
             println!("hf-hub cache: {}", cache.path().display());
-            println!("{:<28} {:<11} {:<9} {:<44} license", "name", "kind", "status", "repo");
+            println!(
+                "{:<28} {:<11} {:<9} {:<44} license",
+                "name", "kind", "status", "repo"
+            );
             for m in manifests(&extra)? {
-                let status = if hub::is_available(&cache, &m) { "ready" } else { "missing" };
-                println!("{:<28} {:<11} {:<9} {:<44} {}", m.name, m.kind, status, m.repo, m.license);
+                let status = if hub::is_available(&cache, &m) {
+                    "ready"
+                } else {
+                    "missing"
+                };
+                println!(
+                    "{:<28} {:<11} {:<9} {:<44} {}",
+                    m.name, m.kind, status, m.repo, m.license
+                );
             }
             let e = crate::classify::ngram::NgramModel::embedded();
             println!(
@@ -116,12 +126,17 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
-        ModelsCommand::Fetch { name, manifests: extra } => {
+        ModelsCommand::Fetch {
+            name,
+            manifests: extra,
+        } => {
             let all = manifests(&extra)?;
             let m = all
                 .iter()
                 .find(|m| m.name == name || m.repo == name)
-                .ok_or_else(|| ClassifyError::Invalid(format!("unknown model {name:?} (see `models list`)")))?;
+                .ok_or_else(|| {
+                    ClassifyError::Invalid(format!("unknown model {name:?} (see `models list`)"))
+                })?;
             let paths = runtime().block_on(hub::fetch(m))?;
             for p in paths {
                 println!("{}", p.display());
@@ -238,7 +253,10 @@ async fn eval_tier(
     }
     if prompts {
         println!("\n{PROMPT_HEADER}");
-        let mut files: Vec<(&str, Part)> = PERMISSIVE_PROMPT_FILES.iter().map(|f| (*f, Part::HeldOut)).collect();
+        let mut files: Vec<(&str, Part)> = PERMISSIVE_PROMPT_FILES
+            .iter()
+            .map(|f| (*f, Part::HeldOut))
+            .collect();
         // Never trained on: their licences keep them out of the shipped weights.
         files.push(("nq_open.jsonl", Part::All));
         files.push(("xsafety.jsonl", Part::All));

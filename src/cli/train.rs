@@ -84,7 +84,9 @@ pub fn today() -> String {
 }
 
 fn project_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/refusal-ngram").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/refusal-ngram")
+        .join(name)
 }
 
 /// The shipped training sets: (response examples, prompt examples, provenance).
@@ -99,11 +101,22 @@ pub fn shipped_data(
     let mut prov = Provenance::default();
     let shared: Vec<PathBuf> = PERMISSIVE_RESPONSE_FILES.iter().map(|f| dir.join(f)).collect();
     let mut responses = response_examples(&shared, true, &mut prov)?;
-    responses.extend(response_examples(&[project_file("examples.jsonl")], false, &mut prov)?);
-    let mut prompt_files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES.iter().map(|f| dir.join("prompts").join(f)).collect();
+    responses.extend(response_examples(
+        &[project_file("examples.jsonl")],
+        false,
+        &mut prov,
+    )?);
+    let mut prompt_files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES
+        .iter()
+        .map(|f| dir.join("prompts").join(f))
+        .collect();
     prompt_files.push(dir.join("deccp_qwen2_7b.jsonl"));
     let mut prompts = prompt_examples(&prompt_files, true, &mut prov)?;
-    prompts.extend(prompt_examples(&[project_file("prompts.jsonl")], false, &mut prov)?);
+    prompts.extend(prompt_examples(
+        &[project_file("prompts.jsonl")],
+        false,
+        &mut prov,
+    )?);
     Ok((responses, prompts, prov))
 }
 
@@ -138,17 +151,25 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     } else {
         eprintln!("training the answer head on {} examples", responses.len());
-        Some(train_ngram_head(&responses, &RESPONSE_LABELS, features, &cfg, |e, l| {
-            eprintln!("  epoch {e}: loss {l:.4}")
-        })?)
+        Some(train_ngram_head(
+            &responses,
+            &RESPONSE_LABELS,
+            features,
+            &cfg,
+            |e, l| eprintln!("  epoch {e}: loss {l:.4}"),
+        )?)
     };
     let prompt = if prompts.is_empty() {
         None
     } else {
         eprintln!("training the prompt head on {} examples", prompts.len());
-        Some(train_ngram_head(&prompts, &PROMPT_LABELS, features, &cfg, |e, l| {
-            eprintln!("  epoch {e}: loss {l:.4}")
-        })?)
+        Some(train_ngram_head(
+            &prompts,
+            &PROMPT_LABELS,
+            features,
+            &cfg,
+            |e, l| eprintln!("  epoch {e}: loss {l:.4}"),
+        )?)
     };
     let mut info = std::collections::HashMap::new();
     info.insert("trained".to_string(), today());

@@ -66,7 +66,10 @@ fn list_source(source: &Path) -> Result<Source, ClassifyError> {
         files.sort();
         return Ok(Source::Files(files));
     }
-    let name = source.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".whl") || lower.ends_with(".zip") {
         let f = fs::File::open(source).map_err(io_err(source))?;
@@ -119,8 +122,8 @@ fn open_entry(source: &Source, entry: &str, dest: &Path) -> Result<String, Class
         }
         Source::Zip(path, _) => {
             let f = fs::File::open(path).map_err(io_err(path))?;
-            let mut zip =
-                zip::ZipArchive::new(f).map_err(|e| ClassifyError::Invalid(format!("{}: {e}", path.display())))?;
+            let mut zip = zip::ZipArchive::new(f)
+                .map_err(|e| ClassifyError::Invalid(format!("{}: {e}", path.display())))?;
             let mut e = zip
                 .by_name(entry)
                 .map_err(|e| ClassifyError::Invalid(format!("{}: {entry}: {e}", path.display())))?;
@@ -154,7 +157,10 @@ fn place(cache: &Cache, m: &Manifest, file: &str, tmp: &Path, sha: &str) -> Resu
     }
     #[cfg(not(unix))]
     fs::copy(&blob, &target).map_err(io_err(&target))?;
-    cache.repo(repo_of(m)).create_ref(&m.snapshot()).map_err(io_err(&dir))?;
+    cache
+        .repo(repo_of(m))
+        .create_ref(&m.snapshot())
+        .map_err(io_err(&dir))?;
     Ok(target)
 }
 
@@ -185,9 +191,10 @@ pub fn import(
                 let tmp = cache.path().join(format!(".import-{}.tmp", std::process::id()));
                 let sha = open_entry(&src, entry, &tmp)?;
                 let verdict = match &file.sha256 {
-                    Some(want) if *want != sha => {
-                        Err(format!("sha256 {sha} does not match the manifest's {want} for {}", file.name))
-                    }
+                    Some(want) if *want != sha => Err(format!(
+                        "sha256 {sha} does not match the manifest's {want} for {}",
+                        file.name
+                    )),
                     None if !allow_unverified => Err(format!(
                         "no pinned sha256 for {} (got {sha}); pass --allow-unverified to trust it",
                         file.name
@@ -279,11 +286,22 @@ mod tests {
         fs::write(dir.path().join("weights.bin"), b"tampered").unwrap();
         let cache = Cache::new(dir.path().join("hub"));
         let m = manifest(Some(sha_of(b"the real weights")));
-        let err = import(&dir.path().join("weights.bin"), std::slice::from_ref(&m), &cache, false).unwrap_err();
+        let err = import(
+            &dir.path().join("weights.bin"),
+            std::slice::from_ref(&m),
+            &cache,
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
         assert!(super::super::resolve_in(&cache, &m, "weights.bin").is_err());
-        assert!(!dir.path().join("hub/models--test--tiny/blobs").exists()
-            || fs::read_dir(dir.path().join("hub/models--test--tiny/blobs")).unwrap().next().is_none());
+        assert!(
+            !dir.path().join("hub/models--test--tiny/blobs").exists()
+                || fs::read_dir(dir.path().join("hub/models--test--tiny/blobs"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
     }
 
     #[test]
@@ -292,8 +310,20 @@ mod tests {
         fs::write(dir.path().join("weights.bin"), b"x").unwrap();
         let cache = Cache::new(dir.path().join("hub"));
         let m = manifest(None);
-        assert!(import(&dir.path().join("weights.bin"), std::slice::from_ref(&m), &cache, false).is_err());
-        let r = import(&dir.path().join("weights.bin"), std::slice::from_ref(&m), &cache, true).unwrap();
+        assert!(import(
+            &dir.path().join("weights.bin"),
+            std::slice::from_ref(&m),
+            &cache,
+            false
+        )
+        .is_err());
+        let r = import(
+            &dir.path().join("weights.bin"),
+            std::slice::from_ref(&m),
+            &cache,
+            true,
+        )
+        .unwrap();
         assert_eq!(r.imported.len(), 1);
     }
 
@@ -304,7 +334,8 @@ mod tests {
         {
             let f = fs::File::create(&whl).unwrap();
             let mut z = zip::ZipWriter::new(f);
-            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            let opts =
+                zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
             z.start_file("pkg/model/extra/weights.bin", opts).unwrap();
             z.write_all(b"decoy").unwrap();
             z.start_file("pkg/weights.bin", opts).unwrap();

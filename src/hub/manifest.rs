@@ -116,10 +116,13 @@ pub fn builtin_manifests() -> Vec<Manifest> {
 /// The built-in manifest of a name (or repo id).
 pub fn find_manifest(name: &str) -> Result<Manifest, ClassifyError> {
     let all = builtin_manifests();
-    all.iter().find(|m| m.name == name || m.repo == name).cloned().ok_or_else(|| {
-        let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
-        ClassifyError::Invalid(format!("unknown model {name:?}; known: {}", names.join(", ")))
-    })
+    all.iter()
+        .find(|m| m.name == name || m.repo == name)
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+            ClassifyError::Invalid(format!("unknown model {name:?}; known: {}", names.join(", ")))
+        })
 }
 
 #[cfg(test)]

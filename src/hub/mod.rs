@@ -49,21 +49,26 @@ pub fn resolve(m: &Manifest, file: &str) -> Result<PathBuf, ClassifyError> {
 
 /// [`resolve`] in a given cache.
 pub fn resolve_in(cache: &Cache, m: &Manifest, file: &str) -> Result<PathBuf, ClassifyError> {
-    cache.repo(repo_of(m)).get(file).ok_or_else(|| ClassifyError::MissingModel {
-        model: m.name.clone(),
-        detail: format!(
-            "{file} of {} (revision {}) is not in the hf-hub cache at {}",
-            m.repo,
-            m.revision,
-            cache.path().display()
-        ),
-        fix: m.fix_command(),
-    })
+    cache
+        .repo(repo_of(m))
+        .get(file)
+        .ok_or_else(|| ClassifyError::MissingModel {
+            model: m.name.clone(),
+            detail: format!(
+                "{file} of {} (revision {}) is not in the hf-hub cache at {}",
+                m.repo,
+                m.revision,
+                cache.path().display()
+            ),
+            fix: m.fix_command(),
+        })
 }
 
 /// Whether every file of a manifest is in the cache.
 pub fn is_available(cache: &Cache, m: &Manifest) -> bool {
-    m.files.iter().all(|f| cache.repo(repo_of(m)).get(&f.name).is_some())
+    m.files
+        .iter()
+        .all(|f| cache.repo(repo_of(m)).get(&f.name).is_some())
 }
 
 /// Hex sha256 of a file, streamed.
