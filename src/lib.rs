@@ -13,6 +13,7 @@ pub mod cli;
 pub mod dataset;
 pub mod detect;
 pub mod error;
+pub mod gateway;
 pub mod layer;
 pub mod mock;
 pub mod provider;

@@ -86,3 +86,9 @@ impl ChatResponse {
 /// The configured name of the provider that produced a response (an extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderName(pub Arc<str>);
+
+/// How long the provider took to its response: to the head for streams, to the whole
+/// body for complete answers (an extension the client sets; the gateway's overhead
+/// metric subtracts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTiming(pub std::time::Duration);
