@@ -10,7 +10,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use futures::StreamExt;
 use refusal_guard::layer::{RefusalGuardLayer, RerouteLayer, Route};
 use refusal_guard::provider::{ChatResponse, ProviderName, ResponseBody};
-use refusal_guard::wire::{ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta, Message};
+use refusal_guard::wire::{
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta, Message,
+};
 use refusal_guard::Error;
 use tower::{Layer, Service, ServiceExt};
 
@@ -84,12 +86,19 @@ impl Service<ChatRequest> for Upstream {
 async fn drain(response: ChatResponse) -> usize {
     match response.body {
         ResponseBody::Complete(c) => c.text().len(),
-        ResponseBody::Stream(s) => s.map(|c| c.unwrap().content().len()).fold(0, |a, b| async move { a + b }).await,
+        ResponseBody::Stream(s) => {
+            s.map(|c| c.unwrap().content().len())
+                .fold(0, |a, b| async move { a + b })
+                .await
+        }
     }
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let upstream = Upstream {
         completion: Arc::new(completion()),
         chunks: Arc::new(chunks()),

@@ -5,6 +5,7 @@
 //! command line lives in the library (not in `main.rs`) so integration tests can run a
 //! subcommand's logic without spawning a process.
 
+pub mod audit;
 pub mod eval;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Accuracy of the detectors against labeled JSON Lines files.
     Eval(eval::EvalArgs),
+    /// Runs the verdict pipeline over logged traffic and reports rates, plots and records.
+    Audit(audit::AuditArgs),
 }
 
 /// Parses the command line and runs it.
@@ -31,6 +34,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
+        Command::Audit(args) => audit::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
