@@ -85,9 +85,10 @@ pub fn render(report: &Report) -> Result<String, String> {
         section(&mut h, "over-time", "Over time");
         let _ = writeln!(
             h,
-            "<p>Share of each bucket's records that were not answers, per {:?} (UTC). \
+            "<p>Share of each bucket's records that were not answers, per {} (UTC). \
              {} record(s) carry no time and are not shown.</p>",
-            t.bucket, t.undated
+            t.bucket.as_str(),
+            t.undated
         );
         figure(&mut h, "plot-over-time", &plots::timeline(t, &classes)?);
         let series = plots::timeline_series(&classes);
