@@ -37,6 +37,13 @@ pub enum Cue {
     /// An offer of something else ("If you'd like, I can…"): it means the content that
     /// follows a refusal is an alternative, not the answer.
     Redirect,
+    /// A caveat about scope ("I can't give medical advice", "I'm not a lawyer"): it cancels
+    /// the refusal or inability wording it overlaps, because what follows is usually the
+    /// answer.
+    Caveat,
+    /// The whole answer is a block marker leaked as text (Gemini's `SAFETY`): the
+    /// provider's moderation, seen through the text.
+    BlockMarker,
     /// Words naming harm, danger, illegality, violence: the grounds of a safety refusal.
     SafetyGrounds,
     /// Words naming sensitivity, politics, policy, guidelines, neutrality: the grounds of a
