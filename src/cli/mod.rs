@@ -1,0 +1,42 @@
+//! The `refusal-guard` command line.
+//!
+//! One subcommand per job, each in its own module with its own clap `Args`: `eval` today;
+//! `audit`, `classify`, `serve` and `models` join the [`Command`] enum as they land. The
+//! command line lives in the library (not in `main.rs`) so integration tests can run a
+//! subcommand's logic without spawning a process.
+
+pub mod eval;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Detect, classify and re-route LLM refusals.
+#[derive(Debug, Parser)]
+#[command(name = "refusal-guard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Accuracy of the detectors against labeled JSON Lines files.
+    Eval(eval::EvalArgs),
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("refusal-guard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
