@@ -858,7 +858,7 @@ async fn shutdown_ends_open_streams() {
         .await
         .unwrap();
     assert_eq!(state.outcome, Outcome::Sending);
-    let watcher = {
+    let url = {
         // Keep a way to read the state after the mock is gone.
         let url = mock.base_url();
         tokio::time::timeout(HANG, mock.shutdown())
@@ -874,7 +874,7 @@ async fn shutdown_ends_open_streams() {
     }
     // The port is closed.
     let err = call(
-        &OpenAiCompatible::builder("x", watcher).build().unwrap(),
+        &OpenAiCompatible::builder("x", url).build().unwrap(),
         request(false),
     )
     .await
