@@ -10,6 +10,7 @@
 
 pub mod detect;
 pub mod error;
+pub mod gateway;
 pub mod layer;
 pub mod mock;
 pub mod provider;

@@ -176,6 +176,19 @@ pub struct HoldBack {
 pub struct StreamVerdict(watch::Receiver<Option<Verdict>>);
 
 impl StreamVerdict {
+    /// A handle and the sender that resolves it (layers that replace a stream replace its verdict too).
+    pub(crate) fn channel() -> (watch::Sender<Option<Verdict>>, StreamVerdict) {
+        let (tx, rx) = watch::channel(None);
+        (tx, StreamVerdict(rx))
+    }
+
+    /// A handle that is already resolved.
+    pub fn resolved(verdict: Verdict) -> StreamVerdict {
+        let (tx, handle) = Self::channel();
+        let _ = tx.send(Some(verdict));
+        handle
+    }
+
     /// The final verdict, if the stream has ended.
     pub fn get(&self) -> Option<Verdict> {
         self.0.borrow().clone()
@@ -284,10 +297,10 @@ async fn guard_response(
                     held,
                     upstream,
                 } => {
-                    let (tx, rx) = watch::channel(None);
+                    let (tx, handle) = StreamVerdict::channel();
                     response.extensions.insert(verdict);
                     response.extensions.insert(hold_back);
-                    response.extensions.insert(StreamVerdict(rx));
+                    response.extensions.insert(handle);
                     response.body = ResponseBody::Stream(watcher.release(held, upstream, tx));
                     Ok(response)
                 }
@@ -460,10 +473,15 @@ impl StreamWatch {
             upstream,
             verdict_tx: Some(verdict_tx),
         };
-        Box::pin(futures::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
-        }))
+        // Fused: callers may poll an ended stream once more (the re-route layer does
+        // when a continuation ends early), and that must be a quiet `None`.
+        Box::pin(
+            futures::stream::unfold(state, |mut state| async move {
+                let item = state.next().await?;
+                Some((item, state))
+            })
+            .fuse(),
+        )
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod models;
 mod openai_compatible;
+mod read;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use models::ModelMap;
 pub use openai_compatible::{
     ApiKey, OpenAiCompatible, OpenAiCompatibleBuilder, DASHSCOPE_CN, DASHSCOPE_INTL,
 };
+pub use read::{read_response, BodyLimits};
 
 use crate::error::Error;
 use crate::wire::{ChatCompletion, ChatCompletionChunk};
@@ -86,3 +88,9 @@ impl ChatResponse {
 /// The configured name of the provider that produced a response (an extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderName(pub Arc<str>);
+
+/// How long the provider took to its response: to the head for streams, to the whole
+/// body for complete answers (an extension the client sets; the gateway's overhead
+/// metric subtracts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTiming(pub std::time::Duration);

@@ -1,0 +1,276 @@
+//! `gateway.toml`: providers, routes, the verdict policy, the hold-back window.
+//!
+//! Everything has a default except the providers and routes. API keys are never in the
+//! file: each provider names the environment variable that holds its key, so the file
+//! can be committed and reviewed. Unknown keys are errors, so a typo does not silently
+//! fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::layer::Prices;
+use crate::verdict::VerdictSet;
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub guard: GuardConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Routes, matched by model name in order; `model = "*"` matches every model.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Requests in flight at once; more are answered 503 at once rather than queued.
+    pub max_concurrency: usize,
+    /// An environment variable holding the gateway's own client keys, comma-separated.
+    /// Unset means no client authentication.
+    pub api_keys_env: Option<String>,
+    /// On shutdown, how long open streams may run before they are cut.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 << 20,
+            max_concurrency: 1024,
+            api_keys_env: None,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The refusal guard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub window_tokens: usize,
+    pub window_ms: u64,
+    pub decide_confidence: f32,
+    /// Attach verdicts but never stop or re-route anything.
+    pub observe_only: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            window_tokens: crate::layer::guard::DEFAULT_WINDOW_TOKENS,
+            window_ms: crate::layer::guard::DEFAULT_WINDOW_DURATION.as_millis() as u64,
+            decide_confidence: crate::layer::guard::DEFAULT_DECIDE_CONFIDENCE,
+            observe_only: false,
+        }
+    }
+}
+
+/// What is re-routed, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Verdict classes that move a request to the next provider. Adding
+    /// `safety_refusal` sends requests one provider judged harmful to another.
+    pub reroute: VerdictSet,
+    pub continue_mid_stream: bool,
+    /// Re-ask the same provider once when a refusal was entered below this probability.
+    pub resample_below: Option<f64>,
+    /// Conversations remembered for affinity after an input-stage block (0: off).
+    pub affinity_conversations: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            reroute: VerdictSet::policy_driven(),
+            continue_mid_stream: true,
+            resample_below: None,
+            affinity_conversations: 10_000,
+        }
+    }
+}
+
+/// One upstream provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The OpenAI-compatible base URL (the part before `/chat/completions`).
+    pub base_url: String,
+    /// The environment variable that holds the API key; unset means no key is sent.
+    pub api_key_env: Option<String>,
+    /// The caller's model names mapped to this provider's (`"*"` maps all others).
+    #[serde(default)]
+    pub models: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_first_token_ms")]
+    pub first_token_timeout_ms: u64,
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    pub max_retries: usize,
+    pub prices: Option<Prices>,
+}
+
+fn default_first_token_ms() -> u64 {
+    30_000
+}
+fn default_connect_ms() -> u64 {
+    5_000
+}
+fn default_retries() -> usize {
+    2
+}
+
+/// Which providers serve a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The model name callers use, or `*`.
+    pub model: String,
+    pub primary: String,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// The whole request's budget, stream included.
+    #[serde(default = "default_total_ms")]
+    pub total_timeout_ms: u64,
+}
+
+fn default_total_ms() -> u64 {
+    300_000
+}
+
+impl GatewayConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid("configuration", format!("{}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Invalid { what, detail } => Error::Invalid {
+                what,
+                detail: format!("{}: {detail}", path.display()),
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let config: GatewayConfig =
+            toml::from_str(text).map_err(|e| Error::invalid("configuration", e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.routes.is_empty() {
+            return Err(Error::invalid(
+                "configuration",
+                "no [[routes]]: the gateway would serve nothing",
+            ));
+        }
+        for route in &self.routes {
+            for name in std::iter::once(&route.primary).chain(&route.fallbacks) {
+                if !self.providers.contains_key(name) {
+                    return Err(Error::invalid(
+                        "configuration",
+                        format!(
+                            "route for model {:?} names provider {name:?}, which [providers] does not define",
+                            route.model
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, p) in &self.providers {
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(Error::invalid(
+                    "configuration",
+                    format!(
+                        "provider {name:?}: base_url {:?} is not an http(s) URL",
+                        p.base_url
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The route for a model: the first exact match, else the first `*`.
+    pub fn route_for(&self, model: &str) -> Option<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|r| r.model == model)
+            .or_else(|| self.routes.iter().find(|r| r.model == "*"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+
+[providers.qwen]
+base_url = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+api_key_env = "DASHSCOPE_API_KEY"
+prices = { input = 0.4, output = 1.2 }
+
+[providers.backup]
+base_url = "http://127.0.0.1:9001/v1"
+models = { "*" = "gpt-4o-mini" }
+
+[[routes]]
+model = "qwen-plus"
+primary = "qwen"
+fallbacks = ["backup"]
+"#;
+
+    #[test]
+    fn sample_parses_with_defaults() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.guard.window_tokens, 16);
+        assert!(c
+            .policy
+            .reroute
+            .contains(crate::verdict::VerdictClass::PolicyRefusal));
+        assert!(!c
+            .policy
+            .reroute
+            .contains(crate::verdict::VerdictClass::SafetyRefusal));
+        assert_eq!(c.route_for("qwen-plus").unwrap().fallbacks, vec!["backup"]);
+        assert!(c.route_for("other").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let bad = SAMPLE.replace("fallbacks = [\"backup\"]", "fallbacks = [\"missing\"]");
+        let e = GatewayConfig::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("\"missing\""), "{e}");
+        let typo = SAMPLE.replace("[server]", "[server]\nlisten_port = 1");
+        let e = GatewayConfig::parse(&typo).unwrap_err().to_string();
+        assert!(e.contains("listen_port"), "{e}");
+        let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
+        let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

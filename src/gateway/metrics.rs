@@ -1,0 +1,119 @@
+//! Prometheus metrics of the gateway, in the text format `/metrics` serves.
+//!
+//! The figure a gateway operator watches first is the overhead: what the gateway adds on
+//! top of waiting for providers. It is observed for single-attempt requests (the
+//! no-refusal path), as the time to the response head minus the provider's own time
+//! to its response, and the hold-back window's wait, which is time spent waiting for the
+//! provider's tokens, not work the gateway does. Re-routed requests are measured by the
+//! request duration and the re-route counter instead.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub model: String,
+    pub stream: String,
+}
+
+/// Labels of a verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub provider: String,
+    pub verdict: String,
+}
+
+/// Labels of a re-route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RerouteLabels {
+    pub from: String,
+    pub to: String,
+}
+
+/// Labels of an answered status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub responses: Family<StatusLabels, Counter>,
+    pub verdicts: Family<VerdictLabels, Counter>,
+    pub reroutes: Family<RerouteLabels, Counter>,
+    pub duration: Histogram,
+    pub upstream: Histogram,
+    pub overhead: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `refusal_guard` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("refusal_guard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let responses = Family::<StatusLabels, Counter>::default();
+        let verdicts = Family::<VerdictLabels, Counter>::default();
+        let reroutes = Family::<RerouteLabels, Counter>::default();
+        // 10 µs to ~160 s: overheads are microseconds, requests are seconds.
+        let duration = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
+        let upstream = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
+        let overhead = Histogram::new(exponential_buckets(1e-6, 2.0, 24));
+        registry.register("requests", "Chat requests received", requests.clone());
+        registry.register("responses", "Responses sent, by HTTP status", responses.clone());
+        registry.register("verdicts", "Verdicts, by provider and class", verdicts.clone());
+        registry.register(
+            "reroutes",
+            "Requests moved from one provider to another",
+            reroutes.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Providers' time to their response head (complete answers: the whole body)",
+            upstream.clone(),
+        );
+        registry.register(
+            "overhead_seconds",
+            "Gateway time minus provider time, single-attempt requests",
+            overhead.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            responses,
+            verdicts,
+            reroutes,
+            duration,
+            upstream,
+            overhead,
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics registry poisoned");
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,286 @@
+//! Writing answers back as OpenAI-shaped HTTP: JSON for complete answers, SSE for
+//! streams, OpenAI's error JSON for failures, and the verdict where clients can read it.
+//!
+//! The verdict surfaces twice. As headers (`x-refusal-guard-verdict`, `-provider`,
+//! `-attempts`), decided before the body starts: for streams, that is the hold-back
+//! window's verdict. And, for streams, in the final chunk: a `refusal_guard` field with
+//! the verdict over the whole answer. To put it there without delaying any content, the
+//! writer holds back only the trailing chunks that carry no content (the finish chunk
+//! and the usage chunk), and adds the field to the last of them when the stream ends.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::error::Error;
+use crate::layer::{Attempts, StreamVerdict};
+use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
+use crate::verdict::Verdict;
+use crate::wire::sse::{encode_data, encode_done};
+use crate::wire::{ChatCompletionChunk, ChunkChoice, Delta, ErrorPosition, FinishReason};
+
+/// The verdict class of the answer (`answer`, `policy_refusal`, …).
+pub const VERDICT_HEADER: &str = "x-refusal-guard-verdict";
+/// The provider that produced the answer.
+pub const PROVIDER_HEADER: &str = "x-refusal-guard-provider";
+/// How many provider attempts the answer took.
+pub const ATTEMPTS_HEADER: &str = "x-refusal-guard-attempts";
+
+/// The HTTP response for a chat service's result.
+pub fn respond(result: Result<ChatResponse, Error>) -> Response<Body> {
+    match result {
+        Ok(response) => respond_ok(response),
+        Err(Error::Refused(refusal)) if !refusal.held.is_empty() => {
+            // Every provider refused a stream inside its window: the caller gets what was
+            // held back of the first refusal, closed as a content filter would close it.
+            let verdict = refusal.verdict.clone();
+            let mut chunks: Vec<Result<ChatCompletionChunk, Error>> =
+                refusal.held.into_iter().map(Ok).collect();
+            let last_id = chunks
+                .iter()
+                .rev()
+                .find_map(|c| c.as_ref().ok().and_then(|c| c.id.clone()));
+            chunks.push(Ok(ChatCompletionChunk {
+                id: last_id,
+                object: Some("chat.completion.chunk".into()),
+                choices: vec![ChunkChoice {
+                    delta: Delta::default(),
+                    finish_reason: Some(FinishReason::ContentFilter),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }));
+            let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks)));
+            response.extensions.insert(verdict);
+            respond_ok(response)
+        }
+        Err(error) => error_response(&error),
+    }
+}
+
+fn respond_ok(response: ChatResponse) -> Response<Body> {
+    let ChatResponse { body, extensions } = response;
+    let verdict = extensions.get::<Verdict>().cloned();
+    let attempts = extensions.get::<Attempts>().cloned();
+    let provider = attempts
+        .as_ref()
+        .and_then(|a| a.snapshot().last().map(|a| a.provider.clone()))
+        .or_else(|| {
+            extensions
+                .get::<crate::provider::ProviderName>()
+                .map(|p| p.0.to_string())
+        });
+    let mut builder = Response::builder().status(StatusCode::OK);
+    if let Some(v) = &verdict {
+        builder = builder.header(VERDICT_HEADER, v.class().as_str());
+    }
+    if let Some(p) = provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+        builder = builder.header(PROVIDER_HEADER, p);
+    }
+    builder = builder.header(ATTEMPTS_HEADER, attempts.as_ref().map_or(1, |a| a.len().max(1)));
+    match body {
+        ResponseBody::Complete(completion) => {
+            let json = serde_json::to_vec(&completion).expect("wire types always serialise");
+            builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(json))
+                .expect("valid response parts")
+        }
+        ResponseBody::Stream(stream) => {
+            let writer = SseWriter {
+                stream,
+                tail: Vec::new(),
+                window_verdict: verdict,
+                final_verdict: extensions.get::<StreamVerdict>().cloned(),
+                attempts,
+                done: false,
+            };
+            let body = futures::stream::unfold(writer, |mut w| async move {
+                let bytes = w.next().await?;
+                Some((Ok::<_, Infallible>(bytes), w))
+            });
+            builder
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(body))
+                .expect("valid response parts")
+        }
+    }
+}
+
+/// Turns chunks into SSE bytes, holding back content-free trailing chunks so the last
+/// one can carry the final verdict.
+struct SseWriter {
+    stream: ChunkStream,
+    tail: Vec<ChatCompletionChunk>,
+    window_verdict: Option<Verdict>,
+    final_verdict: Option<StreamVerdict>,
+    attempts: Option<Attempts>,
+    done: bool,
+}
+
+fn carries_content(chunk: &ChatCompletionChunk) -> bool {
+    chunk.choices.iter().any(|c| {
+        c.finish_reason.is_none()
+            || c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+            || c.delta.tool_calls.is_some()
+            || c.delta.reasoning_content.is_some()
+    })
+}
+
+impl SseWriter {
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.stream.next().await {
+                Some(Ok(chunk)) if carries_content(&chunk) && !chunk.choices.is_empty() => {
+                    let mut out = self.flush_tail();
+                    out.extend_from_slice(&encode_data(&chunk));
+                    return Some(out.into());
+                }
+                Some(Ok(chunk)) => self.tail.push(chunk),
+                Some(Err(error)) => {
+                    // Headers are gone: the error travels as OpenAI's in-stream error event.
+                    self.done = true;
+                    let mut out = self.flush_tail();
+                    out.extend_from_slice(&encode_data(&error_body(&error)));
+                    return Some(out.into());
+                }
+                None => {
+                    self.done = true;
+                    let marker = marker(
+                        self.final_verdict.clone(),
+                        self.window_verdict.clone(),
+                        self.attempts.clone(),
+                    )
+                    .await;
+                    let mut last = self.tail.pop().unwrap_or_else(|| ChatCompletionChunk {
+                        object: Some("chat.completion.chunk".into()),
+                        ..Default::default()
+                    });
+                    let mut out = self.flush_tail();
+                    merge_marker(&mut last.extra, marker);
+                    out.extend_from_slice(&encode_data(&last));
+                    out.extend_from_slice(&encode_done());
+                    return Some(out.into());
+                }
+            }
+        }
+    }
+
+    fn flush_tail(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in self.tail.drain(..) {
+            out.extend_from_slice(&encode_data(&chunk));
+        }
+        out
+    }
+}
+
+/// The `refusal_guard` fields of the final chunk: the verdict over the whole stream
+/// (the window's when the final one is unknown) and the attempt count.
+async fn marker(
+    final_verdict: Option<StreamVerdict>,
+    window: Option<Verdict>,
+    attempts: Option<Attempts>,
+) -> Value {
+    let verdict = match final_verdict {
+        Some(v) => v.wait().await,
+        None => None,
+    }
+    .or(window);
+    let mut m = Map::new();
+    if let Some(v) = verdict {
+        m.insert("verdict".into(), json!(v.class().as_str()));
+        m.insert("confidence".into(), json!(v.confidence));
+    }
+    if let Some(a) = &attempts {
+        m.insert("attempts".into(), json!(a.len()));
+    }
+    Value::Object(m)
+}
+
+/// Adds the verdict fields to a chunk's `refusal_guard` object, keeping what the re-route
+/// layer already put there.
+fn merge_marker(extra: &mut Map<String, Value>, marker: Value) {
+    let entry = extra.entry("refusal_guard").or_insert_with(|| json!({}));
+    if let (Value::Object(into), Value::Object(from)) = (entry, marker) {
+        for (k, v) in from {
+            into.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// An error as an HTTP response in OpenAI's error shape.
+pub fn error_response(error: &Error) -> Response<Body> {
+    let status = error_status(error);
+    let json = serde_json::to_vec(&error_body(error)).expect("json values serialise");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json))
+        .expect("valid response parts")
+}
+
+/// The status a gateway answers for an error: a provider's own status passes through, so
+/// clients see the 400 of a moderation block or the 429 of a rate limit as the provider
+/// sent it.
+pub fn error_status(error: &Error) -> StatusCode {
+    if let Some(p) = error.provider_error() {
+        if p.position == ErrorPosition::Response {
+            return StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        }
+        return StatusCode::BAD_GATEWAY;
+    }
+    match error {
+        Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+        Error::TooLarge { .. } => StatusCode::BAD_GATEWAY,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// OpenAI's error JSON: `{"error":{"message","type","param","code"}}`, plus the verdict
+/// when the guard stopped the answer.
+pub fn error_body(error: &Error) -> Value {
+    if let Some(p) = error.provider_error() {
+        let mut body = json!({
+            "error": {
+                "message": p.message,
+                "type": p.kind.clone().unwrap_or_else(|| "upstream_error".into()),
+                "param": null,
+                "code": p.code,
+            }
+        });
+        if let Some(id) = &p.request_id {
+            body["request_id"] = json!(id);
+        }
+        if let Some(r) = error.as_refusal() {
+            body["error"]["refusal_guard"] = json!({"verdict": r.verdict.class().as_str()});
+        }
+        return body;
+    }
+    let (kind, code) = match error {
+        Error::Invalid { .. } => ("invalid_request_error", "invalid_request"),
+        Error::Timeout { .. } => ("timeout_error", "upstream_timeout"),
+        Error::Refused(_) => ("refusal_error", "refused_by_all_providers"),
+        Error::TooLarge { .. } => ("upstream_error", "upstream_too_large"),
+        Error::Malformed { .. } => ("upstream_error", "upstream_malformed"),
+        Error::Truncated { .. } => ("upstream_error", "upstream_truncated"),
+        _ => ("upstream_error", "upstream_unavailable"),
+    };
+    let mut body = json!({
+        "error": { "message": error.to_string(), "type": kind, "param": null, "code": code }
+    });
+    if let Some(r) = error.as_refusal() {
+        body["error"]["refusal_guard"] = json!({"verdict": r.verdict.class().as_str()});
+    }
+    body
+}

@@ -1,0 +1,409 @@
+//! `refusal-guard serve`: a ready OpenAI-compatible gateway.
+//!
+//! Routes: `POST /v1/chat/completions` (streamed or not), `GET /v1/models`, `/healthz`,
+//! `/metrics`. Each configured route is a [`RerouteLayer`] over its primary provider,
+//! every provider wrapped by [`ProviderPolicy::stack`] (retry with a budget, a
+//! first-token deadline, the guard), all under a [`DeadlineLayer`] for the total budget.
+//!
+//! Limits a production gateway needs: request bodies above `max_body_bytes` get a 413;
+//! more than `max_concurrency` requests in flight get a 503 at once (a permit lives as
+//! long as the response body, so open streams count); shutdown stops accepting, lets
+//! open streams finish for `shutdown_grace_secs`, then cuts them. Every error leaves in
+//! OpenAI's error JSON, so SDKs raise their typed exceptions.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use http::{header, HeaderMap, Response, StatusCode};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, ServiceExt};
+
+use super::config::{GatewayConfig, ProviderConfig};
+use super::metrics::{Metrics, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
+use super::respond::{error_response, respond};
+use crate::error::Error;
+use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
+use crate::layer::reroute::ChatService;
+use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
+use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
+use crate::wire::ChatRequest;
+
+/// The gateway: its routes, limits and metrics.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: Vec<(String, ChatService)>,
+    client_keys: Option<Vec<ApiKey>>,
+    metrics: Metrics,
+    permits: Arc<Semaphore>,
+    max_body: usize,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let models: Vec<&str> = self.inner.routes.iter().map(|(m, _)| m.as_str()).collect();
+        f.debug_struct("Gateway")
+            .field("routes", &models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway: provider clients, guards, routes. Fails with a clear error for
+    /// a provider whose key variable is named but unset, or a client key variable that
+    /// holds no key.
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, Error> {
+        let guard = RefusalGuardLayer::new()
+            .window_tokens(config.guard.window_tokens)
+            .window_duration(Duration::from_millis(config.guard.window_ms))
+            .decide_confidence(config.guard.decide_confidence)
+            .stop_on(config.policy.reroute)
+            .observe_only(config.guard.observe_only);
+        let mut stacks = HashMap::new();
+        for (name, p) in &config.providers {
+            let client = build_client(name, p)?;
+            let policy = ProviderPolicy {
+                first_token: Duration::from_millis(p.first_token_timeout_ms),
+                retry: RetryPolicy::new(p.max_retries, 1, 0.1),
+                guard: guard.clone(),
+            };
+            stacks.insert(name.clone(), policy.stack(name, client));
+        }
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let mut layer = RerouteLayer::new()
+                .reroute_on(if config.guard.observe_only {
+                    crate::verdict::VerdictSet::empty()
+                } else {
+                    config.policy.reroute
+                })
+                .continue_mid_stream(config.policy.continue_mid_stream)
+                .affinity(config.policy.affinity_conversations);
+            if let Some(p) = config.policy.resample_below {
+                layer = layer.resample_below(p);
+            }
+            for (name, p) in &config.providers {
+                if let Some(prices) = p.prices {
+                    layer = layer.prices(name.clone(), prices);
+                }
+            }
+            for f in &r.fallbacks {
+                layer = layer.fallback(Route::new(f.clone(), stacks[f].clone()));
+            }
+            let service = DeadlineLayer::new(Duration::from_millis(r.total_timeout_ms))
+                .layer(layer.layer(stacks[&r.primary].clone()));
+            routes.push((r.model.clone(), ChatService::new(service)));
+        }
+        let client_keys = match &config.server.api_keys_env {
+            None => None,
+            Some(var) => {
+                let keys: Vec<ApiKey> = std::env::var(var)
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(ApiKey::new)
+                    .collect();
+                if keys.is_empty() {
+                    return Err(Error::invalid(
+                        "configuration",
+                        format!("server.api_keys_env names {var}, which holds no key"),
+                    ));
+                }
+                Some(keys)
+            }
+        };
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                routes,
+                client_keys,
+                metrics: Metrics::new(),
+                permits: Arc::new(Semaphore::new(config.server.max_concurrency.max(1))),
+                max_body: config.server.max_body_bytes,
+                grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            }),
+        })
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The axum router, for embedding the gateway in a larger server.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish for the grace period.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.inner.grace;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
+        let server = async move { server.await };
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result,
+            _ = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("shutdown grace period passed; cutting open streams");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn build_client(name: &str, p: &ProviderConfig) -> Result<OpenAiCompatible, Error> {
+    let mut builder = OpenAiCompatible::builder(name, &p.base_url)
+        .connect_timeout(Duration::from_millis(p.connect_timeout_ms))
+        .models(
+            p.models
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<ModelMap>(),
+        );
+    if let Some(var) = &p.api_key_env {
+        builder = builder.api_key_from_env(var)?;
+    }
+    for (k, v) in &p.headers {
+        builder = builder.header(k, v)?;
+    }
+    builder.build()
+}
+
+fn openai_error(status: StatusCode, kind: &str, code: &str, message: String) -> Response<Body> {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn authorised(gateway: &Inner, headers: &HeaderMap) -> bool {
+    let Some(keys) = &gateway.client_keys else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    presented.is_some_and(|p| {
+        keys.iter()
+            .any(|k| constant_time_eq(k.expose().as_bytes(), p.as_bytes()))
+    })
+}
+
+/// Compares keys without an early exit, so response times do not leak how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) -> Response<Body> {
+    let g = &gateway.inner;
+    let response = chat_inner(g, &headers, body).await;
+    g.metrics
+        .responses
+        .get_or_create(&StatusLabels {
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
+}
+
+async fn chat_inner(g: &Inner, headers: &HeaderMap, body: Body) -> Response<Body> {
+    let started = Instant::now();
+    if !authorised(g, headers) {
+        return openai_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "missing or unknown gateway API key".into(),
+        );
+    }
+    let Ok(permit) = g.permits.clone().try_acquire_owned() else {
+        return openai_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "gateway_overloaded",
+            "too many requests in flight; retry shortly".into(),
+        );
+    };
+    let bytes = match axum::body::to_bytes(body, g.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return openai_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("request body exceeds {} bytes", g.max_body),
+            )
+        }
+    };
+    let request: ChatRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                format!("request body is not a chat-completions request: {e}"),
+            )
+        }
+    };
+    let Some(service) = g
+        .routes
+        .iter()
+        .find(|(m, _)| m == &request.model)
+        .or_else(|| g.routes.iter().find(|(m, _)| m == "*"))
+        .map(|(_, s)| s.clone())
+    else {
+        return openai_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!("no route serves model {:?}", request.model),
+        );
+    };
+    g.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            model: request.model.clone(),
+            stream: request.is_stream().to_string(),
+        })
+        .inc();
+    let result = service.oneshot(request).await;
+    let elapsed = started.elapsed();
+    g.metrics.duration.observe(elapsed.as_secs_f64());
+    match &result {
+        Ok(response) => observe(g, response, elapsed),
+        Err(e) => {
+            if let Some(r) = e.as_refusal() {
+                g.metrics
+                    .verdicts
+                    .get_or_create(&VerdictLabels {
+                        provider: r.provider.clone().unwrap_or_default(),
+                        verdict: r.verdict.class().as_str().into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+    let response = match result {
+        Err(e) if e.as_refusal().is_none() && e.provider_error().is_none() => error_response(&e),
+        other => respond(other),
+    };
+    hold_permit(response, permit)
+}
+
+/// Verdicts, re-routes and overhead of an answered request.
+fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
+    let attempts = response
+        .extensions
+        .get::<Attempts>()
+        .map(Attempts::snapshot)
+        .unwrap_or_default();
+    for a in &attempts {
+        if let Some(v) = a.verdict {
+            g.metrics
+                .verdicts
+                .get_or_create(&VerdictLabels {
+                    provider: a.provider.clone(),
+                    verdict: v.as_str().into(),
+                })
+                .inc();
+        }
+    }
+    for pair in attempts.windows(2) {
+        g.metrics
+            .reroutes
+            .get_or_create(&RerouteLabels {
+                from: pair[0].provider.clone(),
+                to: pair[1].provider.clone(),
+            })
+            .inc();
+    }
+    if let Some(t) = response.extensions.get::<UpstreamTiming>() {
+        g.metrics.upstream.observe(t.0.as_secs_f64());
+        if attempts.len() <= 1 {
+            let waited = response
+                .extensions
+                .get::<HoldBack>()
+                .map_or(Duration::ZERO, |h| h.waited);
+            let overhead = elapsed.saturating_sub(t.0 + waited);
+            g.metrics.overhead.observe(overhead.as_secs_f64());
+        }
+    }
+}
+
+/// Keeps the concurrency permit until the response body is done (streams included).
+fn hold_permit(response: Response<Body>, permit: OwnedSemaphorePermit) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response<Body> {
+    if !authorised(&gateway.inner, &headers) {
+        return openai_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "missing or unknown gateway API key".into(),
+        );
+    }
+    let data: Vec<_> = gateway
+        .inner
+        .routes
+        .iter()
+        .filter(|(m, _)| m != "*")
+        .map(|(m, _)| json!({"id": m, "object": "model", "owned_by": "refusal-guard"}))
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> Response<Body> {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gateway.inner.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,260 @@
+//! Plain failover, composed from tower's own layers: what gateways already do, done
+//! once here so that every provider in a route gets the same treatment.
+//!
+//! A provider's stack, from the outside in:
+//! - `tower::retry::Retry` with [`RetryPolicy`]: retries errors a retry can help
+//!   (connection failures before a response, 429, 5xx, a missed first-token deadline),
+//!   with jittered backoff and a shared [`TpsBudget`] so that an outage does not turn
+//!   into a storm of retries. Refusals and moderation blocks are never retried here;
+//!   they repeat on the same provider and are the re-route layer's business;
+//! - `tower::timeout::Timeout` for the time to the first token: the guard's response
+//!   future resolves once the hold-back window is decided, so this deadline covers the
+//!   connection, the provider's queue and the window;
+//! - the [`RefusalGuard`](crate::layer::RefusalGuard) and the provider client.
+//!
+//! [`DeadlineLayer`] adds the total budget, which tower's timeout cannot give a stream:
+//! it bounds the response future and every chunk after it by one deadline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::Policy;
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::error::{BoxError, Error};
+use crate::layer::reroute::ChatService;
+use crate::layer::RefusalGuardLayer;
+use crate::provider::{ChatResponse, ResponseBody};
+use crate::wire::ChatRequest;
+
+/// Retries errors that a retry can help, within a budget.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    budget: Arc<TpsBudget>,
+    retries_left: usize,
+    backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// At most `max_retries` retries per request, and, across all requests, at most
+    /// `retry_percent` of the recent successful requests' volume (plus `min_per_sec`).
+    pub fn new(max_retries: usize, min_per_sec: u32, retry_percent: f32) -> Self {
+        RetryPolicy {
+            budget: Arc::new(TpsBudget::new(
+                Duration::from_secs(10),
+                min_per_sec,
+                retry_percent,
+            )),
+            retries_left: max_retries,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    /// The first backoff; each retry doubles it, with up to 50% jitter. Default 50 ms.
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+impl Default for RetryPolicy {
+    /// Two retries per request, one retry a second plus 10% of successful traffic.
+    fn default() -> Self {
+        RetryPolicy::new(2, 1, 0.1)
+    }
+}
+
+impl Policy<ChatRequest, ChatResponse, Error> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _req: &mut ChatRequest,
+        result: &mut Result<ChatResponse, Error>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(e) if e.is_retryable() && self.retries_left > 0 && self.budget.withdraw() => {
+                self.retries_left -= 1;
+                let delay = self.backoff;
+                self.backoff *= 2;
+                Some(tokio::time::sleep(jitter(delay)))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &ChatRequest) -> Option<ChatRequest> {
+        Some(req.clone())
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + d.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
+/// How one provider is called: deadline to the first token, retries, and the guard.
+#[derive(Debug, Clone)]
+pub struct ProviderPolicy {
+    /// Deadline for the first released token of each try. Default 30 s.
+    pub first_token: Duration,
+    pub retry: RetryPolicy,
+    pub guard: RefusalGuardLayer,
+}
+
+impl Default for ProviderPolicy {
+    fn default() -> Self {
+        ProviderPolicy {
+            first_token: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            guard: RefusalGuardLayer::new(),
+        }
+    }
+}
+
+impl ProviderPolicy {
+    /// Wraps a provider client: retry (budgeted) around a first-token timeout around the guard.
+    pub fn stack<S>(&self, name: &str, client: S) -> ChatService
+    where
+        S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let name: Arc<str> = Arc::from(name);
+        let first_token = self.first_token;
+        let timed = ServiceBuilder::new()
+            .map_err(move |e: BoxError| timeout_error(e, &name, "first token", first_token))
+            .timeout(first_token)
+            .layer(self.guard.clone())
+            .service(client);
+        let retried = ServiceBuilder::new().retry(self.retry.clone()).service(timed);
+        ChatService::new(retried)
+    }
+}
+
+/// Turns tower's `Elapsed` into [`Error::Timeout`], and any other boxed error back into [`Error`].
+fn timeout_error(e: BoxError, provider: &str, what: &'static str, after: Duration) -> Error {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        Error::Timeout {
+            provider: provider.to_string(),
+            what,
+            after,
+        }
+    } else {
+        Error::from_boxed(e)
+    }
+}
+
+/// Bounds a whole exchange, response and stream, by one deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    total: Duration,
+}
+
+impl DeadlineLayer {
+    /// A total budget of `total` per request.
+    pub fn new(total: Duration) -> Self {
+        DeadlineLayer { total }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            total: self.total,
+        }
+    }
+}
+
+/// The service [`DeadlineLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    total: Duration,
+}
+
+impl<S> Service<ChatRequest> for Deadline<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let total = self.total;
+        let deadline = tokio::time::Instant::now() + total;
+        let model = request.model.clone();
+        let future = self.inner.call(request);
+        let expired = move || Error::Timeout {
+            provider: format!("route for {model}"),
+            what: "total",
+            after: total,
+        };
+        Box::pin(async move {
+            let mut response = match tokio::time::timeout_at(deadline, future).await {
+                Ok(r) => r?,
+                Err(_) => return Err(expired()),
+            };
+            if let ResponseBody::Stream(stream) = response.body {
+                let sleep = Box::pin(tokio::time::sleep_until(deadline));
+                let bounded = DeadlineStream {
+                    stream,
+                    sleep,
+                    expired: Some(Box::new(expired)),
+                };
+                response.body = ResponseBody::Stream(Box::pin(bounded));
+            }
+            Ok(response)
+        })
+    }
+}
+
+struct DeadlineStream {
+    stream: crate::provider::ChunkStream,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: Option<Box<dyn FnOnce() -> Error + Send>>,
+}
+
+impl futures::Stream for DeadlineStream {
+    type Item = Result<crate::wire::ChatCompletionChunk, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(_) = self.expired.as_ref() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = self.stream.poll_next_unpin(cx) {
+            if item.is_none() {
+                self.expired = None;
+            }
+            return Poll::Ready(item);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let expired = self.expired.take().expect("checked above");
+                Poll::Ready(Some(Err(expired())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

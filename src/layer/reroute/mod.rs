@@ -1,0 +1,498 @@
+//! `RerouteLayer`: sends what a provider's policy blocked to the next provider.
+//!
+//! ```
+//! use refusal_guard::layer::{RefusalGuardLayer, RerouteLayer, Route};
+//! use refusal_guard::provider::{ModelMap, OpenAiCompatible};
+//! use tower::{Layer, ServiceBuilder};
+//!
+//! # fn build() -> Result<(), refusal_guard::Error> {
+//! let guard = RefusalGuardLayer::new();
+//! let qwen = OpenAiCompatible::dashscope_intl().api_key("sk-…").build()?;
+//! let openai = OpenAiCompatible::builder("openai", "https://api.openai.com/v1").api_key("sk-…").build()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(RerouteLayer::new().fallback(
+//!         Route::new("openai", guard.layer(openai)).models(ModelMap::new().with("*", "gpt-4o-mini")),
+//!     ))
+//!     .layer(guard)
+//!     .service(qwen);
+//! # Ok(()) }
+//! ```
+//!
+//! The layer wraps the primary (normally a [`crate::layer::RefusalGuard`] around a
+//! provider client) and holds an ordered list of fallback [`Route`]s, each guarded the
+//! same way. For each request it tries the primary, then the fallbacks in order, until
+//! one gives an answer whose verdict is not in the re-route set:
+//! - a verdict in the set (by default policy refusals, evasions, provider blocks and
+//!   empty answers) moves on to the next provider; safety refusals and inabilities are
+//!   returned as they are unless the operator adds them to the set: a justified refusal
+//!   is never laundered to a laxer provider by default;
+//! - a failure that another provider may not share (transport errors, timeouts, 429 and
+//!   5xx after the provider's own retries) fails over too; retries on the same provider
+//!   are tower's `Retry` with a budget (see [`crate::layer::failover`]), never here;
+//! - a policy block is not retried on the same provider, since it repeats; the opt-in
+//!   [`RerouteLayer::resample_below`] re-asks the same provider with a new seed once when
+//!   the logprob evidence says the refusal was a coin flip;
+//! - mid-stream, when content has already reached the caller and the stream is then cut
+//!   (an output-stage block, a refusal turn, a dropped connection), the next provider
+//!   is asked to continue the released text (see [`continuation`]) and the caller sees
+//!   one answer; the final chunk carries a `refusal_guard` field saying what happened;
+//! - conversations whose history trips input moderation stick to the provider that
+//!   answered them (see [`affinity`]);
+//! - every attempt is recorded in the [`Attempts`] extension: provider, model, verdict,
+//!   latency, tokens and estimated cost;
+//! - when every provider refuses, the most informative outcome comes back: the primary's
+//!   original complete answer (with its verdict), else its refusal or error.
+
+pub mod affinity;
+mod attempts;
+pub mod continuation;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+pub use attempts::{Attempt, Attempts, Prices};
+pub use continuation::ContinuationStyle;
+
+use self::affinity::Affinity;
+use crate::error::{Error, Refusal};
+use crate::layer::StreamVerdict;
+use crate::provider::{ChatResponse, ModelMap, ResponseBody};
+use crate::verdict::{Verdict, VerdictClass, VerdictKind, VerdictSet};
+use crate::wire::{ChatRequest, ModerationStage, Usage};
+
+/// A chat service behind a type-erased, cloneable handle.
+pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, Error>;
+
+/// A provider to re-route to: a name, a (normally guarded) service, and its model names.
+#[derive(Clone)]
+pub struct Route {
+    name: Arc<str>,
+    service: ChatService,
+    models: ModelMap,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Route {
+    /// A route called `name` to `service`.
+    pub fn new<S>(name: impl Into<String>, service: S) -> Self
+    where
+        S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        Route {
+            name: Arc::from(name.into()),
+            service: BoxCloneSyncService::new(service),
+            models: ModelMap::new(),
+        }
+    }
+
+    /// Maps the caller's model names to this provider's.
+    pub fn models(mut self, models: ModelMap) -> Self {
+        self.models = models;
+        self
+    }
+
+    /// The route's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RerouteConfig {
+    fallbacks: Vec<Route>,
+    reroute_on: VerdictSet,
+    continue_mid_stream: bool,
+    continuation: ContinuationStyle,
+    min_overlap: usize,
+    resample_below: Option<f64>,
+    affinity: Option<Arc<Affinity>>,
+    prices: HashMap<String, Prices>,
+}
+
+/// A layer that re-routes policy-driven blocks (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct RerouteLayer {
+    config: Arc<RerouteConfig>,
+}
+
+impl Default for RerouteLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RerouteLayer {
+    /// No fallbacks yet, the policy-driven re-route set, mid-stream continuation on,
+    /// affinity for 10,000 conversations, no resampling.
+    pub fn new() -> Self {
+        RerouteLayer {
+            config: Arc::new(RerouteConfig {
+                fallbacks: Vec::new(),
+                reroute_on: VerdictSet::policy_driven(),
+                continue_mid_stream: true,
+                continuation: ContinuationStyle::default(),
+                min_overlap: 8,
+                resample_below: None,
+                affinity: Some(Arc::new(Affinity::new(10_000))),
+                prices: HashMap::new(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut RerouteConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Adds a fallback, tried after the primary and the fallbacks added before it.
+    pub fn fallback(self, route: Route) -> Self {
+        self.edit(|c| c.fallbacks.push(route))
+    }
+
+    /// The verdict classes that move a request on to the next provider. Adding
+    /// [`VerdictClass::SafetyRefusal`] here is the operator's explicit opt-in to send
+    /// requests that one provider judged harmful to another.
+    pub fn reroute_on(self, classes: VerdictSet) -> Self {
+        self.edit(|c| c.reroute_on = classes)
+    }
+
+    /// Whether a stream cut after content reached the caller continues on the next
+    /// provider. Default on.
+    pub fn continue_mid_stream(self, yes: bool) -> Self {
+        self.edit(|c| c.continue_mid_stream = yes)
+    }
+
+    /// How a continuation is asked for.
+    pub fn continuation(self, style: ContinuationStyle) -> Self {
+        self.edit(|c| c.continuation = style)
+    }
+
+    /// Re-asks the same provider once, with a new seed, when a refusal's logprob evidence
+    /// says the model entered it with probability below `probability`. Off by default.
+    pub fn resample_below(self, probability: f64) -> Self {
+        self.edit(|c| c.resample_below = Some(probability))
+    }
+
+    /// Remember up to `conversations` flagged conversations (0 turns affinity off).
+    pub fn affinity(self, conversations: usize) -> Self {
+        self.edit(|c| c.affinity = (conversations > 0).then(|| Arc::new(Affinity::new(conversations))))
+    }
+
+    /// Prices of a provider, by its name, for the cost of each attempt.
+    pub fn prices(self, provider: impl Into<String>, prices: Prices) -> Self {
+        self.edit(|c| {
+            c.prices.insert(provider.into(), prices);
+        })
+    }
+}
+
+impl<S> Layer<S> for RerouteLayer {
+    type Service = Reroute<S>;
+
+    fn layer(&self, primary: S) -> Self::Service {
+        Reroute {
+            primary,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service [`RerouteLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct Reroute<S> {
+    primary: S,
+    config: Arc<RerouteConfig>,
+}
+
+impl<S> Service<ChatRequest> for Reroute<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.primary.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        // The service that was polled ready goes into the future; a clone stays behind.
+        let clone = self.primary.clone();
+        let primary = std::mem::replace(&mut self.primary, clone);
+        let run = Run {
+            config: self.config.clone(),
+            attempts: Attempts::default(),
+            request,
+        };
+        Box::pin(run.start(primary))
+    }
+}
+
+/// What the attempts of one request left behind to return when every provider refused.
+enum Outcome {
+    Response(Box<ChatResponse>),
+    Refused(Box<Refusal>),
+    Failed(Error),
+}
+
+/// One request's way through the providers.
+pub(crate) struct Run {
+    config: Arc<RerouteConfig>,
+    attempts: Attempts,
+    request: ChatRequest,
+}
+
+impl Run {
+    fn provider_count(&self) -> usize {
+        self.config.fallbacks.len() + 1
+    }
+
+    /// The request as provider `index` should see it.
+    fn request_for(&self, index: usize, request: &ChatRequest) -> ChatRequest {
+        let mut r = request.clone();
+        if let Some(route) = index.checked_sub(1).map(|i| &self.config.fallbacks[i]) {
+            r.model = route.models.map(&request.model).to_string();
+        }
+        r
+    }
+
+    fn route_name(&self, index: usize) -> Option<&str> {
+        index.checked_sub(1).map(|i| self.config.fallbacks[i].name())
+    }
+
+    async fn call_fallback(&self, index: usize, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let route = &self.config.fallbacks[index - 1];
+        route.service.clone().oneshot(request).await
+    }
+
+    fn record(&self, mut attempt: Attempt) -> usize {
+        if let (Some(usage), Some(prices)) = (&attempt.usage, self.config.prices.get(&attempt.provider)) {
+            attempt.cost = Some(prices.cost(usage));
+        }
+        self.attempts.push(attempt)
+    }
+
+    fn attempt(&self, index: usize, provider: Option<&str>, model: &str, latency: Duration) -> Attempt {
+        Attempt {
+            provider: provider
+                .or(self.route_name(index))
+                .unwrap_or("primary")
+                .to_string(),
+            model: model.to_string(),
+            verdict: None,
+            error: None,
+            latency,
+            continuation: false,
+            resample: false,
+            usage: None,
+            usage_estimated: false,
+            cost: None,
+        }
+    }
+
+    async fn start<S>(self, primary: S) -> Result<ChatResponse, Error>
+    where
+        S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let first = self
+            .config
+            .affinity
+            .as_ref()
+            .and_then(|a| a.lookup(&self.request.messages))
+            .filter(|&i| i < self.provider_count())
+            .unwrap_or(0);
+        let mut best: Option<Outcome> = None;
+        let mut input_blocked = false;
+        let mut resampled = false;
+        let mut request = self.request.clone();
+        let mut index = first;
+        while index < self.provider_count() {
+            let sent = self.request_for(index, &request);
+            let model = sent.model.clone();
+            let started = Instant::now();
+            let result = match index {
+                0 => primary.clone().oneshot(sent).await,
+                _ => self.call_fallback(index, sent).await,
+            };
+            let latency = started.elapsed();
+            match result {
+                Ok(response) => {
+                    let verdict = response.extensions.get::<Verdict>().map(Verdict::class);
+                    let mut attempt = self.attempt(index, response.provider(), &model, latency);
+                    attempt.verdict = verdict;
+                    attempt.resample = resampled && index == 0;
+                    if let ResponseBody::Complete(c) = &response.body {
+                        (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
+                    }
+                    let at = self.record(attempt);
+                    let rerouting = verdict.is_some_and(|v| self.config.reroute_on.contains(v));
+                    if rerouting && index + 1 < self.provider_count() {
+                        // Only an observe-only guard lets such an answer through: nothing
+                        // has reached the caller yet, so the next provider can still answer.
+                        best.get_or_insert(Outcome::Response(Box::new(response)));
+                        index += 1;
+                        continue;
+                    }
+                    if input_blocked {
+                        if let Some(a) = &self.config.affinity {
+                            a.remember(&self.request.messages, index);
+                        }
+                    }
+                    return Ok(self.finish(response, index, at));
+                }
+                Err(Error::Refused(refusal)) if self.config.reroute_on.contains(refusal.verdict.class()) => {
+                    let mut attempt = self.attempt(index, refusal.provider.as_deref(), &model, latency);
+                    attempt.verdict = Some(refusal.verdict.class());
+                    attempt.error = Some(refusal.verdict.to_string());
+                    attempt.resample = resampled && index == 0;
+                    self.record(attempt);
+                    if refusal.verdict.kind
+                        == (VerdictKind::ProviderBlock {
+                            stage: ModerationStage::Input,
+                        })
+                    {
+                        input_blocked = true;
+                    }
+                    if !resampled && self.coin_flip(&refusal.verdict) {
+                        resampled = true;
+                        request.seed = Some(fresh_seed());
+                        best.get_or_insert(Outcome::Refused(refusal));
+                        continue;
+                    }
+                    best.get_or_insert(Outcome::Refused(refusal));
+                }
+                Err(error) if fails_over(&error) => {
+                    let mut attempt = self.attempt(index, None, &model, latency);
+                    attempt.error = Some(error.to_string());
+                    self.record(attempt);
+                    best.get_or_insert(Outcome::Failed(error));
+                }
+                Err(error) => {
+                    let mut attempt = self.attempt(index, None, &model, latency);
+                    attempt.verdict = error.as_refusal().map(|r| r.verdict.class());
+                    attempt.error = Some(error.to_string());
+                    self.record(attempt);
+                    return Err(error);
+                }
+            }
+            index += 1;
+            // A request for a fresh seed only ever applies to the provider that flipped.
+            request.seed = self.request.seed;
+        }
+        self.exhausted(best)
+    }
+
+    /// Whether a refusal was a low-confidence coin flip that a new sample may answer.
+    fn coin_flip(&self, verdict: &Verdict) -> bool {
+        let Some(limit) = self.config.resample_below else {
+            return false;
+        };
+        verdict
+            .evidence
+            .iter()
+            .filter(|e| e.source == "logprobs" && !e.tokens.is_empty() && e.suggests != VerdictClass::Answer)
+            .map(|e| e.tokens.iter().map(|t| t.logprob).sum::<f64>().exp())
+            .any(|p| p < limit)
+    }
+
+    /// Every provider refused or failed: the most informative outcome.
+    fn exhausted(self, best: Option<Outcome>) -> Result<ChatResponse, Error> {
+        match best {
+            Some(Outcome::Response(mut r)) => {
+                r.extensions.insert(self.attempts);
+                Ok(*r)
+            }
+            Some(Outcome::Refused(refusal)) => match *refusal {
+                Refusal {
+                    verdict,
+                    completion: Some(completion),
+                    ..
+                } => {
+                    let mut r = ChatResponse::complete(completion);
+                    r.extensions.insert(verdict);
+                    r.extensions.insert(self.attempts);
+                    Ok(r)
+                }
+                refusal => Err(Error::Refused(Box::new(refusal))),
+            },
+            Some(Outcome::Failed(e)) => Err(e),
+            None => Err(Error::invalid("route", "no provider was tried")),
+        }
+    }
+
+    /// The answer goes back to the caller, with the attempts and, for streams, the watch
+    /// that continues a cut stream elsewhere.
+    fn finish(self, mut response: ChatResponse, index: usize, attempt: usize) -> ChatResponse {
+        response.extensions.insert(self.attempts.clone());
+        if let ResponseBody::Stream(upstream) = response.body {
+            // The verdict over the whole stream may come from a later provider, so the
+            // caller's handle is fed by the continuing stream.
+            let source = response.extensions.remove::<StreamVerdict>();
+            let (tx, handle) = StreamVerdict::channel();
+            response.extensions.insert(handle);
+            response.body = ResponseBody::Stream(stream::Continuing::start(
+                self, upstream, index, attempt, source, tx,
+            ));
+        }
+        response
+    }
+}
+
+/// Whether an error is one that another provider may not share.
+fn fails_over(error: &Error) -> bool {
+    match error {
+        Error::Transport { .. } | Error::Timeout { .. } | Error::Truncated { .. } => true,
+        Error::Malformed { .. } | Error::TooLarge { .. } => true,
+        Error::Provider(e) => e.is_retryable() || e.status == 401 || e.status == 403 || e.status == 404,
+        Error::Other(_) => true,
+        _ => false,
+    }
+}
+
+/// The usage a provider reported, or an estimate from the text (about four characters
+/// a token in English; Chinese runs closer to one or two, so this errs low there).
+fn usage_of(reported: Option<&Usage>, text: &str) -> (Option<Usage>, bool) {
+    match reported {
+        Some(u) => (Some(u.clone()), false),
+        None => {
+            let completion = (text.chars().count() as u64).div_ceil(4);
+            (
+                Some(Usage {
+                    completion_tokens: completion,
+                    total_tokens: completion,
+                    ..Default::default()
+                }),
+                true,
+            )
+        }
+    }
+}
+
+fn fresh_seed() -> i64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    ((nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)) >> 1) as i64
+}
