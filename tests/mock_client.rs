@@ -890,3 +890,29 @@ async fn shutdown_ends_open_streams() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn fixed_address_and_recording_off() {
+    // Port 0 through `start_on` still picks a free port.
+    let mock = MockProvider::start_on(([127, 0, 0, 1], 0).into()).await.unwrap();
+    assert_ne!(mock.addr().port(), 0);
+    let client = mock.client("mock");
+    mock.set_recording(false);
+    complete(&client, request(false)).await.unwrap();
+    assert!(mock.requests().is_empty());
+    assert!(mock.responses().is_empty());
+    mock.set_recording(true);
+    let mut req = request(false);
+    req.model = "second".into();
+    complete(&client, req).await.unwrap();
+    let recorded = mock.requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        (recorded[0].index, recorded[0].body["model"].as_str()),
+        (1, Some("second"))
+    );
+    assert!(mock.request(0).is_none());
+    assert_eq!(mock.wait_for_end(1, HANG).await, Some(Outcome::Finished));
+    // A second mock cannot take the same port.
+    assert!(MockProvider::start_on(mock.addr()).await.is_err());
+}

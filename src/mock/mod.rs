@@ -162,6 +162,9 @@ struct Store {
     default: Script,
     requests: Vec<RecordedRequest>,
     responses: Vec<watch::Sender<ResponseState>>,
+    /// Chat requests received, recorded or not.
+    received: usize,
+    recording: bool,
     api_key: Option<String>,
     models: Vec<String>,
 }
@@ -170,6 +173,14 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves nothing half-written that matters here.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store {
+    /// The response record of request `i`, when it was recorded.
+    fn response(&self, i: usize) -> Option<&watch::Sender<ResponseState>> {
+        let pos = self.requests.binary_search_by_key(&i, |r| r.index).ok()?;
+        self.responses.get(pos)
     }
 }
 
@@ -201,7 +212,13 @@ impl MockProvider {
 
     /// As [`MockProvider::start`], returning the bind error.
     pub async fn try_start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a mock on a given address: a fixed port for a load generator or an SDK test
+    /// in another process, or port 0 for a free one.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(Store {
@@ -209,6 +226,8 @@ impl MockProvider {
                 default: Script::answer("Hello from the mock provider."),
                 requests: Vec::new(),
                 responses: Vec::new(),
+                received: 0,
+                recording: true,
                 api_key: None,
                 models: vec!["qwen-plus".into(), "qwen-max".into(), "qwen-turbo".into()],
             }),
@@ -295,24 +314,35 @@ impl MockProvider {
         self
     }
 
-    /// Every chat request received so far, in order.
+    /// Turns recording of requests and response states on or off (default on). A load
+    /// test that sends millions of requests turns it off so the mock's memory stays flat;
+    /// [`MockProvider::requests`] and the `wait_for_*` helpers then see only what was
+    /// recorded while it was on.
+    pub fn set_recording(&self, on: bool) -> &Self {
+        self.shared.lock().recording = on;
+        self
+    }
+
+    /// Every chat request recorded so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
     }
 
-    /// The `i`-th chat request.
+    /// The `i`-th chat request (counting from 0), when it was recorded.
     pub fn request(&self, i: usize) -> Option<RecordedRequest> {
-        self.shared.lock().requests.get(i).cloned()
+        let state = self.shared.lock();
+        let pos = state.requests.binary_search_by_key(&i, |r| r.index).ok()?;
+        state.requests.get(pos).cloned()
     }
 
-    /// How far each response got, in request order.
+    /// How far each recorded response got, in request order.
     pub fn responses(&self) -> Vec<ResponseState> {
         self.shared.lock().responses.iter().map(|s| *s.borrow()).collect()
     }
 
     /// How far the response to the `i`-th request got.
     pub fn response(&self, i: usize) -> Option<ResponseState> {
-        self.shared.lock().responses.get(i).map(|s| *s.borrow())
+        self.shared.lock().response(i).map(|s| *s.borrow())
     }
 
     /// Waits until `n` chat requests have arrived; `false` if `timeout` passed first.
@@ -335,7 +365,7 @@ impl MockProvider {
             if !self.wait_for_requests(i + 1, timeout).await {
                 return None;
             }
-            let mut rx = self.shared.lock().responses.get(i)?.subscribe();
+            let mut rx = self.shared.lock().response(i)?.subscribe();
             rx.wait_for(|s| pred(s)).await.ok().map(|s| *s)
         };
         tokio::time::timeout(timeout, wait).await.ok().flatten()
@@ -406,7 +436,8 @@ async fn chat(
 
     let (index, script, progress, key_error) = {
         let mut state = shared.lock();
-        let index = state.requests.len();
+        let index = state.received;
+        state.received += 1;
         let key_error = state.api_key.as_ref().and_then(|key| {
             let sent = headers
                 .get(http::header::AUTHORIZATION)
@@ -419,22 +450,24 @@ async fn chat(
         } else {
             Some(state.queue.pop_front().unwrap_or_else(|| state.default.clone()))
         };
-        state.requests.push(RecordedRequest {
-            index,
-            method,
-            path: uri.path().to_string(),
-            headers,
-            body: parsed,
-        });
         let progress = watch::Sender::new(ResponseState {
             events_sent: 0,
             content_chunks_sent: 0,
             outcome: Outcome::Preparing,
         });
-        state.responses.push(progress.clone());
+        if state.recording {
+            state.requests.push(RecordedRequest {
+                index,
+                method,
+                path: uri.path().to_string(),
+                headers,
+                body: parsed,
+            });
+            state.responses.push(progress.clone());
+        }
         (index, script, progress, key_error)
     };
-    shared.received.send_modify(|n| *n += 1);
+    shared.received.send_modify(|n| *n = (*n).max(index + 1));
     // From here on, whatever way the response ends is recorded.
     let guard = Guard {
         progress,
