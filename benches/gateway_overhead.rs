@@ -20,10 +20,14 @@ use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
 
-const ANSWER: &str = "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
+const ANSWER: &str =
+    "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Run {
@@ -139,11 +143,20 @@ primary = "mock"
         .enable_all()
         .build()
         .unwrap();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(4096).build().unwrap();
-    let mut targets = vec![("direct".to_string(), direct_url), ("refusal-guard".to_string(), gateway_url)];
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .unwrap();
+    let mut targets = vec![
+        ("direct".to_string(), direct_url),
+        ("refusal-guard".to_string(), gateway_url),
+    ];
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
-        targets.push((name.to_string(), format!("{}/chat/completions", url.trim_end_matches('/'))));
+        targets.push((
+            name.to_string(),
+            format!("{}/chat/completions", url.trim_end_matches('/')),
+        ));
     }
     println!(
         "gateway overhead, loopback, {} requests, {secs} s per rate and target",

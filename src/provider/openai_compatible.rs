@@ -186,6 +186,7 @@ impl OpenAiCompatibleBuilder {
                 url: format!("{base}/chat/completions"),
                 headers,
                 models: self.models,
+                api_key: self.api_key,
                 body_limit: self.body_limit,
                 stream_limit: self.stream_limit,
                 http,
@@ -205,6 +206,8 @@ struct Inner {
     url: String,
     headers: HeaderMap,
     models: ModelMap,
+    /// Kept to scrub it from error bodies that quote it.
+    api_key: Option<ApiKey>,
     body_limit: usize,
     stream_limit: usize,
     http: reqwest::Client,
@@ -280,6 +283,16 @@ impl tower::Service<ChatRequest> for OpenAiCompatible {
 }
 
 impl Inner {
+    /// A provider error with the API key scrubbed from it, and the header request id
+    /// filled in when the body has none.
+    fn provider_error(&self, mut err: ProviderError, request_id: Option<String>) -> Error {
+        err.request_id = err.request_id.or(request_id);
+        if let Some(key) = &self.api_key {
+            err.redact(key.expose());
+        }
+        err.into()
+    }
+
     fn transport(&self, e: reqwest::Error, mid_response: bool) -> Error {
         Error::Transport {
             provider: self.name.to_string(),
@@ -318,15 +331,25 @@ impl Inner {
 
         if !(200..300).contains(&status) {
             let bytes = self.read_limited(response).await?;
-            let mut err = ProviderError::from_body(&self.name, status, &bytes, ErrorPosition::Response);
-            err.request_id = err.request_id.or(request_id);
-            return Err(err.into());
+            let err = ProviderError::from_body(&self.name, status, &bytes, ErrorPosition::Response);
+            return Err(self.provider_error(err, request_id));
         }
 
         let mut out = if is_sse {
             let bytes = response.bytes_stream().boxed();
             let decoder = ChunkDecoder::with_limit(self.name.clone(), status, bytes, self.stream_limit);
-            ChatResponse::stream(Box::pin(decoder))
+            match self.api_key.clone() {
+                Some(key) => ChatResponse::stream(Box::pin(decoder.map(move |item| {
+                    item.map_err(|e| match e {
+                        Error::Provider(mut p) => {
+                            p.redact(key.expose());
+                            Error::Provider(p)
+                        }
+                        other => other,
+                    })
+                }))),
+                None => ChatResponse::stream(Box::pin(decoder)),
+            }
         } else {
             // A provider may answer a stream request with plain JSON (an error with status
             // 200, or a complete answer when it ignores `stream`): read it as it is.
@@ -337,9 +360,8 @@ impl Inner {
                 detail: e.to_string(),
             })?;
             if value.get("error").is_some_and(|e| !e.is_null()) && value.get("choices").is_none() {
-                let mut err = ProviderError::from_value(&self.name, status, value, ErrorPosition::Response);
-                err.request_id = err.request_id.or(request_id);
-                return Err(err.into());
+                let err = ProviderError::from_value(&self.name, status, value, ErrorPosition::Response);
+                return Err(self.provider_error(err, request_id));
             }
             let completion: ChatCompletion = serde_json::from_value(value).map_err(|e| Error::Malformed {
                 provider: self.name.to_string(),
