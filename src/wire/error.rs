@@ -88,6 +88,13 @@ impl std::fmt::Display for ProviderError {
 
 impl std::error::Error for ProviderError {}
 
+/// Whether a JSON body or SSE event is an error: it carries a non-null top-level
+/// `error`, with or without `choices` (OpenRouter reports mid-stream failures as a chunk
+/// with both).
+pub fn is_error_body(v: &Value) -> bool {
+    v.get("error").is_some_and(|e| !e.is_null())
+}
+
 impl ProviderError {
     /// Reads an error body. Never fails: a body that is not JSON, or JSON of an unknown
     /// shape, still yields an error carrying the status and the text.

@@ -17,7 +17,7 @@ use futures::Stream;
 use serde::Serialize;
 use sse_stream::{Sse, SseByteStream};
 
-use super::error::{ErrorPosition, ProviderError};
+use super::error::{is_error_body, ErrorPosition, ProviderError};
 use super::response::ChatCompletionChunk;
 use crate::error::Error;
 
@@ -102,7 +102,7 @@ impl ChunkDecoder {
                 }));
             }
         };
-        if is_error_event(&value) {
+        if is_error_body(&value) {
             self.finished = true;
             self.chars_streamed += error_event_content_chars(&value);
             let position = if self.chars_streamed == 0 {
@@ -139,15 +139,9 @@ impl ChunkDecoder {
     }
 }
 
-/// An event is an error event when it carries a non-null top-level `error`, with or
-/// without `choices`: OpenRouter reports a mid-stream failure as a chunk whose choice has
-/// `finish_reason: "error"` and whose top level carries the `error`. Any content in such
-/// an event is counted as streamed before the error.
-fn is_error_event(v: &serde_json::Value) -> bool {
-    v.get("error").is_some_and(|e| !e.is_null())
-}
-
-/// The content characters of the choices of an event that is also an error.
+/// The content characters of the choices of an event that is also an error (OpenRouter
+/// reports a mid-stream failure as a chunk whose choice has `finish_reason: "error"` and
+/// whose top level carries the `error`): they count as streamed before the error.
 fn error_event_content_chars(v: &serde_json::Value) -> usize {
     v.get("choices")
         .and_then(|c| c.get(0))
