@@ -6,6 +6,7 @@
 //! subcommand's logic without spawning a process.
 
 pub mod eval;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Accuracy of the detectors against labeled JSON Lines files.
     Eval(eval::EvalArgs),
+    /// Run the OpenAI-compatible gateway.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line and runs it.
@@ -31,6 +34,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
