@@ -35,7 +35,11 @@ async fn bad_requests_get_openai_shaped_errors() {
     assert_eq!(body["error"]["code"], "request_too_large");
     assert_eq!(gw.primary.requests().len(), 0, "nothing reached the provider");
 
-    let r = client.get(format!("{}/healthz", gw.base_url.trim_end_matches("/v1"))).send().await.unwrap();
+    let r = client
+        .get(format!("{}/healthz", gw.base_url.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
 }
 
@@ -65,7 +69,8 @@ async fn vendor_parameters_reach_the_provider_untouched() {
 async fn over_the_concurrency_limit_requests_get_503_until_a_stream_ends() {
     let gw = start("[server]\nmax_concurrency = 1").await;
     let long: String = (0..60).map(|i| format!("word{i} ")).collect();
-    gw.primary.push(Script::answer(&long).delay_between_chunks(Duration::from_millis(20)));
+    gw.primary
+        .push(Script::answer(&long).delay_between_chunks(Duration::from_millis(20)));
     gw.primary.set_default(Script::answer(ANSWER));
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", gw.base_url);
@@ -102,19 +107,38 @@ async fn metrics_count_requests_verdicts_reroutes_and_overhead() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains(r#"refusal_guard_requests_total{model="qwen-plus",stream="false"} 2"#), "{text}");
-    assert!(text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="answer"} 1"#), "{text}");
-    assert!(text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="provider_block"} 1"#), "{text}");
-    assert!(text.contains(r#"refusal_guard_reroutes_total{from="primary",to="fallback"} 1"#), "{text}");
-    assert!(text.contains("refusal_guard_overhead_seconds_count 1"), "one single-attempt request: {text}");
-    assert!(text.contains(r#"refusal_guard_responses_total{status="200"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"refusal_guard_requests_total{model="qwen-plus",stream="false"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="answer"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="provider_block"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_reroutes_total{from="primary",to="fallback"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("refusal_guard_overhead_seconds_count 1"),
+        "one single-attempt request: {text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_responses_total{status="200"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_stream_cancels_the_upstream() {
     let gw = start("").await;
     let long: String = (0..200).map(|i| format!("word{i} ")).collect();
-    gw.primary.set_default(Script::answer(&long).delay_between_chunks(Duration::from_millis(10)));
+    gw.primary
+        .set_default(Script::answer(&long).delay_between_chunks(Duration::from_millis(10)));
     let r = reqwest::Client::new()
         .post(format!("{}/chat/completions", gw.base_url))
         .json(&chat(true))
@@ -137,7 +161,8 @@ async fn a_client_leaving_mid_stream_cancels_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_open_streams_finish() {
     let mut gw = start("[server]\nshutdown_grace_secs = 20").await;
-    gw.primary.set_default(Script::answer(ANSWER).delay_between_chunks(Duration::from_millis(20)));
+    gw.primary
+        .set_default(Script::answer(ANSWER).delay_between_chunks(Duration::from_millis(20)));
     let r = reqwest::Client::new()
         .post(format!("{}/chat/completions", gw.base_url))
         .json(&chat(true))
@@ -147,9 +172,15 @@ async fn shutdown_lets_open_streams_finish() {
     assert_eq!(r.status(), 200);
     gw.shutdown.take().unwrap().send(()).unwrap();
     let text = r.text().await.unwrap();
-    assert!(text.contains("data: [DONE]"), "the open stream ran to its end: {text}");
+    assert!(
+        text.contains("data: [DONE]"),
+        "the open stream ran to its end: {text}"
+    );
     let served = tokio::time::timeout(Duration::from_secs(10), &mut gw.served).await;
-    assert!(matches!(served, Ok(Ok(Ok(())))), "the server stopped after the stream: {served:?}");
+    assert!(
+        matches!(served, Ok(Ok(Ok(())))),
+        "the server stopped after the stream: {served:?}"
+    );
     assert_eq!(gw.primary.response(0).unwrap().outcome, Outcome::Finished);
     let refused = reqwest::Client::new()
         .post(format!("{}/chat/completions", gw.base_url))
