@@ -105,13 +105,19 @@ pub fn builtin_rules() -> Vec<Rule> {
     rules
 }
 
-/// The rule's pattern with the apostrophe and space expansions applied.
+/// The rule's pattern with the apostrophe and space expansions applied: `'` matches both
+/// apostrophes, a space one or more whitespace characters, and ` ?` optional whitespace.
 pub fn expand(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\'' => out.push_str("['’]"),
+            // `i ?(am|'m)`: the space before a contraction is optional ("i'm", "i am").
+            ' ' if chars.peek() == Some(&'?') => {
+                chars.next();
+                out.push_str(r"\s*");
+            }
             ' ' => out.push_str(r"\s+"),
             // An ASCII word boundary: a Unicode one stops the fast DFA on non-ASCII text.
             '\\' if chars.peek() == Some(&'b') => {
