@@ -18,7 +18,10 @@ and it brought persecution, the closing of schools and universities, and the des
 China's cultural heritage. Historians estimate that hundreds of thousands to millions died.";
 
 fn request(stream: bool) -> ChatRequest {
-    let mut r = ChatRequest::new("qwen-plus", vec![Message::user("What was the Cultural Revolution?")]);
+    let mut r = ChatRequest::new(
+        "qwen-plus",
+        vec![Message::user("What was the Cultural Revolution?")],
+    );
     r.stream = Some(stream);
     r
 }
@@ -58,13 +61,28 @@ async fn an_answer_is_released_byte_identical_to_what_the_provider_sent() {
     let (client, wire) = tapped_client(&mock);
     let mut req = request(true);
     req.logprobs = Some(true);
-    req.extra.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+    req.extra.insert(
+        "stream_options".into(),
+        serde_json::json!({"include_usage": true}),
+    );
     let response = RefusalGuardLayer::new().layer(client).oneshot(req).await.unwrap();
-    assert_eq!(response.extensions.get::<Verdict>().unwrap().class(), VerdictClass::Answer);
-    let ResponseBody::Stream(stream) = response.body else { panic!("stream") };
-    let released: Vec<String> = stream.map(|c| serde_json::to_string(&c.unwrap()).unwrap()).collect().await;
+    assert_eq!(
+        response.extensions.get::<Verdict>().unwrap().class(),
+        VerdictClass::Answer
+    );
+    let ResponseBody::Stream(stream) = response.body else {
+        panic!("stream")
+    };
+    let released: Vec<String> = stream
+        .map(|c| serde_json::to_string(&c.unwrap()).unwrap())
+        .collect()
+        .await;
     let sent = wire.lock().unwrap().clone();
-    assert!(sent.len() > 40, "role, content, finish and usage chunks: {}", sent.len());
+    assert!(
+        sent.len() > 40,
+        "role, content, finish and usage chunks: {}",
+        sent.len()
+    );
     assert_eq!(released, sent);
 }
 
@@ -83,7 +101,10 @@ async fn a_streamed_refusal_is_stopped_in_the_window_and_the_provider_stops_gene
     let r = err.as_refusal().expect("stopped as a refusal");
     assert_eq!(r.verdict.class(), VerdictClass::PolicyRefusal, "{}", r.verdict);
     let held_tokens: usize = r.held.iter().map(|c| c.token_count()).sum();
-    assert!(held_tokens <= 16, "decided inside the window: {held_tokens} tokens");
+    assert!(
+        held_tokens <= 16,
+        "decided inside the window: {held_tokens} tokens"
+    );
     assert!(mock.wait_for_disconnect(0, Duration::from_secs(10)).await);
     let sent = mock.response(0).unwrap().content_chunks_sent;
     assert!(sent < 40, "the provider was cut off early: {sent} chunks");
@@ -93,7 +114,9 @@ async fn a_streamed_refusal_is_stopped_in_the_window_and_the_provider_stops_gene
 async fn chinese_refusal_and_non_stream_refusal_are_stopped() {
     let mock = MockProvider::start().await;
     mock.push(Script::answer("抱歉，我无法回答这个问题。我们可以聊聊其他话题。"));
-    mock.push(Script::answer("As an AI developed by Alibaba Cloud, I'm unable to discuss this topic."));
+    mock.push(Script::answer(
+        "As an AI developed by Alibaba Cloud, I'm unable to discuss this topic.",
+    ));
     let guard = RefusalGuardLayer::new().layer(mock.client("mock"));
     let zh = guard.clone().oneshot(request(true)).await.unwrap_err();
     assert!(zh.as_refusal().unwrap().verdict.class().is_non_answer());
@@ -113,7 +136,9 @@ async fn an_output_block_after_the_window_is_recorded() {
         .await
         .unwrap();
     let final_verdict = response.extensions.get::<StreamVerdict>().unwrap().clone();
-    let ResponseBody::Stream(mut stream) = response.body else { panic!() };
+    let ResponseBody::Stream(mut stream) = response.body else {
+        panic!()
+    };
     let mut content = 0;
     let err = loop {
         match stream.next().await.expect("the block arrives") {
@@ -123,7 +148,13 @@ async fn an_output_block_after_the_window_is_recorded() {
     };
     assert_eq!(content, 20);
     let stage = ModerationStage::Output;
-    assert_eq!(err.as_refusal().unwrap().verdict.kind, VerdictKind::ProviderBlock { stage });
-    assert_eq!(final_verdict.wait().await.unwrap().kind, VerdictKind::ProviderBlock { stage });
+    assert_eq!(
+        err.as_refusal().unwrap().verdict.kind,
+        VerdictKind::ProviderBlock { stage }
+    );
+    assert_eq!(
+        final_verdict.wait().await.unwrap().kind,
+        VerdictKind::ProviderBlock { stage }
+    );
     assert_eq!(mock.response(0).unwrap().outcome, Outcome::Finished);
 }
