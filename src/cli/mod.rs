@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod eval;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Accuracy of the detectors against labeled JSON Lines files.
     Eval(eval::EvalArgs),
+    /// Run the OpenAI-compatible gateway.
+    Serve(serve::ServeArgs),
     /// Runs the verdict pipeline over logged traffic and reports rates, plots and records.
     Audit(audit::AuditArgs),
 }
@@ -34,6 +37,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Audit(args) => audit::run(&args),
     };
     match result {

@@ -1,11 +1,17 @@
 //! Gateways: refusal-guard at the HTTP level.
 //!
+//! - [`http_layer`]: [`RefusalGuardHttpLayer`], the guard and re-route layers for an
+//!   existing hyper/axum proxy route;
+//! - [`server`]: [`Gateway`], the ready gateway behind `refusal-guard serve`, configured by
+//!   [`config`] and observed through [`metrics`];
 //! - [`respond`]: chat results as OpenAI-shaped HTTP responses (JSON, SSE, errors), with
 //!   the verdict in headers and in the final chunk.
 
 pub mod config;
+pub mod http_layer;
 pub mod metrics;
 pub mod respond;
 pub mod server;
 
+pub use http_layer::{RefusalGuardHttp, RefusalGuardHttpLayer};
 pub use server::Gateway;

@@ -61,6 +61,8 @@ use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
 pub const DEFAULT_WINDOW_TOKENS: usize = 16;
 /// Default hold-back window in time: a slow stream is released after this long.
 pub const DEFAULT_WINDOW_DURATION: Duration = Duration::from_millis(1000);
+/// Default number of tokens between early judgements inside the window.
+pub const DEFAULT_DECIDE_EVERY: usize = 4;
 /// Default confidence at which a verdict inside the window is final at once.
 pub const DEFAULT_DECIDE_CONFIDENCE: f32 = 0.8;
 
@@ -71,6 +73,7 @@ struct GuardConfig {
     window_tokens: usize,
     window_duration: Duration,
     decide_confidence: f32,
+    decide_every: usize,
     stop_on: VerdictSet,
     observe_only: bool,
 }
@@ -97,6 +100,7 @@ impl RefusalGuardLayer {
                 window_tokens: DEFAULT_WINDOW_TOKENS,
                 window_duration: DEFAULT_WINDOW_DURATION,
                 decide_confidence: DEFAULT_DECIDE_CONFIDENCE,
+                decide_every: DEFAULT_DECIDE_EVERY,
                 stop_on: VerdictSet::policy_driven(),
                 observe_only: false,
             }),
@@ -127,6 +131,12 @@ impl RefusalGuardLayer {
     /// The confidence at which a non-answer verdict inside the window is acted on at once.
     pub fn decide_confidence(self, confidence: f32) -> Self {
         self.edit(|c| c.decide_confidence = confidence)
+    }
+
+    /// How many tokens arrive between two early judgements inside the window (the first
+    /// comes with the first token). Default 4; 1 judges every chunk.
+    pub fn decide_every(self, tokens: usize) -> Self {
+        self.edit(|c| c.decide_every = tokens.max(1))
     }
 
     /// The verdict classes that stop an answer (as [`Error::Refused`]).
@@ -392,6 +402,7 @@ impl StreamWatch {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.window_duration;
         let mut held = Vec::new();
+        let mut next_check = 1;
         let hold_back = |held: &Vec<ChatCompletionChunk>, tokens, early| HoldBack {
             tokens,
             chunks: held.len(),
@@ -422,11 +433,13 @@ impl StreamWatch {
                     (completeness, Some(e))
                 }
                 Ok(Some(Ok(chunk))) => {
-                    let added = !chunk.content().is_empty() || chunk.finish_reason().is_some();
                     self.record(&chunk);
                     held.push(chunk);
                     if self.token_count < self.config.window_tokens {
-                        if added {
+                        // Judging every chunk would re-scan the growing prefix up to 16
+                        // times; every few tokens decides just as early in practice.
+                        if self.token_count >= next_check {
+                            next_check = self.token_count + self.config.decide_every;
                             let verdict = self.judge(Completeness::Partial, None).await;
                             if stops(&self.config, &verdict)
                                 && verdict.confidence >= self.config.decide_confidence

@@ -9,6 +9,7 @@
 
 mod models;
 mod openai_compatible;
+mod read;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use models::ModelMap;
 pub use openai_compatible::{
     ApiKey, OpenAiCompatible, OpenAiCompatibleBuilder, DASHSCOPE_CN, DASHSCOPE_INTL,
 };
+pub use read::{read_response, BodyLimits};
 
 use crate::error::Error;
 use crate::wire::{ChatCompletion, ChatCompletionChunk};

@@ -16,6 +16,7 @@
 
 mod metrics;
 mod render;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ pub struct EvalArgs {
     /// Prints the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also replays each answer as a stream through the guard with a window of N tokens
+    /// and reports how many non-answers it stopped inside the window.
+    #[arg(long, value_name = "N")]
+    pub stream_window: Option<usize>,
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
@@ -215,6 +220,15 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     }
     if args.show_errors > 0 {
         print!("{}", render::misses(&misses, args.show_errors));
+    }
+    if let Some(window) = args.stream_window {
+        let streaming = stream::evaluate(&args.files, args.split, &map, &detectors, window)?;
+        if args.json {
+            let json = serde_json::to_string_pretty(&streaming).map_err(|e| e.to_string())?;
+            println!("{json}");
+        } else {
+            print!("{}", stream::render(&streaming));
+        }
     }
     Ok(())
 }

@@ -37,6 +37,13 @@ pub enum Cue {
     /// An offer of something else ("If you'd like, I can…"): it means the content that
     /// follows a refusal is an alternative, not the answer.
     Redirect,
+    /// A caveat about scope ("I can't give medical advice", "I'm not a lawyer"): it cancels
+    /// the refusal or inability wording it overlaps, because what follows is usually the
+    /// answer.
+    Caveat,
+    /// The whole answer is a block marker leaked as text (Gemini's `SAFETY`): the
+    /// provider's moderation, seen through the text.
+    BlockMarker,
     /// Words naming harm, danger, illegality, violence: the grounds of a safety refusal.
     SafetyGrounds,
     /// Words naming sensitivity, politics, policy, guidelines, neutrality: the grounds of a
@@ -98,13 +105,19 @@ pub fn builtin_rules() -> Vec<Rule> {
     rules
 }
 
-/// The rule's pattern with the apostrophe and space expansions applied.
+/// The rule's pattern with the apostrophe and space expansions applied: `'` matches both
+/// apostrophes, a space one or more whitespace characters, and ` ?` optional whitespace.
 pub fn expand(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\'' => out.push_str("['’]"),
+            // `i ?(am|'m)`: the space before a contraction is optional ("i'm", "i am").
+            ' ' if chars.peek() == Some(&'?') => {
+                chars.next();
+                out.push_str(r"\s*");
+            }
             ' ' => out.push_str(r"\s+"),
             // An ASCII word boundary: a Unicode one stops the fast DFA on non-ASCII text.
             '\\' if chars.peek() == Some(&'b') => {

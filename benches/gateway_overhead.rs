@@ -1,0 +1,208 @@
+//! Gateway overhead on loopback: requests at fixed rates sent straight to a mock provider
+//! and through `refusal-guard`'s gateway in front of the same mock, and optionally through
+//! another proxy (LiteLLM) in front of it; the figure is the latency each adds.
+//!
+//! Open loop: request i is due at `start + i / rate` whatever happened to the others,
+//! and its latency counts from when it was due, so a proxy that falls behind shows it
+//! (no coordinated omission). Environment:
+//! - `RG_BENCH_RATES` (default `500,1000,2000`) requests per second;
+//! - `RG_BENCH_SECS` (default 5) seconds per rate and target;
+//! - `RG_BENCH_STREAM=1` to send streamed requests;
+//! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
+//!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
+//!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way.
+//!
+//! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
+
+use std::time::{Duration, Instant};
+
+use refusal_guard::gateway::config::GatewayConfig;
+use refusal_guard::gateway::Gateway;
+use refusal_guard::mock::{MockProvider, Script};
+
+const ANSWER: &str =
+    "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Run {
+    latencies: Vec<Duration>,
+    errors: usize,
+    wall: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream: bool) -> Run {
+    let body = serde_json::json!({
+        "model": "qwen-plus",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stream": stream,
+    })
+    .to_string();
+    let total = rate as u64 * secs;
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        let client = client.clone();
+        let url = url.to_string();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer sk-bench")
+                .body(body)
+                .send()
+                .await;
+            let ok = match response {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            (ok, due.elapsed())
+        }));
+    }
+    let wall = Instant::now();
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        let (ok, latency) = t.await.expect("load task");
+        if ok {
+            latencies.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    latencies.sort();
+    Run {
+        latencies,
+        errors,
+        wall: wall.elapsed(),
+    }
+}
+
+fn main() {
+    let rates: Vec<u32> = std::env::var("RG_BENCH_RATES")
+        .unwrap_or_else(|_| "500,1000,2000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let secs: u64 = env("RG_BENCH_SECS", 5);
+    let stream = env("RG_BENCH_STREAM", 0u8) == 1;
+    let mock_port: u16 = env("RG_BENCH_MOCK_PORT", 18080);
+    let other = std::env::var("RG_BENCH_OTHER").ok();
+
+    // The mock and the gateway each get a runtime of their own, as separate servers
+    // would; the load generator runs on a third.
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mock, gateway_url) = servers.block_on(async {
+        let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
+            .await
+            .expect("mock port free");
+        mock.set_default(Script::answer(ANSWER));
+        mock.set_recording(false);
+        let config = GatewayConfig::parse(&format!(
+            r#"
+[server]
+max_concurrency = 100000
+[providers.mock]
+base_url = "{}"
+[[routes]]
+model = "*"
+primary = "mock"
+"#,
+            mock.base_url()
+        ))
+        .expect("bench config");
+        let gateway = Gateway::from_config(&config).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        (mock, url)
+    });
+    let direct_url = format!("{}/chat/completions", mock.base_url());
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .unwrap();
+    let mut targets = vec![
+        ("direct".to_string(), direct_url),
+        ("refusal-guard".to_string(), gateway_url),
+    ];
+    if let Some(o) = other {
+        let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
+        targets.push((
+            name.to_string(),
+            format!("{}/chat/completions", url.trim_end_matches('/')),
+        ));
+    }
+    println!(
+        "gateway overhead, loopback, {} requests, {secs} s per rate and target",
+        if stream { "streamed" } else { "complete" }
+    );
+    println!(
+        "{:>6} {:>14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "rate", "target", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "achieved"
+    );
+    for rate in rates {
+        let mut p = Vec::new();
+        client_rt.block_on(async {
+            // Warm the connection pools so that connects are not measured.
+            for (_, url) in &targets {
+                load(&client, url, 200, 1, stream).await;
+            }
+        });
+        for (name, url) in &targets {
+            let run = client_rt.block_on(load(&client, url, rate, secs, stream));
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let (p50, p90, p99) = (
+                percentile(&run.latencies, 0.5),
+                percentile(&run.latencies, 0.9),
+                percentile(&run.latencies, 0.99),
+            );
+            println!(
+                "{rate:>6} {name:>14} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>9.0}/s",
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                ms(run.latencies.last().copied().unwrap_or_default()),
+                run.errors,
+                run.latencies.len() as f64 / run.wall.as_secs_f64().max(secs as f64),
+            );
+            p.push((name.clone(), p50, p99));
+        }
+        let (_, d50, d99) = p[0].clone();
+        for (name, p50, p99) in &p[1..] {
+            println!(
+                "{rate:>6} {:>14} added p50 {:.3} ms, added p99 {:.3} ms",
+                name,
+                (p50.as_secs_f64() - d50.as_secs_f64()) * 1e3,
+                (p99.as_secs_f64() - d99.as_secs_f64()) * 1e3,
+            );
+        }
+    }
+    drop(mock);
+}
