@@ -384,3 +384,48 @@ fn outcomes_come_back_in_input_order_on_any_number_of_workers() {
     assert_eq!(ids(4, 1), one);
     assert_eq!(ids(3, 7), one);
 }
+
+/// A detector that panics on one answer.
+struct PanicsOn(&'static str);
+
+#[async_trait::async_trait]
+impl refusal_guard::detect::Detector for PanicsOn {
+    fn name(&self) -> &str {
+        "panics_on"
+    }
+
+    async fn detect(
+        &self,
+        observation: &refusal_guard::detect::Observation<'_>,
+    ) -> Vec<refusal_guard::verdict::Evidence> {
+        assert!(observation.text != self.0, "boom");
+        Vec::new()
+    }
+}
+
+/// A record that makes a detector panic is a bad record, not the end of the run; a
+/// byte-order mark before the first line is not an error.
+#[test]
+fn a_panicking_detector_costs_one_record_not_the_run() {
+    let dir = scratch("panic");
+    let file = dir.join("rows.jsonl");
+    std::fs::write(
+        &file,
+        "\u{feff}{\"id\":\"a\",\"response\":\"fine\"}\n{\"id\":\"b\",\"response\":\"explode\"}\n{\"id\":\"c\",\"response\":\"fine too\"}\n",
+    )
+    .unwrap();
+    let inputs = input::resolve(&[file.display().to_string()]).unwrap();
+    let options = AuditOptions {
+        detectors: refusal_guard::detect::Detectors::empty().with(PanicsOn("explode")),
+        ..AuditOptions::default()
+    };
+    let tally = audit::audit(&inputs, &options, |_, _| Ok(())).unwrap();
+    assert_eq!(tally.records, 2);
+    assert_eq!(tally.bad, 1);
+    assert_eq!(tally.bad_kept[0].at.line, Some(2));
+    assert!(
+        tally.bad_kept[0].error.contains("panicked"),
+        "{}",
+        tally.bad_kept[0].error
+    );
+}

@@ -237,10 +237,27 @@ fn process(unit: Unit, options: &AuditOptions, out: &mut Vec<Outcome>) {
     }
 }
 
-/// Runs the verdict pipeline over one item.
+/// Runs the verdict pipeline over one item. A detector that panics on one record makes
+/// that record a bad one instead of ending a long run.
 fn judge(item: Item, at: Location, options: &AuditOptions) -> Outcome {
     // The built-in detectors never wait on anything: blocking on them is free.
-    let verdict = futures::executor::block_on(options.detectors.judge(&item.observation()));
+    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures::executor::block_on(options.detectors.judge(&item.observation()))
+    }));
+    let verdict = match judged {
+        Ok(verdict) => verdict,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            return Outcome::Bad(BadRecord {
+                at,
+                error: format!("the verdict pipeline panicked on this record: {why}"),
+            });
+        }
+    };
     let gold = gold_of(&options.labels, &item.record);
     let Item {
         record,
@@ -311,6 +328,9 @@ impl Batcher {
     }
 }
 
+/// A byte-order mark some Windows tools put at the start of a UTF-8 file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// The most a `.json` document or `.sse` transcript may hold (they are read whole).
 const DOCUMENT_LIMIT: u64 = 256 << 20;
 
@@ -347,6 +367,9 @@ fn read_one(
                     Ok(0) => return Ok(()),
                     Ok(_) => {}
                     Err(e) => return batcher.push(bad(at, format!("read error: {e}")), 0),
+                }
+                if line == 1 && buf.starts_with(UTF8_BOM) {
+                    buf.drain(..UTF8_BOM.len());
                 }
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
