@@ -47,8 +47,10 @@ pub struct AuditOptions {
     pub strict: bool,
     /// Records per batch between threads.
     pub batch: usize,
-    /// Raw input bytes read so far (compressed bytes for gzip), for progress bars.
-    pub bytes_read: Arc<AtomicU64>,
+    /// Raw input bytes (compressed bytes for gzip) up to the last record handed back to
+    /// the callback: progress bars and ETAs then follow what is judged, not what is read
+    /// ahead.
+    pub bytes_done: Arc<AtomicU64>,
 }
 
 impl Default for AuditOptions {
@@ -59,7 +61,7 @@ impl Default for AuditOptions {
             workers: 0,
             strict: false,
             batch: 256,
-            bytes_read: Arc::new(AtomicU64::new(0)),
+            bytes_done: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -84,6 +86,13 @@ pub enum AuditError {
     Callback(String),
 }
 
+/// What a worker hands back: a batch's sequence number, read offset and outcomes.
+struct Done {
+    seq: u64,
+    read: u64,
+    outcomes: Vec<Outcome>,
+}
+
 /// A raw unit of input, before parsing (parsing is the workers' job).
 enum Unit {
     Line {
@@ -105,6 +114,8 @@ enum Unit {
 
 struct Batch {
     seq: u64,
+    /// Raw input bytes read when the batch was cut.
+    read: u64,
     units: Vec<Unit>,
 }
 
@@ -123,7 +134,7 @@ where
     let mut tally = Tally::default();
     std::thread::scope(|s| {
         let (work_tx, work_rx) = bounded::<Batch>(workers * 2);
-        let (done_tx, done_rx) = bounded::<(u64, Vec<Outcome>)>(workers * 2);
+        let (done_tx, done_rx) = bounded::<Done>(workers * 2);
         let stop = &stop;
         s.spawn(move || read_all(inputs, options, work_tx, stop));
         for _ in 0..workers {
@@ -131,7 +142,7 @@ where
             s.spawn(move || work(rx, tx, options));
         }
         drop((work_rx, done_tx));
-        let result = collect(done_rx, options.strict, &mut tally, &mut on_outcome);
+        let result = collect(done_rx, options, &mut tally, &mut on_outcome);
         if result.is_err() {
             // The reader stops at its next batch; workers stop when their send fails
             // (the collector's receiver is dropped on return).
@@ -144,8 +155,8 @@ where
 
 /// The collector: puts batches back in order and hands their outcomes on.
 fn collect<F>(
-    done: Receiver<(u64, Vec<Outcome>)>,
-    strict: bool,
+    done: Receiver<Done>,
+    options: &AuditOptions,
     tally: &mut Tally,
     on_outcome: &mut F,
 ) -> Result<(), AuditError>
@@ -153,16 +164,17 @@ where
     F: FnMut(&Outcome, &Tally) -> Result<(), String>,
 {
     let mut next = 0u64;
-    let mut ahead: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
-    for (seq, outcomes) in done {
-        ahead.insert(seq, outcomes);
-        while let Some(outcomes) = ahead.remove(&next) {
+    let mut ahead: BTreeMap<u64, Done> = BTreeMap::new();
+    for done in done {
+        ahead.insert(done.seq, done);
+        while let Some(Done { read, outcomes, .. }) = ahead.remove(&next) {
             next += 1;
+            options.bytes_done.store(read, Ordering::Relaxed);
             for outcome in outcomes {
                 match &outcome {
                     Outcome::Judged(j) => tally.add(j),
                     Outcome::Bad(bad) => {
-                        if strict {
+                        if options.strict {
                             return Err(AuditError::Strict(bad.clone()));
                         }
                         tally.add_bad(bad.clone());
@@ -176,13 +188,18 @@ where
 }
 
 /// A worker: parses and judges batches until the reader is done or the collector gone.
-fn work(rx: Receiver<Batch>, tx: Sender<(u64, Vec<Outcome>)>, options: &AuditOptions) {
+fn work(rx: Receiver<Batch>, tx: Sender<Done>, options: &AuditOptions) {
     for batch in rx {
         let mut out = Vec::with_capacity(batch.units.len());
         for unit in batch.units {
             process(unit, options, &mut out);
         }
-        if tx.send((batch.seq, out)).is_err() {
+        let done = Done {
+            seq: batch.seq,
+            read: batch.read,
+            outcomes: out,
+        };
+        if tx.send(done).is_err() {
             return;
         }
     }
@@ -281,13 +298,14 @@ fn judge(item: Item, at: Location, options: &AuditOptions) -> Outcome {
 fn read_all(inputs: &[Input], options: &AuditOptions, tx: Sender<Batch>, stop: &AtomicBool) {
     let mut batcher = Batcher {
         tx,
+        read: Arc::new(AtomicU64::new(0)),
         seq: 0,
         units: Vec::new(),
         bytes: 0,
         size: options.batch.max(1),
     };
     for input in inputs {
-        if stop.load(Ordering::Relaxed) || read_one(input, options, &mut batcher, stop).is_err() {
+        if stop.load(Ordering::Relaxed) || read_one(input, &mut batcher, stop).is_err() {
             return;
         }
     }
@@ -299,6 +317,8 @@ struct Closed;
 
 struct Batcher {
     tx: Sender<Batch>,
+    /// Raw bytes read so far, counted by the input readers.
+    read: Arc<AtomicU64>,
     seq: u64,
     units: Vec<Unit>,
     bytes: usize,
@@ -324,7 +344,8 @@ impl Batcher {
         self.bytes = 0;
         let seq = self.seq;
         self.seq += 1;
-        self.tx.send(Batch { seq, units }).map_err(|_| Closed)
+        let read = self.read.load(Ordering::Relaxed);
+        self.tx.send(Batch { seq, read, units }).map_err(|_| Closed)
     }
 }
 
@@ -334,18 +355,13 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 /// The most a `.json` document or `.sse` transcript may hold (they are read whole).
 const DOCUMENT_LIMIT: u64 = 256 << 20;
 
-fn read_one(
-    input: &Input,
-    options: &AuditOptions,
-    batcher: &mut Batcher,
-    stop: &AtomicBool,
-) -> Result<(), Closed> {
+fn read_one(input: &Input, batcher: &mut Batcher, stop: &AtomicBool) -> Result<(), Closed> {
     let file_at = Location {
         file: input.name.clone(),
         line: None,
     };
     let bad = |at: Location, error: String| Unit::Bad(BadRecord { at, error });
-    let mut reader = match input::open(input, options.bytes_read.clone()) {
+    let mut reader = match input::open(input, batcher.read.clone()) {
         Ok(r) => r,
         Err(e) => return batcher.push(bad(file_at, format!("cannot open: {e}")), 0),
     };

@@ -62,10 +62,13 @@ fn is_stdout(p: &std::path::Path) -> bool {
     p.as_os_str() == "-"
 }
 
-/// Opens an output file (or standard output for `-`).
+/// Opens an output file, creating its folder (or standard output for `-`).
 fn create(path: &std::path::Path) -> Result<Box<dyn Write>, String> {
     if is_stdout(path) {
         return Ok(Box::new(std::io::stdout().lock()));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Box::new(BufWriter::new(file)))
@@ -144,7 +147,7 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
 
     let started = Instant::now();
     let mut last_tick = Instant::now();
-    let bytes_read = options.bytes_read.clone();
+    let bytes_done = options.bytes_done.clone();
     let result = audit_lib::audit(&inputs, &options, |outcome, tally| {
         match outcome {
             Outcome::Judged(judged) => {
@@ -164,7 +167,7 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             let rate = tally.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_position(bytes_read.load(Ordering::Relaxed));
+            bar.set_position(bytes_done.load(Ordering::Relaxed));
             bar.set_message(format!(
                 "{} records, {rate:.0}/s, {} bad",
                 tally.records, tally.bad
