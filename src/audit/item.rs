@@ -25,11 +25,11 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::input::Location;
-use crate::dataset::Record;
+use crate::dataset::{is_blank, read_provider_error, Record};
 use crate::detect::{Completeness, Observation};
 use crate::error::Error;
 use crate::wire::sse::ChunkDecoder;
-use crate::wire::{ChatCompletion, ErrorPosition, FinishReason, ProviderError, TokenLogprob};
+use crate::wire::{ChatCompletion, FinishReason, ProviderError, TokenLogprob};
 
 /// The metadata of a `.json` document or `.sse` transcript: the fields of a [`Record`]
 /// other than its `response` (`id`, `lang`, `label`, `model`, `prompt`, `meta`), read from
@@ -119,7 +119,7 @@ pub fn from_value(value: Value, at: &Location, sidecar: Option<&Sidecar>) -> Res
     let error = error
         .filter(|e| !is_blank(e))
         .or_else(|| record.meta.get("api_error").filter(|e| !is_blank(e)).cloned())
-        .map(|raw| read_error(raw, &provider, status, &record.response));
+        .map(|raw| read_provider_error(raw, &provider, status, &record.response));
     let finish_reason = finish
         .as_ref()
         .and_then(Value::as_str)
@@ -202,7 +202,7 @@ fn from_error_body(
         .and_then(unix_seconds)
         .or_else(|| meta_time(&record));
     Ok(Item {
-        error: Some(read_error(Value::Object(map), &provider, status, "")),
+        error: Some(read_provider_error(Value::Object(map), &provider, status, "")),
         provider,
         finish_reason: None,
         tokens: Vec::new(),
@@ -292,23 +292,6 @@ fn record_from(
     serde_json::from_value(Value::Object(map)).map_err(|e| format!("not a record: {e}"))
 }
 
-/// A provider error, read as the provider-signal detector would see it on the wire: an
-/// error beside content arrived after content (the answer is cut), one without content
-/// instead of the answer.
-fn read_error(raw: Value, provider: &str, status: Option<u16>, text: &str) -> ProviderError {
-    let (position, default_status) = if text.trim().is_empty() {
-        (ErrorPosition::Response, 400)
-    } else {
-        let chars_streamed = text.chars().count();
-        (ErrorPosition::StreamAfterContent { chars_streamed }, 200)
-    };
-    let status = status.unwrap_or(default_status);
-    match raw {
-        Value::String(s) => ProviderError::from_body(provider, status, s.as_bytes(), position),
-        other => ProviderError::from_value(provider, status, other, position),
-    }
-}
-
 /// `meta.provider`, else the model's vendor prefix, else `unknown`.
 fn provider_of(record: &Record) -> String {
     if let Some(p) = record.meta.get("provider").and_then(Value::as_str) {
@@ -357,15 +340,6 @@ pub fn unix_seconds(v: &Value) -> Option<i64> {
 
 fn as_status(v: &Value) -> Option<u16> {
     v.as_u64().and_then(|s| u16::try_from(s).ok())
-}
-
-fn is_blank(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
 }
 
 fn type_name(v: &Value) -> &'static str {
