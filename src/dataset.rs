@@ -326,6 +326,35 @@ pub fn datasets_dir() -> Result<PathBuf, String> {
     }
 }
 
+/// Whether a logged error field holds nothing (null, an empty string or object).
+pub fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// A logged provider error, read as the provider-signal detector would have seen it on
+/// the wire: an error beside content arrived after that content (the answer was cut, so a
+/// moderation block there is an output-stage block); an error without content came instead
+/// of the answer. `raw` is the error body as logged: a JSON value or a string holding one.
+/// `eval` and `audit` both read errors through here.
+pub fn read_provider_error(raw: Value, provider: &str, status: Option<u16>, text: &str) -> ProviderError {
+    let (position, default_status) = if text.trim().is_empty() {
+        (ErrorPosition::Response, 400)
+    } else {
+        let chars_streamed = text.chars().count();
+        (ErrorPosition::StreamAfterContent { chars_streamed }, 200)
+    };
+    let status = status.unwrap_or(default_status);
+    match raw {
+        Value::String(s) => ProviderError::from_body(provider, status, s.as_bytes(), position),
+        other => ProviderError::from_value(provider, status, other, position),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,34 +401,5 @@ mod tests {
     fn numeric_labels_read_as_text() {
         let r: Record = serde_json::from_str(r#"{"id":"dna-en-1","label":4}"#).unwrap();
         assert_eq!(r.label_key(), "DNA:4");
-    }
-}
-
-/// Whether a logged error field holds nothing (null, an empty string or object).
-pub fn is_blank(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
-}
-
-/// A logged provider error, read as the provider-signal detector would have seen it on
-/// the wire: an error beside content arrived after that content (the answer was cut, so a
-/// moderation block there is an output-stage block); an error without content came instead
-/// of the answer. `raw` is the error body as logged: a JSON value or a string holding one.
-/// `eval` and `audit` both read errors through here.
-pub fn read_provider_error(raw: Value, provider: &str, status: Option<u16>, text: &str) -> ProviderError {
-    let (position, default_status) = if text.trim().is_empty() {
-        (ErrorPosition::Response, 400)
-    } else {
-        let chars_streamed = text.chars().count();
-        (ErrorPosition::StreamAfterContent { chars_streamed }, 200)
-    };
-    let status = status.unwrap_or(default_status);
-    match raw {
-        Value::String(s) => ProviderError::from_body(provider, status, s.as_bytes(), position),
-        other => ProviderError::from_value(provider, status, other, position),
     }
 }
