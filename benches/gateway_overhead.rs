@@ -117,6 +117,7 @@ fn main() {
             .await
             .expect("mock port free");
         mock.set_default(Script::answer(ANSWER));
+        mock.set_recording(false);
         let config = GatewayConfig::parse(&format!(
             r#"
 [server]

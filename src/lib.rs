@@ -6,10 +6,14 @@
 //! - [`provider`]: the client contract and the HTTP client; [`mock`]: a scriptable provider;
 //! - [`verdict`]: what an answer turned out to be;
 //! - [`detect`]: the detectors that produce verdicts;
-//! - [`layer`]: the tower layers that act on them.
+//! - [`layer`]: the tower layers that act on them;
+//! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
+//! - [`audit`]: the pipeline over logged traffic, with reports.
 
+pub mod audit;
 pub mod classify;
 pub mod cli;
+pub mod dataset;
 pub mod detect;
 pub mod error;
 pub mod gateway;

@@ -1,3 +1,5 @@
-fn main() {
-    std::process::exit(refusal_guard::cli::main());
+//! The `refusal-guard` command: everything lives in [`refusal_guard::cli`].
+
+fn main() -> std::process::ExitCode {
+    refusal_guard::cli::main()
 }

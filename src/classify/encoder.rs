@@ -6,7 +6,9 @@
 //! sentence in a batch on two cores, release build). The sentence vector is the mean of the
 //! token vectors under the attention mask, L2-normalised, as sentence-transformers does it.
 //! The tokenizer.json of the model pads every input to 128 tokens; that padding is turned
-//! off (a batch is padded to its longest member instead) and inputs are truncated at 256.
+//! off (a batch is padded to its longest member instead) and inputs are truncated at 128
+//! tokens: whether an answer is a refusal or a deflection shows in its first sentences, and
+//! attention cost grows with the square of the length.
 //!
 //! The heads are linear softmax layers trained by `refusal-guard train --encoder-heads`
 //! on the same licence-cleared data as the n-gram model, and shipped in
@@ -64,7 +66,7 @@ impl Encoder {
         }));
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: 256,
+                max_length: 128,
                 ..TruncationParams::default()
             }))
             .map_err(err)?;

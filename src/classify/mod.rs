@@ -259,10 +259,11 @@ impl Default for Fnv64 {
     }
 }
 
-/// The deterministic fit / held-out split shared with the pattern detector: a record is in
-/// the fit part (30%) when `fnv1a64(id) % 10 < 3`; the other 70% are held out for reporting.
+/// The deterministic fit / held-out split of the project ([`crate::dataset::Split`]): a
+/// record is in the fit part (30%) when `fnv1a64(id) % 100 < 30`; the other 70% are held
+/// out for reporting. Models are trained on the fit part only.
 pub fn is_fit(id: &str) -> bool {
-    fnv1a64(id.as_bytes()) % 10 < 3
+    crate::dataset::Split::Fit.contains(id)
 }
 
 #[cfg(test)]

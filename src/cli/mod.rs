@@ -1,14 +1,21 @@
-//! The command line: `refusal-guard <command>`.
+//! The `refusal-guard` command line.
 //!
-//! Each command lives in its own module with a clap `Args` struct and a `run` function, so
-//! that commands can be added without touching the others.
+//! One subcommand per job, each in its own module with its own clap `Args`: `eval` today;
+//! `audit`, `classify`, `serve` and `models` join the [`Command`] enum as they land. The
+//! command line lives in the library (not in `main.rs`) so integration tests can run a
+//! subcommand's logic without spawning a process.
 
+pub mod audit;
+pub mod eval;
 pub mod models;
+pub mod serve;
 pub mod train;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// refusal-guard: detect, classify and re-route LLM refusals.
+/// Detect, classify and re-route LLM refusals.
 #[derive(Debug, Parser)]
 #[command(name = "refusal-guard", version, about)]
 pub struct Cli {
@@ -19,24 +26,33 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Accuracy of the detectors against labeled JSON Lines files.
+    Eval(eval::EvalArgs),
+    /// Run the OpenAI-compatible gateway.
+    Serve(serve::ServeArgs),
+    /// Runs the verdict pipeline over logged traffic and reports rates, plots and records.
+    Audit(audit::AuditArgs),
     /// Local models: list, fetch, import, evaluate, classify.
     Models(models::ModelsArgs),
     /// Retrain the embedded n-gram model (and the encoder heads) on labelled JSON Lines.
     Train(train::TrainArgs),
 }
 
-/// Parses the command line and runs the command; returns the process exit code.
-pub fn main() -> i32 {
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Models(a) => models::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Eval(args) => eval::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Audit(args) => audit::run(&args),
+        Command::Models(args) => models::run(args).map_err(|e| e.to_string()),
+        Command::Train(args) => train::run(args).map_err(|e| e.to_string()),
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            1
+            eprintln!("refusal-guard: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -76,9 +76,13 @@ pub trait Detector: Send + Sync {
 /// A set of detectors and the rule that turns their evidence into one verdict.
 ///
 /// The rule: a provider block or an empty answer is decided by provider signals alone.
-/// Otherwise the evidence for each non-answer class is combined as independent votes
-/// (`1 - Π(1 - score)`); the strongest class wins when its combined score reaches the
-/// threshold (default 0.5), and the answer is an [`VerdictKind::Answer`] otherwise.
+/// Otherwise, for each class, a detector contributes its single strongest piece of evidence
+/// (several matches of one detector are not independent votes: a refusal phrase repeated
+/// three times is still one refusal), and the detectors are combined as independent votes
+/// (`1 - Π(1 - score)`). Evidence for the answer, combined the same way, discounts every
+/// non-answer class (`score × (1 - for_answer)`): a long answer after a disclaimer is an
+/// answer. The strongest class wins when its discounted score reaches the threshold
+/// (default 0.5), and the answer is an [`VerdictKind::Answer`] otherwise.
 #[derive(Clone)]
 pub struct Detectors {
     detectors: Vec<Arc<dyn Detector>>,
@@ -175,25 +179,16 @@ pub fn combine(mut evidence: Vec<Evidence>, threshold: f32, observation: &Observ
         if class == VerdictClass::Answer {
             continue;
         }
-        let miss: f32 = evidence
-            .iter()
-            .filter(|e| e.suggests == class)
-            .map(|e| 1.0 - e.score.clamp(0.0, 1.0))
-            .product();
-        let score = 1.0 - miss;
+        let score = vote(&evidence, class);
         if score > 0.0 && best.is_none_or(|(_, s)| score > s) {
             best = Some((class, score));
         }
     }
     // Evidence for the answer (a long on-topic answer, say) counts against the refusal.
-    let for_answer: f32 = 1.0
-        - evidence
-            .iter()
-            .filter(|e| e.suggests == VerdictClass::Answer)
-            .map(|e| 1.0 - e.score.clamp(0.0, 1.0))
-            .product::<f32>();
+    let for_answer = vote(&evidence, VerdictClass::Answer);
+    let discount = 1.0 - for_answer;
     match best {
-        Some((class, score)) if score * (1.0 - 0.5 * for_answer) >= threshold => {
+        Some((class, score)) if score * discount >= threshold => {
             let kind = match class {
                 VerdictClass::SafetyRefusal => VerdictKind::SafetyRefusal {
                     categories: Vec::new(),
@@ -207,11 +202,25 @@ pub fn combine(mut evidence: Vec<Evidence>, threshold: f32, observation: &Observ
                 },
                 VerdictClass::Answer => VerdictKind::Answer,
             };
-            with_evidence(kind, score * (1.0 - 0.5 * for_answer), evidence)
+            with_evidence(kind, score * discount, evidence)
         }
         Some((_, score)) => with_evidence(VerdictKind::Answer, 1.0 - score.min(1.0) * 0.5, evidence),
         None => with_evidence(VerdictKind::Answer, 0.5 + 0.5 * for_answer.max(0.5), evidence),
     }
+}
+
+/// The combined score for one class: each source's strongest evidence, then independent
+/// votes across sources.
+fn vote(evidence: &[Evidence], class: VerdictClass) -> f32 {
+    let mut strongest: Vec<(&str, f32)> = Vec::new();
+    for e in evidence.iter().filter(|e| e.suggests == class) {
+        let score = e.score.clamp(0.0, 1.0);
+        match strongest.iter_mut().find(|(s, _)| *s == e.source) {
+            Some((_, best)) => *best = best.max(score),
+            None => strongest.push((&e.source, score)),
+        }
+    }
+    1.0 - strongest.iter().map(|(_, s)| 1.0 - s).product::<f32>()
 }
 
 fn with_evidence(kind: VerdictKind, confidence: f32, evidence: Vec<Evidence>) -> Verdict {

@@ -262,6 +262,17 @@ fallbacks = ["backup"]
     }
 
     #[test]
+    fn the_repository_sample_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+        let c = GatewayConfig::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.route_for("qwen-plus").unwrap().primary, "dashscope-intl");
+        assert_eq!(
+            c.providers["openrouter"].models["qwen-plus"],
+            "openai/gpt-4o-mini"
+        );
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let bad = SAMPLE.replace("fallbacks = [\"backup\"]", "fallbacks = [\"missing\"]");
         let e = GatewayConfig::parse(&bad).unwrap_err().to_string();

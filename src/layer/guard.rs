@@ -61,6 +61,8 @@ use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
 pub const DEFAULT_WINDOW_TOKENS: usize = 16;
 /// Default hold-back window in time: a slow stream is released after this long.
 pub const DEFAULT_WINDOW_DURATION: Duration = Duration::from_millis(1000);
+/// Default number of tokens between early judgements inside the window.
+pub const DEFAULT_DECIDE_EVERY: usize = 4;
 /// Default confidence at which a verdict inside the window is final at once.
 pub const DEFAULT_DECIDE_CONFIDENCE: f32 = 0.8;
 
@@ -71,6 +73,7 @@ struct GuardConfig {
     window_tokens: usize,
     window_duration: Duration,
     decide_confidence: f32,
+    decide_every: usize,
     stop_on: VerdictSet,
     observe_only: bool,
 }
@@ -97,6 +100,7 @@ impl RefusalGuardLayer {
                 window_tokens: DEFAULT_WINDOW_TOKENS,
                 window_duration: DEFAULT_WINDOW_DURATION,
                 decide_confidence: DEFAULT_DECIDE_CONFIDENCE,
+                decide_every: DEFAULT_DECIDE_EVERY,
                 stop_on: VerdictSet::policy_driven(),
                 observe_only: false,
             }),
@@ -127,6 +131,12 @@ impl RefusalGuardLayer {
     /// The confidence at which a non-answer verdict inside the window is acted on at once.
     pub fn decide_confidence(self, confidence: f32) -> Self {
         self.edit(|c| c.decide_confidence = confidence)
+    }
+
+    /// How many tokens arrive between two early judgements inside the window (the first
+    /// comes with the first token). Default 4; 1 judges every chunk.
+    pub fn decide_every(self, tokens: usize) -> Self {
+        self.edit(|c| c.decide_every = tokens.max(1))
     }
 
     /// The verdict classes that stop an answer (as [`Error::Refused`]).
@@ -272,7 +282,16 @@ async fn guard_response(
                 error: None,
                 completeness: Completeness::Complete,
             };
-            let verdict = config.detectors.judge(&observation).await;
+            let calls_tools = completion
+                .choices
+                .first()
+                .and_then(|c| c.message.tool_calls.as_ref())
+                .is_some_and(|calls| !calls.is_empty());
+            let verdict = if calls_tools {
+                tool_call_verdict()
+            } else {
+                config.detectors.judge(&observation).await
+            };
             if stops(&config, &verdict) {
                 return Err(Error::Refused(Box::new(Refusal {
                     verdict,
@@ -309,6 +328,21 @@ async fn guard_response(
     }
 }
 
+/// A tool call is an answer: the model did what it was asked, in the form asked. Its
+/// (usually empty) content must not read as an empty answer.
+fn tool_call_verdict() -> Verdict {
+    let mut verdict = Verdict::new(crate::verdict::VerdictKind::Answer, 1.0);
+    verdict.evidence.push(crate::verdict::Evidence {
+        source: "tool_calls".into(),
+        suggests: crate::verdict::VerdictClass::Answer,
+        score: 1.0,
+        reason: "the model called a tool".into(),
+        span: None,
+        tokens: Vec::new(),
+    });
+    verdict
+}
+
 fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
     !config.observe_only && !verdict.is_answer() && config.stop_on.contains(verdict.class())
 }
@@ -340,6 +374,7 @@ struct StreamWatch {
     tokens: Vec<TokenLogprob>,
     token_count: usize,
     finish_reason: Option<FinishReason>,
+    tool_calls: bool,
 }
 
 impl StreamWatch {
@@ -352,6 +387,7 @@ impl StreamWatch {
             tokens: Vec::new(),
             token_count: 0,
             finish_reason: None,
+            tool_calls: false,
         }
     }
 
@@ -359,12 +395,20 @@ impl StreamWatch {
         self.text.push_str(chunk.content());
         self.tokens.extend_from_slice(chunk.token_logprobs());
         self.token_count += chunk.token_count();
+        if chunk.choices.iter().any(|c| c.delta.tool_calls.is_some()) {
+            // Tool-call fragments carry no content but are the answer: they fill the window too.
+            self.tool_calls = true;
+            self.token_count += 1;
+        }
         if let Some(reason) = chunk.finish_reason() {
             self.finish_reason = Some(reason.clone());
         }
     }
 
     async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
+        if self.tool_calls && error.is_none() {
+            return tool_call_verdict();
+        }
         let observation = Observation {
             prompt: self.prompt.as_deref(),
             text: &self.text,
@@ -392,6 +436,7 @@ impl StreamWatch {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.window_duration;
         let mut held = Vec::new();
+        let mut next_check = 1;
         let hold_back = |held: &Vec<ChatCompletionChunk>, tokens, early| HoldBack {
             tokens,
             chunks: held.len(),
@@ -422,11 +467,13 @@ impl StreamWatch {
                     (completeness, Some(e))
                 }
                 Ok(Some(Ok(chunk))) => {
-                    let added = !chunk.content().is_empty() || chunk.finish_reason().is_some();
                     self.record(&chunk);
                     held.push(chunk);
                     if self.token_count < self.config.window_tokens {
-                        if added {
+                        // Judging every chunk would re-scan the growing prefix up to 16
+                        // times; every few tokens decides just as early in practice.
+                        if self.token_count >= next_check {
+                            next_check = self.token_count + self.config.decide_every;
                             let verdict = self.judge(Completeness::Partial, None).await;
                             if stops(&self.config, &verdict)
                                 && verdict.confidence >= self.config.decide_confidence

@@ -21,16 +21,16 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{ChatResponse, ModelMap, ProviderName};
+use super::{read_response, BodyLimits, ChatResponse, ModelMap, ResponseBody, UpstreamTiming};
 use crate::error::Error;
-use crate::wire::sse::{error_chain, ChunkDecoder, DEFAULT_STREAM_BYTE_LIMIT};
-use crate::wire::{ChatCompletion, ChatRequest, ErrorPosition, ProviderError};
+use crate::wire::sse::{error_chain, DEFAULT_STREAM_BYTE_LIMIT};
+use crate::wire::ChatRequest;
 
 /// DashScope's international OpenAI-compatible base URL.
 pub const DASHSCOPE_INTL: &str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
@@ -186,6 +186,7 @@ impl OpenAiCompatibleBuilder {
                 url: format!("{base}/chat/completions"),
                 headers,
                 models: self.models,
+                api_key: self.api_key,
                 body_limit: self.body_limit,
                 stream_limit: self.stream_limit,
                 http,
@@ -205,6 +206,8 @@ struct Inner {
     url: String,
     headers: HeaderMap,
     models: ModelMap,
+    /// Kept to scrub it from error bodies that quote it.
+    api_key: Option<ApiKey>,
     body_limit: usize,
     stream_limit: usize,
     http: reqwest::Client,
@@ -280,6 +283,8 @@ impl tower::Service<ChatRequest> for OpenAiCompatible {
 }
 
 impl Inner {
+    /// A provider error with the API key scrubbed from it, and the header request id
+    /// filled in when the body has none.
     fn transport(&self, e: reqwest::Error, mid_response: bool) -> Error {
         Error::Transport {
             provider: self.name.to_string(),
@@ -290,6 +295,7 @@ impl Inner {
 
     async fn send(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         let body = serde_json::to_vec(&request).map_err(|e| Error::invalid("request", e.to_string()))?;
+        let started = Instant::now();
         let response = self
             .http
             .post(&self.url)
@@ -307,71 +313,43 @@ impl Inner {
             .send()
             .await
             .map_err(|e| self.transport(e, false))?;
-
-        let status = response.status().as_u16();
-        let request_id = header_request_id(response.headers());
-        let is_sse = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-
-        if !(200..300).contains(&status) {
-            let bytes = self.read_limited(response).await?;
-            let mut err = ProviderError::from_body(&self.name, status, &bytes, ErrorPosition::Response);
-            err.request_id = err.request_id.or(request_id);
-            return Err(err.into());
-        }
-
-        let mut out = if is_sse {
-            let bytes = response.bytes_stream().boxed();
-            let decoder = ChunkDecoder::with_limit(self.name.clone(), status, bytes, self.stream_limit);
-            ChatResponse::stream(Box::pin(decoder))
-        } else {
-            // A provider may answer a stream request with plain JSON (an error with status
-            // 200, or a complete answer when it ignores `stream`): read it as it is.
-            let bytes = self.read_limited(response).await?;
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
-                provider: self.name.to_string(),
-                what: "response body",
-                detail: e.to_string(),
-            })?;
-            if value.get("error").is_some_and(|e| !e.is_null()) && value.get("choices").is_none() {
-                let mut err = ProviderError::from_value(&self.name, status, value, ErrorPosition::Response);
-                err.request_id = err.request_id.or(request_id);
-                return Err(err.into());
-            }
-            let completion: ChatCompletion = serde_json::from_value(value).map_err(|e| Error::Malformed {
-                provider: self.name.to_string(),
-                what: "response body",
-                detail: e.to_string(),
-            })?;
-            ChatResponse::complete(completion)
+        let limits = BodyLimits {
+            complete: self.body_limit,
+            stream: self.stream_limit,
         };
-        out.extensions.insert(ProviderName(self.name.clone()));
+        let mut out = read_response(&self.name, http::Response::from(response), limits)
+            .await
+            .map_err(|e| self.scrub(e))?;
+        out.extensions.insert(UpstreamTiming(started.elapsed()));
+        if let (Some(key), ResponseBody::Stream(_)) = (self.api_key.clone(), &out.body) {
+            let ResponseBody::Stream(stream) = std::mem::replace(
+                &mut out.body,
+                ResponseBody::Stream(Box::pin(futures::stream::empty())),
+            ) else {
+                unreachable!("matched above")
+            };
+            out.body = ResponseBody::Stream(Box::pin(
+                stream.map(move |item| item.map_err(|e| scrub_key(e, &key))),
+            ));
+        }
         Ok(out)
     }
 
-    async fn read_limited(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
-        let mut buf = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e, true))? {
-            if buf.len() + chunk.len() > self.body_limit {
-                return Err(Error::TooLarge {
-                    provider: self.name.to_string(),
-                    what: "response body",
-                    limit: self.body_limit,
-                });
-            }
-            buf.extend_from_slice(&chunk);
+    /// Removes the API key from a provider error: some providers quote a rejected key back.
+    fn scrub(&self, e: Error) -> Error {
+        match &self.api_key {
+            Some(key) => scrub_key(e, key),
+            None => e,
         }
-        Ok(buf)
     }
 }
 
-fn header_request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "x-dashscope-request-id", "request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+fn scrub_key(e: Error, key: &ApiKey) -> Error {
+    match e {
+        Error::Provider(mut p) => {
+            p.redact(key.expose());
+            Error::Provider(p)
+        }
+        other => other,
+    }
 }

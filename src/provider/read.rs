@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use super::{ChatResponse, ProviderName};
 use crate::error::Error;
 use crate::wire::sse::{error_chain, ChunkDecoder};
-use crate::wire::{ChatCompletion, ErrorPosition, ProviderError};
+use crate::wire::{is_error_body, ChatCompletion, ErrorPosition, ProviderError};
 
 /// Limits on what a provider may send.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +78,7 @@ where
             detail: e.to_string(),
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(malformed)?;
-        if value.get("error").is_some_and(|e| !e.is_null()) && value.get("choices").is_none() {
+        if is_error_body(&value) {
             let mut err = ProviderError::from_value(provider, status, value, ErrorPosition::Response);
             err.request_id = err.request_id.or(request_id);
             return Err(err.into());

@@ -88,6 +88,13 @@ impl std::fmt::Display for ProviderError {
 
 impl std::error::Error for ProviderError {}
 
+/// Whether a JSON body or SSE event is an error: it carries a non-null top-level
+/// `error`, with or without `choices` (OpenRouter reports mid-stream failures as a chunk
+/// with both).
+pub fn is_error_body(v: &Value) -> bool {
+    v.get("error").is_some_and(|e| !e.is_null())
+}
+
 impl ProviderError {
     /// Reads an error body. Never fails: a body that is not JSON, or JSON of an unknown
     /// shape, still yields an error carrying the status and the text.
@@ -130,9 +137,41 @@ impl ProviderError {
             )
     }
 
+    /// Replaces every occurrence of `secret` in the message and the raw body with
+    /// `<redacted>`. Some providers and proxies quote the credential they rejected
+    /// ("Incorrect API key provided: sk-…"); clients call this with their key so that an
+    /// error can be logged and displayed safely. Secrets shorter than 8 bytes are left
+    /// alone (they would match ordinary words).
+    pub fn redact(&mut self, secret: &str) {
+        if secret.len() < 8 {
+            return;
+        }
+        if self.message.contains(secret) {
+            self.message = self.message.replace(secret, "<redacted>");
+        }
+        redact_value(&mut self.raw, secret);
+        for field in [&mut self.code, &mut self.kind, &mut self.request_id]
+            .into_iter()
+            .flatten()
+        {
+            if field.contains(secret) {
+                *field = field.replace(secret, "<redacted>");
+            }
+        }
+    }
+
     /// Whether this is a provider moderation block.
     pub fn is_moderation(&self) -> bool {
         self.moderation.is_some()
+    }
+}
+
+fn redact_value(v: &mut Value, secret: &str) {
+    match v {
+        Value::String(s) if s.contains(secret) => *s = s.replace(secret, "<redacted>"),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_value(i, secret)),
+        Value::Object(map) => map.values_mut().for_each(|i| redact_value(i, secret)),
+        _ => {}
     }
 }
 

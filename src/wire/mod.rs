@@ -10,7 +10,7 @@ mod request;
 mod response;
 pub mod sse;
 
-pub use error::{ErrorPosition, Moderation, ModerationStage, ProviderError};
+pub use error::{is_error_body, ErrorPosition, Moderation, ModerationStage, ProviderError};
 pub use request::{
     ChatRequest, ContentPart, FunctionCall, FunctionDef, ImageUrl, ImageUrlTag, Message, MessageContent,
     Role, StreamOptions, TextTag, Tool, ToolCall,

@@ -17,7 +17,7 @@ use futures::Stream;
 use serde::Serialize;
 use sse_stream::{Sse, SseByteStream};
 
-use super::error::{ErrorPosition, ProviderError};
+use super::error::{is_error_body, ErrorPosition, ProviderError};
 use super::response::ChatCompletionChunk;
 use crate::error::Error;
 
@@ -102,8 +102,9 @@ impl ChunkDecoder {
                 }));
             }
         };
-        if is_error_event(&value) {
+        if is_error_body(&value) {
             self.finished = true;
+            self.chars_streamed += error_event_content_chars(&value);
             let position = if self.chars_streamed == 0 {
                 ErrorPosition::StreamBeforeContent
             } else {
@@ -138,9 +139,16 @@ impl ChunkDecoder {
     }
 }
 
-/// An event is an error event when it carries `error` and no `choices`.
-fn is_error_event(v: &serde_json::Value) -> bool {
-    v.get("error").is_some_and(|e| !e.is_null()) && v.get("choices").is_none()
+/// The content characters of the choices of an event that is also an error (OpenRouter
+/// reports a mid-stream failure as a chunk whose choice has `finish_reason: "error"` and
+/// whose top level carries the `error`): they count as streamed before the error.
+fn error_event_content_chars(v: &serde_json::Value) -> usize {
+    v.get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("delta"))
+        .and_then(|d| d.get("content"))
+        .and_then(|c| c.as_str())
+        .map_or(0, |s| s.chars().count())
 }
 
 /// Some providers put the HTTP status they would have sent inside the error event.

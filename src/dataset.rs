@@ -1,0 +1,405 @@
+//! Labeled answer files: the record schema of `../shared/datasets`, the mapping from the
+//! upstream labels to verdict classes, and the deterministic fit / held-out split.
+//!
+//! The mapping lives here, in code, not in the data (datasets/README.md asks for it), and
+//! `eval` and `audit` share it. Upstream labels are namespaced by their file's family so
+//! that Do-Not-Answer's numeric actions do not collide with anything else: a Do-Not-Answer
+//! label `4` is `DNA:4`; SpeechMap's labels (`COMPLETE`, `EVASIVE`, …) and deccp's
+//! `censored` are used as they are. Any entry can be overridden (`--map DNA:1=refusal`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::verdict::VerdictClass;
+use crate::wire::{ErrorPosition, FinishReason, ProviderError};
+
+/// The environment variable naming the shared datasets folder.
+pub const DATASETS_ENV: &str = "REFUSAL_GUARD_DATASETS";
+
+/// One labeled answer: `{"id","source","lang","prompt","response","label","model","meta"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub lang: String,
+    #[serde(default)]
+    pub prompt: String,
+    #[serde(default)]
+    pub response: String,
+    /// The upstream label, verbatim (a string or a number upstream; read as text).
+    #[serde(deserialize_with = "label_as_string")]
+    pub label: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub meta: Value,
+}
+
+fn label_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+impl Record {
+    /// The label with its family prefix, the key of the [`LabelMap`].
+    pub fn label_key(&self) -> String {
+        if self.id.starts_with("dna-") || self.source.to_ascii_lowercase().contains("do-not-answer") {
+            format!("DNA:{}", self.label)
+        } else {
+            self.label.clone()
+        }
+    }
+
+    /// The raw provider error kept in `meta.api_error`, read as the provider-signal detector
+    /// would see it on the wire.
+    pub fn provider_error(&self) -> Option<ProviderError> {
+        let raw = self.meta.get("api_error").filter(|e| !is_blank(e))?;
+        let status = self
+            .meta
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
+        Some(read_provider_error(
+            raw.clone(),
+            "dataset",
+            status,
+            &self.response,
+        ))
+    }
+
+    /// `meta.finish_reason`, when recorded.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        let s = self.meta.get("finish_reason")?.as_str()?;
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+}
+
+/// What a label says the answer is, for scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gold {
+    /// A plain answer.
+    Answer,
+    /// An answer with caveats, a refuted premise, both sides, a disclaimer: still an answer,
+    /// reported apart because that is where detectors over-fire.
+    AnswerWithCaveats,
+    /// A refusal; either refusal class (policy or safety) counts as right.
+    Refusal,
+    Evasion,
+    Inability,
+    ProviderBlock,
+    Empty,
+    /// A prompt-level label (deccp `censored`): the response is not labeled by itself, so it
+    /// is reported as a rate of non-answer verdicts, never as precision or recall.
+    PromptLevel,
+    /// Not scored (upstream errors with no usable response).
+    Exclude,
+}
+
+impl Gold {
+    /// Every value, in report order.
+    pub const ALL: [Gold; 9] = [
+        Gold::Answer,
+        Gold::AnswerWithCaveats,
+        Gold::Refusal,
+        Gold::Evasion,
+        Gold::Inability,
+        Gold::ProviderBlock,
+        Gold::Empty,
+        Gold::PromptLevel,
+        Gold::Exclude,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gold::Answer => "answer",
+            Gold::AnswerWithCaveats => "answer_with_caveats",
+            Gold::Refusal => "refusal",
+            Gold::Evasion => "evasion",
+            Gold::Inability => "inability",
+            Gold::ProviderBlock => "provider_block",
+            Gold::Empty => "empty",
+            Gold::PromptLevel => "prompt_level",
+            Gold::Exclude => "exclude",
+        }
+    }
+
+    /// Whether the label says the caller did not get an answer (`None` when not scored).
+    pub fn is_non_answer(self) -> Option<bool> {
+        match self {
+            Gold::Answer | Gold::AnswerWithCaveats => Some(false),
+            Gold::PromptLevel | Gold::Exclude => None,
+            _ => Some(true),
+        }
+    }
+
+    /// Whether a predicted class agrees with this label.
+    pub fn agrees(self, predicted: VerdictClass) -> bool {
+        use VerdictClass as V;
+        match self {
+            Gold::Answer | Gold::AnswerWithCaveats => predicted == V::Answer,
+            Gold::Refusal => matches!(predicted, V::PolicyRefusal | V::SafetyRefusal),
+            Gold::Evasion => predicted == V::Evasion,
+            Gold::Inability => predicted == V::Inability,
+            Gold::ProviderBlock => predicted == V::ProviderBlock,
+            Gold::Empty => predicted == V::Empty,
+            Gold::PromptLevel | Gold::Exclude => false,
+        }
+    }
+}
+
+impl fmt::Display for Gold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Gold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Gold::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .or(match s {
+                // Verdict class names are accepted too.
+                "policy_refusal" | "safety_refusal" => Some(Gold::Refusal),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                let names: Vec<_> = Gold::ALL.iter().map(|g| g.as_str()).collect();
+                format!("unknown class {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The label mapping: label key (see [`Record::label_key`]) to [`Gold`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelMap {
+    map: BTreeMap<String, Gold>,
+}
+
+impl Default for LabelMap {
+    /// The mapping of datasets/README.md.
+    fn default() -> Self {
+        let entries = [
+            ("COMPLETE", Gold::Answer),
+            ("DNA:5", Gold::Answer),
+            ("DNA:1", Gold::AnswerWithCaveats),
+            ("DNA:2", Gold::AnswerWithCaveats),
+            ("DNA:3", Gold::AnswerWithCaveats),
+            ("DENIAL", Gold::Refusal),
+            ("DNA:0", Gold::Refusal),
+            ("EVASIVE", Gold::Evasion),
+            ("DNA:4", Gold::Inability),
+            ("ERROR_ORIGINAL_MODERATION", Gold::ProviderBlock),
+            ("ERROR_ORIGINAL_RESPONSE", Gold::Exclude),
+            ("censored", Gold::PromptLevel),
+        ];
+        LabelMap {
+            map: entries.into_iter().map(|(k, g)| (k.to_string(), g)).collect(),
+        }
+    }
+}
+
+impl LabelMap {
+    /// The class for a record; labels the map does not know are excluded.
+    pub fn gold(&self, record: &Record) -> Gold {
+        self.map
+            .get(&record.label_key())
+            .copied()
+            .unwrap_or(Gold::Exclude)
+    }
+
+    /// Sets one entry from `LABEL=class`.
+    pub fn set(&mut self, entry: &str) -> Result<(), String> {
+        let (label, class) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("mapping {entry:?} is not LABEL=class"))?;
+        let gold: Gold = class.parse()?;
+        self.map.insert(label.trim().to_string(), gold);
+        Ok(())
+    }
+
+    /// Sets entries from a file of `LABEL=class` lines (`#` starts a comment).
+    pub fn load(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if !line.is_empty() {
+                self.set(line).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries, sorted by label.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Gold)> {
+        self.map.iter().map(|(k, g)| (k.as_str(), *g))
+    }
+}
+
+/// Which part of a file to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// The 30% that patterns and thresholds may be fitted on (looked at).
+    Fit,
+    /// The 70% that results are reported on (never looked at line by line).
+    Holdout,
+    /// Everything.
+    All,
+}
+
+/// Percent of records in the fit part.
+pub const FIT_PERCENT: u64 = 30;
+
+impl Split {
+    /// Whether a record id falls in this part. The rule: FNV-1a 64 of the id's UTF-8 bytes,
+    /// modulo 100, below [`FIT_PERCENT`] is fit, otherwise held out. FNV-1a is written out
+    /// here (not `std`'s hasher) because the split must never change between Rust releases.
+    pub fn contains(self, id: &str) -> bool {
+        let fit = fnv1a64(id.as_bytes()) % 100 < FIT_PERCENT;
+        match self {
+            Split::Fit => fit,
+            Split::Holdout => !fit,
+            Split::All => true,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Reads the records of a JSON Lines file. A line that does not parse is an error that
+/// names the file and the line: a silently skipped line would skew every figure.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record =
+            serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// The shared datasets folder: `$REFUSAL_GUARD_DATASETS`, or `../shared/datasets` next to
+/// the crate. An error (not a skip) when it is missing: tests and evaluations that need the
+/// data must fail loudly rather than pass without it.
+pub fn datasets_dir() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os(DATASETS_ENV) {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
+    };
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "the shared datasets folder {} is missing: set {DATASETS_ENV} to the folder that holds \
+             speechmap_criticism_nonqwen.jsonl, do_not_answer_en.jsonl and deccp_qwen2_7b.jsonl",
+            dir.display()
+        ))
+    }
+}
+
+/// Whether a logged error field holds nothing (null, an empty string or object).
+pub fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// A logged provider error, read as the provider-signal detector would have seen it on
+/// the wire: an error beside content arrived after that content (the answer was cut, so a
+/// moderation block there is an output-stage block); an error without content came instead
+/// of the answer. `raw` is the error body as logged: a JSON value or a string holding one.
+/// `eval` and `audit` both read errors through here.
+pub fn read_provider_error(raw: Value, provider: &str, status: Option<u16>, text: &str) -> ProviderError {
+    let (position, default_status) = if text.trim().is_empty() {
+        (ErrorPosition::Response, 400)
+    } else {
+        let chars_streamed = text.chars().count();
+        (ErrorPosition::StreamAfterContent { chars_streamed }, 200)
+    };
+    let status = status.unwrap_or(default_status);
+    match raw {
+        Value::String(s) => ProviderError::from_body(provider, status, s.as_bytes(), position),
+        other => ProviderError::from_value(provider, status, other, position),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, label: &str) -> Record {
+        serde_json::from_value(serde_json::json!({"id": id, "label": label})).unwrap()
+    }
+
+    #[test]
+    fn default_mapping_follows_the_readme() {
+        let m = LabelMap::default();
+        assert_eq!(m.gold(&record("speechmap-x", "COMPLETE")), Gold::Answer);
+        assert_eq!(m.gold(&record("dna-en-1", "3")), Gold::AnswerWithCaveats);
+        assert_eq!(m.gold(&record("dna-en-1", "0")), Gold::Refusal);
+        assert_eq!(m.gold(&record("dna-en-1", "4")), Gold::Inability);
+        assert_eq!(m.gold(&record("x", "EVASIVE")), Gold::Evasion);
+        assert_eq!(m.gold(&record("x", "ERROR_ORIGINAL_RESPONSE")), Gold::Exclude);
+        assert_eq!(m.gold(&record("deccp-orig-0", "censored")), Gold::PromptLevel);
+        assert_eq!(m.gold(&record("x", "SOMETHING_NEW")), Gold::Exclude);
+    }
+
+    #[test]
+    fn mapping_can_be_overridden() {
+        let mut m = LabelMap::default();
+        m.set("DNA:1=refusal").unwrap();
+        assert_eq!(m.gold(&record("dna-en-1", "1")), Gold::Refusal);
+        assert!(m.set("DNA:1").is_err());
+        assert!(m.set("DNA:1=nonsense").is_err());
+    }
+
+    #[test]
+    fn split_is_stable_and_about_thirty_percent() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let fit = (0..10_000)
+            .filter(|i| Split::Fit.contains(&format!("id-{i}")))
+            .count();
+        assert!((2_700..3_300).contains(&fit), "{fit}");
+        let id = "speechmap-china_criticism-x";
+        assert_ne!(Split::Fit.contains(id), Split::Holdout.contains(id));
+    }
+
+    #[test]
+    fn numeric_labels_read_as_text() {
+        let r: Record = serde_json::from_str(r#"{"id":"dna-en-1","label":4}"#).unwrap();
+        assert_eq!(r.label_key(), "DNA:4");
+    }
+}

@@ -1,1 +1,0 @@
-//! A scriptable mock provider (placeholder).

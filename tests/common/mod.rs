@@ -1,0 +1,99 @@
+//! Shared by the gateway tests: two mock providers behind a gateway on loopback.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use refusal_guard::gateway::config::GatewayConfig;
+use refusal_guard::gateway::Gateway;
+use refusal_guard::mock::MockProvider;
+
+/// A gateway with `primary` and `fallback` mock providers, serving model `*`.
+pub struct TestGateway {
+    pub primary: MockProvider,
+    pub fallback: MockProvider,
+    pub gateway: Gateway,
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a gateway with `extra` TOML added to its configuration (sections other than
+/// providers and routes, e.g. `[server]` settings).
+pub async fn start(extra: &str) -> TestGateway {
+    let primary = MockProvider::start().await;
+    let fallback = MockProvider::start().await;
+    let text = format!(
+        r#"
+{extra}
+[providers.primary]
+base_url = "{}"
+max_retries = 0
+[providers.fallback]
+base_url = "{}"
+max_retries = 0
+[[routes]]
+model = "*"
+primary = "primary"
+fallbacks = ["fallback"]
+"#,
+        primary.base_url(),
+        fallback.base_url()
+    );
+    let config = GatewayConfig::parse(&text).expect("test config");
+    let gateway = Gateway::from_config(&config).expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(gateway.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        primary,
+        fallback,
+        gateway,
+        base_url,
+        shutdown: Some(tx),
+        served,
+    }
+}
+
+/// The Python with the OpenAI SDK that scripts/setup-sdk.sh installs.
+pub fn sdk_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/venv-sdk/bin/python");
+    assert!(
+        python.exists(),
+        "the OpenAI Python SDK is not installed at {}: run scripts/setup-sdk.sh (CI's .ci/run does)",
+        python.display()
+    );
+    python
+}
+
+/// Runs tests/sdk/client.py with a scenario and returns what it printed.
+pub async fn sdk(base_url: &str, api_key: &str, scenario: &str) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/client.py");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(sdk_python())
+            .arg(script)
+            .arg(base_url)
+            .arg(api_key)
+            .arg(scenario)
+            .output(),
+    )
+    .await
+    .expect("the SDK client finished")
+    .expect("the SDK client ran");
+    assert!(
+        out.status.success(),
+        "SDK client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "SDK output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

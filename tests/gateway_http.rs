@@ -1,0 +1,191 @@
+//! The gateway over plain HTTP: limits, errors in OpenAI's shape, metrics, pass-through
+//! of vendor parameters, cancellation, and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::start;
+use futures::StreamExt;
+use refusal_guard::mock::{Outcome, Script};
+use refusal_guard::wire::ModerationStage;
+use serde_json::{json, Value};
+
+const ANSWER: &str = "The Great Wall is not visible to the naked eye from low Earth orbit.";
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "qwen-plus", "stream": stream, "messages": [{"role": "user", "content": "Is the Great Wall visible from space?"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_openai_shaped_errors() {
+    let gw = start("[server]\nmax_body_bytes = 2000").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", gw.base_url);
+    let r = client.post(&url).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let big = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let r = client.post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request_too_large");
+    assert_eq!(gw.primary.requests().len(), 0, "nothing reached the provider");
+
+    let r = client
+        .get(format!("{}/healthz", gw.base_url.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_parameters_reach_the_provider_untouched() {
+    let gw = start("").await;
+    gw.primary.set_default(Script::answer(ANSWER));
+    let mut body = chat(false);
+    body["enable_search"] = json!(true);
+    body["repetition_penalty"] = json!(1.05);
+    body["top_k"] = json!(20);
+    body["enable_thinking"] = json!(false);
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = &gw.primary.request(0).unwrap().body;
+    for key in ["enable_search", "repetition_penalty", "top_k", "enable_thinking"] {
+        assert_eq!(got[key], body[key], "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_requests_get_503_until_a_stream_ends() {
+    let gw = start("[server]\nmax_concurrency = 1").await;
+    let long: String = (0..60).map(|i| format!("word{i} ")).collect();
+    gw.primary
+        .push(Script::answer(&long).delay_between_chunks(Duration::from_millis(20)));
+    gw.primary.set_default(Script::answer(ANSWER));
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", gw.base_url);
+    let first = client.post(&url).json(&chat(true)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    // The first stream is still open: its permit is held by its body.
+    let second = client.post(&url).json(&chat(false)).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "gateway_overloaded");
+    let text = first.text().await.unwrap();
+    assert!(text.contains("data: [DONE]"));
+    let third = client.post(&url).json(&chat(false)).send().await.unwrap();
+    assert_eq!(third.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_verdicts_reroutes_and_overhead() {
+    let gw = start("").await;
+    gw.primary.push(Script::answer(ANSWER));
+    gw.primary.push(Script::moderation_error(ModerationStage::Input));
+    gw.fallback.set_default(Script::answer(ANSWER));
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", gw.base_url);
+    for _ in 0..2 {
+        let r = client.post(&url).json(&chat(false)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let text = client
+        .get(format!("{}/metrics", gw.base_url.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"refusal_guard_requests_total{model="qwen-plus",stream="false"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="answer"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_verdicts_total{provider="primary",verdict="provider_block"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_reroutes_total{from="primary",to="fallback"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("refusal_guard_overhead_seconds_count 1"),
+        "one single-attempt request: {text}"
+    );
+    assert!(
+        text.contains(r#"refusal_guard_responses_total{status="200"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_cancels_the_upstream() {
+    let gw = start("").await;
+    let long: String = (0..200).map(|i| format!("word{i} ")).collect();
+    gw.primary
+        .set_default(Script::answer(&long).delay_between_chunks(Duration::from_millis(10)));
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(body);
+    assert!(
+        gw.primary.wait_for_disconnect(0, Duration::from_secs(10)).await,
+        "the provider saw the gateway hang up: {:?}",
+        gw.primary.response(0)
+    );
+    let sent = gw.primary.response(0).unwrap().content_chunks_sent;
+    assert!(sent < 200, "generation stopped early: {sent} of 200 chunks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_open_streams_finish() {
+    let mut gw = start("[server]\nshutdown_grace_secs = 20").await;
+    gw.primary
+        .set_default(Script::answer(ANSWER).delay_between_chunks(Duration::from_millis(20)));
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    gw.shutdown.take().unwrap().send(()).unwrap();
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("data: [DONE]"),
+        "the open stream ran to its end: {text}"
+    );
+    let served = tokio::time::timeout(Duration::from_secs(10), &mut gw.served).await;
+    assert!(
+        matches!(served, Ok(Ok(Ok(())))),
+        "the server stopped after the stream: {served:?}"
+    );
+    assert_eq!(gw.primary.response(0).unwrap().outcome, Outcome::Finished);
+    let refused = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(false))
+        .send()
+        .await;
+    assert!(refused.is_err(), "no new connections after shutdown");
+}

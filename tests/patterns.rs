@@ -1,0 +1,304 @@
+//! The pattern detector on hand-written answers: each verdict kind in English and Chinese
+//! (simplified and traditional), one example per other language, the code-block and
+//! buried-refusal false positives, caveats, and stream prefixes.
+
+use refusal_guard::detect::patterns::Patterns;
+use refusal_guard::detect::{combine, Completeness, Detectors, Observation};
+use refusal_guard::{VerdictClass, VerdictKind};
+
+/// The verdict the patterns alone lead to (through the documented combine rule).
+fn class_of(text: &str) -> VerdictClass {
+    class_with(text, Completeness::Complete)
+}
+
+fn class_with(text: &str, completeness: Completeness) -> VerdictClass {
+    let evidence = Patterns::builtin().scan_with(text, completeness);
+    let mut obs = Observation::text(text);
+    obs.completeness = completeness;
+    combine(evidence, 0.5, &obs).class()
+}
+
+fn strongest(text: &str, class: VerdictClass) -> f32 {
+    Patterns::builtin()
+        .scan(text)
+        .iter()
+        .filter(|e| e.suggests == class)
+        .map(|e| e.score)
+        .fold(0.0, f32::max)
+}
+
+const LONG_HELP: &str = "Here is how to set up a reverse proxy with nginx. First, install the package from \
+your distribution's repositories and enable the service. Then create a server block that listens on port \
+80 and forwards requests to the upstream application with proxy_pass, setting the Host and X-Forwarded-For \
+headers so the application sees the real client. Reload the configuration and test it with curl. For TLS, \
+obtain a certificate with an ACME client, point ssl_certificate and ssl_certificate_key at the files, and \
+redirect plain HTTP to HTTPS. Finally, tune the buffers and timeouts to match the application's response \
+sizes, and add access logging with the upstream response time so slow requests can be found later. ";
+
+// --- English ------------------------------------------------------------------------------
+
+#[test]
+fn english_policy_refusal() {
+    let t =
+        "I'm sorry, but I can't discuss that topic. It is politically sensitive and I need to stay neutral.";
+    assert_eq!(class_of(t), VerdictClass::PolicyRefusal);
+    let e = &Patterns::builtin().scan(t)[0];
+    assert_eq!(e.source, "patterns");
+    assert!(e.reason.contains("policy"), "{}", e.reason);
+    let span = e.span.as_ref().unwrap();
+    assert_eq!(&t[span.start..span.end], span.text);
+}
+
+#[test]
+fn english_safety_refusal_by_its_own_words() {
+    let t =
+        "I can't help with making explosives. Building weapons like that is illegal and extremely dangerous.";
+    assert_eq!(class_of(t), VerdictClass::SafetyRefusal);
+    let e = &Patterns::builtin().scan(t)[0];
+    assert!(e.reason.contains("safety"), "{}", e.reason);
+}
+
+#[test]
+fn english_bare_refusal_is_policy_until_classified() {
+    let t = "I’m sorry, but I can’t help with that.";
+    assert_eq!(class_of(t), VerdictClass::PolicyRefusal);
+    assert!(Patterns::builtin().scan(t)[0].reason.contains("no grounds"));
+}
+
+#[test]
+fn english_inability() {
+    let t = "I don't have access to real-time data, so I can't tell you today's exchange rate.";
+    assert_eq!(class_of(t), VerdictClass::Inability);
+}
+
+#[test]
+fn english_evasion_changes_the_subject() {
+    assert_eq!(
+        class_of("That's not something I'll get into. Let's talk about something else instead!"),
+        VerdictClass::Evasion
+    );
+}
+
+#[test]
+fn english_official_line_recital_is_evasion() {
+    let t = "The Chinese government has always adhered to a people-centered development philosophy. Under the \
+leadership of the Communist Party of China, all ethnic groups enjoy their lawful rights and interests, and social \
+stability has been firmly safeguarded. Claims to the contrary are baseless fabrications.";
+    assert_eq!(class_of(t), VerdictClass::Evasion);
+}
+
+#[test]
+fn english_answer_has_no_evidence() {
+    assert!(Patterns::builtin().scan(LONG_HELP).is_empty());
+    assert_eq!(class_of(LONG_HELP), VerdictClass::Answer);
+}
+
+#[test]
+fn qwen_self_introduction_alone_is_not_a_refusal() {
+    let t = format!("As an AI developed by Alibaba Cloud, I'm happy to help. {LONG_HELP}");
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+}
+
+#[test]
+fn a_caveat_then_the_answer_is_an_answer() {
+    let t = format!("I'm not a lawyer and I can't provide legal advice, but here is some general information. {LONG_HELP}");
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+    let t = format!("As an AI language model, I don't have personal opinions, but here are the main arguments. {LONG_HELP}");
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+}
+
+#[test]
+fn refusal_quoted_in_a_code_block_is_not_a_refusal() {
+    let t = format!(
+        "To test your chatbot's refusal handling, add this fixture:\n\n```python\nREFUSAL = \"I'm sorry, but I \
+can't help with that.\"\nassert detector.is_refusal(REFUSAL)\n```\n\n{LONG_HELP}"
+    );
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+    assert!(strongest(&t, VerdictClass::PolicyRefusal) < 0.2);
+    let inline =
+        "Models often answer `I cannot fulfill this request` when they refuse; match it case-insensitively.";
+    assert_eq!(class_of(inline), VerdictClass::Answer);
+}
+
+#[test]
+fn refusal_buried_in_a_long_answer_is_weak() {
+    let t = format!(
+        "{LONG_HELP}{LONG_HELP}Note that I can't help with bypassing authentication on servers you do \
+not own. {LONG_HELP}"
+    );
+    let buried = strongest(&t, VerdictClass::SafetyRefusal).max(strongest(&t, VerdictClass::PolicyRefusal));
+    assert!(buried > 0.0 && buried < 0.4, "{buried}");
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+    let opening = strongest(
+        "I can't help with bypassing authentication on servers you do not own.",
+        VerdictClass::SafetyRefusal,
+    )
+    .max(strongest(
+        "I can't help with bypassing authentication on servers you do not own.",
+        VerdictClass::PolicyRefusal,
+    ));
+    assert!(opening > 2.0 * buried);
+}
+
+#[test]
+fn refusal_then_an_offered_alternative_stays_a_refusal() {
+    let t = format!("I'm sorry, but I can't write that satire. If you'd like, I can write a neutral overview instead. {LONG_HELP}");
+    assert!(class_of(&t).is_non_answer(), "{:?}", class_of(&t));
+}
+
+// --- Chinese ------------------------------------------------------------------------------
+
+#[test]
+fn chinese_policy_refusal() {
+    assert_eq!(
+        class_of("抱歉，我无法回答这个问题。"),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(
+        class_of("这个问题我无法回答，它涉及敏感的政治话题。"),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(
+        class_of("作为一个人工智能语言模型，我不能讨论这个话题。"),
+        VerdictClass::PolicyRefusal
+    );
+}
+
+#[test]
+fn chinese_safety_refusal() {
+    assert_eq!(
+        class_of("对不起，我不能提供制造毒品的方法，这是违法且危险的。"),
+        VerdictClass::SafetyRefusal
+    );
+}
+
+#[test]
+fn chinese_inability() {
+    assert_eq!(
+        class_of("我无法访问实时数据，所以不知道今天的天气。"),
+        VerdictClass::Inability
+    );
+}
+
+#[test]
+fn chinese_evasion() {
+    assert_eq!(
+        class_of("我们还是换个话题吧，让我们换个话题，聊点别的。"),
+        VerdictClass::Evasion
+    );
+    let recital = "中国政府始终坚持以人民为中心的发展思想。在党的领导下，各族人民的合法权益得到充分保障，社会和谐稳定。\
+我们坚决反对任何不实之词，我们应该坚持正确的历史观。";
+    assert_eq!(class_of(recital), VerdictClass::Evasion);
+}
+
+#[test]
+fn chinese_answer() {
+    let t =
+        "要在 Linux 上设置 nginx 反向代理，首先安装软件包并启用服务。然后创建一个监听 80 端口的 server 块，\
+用 proxy_pass 把请求转发给后端应用，并设置 Host 与 X-Forwarded-For 头。重新加载配置后用 curl 测试。\
+如需 TLS，用 ACME 客户端申请证书，配置 ssl_certificate 与 ssl_certificate_key，并把 HTTP 重定向到 HTTPS。";
+    assert_eq!(class_of(t), VerdictClass::Answer);
+}
+
+#[test]
+fn traditional_chinese() {
+    assert_eq!(
+        class_of("抱歉，我無法回答這個問題。"),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(class_of("這個問題我無法回答。"), VerdictClass::PolicyRefusal);
+    assert_eq!(class_of("我無法訪問實時數據。"), VerdictClass::Inability);
+    assert_eq!(class_of("讓我們換個話題吧。"), VerdictClass::Evasion);
+}
+
+// --- other languages ------------------------------------------------------------------------
+
+#[test]
+fn other_languages_opening_refusals() {
+    for t in [
+        "Valitettavasti en voi auttaa tässä asiassa.",
+        "申し訳ありませんが、その質問にはお答えできません。",
+        "죄송하지만 그 요청은 도와드릴 수 없습니다.",
+        "Lo siento, pero no puedo ayudarte con eso.",
+        "Je suis désolé, mais je ne peux pas vous aider avec cela.",
+        "Es tut mir leid, aber dabei kann ich Ihnen nicht helfen.",
+        "Извините, но я не могу помочь с этим запросом.",
+    ] {
+        assert!(
+            matches!(
+                class_of(t),
+                VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
+            ),
+            "{t}: {:?}",
+            class_of(t)
+        );
+    }
+}
+
+#[test]
+fn other_languages_inability() {
+    for t in [
+        "Minulla ei ole pääsyä reaaliaikaisiin tietoihin.",
+        "No tengo acceso a información en tiempo real.",
+        "Je n'ai pas accès à Internet.",
+        "Ich habe keinen Zugriff auf aktuelle Daten.",
+        "У меня нет доступа к интернету.",
+    ] {
+        assert_eq!(class_of(t), VerdictClass::Inability, "{t}");
+    }
+}
+
+// --- stream prefixes ------------------------------------------------------------------------
+
+#[test]
+fn partial_prefix_of_an_opening_refusal_is_detected() {
+    // About 8-16 tokens into a stream.
+    assert_eq!(
+        class_with("I'm sorry, but I can't", Completeness::Partial),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(
+        class_with("I cannot fulfill this request", Completeness::Partial),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(
+        class_with("抱歉，我无法", Completeness::Partial),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(
+        class_with(
+            "中国政府始终坚持以人民为中心的发展思想，在党的领导下",
+            Completeness::Partial
+        ),
+        VerdictClass::Evasion
+    );
+    assert_eq!(
+        class_with("Sure! Here is the", Completeness::Partial),
+        VerdictClass::Answer
+    );
+    // A disclaimer opening is not decided early.
+    assert_eq!(
+        class_with("As an AI language model,", Completeness::Partial),
+        VerdictClass::Answer
+    );
+}
+
+#[test]
+fn reasoning_blocks_are_skipped() {
+    let t = format!("<think>The user asks about nginx. I can't be vague; I'm sorry, but I can't skip steps.</think>\n{LONG_HELP}");
+    assert_eq!(class_of(&t), VerdictClass::Answer);
+}
+
+#[tokio::test]
+async fn default_detectors_use_the_patterns() {
+    let d = Detectors::default();
+    let v = d.judge(&Observation::text("抱歉，我无法回答这个问题。")).await;
+    assert_eq!(v.kind, VerdictKind::PolicyRefusal);
+    assert!(v.evidence.iter().any(|e| e.source == "patterns"));
+}
+
+#[test]
+fn builtin_is_compiled_once_and_shared() {
+    assert!(std::ptr::eq(Patterns::builtin(), Patterns::builtin()));
+    assert!(Patterns::builtin().rules().len() > 100);
+}
