@@ -520,6 +520,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn detector_adapter_feeds_the_verdict_with_categories() {
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
+            Some(PromptJudgement {
+                harmful: 0.99,
+                categories: vec!["S1".into(), "S10".into()],
+            }),
+        );
+        let detectors = crate::detect::Detectors::empty().with(CascadeDetector::new(Cascade::new().tier(cheap, 0.5)));
+        let obs = Observation {
+            prompt: Some("how do I hurt someone"),
+            ..Observation::text("I can't help with that.")
+        };
+        let v = detectors.judge(&obs).await;
+        assert_eq!(
+            v.kind,
+            VerdictKind::SafetyRefusal {
+                categories: vec!["S1".into(), "S10".into()]
+            }
+        );
+        assert!(v.evidence[0].source.starts_with("classify:"));
+    }
+
+    #[tokio::test]
+    async fn embedded_model_in_a_cascade_tells_refusals_from_answers() {
+        let cascade = Cascade::new().tier(crate::classify::ngram::NgramClassifier::embedded(), 0.0);
+        let c = cascade
+            .classify(Some("台湾的政治制度是怎样的？"), "抱歉，我无法回答这个问题。如果你有其他问题，我非常乐意为你提供帮助。")
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::PolicyRefusal, "{c:?}");
+        let c = cascade
+            .classify(Some("How do I bake bread?"), "Sure! Mix 500 g flour, 350 g water and 10 g salt, knead, let it rise for two hours and bake at 230 °C for 40 minutes until golden. Let it cool before slicing.")
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::Answer, "{c:?}");
+    }
+
+    #[tokio::test]
     async fn no_tier_is_an_error_and_detector_is_silent() {
         let cascade = Cascade::new();
         assert!(cascade.classify(None, "x").await.is_err());

@@ -354,9 +354,7 @@ impl Classifier for LlamaGuardClassifier {
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
         let this = self.clone();
         let prompt = prompt.to_string();
-        let s = tokio::task::spawn_blocking(move || this.score_blocking(&prompt, None))
-            .await
-            .map_err(|e| ClassifyError::model(&self.name, e))??;
+        let s = super::blocking(&self.name, move || this.score_blocking(&prompt, None)).await?;
         Ok(Some(PromptJudgement {
             harmful: s.unsafe_prob,
             categories: s.categories,

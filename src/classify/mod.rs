@@ -209,6 +209,21 @@ pub trait Classifier: Send + Sync {
     }
 }
 
+/// Runs slow model code off the async runtime: on a tokio runtime through
+/// `spawn_blocking`, elsewhere (a plain executor, as `eval` uses) inline.
+pub async fn blocking<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
+) -> Result<T, ClassifyError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| ClassifyError::model(name, e))?,
+        Err(_) => f(),
+    }
+}
+
 /// Softmax of a slice, numerically stable.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -309,9 +309,7 @@ impl Qwen3GuardClassifier {
 
     async fn run(&self, rendered: String) -> Result<Qwen3GuardScore, ClassifyError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.run_blocking(&rendered))
-            .await
-            .map_err(|e| ClassifyError::model(&self.name, e))?
+        super::blocking(&self.name, move || this.run_blocking(&rendered)).await
     }
 }
 

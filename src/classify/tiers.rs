@@ -48,3 +48,31 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
         ))),
     }
 }
+
+/// A cascade from tier specs, each `NAME` or `NAME@THRESHOLD` (default threshold 0.9), cheapest
+/// first.
+pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
+    let mut cascade = super::Cascade::new();
+    for spec in specs {
+        let (name, threshold) = match spec.rsplit_once('@') {
+            Some((n, t)) => (
+                n,
+                t.parse::<f32>()
+                    .map_err(|e| ClassifyError::Invalid(format!("bad threshold in {spec:?}: {e}")))?,
+            ),
+            None => (spec.as_str(), 0.9),
+        };
+        cascade = cascade.tier_arc(build(name)?, threshold);
+    }
+    Ok(cascade)
+}
+
+/// The default detectors plus a [`super::CascadeDetector`] of the given tiers (none: the
+/// default detectors alone).
+pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, ClassifyError> {
+    let detectors = crate::detect::Detectors::default();
+    if specs.is_empty() {
+        return Ok(detectors);
+    }
+    Ok(detectors.with(super::CascadeDetector::new(cascade(specs)?)))
+}

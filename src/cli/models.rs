@@ -11,7 +11,7 @@ use crate::classify::evaluate::{
     non_answer_rate, prompt_row, response_row, score_prompts, score_responses, Part, PROMPT_HEADER,
     RESPONSE_HEADER,
 };
-use crate::classify::{tiers, Cascade, Classifier, ClassifyError};
+use crate::classify::{tiers, Classifier, ClassifyError};
 use crate::hub::{self, Manifest};
 
 /// Arguments of `models`.
@@ -190,14 +190,7 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
         ModelsCommand::Classify { tiers: specs, prompt } => {
             let mut answer = String::new();
             std::io::stdin().read_to_string(&mut answer)?;
-            let mut cascade = Cascade::new();
-            for spec in &specs {
-                let (name, threshold) = match spec.rsplit_once('@') {
-                    Some((n, t)) => (n, t.parse::<f32>()?),
-                    None => (spec.as_str(), 0.9),
-                };
-                cascade = cascade.tier_arc(tiers::build(name)?, threshold);
-            }
+            let cascade = tiers::cascade(&specs)?;
             let c = runtime().block_on(cascade.classify(prompt.as_deref(), &answer))?;
             println!("{}", serde_json::to_string_pretty(&c)?);
             Ok(())
