@@ -3,7 +3,8 @@
 //! - `ngram`: the embedded n-gram model (or `ngram:PATH` for a retrained file);
 //! - `minilm`: the sentence encoder with the project's heads;
 //! - `llama-guard:NAME`, `qwen3guard:NAME`: a generative guard from a manifest (see
-//!   `models list`), e.g. `llama-guard:llama-guard-3-1b`, `qwen3guard:qwen3guard-gen-0.6b`.
+//!   `models list`), e.g. `llama-guard:llama-guard-3-1b`, `qwen3guard:qwen3guard-gen-0.6b`;
+//! - `guard`: Qwen3Guard-Gen 0.6B for Chinese text, Llama Guard 3 1B for the rest.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             let guard = LlamaGuard::load_manifest(&m, LlamaConfig::new(variant))?;
             Ok(Arc::new(LlamaGuardClassifier::new(guard, m.name)))
         }
+        ("guard", None) => Ok(Arc::new(ByScript::new(
+            build("qwen3guard:qwen3guard-gen-0.6b")?,
+            build("llama-guard:llama-guard-3-1b")?,
+        ))),
         ("qwen3guard", name) => {
             let m = crate::hub::find_manifest(name.unwrap_or("qwen3guard-gen-0.6b"))?;
             Ok(Arc::new(Qwen3GuardClassifier::new(
@@ -44,7 +49,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             )))
         }
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, minilm, llama-guard:NAME or qwen3guard:NAME"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
         ))),
     }
 }
@@ -75,4 +80,90 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
         return Ok(detectors);
     }
     Ok(detectors.with(super::CascadeDetector::new(cascade(specs)?)))
+}
+
+/// Routes each question to one of two classifiers by the script of the text: Qwen3Guard for
+/// Chinese (it is the default guard for Chinese traffic), Llama Guard for the rest.
+pub struct ByScript {
+    /// For text that is mostly Chinese (CJK characters).
+    pub chinese: Arc<dyn Classifier>,
+    /// For everything else.
+    pub other: Arc<dyn Classifier>,
+    name: String,
+}
+
+impl ByScript {
+    pub fn new(chinese: Arc<dyn Classifier>, other: Arc<dyn Classifier>) -> Self {
+        let name = format!("{}|{}", chinese.name(), other.name());
+        ByScript { chinese, other, name }
+    }
+
+    fn pick(&self, text: &str) -> &Arc<dyn Classifier> {
+        if is_mostly_chinese(text) {
+            &self.chinese
+        } else {
+            &self.other
+        }
+    }
+}
+
+/// Whether at least a fifth of the letters are CJK ideographs.
+pub fn is_mostly_chinese(text: &str) -> bool {
+    let mut letters = 0usize;
+    let mut cjk = 0usize;
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        if matches!(c as u32, 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xf900..=0xfaff) {
+            cjk += 1;
+        }
+    }
+    letters > 0 && cjk * 5 >= letters
+}
+
+#[async_trait::async_trait]
+impl Classifier for ByScript {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn judge_response(
+        &self,
+        prompt: Option<&str>,
+        response: &str,
+    ) -> Result<Option<super::ResponseJudgement>, ClassifyError> {
+        self.pick(response).judge_response(prompt, response).await
+    }
+
+    async fn judge_prompt(&self, prompt: &str) -> Result<Option<super::PromptJudgement>, ClassifyError> {
+        self.pick(prompt).judge_prompt(prompt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_detection() {
+        assert!(is_mostly_chinese("抱歉，我无法回答这个问题。"));
+        assert!(is_mostly_chinese("请解释 Tiananmen 事件的背景和影响"));
+        assert!(!is_mostly_chinese("I'm sorry, but I can't help with that."));
+        assert!(!is_mostly_chinese("1234 !!"));
+    }
+
+    #[test]
+    fn unknown_tier_names_the_choices() {
+        let e = build("nope").err().unwrap().to_string();
+        assert!(e.contains("ngram"), "{e}");
+    }
+
+    #[test]
+    fn missing_guard_names_the_fix() {
+        // No Llama Guard weights in a fresh cache: the error names the model and the command.
+        let e = build("llama-guard:llama-guard-3-8b").err();
+        if let Some(e) = e {
+            let e = e.to_string();
+            assert!(e.contains("llama-guard-3-8b") && e.contains("models fetch"), "{e}");
+        }
+    }
 }
