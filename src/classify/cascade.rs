@@ -529,7 +529,8 @@ mod tests {
                 categories: vec!["S1".into(), "S10".into()],
             }),
         );
-        let detectors = crate::detect::Detectors::empty().with(CascadeDetector::new(Cascade::new().tier(cheap, 0.5)));
+        let detectors =
+            crate::detect::Detectors::empty().with(CascadeDetector::new(Cascade::new().tier(cheap, 0.5)));
         let obs = Observation {
             prompt: Some("how do I hurt someone"),
             ..Observation::text("I can't help with that.")
@@ -548,7 +549,10 @@ mod tests {
     async fn embedded_model_in_a_cascade_tells_refusals_from_answers() {
         let cascade = Cascade::new().tier(crate::classify::ngram::NgramClassifier::embedded(), 0.0);
         let c = cascade
-            .classify(Some("台湾的政治制度是怎样的？"), "抱歉，我无法回答这个问题。如果你有其他问题，我非常乐意为你提供帮助。")
+            .classify(
+                Some("台湾的政治制度是怎样的？"),
+                "抱歉，我无法回答这个问题。如果你有其他问题，我非常乐意为你提供帮助。",
+            )
             .await
             .unwrap();
         assert_eq!(c.kind, VerdictKind::PolicyRefusal, "{c:?}");

@@ -163,7 +163,10 @@ mod tests {
         let e = build("llama-guard:llama-guard-3-8b").err();
         if let Some(e) = e {
             let e = e.to_string();
-            assert!(e.contains("llama-guard-3-8b") && e.contains("models fetch"), "{e}");
+            assert!(
+                e.contains("llama-guard-3-8b") && e.contains("models fetch"),
+                "{e}"
+            );
         }
     }
 }

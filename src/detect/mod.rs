@@ -227,7 +227,10 @@ fn vote(evidence: &[Evidence], class: VerdictClass) -> f32 {
 /// `categories: ` at the end of a reason (the convention of the model classifiers).
 fn categories_of(evidence: &[Evidence]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for e in evidence.iter().filter(|e| e.suggests == VerdictClass::SafetyRefusal) {
+    for e in evidence
+        .iter()
+        .filter(|e| e.suggests == VerdictClass::SafetyRefusal)
+    {
         if let Some((_, list)) = e.reason.rsplit_once("categories: ") {
             for c in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                 if !out.iter().any(|o| o == c) {
