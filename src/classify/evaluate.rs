@@ -101,8 +101,29 @@ impl PromptScores {
     }
 }
 
+/// Keeps at most `limit` records per language, spread evenly over the file (every k-th
+/// record of each language), so that a limited run still sees every part of a file.
+fn sample(records: Vec<Record>, limit: Option<usize>) -> Vec<Record> {
+    let Some(limit) = limit else { return records };
+    let mut per_lang: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        *per_lang.entry(r.lang.clone()).or_default() += 1;
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    records
+        .into_iter()
+        .filter(|r| {
+            let n = per_lang[&r.lang];
+            let stride = n.div_ceil(limit.max(1)).max(1);
+            let i = seen.entry(r.lang.clone()).or_default();
+            *i += 1;
+            (*i - 1) % stride == 0
+        })
+        .collect()
+}
+
 /// Scores a classifier's answer judgements on a response file. `limit` caps the records
-/// per language (the first ones in file order), for slow tiers.
+/// per language (spread evenly over the file), for slow tiers.
 pub async fn score_responses(
     classifier: &dyn Classifier,
     path: &Path,
@@ -110,17 +131,14 @@ pub async fn score_responses(
     limit: Option<usize>,
     filter: impl Fn(&Record) -> bool,
 ) -> Result<BTreeMap<String, ResponseScores>, ClassifyError> {
-    let records = read_jsonl(path)?;
+    let records: Vec<Record> = read_jsonl(path)?
+        .into_iter()
+        .filter(|r| part.keeps(&r.id) && filter(r) && r.response_label().is_some())
+        .collect();
     let mut out: BTreeMap<String, ResponseScores> = BTreeMap::new();
-    for r in records {
-        if !part.keeps(&r.id) || !filter(&r) {
-            continue;
-        }
+    for r in sample(records, limit) {
         let Some(gold) = r.response_label() else { continue };
         let s = out.entry(r.lang.clone()).or_default();
-        if limit.is_some_and(|l| s.n >= l) {
-            continue;
-        }
         let started = std::time::Instant::now();
         let judged = classifier
             .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
@@ -177,17 +195,15 @@ pub async fn score_prompts(
     limit: Option<usize>,
 ) -> Result<BTreeMap<String, PromptScores>, ClassifyError> {
     let mut out: BTreeMap<String, PromptScores> = BTreeMap::new();
-    for r in read_jsonl(path)? {
-        if !part.keeps(&r.id) {
-            continue;
-        }
+    let records: Vec<Record> = read_jsonl(path)?
+        .into_iter()
+        .filter(|r| part.keeps(&r.id) && r.harmful.is_some() && r.prompt.is_some())
+        .collect();
+    for r in sample(records, limit) {
         let (Some(harmful), Some(prompt)) = (r.harmful, r.prompt.as_deref()) else {
             continue;
         };
         let s = out.entry(r.lang.clone()).or_default();
-        if limit.is_some_and(|l| s.n >= l) {
-            continue;
-        }
         let started = std::time::Instant::now();
         let j = classifier
             .judge_prompt(prompt)
