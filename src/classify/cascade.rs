@@ -283,6 +283,7 @@ pub struct CascadeDetector {
     cascade: Arc<Cascade>,
     name: String,
     on_partial: bool,
+    answer_weight: f32,
 }
 
 impl CascadeDetector {
@@ -292,7 +293,17 @@ impl CascadeDetector {
             cascade: Arc::new(cascade),
             name: "classify".into(),
             on_partial: true,
+            answer_weight: 0.3,
         }
+    }
+
+    /// How much an "answer" judgement counts against other detectors' evidence: the
+    /// evidence score is `weight × confidence`. [`crate::detect::combine`] discounts every
+    /// non-answer class by the answer votes, so a full-strength vote from a model would
+    /// silence strong pattern hits; the default 0.3 only overturns weak ones.
+    pub fn answer_weight(mut self, weight: f32) -> Self {
+        self.answer_weight = weight.clamp(0.0, 1.0);
+        self
     }
 
     /// Whether partial answers (the start of a stream) are classified. Default: yes.
@@ -356,7 +367,13 @@ impl Detector for CascadeDetector {
             return Vec::new();
         }
         match self.cascade.classify(observation.prompt, observation.text).await {
-            Ok(c) => vec![evidence_of(&c, &self.name)],
+            Ok(c) => {
+                let mut e = evidence_of(&c, &self.name);
+                if e.suggests == VerdictClass::Answer {
+                    e.score *= self.answer_weight;
+                }
+                vec![e]
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "classification failed");
                 Vec::new()
