@@ -52,6 +52,7 @@ seeds_for() {
     esac
 }
 
+failed=()
 for target in "${TARGETS[@]}"; do
     mkdir -p "fuzz/corpus/$target"
     log="fuzz/corpus/$target.log"
@@ -61,10 +62,14 @@ for target in "${TARGETS[@]}"; do
     cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" $(seeds_for "$target") -- \
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 -max_len=65536 \
         >"$log" 2>&1 || status=$?
-    # The figures: executions, corpus size, coverage, and any crash.
-    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|Done [0-9]+ runs|^#[0-9]+ *DONE|SUMMARY|panicked at|Test unit written|deadly signal" "$log" || true
+    # The figures: executions, speed, corpus and coverage at the end, and any crash.
+    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|^#[0-9]+ *DONE|SUMMARY|panicked at|Test unit written|deadly signal" "$log" || true
     if [ "$status" -ne 0 ]; then
         echo "!! $target failed (exit $status); see $log and fuzz/artifacts/$target" >&2
-        exit "$status"
+        failed+=("$target")
     fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed: ${failed[*]}" >&2
+    exit 1
+fi

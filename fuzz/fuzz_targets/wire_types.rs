@@ -55,15 +55,30 @@ fuzz_target!(|data: &[u8]| {
     // Reading the raw body it kept gives the same reading.
     let reread = ProviderError::from_value("fuzz", 400, error.raw.clone(), position);
     assert_eq!(reread, error, "re-reading the kept raw body");
-    // Redacting any part of the message must not panic, and removes it.
+    // Redacting any part of the message must not panic, and leaves it nowhere.
     if let Some((i, _)) = error.message.char_indices().nth(8) {
         let secret = error.message[..i].to_string();
         let mut redacted = error.clone();
         redacted.redact(&secret);
-        assert!(
-            !redacted.message.contains(&secret),
-            "{secret:?} left in {:?}",
-            redacted.message
+        let mut texts = vec![redacted.message.clone()];
+        texts.extend(
+            [&redacted.code, &redacted.kind, &redacted.request_id]
+                .into_iter()
+                .flatten()
+                .cloned(),
         );
+        strings(&redacted.raw, &mut texts);
+        for t in texts {
+            assert!(!t.contains(&secret), "{secret:?} left in {t:?}");
+        }
     }
 });
+
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|i| strings(i, out)),
+        _ => {}
+    }
+}
