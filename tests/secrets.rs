@@ -136,6 +136,9 @@ async fn run(out: &mut Surfaces) {
     let fallback = MockProvider::start().await;
     primary.require_api_key(PRIMARY_KEY);
     fallback.require_api_key(FALLBACK_KEY);
+    // A provider that wants another key: its 401 quotes the key it was sent.
+    let strict = MockProvider::start().await;
+    strict.require_api_key("sk-other-key-the-mock-wants");
     let closed = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
@@ -159,16 +162,24 @@ max_retries = 0
 base_url = "http://{closed}/v1"
 api_key_env = "RG_TEST_PRIMARY_KEY"
 max_retries = 0
+[providers.strict]
+base_url = "{}"
+api_key_env = "RG_TEST_PRIMARY_KEY"
+max_retries = 0
 [[routes]]
 model = "down-model"
 primary = "down"
+[[routes]]
+model = "strict-model"
+primary = "strict"
 [[routes]]
 model = "*"
 primary = "primary"
 fallbacks = ["fallback"]
 "#,
         primary.base_url(),
-        fallback.base_url()
+        fallback.base_url(),
+        strict.base_url()
     );
     let config = GatewayConfig::parse(&config_text).unwrap();
     out.add("GatewayConfig Debug", format!("{config:?}"));
@@ -245,8 +256,14 @@ fallbacks = ["fallback"]
     let r = send(body(true), GATEWAY_KEY).await.unwrap();
     out.response("error events quoting the keys", r).await;
     // A wrong key configured: the mock's own 401 quotes what it was sent.
-    let strict = MockProvider::start().await;
-    strict.require_api_key("sk-other-key-the-mock-wants");
+    for stream in [false, true] {
+        let mut b = body(stream);
+        b["model"] = json!("strict-model");
+        let r = send(b, GATEWAY_KEY).await.unwrap();
+        let (status, text) = out.response("mock 401 with require_api_key", r).await;
+        assert_eq!(status, 401, "{text}");
+        assert!(text.contains("<redacted>"), "the mock quoted the key: {text}");
+    }
     let direct = OpenAiCompatible::builder("strict", strict.base_url())
         .api_key(PRIMARY_KEY)
         .header("X-Extra-Secret", FALLBACK_KEY)
