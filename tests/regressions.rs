@@ -71,3 +71,46 @@ fn redaction_marker_cannot_spell_the_secret_again() {
     e.redact("sk-abcdef123456");
     assert_eq!(e.message, "Incorrect API key provided: <redacted>.");
 }
+
+/// wire_types, crash-ad339a45: the body `9999…91` (88 digits) read as an error keeps the
+/// number as `raw`; serialised (`1.0000000000000001e+88`) and parsed again it came back
+/// as `1e88`, a different value. serde_json's default float parsing may be off by one unit
+/// in the last place, so any float a provider sends (a logprob, a temperature) could
+/// change on its way through the gateway. Fixed by serde_json's `float_roundtrip`.
+#[test]
+fn floats_survive_a_round_trip() {
+    use refusal_guard::wire::{ChatCompletionChunk, ChatRequest};
+
+    let body = input("wire_types-float-round-trip.bin");
+    let error = ProviderError::from_body("fuzz", 400, &body, ErrorPosition::Response);
+    let json = serde_json::to_string(&error).unwrap();
+    assert_eq!(
+        serde_json::from_str::<ProviderError>(&json).unwrap(),
+        error,
+        "{json}"
+    );
+
+    // Values that the default parser reads one unit off (seen while checking the fix).
+    for x in [
+        "6.162599865641032e196",
+        "-1.0498824276453545e74",
+        "-1.490143767845386e129",
+    ] {
+        let request: ChatRequest =
+            serde_json::from_str(&format!(r#"{{"model":"m","messages":[],"temperature":{x}}}"#)).unwrap();
+        let back: ChatRequest = serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+        assert_eq!(back, request);
+        let chunk: ChatCompletionChunk = serde_json::from_str(&format!(
+            r#"{{"choices":[{{"delta":{{"content":"a"}},"logprobs":{{"content":[{{"token":"a","logprob":{x}}}]}}}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            chunk.token_logprobs()[0].logprob,
+            x.parse::<f64>().unwrap(),
+            "parsed exactly"
+        );
+        let back: ChatCompletionChunk =
+            serde_json::from_str(&serde_json::to_string(&chunk).unwrap()).unwrap();
+        assert_eq!(back, chunk);
+    }
+}
