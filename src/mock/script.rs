@@ -470,15 +470,15 @@ impl Script {
             200,
             true,
             headers.to_vec(),
-            Bytes::copy_from_slice(json[..at].as_bytes()),
+            Bytes::copy_from_slice(&json.as_bytes()[..at]),
         );
         plan.steps.push(Step::Repeat(
-            Bytes::copy_from_slice(escaped[1..escaped.len() - 1].as_bytes()),
+            Bytes::copy_from_slice(&escaped.as_bytes()[1..escaped.len() - 1]),
             *times,
             Sent::Content,
         ));
         plan.steps.push(Step::Send(
-            Bytes::copy_from_slice(json[at + mark.len()..].as_bytes()),
+            Bytes::copy_from_slice(&json.as_bytes()[at + mark.len()..]),
             Sent::Other,
         ));
         Some(plan)
