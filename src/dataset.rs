@@ -73,29 +73,18 @@ impl Record {
     /// The raw provider error kept in `meta.api_error`, read as the provider-signal detector
     /// would see it on the wire.
     pub fn provider_error(&self) -> Option<ProviderError> {
-        let raw = self.meta.get("api_error")?;
+        let raw = self.meta.get("api_error").filter(|e| !is_blank(e))?;
         let status = self
             .meta
             .get("status")
             .and_then(Value::as_u64)
-            .and_then(|s| u16::try_from(s).ok())
-            .unwrap_or(400);
-        match raw {
-            Value::Null => None,
-            Value::String(s) if s.trim().is_empty() => None,
-            Value::String(s) => Some(ProviderError::from_body(
-                "dataset",
-                status,
-                s.as_bytes(),
-                ErrorPosition::Response,
-            )),
-            other => Some(ProviderError::from_value(
-                "dataset",
-                status,
-                other.clone(),
-                ErrorPosition::Response,
-            )),
-        }
+            .and_then(|s| u16::try_from(s).ok());
+        Some(read_provider_error(
+            raw.clone(),
+            "dataset",
+            status,
+            &self.response,
+        ))
     }
 
     /// `meta.finish_reason`, when recorded.
@@ -343,6 +332,35 @@ pub fn datasets_dir() -> Result<PathBuf, String> {
              speechmap_criticism_nonqwen.jsonl, do_not_answer_en.jsonl and deccp_qwen2_7b.jsonl",
             dir.display()
         ))
+    }
+}
+
+/// Whether a logged error field holds nothing (null, an empty string or object).
+pub fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// A logged provider error, read as the provider-signal detector would have seen it on
+/// the wire: an error beside content arrived after that content (the answer was cut, so a
+/// moderation block there is an output-stage block); an error without content came instead
+/// of the answer. `raw` is the error body as logged: a JSON value or a string holding one.
+/// `eval` and `audit` both read errors through here.
+pub fn read_provider_error(raw: Value, provider: &str, status: Option<u16>, text: &str) -> ProviderError {
+    let (position, default_status) = if text.trim().is_empty() {
+        (ErrorPosition::Response, 400)
+    } else {
+        let chars_streamed = text.chars().count();
+        (ErrorPosition::StreamAfterContent { chars_streamed }, 200)
+    };
+    let status = status.unwrap_or(default_status);
+    match raw {
+        Value::String(s) => ProviderError::from_body(provider, status, s.as_bytes(), position),
+        other => ProviderError::from_value(provider, status, other, position),
     }
 }
 

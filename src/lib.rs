@@ -7,8 +7,10 @@
 //! - [`verdict`]: what an answer turned out to be;
 //! - [`detect`]: the detectors that produce verdicts;
 //! - [`layer`]: the tower layers that act on them;
-//! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line.
+//! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
+//! - [`audit`]: the pipeline over logged traffic, with reports.
 
+pub mod audit;
 pub mod cli;
 pub mod dataset;
 pub mod detect;

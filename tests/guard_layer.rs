@@ -369,3 +369,59 @@ async fn non_moderation_errors_pass_unchanged() {
     assert!(err.as_refusal().is_none());
     assert_eq!(err.provider_error().unwrap().status, 503);
 }
+
+fn tool_call_chunk(args: &str) -> ChatCompletionChunk {
+    ChatCompletionChunk {
+        choices: vec![ChunkChoice {
+            delta: Delta {
+                tool_calls: Some(vec![refusal_guard::wire::ToolCall {
+                    index: Some(0),
+                    function: Some(refusal_guard::wire::FunctionCall {
+                        arguments: Some(args.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn tool_call_streams_and_answers_are_answers_not_empty() {
+    let up = Upstream::new();
+    let items = vec![
+        Ok(tool_call_chunk("{\"city\":")),
+        Ok(tool_call_chunk("\"Beijing\"}")),
+    ];
+    let response = run_stream(
+        RefusalGuardLayer::new().detectors(detectors()),
+        up.stream(items, Duration::ZERO),
+    )
+    .await
+    .expect("a tool call is released");
+    assert_eq!(
+        response.extensions.get::<Verdict>().unwrap().class(),
+        VerdictClass::Answer
+    );
+    let ResponseBody::Stream(stream) = response.body else {
+        panic!()
+    };
+    assert_eq!(stream.count().await, 2);
+
+    let mut call = completion("");
+    call.choices[0].message.content = None;
+    call.choices[0].message.tool_calls = Some(vec![refusal_guard::wire::ToolCall {
+        id: Some("call_1".into()),
+        kind: Some("function".into()),
+        ..Default::default()
+    }]);
+    let ok = run_complete(Ok(call)).await.expect("a tool call is an answer");
+    assert_eq!(
+        ok.extensions.get::<Verdict>().unwrap().class(),
+        VerdictClass::Answer
+    );
+}

@@ -5,6 +5,7 @@
 //! command line lives in the library (not in `main.rs`) so integration tests can run a
 //! subcommand's logic without spawning a process.
 
+pub mod audit;
 pub mod eval;
 pub mod serve;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Run the OpenAI-compatible gateway.
     Serve(serve::ServeArgs),
+    /// Runs the verdict pipeline over logged traffic and reports rates, plots and records.
+    Audit(audit::AuditArgs),
 }
 
 /// Parses the command line and runs it.
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Audit(args) => audit::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

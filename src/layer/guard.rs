@@ -282,7 +282,16 @@ async fn guard_response(
                 error: None,
                 completeness: Completeness::Complete,
             };
-            let verdict = config.detectors.judge(&observation).await;
+            let calls_tools = completion
+                .choices
+                .first()
+                .and_then(|c| c.message.tool_calls.as_ref())
+                .is_some_and(|calls| !calls.is_empty());
+            let verdict = if calls_tools {
+                tool_call_verdict()
+            } else {
+                config.detectors.judge(&observation).await
+            };
             if stops(&config, &verdict) {
                 return Err(Error::Refused(Box::new(Refusal {
                     verdict,
@@ -319,6 +328,21 @@ async fn guard_response(
     }
 }
 
+/// A tool call is an answer: the model did what it was asked, in the form asked. Its
+/// (usually empty) content must not read as an empty answer.
+fn tool_call_verdict() -> Verdict {
+    let mut verdict = Verdict::new(crate::verdict::VerdictKind::Answer, 1.0);
+    verdict.evidence.push(crate::verdict::Evidence {
+        source: "tool_calls".into(),
+        suggests: crate::verdict::VerdictClass::Answer,
+        score: 1.0,
+        reason: "the model called a tool".into(),
+        span: None,
+        tokens: Vec::new(),
+    });
+    verdict
+}
+
 fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
     !config.observe_only && !verdict.is_answer() && config.stop_on.contains(verdict.class())
 }
@@ -350,6 +374,7 @@ struct StreamWatch {
     tokens: Vec<TokenLogprob>,
     token_count: usize,
     finish_reason: Option<FinishReason>,
+    tool_calls: bool,
 }
 
 impl StreamWatch {
@@ -362,6 +387,7 @@ impl StreamWatch {
             tokens: Vec::new(),
             token_count: 0,
             finish_reason: None,
+            tool_calls: false,
         }
     }
 
@@ -369,12 +395,20 @@ impl StreamWatch {
         self.text.push_str(chunk.content());
         self.tokens.extend_from_slice(chunk.token_logprobs());
         self.token_count += chunk.token_count();
+        if chunk.choices.iter().any(|c| c.delta.tool_calls.is_some()) {
+            // Tool-call fragments carry no content but are the answer: they fill the window too.
+            self.tool_calls = true;
+            self.token_count += 1;
+        }
         if let Some(reason) = chunk.finish_reason() {
             self.finish_reason = Some(reason.clone());
         }
     }
 
     async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
+        if self.tool_calls && error.is_none() {
+            return tool_call_verdict();
+        }
         let observation = Observation {
             prompt: self.prompt.as_deref(),
             text: &self.text,
