@@ -19,7 +19,7 @@ SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(sse_decoder wire_types patterns dataset_line)
+    TARGETS=(sse_decoder wire_types patterns dataset_line audit_input)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -36,6 +36,7 @@ seeds_for() {
         sse_decoder) echo fixtures/wire ;;
         wire_types) echo fixtures/wire fuzz/seeds/wire_types ;;
         patterns) echo fuzz/seeds/patterns ;;
+        audit_input) echo fixtures/audit fixtures/audit/dashscope fixtures/wire fuzz/seeds/dataset_line ;;
         dataset_line)
             local dir=fuzz/corpus/dataset_line-shared
             local data="${REFUSAL_GUARD_DATASETS:-../shared/datasets}"
@@ -63,7 +64,7 @@ for target in "${TARGETS[@]}"; do
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 -max_len=65536 \
         >"$log" 2>&1 || status=$?
     # The figures: executions, speed, corpus and coverage at the end, and any crash.
-    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|^#[0-9]+ *DONE|SUMMARY|panicked at|Test unit written|deadly signal" "$log" || true
+    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|^#[0-9]+[[:space:]]+DONE|SUMMARY|panicked at|Test unit written|deadly signal" "$log" || true
     if [ "$status" -ne 0 ]; then
         echo "!! $target failed (exit $status); see $log and fuzz/artifacts/$target" >&2
         failed+=("$target")

@@ -52,7 +52,7 @@ fn label_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::
 
 impl Record {
     /// Reads one line of a JSON Lines file: `None` for a blank line, the record, or the
-    /// parse error. [`read_records`] and the audit reader go through here (and so does the
+    /// parse error. [`read_records`] goes through here (and so does the
     /// fuzz target `dataset_line`), so every reader agrees on what a line means.
     pub fn from_line(line: &str) -> Result<Option<Record>, serde_json::Error> {
         if line.trim().is_empty() {
