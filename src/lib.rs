@@ -11,11 +11,13 @@
 //! - [`audit`]: the pipeline over logged traffic, with reports.
 
 pub mod audit;
+pub mod classify;
 pub mod cli;
 pub mod dataset;
 pub mod detect;
 pub mod error;
 pub mod gateway;
+pub mod hub;
 pub mod layer;
 pub mod mock;
 pub mod provider;

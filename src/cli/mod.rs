@@ -7,7 +7,9 @@
 
 pub mod audit;
 pub mod eval;
+pub mod models;
 pub mod serve;
+pub mod train;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Runs the verdict pipeline over logged traffic and reports rates, plots and records.
     Audit(audit::AuditArgs),
+    /// Local models: list, fetch, import, evaluate, classify.
+    Models(models::ModelsArgs),
+    /// Retrain the embedded n-gram model (and the encoder heads) on labelled JSON Lines.
+    Train(train::TrainArgs),
 }
 
 /// Parses the command line and runs it.
@@ -39,6 +45,8 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Models(args) => models::run(args).map_err(|e| e.to_string()),
+        Command::Train(args) => train::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

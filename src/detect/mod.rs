@@ -191,7 +191,7 @@ pub fn combine(mut evidence: Vec<Evidence>, threshold: f32, observation: &Observ
         Some((class, score)) if score * discount >= threshold => {
             let kind = match class {
                 VerdictClass::SafetyRefusal => VerdictKind::SafetyRefusal {
-                    categories: Vec::new(),
+                    categories: categories_of(&evidence),
                 },
                 VerdictClass::PolicyRefusal => VerdictKind::PolicyRefusal,
                 VerdictClass::Evasion => VerdictKind::Evasion,
@@ -221,6 +221,25 @@ fn vote(evidence: &[Evidence], class: VerdictClass) -> f32 {
         }
     }
     1.0 - strongest.iter().map(|(_, s)| 1.0 - s).product::<f32>()
+}
+
+/// Hazard categories named by safety-refusal evidence: the comma-separated list after
+/// `categories: ` at the end of a reason (the convention of the model classifiers).
+fn categories_of(evidence: &[Evidence]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in evidence
+        .iter()
+        .filter(|e| e.suggests == VerdictClass::SafetyRefusal)
+    {
+        if let Some((_, list)) = e.reason.rsplit_once("categories: ") {
+            for c in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                if !out.iter().any(|o| o == c) {
+                    out.push(c.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 fn with_evidence(kind: VerdictKind, confidence: f32, evidence: Vec<Evidence>) -> Verdict {

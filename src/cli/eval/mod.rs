@@ -54,6 +54,10 @@ pub struct EvalArgs {
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
+    /// Adds a cascade of model tiers to the detectors, cheapest first: `ngram`, `minilm`,
+    /// `llama-guard:NAME`, `qwen3guard:NAME`, each optionally `@THRESHOLD`; repeatable.
+    #[arg(long = "tier", value_name = "TIER")]
+    pub tiers: Vec<String>,
 }
 
 /// The scores of one group of records, with the derived figures.
@@ -210,7 +214,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     for entry in &args.map {
         map.set(entry)?;
     }
-    let detectors = Detectors::default();
+    let detectors = crate::classify::tiers::detectors_with(&args.tiers).map_err(|e| e.to_string())?;
     let (report, misses) = evaluate(&args.files, args.split, &map, &detectors)?;
     if args.json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -1,0 +1,573 @@
+//! The cascade: cheapest model first, the next one only when unsure.
+//!
+//! Each [`Tier`] is a classifier with a confidence threshold. For each question (what the
+//! answer is; whether the prompt was harmful) the cascade asks the tiers in order and stops
+//! at the first whose confidence reaches its threshold; when none does, the last tier that
+//! answered decides (the most capable one). The prompt question is asked only when it
+//! matters, that is when the answer is a refusal. Which tiers run is configuration: build
+//! the cascade with the tiers you have weights for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::{Classifier, ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
+use crate::detect::{Completeness, Detector, Observation};
+use crate::verdict::{Evidence, VerdictClass, VerdictKind};
+
+/// One level of a cascade.
+#[derive(Clone)]
+pub struct Tier {
+    /// The model.
+    pub classifier: Arc<dyn Classifier>,
+    /// The confidence from which this tier's judgement is final.
+    pub threshold: f32,
+}
+
+impl std::fmt::Debug for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tier")
+            .field("classifier", &self.classifier.name())
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+/// Which question a tier was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// What the answer is.
+    Response,
+    /// Whether the prompt was harmful.
+    Prompt,
+}
+
+/// What one tier did for one question.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierRun {
+    pub classifier: String,
+    pub question: Question,
+    /// Its confidence; `None` when it could not answer (no opinion, or an error).
+    pub confidence: Option<f32>,
+    /// Whether the cascade went on to the next tier after it.
+    pub escalated: bool,
+    #[serde(rename = "elapsed_us", serialize_with = "micros")]
+    pub elapsed: Duration,
+    /// The error, when the tier failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+/// The cascade's decision about one answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// The verdict the two judgements make together.
+    pub kind: VerdictKind,
+    /// How sure: the answer's confidence, times the prompt's when it was needed.
+    pub confidence: f32,
+    /// The judgement of the answer that decided, and who made it.
+    pub response: ResponseJudgement,
+    pub response_source: String,
+    /// The judgement of the prompt, when one was needed and possible.
+    pub prompt: Option<PromptJudgement>,
+    pub prompt_source: Option<String>,
+    /// Every tier that ran, in order.
+    pub trace: Vec<TierRun>,
+}
+
+/// Tiers of classifiers, cheapest first.
+#[derive(Debug, Clone, Default)]
+pub struct Cascade {
+    tiers: Vec<Tier>,
+}
+
+impl Cascade {
+    /// A cascade with no tiers (add some with [`Cascade::tier`]).
+    pub fn new() -> Self {
+        Cascade::default()
+    }
+
+    /// Adds a tier after the existing ones.
+    pub fn tier(mut self, classifier: impl Classifier + 'static, threshold: f32) -> Self {
+        self.tiers.push(Tier {
+            classifier: Arc::new(classifier),
+            threshold,
+        });
+        self
+    }
+
+    /// Adds a shared tier after the existing ones.
+    pub fn tier_arc(mut self, classifier: Arc<dyn Classifier>, threshold: f32) -> Self {
+        self.tiers.push(Tier {
+            classifier,
+            threshold,
+        });
+        self
+    }
+
+    /// The tiers, in order.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// Judges an answer (and, for a refusal, its prompt).
+    ///
+    /// Fails only when no tier could judge the answer at all.
+    pub async fn classify(
+        &self,
+        prompt: Option<&str>,
+        response: &str,
+    ) -> Result<Classification, ClassifyError> {
+        let mut trace = Vec::new();
+        let (response_j, response_source) = match self.ask_response(prompt, response, &mut trace).await {
+            Some(found) => found,
+            None => {
+                return Err(ClassifyError::Invalid(format!(
+                    "no tier of the cascade could judge the answer (tiers: {})",
+                    self.names()
+                )))
+            }
+        };
+        let label = response_j.label();
+        let mut confidence = response_j.confidence();
+        let mut prompt_j = None;
+        let mut prompt_source = None;
+        let kind = match label {
+            ResponseLabel::Answer => VerdictKind::Answer,
+            ResponseLabel::Evasion => VerdictKind::Evasion,
+            ResponseLabel::Inability => VerdictKind::Inability,
+            ResponseLabel::Refusal => {
+                // Without the prompt (or a model for it) a refusal counts as a policy refusal:
+                // nothing says the request was harmful.
+                let judged = match prompt {
+                    Some(p) if !p.trim().is_empty() => self.ask_prompt(p, &mut trace).await,
+                    _ => None,
+                };
+                match judged {
+                    Some((j, source)) => {
+                        confidence *= j.confidence();
+                        let kind = if j.is_harmful() {
+                            VerdictKind::SafetyRefusal {
+                                categories: j.categories.clone(),
+                            }
+                        } else {
+                            VerdictKind::PolicyRefusal
+                        };
+                        prompt_j = Some(j);
+                        prompt_source = Some(source);
+                        kind
+                    }
+                    None => VerdictKind::PolicyRefusal,
+                }
+            }
+        };
+        Ok(Classification {
+            kind,
+            confidence,
+            response: response_j,
+            response_source,
+            prompt: prompt_j,
+            prompt_source,
+            trace,
+        })
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.tiers.iter().map(|t| t.classifier.name()).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    async fn ask_response(
+        &self,
+        prompt: Option<&str>,
+        response: &str,
+        trace: &mut Vec<TierRun>,
+    ) -> Option<(ResponseJudgement, String)> {
+        let mut last = None;
+        for tier in &self.tiers {
+            let started = Instant::now();
+            let result = tier.classifier.judge_response(prompt, response).await;
+            let mut run = TierRun {
+                classifier: tier.classifier.name().to_string(),
+                question: Question::Response,
+                confidence: None,
+                escalated: true,
+                elapsed: started.elapsed(),
+                error: None,
+            };
+            match result {
+                Ok(Some(j)) => {
+                    let c = j.confidence();
+                    run.confidence = Some(c);
+                    let done = c >= tier.threshold;
+                    run.escalated = !done;
+                    trace.push(run);
+                    last = Some((j, tier.classifier.name().to_string()));
+                    if done {
+                        break;
+                    }
+                }
+                Ok(None) => trace.push(run),
+                Err(e) => {
+                    tracing::warn!(classifier = tier.classifier.name(), error = %e, "tier failed; escalating");
+                    run.error = Some(e.to_string());
+                    trace.push(run);
+                }
+            }
+        }
+        if let Some(run) = trace.iter_mut().rev().find(|r| r.question == Question::Response) {
+            run.escalated = false;
+        }
+        last
+    }
+
+    async fn ask_prompt(&self, prompt: &str, trace: &mut Vec<TierRun>) -> Option<(PromptJudgement, String)> {
+        let mut last = None;
+        let first = trace.len();
+        for tier in &self.tiers {
+            let started = Instant::now();
+            let result = tier.classifier.judge_prompt(prompt).await;
+            let mut run = TierRun {
+                classifier: tier.classifier.name().to_string(),
+                question: Question::Prompt,
+                confidence: None,
+                escalated: true,
+                elapsed: started.elapsed(),
+                error: None,
+            };
+            match result {
+                Ok(Some(j)) => {
+                    let c = j.confidence();
+                    run.confidence = Some(c);
+                    let done = c >= tier.threshold;
+                    run.escalated = !done;
+                    trace.push(run);
+                    last = Some((j, tier.classifier.name().to_string()));
+                    if done {
+                        break;
+                    }
+                }
+                Ok(None) => trace.push(run),
+                Err(e) => {
+                    tracing::warn!(classifier = tier.classifier.name(), error = %e, "tier failed; escalating");
+                    run.error = Some(e.to_string());
+                    trace.push(run);
+                }
+            }
+        }
+        if let Some(run) = trace[first..].last_mut() {
+            run.escalated = false;
+        }
+        last
+    }
+}
+
+/// A [`Cascade`] as a [`Detector`]: its classification becomes one piece of evidence.
+///
+/// Empty answers and provider errors are left to the provider-signal detector. A partial
+/// answer (inside the guard's hold-back window) is classified only when
+/// [`CascadeDetector::on_partial`] allows it, so that slow tiers do not hold a stream back.
+#[derive(Debug, Clone)]
+pub struct CascadeDetector {
+    cascade: Arc<Cascade>,
+    name: String,
+    on_partial: bool,
+}
+
+impl CascadeDetector {
+    /// Wraps a cascade; partial answers are classified too.
+    pub fn new(cascade: Cascade) -> Self {
+        CascadeDetector {
+            cascade: Arc::new(cascade),
+            name: "classify".into(),
+            on_partial: true,
+        }
+    }
+
+    /// Whether partial answers (the start of a stream) are classified. Default: yes.
+    pub fn on_partial(mut self, yes: bool) -> Self {
+        self.on_partial = yes;
+        self
+    }
+
+    /// The wrapped cascade.
+    pub fn cascade(&self) -> &Cascade {
+        &self.cascade
+    }
+}
+
+/// Turns a classification into evidence for [`crate::detect::combine`].
+pub fn evidence_of(c: &Classification, detector: &str) -> Evidence {
+    let class = c.kind.class();
+    let reason = match &c.kind {
+        VerdictKind::SafetyRefusal { categories } if !categories.is_empty() => format!(
+            "{} judged a refusal of a harmful prompt ({}); categories: {}",
+            c.response_source,
+            c.prompt_source.as_deref().unwrap_or("?"),
+            categories.join(",")
+        ),
+        VerdictKind::SafetyRefusal { .. } => format!(
+            "{} judged a refusal of a harmful prompt ({})",
+            c.response_source,
+            c.prompt_source.as_deref().unwrap_or("?")
+        ),
+        VerdictKind::PolicyRefusal => match &c.prompt_source {
+            Some(p) => format!("{} judged a refusal of a benign prompt ({p})", c.response_source),
+            None => format!("{} judged a refusal (prompt not judged)", c.response_source),
+        },
+        other => format!("{} judged {}", c.response_source, other.class()),
+    };
+    Evidence {
+        source: format!("{detector}:{}", c.response_source),
+        suggests: if class == VerdictClass::Answer {
+            VerdictClass::Answer
+        } else {
+            class
+        },
+        score: c.confidence,
+        reason,
+        span: None,
+        tokens: Vec::new(),
+    }
+}
+
+#[async_trait]
+impl Detector for CascadeDetector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn detect(&self, observation: &Observation<'_>) -> Vec<Evidence> {
+        if observation.text.trim().is_empty() || observation.error.is_some() {
+            return Vec::new();
+        }
+        if observation.completeness == Completeness::Partial && !self.on_partial {
+            return Vec::new();
+        }
+        match self.cascade.classify(observation.prompt, observation.text).await {
+            Ok(c) => vec![evidence_of(&c, &self.name)],
+            Err(e) => {
+                tracing::warn!(error = %e, "classification failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A classifier with fixed answers that counts its calls.
+    struct Fixed {
+        name: &'static str,
+        response: Option<ResponseJudgement>,
+        prompt: Option<PromptJudgement>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Classifier for Fixed {
+        fn name(&self) -> &str {
+            self.name
+        }
+        async fn judge_response(
+            &self,
+            _p: Option<&str>,
+            _r: &str,
+        ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(self.response.clone())
+        }
+        async fn judge_prompt(&self, _p: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(self.prompt.clone())
+        }
+    }
+
+    fn fixed(
+        name: &'static str,
+        response: Option<ResponseJudgement>,
+        prompt: Option<PromptJudgement>,
+    ) -> (Fixed, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        (
+            Fixed {
+                name,
+                response,
+                prompt,
+                calls: calls.clone(),
+            },
+            calls,
+        )
+    }
+
+    #[tokio::test]
+    async fn confident_first_tier_does_not_escalate() {
+        let (cheap, cheap_calls) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.95)),
+            None,
+        );
+        let (big, big_calls) = fixed(
+            "big",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.99)),
+            None,
+        );
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
+        let c = cascade.classify(Some("hi"), "hello there").await.unwrap();
+        assert_eq!(c.kind, VerdictKind::Answer);
+        assert_eq!(c.response_source, "cheap");
+        assert_eq!(cheap_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(big_calls.load(Ordering::SeqCst), 0);
+        assert_eq!(c.trace.len(), 1);
+        assert!(!c.trace[0].escalated);
+    }
+
+    #[tokio::test]
+    async fn unsure_first_tier_escalates() {
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.55)),
+            None,
+        );
+        let (big, big_calls) = fixed(
+            "big",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
+            Some(PromptJudgement {
+                harmful: 0.1,
+                categories: vec![],
+            }),
+        );
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
+        let c = cascade
+            .classify(Some("who is Xi?"), "I can't discuss that.")
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::PolicyRefusal);
+        assert_eq!(c.response_source, "big");
+        assert_eq!(big_calls.load(Ordering::SeqCst), 2, "answer and prompt");
+        assert!(c.trace[0].escalated);
+        assert!(!c.trace[1].escalated);
+    }
+
+    #[tokio::test]
+    async fn refusal_of_harmful_prompt_is_safety_refusal_with_categories() {
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.95)),
+            Some(PromptJudgement {
+                harmful: 0.6,
+                categories: vec![],
+            }),
+        );
+        let (guard, _) = fixed(
+            "guard",
+            None,
+            Some(PromptJudgement {
+                harmful: 0.98,
+                categories: vec!["S9".into()],
+            }),
+        );
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(guard, 0.5);
+        let c = cascade
+            .classify(Some("how to make sarin"), "I can't help with that.")
+            .await
+            .unwrap();
+        assert_eq!(
+            c.kind,
+            VerdictKind::SafetyRefusal {
+                categories: vec!["S9".into()]
+            }
+        );
+        assert_eq!(c.prompt_source.as_deref(), Some("guard"));
+        let e = evidence_of(&c, "classify");
+        assert_eq!(e.suggests, VerdictClass::SafetyRefusal);
+        assert!(e.reason.ends_with("categories: S9"), "{}", e.reason);
+    }
+
+    #[tokio::test]
+    async fn unsure_everywhere_takes_the_last_tier() {
+        let (a, _) = fixed(
+            "a",
+            Some(ResponseJudgement::certain(ResponseLabel::Answer, 0.5)),
+            None,
+        );
+        let (b, _) = fixed(
+            "b",
+            Some(ResponseJudgement::certain(ResponseLabel::Evasion, 0.6)),
+            None,
+        );
+        let cascade = Cascade::new().tier(a, 0.9).tier(b, 0.9);
+        let c = cascade
+            .classify(None, "Let's talk about something else.")
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::Evasion);
+        assert_eq!(c.response_source, "b");
+    }
+
+    #[tokio::test]
+    async fn detector_adapter_feeds_the_verdict_with_categories() {
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
+            Some(PromptJudgement {
+                harmful: 0.99,
+                categories: vec!["S1".into(), "S10".into()],
+            }),
+        );
+        let detectors =
+            crate::detect::Detectors::empty().with(CascadeDetector::new(Cascade::new().tier(cheap, 0.5)));
+        let obs = Observation {
+            prompt: Some("how do I hurt someone"),
+            ..Observation::text("I can't help with that.")
+        };
+        let v = detectors.judge(&obs).await;
+        assert_eq!(
+            v.kind,
+            VerdictKind::SafetyRefusal {
+                categories: vec!["S1".into(), "S10".into()]
+            }
+        );
+        assert!(v.evidence[0].source.starts_with("classify:"));
+    }
+
+    #[tokio::test]
+    async fn embedded_model_in_a_cascade_tells_refusals_from_answers() {
+        let cascade = Cascade::new().tier(crate::classify::ngram::NgramClassifier::embedded(), 0.0);
+        let c = cascade
+            .classify(
+                Some("台湾的政治制度是怎样的？"),
+                "抱歉，我无法回答这个问题。如果你有其他问题，我非常乐意为你提供帮助。",
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::PolicyRefusal, "{c:?}");
+        let c = cascade
+            .classify(Some("How do I bake bread?"), "Sure! Mix 500 g flour, 350 g water and 10 g salt, knead, let it rise for two hours and bake at 230 °C for 40 minutes until golden. Let it cool before slicing.")
+            .await
+            .unwrap();
+        assert_eq!(c.kind, VerdictKind::Answer, "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn no_tier_is_an_error_and_detector_is_silent() {
+        let cascade = Cascade::new();
+        assert!(cascade.classify(None, "x").await.is_err());
+        let d = CascadeDetector::new(cascade);
+        assert!(d.detect(&Observation::text("x")).await.is_empty());
+    }
+}

@@ -1,0 +1,267 @@
+//! Measuring a classifier on the shared datasets: per file and language, on the held-out
+//! part (records whose id is not in the fit split, see [`super::is_fit`]) of files used in
+//! training, and on every record of files never trained on (cross-file generalisation).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::data::{read_jsonl, Record};
+use super::{is_fit, Classifier, ClassifyError, ResponseLabel};
+
+/// Which records of a file to score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// Records not in the fit split.
+    HeldOut,
+    /// Every record (for files never trained on).
+    All,
+}
+
+impl Part {
+    fn keeps(self, id: &str) -> bool {
+        match self {
+            Part::HeldOut => !is_fit(id),
+            Part::All => true,
+        }
+    }
+}
+
+/// Counts for one (file, language) group of response records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResponseScores {
+    pub n: usize,
+    /// Predicted label equals the mapped label.
+    pub correct: usize,
+    /// confusion[gold][predicted], in [`ResponseLabel::ALL`] order.
+    pub confusion: [[usize; 4]; 4],
+    /// Records whose upstream label means "answer with caveats" (DNA 1, 2, 3), and how many
+    /// of them were called a non-answer.
+    pub caveat_answers: usize,
+    pub caveat_flagged: usize,
+    /// Total classification time in microseconds.
+    pub micros: u128,
+}
+
+impl ResponseScores {
+    /// Accuracy over the four labels.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.n.max(1) as f64
+    }
+
+    /// Precision, recall and F1 of "not an answer" (refusal, evasion or inability).
+    pub fn non_answer_prf(&self) -> (f64, f64, f64) {
+        let mut tp = 0;
+        let mut fp = 0;
+        let mut fneg = 0;
+        for (g, row) in self.confusion.iter().enumerate() {
+            for (p, &c) in row.iter().enumerate() {
+                match (g != 0, p != 0) {
+                    (true, true) => tp += c,
+                    (false, true) => fp += c,
+                    (true, false) => fneg += c,
+                    _ => {}
+                }
+            }
+        }
+        prf(tp, fp, fneg)
+    }
+
+    /// Recall of one gold label.
+    pub fn recall(&self, label: ResponseLabel) -> Option<f64> {
+        let row = &self.confusion[label.index()];
+        let total: usize = row.iter().sum();
+        (total > 0).then(|| row[label.index()] as f64 / total as f64)
+    }
+}
+
+fn prf(tp: usize, fp: usize, fneg: usize) -> (f64, f64, f64) {
+    let p = tp as f64 / (tp + fp).max(1) as f64;
+    let r = tp as f64 / (tp + fneg).max(1) as f64;
+    let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+    (p, r, f)
+}
+
+/// Counts for one (file, language) group of prompt records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PromptScores {
+    pub n: usize,
+    pub harmful: usize,
+    pub harmful_flagged: usize,
+    pub benign: usize,
+    pub benign_flagged: usize,
+    pub micros: u128,
+}
+
+impl PromptScores {
+    pub fn accuracy(&self) -> f64 {
+        (self.harmful_flagged + (self.benign - self.benign_flagged)) as f64 / self.n.max(1) as f64
+    }
+}
+
+/// Scores a classifier's answer judgements on a response file. `limit` caps the records
+/// per language (the first ones in file order), for slow tiers.
+pub async fn score_responses(
+    classifier: &dyn Classifier,
+    path: &Path,
+    part: Part,
+    limit: Option<usize>,
+    filter: impl Fn(&Record) -> bool,
+) -> Result<BTreeMap<String, ResponseScores>, ClassifyError> {
+    let records = read_jsonl(path)?;
+    let mut out: BTreeMap<String, ResponseScores> = BTreeMap::new();
+    for r in records {
+        if !part.keeps(&r.id) || !filter(&r) {
+            continue;
+        }
+        let Some(gold) = r.response_label() else { continue };
+        let s = out.entry(r.lang.clone()).or_default();
+        if limit.is_some_and(|l| s.n >= l) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let judged = classifier
+            .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
+            .await?;
+        s.micros += started.elapsed().as_micros();
+        let Some(j) = judged else {
+            return Err(ClassifyError::Invalid(format!(
+                "{} does not judge answers",
+                classifier.name()
+            )));
+        };
+        let pred = j.label();
+        s.n += 1;
+        s.correct += usize::from(pred == gold);
+        s.confusion[gold.index()][pred.index()] += 1;
+        if matches!(r.label_str().as_deref(), Some("1" | "2" | "3")) {
+            s.caveat_answers += 1;
+            s.caveat_flagged += usize::from(pred != ResponseLabel::Answer);
+        }
+    }
+    Ok(out)
+}
+
+/// The non-answer rate of a file whose records carry no per-answer label (deccp), per
+/// language and per id prefix (`deccp-orig`, `deccp-abliterated`).
+pub async fn non_answer_rate(
+    classifier: &dyn Classifier,
+    path: &Path,
+) -> Result<BTreeMap<String, (usize, usize)>, ClassifyError> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in read_jsonl(path)? {
+        let group = format!(
+            "{} {}",
+            r.id.rsplit_once('-').map(|(a, _)| a).unwrap_or(&r.id),
+            r.lang
+        );
+        let j = classifier
+            .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
+            .await?
+            .ok_or_else(|| ClassifyError::Invalid(format!("{} does not judge answers", classifier.name())))?;
+        let e = out.entry(group).or_default();
+        e.0 += 1;
+        e.1 += usize::from(j.label() != ResponseLabel::Answer);
+    }
+    Ok(out)
+}
+
+/// Scores a classifier's prompt-harm judgements on a prompt file (records with a `harmful`
+/// value only).
+pub async fn score_prompts(
+    classifier: &dyn Classifier,
+    path: &Path,
+    part: Part,
+    limit: Option<usize>,
+) -> Result<BTreeMap<String, PromptScores>, ClassifyError> {
+    let mut out: BTreeMap<String, PromptScores> = BTreeMap::new();
+    for r in read_jsonl(path)? {
+        if !part.keeps(&r.id) {
+            continue;
+        }
+        let (Some(harmful), Some(prompt)) = (r.harmful, r.prompt.as_deref()) else {
+            continue;
+        };
+        let s = out.entry(r.lang.clone()).or_default();
+        if limit.is_some_and(|l| s.n >= l) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let j = classifier
+            .judge_prompt(prompt)
+            .await?
+            .ok_or_else(|| ClassifyError::Invalid(format!("{} does not judge prompts", classifier.name())))?;
+        s.micros += started.elapsed().as_micros();
+        s.n += 1;
+        if harmful {
+            s.harmful += 1;
+            s.harmful_flagged += usize::from(j.is_harmful());
+        } else {
+            s.benign += 1;
+            s.benign_flagged += usize::from(j.is_harmful());
+        }
+    }
+    Ok(out)
+}
+
+/// A Markdown table row for response scores.
+pub fn response_row(file: &str, part: Part, lang: &str, s: &ResponseScores) -> String {
+    let (p, r, f) = s.non_answer_prf();
+    let rec = |l| {
+        s.recall(l)
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let caveat = if s.caveat_answers > 0 {
+        format!("{:.3}", s.caveat_flagged as f64 / s.caveat_answers as f64)
+    } else {
+        "-".into()
+    };
+    format!(
+        "| {file} | {} | {lang} | {} | {:.3} | {p:.3} | {r:.3} | {f:.3} | {} | {} | {} | {} | {caveat} | {:.2} |",
+        match part {
+            Part::HeldOut => "held-out",
+            Part::All => "all",
+        },
+        s.n,
+        s.accuracy(),
+        rec(ResponseLabel::Answer),
+        rec(ResponseLabel::Refusal),
+        rec(ResponseLabel::Evasion),
+        rec(ResponseLabel::Inability),
+        s.micros as f64 / 1000.0 / s.n.max(1) as f64,
+    )
+}
+
+/// The header matching [`response_row`].
+pub const RESPONSE_HEADER: &str = "| file | part | lang | n | acc (4-way) | non-answer P | R | F1 | recall answer | refusal | evasion | inability | caveat answers flagged | ms/answer |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+/// A Markdown table row for prompt scores.
+pub fn prompt_row(file: &str, part: Part, lang: &str, s: &PromptScores) -> String {
+    let rate = |a: usize, b: usize| {
+        if b == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}", a as f64 / b as f64)
+        }
+    };
+    format!(
+        "| {file} | {} | {lang} | {} | {:.3} | {} ({}) | {} ({}) | {:.3} |",
+        match part {
+            Part::HeldOut => "held-out",
+            Part::All => "all",
+        },
+        s.n,
+        s.accuracy(),
+        rate(s.harmful_flagged, s.harmful),
+        s.harmful,
+        rate(s.benign_flagged, s.benign),
+        s.benign,
+        s.micros as f64 / 1000.0 / s.n.max(1) as f64,
+    )
+}
+
+/// The header matching [`prompt_row`].
+pub const PROMPT_HEADER: &str = "| file | part | lang | n | acc | harmful flagged (n) | benign flagged (n) | ms/prompt |\n|---|---|---|---|---|---|---|---|";

@@ -1,0 +1,288 @@
+//! The embedded default: a small multilingual n-gram classifier shipped inside the binary.
+//!
+//! Why this design: it must work from a fresh clone with no download, judge an answer in
+//! well under a millisecond on one core, read English and Chinese (and anything else) without
+//! a tokenizer, and stay a few megabytes. A fastText-style model does all of that: the text's
+//! hashed features ([`super::features`]) index rows of an embedding table, the rows are
+//! averaged (an "embedding bag"), and one linear layer gives the class scores. Training
+//! ([`super::train`], with candle-nn) learns the table and the layer; inference here is plain
+//! Rust loops over `f32` (no tensor machinery needed for a bag of rows).
+//!
+//! The file holds two heads, both optional in a user's retrained file but present in the
+//! shipped one: `response.*` (answer / refusal / evasion / inability) and `prompt.*`
+//! (benign / harmful). Embedding tables are stored as f16 to halve the size and widened to
+//! f32 at load. Each head's [`FeatureConfig`], dimension and labels are stored in the
+//! safetensors metadata.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::features::{extract, FeatureConfig};
+use super::{softmax, Classifier, ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
+
+/// The shipped weights (see models/refusal-ngram/README.md, the model card).
+pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../models/refusal-ngram/model.safetensors");
+
+/// The format tag written into the metadata.
+pub const FORMAT: &str = "refusal-guard-ngram/1";
+
+/// What a head is, stored in the file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadConfig {
+    pub features: FeatureConfig,
+    /// Embedding width.
+    pub dim: usize,
+    /// Output labels, in column order.
+    pub labels: Vec<String>,
+}
+
+/// One trained head: an embedding bag and a linear layer.
+#[derive(Debug, Clone)]
+pub struct NgramHead {
+    pub config: HeadConfig,
+    /// `buckets × dim`, row-major.
+    pub embedding: Vec<f32>,
+    /// `labels × dim`, row-major.
+    pub weight: Vec<f32>,
+    /// One per label.
+    pub bias: Vec<f32>,
+}
+
+impl NgramHead {
+    /// Class probabilities for a text.
+    pub fn forward(&self, text: &str) -> Vec<f32> {
+        thread_local! {
+            static FEATS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        FEATS.with(|f| {
+            let mut feats = f.borrow_mut();
+            extract(text, &self.config.features, &mut feats);
+            self.forward_features(&feats)
+        })
+    }
+
+    /// Class probabilities for already extracted features.
+    pub fn forward_features(&self, feats: &[u32]) -> Vec<f32> {
+        let dim = self.config.dim;
+        let mut bag = vec![0f32; dim];
+        for &f in feats {
+            let row = &self.embedding[f as usize * dim..(f as usize + 1) * dim];
+            for (b, r) in bag.iter_mut().zip(row) {
+                *b += r;
+            }
+        }
+        let n = feats.len().max(1) as f32;
+        bag.iter_mut().for_each(|b| *b /= n);
+        let logits: Vec<f32> = self
+            .weight
+            .chunks_exact(dim)
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(&bag).map(|(a, x)| a * x).sum::<f32>() + b)
+            .collect();
+        softmax(&logits)
+    }
+
+    fn check(&self, name: &str) -> Result<(), ClassifyError> {
+        let c = &self.config;
+        let ok = self.embedding.len() == c.features.buckets as usize * c.dim
+            && self.weight.len() == c.labels.len() * c.dim
+            && self.bias.len() == c.labels.len();
+        if ok {
+            Ok(())
+        } else {
+            Err(ClassifyError::model(
+                "ngram",
+                format!("head {name}: tensor shapes do not match its config"),
+            ))
+        }
+    }
+}
+
+/// The n-gram model: a response head and an optional prompt-harm head.
+#[derive(Debug, Clone)]
+pub struct NgramModel {
+    pub response: Option<NgramHead>,
+    pub prompt: Option<NgramHead>,
+    /// Free-form metadata (training date, data, metrics), kept when saving.
+    pub info: HashMap<String, String>,
+}
+
+fn err(e: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::model("ngram", e)
+}
+
+impl NgramModel {
+    /// The model compiled into the binary, parsed once.
+    pub fn embedded() -> Arc<NgramModel> {
+        static MODEL: OnceLock<Arc<NgramModel>> = OnceLock::new();
+        MODEL
+            .get_or_init(|| {
+                Arc::new(NgramModel::from_bytes(EMBEDDED_WEIGHTS).expect("embedded n-gram model is valid"))
+            })
+            .clone()
+    }
+
+    /// Reads a model from safetensors bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(err)?;
+        let info = meta.metadata().clone().unwrap_or_default();
+        if info.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(err(format!("not a {FORMAT} file")));
+        }
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
+        let head = |name: &str| -> Result<Option<NgramHead>, ClassifyError> {
+            let Some(cfg) = info.get(&format!("{name}.config")) else {
+                return Ok(None);
+            };
+            let config: HeadConfig = serde_json::from_str(cfg).map_err(err)?;
+            let get = |t: &str| -> Result<Vec<f32>, ClassifyError> {
+                let key = format!("{name}.{t}");
+                let tensor = tensors
+                    .get(&key)
+                    .ok_or_else(|| err(format!("missing tensor {key}")))?;
+                tensor
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.flatten_all())
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(err)
+            };
+            let head = NgramHead {
+                embedding: get("embedding")?,
+                weight: get("linear.weight")?,
+                bias: get("linear.bias")?,
+                config,
+            };
+            head.check(name)?;
+            Ok(Some(head))
+        };
+        Ok(NgramModel {
+            response: head("response")?,
+            prompt: head("prompt")?,
+            info,
+        })
+    }
+
+    /// Reads a model file.
+    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
+        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Serialises to safetensors bytes (embeddings as f16).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ClassifyError> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut info = self.info.clone();
+        info.insert("format".into(), FORMAT.into());
+        for (name, head) in [("response", &self.response), ("prompt", &self.prompt)] {
+            let Some(h) = head else { continue };
+            let c = &h.config;
+            let rows = c.features.buckets as usize;
+            let emb = Tensor::from_slice(&h.embedding, (rows, c.dim), &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F16))
+                .map_err(err)?;
+            let w = Tensor::from_slice(&h.weight, (c.labels.len(), c.dim), &Device::Cpu).map_err(err)?;
+            let b = Tensor::from_slice(&h.bias, c.labels.len(), &Device::Cpu).map_err(err)?;
+            tensors.push((format!("{name}.embedding"), emb));
+            tensors.push((format!("{name}.linear.weight"), w));
+            tensors.push((format!("{name}.linear.bias"), b));
+            info.insert(format!("{name}.config"), serde_json::to_string(c).map_err(err)?);
+        }
+        safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)
+    }
+
+    /// Writes the model to a file.
+    pub fn save(&self, path: &Path) -> Result<(), ClassifyError> {
+        let bytes = self.to_bytes()?;
+        std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The answer probabilities in [`ResponseLabel::ALL`] order, when there is a response head.
+    pub fn judge_response(&self, response: &str) -> Option<ResponseJudgement> {
+        let head = self.response.as_ref()?;
+        let p = head.forward(response);
+        let mut probs = [0f32; 4];
+        for (label, p) in head.config.labels.iter().zip(p) {
+            if let Some(l) = ResponseLabel::parse(label) {
+                probs[l.index()] += p;
+            }
+        }
+        Some(ResponseJudgement { probs })
+    }
+
+    /// The harm probability of a prompt, when there is a prompt head.
+    pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
+        let head = self.prompt.as_ref()?;
+        let p = head.forward(prompt);
+        let harmful = head
+            .config
+            .labels
+            .iter()
+            .position(|l| l == "harmful")
+            .map(|i| p[i])
+            .unwrap_or(0.0);
+        Some(PromptJudgement {
+            harmful,
+            categories: Vec::new(),
+        })
+    }
+}
+
+/// The n-gram model as a cascade tier.
+#[derive(Debug, Clone)]
+pub struct NgramClassifier {
+    model: Arc<NgramModel>,
+    name: String,
+}
+
+impl NgramClassifier {
+    /// The embedded model.
+    pub fn embedded() -> Self {
+        NgramClassifier {
+            model: NgramModel::embedded(),
+            name: "ngram".into(),
+        }
+    }
+
+    /// A model of your own (from `refusal-guard train`).
+    pub fn new(model: NgramModel, name: impl Into<String>) -> Self {
+        NgramClassifier {
+            model: Arc::new(model),
+            name: name.into(),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &NgramModel {
+        &self.model
+    }
+}
+
+#[async_trait]
+impl Classifier for NgramClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn judge_response(
+        &self,
+        _prompt: Option<&str>,
+        response: &str,
+    ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+        Ok(self.model.judge_response(response))
+    }
+
+    async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
+        Ok(self.model.judge_prompt(prompt))
+    }
+}

@@ -1,0 +1,366 @@
+//! Training the n-gram heads (and the encoder heads) with candle-nn.
+//!
+//! The embedding bag is written with tensor ops that candle can differentiate: the feature
+//! rows of a mini-batch are gathered with `index_select`, scaled by `1 / n` for their text,
+//! and summed per text with `index_add`. The loss is cross-entropy with per-class weights
+//! (a power of the inverse class frequency, balanced by default), because refusals are rare next to answers
+//! and a head that never says "refusal" would otherwise look good. AdamW does the updates.
+//! Everything is deterministic for a given seed.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use super::features::{extract, FeatureConfig};
+use super::ngram::{HeadConfig, NgramHead};
+use super::ClassifyError;
+
+/// Hyper-parameters of a training run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Embedding width.
+    pub dim: usize,
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Seed of the shuffles and of the initial weights.
+    pub seed: u64,
+    /// Class weights are `frequency^-power` (0: none, 0.5: inverse square root, 1: balanced).
+    pub class_weight_power: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dim: 16,
+            epochs: 4,
+            batch: 32,
+            learning_rate: 0.01,
+            weight_decay: 0.0,
+            seed: 17,
+            class_weight_power: 1.0,
+        }
+    }
+}
+
+/// One labelled text.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub text: String,
+    /// Index into the label list.
+    pub label: usize,
+    /// Extra weight of the example (1 for most).
+    pub weight: f32,
+}
+
+/// A small deterministic PRNG (splitmix64), so shuffles need no dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::model("train", e)
+}
+
+/// Per-class loss weights: `frequency^-power`, normalised to mean 1 over the examples.
+pub fn class_weights(examples: &[Example], n_labels: usize, power: f32) -> Vec<f32> {
+    let mut counts = vec![0usize; n_labels];
+    for e in examples {
+        counts[e.label] += 1;
+    }
+    let raw: Vec<f32> = counts
+        .iter()
+        .map(|&c| if c == 0 { 0.0 } else { (c as f32).powf(-power) })
+        .collect();
+    let mean: f32 = examples.iter().map(|e| raw[e.label]).sum::<f32>() / examples.len().max(1) as f32;
+    raw.iter().map(|w| w / mean.max(1e-12)).collect()
+}
+
+/// Trains an n-gram head on labelled texts. `progress` is called after each epoch with the
+/// epoch number and the mean training loss.
+pub fn train_ngram_head(
+    examples: &[Example],
+    labels: &[&str],
+    features: FeatureConfig,
+    cfg: &TrainConfig,
+    mut progress: impl FnMut(usize, f32),
+) -> Result<NgramHead, ClassifyError> {
+    if examples.is_empty() {
+        return Err(ClassifyError::Invalid("no training examples".into()));
+    }
+    let dev = Device::Cpu;
+    let n_labels = labels.len();
+    let buckets = features.buckets as usize;
+    let dim = cfg.dim;
+    let mut rng = SplitMix::new(cfg.seed);
+
+    let feats: Vec<Vec<u32>> = examples
+        .iter()
+        .map(|e| {
+            let mut f = Vec::new();
+            extract(&e.text, &features, &mut f);
+            f
+        })
+        .collect();
+    let cw = class_weights(examples, n_labels, cfg.class_weight_power);
+
+    let scale = 1.0 / dim as f32;
+    let init: Vec<f32> = (0..buckets * dim)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
+        .collect();
+    let emb = Var::from_vec(init, (buckets, dim), &dev).map_err(err)?;
+    let winit: Vec<f32> = (0..n_labels * dim)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * 0.1)
+        .collect();
+    let w = Var::from_vec(winit, (n_labels, dim), &dev).map_err(err)?;
+    let b = Var::zeros(n_labels, DType::F32, &dev).map_err(err)?;
+    let mut opt = AdamW::new(
+        vec![emb.clone(), w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: cfg.learning_rate,
+            weight_decay: cfg.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )
+    .map_err(err)?;
+
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    for epoch in 0..cfg.epochs {
+        rng.shuffle(&mut order);
+        let mut total = 0f32;
+        let mut batches = 0usize;
+        for chunk in order.chunks(cfg.batch.max(1)) {
+            let mut ids = Vec::new();
+            let mut seg = Vec::new();
+            let mut scale = Vec::new();
+            let mut targets = Vec::with_capacity(chunk.len());
+            let mut weights = Vec::with_capacity(chunk.len());
+            for (row, &i) in chunk.iter().enumerate() {
+                let f = &feats[i];
+                let inv = 1.0 / f.len().max(1) as f32;
+                for &id in f {
+                    ids.push(id);
+                    seg.push(row as u32);
+                    scale.push(inv);
+                }
+                targets.push(examples[i].label as u32);
+                weights.push(cw[examples[i].label] * examples[i].weight);
+            }
+            let n = ids.len();
+            let ids = Tensor::from_vec(ids, n, &dev).map_err(err)?;
+            let seg = Tensor::from_vec(seg, n, &dev).map_err(err)?;
+            let scale = Tensor::from_vec(scale, (n, 1), &dev).map_err(err)?;
+            let rows = chunk.len();
+            let targets = Tensor::from_vec(targets, (rows, 1), &dev).map_err(err)?;
+            let weights = Tensor::from_vec(weights, rows, &dev).map_err(err)?;
+
+            let loss = (|| -> candle_core::Result<Tensor> {
+                let gathered = emb.as_tensor().index_select(&ids, 0)?.broadcast_mul(&scale)?;
+                let bag = Tensor::zeros((rows, dim), DType::F32, &dev)?.index_add(&seg, &gathered, 0)?;
+                let logits = bag.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+                weighted_cross_entropy(&logits, &targets, &weights)
+            })()
+            .map_err(err)?;
+            opt.backward_step(&loss).map_err(err)?;
+            total += loss.to_scalar::<f32>().map_err(err)?;
+            batches += 1;
+        }
+        progress(epoch + 1, total / batches.max(1) as f32);
+    }
+
+    let to_vec = |v: &Var| {
+        v.as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    };
+    Ok(NgramHead {
+        config: HeadConfig {
+            features,
+            dim,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+        },
+        embedding: to_vec(&emb)?,
+        weight: to_vec(&w)?,
+        bias: to_vec(&b)?,
+    })
+}
+
+/// `Σ wᵢ · (−log softmax(logitsᵢ)[yᵢ]) / Σ wᵢ`.
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, 1)?;
+    let picked = logp.gather(targets, 1)?.squeeze(1)?;
+    let num = (picked * weights)?.sum_all()?;
+    let den = weights.sum_all()?;
+    num.neg()?.broadcast_div(&den)
+}
+
+/// A linear softmax head over fixed feature vectors (the sentence-encoder tier's heads).
+#[derive(Debug, Clone)]
+pub struct LinearHead {
+    pub labels: Vec<String>,
+    /// `labels × dim`, row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl LinearHead {
+    /// Class probabilities for one vector.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let dim = x.len();
+        let logits: Vec<f32> = self
+            .weight
+            .chunks_exact(dim)
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(x).map(|(a, v)| a * v).sum::<f32>() + b)
+            .collect();
+        super::softmax(&logits)
+    }
+}
+
+/// Trains a linear softmax head on fixed vectors (full-batch AdamW, class-weighted).
+pub fn train_linear_head(
+    xs: &[Vec<f32>],
+    ys: &[usize],
+    labels: &[&str],
+    epochs: usize,
+    learning_rate: f64,
+) -> Result<LinearHead, ClassifyError> {
+    if xs.is_empty() {
+        return Err(ClassifyError::Invalid("no training examples".into()));
+    }
+    let dev = Device::Cpu;
+    let dim = xs[0].len();
+    let n = xs.len();
+    let flat: Vec<f32> = xs.iter().flatten().copied().collect();
+    let x = Tensor::from_vec(flat, (n, dim), &dev).map_err(err)?;
+    let examples: Vec<Example> = ys
+        .iter()
+        .map(|&label| Example {
+            text: String::new(),
+            label,
+            weight: 1.0,
+        })
+        .collect();
+    let cw = class_weights(&examples, labels.len(), 1.0);
+    let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
+    let targets =
+        Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
+    let w = Var::zeros((labels.len(), dim), DType::F32, &dev).map_err(err)?;
+    let b = Var::zeros(labels.len(), DType::F32, &dev).map_err(err)?;
+    let mut opt = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: learning_rate,
+            weight_decay: 1e-4,
+            ..ParamsAdamW::default()
+        },
+    )
+    .map_err(err)?;
+    for _ in 0..epochs {
+        let loss = x
+            .matmul(&w.as_tensor().t().map_err(err)?)
+            .and_then(|l| l.broadcast_add(b.as_tensor()))
+            .and_then(|l| weighted_cross_entropy(&l, &targets, &weights))
+            .map_err(err)?;
+        opt.backward_step(&loss).map_err(err)?;
+    }
+    let to_vec = |v: &Var| {
+        v.as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    };
+    Ok(LinearHead {
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        weight: to_vec(&w)?,
+        bias: to_vec(&b)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ngram_head_learns_a_toy_task() {
+        let mut examples = Vec::new();
+        for i in 0..40 {
+            examples.push(Example {
+                text: format!("I'm sorry, but I can't help with request number {i}."),
+                label: 1,
+                weight: 1.0,
+            });
+            examples.push(Example {
+                text: format!("抱歉，我无法回答第{i}个问题。"),
+                label: 1,
+                weight: 1.0,
+            });
+            examples.push(Example {
+                text: format!("Sure! Here is a detailed answer to question {i}: first, mix the flour."),
+                label: 0,
+                weight: 1.0,
+            });
+        }
+        let features = FeatureConfig {
+            buckets: 1 << 12,
+            ..FeatureConfig::default()
+        };
+        let cfg = TrainConfig {
+            dim: 8,
+            epochs: 6,
+            learning_rate: 0.05,
+            ..TrainConfig::default()
+        };
+        let mut losses = Vec::new();
+        let head = train_ngram_head(&examples, &["answer", "refusal"], features, &cfg, |_, l| {
+            losses.push(l)
+        })
+        .unwrap();
+        assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
+        assert!(head.forward("I'm sorry, but I can't do that.")[1] > 0.8);
+        assert!(head.forward("Here is a detailed answer: mix the sugar.")[0] > 0.8);
+        assert!(head.forward("抱歉，我无法提供帮助。")[1] > 0.8);
+    }
+
+    #[test]
+    fn linear_head_learns_separable_points() {
+        let xs: Vec<Vec<f32>> = (0..20)
+            .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.5])
+            .collect();
+        let ys: Vec<usize> = (0..20).map(|i| i % 2).collect();
+        let head = train_linear_head(&xs, &ys, &["a", "b"], 200, 0.1).unwrap();
+        assert!(head.forward(&[1.0, 0.5])[0] > 0.9);
+        assert!(head.forward(&[-1.0, 0.5])[1] > 0.9);
+    }
+}

