@@ -51,6 +51,16 @@ fn label_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::
 }
 
 impl Record {
+    /// Reads one line of a JSON Lines file: `None` for a blank line, the record, or the
+    /// parse error. [`read_records`] goes through here (and so does the
+    /// fuzz target `dataset_line`), so every reader agrees on what a line means.
+    pub fn from_line(line: &str) -> Result<Option<Record>, serde_json::Error> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(line).map(Some)
+    }
+
     /// The label with its family prefix, the key of the [`LabelMap`].
     pub fn label_key(&self) -> String {
         if self.id.starts_with("dna-") || self.source.to_ascii_lowercase().contains("do-not-answer") {
@@ -297,12 +307,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
+        if let Some(record) =
+            Record::from_line(&line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?
+        {
+            out.push(record);
         }
-        let record: Record =
-            serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
-        out.push(record);
     }
     Ok(out)
 }

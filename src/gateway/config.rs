@@ -125,7 +125,22 @@ pub struct ProviderConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_retries")]
     pub max_retries: usize,
+    /// The largest complete (non-streamed) answer or error body accepted from this
+    /// provider; larger ones fail as `upstream_too_large` without being buffered whole.
+    #[serde(default = "default_response_bytes")]
+    pub max_response_bytes: usize,
+    /// The most bytes one stream from this provider may carry; past it the stream ends
+    /// with an `upstream_too_large` error event and the upstream connection is dropped.
+    #[serde(default = "default_stream_bytes")]
+    pub max_stream_bytes: usize,
     pub prices: Option<Prices>,
+}
+
+fn default_response_bytes() -> usize {
+    crate::provider::DEFAULT_BODY_LIMIT
+}
+fn default_stream_bytes() -> usize {
+    crate::wire::sse::DEFAULT_STREAM_BYTE_LIMIT
 }
 
 fn default_first_token_ms() -> u64 {

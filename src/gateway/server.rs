@@ -185,6 +185,8 @@ impl Gateway {
 fn build_client(name: &str, p: &ProviderConfig) -> Result<OpenAiCompatible, Error> {
     let mut builder = OpenAiCompatible::builder(name, &p.base_url)
         .connect_timeout(Duration::from_millis(p.connect_timeout_ms))
+        .body_limit(p.max_response_bytes)
+        .stream_limit(p.max_stream_bytes)
         .models(
             p.models
                 .iter()

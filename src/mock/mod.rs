@@ -75,7 +75,8 @@ pub struct RecordedRequest {
     pub index: usize,
     pub method: Method,
     pub path: String,
-    /// The headers as received; `authorization` is marked sensitive, so `Debug` hides it.
+    /// The headers as received; `authorization` and any header whose name speaks of a key,
+    /// token, secret or cookie are marked sensitive, so `Debug` hides them.
     pub headers: HeaderMap,
     /// The parsed JSON body (`Value::Null` when the body was not JSON).
     pub body: Value,
@@ -427,8 +428,15 @@ async fn chat(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(v) = headers.get_mut(http::header::AUTHORIZATION) {
-        v.set_sensitive(true);
+    // Whatever may carry a credential stays out of `Debug` (test failures print requests).
+    for (name, value) in headers.iter_mut() {
+        let n = name.as_str();
+        if ["auth", "key", "token", "secret", "cookie"]
+            .iter()
+            .any(|w| n.contains(w))
+        {
+            value.set_sensitive(true);
+        }
     }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let request: Result<ChatRequest, String> =
@@ -591,6 +599,8 @@ enum Cut {
 struct Run {
     guard: Guard,
     steps: std::vec::IntoIter<Step>,
+    /// The rest of a [`Step::Repeat`]: the bytes, how many more times, and their kind.
+    repeat: Option<(Bytes, usize, Sent)>,
     done: bool,
 }
 
@@ -609,6 +619,7 @@ fn body_stream(guard: Guard, steps: Vec<Step>) -> impl futures::Stream<Item = Re
     let run = Run {
         guard,
         steps: steps.into_iter(),
+        repeat: None,
         done: false,
     };
     futures::stream::unfold(run, |mut run| async move {
@@ -616,11 +627,29 @@ fn body_stream(guard: Guard, steps: Vec<Step>) -> impl futures::Stream<Item = Re
             return None;
         }
         loop {
-            let Some(step) = run.steps.next() else {
-                run.guard.end(Outcome::Finished);
-                return None;
+            let step = match run.repeat.take() {
+                // One more copy of a repeated write; the rest stays for the next poll, so a
+                // huge body is produced as the client reads it, never held whole.
+                Some((bytes, left, kind)) => {
+                    if left > 1 {
+                        run.repeat = Some((bytes.clone(), left - 1, kind));
+                    }
+                    Step::Send(bytes, kind)
+                }
+                None => match run.steps.next() {
+                    Some(step) => step,
+                    None => {
+                        run.guard.end(Outcome::Finished);
+                        return None;
+                    }
+                },
             };
             match step {
+                Step::Repeat(bytes, times, kind) => {
+                    if times > 0 {
+                        run.repeat = Some((bytes, times, kind));
+                    }
+                }
                 Step::Send(bytes, kind) => {
                     run.guard.progress.send_modify(|s| {
                         s.events_sent += 1;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::wire::sse::{encode_data, encode_done, encode_raw_data};
 use crate::wire::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta, FinishReason, Logprobs,
-    Message, ModerationStage, Role, TokenLogprob, TopLogprob, Usage,
+    Message, MessageContent, ModerationStage, Role, TokenLogprob, TopLogprob, Usage,
 };
 
 /// The message DashScope's moderation sends for a stage.
@@ -141,6 +141,8 @@ enum Kind {
 pub struct Script {
     kind: Kind,
     pieces: Vec<String>,
+    /// Content sent after `pieces`: one piece, this many times (see [`Script::repeated`]).
+    repeat: Option<(String, usize)>,
     reasoning: Vec<String>,
     logprobs: Option<LogprobValues>,
     finish_reason: FinishReason,
@@ -169,6 +171,7 @@ impl Script {
         Script {
             kind,
             pieces,
+            repeat: None,
             reasoning: Vec::new(),
             logprobs: None,
             finish_reason: FinishReason::Stop,
@@ -196,6 +199,38 @@ impl Script {
         S: Into<String>,
     {
         Self::base(Kind::Answer, pieces.into_iter().map(Into::into).collect())
+    }
+
+    /// An answer of `piece` repeated `times` times, one content chunk per copy, produced
+    /// as the client reads it: the mock never holds more than one copy, so a test can
+    /// send gigabytes without the mock's memory growing. For a request without `stream:
+    /// true` the complete JSON body is produced the same way. Between copies there is no
+    /// `delay_between_chunks`, and the position-based knobs (`drop_after`, `error_after`,
+    /// …) count only the pieces before the copies. `piece` is sent as JSON text, so the
+    /// content is exactly `piece` repeated.
+    pub fn repeated(piece: impl Into<String>, times: usize) -> Self {
+        let mut s = Self::base(Kind::Answer, Vec::new());
+        s.repeat = Some((piece.into(), times));
+        s
+    }
+
+    /// An answer of at least `bytes` bytes of content, in chunks of 16 KiB of ASCII text
+    /// ([`Script::repeated`]): an upstream that floods the client, to test body limits.
+    pub fn huge(bytes: usize) -> Self {
+        const CHUNK: usize = 16 << 10;
+        let line = "All work and no play makes a very long answer. ";
+        let piece: String = line.chars().cycle().take(CHUNK).collect();
+        Self::repeated(piece, bytes.div_ceil(CHUNK).max(1))
+    }
+
+    /// The whole content text this script answers with (its pieces, then the repeated
+    /// piece of [`Script::repeated`]); for a huge script this allocates all of it.
+    pub fn text(&self) -> String {
+        let mut text = self.pieces.concat();
+        if let Some((piece, times)) = &self.repeat {
+            text.push_str(&piece.repeat(*times));
+        }
+        text
     }
 
     /// An answer with no content at all (`finish_reason: stop`).
@@ -344,8 +379,14 @@ impl Script {
         let plan = self.plan(&request, &Ids::new(0));
         let mut out = Vec::new();
         for step in plan.steps {
-            if let Step::Send(bytes, _) = step {
-                out.extend_from_slice(&bytes);
+            match step {
+                Step::Send(bytes, _) => out.extend_from_slice(&bytes),
+                Step::Repeat(bytes, times, _) => {
+                    for _ in 0..times {
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+                _ => {}
             }
         }
         out.into()
@@ -385,6 +426,9 @@ impl Script {
                         Bytes::from_static(b"<html>502 Bad Gateway</html>"),
                     );
                 }
+                if let Some(plan) = self.plan_repeated_whole(request, ids, &headers) {
+                    return plan;
+                }
                 let body = serde_json::to_vec(&self.completion(request, ids)).expect("wire types serialise");
                 let mut plan = Plan::whole(200, true, headers, body.into());
                 if self.drop_after.is_some() {
@@ -401,6 +445,43 @@ impl Script {
                 plan
             }
         }
+    }
+
+    /// The complete JSON answer of a [`Script::repeated`] script, produced one copy at a
+    /// time: the JSON up to the content, the JSON-escaped piece repeated, the rest.
+    fn plan_repeated_whole(
+        &self,
+        request: &ChatRequest,
+        ids: &Ids,
+        headers: &[(String, String)],
+    ) -> Option<Plan> {
+        const MARK: &str = "\u{1}repeated content\u{1}";
+        let (piece, times) = self.repeat.as_ref()?;
+        let mut completion = self.completion(request, ids);
+        let message = &mut completion.choices[0].message;
+        let before = message.content.as_ref().map(|c| c.text()).unwrap_or_default();
+        message.content = Some(MessageContent::Text(format!("{before}{MARK}")));
+        let json = serde_json::to_string(&completion).expect("wire types serialise");
+        let mark = serde_json::to_string(MARK).expect("strings serialise");
+        let mark = &mark[1..mark.len() - 1];
+        let at = json.find(mark).expect("the mark is in the body");
+        let escaped = serde_json::to_string(piece).expect("strings serialise");
+        let mut plan = Plan::whole(
+            200,
+            true,
+            headers.to_vec(),
+            Bytes::copy_from_slice(&json.as_bytes()[..at]),
+        );
+        plan.steps.push(Step::Repeat(
+            Bytes::copy_from_slice(&escaped.as_bytes()[1..escaped.len() - 1]),
+            *times,
+            Sent::Content,
+        ));
+        plan.steps.push(Step::Send(
+            Bytes::copy_from_slice(&json.as_bytes()[at + mark.len()..]),
+            Sent::Other,
+        ));
+        Some(plan)
     }
 
     fn plan_stream(
@@ -506,6 +587,20 @@ impl Script {
         for k in self.pieces.len() + 1..=self.max_position() {
             if at(k, &mut steps, &mut send) {
                 return Plan::stream(headers, steps);
+            }
+        }
+        if let Some((piece, times)) = &self.repeat {
+            let choice = ChunkChoice {
+                delta: Delta {
+                    content: Some(piece.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let bytes = encode_data(&self.chunk(request, ids, vec![choice]));
+            if *times > 0 {
+                send(&mut steps, bytes.clone(), Sent::Content);
+                steps.push(Step::Repeat(bytes, times - 1, Sent::Content));
             }
         }
         let finish = ChunkChoice {
@@ -727,6 +822,8 @@ pub(crate) enum Sent {
 #[derive(Debug)]
 pub(crate) enum Step {
     Send(Bytes, Sent),
+    /// The same write this many times, produced one at a time as the body is read.
+    Repeat(Bytes, usize, Sent),
     Sleep(Duration),
     Wait(Gate),
     /// Close the connection without finishing the body.
@@ -793,6 +890,19 @@ mod tests {
         ] {
             assert_eq!(split_pieces(text).concat(), text);
         }
+    }
+
+    #[test]
+    fn repeated_content_renders_every_copy() {
+        let script = Script::repeated("a \"quoted\" 片段 ", 3);
+        assert_eq!(script.text(), "a \"quoted\" 片段 ".repeat(3));
+        let request = ChatRequest::new("m", vec![Message::user("hi")]);
+        let body = script.render_stream(&request);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(text.matches("片段").count(), 3);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let huge = Script::huge(100_000);
+        assert!(huge.text().len() >= 100_000);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use futures::Stream;
 
 pub use models::ModelMap;
 pub use openai_compatible::{
-    ApiKey, OpenAiCompatible, OpenAiCompatibleBuilder, DASHSCOPE_CN, DASHSCOPE_INTL,
+    ApiKey, OpenAiCompatible, OpenAiCompatibleBuilder, DASHSCOPE_CN, DASHSCOPE_INTL, DEFAULT_BODY_LIMIT,
 };
 pub use read::{read_response, BodyLimits};
 

@@ -60,11 +60,11 @@ pub fn continuation_request(
 
 /// How many bytes at the start of `continuation` repeat the end of `released`: the
 /// longest prefix of `continuation` (at least `min_overlap` bytes, at most 512) that
-/// `released` ends with. Shorter coincidences ("the", a space) are not trimmed, except
-/// when the continuation repeats the whole released text: a model asked to continue a
-/// few words often starts the answer over.
+/// `released` ends with. Shorter coincidences ("the", a space) are not trimmed. A
+/// continuation that repeats the whole released text is trimmed whatever the lengths: a
+/// model asked to continue often starts the answer over.
 pub fn overlap(released: &str, continuation: &str, min_overlap: usize) -> usize {
-    if !released.is_empty() && released.len() < min_overlap && continuation.starts_with(released) {
+    if !released.is_empty() && continuation.starts_with(released) {
         return released.len();
     }
     let max = continuation.len().min(released.len()).min(512);
@@ -100,6 +100,12 @@ mod tests {
             overlap("In", "In 1989, students", 8),
             2,
             "a restart repeats all of a short prefix"
+        );
+        let long = "word ".repeat(200);
+        assert_eq!(
+            overlap(&long, &format!("{long}and more"), 8),
+            long.len(),
+            "a restart repeats all of a long prefix (found by tests/faults.rs)"
         );
     }
 

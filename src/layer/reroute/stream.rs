@@ -253,16 +253,18 @@ impl Continuing {
                             .map(StreamVerdict::resolved)
                     });
                     let (stream, head) = match response.body {
-                        ResponseBody::Stream(mut stream) => match read_head(&mut stream).await {
-                            Ok(head) => (stream, head),
-                            Err(e) => {
-                                // Nothing of it reached the caller: the next provider may still do.
-                                attempt.error = Some(e.to_string());
-                                self.run.record(attempt);
-                                last = e;
-                                continue;
+                        ResponseBody::Stream(mut stream) => {
+                            match read_head(&mut stream, &self.released).await {
+                                Ok(head) => (stream, head),
+                                Err(e) => {
+                                    // Nothing of it reached the caller: the next provider may still do.
+                                    attempt.error = Some(e.to_string());
+                                    self.run.record(attempt);
+                                    last = e;
+                                    continue;
+                                }
                             }
-                        },
+                        }
                         ResponseBody::Complete(c) => {
                             (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
                             let chunk = completion_as_chunk(&c);
@@ -349,14 +351,18 @@ impl Continuing {
 }
 
 /// Reads the first chunks of a continuation: enough content to judge an overlap, or all
-/// of it when it is short.
-async fn read_head(stream: &mut ChunkStream) -> Result<Vec<ChatCompletionChunk>, Error> {
+/// of it when it is short. A continuation that so far repeats the released text from its
+/// start (a model that starts the answer over) is read on until it diverges or has
+/// repeated all of it, so that the repeat is recognised and dropped whatever its length;
+/// what is read that way would be dropped anyway, so nothing the caller needs waits.
+async fn read_head(stream: &mut ChunkStream, released: &str) -> Result<Vec<ChatCompletionChunk>, Error> {
     let mut head = Vec::new();
-    let mut bytes = 0;
-    while bytes < CONTINUATION_HEAD_BYTES {
+    let mut text = String::new();
+    let restarting = |text: &str| text.len() < released.len() && released.starts_with(text);
+    while text.len() < CONTINUATION_HEAD_BYTES || restarting(&text) {
         match stream.next().await {
             Some(Ok(chunk)) => {
-                bytes += chunk.content().len();
+                text.push_str(chunk.content());
                 head.push(chunk);
             }
             Some(Err(e)) => return Err(e),
