@@ -32,7 +32,7 @@ litellm_settings:
   telemetry: false
 YAML
 log=$(mktemp)
-"$venv/bin/litellm" --config "$cfg" --host 127.0.0.1 --port 4000 --num_workers 1 >"$log" 2>&1 &
+LITELLM_MASTER_KEY=sk-bench "$venv/bin/litellm" --config "$cfg" --host 127.0.0.1 --port 4000 --num_workers 1 >"$log" 2>&1 &
 litellm_pid=$!
 trap 'kill $litellm_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
