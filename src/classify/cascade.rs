@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::{Classifier, ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
@@ -194,53 +195,43 @@ impl Cascade {
         response: &str,
         trace: &mut Vec<TierRun>,
     ) -> Option<(ResponseJudgement, String)> {
-        let mut last = None;
-        for tier in &self.tiers {
-            let started = Instant::now();
-            let result = tier.classifier.judge_response(prompt, response).await;
-            let mut run = TierRun {
-                classifier: tier.classifier.name().to_string(),
-                question: Question::Response,
-                confidence: None,
-                escalated: true,
-                elapsed: started.elapsed(),
-                error: None,
-            };
-            match result {
-                Ok(Some(j)) => {
-                    let c = j.confidence();
-                    run.confidence = Some(c);
-                    let done = c >= tier.threshold;
-                    run.escalated = !done;
-                    trace.push(run);
-                    last = Some((j, tier.classifier.name().to_string()));
-                    if done {
-                        break;
-                    }
-                }
-                Ok(None) => trace.push(run),
-                Err(e) => {
-                    tracing::warn!(classifier = tier.classifier.name(), error = %e, "tier failed; escalating");
-                    run.error = Some(e.to_string());
-                    trace.push(run);
-                }
-            }
-        }
-        if let Some(run) = trace.iter_mut().rev().find(|r| r.question == Question::Response) {
-            run.escalated = false;
-        }
-        last
+        self.escalate(
+            Question::Response,
+            trace,
+            |c| c.judge_response(prompt, response),
+            |j| j.confidence(),
+        )
+        .await
     }
 
     async fn ask_prompt(&self, prompt: &str, trace: &mut Vec<TierRun>) -> Option<(PromptJudgement, String)> {
+        self.escalate(
+            Question::Prompt,
+            trace,
+            |c| c.judge_prompt(prompt),
+            |j| j.confidence(),
+        )
+        .await
+    }
+
+    /// Asks the tiers one question, cheapest first, until one answers with at least its
+    /// threshold's confidence; records every tier asked in `trace`. The last tier asked is
+    /// the one that decided, so it is the only run not marked as escalated.
+    async fn escalate<'a, J>(
+        &'a self,
+        question: Question,
+        trace: &mut Vec<TierRun>,
+        ask: impl Fn(&'a dyn Classifier) -> BoxFuture<'a, Result<Option<J>, ClassifyError>>,
+        confidence: impl Fn(&J) -> f32,
+    ) -> Option<(J, String)> {
         let mut last = None;
         let first = trace.len();
         for tier in &self.tiers {
             let started = Instant::now();
-            let result = tier.classifier.judge_prompt(prompt).await;
+            let result = ask(tier.classifier.as_ref()).await;
             let mut run = TierRun {
                 classifier: tier.classifier.name().to_string(),
-                question: Question::Prompt,
+                question,
                 confidence: None,
                 escalated: true,
                 elapsed: started.elapsed(),
@@ -248,7 +239,7 @@ impl Cascade {
             };
             match result {
                 Ok(Some(j)) => {
-                    let c = j.confidence();
+                    let c = confidence(&j);
                     run.confidence = Some(c);
                     let done = c >= tier.threshold;
                     run.escalated = !done;
