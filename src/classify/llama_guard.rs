@@ -260,12 +260,7 @@ impl LlamaGuard {
         if let Some(f) = m.files.iter().find(|f| f.name.ends_with(".gguf")) {
             return Self::load_gguf(&hub::resolve(m, &f.name)?, config, Dequantize::Auto);
         }
-        let weights: Vec<PathBuf> = m
-            .files
-            .iter()
-            .filter(|f| f.name.ends_with(".safetensors"))
-            .map(|f| hub::resolve(m, &f.name))
-            .collect::<Result<_, _>>()?;
+        let weights = hub::resolve_all(m, ".safetensors")?;
         Self::load_safetensors(
             &hub::resolve(m, "config.json")?,
             &hub::resolve(m, "tokenizer.json")?,

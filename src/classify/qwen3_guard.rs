@@ -225,12 +225,7 @@ impl Qwen3Guard {
             )?;
             return Self::new(lm);
         }
-        let weights: Vec<PathBuf> = m
-            .files
-            .iter()
-            .filter(|f| f.name.ends_with(".safetensors"))
-            .map(|f| hub::resolve(m, &f.name))
-            .collect::<Result<_, _>>()?;
+        let weights = hub::resolve_all(m, ".safetensors")?;
         Self::load_safetensors(
             &hub::resolve(m, "config.json")?,
             &hub::resolve(m, "tokenizer.json")?,

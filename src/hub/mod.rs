@@ -47,6 +47,16 @@ pub fn resolve(m: &Manifest, file: &str) -> Result<PathBuf, ClassifyError> {
     resolve_in(&cache(), m, file)
 }
 
+/// The cached paths of every file of a manifest whose name ends with `suffix` (the
+/// safetensors shards of a model), in manifest order.
+pub fn resolve_all(m: &Manifest, suffix: &str) -> Result<Vec<PathBuf>, ClassifyError> {
+    m.files
+        .iter()
+        .filter(|f| f.name.ends_with(suffix))
+        .map(|f| resolve(m, &f.name))
+        .collect()
+}
+
 /// [`resolve`] in a given cache.
 pub fn resolve_in(cache: &Cache, m: &Manifest, file: &str) -> Result<PathBuf, ClassifyError> {
     cache
