@@ -5,7 +5,8 @@
 //! - [`wire`]: the OpenAI-compatible wire format (requests, answers, chunks, errors, SSE);
 //! - [`provider`]: the client contract and the HTTP client; [`mock`]: a scriptable provider;
 //! - [`verdict`]: what an answer turned out to be;
-//! - [`detect`]: the detectors that produce verdicts;
+//! - [`detect`]: the detectors that gather evidence; [`classify`]: the local models;
+//! - [`judge`]: where evidence becomes a verdict (the trained combiner, prompt harm);
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
 //! - [`audit`]: the pipeline over logged traffic, with reports.
@@ -18,9 +19,11 @@ pub mod detect;
 pub mod error;
 pub mod gateway;
 pub mod hub;
+pub mod judge;
 pub mod layer;
 pub mod mock;
 pub mod provider;
+pub mod score;
 pub mod verdict;
 pub mod wire;
 

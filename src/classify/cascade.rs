@@ -204,6 +204,13 @@ impl Cascade {
         .await
     }
 
+    /// Whether a prompt is harmful, asked of the tiers cheapest first: the judgment and the
+    /// tier that made it, `None` when no tier could judge it.
+    pub async fn judge_prompt(&self, prompt: &str) -> Option<(PromptJudgement, String)> {
+        let mut trace = Vec::new();
+        self.ask_prompt(prompt, &mut trace).await
+    }
+
     async fn ask_prompt(&self, prompt: &str, trace: &mut Vec<TierRun>) -> Option<(PromptJudgement, String)> {
         self.escalate(
             Question::Prompt,

@@ -57,8 +57,10 @@ impl Record {
 /// Maps an upstream or project label onto a response label.
 pub fn map_response_label(label: &str) -> Option<ResponseLabel> {
     match label {
-        "COMPLETE" | "1" | "2" | "3" | "5" => Some(ResponseLabel::Answer),
-        "DENIAL" | "0" => Some(ResponseLabel::Refusal),
+        // gptfuzz '1' (jailbroken: complied) and jade 违规回答 (complied) are answers;
+        // gptfuzz '0' and jade 安全有用回答 are non-answers, mostly refusals.
+        "COMPLETE" | "1" | "2" | "3" | "5" | "违规回答" => Some(ResponseLabel::Answer),
+        "DENIAL" | "0" | "安全有用回答" => Some(ResponseLabel::Refusal),
         "EVASIVE" => Some(ResponseLabel::Evasion),
         "4" => Some(ResponseLabel::Inability),
         other => ResponseLabel::parse(&other.to_ascii_lowercase()),
@@ -125,8 +127,14 @@ pub const PERMISSIVE_PROMPT_FILES: &[&str] = &[
     "safetybench_zh.jsonl",
 ];
 
-/// Response files whose licence allows training the shipped weights.
-pub const PERMISSIVE_RESPONSE_FILES: &[&str] = &["speechmap_criticism_nonqwen.jsonl"];
+/// Response files whose licence allows training the shipped weights (Apache-2.0, MIT).
+/// Not here: do_not_answer_en (CC BY-NC-SA 4.0: evaluation only) and deccp (prompt-level
+/// labels only).
+pub const PERMISSIVE_RESPONSE_FILES: &[&str] = &[
+    "speechmap_criticism_nonqwen.jsonl",
+    "gptfuzz_responses.jsonl",
+    "jade_v3_zh.jsonl",
+];
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +151,8 @@ mod tests {
         assert_eq!(map_response_label("ERROR_ORIGINAL_MODERATION"), None);
         assert_eq!(map_response_label("censored"), None);
         assert_eq!(map_response_label("refusal"), Some(ResponseLabel::Refusal));
+        assert_eq!(map_response_label("违规回答"), Some(ResponseLabel::Answer));
+        assert_eq!(map_response_label("安全有用回答"), Some(ResponseLabel::Refusal));
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub fn train_heads_cli(path: &Path, responses: &[Example], prompts: &[Example]) 
         eprintln!("embedding {} texts with {MODEL}", texts.len());
         let xs = encoder.embed_all(&texts, 32)?;
         let ys: Vec<usize> = examples.iter().map(|e| e.label).collect();
-        Ok(Some(train_linear_head(&xs, &ys, labels, 300, 0.05)?))
+        Ok(Some(train_linear_head(&xs, &ys, labels, 300, 0.05, 1.0)?))
     };
     let heads = Heads {
         response: train(responses, &RESPONSE_LABELS)?,

@@ -59,27 +59,93 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
 pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
     let mut cascade = super::Cascade::new();
     for spec in specs {
-        let (name, threshold) = match spec.rsplit_once('@') {
-            Some((n, t)) => (
-                n,
-                t.parse::<f32>()
-                    .map_err(|e| ClassifyError::Invalid(format!("bad threshold in {spec:?}: {e}")))?,
-            ),
-            None => (spec.as_str(), 0.9),
-        };
+        let (name, threshold) = split_threshold(spec)?;
         cascade = cascade.tier_arc(build(name)?, threshold);
     }
     Ok(cascade)
 }
 
-/// The default detectors plus a [`super::CascadeDetector`] of the given tiers (none: the
-/// default detectors alone).
+/// The full pipeline with the given tiers: the default detectors judged by the embedded
+/// models and the trained combiner ([`crate::judge`]), plus, per spec:
+/// - `ngram:PATH`: a retrained n-gram model in place of the embedded one (answer and prompt);
+/// - `ngram`: the embedded model (always there; accepted for clarity);
+/// - an encoder tier (`minilm`, and the encoder tiers as they land): asked when the combiner
+///   is unsure, and on prompts the n-gram prompt head is unsure of;
+/// - a generative guard (`guard`, `llama-guard:NAME`, `qwen3guard:NAME`): the last prompt
+///   tier, asked for the request's harm when the cheaper tiers are unsure.
+///
+/// A spec's `@THRESHOLD` is the confidence from which that tier's judgment is final.
 pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, ClassifyError> {
-    let detectors = crate::detect::Detectors::default();
-    if specs.is_empty() {
-        return Ok(detectors);
+    let mut models = crate::judge::Models::embedded();
+    let mut prompt_tiers: Vec<(Arc<dyn Classifier>, f32)> = vec![(models.fast.clone(), 0.9)];
+    for spec in specs {
+        let (name, threshold) = split_threshold(spec)?;
+        let tier = build(name)?;
+        let kind = name.split(':').next().unwrap_or(name);
+        match kind {
+            "ngram" => {
+                if name.contains(':') {
+                    models.fast = tier.clone();
+                    prompt_tiers[0] = (tier, threshold);
+                }
+            }
+            "minilm" | "e5" => {
+                models.escalation = Some(tier.clone());
+                if let Some(t) = threshold_given(spec) {
+                    models.escalate_below = t;
+                }
+                prompt_tiers.push((tier, threshold));
+            }
+            _ => prompt_tiers.push((tier, threshold)),
+        }
     }
-    Ok(detectors.with(super::CascadeDetector::new(cascade(specs)?)))
+    let mut prompt = super::Cascade::new();
+    for (tier, threshold) in prompt_tiers {
+        prompt = prompt.tier_arc(tier, threshold);
+    }
+    models.prompt = prompt;
+    Ok(crate::detect::Detectors::default().models(models))
+}
+
+/// Switches a pipeline's decision: `learned` keeps the shipped combiner, `rules` uses the
+/// hand-set rule combiner (the baseline), anything else is a combiner file to load.
+pub fn with_combiner(
+    detectors: crate::detect::Detectors,
+    choice: &str,
+) -> Result<crate::detect::Detectors, ClassifyError> {
+    use crate::judge::Decision;
+    match choice {
+        "learned" => Ok(detectors),
+        "rules" => Ok(detectors.threshold(0.5)),
+        path => {
+            let combiner = Arc::new(crate::judge::Combiner::load(Path::new(path))?);
+            match detectors.decision() {
+                Decision::Learned(models) => {
+                    let mut models = (**models).clone();
+                    models.combiner = combiner;
+                    Ok(detectors.models(models))
+                }
+                Decision::Rules { .. } => Err(ClassifyError::Invalid(
+                    "a combiner file needs the learned decision, not the rule combiner".into(),
+                )),
+            }
+        }
+    }
+}
+
+fn threshold_given(spec: &str) -> Option<f32> {
+    spec.rsplit_once('@').and_then(|(_, t)| t.parse().ok())
+}
+
+fn split_threshold(spec: &str) -> Result<(&str, f32), ClassifyError> {
+    match spec.rsplit_once('@') {
+        Some((n, t)) => Ok((
+            n,
+            t.parse::<f32>()
+                .map_err(|e| ClassifyError::Invalid(format!("bad threshold in {spec:?}: {e}")))?,
+        )),
+        None => Ok((spec, 0.9)),
+    }
 }
 
 /// Routes each question to one of two classifiers by the script of the text: Qwen3Guard for

@@ -1,11 +1,12 @@
-//! Training the n-gram heads (and the encoder heads) with candle-nn.
+//! Training the n-gram heads (sparse SGD, plain Rust) and the dense heads (the encoder's
+//! heads and the combiner: candle-nn, full-batch AdamW).
 //!
-//! The embedding bag is written with tensor ops that candle can differentiate: the feature
-//! rows of a mini-batch are gathered with `index_select`, scaled by `1 / n` for their text,
-//! and summed per text with `index_add`. The loss is cross-entropy with per-class weights
-//! (a power of the inverse class frequency, balanced by default), because refusals are rare next to answers
-//! and a head that never says "refusal" would otherwise look good. AdamW does the updates.
-//! Everything is deterministic for a given seed.
+//! Both minimise cross-entropy with per-class weights (a power of the inverse class
+//! frequency, balanced by default), because refusals are rare next to answers and a head that
+//! never says "refusal" would otherwise look good. The n-gram heads are trained the way
+//! fastText trains them (see [`train_ngram_head`]): an embedding table of 65,536 rows is
+//! touched a few rows at a time, which dense tensor updates would make a hundred times
+//! slower. Everything is deterministic for a given seed.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -20,9 +21,7 @@ pub struct TrainConfig {
     /// Embedding width.
     pub dim: usize,
     pub epochs: usize,
-    pub batch: usize,
     pub learning_rate: f64,
-    pub weight_decay: f64,
     /// Seed of the shuffles and of the initial weights.
     pub seed: u64,
     /// Class weights are `frequency^-power` (0: none, 0.5: inverse square root, 1: balanced).
@@ -33,10 +32,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             dim: 16,
-            epochs: 4,
-            batch: 32,
-            learning_rate: 0.01,
-            weight_decay: 0.0,
+            epochs: 8,
+            learning_rate: 0.2,
             seed: 17,
             class_weight_power: 1.0,
         }
@@ -104,6 +101,12 @@ pub fn class_weights(examples: &[Example], n_labels: usize, power: f32) -> Vec<f
 
 /// Trains an n-gram head on labelled texts. `progress` is called after each epoch with the
 /// epoch number and the mean training loss.
+///
+/// fastText's recipe: plain SGD, one example at a time, the learning rate falling linearly
+/// to zero over the run. Only the rows of the features an example has are touched, so an
+/// epoch costs what reading the features costs (a second for tens of thousands of
+/// answers), which is what makes leave-one-source-out retraining cheap. Deterministic for a
+/// given seed.
 pub fn train_ngram_head(
     examples: &[Example],
     labels: &[&str],
@@ -114,7 +117,13 @@ pub fn train_ngram_head(
     if examples.is_empty() {
         return Err(ClassifyError::Invalid("no training examples".into()));
     }
-    let dev = Device::Cpu;
+    if let Some(bad) = examples.iter().find(|e| e.label >= labels.len()) {
+        return Err(ClassifyError::Invalid(format!(
+            "label index {} out of range for {} labels",
+            bad.label,
+            labels.len()
+        )));
+    }
     let n_labels = labels.len();
     let buckets = features.buckets as usize;
     let dim = cfg.dim;
@@ -131,84 +140,72 @@ pub fn train_ngram_head(
     let cw = class_weights(examples, n_labels, cfg.class_weight_power);
 
     let scale = 1.0 / dim as f32;
-    let init: Vec<f32> = (0..buckets * dim)
+    let mut emb: Vec<f32> = (0..buckets * dim)
         .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
         .collect();
-    let emb = Var::from_vec(init, (buckets, dim), &dev).map_err(err)?;
-    let winit: Vec<f32> = (0..n_labels * dim)
-        .map(|_| (rng.next_f32() * 2.0 - 1.0) * 0.1)
-        .collect();
-    let w = Var::from_vec(winit, (n_labels, dim), &dev).map_err(err)?;
-    let b = Var::zeros(n_labels, DType::F32, &dev).map_err(err)?;
-    let mut opt = AdamW::new(
-        vec![emb.clone(), w.clone(), b.clone()],
-        ParamsAdamW {
-            lr: cfg.learning_rate,
-            weight_decay: cfg.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )
-    .map_err(err)?;
+    // fastText starts the output layer at zero: every class equally likely.
+    let mut w = vec![0f32; n_labels * dim];
+    let mut b = vec![0f32; n_labels];
 
     let mut order: Vec<usize> = (0..examples.len()).collect();
+    let steps = (cfg.epochs * examples.len()).max(1) as f64;
+    let mut step = 0usize;
+    let mut bag = vec![0f32; dim];
+    let mut grad_bag = vec![0f32; dim];
+    let mut logits = vec![0f32; n_labels];
     for epoch in 0..cfg.epochs {
         rng.shuffle(&mut order);
-        let mut total = 0f32;
-        let mut batches = 0usize;
-        for chunk in order.chunks(cfg.batch.max(1)) {
-            let mut ids = Vec::new();
-            let mut seg = Vec::new();
-            let mut scale = Vec::new();
-            let mut targets = Vec::with_capacity(chunk.len());
-            let mut weights = Vec::with_capacity(chunk.len());
-            for (row, &i) in chunk.iter().enumerate() {
-                let f = &feats[i];
-                let inv = 1.0 / f.len().max(1) as f32;
-                for &id in f {
-                    ids.push(id);
-                    seg.push(row as u32);
-                    scale.push(inv);
-                }
-                targets.push(examples[i].label as u32);
-                weights.push(cw[examples[i].label] * examples[i].weight);
+        let mut total = 0f64;
+        for &i in &order {
+            let lr = (cfg.learning_rate * (1.0 - step as f64 / steps)) as f32;
+            step += 1;
+            let f = &feats[i];
+            if f.is_empty() {
+                continue;
             }
-            let n = ids.len();
-            let ids = Tensor::from_vec(ids, n, &dev).map_err(err)?;
-            let seg = Tensor::from_vec(seg, n, &dev).map_err(err)?;
-            let scale = Tensor::from_vec(scale, (n, 1), &dev).map_err(err)?;
-            let rows = chunk.len();
-            let targets = Tensor::from_vec(targets, (rows, 1), &dev).map_err(err)?;
-            let weights = Tensor::from_vec(weights, rows, &dev).map_err(err)?;
-
-            let loss = (|| -> candle_core::Result<Tensor> {
-                let gathered = emb.as_tensor().index_select(&ids, 0)?.broadcast_mul(&scale)?;
-                let bag = Tensor::zeros((rows, dim), DType::F32, &dev)?.index_add(&seg, &gathered, 0)?;
-                let logits = bag.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
-                weighted_cross_entropy(&logits, &targets, &weights)
-            })()
-            .map_err(err)?;
-            opt.backward_step(&loss).map_err(err)?;
-            total += loss.to_scalar::<f32>().map_err(err)?;
-            batches += 1;
+            let inv = 1.0 / f.len() as f32;
+            bag.iter_mut().for_each(|v| *v = 0.0);
+            for &id in f {
+                let row = &emb[id as usize * dim..(id as usize + 1) * dim];
+                bag.iter_mut().zip(row).for_each(|(v, r)| *v += r * inv);
+            }
+            for (k, l) in logits.iter_mut().enumerate() {
+                *l = b[k] + w[k * dim..(k + 1) * dim].iter().zip(&bag).map(|(a, v)| a * v).sum::<f32>();
+            }
+            let probs = super::softmax(&logits);
+            let y = examples[i].label;
+            let weight = cw[y] * examples[i].weight;
+            total += (-(probs[y].max(1e-12)).ln() * weight) as f64;
+            grad_bag.iter_mut().for_each(|g| *g = 0.0);
+            for k in 0..n_labels {
+                let g = (probs[k] - if k == y { 1.0 } else { 0.0 }) * weight;
+                if g == 0.0 {
+                    continue;
+                }
+                let wk = &mut w[k * dim..(k + 1) * dim];
+                for d in 0..dim {
+                    grad_bag[d] += g * wk[d];
+                    wk[d] -= lr * g * bag[d];
+                }
+                b[k] -= lr * g;
+            }
+            for &id in f {
+                let row = &mut emb[id as usize * dim..(id as usize + 1) * dim];
+                row.iter_mut().zip(&grad_bag).for_each(|(r, g)| *r -= lr * g * inv);
+            }
         }
-        progress(epoch + 1, total / batches.max(1) as f32);
+        progress(epoch + 1, (total / examples.len() as f64) as f32);
     }
 
-    let to_vec = |v: &Var| {
-        v.as_tensor()
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(err)
-    };
     Ok(NgramHead {
         config: HeadConfig {
             features,
             dim,
             labels: labels.iter().map(|s| s.to_string()).collect(),
         },
-        embedding: to_vec(&emb)?,
-        weight: to_vec(&w)?,
-        bias: to_vec(&b)?,
+        embedding: emb,
+        weight: w,
+        bias: b,
     })
 }
 
@@ -248,13 +245,16 @@ impl LinearHead {
     }
 }
 
-/// Trains a linear softmax head on fixed vectors (full-batch AdamW, class-weighted).
+/// Trains a linear softmax head on fixed vectors (full-batch AdamW). Class weights are
+/// `frequency^-class_weight_power` (0: the data's own class balance, so the probabilities
+/// stay calibrated to it; 1: balanced classes).
 pub fn train_linear_head(
     xs: &[Vec<f32>],
     ys: &[usize],
     labels: &[&str],
     epochs: usize,
     learning_rate: f64,
+    class_weight_power: f32,
 ) -> Result<LinearHead, ClassifyError> {
     if xs.is_empty() {
         return Err(ClassifyError::Invalid("no training examples".into()));
@@ -272,7 +272,7 @@ pub fn train_linear_head(
             weight: 1.0,
         })
         .collect();
-    let cw = class_weights(&examples, labels.len(), 1.0);
+    let cw = class_weights(&examples, labels.len(), class_weight_power);
     let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
     let targets =
         Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
@@ -359,7 +359,7 @@ mod tests {
             .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.5])
             .collect();
         let ys: Vec<usize> = (0..20).map(|i| i % 2).collect();
-        let head = train_linear_head(&xs, &ys, &["a", "b"], 200, 0.1).unwrap();
+        let head = train_linear_head(&xs, &ys, &["a", "b"], 200, 0.1, 1.0).unwrap();
         assert!(head.forward(&[1.0, 0.5])[0] > 0.9);
         assert!(head.forward(&[-1.0, 0.5])[1] > 0.9);
     }

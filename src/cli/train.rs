@@ -1,41 +1,49 @@
-//! `refusal-guard train`: retrain the embedded n-gram model (and the encoder heads).
+//! `refusal-guard train`: retrain the shipped models and print the proof that they
+//! generalise.
 //!
-//! Without input files it rebuilds the shipped weights from what their licences allow:
-//! speechmap_criticism_nonqwen.jsonl (Apache-2.0) for the answer head, the permissive
-//! prompts/ files and deccp's prompts for the prompt head, always only their fit split
-//! (30%, by id hash) so the other 70% stay held out for `models eval`, plus the project's own
-//! examples in models/refusal-ngram/. With `--responses` / `--prompts` it trains on your own
-//! labelled JSON Lines instead (labels `answer` / `refusal` / `evasion` / `inability`, or
-//! the upstream ones; prompts with a boolean `harmful`).
+//! Without input files it rebuilds the shipped weights from what their licences allow, whole
+//! files: speechmap, gptfuzz and jade (Apache-2.0 / MIT) and the team's own examples
+//! (models/data/, models/refusal-ngram/examples.jsonl) for the answer head and the combiner;
+//! the permissive prompts/ files, deccp's prompts and the team's contrast pairs for the
+//! prompt head. Do-Not-Answer is never trained on (licence). Every figure it prints is
+//! leave-one-source-out ([`crate::judge::fit`]). With `--responses` / `--prompts` it trains
+//! on your own labelled JSON Lines instead (labels `answer` / `refusal` / `evasion` /
+//! `inability`, or the upstream ones; prompts with a boolean `harmful`), each file one
+//! source.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::classify::data::{
-    datasets_dir, prompt_examples, response_examples, Provenance, PERMISSIVE_PROMPT_FILES,
-    PERMISSIVE_RESPONSE_FILES, PROMPT_LABELS, RESPONSE_LABELS,
-};
+use crate::classify::data::{datasets_dir, short_name, Provenance, PERMISSIVE_PROMPT_FILES, PROMPT_LABELS};
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
+use crate::judge::fit::{
+    combiner_out_of_source, final_ngram, out_of_source, prompts_out_of_source, read_prompt_rows, read_rows,
+    render, render_prompts, score, score_prompts, shipped_sources, train_combiner, window_recall, FitConfig,
+    Source,
+};
 
 /// Arguments of `train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Where to write the model (safetensors).
+    /// Where to write the n-gram model (safetensors).
     #[arg(long, default_value = "models/refusal-ngram/model.safetensors")]
     pub out: PathBuf,
+    /// Where to write the combiner (safetensors).
+    #[arg(long, default_value = "models/combiner/combiner.safetensors")]
+    pub combiner_out: PathBuf,
+    /// Where to write the leave-one-source-out table (Markdown).
+    #[arg(long, default_value = "models/combiner/loso.md")]
+    pub report: PathBuf,
     /// Labelled response files of your own (all rows are used unless --fit-only).
     #[arg(long = "responses", value_name = "FILE")]
     pub responses: Vec<PathBuf>,
     /// Labelled prompt files of your own (rows with a boolean `harmful`).
     #[arg(long = "prompts", value_name = "FILE")]
     pub prompts: Vec<PathBuf>,
-    /// Use only the fit split (30%, by id hash) of your files too.
-    #[arg(long)]
-    pub fit_only: bool,
     /// Add the shipped training data (licence-cleared shared datasets and the project's
     /// examples) to your files. Implied when no file is given.
     #[arg(long)]
@@ -49,19 +57,15 @@ pub struct TrainArgs {
     /// Hash buckets (rows of each embedding table), a power of two is best.
     #[arg(long, default_value_t = 1 << 16)]
     pub buckets: u32,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.2)]
     pub lr: f64,
     #[arg(long, default_value_t = 17)]
     pub seed: u64,
     /// Class weights are frequency^-POWER (1: balanced classes, 0: none).
     #[arg(long, default_value_t = 1.0)]
     pub class_weight_power: f32,
-    /// Also train the sentence-encoder heads and write them here (needs all-MiniLM-L6-v2 in
-    /// the hf-hub cache).
-    #[arg(long)]
-    pub encoder_heads: Option<PathBuf>,
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.
@@ -84,115 +88,174 @@ pub fn today() -> String {
 }
 
 fn project_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models/refusal-ngram")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
 }
 
-/// The shipped training sets: (response examples, prompt examples, provenance).
-pub fn shipped_data(
-    datasets: Option<PathBuf>,
-) -> Result<(Vec<Example>, Vec<Example>, Provenance), ClassifyError> {
-    let dir = datasets.or_else(datasets_dir).ok_or_else(|| {
+/// The shipped prompt-head training files: the permissive prompts/ files, deccp's prompts
+/// (benign: political questions a provider censors are not harmful requests), and the
+/// team's prompt files (models/refusal-ngram/prompts.jsonl, models/data/prompts-*.jsonl).
+pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES
+        .iter()
+        .map(|f| datasets.join("prompts").join(f))
+        .collect();
+    files.push(datasets.join("deccp_qwen2_7b.jsonl"));
+    files.push(project_file("refusal-ngram/prompts.jsonl"));
+    let contrast = project_file("data/prompts-contrast.jsonl");
+    if contrast.is_file() {
+        files.push(contrast);
+    }
+    files
+}
+
+fn find_datasets(given: Option<PathBuf>) -> Result<PathBuf, ClassifyError> {
+    given.or_else(datasets_dir).ok_or_else(|| {
         ClassifyError::Invalid(
             "the shared datasets folder was not found; pass --datasets or set REFUSAL_GUARD_DATASETS".into(),
         )
-    })?;
-    let mut prov = Provenance::default();
-    let shared: Vec<PathBuf> = PERMISSIVE_RESPONSE_FILES.iter().map(|f| dir.join(f)).collect();
-    let mut responses = response_examples(&shared, true, &mut prov)?;
-    responses.extend(response_examples(
-        &[project_file("examples.jsonl")],
-        false,
-        &mut prov,
-    )?);
-    let mut prompt_files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES
-        .iter()
-        .map(|f| dir.join("prompts").join(f))
-        .collect();
-    prompt_files.push(dir.join("deccp_qwen2_7b.jsonl"));
-    let mut prompts = prompt_examples(&prompt_files, true, &mut prov)?;
-    prompts.extend(prompt_examples(
-        &[project_file("prompts.jsonl")],
-        false,
-        &mut prov,
-    )?);
-    Ok((responses, prompts, prov))
+    })
 }
 
 /// Runs `train`.
 pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut prov = Provenance::default();
-    let mut responses = response_examples(&args.responses, args.fit_only, &mut prov)?;
-    let mut prompts = prompt_examples(&args.prompts, args.fit_only, &mut prov)?;
-    if args.shipped || (args.responses.is_empty() && args.prompts.is_empty()) {
-        let (r, p, pv) = shipped_data(args.datasets.clone())?;
-        responses.extend(r);
-        prompts.extend(p);
-        prov.files.extend(pv.files);
-    }
-    for (f, n) in &prov.files {
-        eprintln!("  {n:>6} rows  {f}");
-    }
-    let features = FeatureConfig {
-        buckets: args.buckets,
-        ..FeatureConfig::default()
-    };
-    let cfg = TrainConfig {
-        dim: args.dim,
-        epochs: args.epochs,
-        learning_rate: args.lr,
-        seed: args.seed,
-        class_weight_power: args.class_weight_power,
-        ..TrainConfig::default()
-    };
     let started = std::time::Instant::now();
-    let response = if responses.is_empty() {
-        None
-    } else {
-        eprintln!("training the answer head on {} examples", responses.len());
-        Some(train_ngram_head(
-            &responses,
-            &RESPONSE_LABELS,
-            features,
-            &cfg,
-            |e, l| eprintln!("  epoch {e}: loss {l:.4}"),
-        )?)
+    let shipped = args.shipped || (args.responses.is_empty() && args.prompts.is_empty());
+    let mut sources: Vec<Source> = args
+        .responses
+        .iter()
+        .map(|f| Source {
+            name: short_name(f),
+            files: vec![f.clone()],
+        })
+        .collect();
+    let mut prov = Provenance::default();
+    let mut prompt_files = args.prompts.clone();
+    if shipped {
+        let dir = find_datasets(args.datasets.clone())?;
+        sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
+        prompt_files.extend(shipped_prompt_files(&dir));
+    }
+    let cfg = FitConfig {
+        ngram: TrainConfig {
+            dim: args.dim,
+            epochs: args.epochs,
+            learning_rate: args.lr,
+            seed: args.seed,
+            class_weight_power: args.class_weight_power,
+        },
+        features: FeatureConfig {
+            buckets: args.buckets,
+            ..FeatureConfig::default()
+        },
+        ..FitConfig::default()
     };
-    let prompt = if prompts.is_empty() {
+
+    let rows = read_rows(&sources, cfg.window_tokens)?;
+    for (i, s) in sources.iter().enumerate() {
+        let whole = rows.iter().filter(|r| r.source == i && !r.window).count();
+        let windows = rows.iter().filter(|r| r.source == i && r.window).count();
+        eprintln!("  {whole:>6} answers (+{windows} stream windows)  {}", s.name);
+        for f in &s.files {
+            prov.files.push((short_name(f), whole));
+        }
+    }
+    let response_head = if rows.is_empty() {
         None
     } else {
-        eprintln!("training the prompt head on {} examples", prompts.len());
-        Some(train_ngram_head(
-            &prompts,
-            &PROMPT_LABELS,
-            features,
-            &cfg,
-            |e, l| eprintln!("  epoch {e}: loss {l:.4}"),
-        )?)
+        eprintln!("leave-one-source-out over {} sources", sources.len());
+        let predictions = out_of_source(&rows, sources.len(), None, &cfg, |m| eprintln!("  {m}"))?;
+        let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
+        let table = render(
+            &score(&rows, &sources, &decisions),
+            &window_recall(&rows, &sources, &decisions),
+            predictions.encoder.is_some(),
+        );
+        println!("{table}");
+        let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
+        combiner.info.insert("trained".into(), today());
+        combiner.info.insert("fit_config".into(), serde_json::to_string(&cfg)?);
+        combiner.info.insert(
+            "sources".into(),
+            serde_json::to_string(&sources.iter().map(|s| &s.name).collect::<Vec<_>>())?,
+        );
+        write_parent(&args.combiner_out)?;
+        combiner.save(&args.combiner_out)?;
+        write_parent(&args.report)?;
+        std::fs::write(
+            &args.report,
+            format!(
+                "# Leave-one-source-out (refusal-guard train, {})\n\nNon-answer (refusal, evasion, inability) vs answer; \
+                 each source judged by models trained on the other sources only.\n\n{table}",
+                today()
+            ),
+        )?;
+        eprintln!("training the shipped answer head on {} rows", rows.len());
+        Some(final_ngram(&rows, &cfg)?)
+    };
+    let prompt_rows = read_prompt_rows(&prompt_files)?;
+    let prompt_head = if prompt_rows.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = prompt_files.iter().map(|f| short_name(f)).collect();
+        for (i, name) in names.iter().enumerate() {
+            prov.files
+                .push((name.clone(), prompt_rows.iter().filter(|r| r.source == i).count()));
+        }
+        eprintln!("prompt head: leave-one-file-out over {} files", names.len());
+        let p = prompts_out_of_source(&prompt_rows, names.len(), &cfg)?;
+        let table = render_prompts(&score_prompts(
+            &prompt_rows,
+            &names,
+            &p,
+            crate::judge::HarmPolicy::default().benign_below,
+        ));
+        println!("{table}");
+        let report = std::fs::read_to_string(&args.report).unwrap_or_default();
+        std::fs::write(
+            &args.report,
+            format!(
+                "{report}\n## Prompt harm, leave-one-file-out (n-gram prompt head)\n\n\
+                 A prompt counts as flagged when its harm probability is not confidently benign \
+                 (>= {:.2}): its refusal is kept as justified.\n\n{table}",
+                crate::judge::HarmPolicy::default().benign_below
+            ),
+        )?;
+        let train: Vec<Example> = prompt_rows
+            .iter()
+            .map(|r| Example {
+                text: r.text.clone(),
+                label: usize::from(r.harmful),
+                weight: 1.0,
+            })
+            .collect();
+        eprintln!("training the shipped prompt head on {} prompts", train.len());
+        Some(train_ngram_head(&train, &PROMPT_LABELS, cfg.features, &cfg.ngram, |_, _| {})?)
     };
     let mut info = std::collections::HashMap::new();
     info.insert("trained".to_string(), today());
-    info.insert("train_config".to_string(), serde_json::to_string(&cfg)?);
+    info.insert("train_config".to_string(), serde_json::to_string(&cfg.ngram)?);
     info.insert("data".to_string(), serde_json::to_string(&prov.files)?);
     let model = NgramModel {
-        response,
-        prompt,
+        response: response_head,
+        prompt: prompt_head,
         info,
     };
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    write_parent(&args.out)?;
     model.save(&args.out)?;
     let size = std::fs::metadata(&args.out)?.len();
     eprintln!(
-        "wrote {} ({:.2} MB) in {:.1}s",
+        "wrote {} ({:.2} MB), {} in {:.1}s",
         args.out.display(),
         size as f64 / 1e6,
+        args.combiner_out.display(),
         started.elapsed().as_secs_f64()
     );
-    if let Some(path) = args.encoder_heads {
-        crate::classify::encoder::train_heads_cli(&path, &responses, &prompts)?;
-    }
     Ok(())
+}
+
+fn write_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
 }

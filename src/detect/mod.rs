@@ -1,15 +1,16 @@
-//! Detection: where a verdict is made.
+//! Detection: evidence about an answer.
 //!
 //! A [`Detector`] looks at an [`Observation`] (the answer so far, its tokens and
 //! log-probabilities, the finish reason, a provider error) and returns [`Evidence`]: which
 //! class it points to and how strongly. [`Detectors`] runs a set of them, cheapest first, and
-//! combines their evidence into one [`Verdict`]. The detectors:
+//! hands their evidence to [`crate::judge`], where the verdict is made. The detectors:
 //! - [`signals`]: what the provider itself says (moderation errors, `content_filter`, empty
 //!   answers, cut streams);
 //! - [`patterns`]: refusal, inability and evasion wording in many languages;
 //! - [`logprobs`]: how confidently the model entered a refusal, repetition loops.
 //!
-//! Model-based classifiers (see the models issue) plug in as further detectors.
+//! The models (the embedded n-gram model, the encoder tier) are not detectors: they are
+//! inputs of the trained combiner in [`crate::judge`].
 
 pub mod logprobs;
 pub mod patterns;
@@ -20,8 +21,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
-use crate::wire::{FinishReason, ModerationStage, ProviderError, TokenLogprob};
+use crate::judge::{Decision, Models};
+use crate::verdict::{Evidence, Verdict};
+use crate::wire::{FinishReason, ProviderError, TokenLogprob};
+
+pub use crate::judge::rules::combine;
 
 /// How much of the answer an observation covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,20 +77,16 @@ pub trait Detector: Send + Sync {
     async fn detect(&self, observation: &Observation<'_>) -> Vec<Evidence>;
 }
 
-/// A set of detectors and the rule that turns their evidence into one verdict.
+/// A set of detectors and the decision that turns their evidence into one verdict.
 ///
-/// The rule: a provider block or an empty answer is decided by provider signals alone.
-/// Otherwise, for each class, a detector contributes its single strongest piece of evidence
-/// (several matches of one detector are not independent votes: a refusal phrase repeated
-/// three times is still one refusal), and the detectors are combined as independent votes
-/// (`1 - Π(1 - score)`). Evidence for the answer, combined the same way, discounts every
-/// non-answer class (`score × (1 - for_answer)`): a long answer after a disclaimer is an
-/// answer. The strongest class wins when its discounted score reaches the threshold
-/// (default 0.5), and the answer is an [`VerdictKind::Answer`] otherwise.
+/// [`Detectors::default`] is the full pipeline: provider signals, the built-in patterns and
+/// the logprob checks, judged by the embedded n-gram model and the trained combiner
+/// ([`crate::judge`]). [`Detectors::empty`] starts a custom set judged by the rule combiner
+/// ([`crate::judge::rules`]); [`Detectors::models`] switches any set to the learned decision.
 #[derive(Clone)]
 pub struct Detectors {
     detectors: Vec<Arc<dyn Detector>>,
-    threshold: f32,
+    decision: Decision,
 }
 
 impl std::fmt::Debug for Detectors {
@@ -94,28 +94,41 @@ impl std::fmt::Debug for Detectors {
         let names: Vec<&str> = self.detectors.iter().map(|d| d.name()).collect();
         f.debug_struct("Detectors")
             .field("detectors", &names)
-            .field("threshold", &self.threshold)
+            .field("decision", &self.decision)
             .finish()
     }
 }
 
 impl Default for Detectors {
-    /// Provider signals, the built-in patterns and the logprob checks.
+    /// Provider signals, the built-in patterns and the logprob checks, judged by the
+    /// embedded models and the trained combiner.
     fn default() -> Self {
         Detectors::empty()
             .with(signals::ProviderSignals)
             .with(patterns::Patterns::builtin().clone())
             .with(logprobs::LogprobCheck::default())
+            .models(Models::embedded())
     }
 }
 
 impl Detectors {
-    /// A set with no detectors: everything is an answer.
+    /// A set with no detectors, judged by the rule combiner: everything is an answer.
     pub fn empty() -> Self {
         Detectors {
             detectors: Vec::new(),
-            threshold: 0.5,
+            decision: Decision::Rules { threshold: 0.5 },
         }
+    }
+
+    /// Judges with models and the trained combiner ([`crate::judge`]).
+    pub fn models(mut self, models: Models) -> Self {
+        self.decision = Decision::Learned(Arc::new(models));
+        self
+    }
+
+    /// The decision in use.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
     }
 
     /// Adds a detector (they run in the order added).
@@ -130,120 +143,23 @@ impl Detectors {
         self
     }
 
-    /// The combined score from which a non-answer class wins. Default 0.5.
+    /// Judges with the rule combiner, a non-answer class winning from this combined score
+    /// (the baseline; 0.5 in [`Detectors::empty`]).
     pub fn threshold(mut self, threshold: f32) -> Self {
-        self.threshold = threshold;
+        self.decision = Decision::Rules { threshold };
         self
     }
 
-    /// Runs every detector and combines the evidence.
+    /// Runs every detector and decides.
     pub async fn judge(&self, observation: &Observation<'_>) -> Verdict {
         let started = Instant::now();
         let mut evidence = Vec::new();
         for d in &self.detectors {
             evidence.extend(d.detect(observation).await);
         }
-        let mut verdict = combine(evidence, self.threshold, observation);
+        let mut verdict = crate::judge::decide(evidence, observation, &self.decision).await;
         verdict.elapsed = started.elapsed();
         verdict
     }
 }
 
-/// Combines evidence into a verdict (see [`Detectors`] for the rule).
-pub fn combine(mut evidence: Vec<Evidence>, threshold: f32, observation: &Observation<'_>) -> Verdict {
-    evidence.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let decisive = |class: VerdictClass| {
-        evidence
-            .iter()
-            .find(|e| e.suggests == class && e.score >= 0.99)
-            .map(|e| e.score)
-    };
-    if let Some(score) = decisive(VerdictClass::ProviderBlock) {
-        let stage = observation
-            .error
-            .and_then(|e| e.moderation.as_ref())
-            .map(|m| m.stage)
-            .unwrap_or(if observation.text.trim().is_empty() {
-                ModerationStage::Input
-            } else {
-                ModerationStage::Output
-            });
-        return with_evidence(VerdictKind::ProviderBlock { stage }, score, evidence);
-    }
-    if let Some(score) = decisive(VerdictClass::Empty) {
-        return with_evidence(VerdictKind::Empty, score, evidence);
-    }
-
-    let mut best: Option<(VerdictClass, f32)> = None;
-    for class in VerdictClass::ALL {
-        if class == VerdictClass::Answer {
-            continue;
-        }
-        let score = vote(&evidence, class);
-        if score > 0.0 && best.is_none_or(|(_, s)| score > s) {
-            best = Some((class, score));
-        }
-    }
-    // Evidence for the answer (a long on-topic answer, say) counts against the refusal.
-    let for_answer = vote(&evidence, VerdictClass::Answer);
-    let discount = 1.0 - for_answer;
-    match best {
-        Some((class, score)) if score * discount >= threshold => {
-            let kind = match class {
-                VerdictClass::SafetyRefusal => VerdictKind::SafetyRefusal {
-                    categories: categories_of(&evidence),
-                },
-                VerdictClass::PolicyRefusal => VerdictKind::PolicyRefusal,
-                VerdictClass::Evasion => VerdictKind::Evasion,
-                VerdictClass::Inability => VerdictKind::Inability,
-                VerdictClass::Empty => VerdictKind::Empty,
-                VerdictClass::ProviderBlock => VerdictKind::ProviderBlock {
-                    stage: ModerationStage::Output,
-                },
-                VerdictClass::Answer => VerdictKind::Answer,
-            };
-            with_evidence(kind, score * discount, evidence)
-        }
-        Some((_, score)) => with_evidence(VerdictKind::Answer, 1.0 - score.min(1.0) * 0.5, evidence),
-        None => with_evidence(VerdictKind::Answer, 0.5 + 0.5 * for_answer.max(0.5), evidence),
-    }
-}
-
-/// The combined score for one class: each source's strongest evidence, then independent
-/// votes across sources.
-fn vote(evidence: &[Evidence], class: VerdictClass) -> f32 {
-    let mut strongest: Vec<(&str, f32)> = Vec::new();
-    for e in evidence.iter().filter(|e| e.suggests == class) {
-        let score = e.score.clamp(0.0, 1.0);
-        match strongest.iter_mut().find(|(s, _)| *s == e.source) {
-            Some((_, best)) => *best = best.max(score),
-            None => strongest.push((&e.source, score)),
-        }
-    }
-    1.0 - strongest.iter().map(|(_, s)| 1.0 - s).product::<f32>()
-}
-
-/// Hazard categories named by safety-refusal evidence: the comma-separated list after
-/// `categories: ` at the end of a reason (the convention of the model classifiers).
-fn categories_of(evidence: &[Evidence]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for e in evidence
-        .iter()
-        .filter(|e| e.suggests == VerdictClass::SafetyRefusal)
-    {
-        if let Some((_, list)) = e.reason.rsplit_once("categories: ") {
-            for c in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                if !out.iter().any(|o| o == c) {
-                    out.push(c.to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn with_evidence(kind: VerdictKind, confidence: f32, evidence: Vec<Evidence>) -> Verdict {
-    let mut v = Verdict::new(kind, confidence.clamp(0.0, 1.0));
-    v.evidence = evidence;
-    v
-}

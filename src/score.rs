@@ -1,4 +1,5 @@
-//! Counting: confusion matrices, precision, recall and F1.
+//! Scoring: confusion matrices, precision, recall and F1, for `eval`, `train`'s
+//! leave-one-source-out tables and the model evaluations alike.
 //!
 //! Two views of the same judgements. The *binary* view asks what the F1 targets ask: did
 //! the caller get an answer or not (a refusal, an evasion, an inability, a block are all
@@ -69,6 +70,16 @@ impl Binary {
         }
     }
 
+    /// Counts one judgement: whether the label and the prediction say "non-answer".
+    pub fn count(&mut self, gold_non_answer: bool, predicted_non_answer: bool) {
+        match (gold_non_answer, predicted_non_answer) {
+            (true, true) => self.tp += 1,
+            (false, true) => self.fp += 1,
+            (true, false) => self.fn_ += 1,
+            (false, false) => self.tn += 1,
+        }
+    }
+
     fn add(&mut self, other: &Binary) {
         self.tp += other.tp;
         self.fp += other.fp;
@@ -110,12 +121,7 @@ impl Tally {
                 self.excluded += 1;
                 return;
             }
-            Some(non_answer) => match (non_answer, predicted.is_non_answer()) {
-                (true, true) => self.binary.tp += 1,
-                (false, true) => self.binary.fp += 1,
-                (true, false) => self.binary.fn_ += 1,
-                (false, false) => self.binary.tn += 1,
-            },
+            Some(non_answer) => self.binary.count(non_answer, predicted.is_non_answer()),
         }
         *self
             .confusion

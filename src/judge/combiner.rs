@@ -1,0 +1,160 @@
+//! The combiner: one small trained model that turns all the evidence into calibrated
+//! answer-class probabilities.
+//!
+//! Why a trained model and not rules: hand-set rules (noisy-or votes, "a long answer after
+//! a refusal opener is an answer") were right on the answers they were tuned on and wrong
+//! on others: a refusal followed by a long lecture was discounted to an answer. The
+//! combiner is a multinomial logistic regression over [`super::features`], fitted by
+//! `refusal-guard train` on out-of-source predictions (each source's rows are scored by
+//! models that never saw that source), so it learns how far each input can be trusted on
+//! text it has not seen. One combiner judges a stream's window and a whole answer: the
+//! `partial` feature tells it which it is looking at, so the two cannot disagree for the
+//! wrong reason.
+//!
+//! The shipped weights are compiled in (`models/combiner/combiner.safetensors`, model card
+//! beside it). The rule combiner stays as a baseline ([`super::rules`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{Device, Tensor};
+
+use super::features::{FEATURE_NAMES, N_FEATURES};
+use crate::classify::train::LinearHead;
+use crate::classify::{ClassifyError, ResponseLabel};
+
+/// The shipped weights.
+pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../models/combiner/combiner.safetensors");
+
+/// The format tag written into the file's metadata.
+pub const FORMAT: &str = "refusal-guard-combiner/1";
+
+/// A trained combiner.
+#[derive(Debug, Clone)]
+pub struct Combiner {
+    /// `4 × N_FEATURES` weights and 4 biases, classes in [`ResponseLabel::ALL`] order.
+    pub head: LinearHead,
+    /// Free-form metadata (training date, data, metrics), kept when saving.
+    pub info: HashMap<String, String>,
+}
+
+fn err(e: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::model("combiner", e)
+}
+
+impl Combiner {
+    /// The combiner compiled into the binary, parsed once.
+    pub fn embedded() -> Arc<Combiner> {
+        static MODEL: OnceLock<Arc<Combiner>> = OnceLock::new();
+        MODEL
+            .get_or_init(|| Arc::new(Combiner::from_bytes(EMBEDDED_WEIGHTS).expect("embedded combiner is valid")))
+            .clone()
+    }
+
+    /// A combiner from a trained head.
+    pub fn new(head: LinearHead) -> Result<Self, ClassifyError> {
+        if head.bias.len() != ResponseLabel::ALL.len() || head.weight.len() != head.bias.len() * N_FEATURES {
+            return Err(err(format!(
+                "expected {} classes over {N_FEATURES} features, got {} weights and {} biases",
+                ResponseLabel::ALL.len(),
+                head.weight.len(),
+                head.bias.len()
+            )));
+        }
+        Ok(Combiner {
+            head,
+            info: HashMap::new(),
+        })
+    }
+
+    /// Reads a combiner from safetensors bytes; refuses one trained on another feature
+    /// layout.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(err)?;
+        let info = meta.metadata().clone().unwrap_or_default();
+        if info.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(err(format!("not a {FORMAT} file")));
+        }
+        let names = FEATURE_NAMES.join(",");
+        if info.get("features") != Some(&names) {
+            return Err(err(format!(
+                "trained on features {:?}, this build computes {names:?}: retrain with `refusal-guard train`",
+                info.get("features")
+            )));
+        }
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
+        let get = |k: &str| -> Result<Vec<f32>, ClassifyError> {
+            tensors
+                .get(k)
+                .ok_or_else(|| err(format!("missing tensor {k}")))?
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(err)
+        };
+        let head = LinearHead {
+            labels: ResponseLabel::ALL.iter().map(|l| l.as_str().to_string()).collect(),
+            weight: get("weight")?,
+            bias: get("bias")?,
+        };
+        let mut c = Combiner::new(head)?;
+        c.info = info;
+        Ok(c)
+    }
+
+    /// Reads a combiner file.
+    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
+        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Writes the combiner as safetensors, with its feature layout in the metadata.
+    pub fn save(&self, path: &Path) -> Result<(), ClassifyError> {
+        let n = self.head.bias.len();
+        let w = Tensor::from_slice(&self.head.weight, (n, N_FEATURES), &Device::Cpu).map_err(err)?;
+        let b = Tensor::from_slice(&self.head.bias, n, &Device::Cpu).map_err(err)?;
+        let mut info = self.info.clone();
+        info.insert("format".into(), FORMAT.into());
+        info.insert("features".into(), FEATURE_NAMES.join(","));
+        let bytes = safetensors::serialize([("weight", &w), ("bias", &b)], Some(info)).map_err(err)?;
+        std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Class probabilities in [`ResponseLabel::ALL`] order.
+    pub fn probs(&self, x: &[f32; N_FEATURES]) -> [f32; 4] {
+        let p = self.head.forward(x);
+        [p[0], p[1], p[2], p[3]]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_combiner_loads_and_sums_to_one() {
+        let c = Combiner::embedded();
+        let p = c.probs(&[0.0; N_FEATURES]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_file_with_another_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let c = Combiner::embedded();
+        c.save(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Rename one feature in the header: the layout no longer matches.
+        let pos = bytes.windows(6).position(|w| w == b"length").unwrap();
+        bytes[pos..pos + 6].copy_from_slice(b"lengtx");
+        let e = Combiner::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("retrain"), "{e}");
+    }
+}

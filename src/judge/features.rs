@@ -1,0 +1,151 @@
+//! What the combiner sees: one fixed-length vector per answer.
+//!
+//! Every source of evidence is reduced to a few numbers with a fixed meaning, so that one
+//! small trained model ([`super::Combiner`]) can weigh them against each other:
+//! - the embedded n-gram model's answer probabilities (always there: it is cheap);
+//! - the encoder tier's answer probabilities, zero with `encoder.present = 0` when the
+//!   encoder was not asked (the combiner is trained on both views of every answer, so it
+//!   knows what to make of each);
+//! - the pattern detector's strongest score per class (its hand-set rules become one input
+//!   among others, no longer the decision);
+//! - whether the text is a stream's prefix, and its length.
+//!
+//! Model probabilities enter as logarithms clipped at `ln 1e-4`, so that a confident model
+//! counts for more than a hesitant one without a single number dominating.
+
+use crate::classify::ResponseJudgement;
+use crate::verdict::{Evidence, VerdictClass};
+
+/// The names of the features, in vector order (written into the combiner's file, checked at
+/// load, so a model trained on another layout is refused instead of misread).
+pub const FEATURE_NAMES: [&str; 15] = [
+    "ngram.answer",
+    "ngram.refusal",
+    "ngram.evasion",
+    "ngram.inability",
+    "encoder.answer",
+    "encoder.refusal",
+    "encoder.evasion",
+    "encoder.inability",
+    "encoder.present",
+    "patterns.refusal",
+    "patterns.evasion",
+    "patterns.inability",
+    "patterns.answer",
+    "partial",
+    "length",
+];
+
+/// The number of features.
+pub const N_FEATURES: usize = FEATURE_NAMES.len();
+
+/// The source names whose evidence the combiner was trained on. Evidence of any other
+/// source is folded in after the combiner as an independent vote (see [`super::decide`]):
+/// the logprob checks (the labeled data has no logprobs to train on), non-decisive provider
+/// signals, and detectors a user added.
+pub const KNOWN_SOURCES: [&str; 1] = ["patterns"];
+
+/// Everything the combiner is given about one answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The n-gram model's reading of the text.
+    pub ngram: &'a ResponseJudgement,
+    /// The encoder tier's reading, when it was asked.
+    pub encoder: Option<&'a ResponseJudgement>,
+    /// The detectors' evidence.
+    pub evidence: &'a [Evidence],
+    /// Whether the text is the start of a stream still going.
+    pub partial: bool,
+    /// The text's length in characters.
+    pub chars: usize,
+}
+
+fn log_clipped(p: f32) -> f32 {
+    p.max(1e-4).ln()
+}
+
+fn strongest(evidence: &[Evidence], source: &str, classes: &[VerdictClass]) -> f32 {
+    evidence
+        .iter()
+        .filter(|e| e.source == source && classes.contains(&e.suggests))
+        .map(|e| e.score.clamp(0.0, 1.0))
+        .fold(0.0, f32::max)
+}
+
+/// The feature vector of one answer, in [`FEATURE_NAMES`] order.
+pub fn vector(inputs: &Inputs<'_>) -> [f32; N_FEATURES] {
+    use VerdictClass as V;
+    let mut x = [0f32; N_FEATURES];
+    for (i, p) in inputs.ngram.probs.iter().enumerate() {
+        x[i] = log_clipped(*p);
+    }
+    if let Some(enc) = inputs.encoder {
+        for (i, p) in enc.probs.iter().enumerate() {
+            x[4 + i] = log_clipped(*p);
+        }
+        x[8] = 1.0;
+    }
+    let ev = inputs.evidence;
+    x[9] = strongest(ev, "patterns", &[V::PolicyRefusal, V::SafetyRefusal]);
+    x[10] = strongest(ev, "patterns", &[V::Evasion]);
+    x[11] = strongest(ev, "patterns", &[V::Inability]);
+    x[12] = strongest(ev, "patterns", &[V::Answer]);
+    x[13] = f32::from(u8::from(inputs.partial));
+    x[14] = (1.0 + inputs.chars as f32).ln() / 8.0;
+    x
+}
+
+/// The start of an answer as a stream's hold-back window would see it: about `tokens`
+/// tokens, counting a CJK character or a word of other scripts as one token. Training uses
+/// it to teach the models what an opening alone looks like.
+pub fn window(text: &str, tokens: usize) -> &str {
+    let mut count = 0usize;
+    let mut in_word = false;
+    for (i, c) in text.char_indices() {
+        let cjk = matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff);
+        if cjk {
+            count += 1;
+            in_word = false;
+        } else if c.is_alphanumeric() {
+            if !in_word {
+                count += 1;
+            }
+            in_word = true;
+        } else {
+            in_word = false;
+        }
+        if count > tokens {
+            return &text[..i];
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_words_and_cjk_characters() {
+        assert_eq!(window("one two three four", 2), "one two ");
+        assert_eq!(window("抱歉，我无法回答", 3), "抱歉，我");
+        assert_eq!(window("short", 16), "short");
+    }
+
+    #[test]
+    fn encoder_slot_is_zero_when_absent() {
+        let ngram = ResponseJudgement {
+            probs: [0.7, 0.1, 0.1, 0.1],
+        };
+        let x = vector(&Inputs {
+            ngram: &ngram,
+            encoder: None,
+            evidence: &[],
+            partial: true,
+            chars: 10,
+        });
+        assert_eq!(&x[4..9], &[0.0; 5]);
+        assert!((x[0] - 0.7f32.ln()).abs() < 1e-6);
+        assert_eq!(x[13], 1.0);
+    }
+}

@@ -1,0 +1,653 @@
+//! Fitting the shipped models, and the proof that they generalise: leave-one-source-out.
+//!
+//! A verdict tuned on the data it is measured on says little about traffic it has not
+//! seen, so every figure `refusal-guard train` prints is out of source: the rows of each
+//! source (speechmap, gptfuzz, jade, the team's own examples) are judged by models trained
+//! on the *other* sources only. The same out-of-source predictions are what the combiner is
+//! trained on (stacking): it learns how far the n-gram model and the encoder can be trusted
+//! on text unlike their training data, not how well they remember it.
+//!
+//! Steps ([`fit`]):
+//! 1. read the labeled rows of every source; add the opening of each refusal, inability and
+//!    answer as a stream window row (what the guard sees after 16 tokens);
+//! 2. for each source, train the n-gram answer head (and the encoder head, when embeddings
+//!    are given) on the other sources and predict the held-out one;
+//! 3. score the combiner leave-one-source-out on those predictions, then fit it on all;
+//! 4. train the shipped n-gram head (and encoder head) on every row.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::features::{self, N_FEATURES};
+use super::Combiner;
+use crate::classify::data::{read_jsonl, RESPONSE_LABELS};
+use crate::classify::features::FeatureConfig;
+use crate::classify::ngram::NgramHead;
+use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
+use crate::classify::{ClassifyError, ResponseJudgement, ResponseLabel};
+use crate::detect::patterns::Patterns;
+use crate::detect::Completeness;
+use crate::score::{Binary, Prf};
+use crate::verdict::Evidence;
+
+/// A group of files trained on or held out together.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// The training sources of the shipped models: the permissively licensed response files of
+/// the shared datasets, and the team's own examples.
+pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
+    let shared = |name: &str, file: &str| Source {
+        name: name.into(),
+        files: vec![datasets.join(file)],
+    };
+    let mut team: Vec<PathBuf> = std::fs::read_dir(repo.join("models/data"))
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with("responses-") && f.ends_with(".jsonl"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    team.sort();
+    team.push(repo.join("models/refusal-ngram/examples.jsonl"));
+    vec![
+        shared("speechmap", "speechmap_criticism_nonqwen.jsonl"),
+        shared("gptfuzz", "gptfuzz_responses.jsonl"),
+        shared("jade", "jade_v3_zh.jsonl"),
+        Source {
+            name: "team".into(),
+            files: team,
+        },
+    ]
+}
+
+/// One labeled answer (or the opening of one).
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Index of its source in the source list.
+    pub source: usize,
+    pub lang: String,
+    pub prompt: Option<String>,
+    pub text: String,
+    pub label: ResponseLabel,
+    /// The stream-window view of an answer (its first tokens), not the whole answer.
+    pub window: bool,
+}
+
+/// Reads every labeled row of the sources. Exact duplicate texts within a source count
+/// once (gptfuzz repeats its one-line refusals hundreds of times). Window rows are added
+/// for refusals, inabilities and answers (an evasion's opening looks like an answer: only
+/// the whole text shows it).
+pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, ClassifyError> {
+    let mut rows = Vec::new();
+    for (si, source) in sources.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for file in &source.files {
+            for r in read_jsonl(file)? {
+                let Some(label) = r.response_label() else { continue };
+                let Some(text) = r.response.clone() else { continue };
+                if text.trim().is_empty() || !seen.insert(text.clone()) {
+                    continue;
+                }
+                let lang = if r.lang.is_empty() { "?".to_string() } else { r.lang.clone() };
+                if label != ResponseLabel::Evasion {
+                    let w = features::window(&text, window_tokens);
+                    if w.len() < text.len() && !w.trim().is_empty() {
+                        rows.push(Row {
+                            source: si,
+                            lang: lang.clone(),
+                            prompt: r.prompt.clone(),
+                            text: w.to_string(),
+                            label,
+                            window: true,
+                        });
+                    }
+                }
+                rows.push(Row {
+                    source: si,
+                    lang,
+                    prompt: r.prompt,
+                    text,
+                    label,
+                    window: false,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The settings of a fit.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitConfig {
+    pub ngram: TrainConfig,
+    pub features: FeatureConfig,
+    /// Full-batch AdamW steps and learning rate of the combiner.
+    pub combiner_steps: usize,
+    pub combiner_lr: f64,
+    /// Steps and learning rate of the encoder head.
+    pub encoder_steps: usize,
+    pub encoder_lr: f64,
+    /// Tokens of the stream window.
+    pub window_tokens: usize,
+    /// The combiner confidence below which the encoder is asked (as in [`super::Models`]).
+    pub escalate_below: f32,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            ngram: TrainConfig::default(),
+            features: FeatureConfig::default(),
+            combiner_steps: 400,
+            combiner_lr: 0.05,
+            encoder_steps: 300,
+            encoder_lr: 0.02,
+            window_tokens: 16,
+            escalate_below: 0.9,
+        }
+    }
+}
+
+fn examples(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Example> {
+    rows.iter()
+        .filter(|r| keep(r))
+        .map(|r| Example {
+            text: r.text.clone(),
+            label: r.label.index(),
+            weight: 1.0,
+        })
+        .collect()
+}
+
+fn judgement(labels: &[String], p: Vec<f32>) -> ResponseJudgement {
+    let mut probs = [0f32; 4];
+    for (l, p) in labels.iter().zip(p) {
+        if let Some(l) = ResponseLabel::parse(l) {
+            probs[l.index()] += p;
+        }
+    }
+    ResponseJudgement { probs }
+}
+
+fn ngram_judge(head: &NgramHead, text: &str) -> ResponseJudgement {
+    judgement(&head.config.labels, head.forward(text))
+}
+
+fn encoder_judge(head: &LinearHead, v: &[f32]) -> ResponseJudgement {
+    judgement(&head.labels, head.forward(v))
+}
+
+/// Out-of-source predictions for every row.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    pub ngram: Vec<ResponseJudgement>,
+    /// When embeddings were given.
+    pub encoder: Option<Vec<ResponseJudgement>>,
+    /// The pattern detector's evidence (not trained: the same in and out of source).
+    pub patterns: Vec<Vec<Evidence>>,
+}
+
+fn train_encoder_head(
+    rows: &[Row],
+    vectors: &[Vec<f32>],
+    keep: impl Fn(&Row) -> bool,
+    cfg: &FitConfig,
+) -> Result<LinearHead, ClassifyError> {
+    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = rows
+        .iter()
+        .zip(vectors)
+        .filter(|(r, _)| keep(r))
+        .map(|(r, v)| (v.clone(), r.label.index()))
+        .unzip();
+    train_linear_head(&xs, &ys, &RESPONSE_LABELS, cfg.encoder_steps, cfg.encoder_lr, 0.5)
+}
+
+/// Leave-one-source-out predictions of the n-gram head (and of the encoder head, when
+/// `vectors` holds one embedding per row). `progress` hears about each fold.
+pub fn out_of_source(
+    rows: &[Row],
+    n_sources: usize,
+    vectors: Option<&[Vec<f32>]>,
+    cfg: &FitConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<Predictions, ClassifyError> {
+    let default = ResponseJudgement::certain(ResponseLabel::Answer, 0.25);
+    let mut ngram = vec![default.clone(); rows.len()];
+    let mut encoder = vectors.map(|_| vec![default.clone(); rows.len()]);
+    for s in 0..n_sources {
+        if !rows.iter().any(|r| r.source == s) {
+            continue;
+        }
+        let train = examples(rows, |r| r.source != s);
+        let head = train_ngram_head(&train, &RESPONSE_LABELS, cfg.features, &cfg.ngram, |_, _| {})?;
+        for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+            ngram[i] = ngram_judge(&head, &r.text);
+        }
+        if let (Some(vs), Some(out)) = (vectors, encoder.as_mut()) {
+            let head = train_encoder_head(rows, vs, |r| r.source != s, cfg)?;
+            for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+                out[i] = encoder_judge(&head, &vs[i]);
+            }
+        }
+        progress(&format!("fold {s}: {} training rows", train.len()));
+    }
+    let patterns = rows
+        .iter()
+        .map(|r| {
+            let c = if r.window {
+                Completeness::Partial
+            } else {
+                Completeness::Complete
+            };
+            Patterns::builtin().scan_with(&r.text, c)
+        })
+        .collect();
+    Ok(Predictions {
+        ngram,
+        encoder,
+        patterns,
+    })
+}
+
+/// The combiner's inputs for row `i`, with or without the encoder's reading.
+pub fn feature_row(rows: &[Row], p: &Predictions, i: usize, with_encoder: bool) -> [f32; N_FEATURES] {
+    let enc = if with_encoder {
+        p.encoder.as_ref().map(|e| &e[i])
+    } else {
+        None
+    };
+    features::vector(&features::Inputs {
+        ngram: &p.ngram[i],
+        encoder: enc,
+        evidence: &p.patterns[i],
+        partial: rows[i].window,
+        chars: rows[i].text.chars().count(),
+    })
+}
+
+/// Trains a combiner on the rows `keep` selects: each row once without the encoder's
+/// reading and, when there is one, once with it.
+pub fn train_combiner(
+    rows: &[Row],
+    p: &Predictions,
+    keep: impl Fn(&Row) -> bool,
+    cfg: &FitConfig,
+) -> Result<Combiner, ClassifyError> {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| keep(r)) {
+        xs.push(feature_row(rows, p, i, false).to_vec());
+        ys.push(r.label.index());
+        if p.encoder.is_some() {
+            xs.push(feature_row(rows, p, i, true).to_vec());
+            ys.push(r.label.index());
+        }
+    }
+    // The data's own class balance: the combiner's probabilities are what the verdict's
+    // confidence reports, so they must not be skewed towards the rare classes.
+    let head = train_linear_head(&xs, &ys, &RESPONSE_LABELS, cfg.combiner_steps, cfg.combiner_lr, 0.0)?;
+    Combiner::new(head)
+}
+
+/// What each way of deciding said about one row.
+#[derive(Debug, Clone, Copy)]
+pub struct Decisions {
+    /// The n-gram model alone (argmax).
+    pub ngram: ResponseLabel,
+    /// The embedded default: n-gram + patterns, combined.
+    pub embedded: ResponseLabel,
+    /// The cascade: the embedded default, escalating to the encoder when unsure.
+    pub cascade: ResponseLabel,
+    /// Whether the cascade asked the encoder.
+    pub escalated: bool,
+}
+
+/// Decides a row with a combiner, as [`super::decide`] would.
+pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalate_below: f32) -> Decisions {
+    let embedded = ResponseJudgement {
+        probs: c.probs(&feature_row(rows, p, i, false)),
+    };
+    let escalated = p.encoder.is_some() && embedded.confidence() < escalate_below;
+    let cascade = if escalated {
+        ResponseJudgement {
+            probs: c.probs(&feature_row(rows, p, i, true)),
+        }
+        .label()
+    } else {
+        embedded.label()
+    };
+    Decisions {
+        ngram: p.ngram[i].label(),
+        embedded: embedded.label(),
+        cascade,
+        escalated,
+    }
+}
+
+/// Leave-one-source-out decisions: each source's rows decided by a combiner fitted on the
+/// other sources' out-of-source predictions.
+pub fn combiner_out_of_source(
+    rows: &[Row],
+    n_sources: usize,
+    p: &Predictions,
+    cfg: &FitConfig,
+) -> Result<Vec<Option<Decisions>>, ClassifyError> {
+    let mut out = vec![None; rows.len()];
+    for s in 0..n_sources {
+        if !rows.iter().any(|r| r.source == s) {
+            continue;
+        }
+        let c = train_combiner(rows, p, |r| r.source != s, cfg)?;
+        for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+            out[i] = Some(decide_row(&c, rows, p, i, cfg.escalate_below));
+        }
+    }
+    Ok(out)
+}
+
+/// Non-answer scores of one group of rows, for each way of deciding.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupScore {
+    pub n: usize,
+    pub ngram: Binary,
+    pub embedded: Binary,
+    pub cascade: Binary,
+    /// Rows the cascade escalated to the encoder.
+    pub escalated: usize,
+}
+
+/// Scores by (source, language) over whole answers, plus `all` per source.
+pub fn score(
+    rows: &[Row],
+    sources: &[Source],
+    decisions: &[Option<Decisions>],
+) -> BTreeMap<(String, String), GroupScore> {
+    let mut out: BTreeMap<(String, String), GroupScore> = BTreeMap::new();
+    for (r, d) in rows.iter().zip(decisions) {
+        let Some(d) = d else { continue };
+        if r.window {
+            continue;
+        }
+        let gold = r.label != ResponseLabel::Answer;
+        for lang in [r.lang.as_str(), "all"] {
+            let g = out.entry((sources[r.source].name.clone(), lang.to_string())).or_default();
+            g.n += 1;
+            g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
+            g.embedded.count(gold, d.embedded != ResponseLabel::Answer);
+            g.cascade.count(gold, d.cascade != ResponseLabel::Answer);
+            g.escalated += usize::from(d.escalated);
+        }
+    }
+    out
+}
+
+/// Share of explicit refusals (label `refusal`) whose stream window alone is judged a
+/// non-answer, per (source, language): the 16-token target.
+pub fn window_recall(
+    rows: &[Row],
+    sources: &[Source],
+    decisions: &[Option<Decisions>],
+) -> BTreeMap<(String, String), (usize, usize)> {
+    let mut out: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for (r, d) in rows.iter().zip(decisions) {
+        let Some(d) = d else { continue };
+        if !r.window || r.label != ResponseLabel::Refusal {
+            continue;
+        }
+        for lang in [r.lang.as_str(), "all"] {
+            let e = out.entry((sources[r.source].name.clone(), lang.to_string())).or_default();
+            e.1 += 1;
+            e.0 += usize::from(d.embedded != ResponseLabel::Answer);
+        }
+    }
+    out
+}
+
+/// Renders the leave-one-source-out table as Markdown.
+pub fn render(
+    scores: &BTreeMap<(String, String), GroupScore>,
+    windows: &BTreeMap<(String, String), (usize, usize)>,
+    with_encoder: bool,
+) -> String {
+    let f = |p: Prf| format!("{:.3} / {:.3} / {:.3}", p.precision, p.recall, p.f1);
+    let mut s = String::from(
+        "| held-out source | lang | n | n-gram alone P / R / F1 | embedded default P / R / F1 |",
+    );
+    if with_encoder {
+        s.push_str(" cascade P / R / F1 | escalated |");
+    }
+    s.push_str(" refusals stopped in the 16-token window |\n|---|---|---|---|---|");
+    if with_encoder {
+        s.push_str("---|---|");
+    }
+    s.push_str("---|\n");
+    for ((src, lang), g) in scores {
+        let w = windows
+            .get(&(src.clone(), lang.clone()))
+            .map(|(hit, n)| format!("{hit}/{n} = {:.3}", *hit as f64 / (*n).max(1) as f64))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "| {src} | {lang} | {} | {} | {} |",
+            g.n,
+            f(g.ngram.prf()),
+            f(g.embedded.prf())
+        ));
+        if with_encoder {
+            s.push_str(&format!(
+                " {} | {:.3} |",
+                f(g.cascade.prf()),
+                g.escalated as f64 / g.n.max(1) as f64
+            ));
+        }
+        s.push_str(&format!(" {w} |\n"));
+    }
+    s
+}
+
+/// Trains the shipped heads on every row.
+pub fn final_ngram(rows: &[Row], cfg: &FitConfig) -> Result<NgramHead, ClassifyError> {
+    let train = examples(rows, |_| true);
+    train_ngram_head(&train, &RESPONSE_LABELS, cfg.features, &cfg.ngram, |_, _| {})
+}
+
+/// The encoder head on every row.
+pub fn final_encoder_head(rows: &[Row], vectors: &[Vec<f32>], cfg: &FitConfig) -> Result<LinearHead, ClassifyError> {
+    train_encoder_head(rows, vectors, |_| true, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(source: usize, text: &str, label: ResponseLabel) -> Row {
+        Row {
+            source,
+            lang: "en".into(),
+            prompt: None,
+            text: text.into(),
+            label,
+            window: false,
+        }
+    }
+
+    #[test]
+    fn each_source_is_predicted_by_a_model_that_never_saw_it() {
+        // Source 1 holds the only example of a word; a model trained without it cannot know
+        // it, so its out-of-source prediction must not be confident about that word's label.
+        let mut rows = Vec::new();
+        for i in 0..60 {
+            rows.push(row(0, &format!("I'm sorry, but I can't help with item {i}."), ResponseLabel::Refusal));
+            rows.push(row(0, &format!("Sure, here are the steps for task {i}: first, open it."), ResponseLabel::Answer));
+        }
+        rows.push(row(1, "zxqv zxqv zxqv", ResponseLabel::Refusal));
+        let cfg = FitConfig::default();
+        let p = out_of_source(&rows, 2, None, &cfg, |_| {}).unwrap();
+        let last = p.ngram.last().unwrap();
+        assert!(last.confidence() < 0.95, "{last:?}");
+        // Source 0's own rows were predicted by a model trained on source 1 alone: one row.
+        assert!(p.ngram[0].confidence() < 0.99, "{:?}", p.ngram[0]);
+    }
+
+    #[test]
+    fn scores_count_whole_answers_only() {
+        let mut rows = vec![row(0, "no", ResponseLabel::Refusal), row(0, "yes it is", ResponseLabel::Answer)];
+        rows.push(Row {
+            window: true,
+            ..row(0, "no", ResponseLabel::Refusal)
+        });
+        let d = Decisions {
+            ngram: ResponseLabel::Refusal,
+            embedded: ResponseLabel::Refusal,
+            cascade: ResponseLabel::Refusal,
+            escalated: false,
+        };
+        let sources = vec![Source {
+            name: "s".into(),
+            files: vec![],
+        }];
+        let scores = score(&rows, &sources, &[Some(d), Some(d), Some(d)]);
+        let all = &scores[&("s".to_string(), "all".to_string())];
+        assert_eq!(all.n, 2);
+        assert_eq!((all.embedded.tp, all.embedded.fp), (1, 1));
+        let w = window_recall(&rows, &sources, &[Some(d), Some(d), Some(d)]);
+        assert_eq!(w[&("s".to_string(), "all".to_string())], (1, 1));
+    }
+}
+
+/// One labeled prompt (harmful or benign).
+#[derive(Debug, Clone)]
+pub struct PromptRow {
+    /// Index of its file in the file list.
+    pub source: usize,
+    pub lang: String,
+    pub text: String,
+    pub harmful: bool,
+}
+
+/// Reads the prompts with a harm label of each file (deccp's original prompts count as
+/// benign: political questions a provider censors are not harmful requests).
+pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyError> {
+    let mut rows = Vec::new();
+    for (si, f) in files.iter().enumerate() {
+        for r in read_jsonl(f)? {
+            let harmful = if r.id.starts_with("deccp-") {
+                if !r.id.starts_with("deccp-orig") {
+                    continue;
+                }
+                Some(false)
+            } else {
+                r.harmful
+            };
+            let (Some(harmful), Some(text)) = (harmful, r.prompt) else { continue };
+            if text.trim().is_empty() {
+                continue;
+            }
+            rows.push(PromptRow {
+                source: si,
+                lang: if r.lang.is_empty() { "?".into() } else { r.lang },
+                text,
+                harmful,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Harm scores of one group of prompts: harmful recall and the benign false-positive rate,
+/// at the [`super::HarmPolicy`] thresholds (a prompt in the unsure band counts as flagged:
+/// its refusal would not be re-routed).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HarmScore {
+    pub harmful: usize,
+    pub harmful_flagged: usize,
+    pub benign: usize,
+    pub benign_flagged: usize,
+}
+
+/// Leave-one-file-out harm probabilities of the n-gram prompt head: each file's prompts
+/// judged by a head trained on the other files.
+pub fn prompts_out_of_source(rows: &[PromptRow], n_files: usize, cfg: &FitConfig) -> Result<Vec<f32>, ClassifyError> {
+    let mut out = vec![0.5; rows.len()];
+    for s in 0..n_files {
+        if !rows.iter().any(|r| r.source == s) {
+            continue;
+        }
+        let train: Vec<Example> = rows
+            .iter()
+            .filter(|r| r.source != s)
+            .map(|r| Example {
+                text: r.text.clone(),
+                label: usize::from(r.harmful),
+                weight: 1.0,
+            })
+            .collect();
+        let head = train_ngram_head(
+            &train,
+            &crate::classify::data::PROMPT_LABELS,
+            cfg.features,
+            &cfg.ngram,
+            |_, _| {},
+        )?;
+        for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+            out[i] = head.forward(&r.text)[1];
+        }
+    }
+    Ok(out)
+}
+
+/// Scores harm probabilities by (file, language) with a policy's "flagged" threshold (the
+/// benign threshold: anything not confidently benign keeps its refusal).
+pub fn score_prompts(
+    rows: &[PromptRow],
+    names: &[String],
+    p_harmful: &[f32],
+    flagged_from: f32,
+) -> BTreeMap<(String, String), HarmScore> {
+    let mut out: BTreeMap<(String, String), HarmScore> = BTreeMap::new();
+    for (r, p) in rows.iter().zip(p_harmful) {
+        let flagged = *p >= flagged_from;
+        for lang in [r.lang.as_str(), "all"] {
+            let e = out.entry((names[r.source].clone(), lang.to_string())).or_default();
+            if r.harmful {
+                e.harmful += 1;
+                e.harmful_flagged += usize::from(flagged);
+            } else {
+                e.benign += 1;
+                e.benign_flagged += usize::from(flagged);
+            }
+        }
+    }
+    out
+}
+
+/// Renders the prompt table as Markdown.
+pub fn render_prompts(scores: &BTreeMap<(String, String), HarmScore>) -> String {
+    let rate = |a: usize, n: usize| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{a}/{n} = {:.3}", a as f64 / n as f64)
+        }
+    };
+    let mut s = String::from(
+        "| held-out file | lang | harmful recall (kept as justified) | benign flagged (refusal not re-routed) |\n|---|---|---|---|\n",
+    );
+    for ((file, lang), h) in scores {
+        s.push_str(&format!(
+            "| {file} | {lang} | {} | {} |\n",
+            rate(h.harmful_flagged, h.harmful),
+            rate(h.benign_flagged, h.benign)
+        ));
+    }
+    s
+}

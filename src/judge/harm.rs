@@ -1,0 +1,136 @@
+//! Justified or over-blocked: the request is judged, not the refusal's wording.
+//!
+//! An over-refusing model names harm just as a justified one does ("I can't help with
+//! anything that could cause harm"), so the words of a refusal cannot tell a policy
+//! over-block from a safety refusal. What can is the request itself: a refusal of a harmful
+//! request is a [`VerdictKind::SafetyRefusal`] (never re-routed by default), a refusal of a
+//! benign one a [`VerdictKind::PolicyRefusal`] (re-routed).
+//!
+//! The harm probability comes from the prompt tiers of the pipeline, cheapest first (the
+//! embedded n-gram prompt head, the encoder's prompt head, a generative guard where one is
+//! installed). Between the two thresholds of [`HarmPolicy`] the judgment is unsure, and an
+//! unsure judgment fails safe: the refusal is treated as justified and not re-routed, and
+//! the evidence says so. Laundering a harmful request to a laxer provider is the one
+//! mistake a re-router must not make.
+
+use crate::classify::PromptJudgement;
+use crate::verdict::{Evidence, VerdictClass, VerdictKind};
+
+/// Where a prompt's harm probability becomes a decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HarmPolicy {
+    /// From this probability up the request is harmful: a safety refusal.
+    pub harmful_from: f32,
+    /// Below this probability the request is benign: a policy refusal.
+    pub benign_below: f32,
+}
+
+impl Default for HarmPolicy {
+    /// Harmful from 0.5, benign below 0.3, unsure (fail safe) between.
+    fn default() -> Self {
+        HarmPolicy {
+            harmful_from: 0.5,
+            benign_below: 0.3,
+        }
+    }
+}
+
+impl HarmPolicy {
+    /// The verdict for a refusal, given the prompt's judgment (`None`: no prompt, or no
+    /// model could judge it), and the evidence that explains it.
+    pub fn refusal_verdict(&self, judged: Option<(&PromptJudgement, &str)>) -> (VerdictKind, Evidence) {
+        let evidence = |suggests, score: f32, reason: String| Evidence {
+            source: "prompt_harm".into(),
+            suggests,
+            score,
+            reason,
+            span: None,
+            tokens: Vec::new(),
+        };
+        let Some((j, source)) = judged else {
+            // Nothing says the request was harmful (an audited answer without its prompt).
+            return (
+                VerdictKind::PolicyRefusal,
+                evidence(
+                    VerdictClass::PolicyRefusal,
+                    0.5,
+                    "refusal; the prompt was not available to judge".into(),
+                ),
+            );
+        };
+        let p = j.harmful;
+        if p >= self.harmful_from {
+            let cats = if j.categories.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", j.categories.join(","))
+            };
+            (
+                VerdictKind::SafetyRefusal {
+                    categories: j.categories.clone(),
+                },
+                evidence(
+                    VerdictClass::SafetyRefusal,
+                    p,
+                    format!("{source} judged the request harmful (p={p:.2}){cats}"),
+                ),
+            )
+        } else if p < self.benign_below {
+            (
+                VerdictKind::PolicyRefusal,
+                evidence(
+                    VerdictClass::PolicyRefusal,
+                    1.0 - p,
+                    format!("{source} judged the request benign (p harmful={p:.2})"),
+                ),
+            )
+        } else {
+            (
+                VerdictKind::SafetyRefusal {
+                    categories: j.categories.clone(),
+                },
+                evidence(
+                    VerdictClass::SafetyRefusal,
+                    p,
+                    format!(
+                        "{source} is unsure whether the request is harmful (p={p:.2}, between {:.2} and {:.2}): \
+                         treated as justified, not re-routed (fail safe)",
+                        self.benign_below, self.harmful_from
+                    ),
+                ),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(p: f32) -> PromptJudgement {
+        PromptJudgement {
+            harmful: p,
+            categories: vec!["S1".into()],
+        }
+    }
+
+    #[test]
+    fn harm_decides_the_class() {
+        let policy = HarmPolicy::default();
+        assert_eq!(
+            policy.refusal_verdict(Some((&judged(0.9), "ngram"))).0.class(),
+            VerdictClass::SafetyRefusal
+        );
+        assert_eq!(
+            policy.refusal_verdict(Some((&judged(0.1), "ngram"))).0.class(),
+            VerdictClass::PolicyRefusal
+        );
+    }
+
+    #[test]
+    fn unsure_fails_safe_and_says_so() {
+        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")));
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+        assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
+    }
+}

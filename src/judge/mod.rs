@@ -1,0 +1,248 @@
+//! Judging: where a verdict is made.
+//!
+//! The detectors ([`crate::detect`]) and the models ([`crate::classify`]) only give
+//! evidence. This module turns it into one [`Verdict`], the same way for a stream's
+//! hold-back window and for a whole answer, in the gateway, the layers, `audit` and `eval`:
+//!
+//! 1. provider signals decide what they know for a fact: a moderation block, an empty
+//!    answer ([`rules::decisive`]);
+//! 2. the embedded n-gram model reads the text, and the trained [`Combiner`] weighs it
+//!    with the patterns' and logprob checks' evidence ([`features`]);
+//! 3. when the combiner is unsure and an encoder tier is installed, the encoder reads the
+//!    text too and the combiner decides again with its opinion (the escalation);
+//! 4. a refusal is then split by the *request's* harm ([`harm`]): justified (a safety
+//!    refusal, not re-routed) or a policy over-block (re-routed).
+//!
+//! [`Decision::Rules`] keeps the hand-set rule combiner ([`rules`]) as a baseline and for
+//! detector sets built without models.
+
+pub mod combiner;
+pub mod features;
+pub mod fit;
+pub mod harm;
+pub mod rules;
+
+use std::sync::Arc;
+
+pub use combiner::Combiner;
+pub use harm::HarmPolicy;
+
+use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
+use crate::detect::{Completeness, Observation};
+use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
+
+/// How evidence becomes a verdict.
+#[derive(Clone)]
+pub enum Decision {
+    /// The hand-set rule combiner with its threshold (the baseline).
+    Rules { threshold: f32 },
+    /// Models and the trained combiner.
+    Learned(Arc<Models>),
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Rules { threshold } => f.debug_struct("Rules").field("threshold", threshold).finish(),
+            Decision::Learned(m) => f.debug_tuple("Learned").field(m).finish(),
+        }
+    }
+}
+
+/// The models of the learned decision.
+#[derive(Clone)]
+pub struct Models {
+    /// The cheap reader of every answer (the embedded n-gram model).
+    pub fast: Arc<dyn Classifier>,
+    /// The reader asked when the combiner is unsure (the encoder tier), if installed.
+    pub escalation: Option<Arc<dyn Classifier>>,
+    /// Below this combiner confidence the escalation reader is asked. Default 0.9.
+    pub escalate_below: f32,
+    /// The trained combiner.
+    pub combiner: Arc<Combiner>,
+    /// The prompt-harm tiers, cheapest first (see [`harm`]).
+    pub prompt: Cascade,
+    /// Where harm becomes a decision.
+    pub harm: HarmPolicy,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("fast", &self.fast.name())
+            .field("escalation", &self.escalation.as_ref().map(|c| c.name().to_string()))
+            .field("escalate_below", &self.escalate_below)
+            .field("prompt", &self.prompt)
+            .field("harm", &self.harm)
+            .finish()
+    }
+}
+
+impl Models {
+    /// The embedded default: the n-gram model (answer and prompt heads) and the shipped
+    /// combiner. Needs no file and no download.
+    pub fn embedded() -> Self {
+        let ngram: Arc<dyn Classifier> = Arc::new(crate::classify::ngram::NgramClassifier::embedded());
+        Models {
+            fast: ngram.clone(),
+            escalation: None,
+            escalate_below: 0.9,
+            combiner: Combiner::embedded(),
+            prompt: Cascade::new().tier_arc(ngram, 0.9),
+            harm: HarmPolicy::default(),
+        }
+    }
+}
+
+fn model_evidence(source: &str, j: &ResponseJudgement) -> Evidence {
+    let label = j.label();
+    let probs: Vec<String> = ResponseLabel::ALL
+        .iter()
+        .map(|l| format!("{} {:.2}", l.as_str(), j.probs[l.index()]))
+        .collect();
+    Evidence {
+        source: source.to_string(),
+        suggests: class_of(label),
+        score: j.confidence(),
+        reason: format!("{source}: {}", probs.join(", ")),
+        span: None,
+        tokens: Vec::new(),
+    }
+}
+
+/// The verdict class a response label points to (a refusal counts as a policy refusal
+/// until the request is judged).
+fn class_of(label: ResponseLabel) -> VerdictClass {
+    match label {
+        ResponseLabel::Answer => VerdictClass::Answer,
+        ResponseLabel::Refusal => VerdictClass::PolicyRefusal,
+        ResponseLabel::Evasion => VerdictClass::Evasion,
+        ResponseLabel::Inability => VerdictClass::Inability,
+    }
+}
+
+fn label_of(class: VerdictClass) -> Option<ResponseLabel> {
+    match class {
+        VerdictClass::Answer => Some(ResponseLabel::Answer),
+        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => Some(ResponseLabel::Refusal),
+        VerdictClass::Evasion => Some(ResponseLabel::Evasion),
+        VerdictClass::Inability => Some(ResponseLabel::Inability),
+        VerdictClass::ProviderBlock | VerdictClass::Empty => None,
+    }
+}
+
+/// The answer-class probabilities of the learned decision, with what it asked on the way:
+/// `(probabilities, n-gram reading, encoder reading)`. `None` when the fast reader could
+/// not read the text.
+pub async fn answer_probs(
+    models: &Models,
+    evidence: &[Evidence],
+    observation: &Observation<'_>,
+) -> Option<([f32; 4], ResponseJudgement, Option<ResponseJudgement>)> {
+    let ngram = match models.fast.judge_response(observation.prompt, observation.text).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
+            return None;
+        }
+    };
+    let inputs = features::Inputs {
+        ngram: &ngram,
+        encoder: None,
+        evidence,
+        partial: observation.completeness == Completeness::Partial,
+        chars: observation.text.chars().count(),
+    };
+    let mut probs = models.combiner.probs(&features::vector(&inputs));
+    let mut encoder = None;
+    let confident = probs.iter().copied().fold(0.0, f32::max) >= models.escalate_below;
+    if let (false, Some(slow)) = (confident, &models.escalation) {
+        match slow.judge_response(observation.prompt, observation.text).await {
+            Ok(Some(j)) => {
+                probs = models.combiner.probs(&features::vector(&features::Inputs {
+                    encoder: Some(&j),
+                    ..inputs
+                }));
+                encoder = Some(j);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(classifier = slow.name(), error = %e, "escalation failed; deciding without it"),
+        }
+    }
+    Some((probs, ngram, encoder))
+}
+
+/// Folds in the evidence of detectors the combiner was not trained on (a detector a user
+/// added): each such source's strongest evidence per class raises that class as an
+/// independent vote (`1 - (1 - p)(1 - s)`), then the probabilities are renormalised.
+fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
+    let mut changed = false;
+    for e in evidence.iter().filter(|e| !known.contains(&e.source.as_str())) {
+        if let Some(label) = label_of(e.suggests) {
+            let p = &mut probs[label.index()];
+            *p = 1.0 - (1.0 - *p) * (1.0 - e.score.clamp(0.0, 1.0));
+            changed = true;
+        }
+    }
+    if changed {
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum.max(1e-12));
+    }
+}
+
+/// Turns evidence into a verdict (see the module docs).
+pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, decision: &Decision) -> Verdict {
+    let models = match decision {
+        Decision::Rules { threshold } => return rules::combine(evidence, *threshold, observation),
+        Decision::Learned(models) => models,
+    };
+    if let Some(v) = rules::decisive(&evidence, observation) {
+        return v;
+    }
+    if observation.text.trim().is_empty() {
+        // Nothing to read: the signals' rules say what an empty or errored answer is.
+        return rules::combine(evidence, 0.5, observation);
+    }
+    let Some((mut probs, ngram, encoder)) = answer_probs(models, &evidence, observation).await else {
+        return rules::combine(evidence, 0.5, observation);
+    };
+    let mut known: Vec<&str> = features::KNOWN_SOURCES.to_vec();
+    known.push(models.fast.name());
+    fold_unknown(&mut probs, &evidence, &known);
+
+    let judged = ResponseJudgement { probs };
+    let label = judged.label();
+    let mut all = Vec::with_capacity(evidence.len() + 4);
+    let mut combined = model_evidence("combiner", &judged);
+    let mut kind = match label {
+        ResponseLabel::Answer => VerdictKind::Answer,
+        ResponseLabel::Evasion => VerdictKind::Evasion,
+        ResponseLabel::Inability => VerdictKind::Inability,
+        ResponseLabel::Refusal => VerdictKind::PolicyRefusal,
+    };
+    let mut harm_evidence = None;
+    if label == ResponseLabel::Refusal {
+        let prompt = observation.prompt.filter(|p| !p.trim().is_empty());
+        let judged_prompt = match prompt {
+            Some(p) => models.prompt.judge_prompt(p).await,
+            None => None,
+        };
+        let (k, ev) = models
+            .harm
+            .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())));
+        kind = k;
+        combined.suggests = kind.class();
+        harm_evidence = Some(ev);
+    }
+    all.push(combined);
+    all.extend(harm_evidence);
+    all.push(model_evidence(models.fast.name(), &ngram));
+    if let (Some(j), Some(slow)) = (&encoder, &models.escalation) {
+        all.push(model_evidence(slow.name(), j));
+    }
+    let mut rest = evidence;
+    rest.sort_by(|a, b| b.score.total_cmp(&a.score));
+    all.extend(rest);
+    rules::with_evidence(kind, judged.confidence(), all)
+}
