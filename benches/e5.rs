@@ -1,0 +1,66 @@
+//! Latency of the multilingual encoder (multilingual-e5-small) on one core:
+//! `cargo bench --bench e5`.
+//!
+//! One core because that is what the tier gets beside a server's other work: the bench sets
+//! `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon) unless it is set already.
+//! Inputs: a stream's 16-token window, and an answer cut to 128 tokens (opening + ending),
+//! in English and Chinese. Skipped with a message when the model is not in the hf-hub
+//! cache (`scripts/setup-models.sh`; HF_HOME defaults to <repo>/.cache/hf).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, Criterion};
+use refusal_guard::classify::e5::E5Encoder;
+
+const OPENER: &str = "I'm sorry, but I can't help with that request. Promoting violence against anyone is never acceptable, and I would like to emphasize";
+const OPENER_ZH: &str = "抱歉，我无法回答这个问题。这个问题涉及敏感的政治话题，我们应该以客观、理性的态度看待历史，并尊重相关的法律法规。";
+
+fn long_answer() -> String {
+    let para = "The policy began in the late 1990s as part of a broader urbanisation push. Critics point to \
+                displacement of residents, limited compensation and the lack of independent courts. ";
+    para.repeat(12)
+}
+
+fn e5(c: &mut Criterion) {
+    if std::env::var_os("HF_HOME").is_none() {
+        std::env::set_var(
+            "HF_HOME",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
+        );
+    }
+    let enc = match E5Encoder::load_default() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("skipping the e5 benchmarks: {e}");
+            return;
+        }
+    };
+    let long = long_answer();
+    let long_zh = OPENER_ZH.repeat(8);
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    let mut g = c.benchmark_group(format!("e5_{threads}_thread"));
+    g.sample_size(30);
+    g.measurement_time(Duration::from_secs(10));
+    for (name, text, max) in [
+        ("window_16_tokens_en", OPENER, 16),
+        ("window_16_tokens_zh", OPENER_ZH, 16),
+        ("answer_128_tokens_en", long.as_str(), 128),
+        ("answer_128_tokens_zh", long_zh.as_str(), 128),
+    ] {
+        assert_eq!(enc.token_ids(text, max).unwrap().len(), max, "{name} fills its window");
+        g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, e5);
+
+fn main() {
+    // Before candle starts its thread pool.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

