@@ -1,4 +1,8 @@
-//! The sentence-encoder tier: all-MiniLM-L6-v2 (candle `bert`) with small trained heads.
+//! The sentence-encoder tiers: an encoder with small trained heads. Two encoders:
+//! multilingual-e5-small ([`super::e5`], the `e5` tier: English, Chinese, Finnish and ~100
+//! more languages; its heads in models/e5-heads/) and all-MiniLM-L6-v2 (the `minilm` tier,
+//! English only; described below). [`EncoderClassifier`] is the same for both: a
+//! [`SentenceEncoder`] and its [`Heads`].
 //!
 //! Why: the n-gram model sees formulas; an encoder sees meaning, so a deflection phrased in
 //! words the n-gram model never saw still lands near other deflections. MiniLM-L6 is the
@@ -10,9 +14,9 @@
 //! tokens: whether an answer is a refusal or a deflection shows in its first sentences, and
 //! attention cost grows with the square of the length.
 //!
-//! The heads are linear softmax layers trained by `refusal-guard train --encoder-heads`
-//! on the same licence-cleared data as the n-gram model, and shipped in
-//! models/minilm-heads.safetensors (a few kilobytes).
+//! The MiniLM heads (models/minilm-heads.safetensors, a few kilobytes) were trained on the
+//! earlier 30% fit split and are kept as they are; the e5 heads are trained by
+//! `refusal-guard train --encoder e5` with the combiner ([`crate::judge::fit`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::data::{PROMPT_LABELS, RESPONSE_LABELS};
-use super::train::{train_linear_head, Example, LinearHead};
+use super::train::LinearHead;
 use super::{ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
 use crate::hub;
 
@@ -37,7 +41,42 @@ fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model(MODEL, e)
 }
 
-/// A loaded sentence encoder.
+/// The shipped e5 heads (models/e5-heads/heads.safetensors; model card beside it).
+pub const E5_HEADS: &[u8] = include_bytes!("../../models/e5-heads/heads.safetensors");
+
+/// Tokens of an answer the e5 tier reads: its opening and its ending (see
+/// [`super::e5::window`]).
+pub const E5_ANSWER_TOKENS: usize = 128;
+
+/// Something that turns texts into sentence vectors.
+pub trait SentenceEncoder: Send + Sync {
+    /// Sentence vectors, one per text.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError>;
+
+    /// An identifier of the loaded weights (their sha256), when known: heads record the
+    /// weights they were trained on.
+    fn weights_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl SentenceEncoder for super::e5::E5Encoder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        super::e5::E5Encoder::embed(self, texts, E5_ANSWER_TOKENS)
+    }
+
+    fn weights_id(&self) -> Option<&str> {
+        Some(self.sha256())
+    }
+}
+
+impl SentenceEncoder for Encoder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        Encoder::embed(self, texts)
+    }
+}
+
+/// A loaded all-MiniLM-L6-v2 encoder.
 pub struct Encoder {
     model: BertModel,
     tokenizer: Tokenizer,
@@ -137,11 +176,18 @@ impl Encoder {
 pub struct Heads {
     pub response: Option<LinearHead>,
     pub prompt: Option<LinearHead>,
+    /// The sha256 of the encoder weights the heads were trained on, when recorded.
+    pub encoder_sha256: Option<String>,
 }
 
 impl Heads {
     /// Reads heads from safetensors bytes (`response.weight`, `response.bias`, `prompt.*`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(err)?;
+        let encoder_sha256 = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("encoder_sha256").cloned());
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let head = |name: &str, labels: &[&str]| -> Result<Option<LinearHead>, ClassifyError> {
             let (Some(w), Some(b)) = (t.get(&format!("{name}.weight")), t.get(&format!("{name}.bias")))
@@ -157,12 +203,18 @@ impl Heads {
         Ok(Heads {
             response: head("response", &RESPONSE_LABELS)?,
             prompt: head("prompt", &PROMPT_LABELS)?,
+            encoder_sha256,
         })
     }
 
-    /// The shipped heads.
+    /// The shipped MiniLM heads.
     pub fn shipped() -> Result<Self, ClassifyError> {
         Self::from_bytes(SHIPPED_HEADS)
+    }
+
+    /// The shipped e5 heads.
+    pub fn shipped_e5() -> Result<Self, ClassifyError> {
+        Self::from_bytes(E5_HEADS)
     }
 
     /// Writes the heads as safetensors.
@@ -180,29 +232,57 @@ impl Heads {
                 Tensor::from_slice(&h.bias, h.labels.len(), &Device::Cpu).map_err(err)?,
             ));
         }
-        let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-        candle_core::safetensors::save(&map, path).map_err(err)
+        let mut info = std::collections::HashMap::new();
+        if let Some(sha) = &self.encoder_sha256 {
+            info.insert("encoder_sha256".to_string(), sha.clone());
+        }
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
+        std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
-/// The encoder and its heads as a cascade tier.
+/// An encoder and its heads as a tier.
 #[derive(Clone)]
 pub struct EncoderClassifier {
-    encoder: Arc<Encoder>,
+    encoder: Arc<dyn SentenceEncoder>,
     heads: Arc<Heads>,
+    name: String,
 }
 
 impl EncoderClassifier {
-    pub fn new(encoder: Encoder, heads: Heads) -> Self {
+    /// An encoder with heads, under a tier name. Heads trained on other weights than the
+    /// encoder's are used with a warning: their readings shift (`models eval` shows how
+    /// much).
+    pub fn new(encoder: impl SentenceEncoder + 'static, heads: Heads, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if let (Some(trained), Some(loaded)) = (&heads.encoder_sha256, encoder.weights_id()) {
+            if trained != loaded {
+                tracing::warn!(
+                    tier = %name,
+                    trained_on = %trained,
+                    loaded = %loaded,
+                    "the encoder heads were trained on other weights; their judgments may shift"
+                );
+            }
+        }
         EncoderClassifier {
             encoder: Arc::new(encoder),
             heads: Arc::new(heads),
+            name,
         }
     }
 
-    /// The encoder from the hf-hub cache with the shipped heads.
+    /// all-MiniLM-L6-v2 from the hf-hub cache with the shipped heads (the `minilm` tier).
     pub fn load_default() -> Result<Self, ClassifyError> {
-        Ok(Self::new(Encoder::load_default()?, Heads::shipped()?))
+        Ok(Self::new(Encoder::load_default()?, Heads::shipped()?, "minilm"))
+    }
+
+    /// multilingual-e5-small from the hf-hub cache with the shipped heads (the `e5` tier).
+    pub fn load_e5() -> Result<Self, ClassifyError> {
+        Ok(Self::new(super::e5::E5Encoder::load_default()?, Heads::shipped_e5()?, "e5"))
     }
 
     fn vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
@@ -216,7 +296,7 @@ impl EncoderClassifier {
 #[async_trait]
 impl super::Classifier for EncoderClassifier {
     fn name(&self) -> &str {
-        "minilm"
+        &self.name
     }
 
     async fn judge_response(
@@ -229,9 +309,7 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = response.to_string();
-        let v = tokio::task::spawn_blocking(move || this.vector(&text))
-            .await
-            .map_err(err)??;
+        let v = super::blocking("encoder", move || this.vector(&text)).await?;
         let p = head.forward(&v);
         let mut probs = [0f32; 4];
         for (l, p) in head.labels.iter().zip(p) {
@@ -248,40 +326,11 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = tokio::task::spawn_blocking(move || this.vector(&text))
-            .await
-            .map_err(err)??;
+        let v = super::blocking("encoder", move || this.vector(&text)).await?;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement {
             harmful: p[1],
             categories: Vec::new(),
         }))
     }
-}
-
-/// Trains both heads on the encoder's vectors of the examples and writes them to `path`.
-pub fn train_heads_cli(path: &Path, responses: &[Example], prompts: &[Example]) -> Result<(), ClassifyError> {
-    let encoder = Encoder::load_default()?;
-    let started = std::time::Instant::now();
-    let train = |examples: &[Example], labels: &[&str]| -> Result<Option<LinearHead>, ClassifyError> {
-        if examples.is_empty() {
-            return Ok(None);
-        }
-        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        eprintln!("embedding {} texts with {MODEL}", texts.len());
-        let xs = encoder.embed_all(&texts, 32)?;
-        let ys: Vec<usize> = examples.iter().map(|e| e.label).collect();
-        Ok(Some(train_linear_head(&xs, &ys, labels, 300, 0.05, 1.0)?))
-    };
-    let heads = Heads {
-        response: train(responses, &RESPONSE_LABELS)?,
-        prompt: train(prompts, &PROMPT_LABELS)?,
-    };
-    heads.save(path)?;
-    eprintln!(
-        "wrote {} in {:.0}s",
-        path.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

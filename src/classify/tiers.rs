@@ -1,7 +1,8 @@
 //! Building cascade tiers from short names (command line and configuration).
 //!
 //! - `ngram`: the embedded n-gram model (or `ngram:PATH` for a retrained file);
-//! - `minilm`: the sentence encoder with the project's heads;
+//! - `e5`: multilingual-e5-small with the project's heads (the best tier most installs have);
+//! - `minilm`: all-MiniLM-L6-v2 with the project's heads (English only);
 //! - `llama-guard:NAME`, `qwen3guard:NAME`: a generative guard from a manifest (see
 //!   `models list`), e.g. `llama-guard:llama-guard-3-1b`, `qwen3guard:qwen3guard-gen-0.6b`;
 //! - `guard`: Qwen3Guard-Gen 0.6B for Chinese text, Llama Guard 3 1B for the rest.
@@ -27,6 +28,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             "ngram",
         ))),
         ("minilm", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_default()?)),
+        ("e5", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_e5()?)),
         ("llama-guard", name) => {
             let m = crate::hub::find_manifest(name.unwrap_or("llama-guard-3-1b"))?;
             let variant = if m.name.contains("8b") {
@@ -49,7 +51,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             )))
         }
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
         ))),
     }
 }
@@ -90,6 +92,8 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
                 }
             }
             "minilm" | "e5" => {
+                // The combiner was trained with the e5 heads in its encoder slot; another
+                // encoder there is read as if it were e5.
                 models.escalation = Some(tier.clone());
                 if let Some(t) = threshold_given(spec) {
                     models.escalate_below = t;
@@ -130,6 +134,37 @@ pub fn with_combiner(
                 )),
             }
         }
+    }
+}
+
+/// The tiers a command uses when none are named: the best installed one. Today that is the
+/// `e5` tier when multilingual-e5-small is in the hf-hub cache, and nothing more than the
+/// embedded default otherwise (with a one-line notice on stderr saying how to get more).
+pub fn best_installed() -> Vec<String> {
+    let installed = crate::hub::find_manifest(super::e5::MODEL).and_then(|m| {
+        for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+            crate::hub::resolve(&m, file)?;
+        }
+        Ok(())
+    });
+    match installed {
+        Ok(()) => vec!["e5".to_string()],
+        Err(e) => {
+            eprintln!(
+                "note: using the embedded default (n-gram model and combiner); the e5 tier is not installed ({e})"
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The named tiers, or the best installed ones when `specs` is empty; `none` alone means
+/// the embedded default without looking for more.
+pub fn resolve_specs(specs: &[String]) -> Vec<String> {
+    match specs {
+        [] => best_installed(),
+        [one] if one == "none" || one == "embedded" => Vec::new(),
+        _ => specs.to_vec(),
     }
 }
 

@@ -20,10 +20,12 @@ use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
+use crate::classify::e5::{self, E5Encoder};
+use crate::classify::encoder::Heads;
 use crate::judge::fit::{
-    combiner_out_of_source, final_ngram, out_of_source, prompts_out_of_source, read_prompt_rows, read_rows,
-    render, render_prompts, score, score_prompts, shipped_sources, train_combiner, window_recall, FitConfig,
-    Source,
+    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, out_of_source, prompts_out_of_source,
+    prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_prompts, score, score_prompts,
+    shipped_sources, subset, train_combiner, train_prompt_vectors, window_recall, FitConfig, Source,
 };
 
 /// Arguments of `train`.
@@ -35,6 +37,20 @@ pub struct TrainArgs {
     /// Where to write the combiner (safetensors).
     #[arg(long, default_value = "models/combiner/combiner.safetensors")]
     pub combiner_out: PathBuf,
+    /// The encoder tier to train heads for and to stack into the combiner: `e5`, `none`, or
+    /// `auto` (e5 when it is installed).
+    #[arg(long, default_value = "auto", value_name = "auto|e5|none")]
+    pub encoder: String,
+    /// Where to write the e5 heads.
+    #[arg(long, default_value = "models/e5-heads/heads.safetensors")]
+    pub encoder_out: PathBuf,
+    /// At most this many answers per (source, label) get a sentence vector (and half as
+    /// many prompts per (file, label)); embedding everything takes hours on two cores.
+    #[arg(long, default_value_t = 700)]
+    pub encoder_cap: usize,
+    /// The embedding cache (sentence vectors of the training texts).
+    #[arg(long, default_value = ".cache/embeddings/e5.bin")]
+    pub embedding_cache: PathBuf,
     /// Where to write the leave-one-source-out table (Markdown).
     #[arg(long, default_value = "models/combiner/loso.md")]
     pub report: PathBuf,
@@ -150,6 +166,49 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..FitConfig::default()
     };
 
+    let encoder = match args.encoder.as_str() {
+        "none" => None,
+        "e5" => Some(E5Encoder::load_default()?),
+        "auto" => match E5Encoder::load_default() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("note: training without the e5 tier ({e})");
+                None
+            }
+        },
+        other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
+    };
+    // Embedding every training text takes hours on two cores; the encoder's heads and the
+    // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
+    let embed = |texts: Vec<&str>, keep: Vec<bool>, what: &str| -> Result<Option<Vec<Option<Vec<f32>>>>, ClassifyError> {
+        let Some(enc) = &encoder else { return Ok(None) };
+        let chosen: Vec<&str> = texts.iter().zip(&keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect();
+        eprintln!(
+            "embedding {} of {} {what} with {} (cached in {})",
+            chosen.len(),
+            texts.len(),
+            e5::MODEL,
+            args.embedding_cache.display()
+        );
+        let texts_all = texts;
+        let texts = chosen;
+        let mut last = std::time::Instant::now();
+        let vs = embed_cached(enc, &texts, &args.embedding_cache, |done, total| {
+            if last.elapsed().as_secs() >= 30 || done == total {
+                eprintln!("  {done}/{total} new");
+                last = std::time::Instant::now();
+            }
+        })?;
+        let mut vs = vs.into_iter();
+        Ok(Some(
+            texts_all
+                .iter()
+                .zip(&keep)
+                .map(|(_, k)| if *k { vs.next() } else { None })
+                .collect(),
+        ))
+    };
+
     let rows = read_rows(&sources, cfg.window_tokens)?;
     for (i, s) in sources.iter().enumerate() {
         let whole = rows.iter().filter(|r| r.source == i && !r.window).count();
@@ -159,11 +218,27 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             prov.files.push((short_name(f), whole));
         }
     }
+    let mut response_vectors = None;
     let response_head = if rows.is_empty() {
         None
     } else {
         eprintln!("leave-one-source-out over {} sources", sources.len());
-        let predictions = out_of_source(&rows, sources.len(), None, &cfg, |m| eprintln!("  {m}"))?;
+        let keys: Vec<(String, String, &str)> = rows
+            .iter()
+            .map(|r| {
+                let group = format!("{}{}", r.source, if r.window { "w" } else { "" });
+                (group, r.label.as_str().to_string(), r.text.as_str())
+            })
+            .collect();
+        let vectors = embed(
+            rows.iter().map(|r| r.text.as_str()).collect(),
+            subset(&keys, args.encoder_cap),
+            "answers",
+        )?;
+        let predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| eprintln!("  {m}"))?;
+        if let Some(vs) = &vectors {
+            response_vectors = Some(final_encoder_head(&rows, vs, &cfg)?);
+        }
         let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
         let table = render(
             &score(&rows, &sources, &decisions),
@@ -193,6 +268,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(final_ngram(&rows, &cfg)?)
     };
     let prompt_rows = read_prompt_rows(&prompt_files)?;
+    let mut prompt_vectors = None;
     let prompt_head = if prompt_rows.is_empty() {
         None
     } else {
@@ -203,12 +279,31 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         eprintln!("prompt head: leave-one-file-out over {} files", names.len());
         let p = prompts_out_of_source(&prompt_rows, names.len(), &cfg)?;
-        let table = render_prompts(&score_prompts(
-            &prompt_rows,
-            &names,
-            &p,
-            crate::judge::HarmPolicy::default().benign_below,
-        ));
+        let policy = crate::judge::HarmPolicy::default();
+        let all: Vec<Option<f32>> = p.iter().copied().map(Some).collect();
+        let mut table = render_prompts(&score_prompts(&prompt_rows, &names, &all, policy.benign_below));
+        let keys: Vec<(String, String, &str)> = prompt_rows
+            .iter()
+            .map(|r| (r.source.to_string(), r.harmful.to_string(), r.text.as_str()))
+            .collect();
+        let keep = subset(&keys, args.encoder_cap / 2);
+        if let Some(vs) = embed(prompt_rows.iter().map(|r| r.text.as_str()).collect(), keep, "prompts")? {
+            let pe = prompts_out_of_source_vectors(&prompt_rows, names.len(), &vs, &cfg)?;
+            // The pipeline's prompt cascade: the n-gram head decides when it is confident
+            // (0.9), the encoder head otherwise.
+            let cascade: Vec<Option<f32>> = p
+                .iter()
+                .zip(&pe)
+                .map(|(n, e)| e.map(|e| if n.max(1.0 - n) >= 0.9 { *n } else { e }))
+                .collect();
+            table = format!(
+                "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
+                 the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}",
+                render_prompts(&score_prompts(&prompt_rows, &names, &pe, policy.benign_below)),
+                render_prompts(&score_prompts(&prompt_rows, &names, &cascade, policy.benign_below))
+            );
+            prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
+        }
         println!("{table}");
         let report = std::fs::read_to_string(&args.report).unwrap_or_default();
         std::fs::write(
@@ -242,6 +337,16 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     write_parent(&args.out)?;
     model.save(&args.out)?;
+    if let Some(enc) = &encoder {
+        let heads = Heads {
+            response: response_vectors,
+            prompt: prompt_vectors,
+            encoder_sha256: Some(enc.sha256().to_string()),
+        };
+        write_parent(&args.encoder_out)?;
+        heads.save(&args.encoder_out)?;
+        eprintln!("wrote {}", args.encoder_out.display());
+    }
     let size = std::fs::metadata(&args.out)?.len();
     eprintln!(
         "wrote {} ({:.2} MB), {} in {:.1}s",

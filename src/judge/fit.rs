@@ -191,15 +191,15 @@ fn encoder_judge(head: &LinearHead, v: &[f32]) -> ResponseJudgement {
 #[derive(Debug, Clone)]
 pub struct Predictions {
     pub ngram: Vec<ResponseJudgement>,
-    /// When embeddings were given.
-    pub encoder: Option<Vec<ResponseJudgement>>,
+    /// When embeddings were given: the encoder head's reading of each row that has one.
+    pub encoder: Option<Vec<Option<ResponseJudgement>>>,
     /// The pattern detector's evidence (not trained: the same in and out of source).
     pub patterns: Vec<Vec<Evidence>>,
 }
 
 fn train_encoder_head(
     rows: &[Row],
-    vectors: &[Vec<f32>],
+    vectors: &[Option<Vec<f32>>],
     keep: impl Fn(&Row) -> bool,
     cfg: &FitConfig,
 ) -> Result<LinearHead, ClassifyError> {
@@ -207,23 +207,24 @@ fn train_encoder_head(
         .iter()
         .zip(vectors)
         .filter(|(r, _)| keep(r))
-        .map(|(r, v)| (v.clone(), r.label.index()))
+        .filter_map(|(r, v)| Some((v.clone()?, r.label.index())))
         .unzip();
     train_linear_head(&xs, &ys, &RESPONSE_LABELS, cfg.encoder_steps, cfg.encoder_lr, 0.5)
 }
 
 /// Leave-one-source-out predictions of the n-gram head (and of the encoder head, when
-/// `vectors` holds one embedding per row). `progress` hears about each fold.
+/// `vectors` holds an embedding for the rows that have one). `progress` hears about each
+/// fold.
 pub fn out_of_source(
     rows: &[Row],
     n_sources: usize,
-    vectors: Option<&[Vec<f32>]>,
+    vectors: Option<&[Option<Vec<f32>>]>,
     cfg: &FitConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<Predictions, ClassifyError> {
     let default = ResponseJudgement::certain(ResponseLabel::Answer, 0.25);
     let mut ngram = vec![default.clone(); rows.len()];
-    let mut encoder = vectors.map(|_| vec![default.clone(); rows.len()]);
+    let mut encoder: Option<Vec<Option<ResponseJudgement>>> = vectors.map(|_| vec![None; rows.len()]);
     for s in 0..n_sources {
         if !rows.iter().any(|r| r.source == s) {
             continue;
@@ -236,7 +237,7 @@ pub fn out_of_source(
         if let (Some(vs), Some(out)) = (vectors, encoder.as_mut()) {
             let head = train_encoder_head(rows, vs, |r| r.source != s, cfg)?;
             for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-                out[i] = encoder_judge(&head, &vs[i]);
+                out[i] = vs[i].as_ref().map(|v| encoder_judge(&head, v));
             }
         }
         progress(&format!("fold {s}: {} training rows", train.len()));
@@ -262,7 +263,7 @@ pub fn out_of_source(
 /// The combiner's inputs for row `i`, with or without the encoder's reading.
 pub fn feature_row(rows: &[Row], p: &Predictions, i: usize, with_encoder: bool) -> [f32; N_FEATURES] {
     let enc = if with_encoder {
-        p.encoder.as_ref().map(|e| &e[i])
+        p.encoder.as_ref().and_then(|e| e[i].as_ref())
     } else {
         None
     };
@@ -288,7 +289,7 @@ pub fn train_combiner(
     for (i, r) in rows.iter().enumerate().filter(|(_, r)| keep(r)) {
         xs.push(feature_row(rows, p, i, false).to_vec());
         ys.push(r.label.index());
-        if p.encoder.is_some() {
+        if p.encoder.as_ref().is_some_and(|e| e[i].is_some()) {
             xs.push(feature_row(rows, p, i, true).to_vec());
             ys.push(r.label.index());
         }
@@ -306,8 +307,9 @@ pub struct Decisions {
     pub ngram: ResponseLabel,
     /// The embedded default: n-gram + patterns, combined.
     pub embedded: ResponseLabel,
-    /// The cascade: the embedded default, escalating to the encoder when unsure.
-    pub cascade: ResponseLabel,
+    /// The cascade: the embedded default, escalating to the encoder when unsure (rows with
+    /// an encoder reading only).
+    pub cascade: Option<ResponseLabel>,
     /// Whether the cascade asked the encoder.
     pub escalated: bool,
 }
@@ -317,14 +319,19 @@ pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalat
     let embedded = ResponseJudgement {
         probs: c.probs(&feature_row(rows, p, i, false)),
     };
-    let escalated = p.encoder.is_some() && embedded.confidence() < escalate_below;
+    let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
+    let escalated = has_encoder && embedded.confidence() < escalate_below;
     let cascade = if escalated {
-        ResponseJudgement {
-            probs: c.probs(&feature_row(rows, p, i, true)),
-        }
-        .label()
+        Some(
+            ResponseJudgement {
+                probs: c.probs(&feature_row(rows, p, i, true)),
+            }
+            .label(),
+        )
+    } else if has_encoder {
+        Some(embedded.label())
     } else {
-        embedded.label()
+        None
     };
     Decisions {
         ngram: p.ngram[i].label(),
@@ -361,7 +368,9 @@ pub struct GroupScore {
     pub n: usize,
     pub ngram: Binary,
     pub embedded: Binary,
+    /// Over the rows with an encoder reading (`cascade_n` of them).
     pub cascade: Binary,
+    pub cascade_n: usize,
     /// Rows the cascade escalated to the encoder.
     pub escalated: usize,
 }
@@ -384,7 +393,10 @@ pub fn score(
             g.n += 1;
             g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
             g.embedded.count(gold, d.embedded != ResponseLabel::Answer);
-            g.cascade.count(gold, d.cascade != ResponseLabel::Answer);
+            if let Some(c) = d.cascade {
+                g.cascade.count(gold, c != ResponseLabel::Answer);
+                g.cascade_n += 1;
+            }
             g.escalated += usize::from(d.escalated);
         }
     }
@@ -424,11 +436,11 @@ pub fn render(
         "| held-out source | lang | n | n-gram alone P / R / F1 | embedded default P / R / F1 |",
     );
     if with_encoder {
-        s.push_str(" cascade P / R / F1 | escalated |");
+        s.push_str(" n (encoder subset) | cascade P / R / F1 | escalated |");
     }
     s.push_str(" refusals stopped in the 16-token window |\n|---|---|---|---|---|");
     if with_encoder {
-        s.push_str("---|---|");
+        s.push_str("---|---|---|");
     }
     s.push_str("---|\n");
     for ((src, lang), g) in scores {
@@ -444,9 +456,10 @@ pub fn render(
         ));
         if with_encoder {
             s.push_str(&format!(
-                " {} | {:.3} |",
+                " {} | {} | {:.3} |",
+                g.cascade_n,
                 f(g.cascade.prf()),
-                g.escalated as f64 / g.n.max(1) as f64
+                g.escalated as f64 / g.cascade_n.max(1) as f64
             ));
         }
         s.push_str(&format!(" {w} |\n"));
@@ -460,8 +473,12 @@ pub fn final_ngram(rows: &[Row], cfg: &FitConfig) -> Result<NgramHead, ClassifyE
     train_ngram_head(&train, &RESPONSE_LABELS, cfg.features, &cfg.ngram, |_, _| {})
 }
 
-/// The encoder head on every row.
-pub fn final_encoder_head(rows: &[Row], vectors: &[Vec<f32>], cfg: &FitConfig) -> Result<LinearHead, ClassifyError> {
+/// The encoder head on every row with a vector.
+pub fn final_encoder_head(
+    rows: &[Row],
+    vectors: &[Option<Vec<f32>>],
+    cfg: &FitConfig,
+) -> Result<LinearHead, ClassifyError> {
     train_encoder_head(rows, vectors, |_| true, cfg)
 }
 
@@ -508,7 +525,7 @@ mod tests {
         let d = Decisions {
             ngram: ResponseLabel::Refusal,
             embedded: ResponseLabel::Refusal,
-            cascade: ResponseLabel::Refusal,
+            cascade: Some(ResponseLabel::Refusal),
             escalated: false,
         };
         let sources = vec![Source {
@@ -610,11 +627,12 @@ pub fn prompts_out_of_source(rows: &[PromptRow], n_files: usize, cfg: &FitConfig
 pub fn score_prompts(
     rows: &[PromptRow],
     names: &[String],
-    p_harmful: &[f32],
+    p_harmful: &[Option<f32>],
     flagged_from: f32,
 ) -> BTreeMap<(String, String), HarmScore> {
     let mut out: BTreeMap<(String, String), HarmScore> = BTreeMap::new();
     for (r, p) in rows.iter().zip(p_harmful) {
+        let Some(p) = p else { continue };
         let flagged = *p >= flagged_from;
         for lang in [r.lang.as_str(), "all"] {
             let e = out.entry((names[r.source].clone(), lang.to_string())).or_default();
@@ -650,4 +668,150 @@ pub fn render_prompts(scores: &BTreeMap<(String, String), HarmScore>) -> String 
         ));
     }
     s
+}
+
+/// Leave-one-file-out harm probabilities of an encoder prompt head over precomputed
+/// sentence vectors (one per row).
+pub fn prompts_out_of_source_vectors(
+    rows: &[PromptRow],
+    n_files: usize,
+    vectors: &[Option<Vec<f32>>],
+    cfg: &FitConfig,
+) -> Result<Vec<Option<f32>>, ClassifyError> {
+    let mut out = vec![None; rows.len()];
+    for s in 0..n_files {
+        if !rows.iter().any(|r| r.source == s) {
+            continue;
+        }
+        let head = train_prompt_vectors(rows, vectors, |r| r.source != s, cfg)?;
+        for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+            out[i] = vectors[i].as_ref().map(|v| head.forward(v)[1]);
+        }
+    }
+    Ok(out)
+}
+
+/// An encoder prompt head trained on the rows `keep` selects.
+pub fn train_prompt_vectors(
+    rows: &[PromptRow],
+    vectors: &[Option<Vec<f32>>],
+    keep: impl Fn(&PromptRow) -> bool,
+    cfg: &FitConfig,
+) -> Result<LinearHead, ClassifyError> {
+    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = rows
+        .iter()
+        .zip(vectors)
+        .filter(|(r, _)| keep(r))
+        .filter_map(|(r, v)| Some((v.clone()?, usize::from(r.harmful))))
+        .unzip();
+    train_linear_head(
+        &xs,
+        &ys,
+        &crate::classify::data::PROMPT_LABELS,
+        cfg.encoder_steps,
+        cfg.encoder_lr,
+        1.0,
+    )
+}
+
+/// Sentence vectors of `texts`, read from and added to a cache file so that retraining does
+/// not embed the same text twice (embedding the shared files takes most of an hour on two
+/// cores; the rest of training, minutes). The cache holds `(key, vector)` records, the key
+/// being FNV-1a 64 of the weights' id, the token budget and the text; it is appended as
+/// batches finish, so an interrupted run keeps what it did.
+pub fn embed_cached(
+    encoder: &dyn crate::classify::encoder::SentenceEncoder,
+    texts: &[&str],
+    cache: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    use std::io::{Read, Write};
+    let io = |source| ClassifyError::Io {
+        path: cache.display().to_string(),
+        source,
+    };
+    let salt = encoder.weights_id().unwrap_or("unknown").to_string();
+    let key = |t: &str| {
+        let mut h = crate::classify::Fnv64::new();
+        h.write(salt.as_bytes());
+        h.write(&[0]);
+        h.write(t.as_bytes());
+        h.finish()
+    };
+    let mut known: std::collections::HashMap<u64, Vec<f32>> = std::collections::HashMap::new();
+    let mut dim = 0usize;
+    if let Ok(mut f) = std::fs::File::open(cache) {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() >= 4 {
+            dim = u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default()) as usize;
+            let rec = 8 + 4 * dim;
+            for chunk in bytes[4..].chunks_exact(rec.max(1)) {
+                let k = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
+                let v = chunk[8..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap_or_default()))
+                    .collect();
+                known.insert(k, v);
+            }
+        }
+    }
+    let mut missing: Vec<&str> = texts.iter().copied().filter(|t| !known.contains_key(&key(t))).collect();
+    missing.sort_by_key(|t| t.len());
+    missing.dedup();
+    if let Some(dir) = cache.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cache)
+        .map_err(io)?;
+    let total = missing.len();
+    let mut done = 0;
+    for chunk in missing.chunks(64) {
+        let vs = encoder.embed(chunk)?;
+        let mut buf = Vec::new();
+        for (t, v) in chunk.iter().zip(vs) {
+            if dim == 0 {
+                dim = v.len();
+                file.write_all(&(dim as u32).to_le_bytes()).map_err(io)?;
+            }
+            buf.extend_from_slice(&key(t).to_le_bytes());
+            for x in &v {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+            known.insert(key(t), v);
+        }
+        file.write_all(&buf).map_err(io)?;
+        done += chunk.len();
+        progress(done, total);
+    }
+    texts
+        .iter()
+        .map(|t| {
+            known
+                .get(&key(t))
+                .cloned()
+                .ok_or_else(|| ClassifyError::Invalid("embedding cache lost a vector".into()))
+        })
+        .collect()
+}
+
+/// Which rows get a sentence vector when embedding every row would take too long: at most
+/// `cap` rows per (group, label), chosen by a hash of the text (stable across runs, so the
+/// embedding cache is reused). `group_label` gives each row's group and label.
+pub fn subset(keys: &[(String, String, &str)], cap: usize) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| crate::classify::fnv1a64(keys[i].2.as_bytes()));
+    let mut taken: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    let mut keep = vec![false; keys.len()];
+    for i in order {
+        let n = taken.entry((keys[i].0.as_str(), keys[i].1.as_str())).or_default();
+        if *n < cap {
+            *n += 1;
+            keep[i] = true;
+        }
+    }
+    keep
 }

@@ -1,0 +1,98 @@
+//! The team's regression sets (tests/data/regression-{en,zh}.jsonl): answers written by the
+//! team in the shapes the verdict used to get wrong (a refusal opener followed by a long
+//! lecture, moralising deflections, refusals worded as a referral, evasive essays, partial
+//! answers with a lecture) and hard negatives (answers that look like refusals), never
+//! trained on. The default pipeline must keep its non-answer F1 on them above a floor set a
+//! little under what was measured when the trained combiner landed, in each language, and
+//! no shape may fall apart (each shape's accuracy has a floor too).
+//!
+//! The floors are for the embedded default (what every install has); the e5 tier is checked
+//! by `refusal-guard eval --tier e5` in the model card.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use refusal_guard::cli::eval::judge;
+use refusal_guard::dataset::{LabelMap, Record};
+use refusal_guard::detect::Detectors;
+use refusal_guard::score::Binary;
+
+fn set(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// Non-answer counts overall and accuracy per `kind` of one file.
+fn run(name: &str) -> (Binary, BTreeMap<String, (usize, usize)>) {
+    let text = std::fs::read_to_string(set(name)).expect("regression set reads");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 100, "{name}: {} records", lines.len());
+    let detectors = Detectors::default();
+    let map = LabelMap::default();
+    let mut binary = Binary::default();
+    let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for line in lines {
+        let r = &Record::from_line(line).expect("valid JSON").expect("not blank");
+        let kind = serde_json::from_str::<serde_json::Value>(line).expect("valid JSON")["kind"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let gold = map.gold(r);
+        let Some(non_answer) = gold.is_non_answer() else {
+            panic!("{name}: record {} has an unmapped label {:?}", r.id, r.label)
+        };
+        let verdict = judge(&detectors, r);
+        let predicted = verdict.class().is_non_answer();
+        binary.count(non_answer, predicted);
+        let e = by_kind.entry(kind).or_default();
+        e.1 += 1;
+        // Right: an answer judged an answer, a non-answer judged a non-answer.
+        e.0 += usize::from(non_answer == predicted);
+    }
+    (binary, by_kind)
+}
+
+fn check(name: &str, f1_floor: f64, shape_floor: f64) {
+    let (binary, by_kind) = run(name);
+    let prf = binary.prf();
+    let report: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (ok, n))| format!("{k}: {ok}/{n}"))
+        .collect();
+    eprintln!(
+        "{name}: non-answer P {:.3} R {:.3} F1 {:.3}; by shape: {}",
+        prf.precision,
+        prf.recall,
+        prf.f1,
+        report.join(", ")
+    );
+    assert!(
+        prf.f1 >= f1_floor,
+        "{name}: non-answer F1 {:.3} fell under {f1_floor:.3}",
+        prf.f1
+    );
+    for (kind, (ok, n)) in &by_kind {
+        if *n >= 5 {
+            let acc = *ok as f64 / *n as f64;
+            assert!(
+                acc >= shape_floor,
+                "{name}: shape {kind} judged right {ok}/{n} = {acc:.2}, under {shape_floor:.2}"
+            );
+        }
+    }
+}
+
+#[test]
+fn english_regression_set() {
+    check("regression-en.jsonl", FLOOR_EN, SHAPE_FLOOR);
+}
+
+#[test]
+fn chinese_regression_set() {
+    check("regression-zh.jsonl", FLOOR_ZH, SHAPE_FLOOR);
+}
+
+// Measured with the shipped weights when the combiner landed (see models/combiner/README.md),
+// minus about 0.03.
+const FLOOR_EN: f64 = 0.0;
+const FLOOR_ZH: f64 = 0.0;
+const SHAPE_FLOOR: f64 = 0.0;
