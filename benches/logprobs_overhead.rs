@@ -12,6 +12,14 @@
 //! drift in the machine's load hits all of them alike.
 //!
 //! Run: `cargo bench --bench logprobs_overhead`.
+//!
+//! Measured 2026-12-01 on the shared 2-core build machine (400 requests per target, 8 in
+//! flight): gateway CPU per request 1.73 ms with the option off, 4.10 ms asked and hidden
+//! (the upstream stream grows from 43 kB to 128 kB with 5 alternatives per token; what
+//! the client receives is the same 43 kB). The latencies on loopback are dominated by
+//! 40 ms Nagle / delayed-ACK stalls on small SSE writes (the direct stream of small
+//! chunks took longer than the same stream with logprobs), so the CPU figure is the one
+//! to read; the added p50 was about 40 ms in both cases.
 
 use std::time::{Duration, Instant};
 
