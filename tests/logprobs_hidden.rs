@@ -435,3 +435,74 @@ async fn through_the_gateway_clients_get_the_providers_answer_without_them() {
     direct["id"] = got["id"].clone();
     assert_eq!(normalised(got), direct);
 }
+
+/// A plain proxy route (forward the body, stream the answer back) with the HTTP-level
+/// layer in front of it, its guard asking for logprobs.
+async fn proxied(mock: &MockProvider) -> String {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use refusal_guard::gateway::RefusalGuardHttpLayer;
+
+    async fn forward(State(upstream): State<String>, request: Request) -> axum::response::Response {
+        let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{upstream}/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let mut out = axum::response::Response::builder().status(r.status().as_u16());
+        if let Some(ct) = r.headers().get("content-type") {
+            out = out.header("content-type", ct.as_bytes());
+        }
+        out.body(Body::from_stream(r.bytes_stream())).unwrap()
+    }
+
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(forward))
+        .route_layer(RefusalGuardHttpLayer::new("upstream").guard(guard()))
+        .with_state(mock.base_url());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_http_layer_they_are_hidden_and_a_rejection_is_remembered() {
+    let mock = MockProvider::start().await;
+    mock.set_default(Script::answer(ANSWER).with_logprobs(-0.05));
+    let url = proxied(&mock).await;
+    let client = reqwest::Client::new();
+    let send = |stream: bool| {
+        let body = json!({"model": "qwen-plus", "stream": stream,
+            "messages": [{"role": "user", "content": "What was the Cultural Revolution?"}]});
+        client.post(&url).json(&body).send()
+    };
+
+    let r = send(true).await.unwrap();
+    assert_eq!(r.headers()["x-refusal-guard-verdict"], "answer");
+    let text = r.text().await.unwrap();
+    assert!(!mentions_logprobs(&text), "{text}");
+    let content: String = sse_events(&text)
+        .iter()
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(content, ANSWER);
+    asked_for_logprobs(&mock.request(0).unwrap().body, 5);
+
+    // The layer builds its guard anew for every request: the rejection is remembered by
+    // the route's name all the same.
+    mock.reject_logprobs(true);
+    for stream in [false, true] {
+        let r = send(stream).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!mentions_logprobs(&r.text().await.unwrap()));
+    }
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 4, "asked, rejected, retried, then plain");
+    asked_for_logprobs(&requests[1].body, 5);
+    sent_no_logprobs(&requests[2].body);
+    sent_no_logprobs(&requests[3].body);
+}
