@@ -111,7 +111,7 @@ impl Upstream {
 }
 
 async fn run_stream(layer: RefusalGuardLayer, stream: ChunkStream) -> Result<ChatResponse, Error> {
-    let cell = std::sync::Mutex::new(Some(stream));
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(stream)));
     let upstream = tower::service_fn(move |_req: ChatRequest| {
         let s = cell.lock().unwrap().take().expect("one call");
         async move { Ok::<_, Error>(ChatResponse::stream(s)) }
@@ -322,7 +322,7 @@ fn completion(text: &str) -> ChatCompletion {
 }
 
 async fn run_complete(result: Result<ChatCompletion, Error>) -> Result<ChatResponse, Error> {
-    let cell = std::sync::Mutex::new(Some(result));
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(result)));
     let upstream = tower::service_fn(move |_req: ChatRequest| {
         let r = cell.lock().unwrap().take().unwrap();
         async move { r.map(ChatResponse::complete) }

@@ -7,6 +7,15 @@
 //! this). Over the whole stream, two failure shapes show in the tokens and not in any
 //! keyword list: degenerate repetition loops (what a low `repetition_penalty` invites)
 //! and long low-confidence spans.
+//!
+//! With `top_logprobs`, the alternatives at the first tokens say how close the model came
+//! to the other road: the probability mass of alternatives that leave every refusal
+//! opener, at the fork where a refusal entry could still have become an answer (and, for
+//! an answer, the mass of alternatives that would have begun a refusal). That is the
+//! [`Opening`], reported on every answer that has logprobs as evidence with no weight of
+//! its own (`suggests: answer`, score 0), its numbers written into the reason as
+//! `key=value` pairs that [`reason_fields`] reads back: features for a trained combiner,
+//! not a vote in the hand-tuned one.
 
 use async_trait::async_trait;
 
@@ -71,7 +80,89 @@ pub struct RefusalEntry {
     pub tokens: Vec<TokenEvidence>,
 }
 
+/// What the first tokens and their alternatives say about how the answer began.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opening {
+    /// Whether the tokens spelled a refusal opener.
+    pub entered_refusal: bool,
+    /// The probability of the first token.
+    pub first_probability: f64,
+    /// The most alternatives seen at one of the examined tokens (0 without `top_logprobs`).
+    pub top_k: usize,
+    /// The largest mass of alternatives, at one position, that leave every refusal
+    /// opener: for a refusal entry, how nearly the model started an answer instead.
+    pub answer_mass: f64,
+    /// The position (token index) of that mass.
+    pub fork_at: usize,
+    /// The mass of the first token's alternatives (the chosen one excluded) that would
+    /// have begun a refusal opener: for an answer, how nearly the model refused.
+    pub refusal_mass: f64,
+    /// The alternatives at the fork that leave every opener, most likely first.
+    pub answer_alternatives: Vec<TokenEvidence>,
+}
+
+/// Whether text spelled so far (already trimmed at the start and lower-cased) may still
+/// become, or already is, a refusal opener.
+fn may_open_refusal(lowered: &str) -> bool {
+    REFUSAL_OPENERS
+        .iter()
+        .any(|o| o.starts_with(lowered) || lowered.starts_with(o))
+}
+
 impl LogprobCheck {
+    /// How the answer began, from its first tokens and their alternatives; `None` without tokens.
+    pub fn opening(&self, tokens: &[TokenLogprob]) -> Option<Opening> {
+        let first = tokens.first()?;
+        let entry = self.refusal_entry(tokens);
+        // For a refusal, the forks along the tokens that spelled the opener; for an
+        // answer, the first token only (after it the answer is already under way).
+        let examined = entry.as_ref().map_or(1, |e| e.tokens.len());
+        let mut spelled = String::new();
+        let mut opening = Opening {
+            entered_refusal: entry.is_some(),
+            first_probability: first.logprob.exp(),
+            top_k: 0,
+            answer_mass: 0.0,
+            fork_at: 0,
+            refusal_mass: 0.0,
+            answer_alternatives: Vec::new(),
+        };
+        for (i, token) in tokens.iter().take(examined).enumerate() {
+            let alternatives = token.top_logprobs.as_deref().unwrap_or(&[]);
+            opening.top_k = opening.top_k.max(alternatives.len());
+            let mut leaving = Vec::new();
+            let mut answer_mass = 0.0;
+            for alt in alternatives.iter().filter(|a| a.token != token.token) {
+                let candidate = format!("{spelled}{}", alt.token);
+                let lowered = candidate.trim_start().to_lowercase();
+                if lowered.is_empty() {
+                    // Whitespace leads both roads; it decides nothing.
+                    continue;
+                }
+                let p = alt.logprob.exp();
+                if may_open_refusal(&lowered) {
+                    if i == 0 {
+                        opening.refusal_mass += p;
+                    }
+                } else {
+                    answer_mass += p;
+                    leaving.push(TokenEvidence {
+                        token: alt.token.clone(),
+                        logprob: alt.logprob,
+                    });
+                }
+            }
+            if answer_mass > opening.answer_mass {
+                leaving.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+                opening.answer_mass = answer_mass;
+                opening.fork_at = i;
+                opening.answer_alternatives = leaving;
+            }
+            spelled.push_str(&token.token);
+        }
+        Some(opening)
+    }
+
     /// The refusal entry of an answer, if its first tokens spell a refusal opener.
     pub fn refusal_entry(&self, tokens: &[TokenLogprob]) -> Option<RefusalEntry> {
         let mut spelled = String::new();
@@ -163,11 +254,33 @@ impl LogprobCheck {
                 suggests: VerdictClass::PolicyRefusal,
                 score,
                 reason: format!(
-                    "answer opened with refusal {:?} at probability {:.2}",
-                    entry.opener, entry.probability
+                    "answer opened with refusal {:?} at probability {:.2} (entry_p={:.4} entry_tokens={})",
+                    entry.opener,
+                    entry.probability,
+                    entry.probability,
+                    entry.tokens.len()
                 ),
                 span: None,
                 tokens: entry.tokens,
+            });
+        }
+        if let Some(o) = self.opening(tokens) {
+            // Weightless on purpose: the numbers are for a trained combiner to weigh.
+            out.push(Evidence {
+                source: "logprobs".to_string(),
+                suggests: VerdictClass::Answer,
+                score: 0.0,
+                reason: format!(
+                    "opening alternatives (entered_refusal={} first_p={:.4} answer_mass={:.4} fork_at={} refusal_mass={:.4} top_k={})",
+                    u8::from(o.entered_refusal),
+                    o.first_probability,
+                    o.answer_mass,
+                    o.fork_at,
+                    o.refusal_mass,
+                    o.top_k
+                ),
+                span: None,
+                tokens: o.answer_alternatives,
             });
         }
         if obs.completeness != Completeness::Partial {
@@ -177,7 +290,9 @@ impl LogprobCheck {
                     source: "logprobs".to_string(),
                     suggests: VerdictClass::Empty,
                     score: 0.6,
-                    reason: format!("degenerate repetition: a {period}-token cycle repeated {cycles} times"),
+                    reason: format!(
+                        "degenerate repetition: a {period}-token cycle repeated {cycles} times (period={period} cycles={cycles})"
+                    ),
                     span: Some(token_span(tokens, start, tokens.len())),
                     tokens: Vec::new(),
                 });
@@ -189,13 +304,27 @@ impl LogprobCheck {
                 source: "logprobs".to_string(),
                 suggests: VerdictClass::Answer,
                 score: 0.0,
-                reason: format!("low-confidence span, mean logprob {mean:.2} over tokens {start}..{end}"),
+                reason: format!(
+                    "low-confidence span, mean logprob {mean:.2} over tokens {start}..{end} (mean_logprob={mean:.4} start={start} end={end})"
+                ),
                 span: Some(token_span(tokens, start, end)),
                 tokens: Vec::new(),
             });
         }
         out
     }
+}
+
+/// The `key=value` numbers of a logprob evidence's reason (`entry_p`, `answer_mass`, …),
+/// in order; words that are not such a pair are skipped.
+pub fn reason_fields(reason: &str) -> impl Iterator<Item = (&str, f64)> + '_ {
+    let inner = reason
+        .rfind('(')
+        .map_or("", |at| reason[at + 1..].trim_end_matches(')'));
+    inner.split_whitespace().filter_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        Some((key, value.parse().ok()?))
+    })
 }
 
 /// The text span covered by tokens `start..end` (byte offsets into the concatenated tokens).
@@ -287,6 +416,75 @@ mod tests {
             None,
             "a markdown rule is not a loop"
         );
+    }
+
+    fn alt(token: &str, logprob: f64) -> crate::wire::TopLogprob {
+        crate::wire::TopLogprob {
+            token: token.to_string(),
+            logprob,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn opening_measures_how_nearly_a_refusal_began_as_an_answer() {
+        let check = LogprobCheck::default();
+        let mut tokens = toks(&[("I", -0.7), ("'m", -0.05), (" sorry", -0.01), (",", -0.1)]);
+        // "The" leaves every opener, "Sorry" is one, whitespace decides nothing.
+        tokens[0].top_logprobs = Some(vec![
+            alt("I", -0.7),
+            alt("The", -1.0),
+            alt("Sorry", -3.0),
+            alt(" ", -4.0),
+        ]);
+        tokens[1].top_logprobs = Some(vec![alt("'m", -0.05), alt(" think", -3.2)]);
+        let o = check.opening(&tokens).unwrap();
+        assert!(o.entered_refusal);
+        assert_eq!((o.fork_at, o.top_k), (0, 4));
+        assert!((o.answer_mass - (-1.0f64).exp()).abs() < 1e-9, "{o:?}");
+        assert!((o.refusal_mass - (-3.0f64).exp()).abs() < 1e-9, "{o:?}");
+        assert_eq!(o.answer_alternatives[0].token, "The");
+
+        let obs = Observation {
+            tokens: &tokens,
+            ..Observation::text("")
+        };
+        let evidence = check.scan(&obs);
+        let opening = evidence
+            .iter()
+            .find(|e| e.reason.starts_with("opening"))
+            .expect("opening evidence");
+        assert_eq!((opening.suggests, opening.score), (VerdictClass::Answer, 0.0));
+        let fields: std::collections::HashMap<_, _> = reason_fields(&opening.reason).collect();
+        assert_eq!(fields["entered_refusal"], 1.0);
+        assert!((fields["answer_mass"] - o.answer_mass).abs() < 1e-4);
+        let entry = evidence
+            .iter()
+            .find(|e| e.suggests == VerdictClass::PolicyRefusal)
+            .unwrap();
+        let entry_p = reason_fields(&entry.reason)
+            .find(|(k, _)| *k == "entry_p")
+            .unwrap()
+            .1;
+        assert!((entry_p - (-0.76f64).exp()).abs() < 1e-4, "{}", entry.reason);
+    }
+
+    #[test]
+    fn opening_of_an_answer_measures_how_nearly_it_refused() {
+        let check = LogprobCheck::default();
+        let mut tokens = toks(&[("The", -0.2), (" capital", -0.1)]);
+        tokens[0].top_logprobs = Some(vec![alt("The", -0.2), alt("I", -2.0), alt("Paris", -2.5)]);
+        let o = check.opening(&tokens).unwrap();
+        assert!(!o.entered_refusal);
+        assert!((o.refusal_mass - (-2.0f64).exp()).abs() < 1e-9);
+        assert!((o.answer_mass - (-2.5f64).exp()).abs() < 1e-9);
+        let plain = toks(&[("The", -0.2)]);
+        assert_eq!(
+            check.opening(&plain).unwrap().top_k,
+            0,
+            "no alternatives, no masses"
+        );
+        assert!(check.opening(&[]).is_none());
     }
 
     #[test]

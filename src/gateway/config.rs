@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::layer::Prices;
+use crate::layer::{AskLogprobs, Prices};
 use crate::verdict::VerdictSet;
 
 /// The whole gateway configuration.
@@ -134,6 +134,33 @@ pub struct ProviderConfig {
     #[serde(default = "default_stream_bytes")]
     pub max_stream_bytes: usize,
     pub prices: Option<Prices>,
+    /// Ask this provider for logprobs the client did not request, for the guard's checks
+    /// only, and hide them from the client. Unset: on for providers known to accept them
+    /// (DashScope, OpenAI, DeepSeek, by base URL), off for others.
+    #[serde(default)]
+    pub ask_logprobs: Option<bool>,
+    /// Alternatives per token asked for when the guard asks (`top_logprobs`, at most 20).
+    #[serde(default = "default_top_logprobs")]
+    pub ask_top_logprobs: u32,
+}
+
+impl ProviderConfig {
+    /// The guard's logprob option for this provider (named `name`).
+    pub fn logprobs(&self, name: &str) -> AskLogprobs {
+        let on = self
+            .ask_logprobs
+            .unwrap_or_else(|| crate::provider::accepts_logprobs(&self.base_url));
+        let ask = if on {
+            AskLogprobs::top(self.ask_top_logprobs)
+        } else {
+            AskLogprobs::off()
+        };
+        ask.provider(name)
+    }
+}
+
+fn default_top_logprobs() -> u32 {
+    crate::layer::logprobs::DEFAULT_TOP_LOGPROBS
 }
 
 fn default_response_bytes() -> usize {
@@ -214,6 +241,16 @@ impl GatewayConfig {
             }
         }
         for (name, p) in &self.providers {
+            if p.ask_top_logprobs > crate::layer::logprobs::MAX_TOP_LOGPROBS {
+                return Err(Error::invalid(
+                    "configuration",
+                    format!(
+                        "provider {name:?}: ask_top_logprobs = {} is above the providers' limit of {}",
+                        p.ask_top_logprobs,
+                        crate::layer::logprobs::MAX_TOP_LOGPROBS
+                    ),
+                ));
+            }
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return Err(Error::invalid(
                     "configuration",
@@ -277,6 +314,29 @@ fallbacks = ["backup"]
     }
 
     #[test]
+    fn logprobs_are_asked_of_known_providers_by_default() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        let qwen = c.providers["qwen"].logprobs("qwen");
+        assert_eq!(qwen.top_logprobs(), Some(5), "DashScope accepts them");
+        assert!(
+            !c.providers["backup"].logprobs("backup").is_on(),
+            "unknown host: off"
+        );
+        let off = SAMPLE.replace(
+            "api_key_env = \"DASHSCOPE_API_KEY\"",
+            "api_key_env = \"DASHSCOPE_API_KEY\"\nask_logprobs = false",
+        );
+        let c = GatewayConfig::parse(&off).unwrap();
+        assert!(!c.providers["qwen"].logprobs("qwen").is_on());
+        let on = SAMPLE.replace(
+            "models = {",
+            "ask_logprobs = true\nask_top_logprobs = 3\nmodels = {",
+        );
+        let c = GatewayConfig::parse(&on).unwrap();
+        assert_eq!(c.providers["backup"].logprobs("backup").top_logprobs(), Some(3));
+    }
+
+    #[test]
     fn the_repository_sample_parses() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
         let c = GatewayConfig::load(std::path::Path::new(path)).unwrap();
@@ -295,6 +355,9 @@ fallbacks = ["backup"]
         let typo = SAMPLE.replace("[server]", "[server]\nlisten_port = 1");
         let e = GatewayConfig::parse(&typo).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
+        let top = SAMPLE.replace("models = {", "ask_top_logprobs = 50\nmodels = {");
+        let e = GatewayConfig::parse(&top).unwrap_err().to_string();
+        assert!(e.contains("ask_top_logprobs") && e.contains("\"backup\""), "{e}");
         let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");

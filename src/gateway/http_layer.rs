@@ -70,7 +70,8 @@ impl RefusalGuardHttpLayer {
 
     /// The guard applied to the route's answers.
     pub fn guard(mut self, guard: RefusalGuardLayer) -> Self {
-        self.guard = guard;
+        // The guard is built anew per request: a logprob rejection must be remembered by name.
+        self.guard = guard.name_provider(&self.name);
         self
     }
 

@@ -79,7 +79,7 @@ impl Gateway {
             let policy = ProviderPolicy {
                 first_token: Duration::from_millis(p.first_token_timeout_ms),
                 retry: RetryPolicy::new(p.max_retries, 1, 0.1),
-                guard: guard.clone(),
+                guard: guard.clone().ask_logprobs(p.logprobs(name)),
             };
             stacks.insert(name.clone(), policy.stack(name, client));
         }

@@ -37,19 +37,24 @@
 //!   into [`Error::Refused`] mid-stream, and the final verdict over the whole text is
 //!   published through the [`StreamVerdict`] extension.
 //!
+//! With [`RefusalGuardLayer::ask_logprobs`] the guard asks the provider for logprobs the
+//! client did not request, judges with them, and hides them again (see [`super::logprobs`]).
+//!
 //! Only verdicts in the stop set stop anything. Put exactly the classes an outer layer
 //! (the re-route layer, or the gateway) knows how to handle there; everything else is
 //! released unchanged with its verdict attached. `observe_only` never stops at all, for
 //! shadow deployments that only want the verdicts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::watch;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
+
+use super::logprobs::{rejects_logprobs, strip_chunk, strip_completion, AskLogprobs};
 
 use crate::detect::{Completeness, Detectors, Observation};
 use crate::error::{Error, Refusal};
@@ -76,6 +81,7 @@ struct GuardConfig {
     decide_every: usize,
     stop_on: VerdictSet,
     observe_only: bool,
+    logprobs: AskLogprobs,
 }
 
 /// A layer that judges every answer (see the [module docs](self)).
@@ -103,6 +109,7 @@ impl RefusalGuardLayer {
                 decide_every: DEFAULT_DECIDE_EVERY,
                 stop_on: VerdictSet::policy_driven(),
                 observe_only: false,
+                logprobs: AskLogprobs::off(),
             }),
         }
     }
@@ -148,15 +155,34 @@ impl RefusalGuardLayer {
     pub fn observe_only(self, yes: bool) -> Self {
         self.edit(|c| c.observe_only = yes)
     }
+
+    /// Asks the provider for logprobs the client did not request, for the checks only,
+    /// and hides them from the client (default off; see [`super::logprobs`]).
+    pub fn ask_logprobs(self, ask: AskLogprobs) -> Self {
+        self.edit(|c| c.logprobs = ask)
+    }
+
+    /// Names the wrapped provider for the logprob option, unless it was named already.
+    pub(crate) fn name_provider(self, name: &Arc<str>) -> Self {
+        if !self.config.logprobs.is_on() || self.config.logprobs.provider_name().is_some() {
+            return self;
+        }
+        self.edit(|c| c.logprobs = c.logprobs.clone().provider(name.clone()))
+    }
 }
 
 impl<S> Layer<S> for RefusalGuardLayer {
     type Service = RefusalGuard<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let provider = Arc::new(OnceLock::new());
+        if let Some(name) = self.config.logprobs.provider_name() {
+            let _ = provider.set(name.clone());
+        }
         RefusalGuard {
             inner,
             config: self.config.clone(),
+            provider,
         }
     }
 }
@@ -166,6 +192,8 @@ impl<S> Layer<S> for RefusalGuardLayer {
 pub struct RefusalGuard<S> {
     inner: S,
     config: Arc<GuardConfig>,
+    /// The wrapped provider's name, once known: what a logprob rejection is remembered by.
+    provider: Arc<OnceLock<Arc<str>>>,
 }
 
 /// How the window ended, recorded on streamed responses as an extension.
@@ -217,7 +245,8 @@ impl StreamVerdict {
 
 impl<S> Service<ChatRequest> for RefusalGuard<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+    // Clone: a provider that rejects the logprobs the guard asked for is asked again.
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = ChatResponse;
@@ -231,10 +260,37 @@ where
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let prompt = request.last_user_text();
         let config = self.config.clone();
-        let future = self.inner.call(request);
+        let known = self.provider.clone();
+        let asked = config.logprobs.ask(&request, known.get().map(|n| &**n));
+        let mut hide = asked.is_some();
+        let (future, retry) = match asked {
+            Some(asked) => (self.inner.call(asked), Some((self.inner.clone(), request))),
+            None => (self.inner.call(request), None),
+        };
         Box::pin(async move {
-            match future.await {
-                Ok(response) => guard_response(config, prompt, response).await,
+            let mut result = future.await;
+            if let Some((inner, request)) = retry {
+                let rejected_by = result
+                    .as_ref()
+                    .err()
+                    .filter(|e| rejects_logprobs(e))
+                    .and_then(Error::as_provider)
+                    .map(|e| e.provider.clone());
+                if let Some(provider) = rejected_by {
+                    // Once, without them; and never again for this provider and model.
+                    config.logprobs.remember_rejection(&provider, &request.model);
+                    let _ = known.set(Arc::from(provider));
+                    hide = false;
+                    result = inner.oneshot(request).await;
+                }
+            }
+            if let Some(name) = result.as_ref().ok().and_then(ChatResponse::provider) {
+                if known.get().is_none() {
+                    let _ = known.set(Arc::from(name));
+                }
+            }
+            match result {
+                Ok(response) => guard_response(config, prompt, response, hide).await,
                 Err(error) => guard_error(&config, prompt.as_deref(), error).await,
             }
         })
@@ -265,14 +321,17 @@ async fn guard_error(
     })))
 }
 
+/// Judges an answer; `hide` says the guard asked for its logprobs, which are then removed
+/// from everything that leaves the guard.
 async fn guard_response(
     config: Arc<GuardConfig>,
     prompt: Option<String>,
     mut response: ChatResponse,
+    hide: bool,
 ) -> Result<ChatResponse, Error> {
     let provider = response.provider().map(str::to_string);
     match response.body {
-        ResponseBody::Complete(completion) => {
+        ResponseBody::Complete(mut completion) => {
             let text = completion.text();
             let observation = Observation {
                 prompt: prompt.as_deref(),
@@ -292,6 +351,9 @@ async fn guard_response(
             } else {
                 config.detectors.judge(&observation).await
             };
+            if hide {
+                strip_completion(&mut completion);
+            }
             if stops(&config, &verdict) {
                 return Err(Error::Refused(Box::new(Refusal {
                     verdict,
@@ -306,7 +368,7 @@ async fn guard_response(
             Ok(response)
         }
         ResponseBody::Stream(stream) => {
-            let mut watcher = StreamWatch::new(config, prompt, provider);
+            let mut watcher = StreamWatch::new(config, prompt, provider, hide);
             let window = watcher.hold_back(stream).await;
             match window {
                 Window::Stop(refusal) => Err(Error::Refused(refusal)),
@@ -375,10 +437,17 @@ struct StreamWatch {
     token_count: usize,
     finish_reason: Option<FinishReason>,
     tool_calls: bool,
+    /// The guard asked for the logprobs: they are taken out of every chunk it records.
+    hide: bool,
 }
 
+/// Tokens from the start whose alternatives (`top_logprobs`) are kept: the opening checks
+/// read the first eight. Later tokens keep only the token and its logprob, which is all
+/// the loop and low-confidence checks read.
+const ALTERNATIVES_KEPT: usize = 16;
+
 impl StreamWatch {
-    fn new(config: Arc<GuardConfig>, prompt: Option<String>, provider: Option<String>) -> Self {
+    fn new(config: Arc<GuardConfig>, prompt: Option<String>, provider: Option<String>, hide: bool) -> Self {
         StreamWatch {
             config,
             prompt,
@@ -388,13 +457,37 @@ impl StreamWatch {
             token_count: 0,
             finish_reason: None,
             tool_calls: false,
+            hide,
         }
     }
 
-    fn record(&mut self, chunk: &ChatCompletionChunk) {
+    /// Records a chunk; when the guard asked for its logprobs, moves them out of it.
+    fn record(&mut self, chunk: &mut ChatCompletionChunk) {
         self.text.push_str(chunk.content());
-        self.tokens.extend_from_slice(chunk.token_logprobs());
         self.token_count += chunk.token_count();
+        if self.hide {
+            let taken = chunk
+                .choices
+                .first_mut()
+                .and_then(|c| c.logprobs.take())
+                .and_then(|l| l.content);
+            strip_chunk(chunk);
+            for token in taken.into_iter().flatten() {
+                self.keep(token);
+            }
+        } else {
+            for token in chunk.token_logprobs() {
+                if self.tokens.len() < ALTERNATIVES_KEPT {
+                    self.tokens.push(token.clone());
+                } else {
+                    self.keep(TokenLogprob {
+                        token: token.token.clone(),
+                        logprob: token.logprob,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
         if chunk.choices.iter().any(|c| c.delta.tool_calls.is_some()) {
             // Tool-call fragments carry no content but are the answer: they fill the window too.
             self.tool_calls = true;
@@ -403,6 +496,14 @@ impl StreamWatch {
         if let Some(reason) = chunk.finish_reason() {
             self.finish_reason = Some(reason.clone());
         }
+    }
+
+    fn keep(&mut self, mut token: TokenLogprob) {
+        if self.tokens.len() >= ALTERNATIVES_KEPT {
+            token.top_logprobs = None;
+            token.bytes = None;
+        }
+        self.tokens.push(token);
     }
 
     async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
@@ -466,8 +567,8 @@ impl StreamWatch {
                     };
                     (completeness, Some(e))
                 }
-                Ok(Some(Ok(chunk))) => {
-                    self.record(&chunk);
+                Ok(Some(Ok(mut chunk))) => {
+                    self.record(&mut chunk);
                     held.push(chunk);
                     if self.token_count < self.config.window_tokens {
                         // Judging every chunk would re-scan the growing prefix up to 16
@@ -547,8 +648,8 @@ impl Released {
         }
         match self.upstream.take() {
             Some(UpstreamRest::Stream(mut stream)) => match stream.next().await {
-                Some(Ok(chunk)) => {
-                    self.watch.record(&chunk);
+                Some(Ok(mut chunk)) => {
+                    self.watch.record(&mut chunk);
                     self.upstream = Some(UpstreamRest::Stream(stream));
                     Some(Ok(chunk))
                 }

@@ -4,10 +4,14 @@
 //!   and attaches the verdict, or stops what its stop set names.
 //! - [`reroute`]: [`RerouteLayer`] sends what the guard stopped to the next provider,
 //!   also mid-stream.
+//! - [`logprobs`]: [`AskLogprobs`], the guard's option to ask the provider for logprobs
+//!   the client did not request, and to hide them again.
 
 pub mod failover;
 pub mod guard;
+pub mod logprobs;
 pub mod reroute;
 
 pub use guard::{HoldBack, RefusalGuard, RefusalGuardLayer, StreamVerdict};
+pub use logprobs::AskLogprobs;
 pub use reroute::{Attempt, Attempts, ContinuationStyle, Prices, Reroute, RerouteLayer, Route};

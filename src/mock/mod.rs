@@ -166,6 +166,8 @@ struct Store {
     /// Chat requests received, recorded or not.
     received: usize,
     recording: bool,
+    /// Answer requests carrying `logprobs` or `top_logprobs` with a 400.
+    reject_logprobs: bool,
     api_key: Option<String>,
     models: Vec<String>,
 }
@@ -229,6 +231,7 @@ impl MockProvider {
                 responses: Vec::new(),
                 received: 0,
                 recording: true,
+                reject_logprobs: false,
                 api_key: None,
                 models: vec!["qwen-plus".into(), "qwen-max".into(), "qwen-turbo".into()],
             }),
@@ -302,6 +305,14 @@ impl MockProvider {
     /// script) whose message quotes the key they sent, as careless proxies do.
     pub fn require_api_key(&self, key: impl Into<String>) -> &Self {
         self.shared.lock().api_key = Some(key.into());
+        self
+    }
+
+    /// Answers every request that carries `logprobs` or `top_logprobs` with a 400 naming
+    /// the parameter (that consumes no script), as models that do not support them do.
+    /// The request is recorded like any other.
+    pub fn reject_logprobs(&self, on: bool) -> &Self {
+        self.shared.lock().reject_logprobs = on;
         self
     }
 
@@ -442,7 +453,10 @@ async fn chat(
     let request: Result<ChatRequest, String> =
         serde_json::from_value(parsed.clone()).map_err(|e| e.to_string());
 
-    let (index, script, progress, key_error) = {
+    let has_logprobs = ["logprobs", "top_logprobs"]
+        .iter()
+        .any(|k| parsed.get(k).is_some_and(|v| !v.is_null()));
+    let (index, script, progress, key_error, logprobs_rejected) = {
         let mut state = shared.lock();
         let index = state.received;
         state.received += 1;
@@ -453,7 +467,8 @@ async fn chat(
                 .and_then(|v| v.strip_prefix("Bearer "));
             (sent != Some(key.as_str())).then(|| sent.unwrap_or("").to_string())
         });
-        let script = if key_error.is_some() || request.is_err() {
+        let logprobs_rejected = state.reject_logprobs && has_logprobs;
+        let script = if key_error.is_some() || request.is_err() || logprobs_rejected {
             None
         } else {
             Some(state.queue.pop_front().unwrap_or_else(|| state.default.clone()))
@@ -473,7 +488,7 @@ async fn chat(
             });
             state.responses.push(progress.clone());
         }
-        (index, script, progress, key_error)
+        (index, script, progress, key_error, logprobs_rejected)
     };
     shared.received.send_modify(|n| *n = (*n).max(index + 1));
     // From here on, whatever way the response ends is recorded.
@@ -488,6 +503,15 @@ async fn chat(
             StatusCode::UNAUTHORIZED,
             "invalid_api_key",
             format!("Incorrect API key provided: {sent}."),
+        );
+    }
+    if logprobs_rejected {
+        guard.progress.send_modify(|s| s.outcome = Outcome::Finished);
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter_error",
+            "<400> InternalError.Algo.InvalidParameter: logprobs and top_logprobs are not supported by this model"
+                .into(),
         );
     }
     let (request, script) = match (request, script) {

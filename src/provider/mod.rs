@@ -25,6 +25,27 @@ pub use read::{read_response, BodyLimits};
 use crate::error::Error;
 use crate::wire::{ChatCompletion, ChatCompletionChunk};
 
+/// Hosts known to accept `logprobs` and `top_logprobs` on chat completions, streamed too:
+/// DashScope's OpenAI-compatible mode (both regions), OpenAI, DeepSeek. A model there that
+/// does not (a reasoning model, say) answers 400, which the guard remembers.
+const LOGPROB_HOSTS: &[&str] = &[
+    "dashscope-intl.aliyuncs.com",
+    "dashscope.aliyuncs.com",
+    "api.openai.com",
+    "api.deepseek.com",
+];
+
+/// Whether the provider at `base_url` is known to accept `logprobs` / `top_logprobs`
+/// (the guard asks such providers for them by default; see
+/// [`crate::layer::logprobs::AskLogprobs::for_base_url`]).
+pub fn accepts_logprobs(base_url: &str) -> bool {
+    base_url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
+        .is_some_and(|host| LOGPROB_HOSTS.contains(&host.as_str()))
+}
+
 /// A stream of chunks as they arrive. It ends after the last chunk, or after one error.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, Error>> + Send>>;
 
@@ -94,3 +115,18 @@ pub struct ProviderName(pub Arc<str>);
 /// metric subtracts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamTiming(pub std::time::Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashscope_is_known_to_accept_logprobs_and_unknown_hosts_are_not() {
+        assert!(accepts_logprobs(DASHSCOPE_INTL));
+        assert!(accepts_logprobs(DASHSCOPE_CN));
+        assert!(accepts_logprobs("https://API.openai.com/v1"));
+        assert!(!accepts_logprobs("http://127.0.0.1:9001/v1"));
+        assert!(!accepts_logprobs("https://openrouter.ai/api/v1"));
+        assert!(!accepts_logprobs("not a url"));
+    }
+}
