@@ -48,7 +48,11 @@ fn e5(c: &mut Criterion) {
         ("answer_128_tokens_en", long.as_str(), 128),
         ("answer_128_tokens_zh", long_zh.as_str(), 128),
     ] {
-        assert_eq!(enc.token_ids(text, max).unwrap().len(), max, "{name} fills its window");
+        assert_eq!(
+            enc.token_ids(text, max).unwrap().len(),
+            max,
+            "{name} fills its window"
+        );
         g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
     }
     g.finish();
