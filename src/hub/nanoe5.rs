@@ -240,8 +240,11 @@ pub fn dequantize_q4_0(blocks: &[u8]) -> Vec<f32> {
     out
 }
 
-/// The Hugging Face `BertModel` tensors of a parsed file: `(name, shape, values)`.
-fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ClassifyError> {
+/// A tensor to write: `(Hugging Face name, shape, values)`.
+type HfTensor = (String, Vec<usize>, Vec<f32>);
+
+/// The Hugging Face `BertModel` tensors of a parsed file.
+fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<HfTensor>, ClassifyError> {
     let d = p.dims;
     let (h, f) = (d.hidden, d.ffn);
     let mut out = Vec::new();
