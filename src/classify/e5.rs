@@ -126,8 +126,8 @@ impl E5Encoder {
                 config.display()
             )));
         }
-        let tokenizer = Tokenizer::from_file(tokenizer)
-            .map_err(|e| err(format!("{}: {e}", tokenizer.display())))?;
+        let tokenizer =
+            Tokenizer::from_file(tokenizer).map_err(|e| err(format!("{}: {e}", tokenizer.display())))?;
         let pad_id = tokenizer.token_to_id("<pad>").unwrap_or(1);
         // SAFETY: read-only memory map of a cache file that must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
@@ -253,6 +253,9 @@ mod tests {
         let hidden = Tensor::new(&[[[3f32, 4.], [100., 100.]]], &Device::Cpu).unwrap();
         let mask = Tensor::new(&[[1u32, 0]], &Device::Cpu).unwrap();
         let v = mean_pool_l2(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
-        assert!((v[0][0] - 0.6).abs() < 1e-6 && (v[0][1] - 0.8).abs() < 1e-6, "{v:?}");
+        assert!(
+            (v[0][0] - 0.6).abs() < 1e-6 && (v[0][1] - 0.8).abs() < 1e-6,
+            "{v:?}"
+        );
     }
 }

