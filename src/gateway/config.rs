@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::layer::Prices;
+use crate::observe::VerdictLogConfig;
 use crate::verdict::VerdictSet;
 
 /// The whole gateway configuration.
@@ -29,6 +30,9 @@ pub struct GatewayConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Routes, matched by model name in order; `model = "*"` matches every model.
     pub routes: Vec<RouteConfig>,
+    /// The verdict log (off unless the section is present).
+    #[serde(default)]
+    pub verdict_log: Option<VerdictLogConfig>,
 }
 
 /// The HTTP server.
@@ -213,6 +217,9 @@ impl GatewayConfig {
                 }
             }
         }
+        if let Some(log) = &self.verdict_log {
+            log.check()?;
+        }
         for (name, p) in &self.providers {
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return Err(Error::invalid(
@@ -274,6 +281,7 @@ fallbacks = ["backup"]
             .contains(crate::verdict::VerdictClass::SafetyRefusal));
         assert_eq!(c.route_for("qwen-plus").unwrap().fallbacks, vec!["backup"]);
         assert!(c.route_for("other").is_none());
+        assert!(c.verdict_log.is_none(), "the verdict log is opt-in");
     }
 
     #[test]
@@ -295,6 +303,9 @@ fallbacks = ["backup"]
         let typo = SAMPLE.replace("[server]", "[server]\nlisten_port = 1");
         let e = GatewayConfig::parse(&typo).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
+        let log = format!("[verdict_log]\ndir = \"logs\"\nmax_file_bytes = 0\n{SAMPLE}");
+        let e = GatewayConfig::parse(&log).unwrap_err().to_string();
+        assert!(e.contains("max_file_bytes"), "{e}");
         let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
