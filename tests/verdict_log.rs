@@ -163,22 +163,19 @@ async fn a_scripted_session_reads_back_with_the_scripted_counts() {
     }
     let http = reqwest::Client::new();
     for i in 0..SESSION.len() {
+        // A fresh conversation each time: after an input block the gateway keeps a
+        // conversation on the fallback (affinity), which would skip the primary's script.
         let prompt = if CHINESE.contains(&i) {
-            ZH_PROMPT
+            format!("{ZH_PROMPT}（第{i}次）")
         } else {
-            EN_PROMPT
+            format!("{EN_PROMPT} This is question {i}.")
         };
         let stream = i % 2 == 1;
-        let (status, body) = send(&http, &run.base, prompt, stream).await;
+        let (status, body) = send(&http, &run.base, &prompt, stream).await;
         assert_eq!(status, 200, "request {i}: {body}");
         let answered = if stream { "data: [DONE]" } else { "Lee Teng-hui" };
         assert!(body.contains(answered), "request {i} was answered: {body}");
     }
-    assert_eq!(
-        run.fallback.requests().len(),
-        5,
-        "3 refusals and 2 blocks re-routed"
-    );
     // A stream's line is queued when its verdict is final, just after its last byte.
     let log = run.gateway.verdict_log().expect("the log is on").clone();
     for _ in 0..200 {
@@ -189,10 +186,14 @@ async fn a_scripted_session_reads_back_with_the_scripted_counts() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     flush(&log).await;
+    let (_, text) = read_all(dir.path());
+    assert_eq!(
+        run.fallback.requests().len(),
+        5,
+        "3 refusals and 2 blocks re-routed: {text}"
+    );
     assert_eq!(log.written().get(), 17, "12 primary attempts and 5 fallback ones");
     assert_eq!(log.dropped().get(), 0);
-
-    let (_, text) = read_all(dir.path());
     for secret in [
         PRIMARY_KEY,
         FALLBACK_KEY,

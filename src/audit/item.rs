@@ -490,7 +490,7 @@ mod tests {
         assert!((v.confidence - 0.9).abs() < 1e-6);
         assert_eq!(item.provider, "qwen");
         assert_eq!(item.record.lang, "en");
-        assert_eq!(item.timestamp, Some(1_764_583_200));
+        assert_eq!(item.timestamp, Some(1_796_119_200));
 
         let block = json!({"id": "b", "verdict": "provider_block", "response": ""});
         let v = from_json_line(&block.to_string(), &at()).unwrap().logged.unwrap();

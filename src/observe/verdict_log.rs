@@ -716,7 +716,12 @@ impl Writer {
         loop {
             match self.rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(Msg::Lines(entries)) => {
-                    for entry in entries {
+                    // One exchange: one prompt, one language for all its lines.
+                    let lang = language(entries.iter().find_map(|e| e.prompt.as_deref()));
+                    for mut entry in entries {
+                        if entry.lang.is_empty() {
+                            entry.lang.clone_from(&lang);
+                        }
                         self.write(entry);
                     }
                     if self.rx.is_empty() {
@@ -740,7 +745,6 @@ impl Writer {
     }
 
     fn write(&mut self, mut entry: Entry) {
-        entry.lang = language(entry.prompt.as_deref());
         if !self.include_text {
             entry.prompt = None;
             entry.response.clear();
