@@ -197,22 +197,22 @@ impl Gateway {
 
     /// Client authentication, then a concurrency permit: the edge every route shares. The
     /// refusal is the response to send.
-    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Response<Body>> {
+    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Box<Response<Body>>> {
         if !authorised(&self.inner, headers) {
-            return Err(openai_error(
+            return Err(Box::new(openai_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 "invalid_api_key",
                 "missing or unknown gateway API key".into(),
-            ));
+            )));
         }
         self.inner.permits.clone().try_acquire_owned().map_err(|_| {
-            openai_error(
+            Box::new(openai_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "gateway_overloaded",
                 "too many requests in flight; retry shortly".into(),
-            )
+            ))
         })
     }
 

@@ -197,7 +197,7 @@ fn not_found_model(model: &str) -> Response<Body> {
 async fn forward(gateway: &Gateway, request: Request<Body>) -> Response<Body> {
     let permit = match gateway.admit(request.headers()) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (parts, body) = request.into_parts();
     let max_body = gateway.max_body();
