@@ -2,10 +2,11 @@
 //!
 //! Routes: `POST /v1/chat/completions` (streamed or not), `GET /v1/models`, `/healthz`,
 //! `/metrics`; every other `/v1/…` path passes through to a provider
-//! ([`super::routes::passthrough`]). With `[verdict_log]`, each judged exchange is also
-//! written to the verdict log ([`crate::observe::verdict_log`]). Each configured route is a [`RerouteLayer`] over its primary provider,
-//! every provider wrapped by [`ProviderPolicy::stack`] (retry with a budget, a
-//! first-token deadline, the guard), all under a [`DeadlineLayer`] for the total budget.
+//! ([`super::routes::passthrough`]). Each configured route is a [`RerouteLayer`] over its
+//! primary provider, every provider wrapped by [`ProviderPolicy::stack`] (retry with a
+//! budget, a first-token deadline, the guard), all under a [`DeadlineLayer`] for the total
+//! budget. With `[verdict_log]`, each judged exchange is also written to the verdict log
+//! ([`crate::observe::verdict_log`]).
 //!
 //! Limits a production gateway needs: request bodies above `max_body_bytes` get a 413;
 //! more than `max_concurrency` requests in flight get a 503 at once (a permit lives as
