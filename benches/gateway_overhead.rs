@@ -1,5 +1,6 @@
 //! Gateway overhead on loopback: requests at fixed rates sent straight to a mock provider
-//! and through `refusal-guard`'s gateway in front of the same mock, and optionally through
+//! and through `refusal-guard`'s gateway in front of the same mock (with the verdict log
+//! off, and on: `rg+verdict-log`, writing to a temporary folder), and optionally through
 //! another proxy (LiteLLM) in front of it; the figure is the latency each adds.
 //!
 //! Open loop: request i is due at `start + i / rate` whatever happened to the others,
@@ -112,13 +113,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (mock, gateway_url) = servers.block_on(async {
+    let log_dir = std::env::temp_dir().join(format!("rg-bench-verdicts-{}", std::process::id()));
+    let (mock, gateway_url, logged_url) = servers.block_on(async {
         let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
             .await
             .expect("mock port free");
         mock.set_default(Script::answer(ANSWER));
         mock.set_recording(false);
-        let config = GatewayConfig::parse(&format!(
+        let base = format!(
             r#"
 [server]
 max_concurrency = 100000
@@ -129,13 +131,23 @@ model = "*"
 primary = "mock"
 "#,
             mock.base_url()
-        ))
-        .expect("bench config");
-        let gateway = Gateway::from_config(&config).expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
-        tokio::spawn(gateway.serve(listener, std::future::pending()));
-        (mock, url)
+        );
+        let mut urls = Vec::new();
+        for extra in [
+            String::new(),
+            format!("[verdict_log]\ndir = {:?}\n", log_dir.display().to_string()),
+        ] {
+            let config = GatewayConfig::parse(&format!("{extra}{base}")).expect("bench config");
+            let gateway = Gateway::from_config(&config).expect("gateway");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!(
+                "http://{}/v1/chat/completions",
+                listener.local_addr().unwrap()
+            ));
+            tokio::spawn(gateway.serve(listener, std::future::pending()));
+        }
+        let logged = urls.pop().expect("two gateways");
+        (mock, urls.pop().expect("two gateways"), logged)
     });
     let direct_url = format!("{}/chat/completions", mock.base_url());
 
@@ -151,6 +163,7 @@ primary = "mock"
     let mut targets = vec![
         ("direct".to_string(), direct_url),
         ("refusal-guard".to_string(), gateway_url),
+        ("rg+verdict-log".to_string(), logged_url),
     ];
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
@@ -205,4 +218,5 @@ primary = "mock"
         }
     }
     drop(mock);
+    let _ = std::fs::remove_dir_all(&log_dir);
 }

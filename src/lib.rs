@@ -9,7 +9,8 @@
 //! - [`judge`]: where evidence becomes a verdict (the trained combiner, prompt harm);
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
-//! - [`audit`]: the pipeline over logged traffic, with reports.
+//! - [`audit`]: the pipeline over logged traffic, with reports; [`observe`]: what the
+//!   gateway records of its traffic (the verdict log `audit` reads).
 
 pub mod audit;
 pub mod classify;
@@ -22,6 +23,7 @@ pub mod hub;
 pub mod judge;
 pub mod layer;
 pub mod mock;
+pub mod observe;
 pub mod provider;
 pub mod score;
 pub mod verdict;

@@ -17,6 +17,11 @@
 //! detectors see. Errors are read with [`ProviderError::from_value`], which looks through
 //! aggregator nesting, and fed to the detectors: a moderation block is a fact the text
 //! alone cannot show.
+//!
+//! A line of the gateway's verdict log ([`crate::observe::verdict_log`]) is a record with
+//! the gateway's verdict beside it (`verdict`, `confidence`, `evidence`, `stage`,
+//! `categories`) and its time as `time`: [`Item::logged`] carries that verdict, which the
+//! audit counts as it is (the log usually holds no text to judge again).
 
 use std::sync::Arc;
 
@@ -28,6 +33,7 @@ use super::input::Location;
 use crate::dataset::{is_blank, read_provider_error, Record};
 use crate::detect::{Completeness, Observation};
 use crate::error::Error;
+use crate::verdict::{Evidence, ModerationStage, Verdict, VerdictClass, VerdictKind};
 use crate::wire::sse::ChunkDecoder;
 use crate::wire::{ChatCompletion, FinishReason, ProviderError, TokenLogprob};
 
@@ -53,6 +59,8 @@ pub struct Item {
     pub completeness: Completeness,
     /// When it happened, in Unix seconds (UTC), if the log says.
     pub timestamp: Option<i64>,
+    /// The verdict the gateway logged with it, when the row is a verdict-log line.
+    pub logged: Option<Verdict>,
 }
 
 impl Item {
@@ -103,6 +111,14 @@ pub fn from_value(value: Value, at: &Location, sidecar: Option<&Sidecar>) -> Res
     let timestamp = map.remove("timestamp");
     let status = map.remove("status");
     let provider = map.remove("provider");
+    let time = map.remove("time");
+    let logged = LoggedVerdict {
+        verdict: map.remove("verdict"),
+        confidence: map.remove("confidence"),
+        evidence: map.remove("evidence"),
+        stage: map.remove("stage"),
+        categories: map.remove("categories"),
+    };
     if map.get("response").is_some_and(Value::is_null) {
         map.insert("response".into(), Value::String(String::new()));
     }
@@ -125,7 +141,8 @@ pub fn from_value(value: Value, at: &Location, sidecar: Option<&Sidecar>) -> Res
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_value(Value::String(s.into())).ok())
         .or_else(|| record.finish_reason());
-    let timestamp = [created.as_ref(), timestamp.as_ref()]
+    let logged = logged.read(error.as_ref(), &record.response)?;
+    let timestamp = [created.as_ref(), timestamp.as_ref(), time.as_ref()]
         .into_iter()
         .flatten()
         .chain(
@@ -141,8 +158,74 @@ pub fn from_value(value: Value, at: &Location, sidecar: Option<&Sidecar>) -> Res
         tokens: Vec::new(),
         completeness: Completeness::Complete,
         timestamp,
+        logged,
         record,
     })
+}
+
+/// The verdict fields of a verdict-log line, before they are read.
+struct LoggedVerdict {
+    verdict: Option<Value>,
+    confidence: Option<Value>,
+    evidence: Option<Value>,
+    stage: Option<Value>,
+    categories: Option<Value>,
+}
+
+impl LoggedVerdict {
+    /// The logged verdict, `None` when the row has none. A verdict logged without a
+    /// confidence (an earlier attempt, which the re-route layer records by class only)
+    /// counts as certain: the gateway acted on it. A block's stage, when not logged, is
+    /// the input's when nothing was answered and the output's otherwise.
+    fn read(self, error: Option<&ProviderError>, response: &str) -> Result<Option<Verdict>, String> {
+        let Some(verdict) = self.verdict.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let class: VerdictClass = verdict
+            .as_str()
+            .ok_or_else(|| format!("\"verdict\" is {verdict}, not a verdict class name"))?
+            .parse()?;
+        let confidence = match self.confidence {
+            None | Some(Value::Null) => 1.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|c| (0.0..=1.0).contains(c))
+                .ok_or_else(|| format!("\"confidence\" is {v}, not a number from 0 to 1"))?
+                as f32,
+        };
+        let evidence: Vec<Evidence> = match self.evidence {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v).map_err(|e| format!("\"evidence\": {e}"))?,
+        };
+        let stage: Option<ModerationStage> = match self.stage {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| format!("\"stage\": {e}"))?),
+        };
+        let categories: Vec<String> = match self.categories {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v).map_err(|e| format!("\"categories\": {e}"))?,
+        };
+        let kind = match class {
+            VerdictClass::Answer => VerdictKind::Answer,
+            VerdictClass::PolicyRefusal => VerdictKind::PolicyRefusal,
+            VerdictClass::Evasion => VerdictKind::Evasion,
+            VerdictClass::SafetyRefusal => VerdictKind::SafetyRefusal { categories },
+            VerdictClass::Inability => VerdictKind::Inability,
+            VerdictClass::ProviderBlock => VerdictKind::ProviderBlock {
+                stage: stage
+                    .or_else(|| error.and_then(|e| e.moderation.as_ref()).map(|m| m.stage))
+                    .unwrap_or(if response.is_empty() {
+                        ModerationStage::Input
+                    } else {
+                        ModerationStage::Output
+                    }),
+            },
+            VerdictClass::Empty => VerdictKind::Empty,
+        };
+        let mut verdict = Verdict::new(kind, confidence);
+        verdict.evidence = evidence;
+        Ok(Some(verdict))
+    }
 }
 
 /// A `chat.completion` body.
@@ -173,6 +256,7 @@ fn from_completion(
         tokens: completion.token_logprobs().to_vec(),
         completeness: Completeness::Complete,
         timestamp,
+        logged: None,
         record,
     })
 }
@@ -208,6 +292,7 @@ fn from_error_body(
         tokens: Vec::new(),
         completeness: Completeness::Complete,
         timestamp,
+        logged: None,
         record,
     })
 }
@@ -262,6 +347,7 @@ pub fn from_sse(bytes: Vec<u8>, at: &Location, sidecar: Option<&Sidecar>) -> Res
         tokens,
         completeness,
         timestamp,
+        logged: None,
         record,
     })
 }
@@ -392,6 +478,37 @@ mod tests {
         assert_eq!(unix_seconds(&json!("2023-11-14T22:13:20Z")), Some(1_700_000_000));
         assert_eq!(unix_seconds(&json!("2023-11-14T22:13:20")), Some(1_700_000_000));
         assert_eq!(unix_seconds(&json!("yesterday")), None);
+    }
+
+    #[test]
+    fn a_verdict_log_line_carries_the_gateways_verdict() {
+        let line = json!({"id": "rg-1.1", "time": "2026-12-01T10:00:00Z", "provider": "qwen", "model": "qwen-plus",
+            "lang": "en", "verdict": "policy_refusal", "confidence": 0.9, "response": "", "attempt": 1, "attempts": 2});
+        let item = from_json_line(&line.to_string(), &at()).unwrap();
+        let v = item.logged.expect("logged verdict");
+        assert_eq!(v.class(), VerdictClass::PolicyRefusal);
+        assert!((v.confidence - 0.9).abs() < 1e-6);
+        assert_eq!(item.provider, "qwen");
+        assert_eq!(item.record.lang, "en");
+        assert_eq!(item.timestamp, Some(1_796_119_200));
+
+        let block = json!({"id": "b", "verdict": "provider_block", "response": ""});
+        let v = from_json_line(&block.to_string(), &at()).unwrap().logged.unwrap();
+        assert_eq!(
+            v.kind,
+            VerdictKind::ProviderBlock {
+                stage: ModerationStage::Input
+            }
+        );
+        assert_eq!(v.confidence, 1.0, "no confidence logged: the gateway acted on it");
+
+        let bad = json!({"id": "c", "verdict": "maybe", "response": ""});
+        let e = from_json_line(&bad.to_string(), &at()).unwrap_err();
+        assert!(e.contains("maybe"), "{e}");
+        assert!(from_json_line(r#"{"response":"x"}"#, &at())
+            .unwrap()
+            .logged
+            .is_none());
     }
 
     #[test]

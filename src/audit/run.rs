@@ -45,6 +45,9 @@ pub struct AuditOptions {
     pub workers: usize,
     /// Stop at the first bad record instead of skipping it.
     pub strict: bool,
+    /// Judge verdict-log lines again with [`AuditOptions::detectors`] instead of counting
+    /// the verdict the gateway logged (useful only when the log holds text).
+    pub rejudge: bool,
     /// Records per batch between threads.
     pub batch: usize,
     /// Raw input bytes (compressed bytes for gzip) up to the last record handed back to
@@ -60,6 +63,7 @@ impl Default for AuditOptions {
             labels: LabelMap::default(),
             workers: 0,
             strict: false,
+            rejudge: false,
             batch: 256,
             bytes_done: Arc::new(AtomicU64::new(0)),
         }
@@ -254,14 +258,18 @@ fn process(unit: Unit, options: &AuditOptions, out: &mut Vec<Outcome>) {
     }
 }
 
-/// Runs the verdict pipeline over one item. A detector that panics on one record makes
-/// that record a bad one instead of ending a long run.
-fn judge(item: Item, at: Location, options: &AuditOptions) -> Outcome {
+/// Runs the verdict pipeline over one item (or takes the verdict the gateway logged with
+/// it). A detector that panics on one record makes that record a bad one instead of
+/// ending a long run.
+fn judge(mut item: Item, at: Location, options: &AuditOptions) -> Outcome {
+    if let Some(verdict) = item.logged.take().filter(|_| !options.rejudge) {
+        return judged(item, at, options, verdict);
+    }
     // The built-in detectors never wait on anything: blocking on them is free.
-    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         futures::executor::block_on(options.detectors.judge(&item.observation()))
     }));
-    let verdict = match judged {
+    let verdict = match caught {
         Ok(verdict) => verdict,
         Err(panic) => {
             let why = panic
@@ -275,6 +283,10 @@ fn judge(item: Item, at: Location, options: &AuditOptions) -> Outcome {
             });
         }
     };
+    judged(item, at, options, verdict)
+}
+
+fn judged(item: Item, at: Location, options: &AuditOptions, verdict: crate::verdict::Verdict) -> Outcome {
     let gold = gold_of(&options.labels, &item.record);
     let Item {
         record,

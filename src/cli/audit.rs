@@ -4,6 +4,10 @@
 //! the progress bar (indicatif, on a terminal only: piped output stays clean), bad records
 //! on standard error as they are found, `--records` lines as they are judged, and the
 //! report files at the end. See `refusal-guard audit --help`.
+//!
+//! A folder written by the gateway's verdict log (`[verdict_log]` in `gateway.toml`) is an
+//! input like any other: `refusal-guard audit LOGDIR --bucket day` reports refusal rates by
+//! provider, model and language, and per day, from the verdicts the gateway logged.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::audit::report::{self, summary::RunStats, Report};
+use crate::audit::report::{self, summary::RunStats, Bucket, Report};
 use crate::audit::{self as audit_lib, input, AuditOptions, Outcome};
 use crate::dataset::LabelMap;
 
@@ -23,7 +27,7 @@ pub struct AuditArgs {
     /// Files, folders (recursive), glob patterns, or `-` for standard input. JSON Lines
     /// (`.jsonl`, `.ndjson`), raw response or error bodies (`.json`), SSE transcripts
     /// (`.sse`), any of them gzipped; `NAME.meta.json` gives a body or transcript its id,
-    /// language, label and model.
+    /// language, label and model. A verdict-log folder of the gateway is read as it is.
     #[arg(required = true, value_name = "PATHS")]
     pub paths: Vec<String>,
     /// Writes the report as JSON (`-` for standard output).
@@ -50,6 +54,14 @@ pub struct AuditArgs {
     /// Overrides label mappings from a file of `LABEL=class` lines.
     #[arg(long, value_name = "FILE")]
     pub map_file: Option<PathBuf>,
+    /// The width of the time buckets: hour, day or week (default: from the span of the
+    /// records' times).
+    #[arg(long, value_name = "WIDTH", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Bucket>()))]
+    pub bucket: Option<Bucket>,
+    /// Judges verdict-log lines again instead of counting the verdict the gateway logged
+    /// (only meaningful for a log written with `include_text`).
+    #[arg(long)]
+    pub rejudge: bool,
     /// Prints no summary (report files and bad-record warnings only).
     #[arg(long, short)]
     pub quiet: bool,
@@ -127,6 +139,7 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
         labels,
         workers: args.workers,
         strict: args.strict,
+        rejudge: args.rejudge,
         ..AuditOptions::default()
     };
     let workers = match options.workers {
@@ -182,7 +195,11 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
         out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
     }
 
-    let report = Report::new(inputs.iter().map(|i| i.name.to_string()).collect(), &tally);
+    let report = Report::bucketed(
+        inputs.iter().map(|i| i.name.to_string()).collect(),
+        &tally,
+        args.bucket,
+    );
     if let Some(path) = &args.json {
         write_out(path, &report::json::render(&report))?;
     }

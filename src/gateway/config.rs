@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::layer::{AskLogprobs, Prices};
+use crate::observe::VerdictLogConfig;
 use crate::verdict::VerdictSet;
 
 /// The whole gateway configuration.
@@ -29,6 +30,9 @@ pub struct GatewayConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Routes, matched by model name in order; `model = "*"` matches every model.
     pub routes: Vec<RouteConfig>,
+    /// The verdict log (off unless the section is present).
+    #[serde(default)]
+    pub verdict_log: Option<VerdictLogConfig>,
 }
 
 /// The HTTP server.
@@ -240,6 +244,9 @@ impl GatewayConfig {
                 }
             }
         }
+        if let Some(log) = &self.verdict_log {
+            log.check()?;
+        }
         for (name, p) in &self.providers {
             if p.ask_top_logprobs > crate::layer::logprobs::MAX_TOP_LOGPROBS {
                 return Err(Error::invalid(
@@ -311,6 +318,7 @@ fallbacks = ["backup"]
             .contains(crate::verdict::VerdictClass::SafetyRefusal));
         assert_eq!(c.route_for("qwen-plus").unwrap().fallbacks, vec!["backup"]);
         assert!(c.route_for("other").is_none());
+        assert!(c.verdict_log.is_none(), "the verdict log is opt-in");
     }
 
     #[test]
@@ -358,6 +366,9 @@ fallbacks = ["backup"]
         let top = SAMPLE.replace("models = {", "ask_top_logprobs = 50\nmodels = {");
         let e = GatewayConfig::parse(&top).unwrap_err().to_string();
         assert!(e.contains("ask_top_logprobs") && e.contains("\"backup\""), "{e}");
+        let log = format!("[verdict_log]\ndir = \"logs\"\nmax_file_bytes = 0\n{SAMPLE}");
+        let e = GatewayConfig::parse(&log).unwrap_err().to_string();
+        assert!(e.contains("max_file_bytes"), "{e}");
         let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");

@@ -43,6 +43,14 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// Labels of a pass-through response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassthroughLabels {
+    /// The first path segment after `/v1/` when it is a known endpoint, else `other`.
+    pub endpoint: String,
+    pub status: String,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +59,7 @@ pub struct Metrics {
     pub responses: Family<StatusLabels, Counter>,
     pub verdicts: Family<VerdictLabels, Counter>,
     pub reroutes: Family<RerouteLabels, Counter>,
+    pub passthrough: Family<PassthroughLabels, Counter>,
     pub duration: Histogram,
     pub upstream: Histogram,
     pub overhead: Histogram,
@@ -70,6 +79,7 @@ impl Metrics {
         let responses = Family::<StatusLabels, Counter>::default();
         let verdicts = Family::<VerdictLabels, Counter>::default();
         let reroutes = Family::<RerouteLabels, Counter>::default();
+        let passthrough = Family::<PassthroughLabels, Counter>::default();
         // 10 µs to ~160 s: overheads are microseconds, requests are seconds.
         let duration = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
         let upstream = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
@@ -81,6 +91,11 @@ impl Metrics {
             "reroutes",
             "Requests moved from one provider to another",
             reroutes.clone(),
+        );
+        registry.register(
+            "passthrough_responses",
+            "Pass-through responses, by endpoint and HTTP status",
+            passthrough.clone(),
         );
         registry.register(
             "request_duration_seconds",
@@ -103,10 +118,27 @@ impl Metrics {
             responses,
             verdicts,
             reroutes,
+            passthrough,
             duration,
             upstream,
             overhead,
         }
+    }
+
+    /// Registers a verdict log's counters: lines written, and lines dropped because its
+    /// queue was full or a write failed.
+    pub fn register_verdict_log(&self, log: &crate::observe::VerdictLog) {
+        let mut registry = self.registry.lock().expect("metrics registry poisoned");
+        registry.register(
+            "verdict_log_lines",
+            "Verdict-log lines written",
+            log.written().clone(),
+        );
+        registry.register(
+            "verdict_log_dropped",
+            "Verdict-log lines dropped (queue full or write failed)",
+            log.dropped().clone(),
+        );
     }
 
     /// The metrics in Prometheus' text format.

@@ -4,6 +4,7 @@
 //!   existing hyper/axum proxy route;
 //! - [`server`]: [`Gateway`], the ready gateway behind `refusal-guard serve`, configured by
 //!   [`config`] and observed through [`metrics`];
+//! - [`routes`]: routes other than chat completions ([`routes::passthrough`]);
 //! - [`respond`]: chat results as OpenAI-shaped HTTP responses (JSON, SSE, errors), with
 //!   the verdict in headers and in the final chunk.
 
@@ -11,6 +12,7 @@ pub mod config;
 pub mod http_layer;
 pub mod metrics;
 pub mod respond;
+pub mod routes;
 pub mod server;
 
 pub use http_layer::{RefusalGuardHttp, RefusalGuardHttpLayer};

@@ -1,9 +1,12 @@
 //! `refusal-guard serve`: a ready OpenAI-compatible gateway.
 //!
 //! Routes: `POST /v1/chat/completions` (streamed or not), `GET /v1/models`, `/healthz`,
-//! `/metrics`. Each configured route is a [`RerouteLayer`] over its primary provider,
-//! every provider wrapped by [`ProviderPolicy::stack`] (retry with a budget, a
-//! first-token deadline, the guard), all under a [`DeadlineLayer`] for the total budget.
+//! `/metrics`; every other `/v1/…` path passes through to a provider
+//! ([`super::routes::passthrough`]). Each configured route is a [`RerouteLayer`] over its
+//! primary provider, every provider wrapped by [`ProviderPolicy::stack`] (retry with a
+//! budget, a first-token deadline, the guard), all under a [`DeadlineLayer`] for the total
+//! budget. With `[verdict_log]`, each judged exchange is also written to the verdict log
+//! ([`crate::observe::verdict_log`]).
 //!
 //! Limits a production gateway needs: request bodies above `max_body_bytes` get a 413;
 //! more than `max_concurrency` requests in flight get a 503 at once (a permit lives as
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use futures::StreamExt;
 use http::{header, HeaderMap, Response, StatusCode};
@@ -31,10 +34,12 @@ use tower::{Layer, ServiceExt};
 use super::config::{GatewayConfig, ProviderConfig};
 use super::metrics::{Metrics, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
 use super::respond::{error_response, respond};
+use super::routes::passthrough::{self, Passthrough};
 use crate::error::Error;
 use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
 use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
+use crate::observe::{Exchange, VerdictLog};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
 use crate::wire::ChatRequest;
 
@@ -51,6 +56,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     max_body: usize,
     grace: Duration,
+    passthrough: Passthrough,
+    verdict_log: Option<VerdictLog>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -67,6 +74,25 @@ impl Gateway {
     /// a provider whose key variable is named but unset, or a client key variable that
     /// holds no key.
     pub fn from_config(config: &GatewayConfig) -> Result<Self, Error> {
+        let log = match &config.verdict_log {
+            Some(c) => Some(VerdictLog::open(c).map_err(|e| {
+                Error::invalid(
+                    "configuration",
+                    format!("verdict_log.dir {}: {e}", c.dir.display()),
+                )
+            })?),
+            None => None,
+        };
+        Self::build(config, log)
+    }
+
+    /// As [`Gateway::from_config`], with a verdict log the caller built (a redaction hook,
+    /// another sink) in place of the configuration's `[verdict_log]`.
+    pub fn with_verdict_log(config: &GatewayConfig, log: VerdictLog) -> Result<Self, Error> {
+        Self::build(config, Some(log))
+    }
+
+    fn build(config: &GatewayConfig, verdict_log: Option<VerdictLog>) -> Result<Self, Error> {
         let guard = RefusalGuardLayer::new()
             .window_tokens(config.guard.window_tokens)
             .window_duration(Duration::from_millis(config.guard.window_ms))
@@ -74,8 +100,10 @@ impl Gateway {
             .stop_on(config.policy.reroute)
             .observe_only(config.guard.observe_only);
         let mut stacks = HashMap::new();
+        let mut clients = HashMap::new();
         for (name, p) in &config.providers {
             let client = build_client(name, p)?;
+            clients.insert(name.clone(), client.clone());
             let policy = ProviderPolicy {
                 first_token: Duration::from_millis(p.first_token_timeout_ms),
                 retry: RetryPolicy::new(p.max_retries, 1, 0.1),
@@ -127,14 +155,20 @@ impl Gateway {
                 Some(keys)
             }
         };
+        let metrics = Metrics::new();
+        if let Some(log) = &verdict_log {
+            metrics.register_verdict_log(log);
+        }
         Ok(Gateway {
             inner: Arc::new(Inner {
                 routes,
                 client_keys,
-                metrics: Metrics::new(),
+                metrics,
                 permits: Arc::new(Semaphore::new(config.server.max_concurrency.max(1))),
                 max_body: config.server.max_body_bytes,
                 grace: Duration::from_secs(config.server.shutdown_grace_secs),
+                passthrough: Passthrough::new(config, &clients),
+                verdict_log,
             }),
         })
     }
@@ -144,15 +178,53 @@ impl Gateway {
         &self.inner.metrics
     }
 
+    /// The verdict log, when one is on.
+    pub fn verdict_log(&self) -> Option<&VerdictLog> {
+        self.inner.verdict_log.as_ref()
+    }
+
     /// The axum router, for embedding the gateway in a larger server.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            .route("/v1/{*path}", any(passthrough::passthrough))
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(metrics))
+            .fallback(passthrough::not_found)
             .with_state(self.clone())
+    }
+
+    /// Client authentication, then a concurrency permit: the edge every route shares. The
+    /// refusal is the response to send.
+    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Box<Response<Body>>> {
+        if !authorised(&self.inner, headers) {
+            return Err(Box::new(openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "missing or unknown gateway API key".into(),
+            )));
+        }
+        self.inner.permits.clone().try_acquire_owned().map_err(|_| {
+            Box::new(openai_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "gateway_overloaded",
+                "too many requests in flight; retry shortly".into(),
+            ))
+        })
+    }
+
+    /// The largest request body accepted.
+    pub(crate) fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// The pass-through routing table.
+    pub(crate) fn passthrough(&self) -> &Passthrough {
+        &self.inner.passthrough
     }
 
     /// Serves until `shutdown` resolves, then lets open requests finish for the grace period.
@@ -169,7 +241,7 @@ impl Gateway {
         });
         let server = async move { server.await };
         tokio::pin!(server);
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut server => result,
             _ = async {
                 let _ = stopping_rx.await;
@@ -178,7 +250,12 @@ impl Gateway {
                 tracing::warn!("shutdown grace period passed; cutting open streams");
                 Ok(())
             }
+        };
+        if let Some(log) = self.inner.verdict_log.clone() {
+            // What was answered before shutdown is on disk when the process exits.
+            let _ = tokio::task::spawn_blocking(move || log.flush()).await;
         }
+        result
     }
 }
 
@@ -202,7 +279,8 @@ fn build_client(name: &str, p: &ProviderConfig) -> Result<OpenAiCompatible, Erro
     builder.build()
 }
 
-fn openai_error(status: StatusCode, kind: &str, code: &str, message: String) -> Response<Body> {
+/// An error response in OpenAI's shape.
+pub(crate) fn openai_error(status: StatusCode, kind: &str, code: &str, message: String) -> Response<Body> {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     (
         status,
@@ -305,7 +383,11 @@ async fn chat_inner(g: &Inner, headers: &HeaderMap, body: Body) -> Response<Body
             stream: request.is_stream().to_string(),
         })
         .inc();
-    let result = service.oneshot(request).await;
+    let exchange = g.verdict_log.as_ref().map(|_| Exchange::new(&request));
+    let mut result = service.oneshot(request).await;
+    if let (Some(log), Some(exchange)) = (&g.verdict_log, exchange) {
+        result = log.watch(result, exchange);
+    }
     let elapsed = started.elapsed();
     g.metrics.duration.observe(elapsed.as_secs_f64());
     match &result {
@@ -370,7 +452,7 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
 }
 
 /// Keeps the concurrency permit until the response body is done (streams included).
-fn hold_permit(response: Response<Body>, permit: OwnedSemaphorePermit) -> Response<Body> {
+pub(crate) fn hold_permit(response: Response<Body>, permit: OwnedSemaphorePermit) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let stream = body.into_data_stream().map(move |chunk| {
         let _held = &permit;

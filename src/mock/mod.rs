@@ -14,7 +14,11 @@
 //! a `text/event-stream` for `stream: true`, one JSON body otherwise. Every request is
 //! recorded (headers and parsed body) so tests can check what reached the provider, and
 //! every response has a [`ResponseState`] that says how far the mock got and whether the
-//! client went away before the end. `GET /v1/models` lists models.
+//! client went away before the end. `GET /v1/models` lists models. `POST /v1/embeddings`
+//! answers a deterministic embedding per input (the same bytes for the same request), so
+//! that a gateway's pass-through can be checked byte for byte; it and every unknown path
+//! (answered with a 404 in OpenAI's error shape) are recorded apart from the chat
+//! requests ([`MockProvider::other_requests`]).
 //!
 //! ```
 //! use refusal_guard::mock::{MockProvider, Script};
@@ -170,6 +174,8 @@ struct Store {
     reject_logprobs: bool,
     api_key: Option<String>,
     models: Vec<String>,
+    /// Requests to endpoints other than chat completions.
+    others: Vec<RecordedRequest>,
 }
 
 impl Shared {
@@ -234,6 +240,7 @@ impl MockProvider {
                 reject_logprobs: false,
                 api_key: None,
                 models: vec!["qwen-plus".into(), "qwen-max".into(), "qwen-turbo".into()],
+                others: Vec::new(),
             }),
             received: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
@@ -241,6 +248,7 @@ impl MockProvider {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            .route("/v1/embeddings", post(embeddings))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(64 << 20))
             .with_state(shared.clone());
@@ -340,6 +348,12 @@ impl MockProvider {
         self.shared.lock().requests.clone()
     }
 
+    /// Every request to an endpoint other than chat completions (embeddings, unknown
+    /// paths), in order, whether it was authorised or not.
+    pub fn other_requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().others.clone()
+    }
+
     /// The `i`-th chat request (counting from 0), when it was recorded.
     pub fn request(&self, i: usize) -> Option<RecordedRequest> {
         let state = self.shared.lock();
@@ -421,7 +435,113 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn not_found(uri: Uri) -> Response {
+/// Records a request to an endpoint other than chat completions; the key it sent when
+/// a key is required and it is not that one.
+fn record_other(
+    shared: &Shared,
+    method: Method,
+    uri: &Uri,
+    mut headers: HeaderMap,
+    body: &[u8],
+) -> Option<String> {
+    mark_sensitive(&mut headers);
+    let mut state = shared.lock();
+    let key_error = state.api_key.as_ref().and_then(|key| {
+        let sent = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        (sent != Some(key.as_str())).then(|| sent.unwrap_or("").to_string())
+    });
+    if state.recording {
+        let index = state.others.len();
+        state.others.push(RecordedRequest {
+            index,
+            method,
+            path: uri.path().to_string(),
+            headers,
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        });
+    }
+    key_error
+}
+
+/// `POST /v1/embeddings`: one vector of eight numbers per input, derived from its text.
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(sent) = record_other(&shared, method, &uri, headers, &body) {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            format!("Incorrect API key provided: {sent}."),
+        );
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("invalid request body: {e}"),
+            )
+        }
+    };
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "\"input\" must be a string or an array".into(),
+            )
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            // FNV-1a of the text seeds the vector: the same input always embeds the same.
+            let mut h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            let vector: Vec<f64> = (0..8)
+                .map(|_| {
+                    h = h
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    ((h >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+                })
+                .collect();
+            json!({"object": "embedding", "index": i, "embedding": vector})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    let body = json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    });
+    axum::Json(body).into_response()
+}
+
+async fn not_found(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record_other(&shared, method, &uri, headers, &body);
     let body = json!({"error": {"message": format!("no route for {}", uri.path()), "type": "invalid_request_error", "code": "not_found", "param": null}});
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
@@ -439,16 +559,7 @@ async fn chat(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Whatever may carry a credential stays out of `Debug` (test failures print requests).
-    for (name, value) in headers.iter_mut() {
-        let n = name.as_str();
-        if ["auth", "key", "token", "secret", "cookie"]
-            .iter()
-            .any(|w| n.contains(w))
-        {
-            value.set_sensitive(true);
-        }
-    }
+    mark_sensitive(&mut headers);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let request: Result<ChatRequest, String> =
         serde_json::from_value(parsed.clone()).map_err(|e| e.to_string());
@@ -559,6 +670,20 @@ async fn chat(
         }
     }
     response
+}
+
+/// Marks whatever may carry a credential sensitive, so that it stays out of `Debug` (test
+/// failures print requests).
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        let n = name.as_str();
+        if ["auth", "key", "token", "secret", "cookie"]
+            .iter()
+            .any(|w| n.contains(w))
+        {
+            value.set_sensitive(true);
+        }
+    }
 }
 
 /// Records how a response ends, including when hyper drops its body because the client

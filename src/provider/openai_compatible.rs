@@ -259,6 +259,38 @@ impl OpenAiCompatible {
     pub fn models(&self) -> &ModelMap {
         &self.inner.models
     }
+
+    /// A request to another endpoint of this provider (`path` and query relative to the
+    /// base URL, e.g. `/embeddings`) with `headers`, over which the provider's key and
+    /// headers win, on the client's connection pool: the gateway's pass-through.
+    pub fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        mut headers: HeaderMap,
+    ) -> reqwest::RequestBuilder {
+        for (name, value) in &self.inner.headers {
+            headers.insert(name, value.clone());
+        }
+        let base = self
+            .inner
+            .url
+            .strip_suffix("/chat/completions")
+            .unwrap_or(&self.inner.url);
+        self.inner
+            .http
+            .request(method, format!("{base}{path}"))
+            .headers(headers)
+    }
+
+    /// `body` with this provider's API key replaced by `<redacted>`, for error bodies that
+    /// quote a rejected key back; `None` when the key does not occur.
+    pub fn redact_key(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let key = self.inner.api_key.as_ref()?.expose();
+        let text = std::str::from_utf8(body).ok()?;
+        text.contains(key)
+            .then(|| text.replace(key, "<redacted>").into_bytes())
+    }
 }
 
 impl tower::Service<ChatRequest> for OpenAiCompatible {

@@ -93,6 +93,9 @@ impl Bucket {
         }
     }
 
+    /// Every width, narrowest first.
+    pub const ALL: [Bucket; 3] = [Bucket::Hour, Bucket::Day, Bucket::Week];
+
     /// The narrowest bucket that keeps a span of hours to a readable number of points.
     fn for_span(hours: i64) -> Bucket {
         if hours < 72 {
@@ -125,6 +128,17 @@ impl Bucket {
     }
 }
 
+impl std::str::FromStr for Bucket {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Bucket::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("unknown time bucket {s:?}; expected one of hour, day, week"))
+    }
+}
+
 /// One point of the timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
@@ -144,10 +158,10 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    fn new(tally: &Tally) -> Option<Timeline> {
+    fn new(tally: &Tally, bucket: Option<Bucket>) -> Option<Timeline> {
         let first = *tally.by_hour.keys().next()?;
         let last = *tally.by_hour.keys().next_back()?;
-        let bucket = Bucket::for_span((last - first) / 3600);
+        let bucket = bucket.unwrap_or_else(|| Bucket::for_span((last - first) / 3600));
         let mut buckets: BTreeMap<i64, Counts> = BTreeMap::new();
         for (hour, counts) in &tally.by_hour {
             buckets.entry(bucket.start(*hour)).or_default().merge(counts);
@@ -280,8 +294,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Derives the report of an audit of `inputs`.
+    /// Derives the report of an audit of `inputs`, with time buckets as wide as the span
+    /// of the records calls for.
     pub fn new(inputs: Vec<String>, tally: &Tally) -> Report {
+        Self::bucketed(inputs, tally, None)
+    }
+
+    /// As [`Report::new`], with time buckets of a chosen width (`None`: from the span).
+    pub fn bucketed(inputs: Vec<String>, tally: &Tally, bucket: Option<Bucket>) -> Report {
         let edges = (0..=CONFIDENCE_BINS)
             .map(|i| Rate(i as f64 / CONFIDENCE_BINS as f64))
             .collect();
@@ -300,7 +320,7 @@ impl Report {
             by_provider: Group::all(&tally.by_provider),
             by_model: Group::all(&tally.by_model),
             by_lang: Group::all(&tally.by_lang),
-            over_time: Timeline::new(tally),
+            over_time: Timeline::new(tally, bucket),
             confidence: Confidence { edges, by_verdict },
             labels: LabelReport::new(tally),
         }
@@ -325,6 +345,8 @@ mod tests {
         // 2024-01-03T10:20:00Z, a Wednesday.
         let t = 1_704_277_200;
         assert_eq!(Bucket::Hour.label(Bucket::Hour.start(t)), "2024-01-03 10h");
+        assert_eq!("day".parse::<Bucket>(), Ok(Bucket::Day));
+        assert!("month".parse::<Bucket>().unwrap_err().contains("hour, day, week"));
         assert_eq!(Bucket::Day.label(Bucket::Day.start(t)), "2024-01-03");
         assert_eq!(Bucket::Week.label(Bucket::Week.start(t)), "2024-01-01");
     }
