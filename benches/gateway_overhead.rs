@@ -12,6 +12,10 @@
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way.
 //!
+//! The gateway runs twice: with logging off, and as `refusal-guard+jsonlog`, with the
+//! `serve` subscriber writing JSON lines (the per-request event at `info`) to a file, on
+//! a runtime of its own so the other targets stay unlogged.
+//!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
 use std::time::{Duration, Instant};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
+use refusal_guard::observe::{LogFormat, LoggingConfig};
 
 const ANSWER: &str =
     "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
@@ -94,6 +99,29 @@ async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream:
     }
 }
 
+/// A gateway in front of the mock on a runtime of its own; its URL.
+fn start_gateway(runtime: &tokio::runtime::Runtime, mock_url: &str) -> String {
+    runtime.block_on(async {
+        let config = GatewayConfig::parse(&format!(
+            r#"
+[server]
+max_concurrency = 100000
+[providers.mock]
+base_url = "{mock_url}"
+[[routes]]
+model = "*"
+primary = "mock"
+"#
+        ))
+        .expect("bench config");
+        let gateway = Gateway::from_config(&config).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        url
+    })
+}
+
 fn main() {
     let rates: Vec<u32> = std::env::var("RG_BENCH_RATES")
         .unwrap_or_else(|_| "500,1000,2000".into())
@@ -112,31 +140,29 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (mock, gateway_url) = servers.block_on(async {
+    let mock = servers.block_on(async {
         let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
             .await
             .expect("mock port free");
         mock.set_default(Script::answer(ANSWER));
         mock.set_recording(false);
-        let config = GatewayConfig::parse(&format!(
-            r#"
-[server]
-max_concurrency = 100000
-[providers.mock]
-base_url = "{}"
-[[routes]]
-model = "*"
-primary = "mock"
-"#,
-            mock.base_url()
-        ))
-        .expect("bench config");
-        let gateway = Gateway::from_config(&config).expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
-        tokio::spawn(gateway.serve(listener, std::future::pending()));
-        (mock, url)
+        mock
     });
+    let gateway_url = start_gateway(&servers, &mock.base_url());
+    let log_file = std::env::temp_dir().join(format!("refusal-guard-bench-{}.log", std::process::id()));
+    let (dispatch, telemetry) = refusal_guard::observe::subscriber(&LoggingConfig {
+        format: LogFormat::Json,
+        file: Some(log_file.clone()),
+        ..LoggingConfig::default()
+    })
+    .expect("bench logging");
+    let logged = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&dispatch)))
+        .build()
+        .unwrap();
+    let logged_url = start_gateway(&logged, &mock.base_url());
     let direct_url = format!("{}/chat/completions", mock.base_url());
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +177,7 @@ primary = "mock"
     let mut targets = vec![
         ("direct".to_string(), direct_url),
         ("refusal-guard".to_string(), gateway_url),
+        ("rg+jsonlog".to_string(), logged_url),
     ];
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
@@ -205,4 +232,8 @@ primary = "mock"
         }
     }
     drop(mock);
+    drop(telemetry);
+    let lines = std::fs::read_to_string(&log_file).map_or(0, |t| t.lines().count());
+    println!("rg+jsonlog wrote {lines} JSON lines to {}", log_file.display());
+    let _ = std::fs::remove_file(&log_file);
 }

@@ -8,7 +8,8 @@
 //! - [`detect`]: the detectors that produce verdicts;
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
-//! - [`audit`]: the pipeline over logged traffic, with reports.
+//! - [`audit`]: the pipeline over logged traffic, with reports;
+//! - [`observe`]: logs and traces (the subscriber, the per-request record).
 
 pub mod audit;
 pub mod classify;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod hub;
 pub mod layer;
 pub mod mock;
+pub mod observe;
 pub mod provider;
 pub mod verdict;
 pub mod wire;

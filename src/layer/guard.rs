@@ -232,12 +232,16 @@ where
         let prompt = request.last_user_text();
         let config = self.config.clone();
         let future = self.inner.call(request);
-        Box::pin(async move {
+        let guarded = async move {
             match future.await {
                 Ok(response) => guard_response(config, prompt, response).await,
                 Err(error) => guard_error(&config, prompt.as_deref(), error).await,
             }
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(
+            guarded,
+            tracing::info_span!("guard"),
+        ))
     }
 }
 
