@@ -12,9 +12,10 @@
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way.
 //!
-//! The gateway runs twice: with logging off, and as `refusal-guard+jsonlog`, with the
-//! `serve` subscriber writing JSON lines (the per-request event at `info`) to a file, on
-//! a runtime of its own so the other targets stay unlogged.
+//! The gateway runs in this process (`refusal-guard`, no subscriber), and twice as the
+//! real `refusal-guard serve` binary: `rg-bin-nolog` with `RUST_LOG=off`, and
+//! `rg-bin-jsonlog` writing JSON lines (the per-request event at `info`) to a file, so
+//! the cost of logging is the difference between those two.
 //!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
-use refusal_guard::observe::{LogFormat, LoggingConfig};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 
 const ANSWER: &str =
     "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
@@ -122,6 +124,45 @@ primary = "mock"
     })
 }
 
+/// `refusal-guard serve` in front of the mock, logging JSON to `log` or not at all; the
+/// child and its chat-completions URL.
+fn spawn_serve(mock_url: &str, log: Option<&std::path::Path>) -> (Child, String) {
+    let dir = std::env::temp_dir();
+    let config = dir.join(format!(
+        "refusal-guard-bench-{}-{}.toml",
+        std::process::id(),
+        log.is_some()
+    ));
+    let logging = log.map_or(String::new(), |p| {
+        format!("[logging]\nformat = \"json\"\nfile = \"{}\"\n", p.display())
+    });
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nmax_concurrency = 100000\n{logging}[providers.mock]\nbase_url = \"{mock_url}\"\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"mock\"\n"
+        ),
+    )
+    .expect("bench config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", if log.is_some() { "info" } else { "off" })
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("refusal-guard serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("refusal-guard listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, format!("{base}/v1/chat/completions"))
+}
+
 fn main() {
     let rates: Vec<u32> = std::env::var("RG_BENCH_RATES")
         .unwrap_or_else(|_| "500,1000,2000".into())
@@ -150,19 +191,8 @@ fn main() {
     });
     let gateway_url = start_gateway(&servers, &mock.base_url());
     let log_file = std::env::temp_dir().join(format!("refusal-guard-bench-{}.log", std::process::id()));
-    let (dispatch, telemetry) = refusal_guard::observe::subscriber(&LoggingConfig {
-        format: LogFormat::Json,
-        file: Some(log_file.clone()),
-        ..LoggingConfig::default()
-    })
-    .expect("bench logging");
-    let logged = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&dispatch)))
-        .build()
-        .unwrap();
-    let logged_url = start_gateway(&logged, &mock.base_url());
+    let (mut nolog, nolog_url) = spawn_serve(&mock.base_url(), None);
+    let (mut jsonlog, jsonlog_url) = spawn_serve(&mock.base_url(), Some(&log_file));
     let direct_url = format!("{}/chat/completions", mock.base_url());
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -177,7 +207,8 @@ fn main() {
     let mut targets = vec![
         ("direct".to_string(), direct_url),
         ("refusal-guard".to_string(), gateway_url),
-        ("rg+jsonlog".to_string(), logged_url),
+        ("rg-bin-nolog".to_string(), nolog_url),
+        ("rg-bin-jsonlog".to_string(), jsonlog_url),
     ];
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
@@ -232,8 +263,15 @@ fn main() {
         }
     }
     drop(mock);
-    drop(telemetry);
+    for child in [&mut nolog, &mut jsonlog] {
+        // SIGTERM, so the logging child flushes its last lines before it exits.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
     let lines = std::fs::read_to_string(&log_file).map_or(0, |t| t.lines().count());
-    println!("rg+jsonlog wrote {lines} JSON lines to {}", log_file.display());
+    println!(
+        "rg-bin-jsonlog wrote {lines} JSON lines to {}",
+        log_file.display()
+    );
     let _ = std::fs::remove_file(&log_file);
 }
