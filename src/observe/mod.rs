@@ -99,8 +99,9 @@ impl LoggingConfig {
 #[must_use = "dropping the handle stops the log writer"]
 pub struct Telemetry {
     _writer: tracing_appender::non_blocking::WorkerGuard,
+    /// Held for its `Drop`, which flushes and stops the exporter.
     #[cfg(feature = "otel")]
-    otel: Option<otel::Exporter>,
+    _otel: Option<otel::Exporter>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -174,7 +175,7 @@ pub fn subscriber(config: &LoggingConfig) -> Result<(tracing::Dispatch, Telemetr
     let telemetry = Telemetry {
         _writer: guard,
         #[cfg(feature = "otel")]
-        otel,
+        _otel: otel,
     };
     Ok((tracing::Dispatch::new(registry), telemetry))
 }

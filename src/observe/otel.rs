@@ -28,7 +28,7 @@ impl Drop for Exporter {
 /// The tracing layer that turns spans into OpenTelemetry spans, and its exporter.
 pub(super) fn layer<S>(config: &OtlpConfig) -> Result<(Box<dyn Layer<S> + Send + Sync>, Exporter), Error>
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     let exporter = SpanExporter::builder()
         .with_http()
