@@ -19,13 +19,13 @@
 //!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 
 const ANSWER: &str =
     "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
@@ -101,29 +101,6 @@ async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream:
     }
 }
 
-/// A gateway in front of the mock on a runtime of its own; its URL.
-fn start_gateway(runtime: &tokio::runtime::Runtime, mock_url: &str) -> String {
-    runtime.block_on(async {
-        let config = GatewayConfig::parse(&format!(
-            r#"
-[server]
-max_concurrency = 100000
-[providers.mock]
-base_url = "{mock_url}"
-[[routes]]
-model = "*"
-primary = "mock"
-"#
-        ))
-        .expect("bench config");
-        let gateway = Gateway::from_config(&config).expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
-        tokio::spawn(gateway.serve(listener, std::future::pending()));
-        url
-    })
-}
-
 /// `refusal-guard serve` in front of the mock, logging JSON to `log` or not at all; the
 /// child and its chat-completions URL.
 fn spawn_serve(mock_url: &str, log: Option<&std::path::Path>) -> (Child, String) {
@@ -181,19 +158,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mock = servers.block_on(async {
+    let (mock, gateway_url) = servers.block_on(async {
         let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
             .await
             .expect("mock port free");
         mock.set_default(Script::answer(ANSWER));
         mock.set_recording(false);
-        mock
+        let config = GatewayConfig::parse(&format!(
+            r#"
+[server]
+max_concurrency = 100000
+[providers.mock]
+base_url = "{}"
+[[routes]]
+model = "*"
+primary = "mock"
+"#,
+            mock.base_url()
+        ))
+        .expect("bench config");
+        let gateway = Gateway::from_config(&config).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        (mock, url)
     });
-    let gateway_url = start_gateway(&servers, &mock.base_url());
+    let direct_url = format!("{}/chat/completions", mock.base_url());
     let log_file = std::env::temp_dir().join(format!("refusal-guard-bench-{}.log", std::process::id()));
     let (mut nolog, nolog_url) = spawn_serve(&mock.base_url(), None);
     let (mut jsonlog, jsonlog_url) = spawn_serve(&mock.base_url(), Some(&log_file));
-    let direct_url = format!("{}/chat/completions", mock.base_url());
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

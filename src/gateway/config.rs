@@ -25,13 +25,13 @@ pub struct GatewayConfig {
     pub guard: GuardConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Logs and traces (see [`crate::observe`]).
+    #[serde(default)]
+    pub logging: crate::observe::LoggingConfig,
     /// Providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Routes, matched by model name in order; `model = "*"` matches every model.
     pub routes: Vec<RouteConfig>,
-    /// Logs and traces (see [`crate::observe`]).
-    #[serde(default)]
-    pub logging: crate::observe::LoggingConfig,
 }
 
 /// The HTTP server.
