@@ -13,8 +13,15 @@
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way.
 //!
+//! The gateway runs in this process (`refusal-guard`, no subscriber), and twice as the
+//! real `refusal-guard serve` binary: `rg-bin-nolog` with `RUST_LOG=off`, and
+//! `rg-bin-jsonlog` writing JSON lines (the per-request event at `info`) to a file, so
+//! the cost of logging is the difference between those two.
+//!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use refusal_guard::gateway::config::GatewayConfig;
@@ -95,6 +102,45 @@ async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream:
     }
 }
 
+/// `refusal-guard serve` in front of the mock, logging JSON to `log` or not at all; the
+/// child and its chat-completions URL.
+fn spawn_serve(mock_url: &str, log: Option<&std::path::Path>) -> (Child, String) {
+    let dir = std::env::temp_dir();
+    let config = dir.join(format!(
+        "refusal-guard-bench-{}-{}.toml",
+        std::process::id(),
+        log.is_some()
+    ));
+    let logging = log.map_or(String::new(), |p| {
+        format!("[logging]\nformat = \"json\"\nfile = \"{}\"\n", p.display())
+    });
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nmax_concurrency = 100000\n{logging}[providers.mock]\nbase_url = \"{mock_url}\"\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"mock\"\n"
+        ),
+    )
+    .expect("bench config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", if log.is_some() { "info" } else { "off" })
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("refusal-guard serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("refusal-guard listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, format!("{base}/v1/chat/completions"))
+}
+
 fn main() {
     let rates: Vec<u32> = std::env::var("RG_BENCH_RATES")
         .unwrap_or_else(|_| "500,1000,2000".into())
@@ -150,6 +196,9 @@ primary = "mock"
         (mock, urls.pop().expect("two gateways"), logged)
     });
     let direct_url = format!("{}/chat/completions", mock.base_url());
+    let log_file = std::env::temp_dir().join(format!("refusal-guard-bench-{}.log", std::process::id()));
+    let (mut nolog, nolog_url) = spawn_serve(&mock.base_url(), None);
+    let (mut jsonlog, jsonlog_url) = spawn_serve(&mock.base_url(), Some(&log_file));
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -164,6 +213,8 @@ primary = "mock"
         ("direct".to_string(), direct_url),
         ("refusal-guard".to_string(), gateway_url),
         ("rg+verdict-log".to_string(), logged_url),
+        ("rg-bin-nolog".to_string(), nolog_url),
+        ("rg-bin-jsonlog".to_string(), jsonlog_url),
     ];
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
@@ -219,4 +270,15 @@ primary = "mock"
     }
     drop(mock);
     let _ = std::fs::remove_dir_all(&log_dir);
+    for child in [&mut nolog, &mut jsonlog] {
+        // SIGTERM, so the logging child flushes its last lines before it exits.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
+    let lines = std::fs::read_to_string(&log_file).map_or(0, |t| t.lines().count());
+    println!(
+        "rg-bin-jsonlog wrote {lines} JSON lines to {}",
+        log_file.display()
+    );
+    let _ = std::fs::remove_file(&log_file);
 }

@@ -9,8 +9,9 @@
 //! - [`judge`]: where evidence becomes a verdict (the trained combiner, prompt harm);
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
-//! - [`audit`]: the pipeline over logged traffic, with reports; [`observe`]: what the
-//!   gateway records of its traffic (the verdict log `audit` reads).
+//! - [`audit`]: the pipeline over logged traffic, with reports;
+//! - [`observe`]: what the gateway records: logs and traces (the subscriber, the
+//!   per-request record) and the verdict log that `audit` reads.
 
 pub mod audit;
 pub mod classify;

@@ -137,7 +137,7 @@ async fn minilm_encoder_tier_embeds_and_classifies() {
         heads.response.is_some(),
         "models/minilm-heads.safetensors has a response head"
     );
-    let tier = EncoderClassifier::new(enc, heads);
+    let tier = EncoderClassifier::new(enc, heads, "minilm");
     let j = tier
         .judge_response(None, "I'm sorry, but I can't help with that request.")
         .await

@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// address is printed either way).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Log lines as `text` or `json` instead of `logging.format` (filter with `RUST_LOG`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::observe::LogFormat>,
 }
 
 /// Runs the gateway.
@@ -25,6 +28,11 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     if let Some(addr) = args.listen {
         config.server.listen = addr;
     }
+    if let Some(format) = args.log_format {
+        config.logging.format = format;
+    }
+    // Held until the gateway stops: dropping it flushes the last lines and spans.
+    let _telemetry = crate::observe::init(&config.logging).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
         let gateway = Gateway::from_config(&config).map_err(|e| e.to_string())?;

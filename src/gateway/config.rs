@@ -26,6 +26,9 @@ pub struct GatewayConfig {
     pub guard: GuardConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Logs and traces (see [`crate::observe`]).
+    #[serde(default)]
+    pub logging: crate::observe::LoggingConfig,
     /// Providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Routes, matched by model name in order; `model = "*"` matches every model.
@@ -49,6 +52,24 @@ pub struct ServerConfig {
     pub api_keys_env: Option<String>,
     /// On shutdown, how long open streams may run before they are cut.
     pub shutdown_grace_secs: u64,
+    /// A request's headers must arrive within this long of its first byte.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Open client connections at most (keep it below `ulimit -n`); at the cap the
+    /// gateway stops accepting until one closes.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The limits of [`crate::gateway::edge`].
+    pub fn edge_limits(&self) -> crate::gateway::edge::EdgeLimits {
+        crate::gateway::edge::EdgeLimits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -59,6 +80,9 @@ impl Default for ServerConfig {
             max_concurrency: 1024,
             api_keys_env: None,
             shutdown_grace_secs: 30,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -225,6 +249,20 @@ impl GatewayConfig {
     }
 
     fn check(&self) -> Result<(), Error> {
+        self.logging.check()?;
+        let s = &self.server;
+        for (name, value) in [
+            ("header_read_timeout_ms", s.header_read_timeout_ms),
+            ("idle_timeout_ms", s.idle_timeout_ms),
+            ("max_connections", s.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid(
+                    "configuration",
+                    format!("server.{name} is 0: it must be at least 1"),
+                ));
+            }
+        }
         if self.routes.is_empty() {
             return Err(Error::invalid(
                 "configuration",

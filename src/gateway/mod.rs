@@ -3,12 +3,14 @@
 //! - [`http_layer`]: [`RefusalGuardHttpLayer`], the guard and re-route layers for an
 //!   existing hyper/axum proxy route;
 //! - [`server`]: [`Gateway`], the ready gateway behind `refusal-guard serve`, configured by
-//!   [`config`] and observed through [`metrics`];
+//!   [`config`] and observed through [`metrics`]; [`edge`] accepts its connections and
+//!   cuts off slow and idle ones;
 //! - [`routes`]: routes other than chat completions ([`routes::passthrough`]);
 //! - [`respond`]: chat results as OpenAI-shaped HTTP responses (JSON, SSE, errors), with
 //!   the verdict in headers and in the final chunk.
 
 pub mod config;
+pub mod edge;
 pub mod http_layer;
 pub mod metrics;
 pub mod respond;

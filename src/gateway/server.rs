@@ -25,11 +25,12 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
 use futures::StreamExt;
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{header, HeaderMap, Response, StatusCode, Uri};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, ServiceExt};
+use tracing::Instrument;
 
 use super::config::{GatewayConfig, ProviderConfig};
 use super::metrics::{Metrics, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
@@ -40,6 +41,7 @@ use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
 use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
 use crate::observe::{Exchange, VerdictLog};
+use crate::observe::request::{ErrorCode, RequestRecord};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
 use crate::wire::ChatRequest;
 
@@ -58,6 +60,7 @@ struct Inner {
     grace: Duration,
     passthrough: Passthrough,
     verdict_log: Option<VerdictLog>,
+    edge: super::edge::EdgeLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -169,6 +172,7 @@ impl Gateway {
                 grace: Duration::from_secs(config.server.shutdown_grace_secs),
                 passthrough: Passthrough::new(config, &clients),
                 verdict_log,
+                edge: config.server.edge_limits(),
             }),
         })
     }
@@ -227,30 +231,16 @@ impl Gateway {
         &self.inner.passthrough
     }
 
-    /// Serves until `shutdown` resolves, then lets open requests finish for the grace period.
+    /// Serves until `shutdown` resolves, then lets open requests finish for the grace
+    /// period; slow and idle client connections are cut at the edge's limits (see
+    /// [`super::edge`]).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = self.inner.grace;
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
-        let server = async move { server.await };
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            _ = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("shutdown grace period passed; cutting open streams");
-                Ok(())
-            }
-        };
+        let (edge, grace) = (self.inner.edge, self.inner.grace);
+        let result = super::edge::serve(listener, self.router(), edge, shutdown, grace).await;
         if let Some(log) = self.inner.verdict_log.clone() {
             // What was answered before shutdown is on disk when the process exits.
             let _ = tokio::task::spawn_blocking(move || log.flush()).await;
@@ -282,12 +272,14 @@ fn build_client(name: &str, p: &ProviderConfig) -> Result<OpenAiCompatible, Erro
 /// An error response in OpenAI's shape.
 pub(crate) fn openai_error(status: StatusCode, kind: &str, code: &str, message: String) -> Response<Body> {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(ErrorCode(code.into()));
+    response
 }
 
 fn authorised(gateway: &Inner, headers: &HeaderMap) -> bool {
@@ -310,19 +302,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) -> Response<Body> {
+async fn chat(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap, body: Body) -> Response<Body> {
     let g = &gateway.inner;
-    let response = chat_inner(g, &headers, body).await;
+    let mut record = RequestRecord::start(uri.path(), &headers);
+    let span = record.span().clone();
+    let response = chat_inner(g, &headers, body, &mut record).instrument(span).await;
     g.metrics
         .responses
         .get_or_create(&StatusLabels {
             status: response.status().as_u16().to_string(),
         })
         .inc();
-    response
+    record.finish(response)
 }
 
-async fn chat_inner(g: &Inner, headers: &HeaderMap, body: Body) -> Response<Body> {
+async fn chat_inner(
+    g: &Inner,
+    headers: &HeaderMap,
+    body: Body,
+    record: &mut RequestRecord,
+) -> Response<Body> {
     let started = Instant::now();
     if !authorised(g, headers) {
         return openai_error(
@@ -362,6 +361,7 @@ async fn chat_inner(g: &Inner, headers: &HeaderMap, body: Body) -> Response<Body
             )
         }
     };
+    record.request(&request);
     let Some(service) = g
         .routes
         .iter()
@@ -388,6 +388,7 @@ async fn chat_inner(g: &Inner, headers: &HeaderMap, body: Body) -> Response<Body
     if let (Some(log), Some(exchange)) = (&g.verdict_log, exchange) {
         result = log.watch(result, exchange);
     }
+    record.result(&result);
     let elapsed = started.elapsed();
     g.metrics.duration.observe(elapsed.as_secs_f64());
     match &result {

@@ -85,6 +85,7 @@ impl Policy<ChatRequest, ChatResponse, Error> for RetryPolicy {
             }
             Err(e) if e.is_retryable() && self.retries_left > 0 && self.budget.withdraw() => {
                 self.retries_left -= 1;
+                tracing::warn!(error = %e, retries_left = self.retries_left, "provider failed; retrying");
                 let delay = self.backoff;
                 self.backoff *= 2;
                 Some(tokio::time::sleep(jitter(delay)))

@@ -267,7 +267,7 @@ where
             Some(asked) => (self.inner.call(asked), Some((self.inner.clone(), request))),
             None => (self.inner.call(request), None),
         };
-        Box::pin(async move {
+        let guarded = async move {
             let mut result = future.await;
             if let Some((inner, request)) = retry {
                 let rejected_by = result
@@ -293,7 +293,11 @@ where
                 Ok(response) => guard_response(config, prompt, response, hide).await,
                 Err(error) => guard_error(&config, prompt.as_deref(), error).await,
             }
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(
+            guarded,
+            tracing::info_span!("guard"),
+        ))
     }
 }
 

@@ -288,6 +288,16 @@ impl Run {
         if let (Some(usage), Some(prices)) = (&attempt.usage, self.config.prices.get(&attempt.provider)) {
             attempt.cost = Some(prices.cost(usage));
         }
+        // A refusal's text and evidence may quote the answer: only its class is logged.
+        match (&attempt.error, attempt.verdict) {
+            (Some(_), Some(v)) => {
+                tracing::info!(provider = %attempt.provider, verdict = %v, "provider refused")
+            }
+            (Some(e), None) => {
+                tracing::warn!(provider = %attempt.provider, error = %e, "provider attempt failed")
+            }
+            _ => {}
+        }
         self.attempts.push(attempt)
     }
 
@@ -330,9 +340,11 @@ impl Run {
             let sent = self.request_for(index, &request);
             let model = sent.model.clone();
             let started = Instant::now();
+            let provider = self.route_name(index).unwrap_or("primary");
+            let span = tracing::info_span!("attempt", provider, %model);
             let result = match index {
-                0 => primary.clone().oneshot(sent).await,
-                _ => self.call_fallback(index, sent).await,
+                0 => tracing::Instrument::instrument(primary.clone().oneshot(sent), span).await,
+                _ => tracing::Instrument::instrument(self.call_fallback(index, sent), span).await,
             };
             let latency = started.elapsed();
             match result {

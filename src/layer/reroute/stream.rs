@@ -225,6 +225,11 @@ impl Continuing {
     /// Asks the next providers, in order, to continue what was released.
     async fn continue_elsewhere(&mut self, cause: Error) -> Result<(), Error> {
         self.close_attempt();
+        tracing::info!(
+            provider = %self.provider_name(),
+            verdict = cause.as_refusal().map(|r| r.verdict.class().as_str()),
+            "stream cut after content; continuing on the next provider"
+        );
         self.run.attempts.update(self.attempt, |a| {
             a.error = Some(cause.to_string());
             if let Some(r) = cause.as_refusal() {

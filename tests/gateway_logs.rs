@@ -1,0 +1,227 @@
+//! The per-request log event of the real `refusal-guard serve` binary, read back from
+//! its JSON log file: one `refusal_guard::request` line per request with the id, route,
+//! model, providers tried, verdict and confidence, attempts, re-route reason, latencies,
+//! tokens and cost; and nowhere in the file a key, a prompt or an answer.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use refusal_guard::mock::{MockProvider, Script};
+use serde_json::{json, Value};
+
+const PRIMARY_KEY: &str = "sk-logtest-primary-Zq81Lm4";
+const FALLBACK_KEY: &str = "sk-logtest-fallback-Wr73Kp2";
+const PROMPT: &str = "PROMPT-MARKER-7f3a: what happened in Beijing in June 1989?";
+const REFUSAL: &str = "I'm sorry, but I can't discuss this topic.";
+const ANSWER: &str = "ANSWER-MARKER-91c2 In June 1989 the army cleared Tiananmen Square.";
+
+/// The gateway binary, killed when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_serve(config: &Path) -> (Serve, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env("RG_LOGTEST_PRIMARY_KEY", PRIMARY_KEY)
+        .env("RG_LOGTEST_FALLBACK_KEY", FALLBACK_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("refusal-guard listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (Serve(child), url)
+}
+
+/// The request events in the log file, once `n` of them are there.
+async fn request_events(log: &Path, n: usize) -> (String, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .filter(|v| v["target"] == "refusal_guard::request")
+            .collect();
+        if events.len() >= n || Instant::now() > deadline {
+            return (text, events);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_leaves_one_json_event_with_its_fields_and_no_secrets() {
+    let primary = MockProvider::start().await;
+    let fallback = MockProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gateway.log");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[logging]
+file = "{log}"
+
+[providers.primary]
+base_url = "{p}"
+api_key_env = "RG_LOGTEST_PRIMARY_KEY"
+max_retries = 0
+prices = {{ input = 0.4, output = 1.2 }}
+
+[providers.fallback]
+base_url = "{f}"
+api_key_env = "RG_LOGTEST_FALLBACK_KEY"
+max_retries = 0
+prices = {{ input = 0.15, output = 0.6 }}
+
+[[routes]]
+model = "*"
+primary = "primary"
+fallbacks = ["fallback"]
+"#,
+            log = log.display(),
+            p = primary.base_url(),
+            f = fallback.base_url()
+        ),
+    )
+    .unwrap();
+    let (_serve, base) = spawn_serve(&config);
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/chat/completions");
+    let body = |stream: bool| json!({"model": "qwen-plus", "stream": stream, "messages": [{"role": "user", "content": PROMPT}]});
+
+    // 1. The primary refuses; the fallback answers.
+    primary.push(Script::answer(REFUSAL));
+    fallback.push(Script::answer(ANSWER));
+    let r = client
+        .post(&url)
+        .header("x-request-id", "client-req-1")
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "client-req-1");
+    assert!(r.text().await.unwrap().contains("ANSWER-MARKER"));
+
+    // 2. A streamed answer from the primary.
+    primary.push(Script::answer(ANSWER).with_usage());
+    let r = client.post(&url).json(&body(true)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let generated_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+
+    // 3. The primary fails with a 503, the fallback with a 500: a 5xx for the client.
+    primary.push(Script::status(
+        503,
+        r#"{"error":{"message":"overloaded","code":"busy"}}"#,
+    ));
+    fallback.push(Script::status(
+        500,
+        r#"{"error":{"message":"broken","code":"internal"}}"#,
+    ));
+    let r = client.post(&url).json(&body(false)).send().await.unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+
+    // 4. Not even JSON: the gateway's own 400.
+    let r = client.post(&url).body("{oops").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    let (text, events) = request_events(&log, 4).await;
+    assert_eq!(events.len(), 4, "one event per request:\n{text}");
+
+    let rerouted = &events[0];
+    assert_eq!(rerouted["level"], "INFO");
+    assert_eq!(rerouted["request_id"], "client-req-1");
+    assert_eq!(rerouted["route"], "/v1/chat/completions");
+    assert_eq!(rerouted["model"], "qwen-plus");
+    assert_eq!(rerouted["stream"], false);
+    assert_eq!(rerouted["status"], 200);
+    assert_eq!(rerouted["providers"], "primary,fallback");
+    assert_eq!(rerouted["provider"], "fallback");
+    assert_eq!(rerouted["attempts"], 2);
+    assert_eq!(rerouted["reroute_reason"], "policy_refusal");
+    assert_eq!(rerouted["verdict"], "answer");
+    let confidence = rerouted["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&confidence), "{confidence}");
+    let ttfb = rerouted["ttfb_ms"].as_f64().unwrap();
+    let total = rerouted["total_ms"].as_f64().unwrap();
+    assert!(0.0 < ttfb && ttfb <= total, "ttfb {ttfb} total {total}");
+    assert!(rerouted["prompt_tokens"].as_u64().unwrap() > 0, "{rerouted}");
+    assert!(rerouted["completion_tokens"].as_u64().unwrap() > 0, "{rerouted}");
+    assert!(rerouted["cost_usd"].as_f64().unwrap() > 0.0, "{rerouted}");
+    assert_eq!(rerouted["completed"], true);
+    assert_eq!(rerouted["span"]["request_id"], "client-req-1", "{rerouted}");
+
+    let streamed = &events[1];
+    assert_eq!(streamed["request_id"], generated_id.as_str());
+    assert_eq!(streamed["stream"], true);
+    assert_eq!(streamed["providers"], "primary");
+    assert_eq!(streamed["attempts"], 1);
+    assert_eq!(streamed["verdict"], "answer");
+    assert!(streamed.get("reroute_reason").is_none(), "{streamed}");
+    assert!(streamed["completion_tokens"].as_u64().unwrap() > 0, "{streamed}");
+    assert!(streamed["ttfb_ms"].as_f64().unwrap() <= streamed["total_ms"].as_f64().unwrap());
+    assert_eq!(streamed["completed"], true);
+
+    let failed = &events[2];
+    assert_eq!(failed["level"], "WARN");
+    assert!(failed["status"].as_u64().unwrap() >= 500, "{failed}");
+    assert!(failed["error"].is_string(), "{failed}");
+    assert!(failed.get("verdict").is_none(), "{failed}");
+
+    let bad = &events[3];
+    assert_eq!(bad["status"], 400);
+    assert_eq!(bad["error"], "invalid_json");
+    assert!(bad.get("model").is_none(), "{bad}");
+
+    // The provider failures were warned about, inside their requests' spans.
+    let warned: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "WARN" && v["message"] == "provider attempt failed")
+        .collect();
+    assert_eq!(warned.len(), 2, "{text}");
+    assert!(
+        warned
+            .iter()
+            .all(|w| w["span"]["request_id"] == failed["request_id"]),
+        "{text}"
+    );
+
+    for secret in [
+        PRIMARY_KEY,
+        FALLBACK_KEY,
+        "PROMPT-MARKER",
+        "ANSWER-MARKER",
+        "can't discuss",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} is in the log:\n{text}");
+    }
+}
