@@ -2,8 +2,11 @@
 //!
 //! Runs the same evaluation as `refusal-guard eval --split holdout` and asserts the binary
 //! refusal-vs-answer F1 stays above floors set a little under what was measured when the
-//! patterns landed (see the commit message / report). Fails loudly when the datasets are
-//! missing: a regression test that silently passes without its data protects nothing.
+//! patterns landed. Since the shipped models train on whole speechmap, its held-out split is
+//! no longer out of sample: the speechmap floors guard against regressions only, and
+//! Do-Not-Answer (never trained on) is the out-of-sample floor here; the leave-one-source-out
+//! figures are in models/combiner/loso.md. Fails loudly when the datasets are missing: a
+//! regression test that silently passes without its data protects nothing.
 
 use std::path::PathBuf;
 

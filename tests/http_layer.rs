@@ -9,6 +9,9 @@ use refusal_guard::mock::{MockProvider, Script};
 use refusal_guard::wire::ModerationStage;
 use serde_json::{json, Value};
 
+/// What the fallback answers (a real answer: the guard judges it too).
+const FALLBACK_ANSWER: &str = "Falun Gong was introduced to the public by Li Hongzhi in 1992 in Changchun.";
+
 const ANSWER: &str =
     "Falun Gong is a spiritual practice that emerged in China in 1992 and was banned in 1999.";
 
@@ -76,12 +79,12 @@ async fn a_moderation_block_through_the_proxy_is_rerouted_and_answers_pass() {
     let fallback = MockProvider::start().await;
     primary.push(Script::moderation_error(ModerationStage::Input));
     primary.set_default(Script::answer(ANSWER));
-    fallback.set_default(Script::answer("fallback answer"));
+    fallback.set_default(Script::answer(FALLBACK_ANSWER));
     let url = proxy_in_front_of(&primary, &fallback).await;
     let client = reqwest::Client::new();
     let r = client.post(&url).json(&chat(false)).send().await.unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["choices"][0]["message"]["content"], "fallback answer");
+    assert_eq!(body["choices"][0]["message"]["content"], FALLBACK_ANSWER);
 
     // Another conversation (the first one now sticks to the fallback: its prompt was flagged).
     let mut other = chat(false);

@@ -242,7 +242,10 @@ fallbacks = ["fallback"]
         let r = send(body(stream), GATEWAY_KEY).await.unwrap();
         out.response("upstream 200 error body quoting the key", r).await;
     }
-    both(Script::answer("An answer."), Script::answer("Another answer."));
+    both(
+        Script::answer("The Great Wall is about 21,000 km long in all its branches."),
+        Script::answer("Its oldest walls date from the 7th century BC."),
+    );
     // Mid-stream, after content, on both providers.
     let event = |key: &str| json!({"error": {"message": format!("quota of {key} exceeded"), "code": key}});
     primary.push(
@@ -283,7 +286,8 @@ fallbacks = ["fallback"]
     // Moderation: the primary blocks, the fallback answers; then both block.
     primary.push(Script::moderation_error(ModerationStage::Input));
     let r = send(body(false), GATEWAY_KEY).await.unwrap();
-    assert_eq!(out.response("moderation rerouted", r).await.0, 200);
+    let (status, text) = out.response("moderation rerouted", r).await;
+    assert_eq!(status, 200, "{text}");
     primary.push(Script::moderation_error(ModerationStage::Input));
     fallback.push(Script::moderation_error(ModerationStage::Input));
     let r = send(body(true), GATEWAY_KEY).await.unwrap();

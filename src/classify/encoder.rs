@@ -151,12 +151,7 @@ impl Encoder {
             let mask = Tensor::stack(&mask, 0)?;
             let types = ids.zeros_like()?;
             let out = self.model.forward(&ids, &types, Some(&mask))?;
-            let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let summed = out.broadcast_mul(&m)?.sum(1)?;
-            let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-            let mean = summed.broadcast_div(&counts)?;
-            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            mean.broadcast_div(&norm)?.to_vec2::<f32>()
+            super::e5::mean_pool_l2(&out, &mask)?.to_vec2::<f32>()
         };
         run().map_err(err)
     }
@@ -236,7 +231,8 @@ impl Heads {
         if let Some(sha) = &self.encoder_sha256 {
             info.insert("encoder_sha256".to_string(), sha.clone());
         }
-        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
         std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
             path: path.display().to_string(),
             source,
@@ -282,7 +278,11 @@ impl EncoderClassifier {
 
     /// multilingual-e5-small from the hf-hub cache with the shipped heads (the `e5` tier).
     pub fn load_e5() -> Result<Self, ClassifyError> {
-        Ok(Self::new(super::e5::E5Encoder::load_default()?, Heads::shipped_e5()?, "e5"))
+        Ok(Self::new(
+            super::e5::E5Encoder::load_default()?,
+            Heads::shipped_e5()?,
+            "e5",
+        ))
     }
 
     fn vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {

@@ -170,7 +170,12 @@ pub fn train_ngram_head(
                 bag.iter_mut().zip(row).for_each(|(v, r)| *v += r * inv);
             }
             for (k, l) in logits.iter_mut().enumerate() {
-                *l = b[k] + w[k * dim..(k + 1) * dim].iter().zip(&bag).map(|(a, v)| a * v).sum::<f32>();
+                *l = b[k]
+                    + w[k * dim..(k + 1) * dim]
+                        .iter()
+                        .zip(&bag)
+                        .map(|(a, v)| a * v)
+                        .sum::<f32>();
             }
             let probs = super::softmax(&logits);
             let y = examples[i].label;
@@ -191,7 +196,9 @@ pub fn train_ngram_head(
             }
             for &id in f {
                 let row = &mut emb[id as usize * dim..(id as usize + 1) * dim];
-                row.iter_mut().zip(&grad_bag).for_each(|(r, g)| *r -= lr * g * inv);
+                row.iter_mut()
+                    .zip(&grad_bag)
+                    .for_each(|(r, g)| *r -= lr * g * inv);
             }
         }
         progress(epoch + 1, (total / examples.len() as f64) as f32);
@@ -338,8 +345,8 @@ mod tests {
         };
         let cfg = TrainConfig {
             dim: 8,
-            epochs: 6,
-            learning_rate: 0.05,
+            epochs: 20,
+            learning_rate: 0.5,
             ..TrainConfig::default()
         };
         let mut losses = Vec::new();

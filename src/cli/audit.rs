@@ -65,6 +65,16 @@ pub struct AuditArgs {
     /// Prints no summary (report files and bad-record warnings only).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Model tiers, as in `eval`: `e5`, `ngram:PATH`, `guard`, `llama-guard:NAME`,
+    /// `qwen3guard:NAME`, each optionally `@THRESHOLD`; repeatable. Default: the best
+    /// installed tier (`e5` when multilingual-e5-small is in the hf-hub cache); `none` for
+    /// the embedded default alone.
+    #[arg(long = "tier", value_name = "TIER")]
+    pub tiers: Vec<String>,
+    /// How evidence becomes a verdict: `learned` (default), `rules` (the hand-set
+    /// baseline), or a combiner file.
+    #[arg(long, value_name = "learned|rules|PATH", default_value = "learned")]
+    pub combiner: String,
 }
 
 /// How many bad records are printed to standard error as they are found.
@@ -135,8 +145,13 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
     if inputs.is_empty() {
         return Err(format!("no input files under {}", args.paths.join(" ")));
     }
+    let specs = crate::classify::tiers::resolve_specs(&args.tiers);
+    let detectors = crate::classify::tiers::detectors_with(&specs)
+        .and_then(|d| crate::classify::tiers::with_combiner(d, &args.combiner))
+        .map_err(|e| e.to_string())?;
     let options = AuditOptions {
         labels,
+        detectors,
         workers: args.workers,
         strict: args.strict,
         rejudge: args.rejudge,

@@ -16,16 +16,17 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::classify::data::{datasets_dir, short_name, Provenance, PERMISSIVE_PROMPT_FILES, PROMPT_LABELS};
+use crate::classify::e5::{self, E5Encoder};
+use crate::classify::encoder::Heads;
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
-use crate::classify::e5::{self, E5Encoder};
-use crate::classify::encoder::Heads;
 use crate::judge::fit::{
-    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, out_of_source, prompts_out_of_source,
-    prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_prompts, score, score_prompts,
-    shipped_sources, subset, train_combiner, train_prompt_vectors, window_recall, FitConfig, Source,
+    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, out_of_source,
+    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
+    render_prompts, score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors,
+    window_recall, FitConfig, Source,
 };
 
 /// Arguments of `train`.
@@ -104,7 +105,9 @@ pub fn today() -> String {
 }
 
 fn project_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
 }
 
 /// The shipped prompt-head training files: the permissive prompts/ files, deccp's prompts
@@ -180,9 +183,17 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     // Embedding every training text takes hours on two cores; the encoder's heads and the
     // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
-    let embed = |texts: Vec<&str>, keep: Vec<bool>, what: &str| -> Result<Option<Vec<Option<Vec<f32>>>>, ClassifyError> {
+    let embed = |texts: Vec<&str>,
+                 keep: Vec<bool>,
+                 what: &str|
+     -> Result<Option<Vec<Option<Vec<f32>>>>, ClassifyError> {
         let Some(enc) = &encoder else { return Ok(None) };
-        let chosen: Vec<&str> = texts.iter().zip(&keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect();
+        let chosen: Vec<&str> = texts
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(t, _)| *t)
+            .collect();
         eprintln!(
             "embedding {} of {} {what} with {} (cached in {})",
             chosen.len(),
@@ -235,7 +246,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             subset(&keys, args.encoder_cap),
             "answers",
         )?;
-        let predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| eprintln!("  {m}"))?;
+        let predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| {
+            eprintln!("  {m}")
+        })?;
         if let Some(vs) = &vectors {
             response_vectors = Some(final_encoder_head(&rows, vs, &cfg)?);
         }
@@ -248,7 +261,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{table}");
         let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
         combiner.info.insert("trained".into(), today());
-        combiner.info.insert("fit_config".into(), serde_json::to_string(&cfg)?);
+        combiner
+            .info
+            .insert("fit_config".into(), serde_json::to_string(&cfg)?);
         combiner.info.insert(
             "sources".into(),
             serde_json::to_string(&sources.iter().map(|s| &s.name).collect::<Vec<_>>())?,
@@ -287,7 +302,11 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| (r.source.to_string(), r.harmful.to_string(), r.text.as_str()))
             .collect();
         let keep = subset(&keys, args.encoder_cap / 2);
-        if let Some(vs) = embed(prompt_rows.iter().map(|r| r.text.as_str()).collect(), keep, "prompts")? {
+        if let Some(vs) = embed(
+            prompt_rows.iter().map(|r| r.text.as_str()).collect(),
+            keep,
+            "prompts",
+        )? {
             let pe = prompts_out_of_source_vectors(&prompt_rows, names.len(), &vs, &cfg)?;
             // The pipeline's prompt cascade: the n-gram head decides when it is confident
             // (0.9), the encoder head otherwise.
@@ -324,7 +343,13 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         eprintln!("training the shipped prompt head on {} prompts", train.len());
-        Some(train_ngram_head(&train, &PROMPT_LABELS, cfg.features, &cfg.ngram, |_, _| {})?)
+        Some(train_ngram_head(
+            &train,
+            &PROMPT_LABELS,
+            cfg.features,
+            &cfg.ngram,
+            |_, _| {},
+        )?)
     };
     let mut info = std::collections::HashMap::new();
     info.insert("trained".to_string(), today());

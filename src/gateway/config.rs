@@ -96,6 +96,9 @@ pub struct GuardConfig {
     pub decide_confidence: f32,
     /// Attach verdicts but never stop or re-route anything.
     pub observe_only: bool,
+    /// Model tiers of the verdict (as `eval --tier`): `e5`, `ngram:PATH`, `guard`, … Empty
+    /// (the default): the best installed tier; `["none"]`: the embedded default alone.
+    pub tiers: Vec<String>,
 }
 
 impl Default for GuardConfig {
@@ -105,6 +108,7 @@ impl Default for GuardConfig {
             window_ms: crate::layer::guard::DEFAULT_WINDOW_DURATION.as_millis() as u64,
             decide_confidence: crate::layer::guard::DEFAULT_DECIDE_CONFIDENCE,
             observe_only: false,
+            tiers: Vec::new(),
         }
     }
 }

@@ -40,8 +40,8 @@ use crate::error::Error;
 use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
 use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
-use crate::observe::{Exchange, VerdictLog};
 use crate::observe::request::{ErrorCode, RequestRecord};
+use crate::observe::{Exchange, VerdictLog};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
 use crate::wire::ChatRequest;
 
@@ -96,7 +96,11 @@ impl Gateway {
     }
 
     fn build(config: &GatewayConfig, verdict_log: Option<VerdictLog>) -> Result<Self, Error> {
+        let specs = crate::classify::tiers::resolve_specs(&config.guard.tiers);
+        let detectors = crate::classify::tiers::detectors_with(&specs)
+            .map_err(|e| Error::invalid("configuration", format!("[guard] tiers: {e}")))?;
         let guard = RefusalGuardLayer::new()
+            .detectors(detectors)
             .window_tokens(config.guard.window_tokens)
             .window_duration(Duration::from_millis(config.guard.window_ms))
             .decide_confidence(config.guard.decide_confidence)

@@ -48,7 +48,9 @@ impl Combiner {
     pub fn embedded() -> Arc<Combiner> {
         static MODEL: OnceLock<Arc<Combiner>> = OnceLock::new();
         MODEL
-            .get_or_init(|| Arc::new(Combiner::from_bytes(EMBEDDED_WEIGHTS).expect("embedded combiner is valid")))
+            .get_or_init(|| {
+                Arc::new(Combiner::from_bytes(EMBEDDED_WEIGHTS).expect("embedded combiner is valid"))
+            })
             .clone()
     }
 
@@ -93,7 +95,10 @@ impl Combiner {
                 .map_err(err)
         };
         let head = LinearHead {
-            labels: ResponseLabel::ALL.iter().map(|l| l.as_str().to_string()).collect(),
+            labels: ResponseLabel::ALL
+                .iter()
+                .map(|l| l.as_str().to_string())
+                .collect(),
             weight: get("weight")?,
             bias: get("bias")?,
         };

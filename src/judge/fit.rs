@@ -40,7 +40,7 @@ pub struct Source {
 }
 
 /// The training sources of the shipped models: the permissively licensed response files of
-/// the shared datasets, and the team's own examples.
+/// the shared datasets, and the team's own example files (one source each).
 pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
     let shared = |name: &str, file: &str| Source {
         name: name.into(),
@@ -59,15 +59,25 @@ pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
         .unwrap_or_default();
     team.sort();
     team.push(repo.join("models/refusal-ngram/examples.jsonl"));
-    vec![
+    let mut sources = vec![
         shared("speechmap", "speechmap_criticism_nonqwen.jsonl"),
         shared("gptfuzz", "gptfuzz_responses.jsonl"),
         shared("jade", "jade_v3_zh.jsonl"),
-        Source {
-            name: "team".into(),
-            files: team,
-        },
-    ]
+    ];
+    // Each team file is a source of its own: inability is labeled only in the team's
+    // files, and stacking needs out-of-source predictions of every class (a single team
+    // source would leave the combiner never seeing the n-gram model predict inability).
+    for f in team {
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        sources.push(Source {
+            name: format!("team:{stem}"),
+            files: vec![f],
+        });
+    }
+    sources
 }
 
 /// One labeled answer (or the opening of one).
@@ -98,7 +108,11 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                 if text.trim().is_empty() || !seen.insert(text.clone()) {
                     continue;
                 }
-                let lang = if r.lang.is_empty() { "?".to_string() } else { r.lang.clone() };
+                let lang = if r.lang.is_empty() {
+                    "?".to_string()
+                } else {
+                    r.lang.clone()
+                };
                 if label != ResponseLabel::Evasion {
                     let w = features::window(&text, window_tokens);
                     if w.len() < text.len() && !w.trim().is_empty() {
@@ -197,19 +211,37 @@ pub struct Predictions {
     pub patterns: Vec<Vec<Evidence>>,
 }
 
+/// A linear head over the sentence vectors of the rows that have one: `(vector, label)`
+/// pairs, the answer head and the prompt head alike.
+fn head_on_vectors<'a>(
+    pairs: impl Iterator<Item = (&'a Option<Vec<f32>>, usize)>,
+    labels: &[&str],
+    class_weight_power: f32,
+    cfg: &FitConfig,
+) -> Result<LinearHead, ClassifyError> {
+    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = pairs.filter_map(|(v, y)| Some((v.clone()?, y))).unzip();
+    train_linear_head(
+        &xs,
+        &ys,
+        labels,
+        cfg.encoder_steps,
+        cfg.encoder_lr,
+        class_weight_power,
+    )
+}
+
 fn train_encoder_head(
     rows: &[Row],
     vectors: &[Option<Vec<f32>>],
     keep: impl Fn(&Row) -> bool,
     cfg: &FitConfig,
 ) -> Result<LinearHead, ClassifyError> {
-    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = rows
+    let pairs = rows
         .iter()
         .zip(vectors)
         .filter(|(r, _)| keep(r))
-        .filter_map(|(r, v)| Some((v.clone()?, r.label.index())))
-        .unzip();
-    train_linear_head(&xs, &ys, &RESPONSE_LABELS, cfg.encoder_steps, cfg.encoder_lr, 0.5)
+        .map(|(r, v)| (v, r.label.index()));
+    head_on_vectors(pairs, &RESPONSE_LABELS, 0.5, cfg)
 }
 
 /// Leave-one-source-out predictions of the n-gram head (and of the encoder head, when
@@ -296,7 +328,14 @@ pub fn train_combiner(
     }
     // The data's own class balance: the combiner's probabilities are what the verdict's
     // confidence reports, so they must not be skewed towards the rare classes.
-    let head = train_linear_head(&xs, &ys, &RESPONSE_LABELS, cfg.combiner_steps, cfg.combiner_lr, 0.0)?;
+    let head = train_linear_head(
+        &xs,
+        &ys,
+        &RESPONSE_LABELS,
+        cfg.combiner_steps,
+        cfg.combiner_lr,
+        0.0,
+    )?;
     Combiner::new(head)
 }
 
@@ -316,26 +355,28 @@ pub struct Decisions {
 
 /// Decides a row with a combiner, as [`super::decide`] would.
 pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalate_below: f32) -> Decisions {
+    let min_non_answer = super::DEFAULT_MIN_NON_ANSWER;
+    let decided = |j: &ResponseJudgement| match j.label() {
+        l if l != ResponseLabel::Answer && j.confidence() < min_non_answer => ResponseLabel::Answer,
+        l => l,
+    };
     let embedded = ResponseJudgement {
         probs: c.probs(&feature_row(rows, p, i, false)),
     };
     let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
     let escalated = has_encoder && embedded.confidence() < escalate_below;
     let cascade = if escalated {
-        Some(
-            ResponseJudgement {
-                probs: c.probs(&feature_row(rows, p, i, true)),
-            }
-            .label(),
-        )
+        Some(decided(&ResponseJudgement {
+            probs: c.probs(&feature_row(rows, p, i, true)),
+        }))
     } else if has_encoder {
-        Some(embedded.label())
+        Some(decided(&embedded))
     } else {
         None
     };
     Decisions {
         ngram: p.ngram[i].label(),
-        embedded: embedded.label(),
+        embedded: decided(&embedded),
         cascade,
         escalated,
     }
@@ -389,7 +430,9 @@ pub fn score(
         }
         let gold = r.label != ResponseLabel::Answer;
         for lang in [r.lang.as_str(), "all"] {
-            let g = out.entry((sources[r.source].name.clone(), lang.to_string())).or_default();
+            let g = out
+                .entry((sources[r.source].name.clone(), lang.to_string()))
+                .or_default();
             g.n += 1;
             g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
             g.embedded.count(gold, d.embedded != ResponseLabel::Answer);
@@ -417,7 +460,9 @@ pub fn window_recall(
             continue;
         }
         for lang in [r.lang.as_str(), "all"] {
-            let e = out.entry((sources[r.source].name.clone(), lang.to_string())).or_default();
+            let e = out
+                .entry((sources[r.source].name.clone(), lang.to_string()))
+                .or_default();
             e.1 += 1;
             e.0 += usize::from(d.embedded != ResponseLabel::Answer);
         }
@@ -503,8 +548,16 @@ mod tests {
         // it, so its out-of-source prediction must not be confident about that word's label.
         let mut rows = Vec::new();
         for i in 0..60 {
-            rows.push(row(0, &format!("I'm sorry, but I can't help with item {i}."), ResponseLabel::Refusal));
-            rows.push(row(0, &format!("Sure, here are the steps for task {i}: first, open it."), ResponseLabel::Answer));
+            rows.push(row(
+                0,
+                &format!("I'm sorry, but I can't help with item {i}."),
+                ResponseLabel::Refusal,
+            ));
+            rows.push(row(
+                0,
+                &format!("Sure, here are the steps for task {i}: first, open it."),
+                ResponseLabel::Answer,
+            ));
         }
         rows.push(row(1, "zxqv zxqv zxqv", ResponseLabel::Refusal));
         let cfg = FitConfig::default();
@@ -517,7 +570,10 @@ mod tests {
 
     #[test]
     fn scores_count_whole_answers_only() {
-        let mut rows = vec![row(0, "no", ResponseLabel::Refusal), row(0, "yes it is", ResponseLabel::Answer)];
+        let mut rows = vec![
+            row(0, "no", ResponseLabel::Refusal),
+            row(0, "yes it is", ResponseLabel::Answer),
+        ];
         rows.push(Row {
             window: true,
             ..row(0, "no", ResponseLabel::Refusal)
@@ -565,7 +621,9 @@ pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyErr
             } else {
                 r.harmful
             };
-            let (Some(harmful), Some(text)) = (harmful, r.prompt) else { continue };
+            let (Some(harmful), Some(text)) = (harmful, r.prompt) else {
+                continue;
+            };
             if text.trim().is_empty() {
                 continue;
             }
@@ -593,7 +651,11 @@ pub struct HarmScore {
 
 /// Leave-one-file-out harm probabilities of the n-gram prompt head: each file's prompts
 /// judged by a head trained on the other files.
-pub fn prompts_out_of_source(rows: &[PromptRow], n_files: usize, cfg: &FitConfig) -> Result<Vec<f32>, ClassifyError> {
+pub fn prompts_out_of_source(
+    rows: &[PromptRow],
+    n_files: usize,
+    cfg: &FitConfig,
+) -> Result<Vec<f32>, ClassifyError> {
     let mut out = vec![0.5; rows.len()];
     for s in 0..n_files {
         if !rows.iter().any(|r| r.source == s) {
@@ -635,7 +697,9 @@ pub fn score_prompts(
         let Some(p) = p else { continue };
         let flagged = *p >= flagged_from;
         for lang in [r.lang.as_str(), "all"] {
-            let e = out.entry((names[r.source].clone(), lang.to_string())).or_default();
+            let e = out
+                .entry((names[r.source].clone(), lang.to_string()))
+                .or_default();
             if r.harmful {
                 e.harmful += 1;
                 e.harmful_flagged += usize::from(flagged);
@@ -698,20 +762,12 @@ pub fn train_prompt_vectors(
     keep: impl Fn(&PromptRow) -> bool,
     cfg: &FitConfig,
 ) -> Result<LinearHead, ClassifyError> {
-    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = rows
+    let pairs = rows
         .iter()
         .zip(vectors)
         .filter(|(r, _)| keep(r))
-        .filter_map(|(r, v)| Some((v.clone()?, usize::from(r.harmful))))
-        .unzip();
-    train_linear_head(
-        &xs,
-        &ys,
-        &crate::classify::data::PROMPT_LABELS,
-        cfg.encoder_steps,
-        cfg.encoder_lr,
-        1.0,
-    )
+        .map(|(r, v)| (v, usize::from(r.harmful)));
+    head_on_vectors(pairs, &crate::classify::data::PROMPT_LABELS, 1.0, cfg)
 }
 
 /// Sentence vectors of `texts`, read from and added to a cache file so that retraining does
@@ -756,7 +812,11 @@ pub fn embed_cached(
             }
         }
     }
-    let mut missing: Vec<&str> = texts.iter().copied().filter(|t| !known.contains_key(&key(t))).collect();
+    let mut missing: Vec<&str> = texts
+        .iter()
+        .copied()
+        .filter(|t| !known.contains_key(&key(t)))
+        .collect();
     missing.sort_by_key(|t| t.len());
     missing.dedup();
     if let Some(dir) = cache.parent() {

@@ -26,11 +26,14 @@ pub struct HarmPolicy {
 }
 
 impl Default for HarmPolicy {
-    /// Harmful from 0.5, benign below 0.3, unsure (fail safe) between.
+    /// Harmful from 0.5, benign below 0.15, unsure (fail safe) between. The band is wide
+    /// on purpose: the shipped prompt judges recall harmful requests poorly on files they
+    /// never saw (models/combiner/loso.md), and a refusal kept by mistake costs one answer
+    /// while one re-routed by mistake launders a harmful request.
     fn default() -> Self {
         HarmPolicy {
             harmful_from: 0.5,
-            benign_below: 0.3,
+            benign_below: 0.15,
         }
     }
 }
@@ -38,7 +41,14 @@ impl Default for HarmPolicy {
 impl HarmPolicy {
     /// The verdict for a refusal, given the prompt's judgment (`None`: no prompt, or no
     /// model could judge it), and the evidence that explains it.
-    pub fn refusal_verdict(&self, judged: Option<(&PromptJudgement, &str)>) -> (VerdictKind, Evidence) {
+    /// `names_harm`: the refusal's own words name harm, danger or illegality. That is
+    /// evidence, not the decision: it narrows what counts as benign to a third of
+    /// `benign_below`, so only a request judged clearly benign is re-routed.
+    pub fn refusal_verdict(
+        &self,
+        judged: Option<(&PromptJudgement, &str)>,
+        names_harm: bool,
+    ) -> (VerdictKind, Evidence) {
         let evidence = |suggests, score: f32, reason: String| Evidence {
             source: "prompt_harm".into(),
             suggests,
@@ -75,7 +85,7 @@ impl HarmPolicy {
                     format!("{source} judged the request harmful (p={p:.2}){cats}"),
                 ),
             )
-        } else if p < self.benign_below {
+        } else if p < self.benign_below / if names_harm { 3.0 } else { 1.0 } {
             (
                 VerdictKind::PolicyRefusal,
                 evidence(
@@ -93,9 +103,10 @@ impl HarmPolicy {
                     VerdictClass::SafetyRefusal,
                     p,
                     format!(
-                        "{source} is unsure whether the request is harmful (p={p:.2}, between {:.2} and {:.2}): \
-                         treated as justified, not re-routed (fail safe)",
-                        self.benign_below, self.harmful_from
+                        "{source} is unsure whether the request is harmful (p={p:.2}, under {:.2} but not clearly \
+                         benign{}): treated as justified, not re-routed (fail safe)",
+                        self.harmful_from,
+                        if names_harm { "; the refusal names harm" } else { "" }
                     ),
                 ),
             )
@@ -118,18 +129,28 @@ mod tests {
     fn harm_decides_the_class() {
         let policy = HarmPolicy::default();
         assert_eq!(
-            policy.refusal_verdict(Some((&judged(0.9), "ngram"))).0.class(),
+            policy
+                .refusal_verdict(Some((&judged(0.9), "ngram")), false)
+                .0
+                .class(),
             VerdictClass::SafetyRefusal
         );
         assert_eq!(
-            policy.refusal_verdict(Some((&judged(0.1), "ngram"))).0.class(),
+            policy
+                .refusal_verdict(Some((&judged(0.1), "ngram")), false)
+                .0
+                .class(),
             VerdictClass::PolicyRefusal
         );
     }
 
     #[test]
     fn unsure_fails_safe_and_says_so() {
-        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")));
+        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")), false);
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+        assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
+        // Words naming harm narrow "benign": 0.1 is benign alone, unsure with them.
+        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.1), "ngram")), true);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
     }

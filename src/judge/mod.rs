@@ -31,6 +31,15 @@ use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};
 use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
 
+/// The least probability with which a non-answer class wins (see [`Models::min_non_answer`]).
+pub const DEFAULT_MIN_NON_ANSWER: f32 = 0.5;
+
+/// A stream's prefix shorter than this many tokens (words, or CJK characters) is judged by
+/// the rule combiner, not by the models: they were trained on 16-token openings and whole
+/// answers, and read "I'm" as the start of "I'm sorry" far too readily. The patterns'
+/// opening rules still stop an explicit refusal formula as soon as it is complete.
+pub const MIN_MODEL_PREFIX_TOKENS: usize = 12;
+
 /// How evidence becomes a verdict.
 #[derive(Clone)]
 pub enum Decision {
@@ -60,6 +69,11 @@ pub struct Models {
     pub escalate_below: f32,
     /// The trained combiner.
     pub combiner: Arc<Combiner>,
+    /// A non-answer class needs at least this probability to win; below it the answer
+    /// stands. Default 0.5. Why: when the combiner is unsure between several classes (a
+    /// two-word answer unlike anything it was trained on), re-routing a good answer costs
+    /// a second call, and an audit would count a refusal that did not happen.
+    pub min_non_answer: f32,
     /// The prompt-harm tiers, cheapest first (see [`harm`]).
     pub prompt: Cascade,
     /// Where harm becomes a decision.
@@ -70,8 +84,12 @@ impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Models")
             .field("fast", &self.fast.name())
-            .field("escalation", &self.escalation.as_ref().map(|c| c.name().to_string()))
+            .field(
+                "escalation",
+                &self.escalation.as_ref().map(|c| c.name().to_string()),
+            )
             .field("escalate_below", &self.escalate_below)
+            .field("min_non_answer", &self.min_non_answer)
             .field("prompt", &self.prompt)
             .field("harm", &self.harm)
             .finish()
@@ -88,6 +106,7 @@ impl Models {
             escalation: None,
             escalate_below: 0.9,
             combiner: Combiner::embedded(),
+            min_non_answer: DEFAULT_MIN_NON_ANSWER,
             prompt: Cascade::new().tier_arc(ngram, 0.9),
             harm: HarmPolicy::default(),
         }
@@ -139,7 +158,11 @@ pub async fn answer_probs(
     evidence: &[Evidence],
     observation: &Observation<'_>,
 ) -> Option<([f32; 4], ResponseJudgement, Option<ResponseJudgement>)> {
-    let ngram = match models.fast.judge_response(observation.prompt, observation.text).await {
+    let ngram = match models
+        .fast
+        .judge_response(observation.prompt, observation.text)
+        .await
+    {
         Ok(Some(j)) => j,
         Ok(None) => return None,
         Err(e) => {
@@ -167,7 +190,9 @@ pub async fn answer_probs(
                 encoder = Some(j);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(classifier = slow.name(), error = %e, "escalation failed; deciding without it"),
+            Err(e) => {
+                tracing::warn!(classifier = slow.name(), error = %e, "escalation failed; deciding without it")
+            }
         }
     }
     Some((probs, ngram, encoder))
@@ -191,6 +216,26 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
     }
 }
 
+/// A refusal, split by the request's harm (see [`harm`]): the kind and the evidence that
+/// explains it.
+async fn split_refusal(
+    models: &Models,
+    evidence: &[Evidence],
+    observation: &Observation<'_>,
+) -> (VerdictKind, Evidence) {
+    let prompt = observation.prompt.filter(|p| !p.trim().is_empty());
+    let judged_prompt = match prompt {
+        Some(p) => models.prompt.judge_prompt(p).await,
+        None => None,
+    };
+    let names_harm = evidence
+        .iter()
+        .any(|e| e.source == "patterns" && e.suggests == VerdictClass::SafetyRefusal);
+    models
+        .harm
+        .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())), names_harm)
+}
+
 /// Turns evidence into a verdict (see the module docs).
 pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, decision: &Decision) -> Verdict {
     let models = match decision {
@@ -200,9 +245,24 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     if let Some(v) = rules::decisive(&evidence, observation) {
         return v;
     }
-    if observation.text.trim().is_empty() {
-        // Nothing to read: the signals' rules say what an empty or errored answer is.
-        return rules::combine(evidence, 0.5, observation);
+    let short_prefix = observation.completeness == Completeness::Partial
+        && features::window(observation.text, MIN_MODEL_PREFIX_TOKENS).len() == observation.text.len();
+    let cut = observation.error.is_some() || observation.completeness == Completeness::Truncated;
+    if observation.text.trim().is_empty() || short_prefix || cut {
+        // Nothing to read, or an answer that an error or a cut ended (the provider signals'
+        // rules say what those are; the models were trained on whole answers), or a prefix
+        // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal found there is
+        // still split by the request's harm, never by its wording alone.
+        let mut verdict = rules::combine(evidence, 0.5, observation);
+        if matches!(
+            verdict.class(),
+            VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
+        ) {
+            let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
+            verdict.kind = kind;
+            verdict.evidence.insert(0, ev);
+        }
+        return verdict;
     }
     let Some((mut probs, ngram, encoder)) = answer_probs(models, &evidence, observation).await else {
         return rules::combine(evidence, 0.5, observation);
@@ -212,7 +272,12 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     fold_unknown(&mut probs, &evidence, &known);
 
     let judged = ResponseJudgement { probs };
-    let label = judged.label();
+    let label = match judged.label() {
+        l if l != ResponseLabel::Answer && judged.confidence() < models.min_non_answer => {
+            ResponseLabel::Answer
+        }
+        l => l,
+    };
     let mut all = Vec::with_capacity(evidence.len() + 4);
     let mut combined = model_evidence("combiner", &judged);
     let mut kind = match label {
@@ -223,14 +288,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     };
     let mut harm_evidence = None;
     if label == ResponseLabel::Refusal {
-        let prompt = observation.prompt.filter(|p| !p.trim().is_empty());
-        let judged_prompt = match prompt {
-            Some(p) => models.prompt.judge_prompt(p).await,
-            None => None,
-        };
-        let (k, ev) = models
-            .harm
-            .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())));
+        let (k, ev) = split_refusal(models, &evidence, observation).await;
         kind = k;
         combined.suggests = kind.class();
         harm_evidence = Some(ev);
@@ -244,5 +302,5 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     let mut rest = evidence;
     rest.sort_by(|a, b| b.score.total_cmp(&a.score));
     all.extend(rest);
-    rules::with_evidence(kind, judged.confidence(), all)
+    rules::with_evidence(kind, judged.probs[label.index()], all)
 }

@@ -42,7 +42,8 @@ pub fn decisive(evidence: &[Evidence], observation: &Observation<'_>) -> Option<
             sorted(evidence.to_vec()),
         ));
     }
-    strongest(VerdictClass::Empty).map(|score| with_evidence(VerdictKind::Empty, score, sorted(evidence.to_vec())))
+    strongest(VerdictClass::Empty)
+        .map(|score| with_evidence(VerdictKind::Empty, score, sorted(evidence.to_vec())))
 }
 
 fn sorted(mut evidence: Vec<Evidence>) -> Vec<Evidence> {

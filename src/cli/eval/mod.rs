@@ -60,8 +60,9 @@ pub struct EvalArgs {
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
-    /// Adds a cascade of model tiers to the detectors, cheapest first: `ngram`, `minilm`,
+    /// Model tiers, cheapest first: `e5`, `minilm`, `ngram:PATH`, `guard`,
     /// `llama-guard:NAME`, `qwen3guard:NAME`, each optionally `@THRESHOLD`; repeatable.
+    /// Default: the best installed tier; `none` for the embedded default alone.
     #[arg(long = "tier", value_name = "TIER")]
     pub tiers: Vec<String>,
     /// How evidence becomes a verdict: `learned` (the shipped combiner), a combiner file
@@ -224,7 +225,8 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     for entry in &args.map {
         map.set(entry)?;
     }
-    let detectors = crate::classify::tiers::detectors_with(&args.tiers)
+    let specs = crate::classify::tiers::resolve_specs(&args.tiers);
+    let detectors = crate::classify::tiers::detectors_with(&specs)
         .and_then(|d| crate::classify::tiers::with_combiner(d, &args.combiner))
         .map_err(|e| e.to_string())?;
     let (report, misses) = evaluate(&args.files, args.split, &map, &detectors)?;
