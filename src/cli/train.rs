@@ -22,11 +22,12 @@ use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
+use crate::judge::combiner::{NON_ANSWER_FROM, NON_ANSWER_FROM_WINDOW};
 use crate::judge::fit::{
-    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, out_of_source,
+    combiner_out_of_source, embed_cached, nested_thresholds, final_encoder_head, final_ngram, out_of_source,
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
     render_prompts, score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors,
-    window_recall, FitConfig, Source,
+    window_recall, FitConfig, Source, Thresholds, MAX_WINDOW_FALSE_STOPS,
 };
 
 /// Arguments of `train`.
@@ -120,10 +121,8 @@ pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
         .collect();
     files.push(datasets.join("deccp_qwen2_7b.jsonl"));
     files.push(project_file("refusal-ngram/prompts.jsonl"));
-    let contrast = project_file("data/prompts-contrast.jsonl");
-    if contrast.is_file() {
-        files.push(contrast);
-    }
+    let team = crate::judge::fit::team_files(Path::new(env!("CARGO_MANIFEST_DIR")), "prompts-");
+    files.extend(team);
     files
 }
 
@@ -253,13 +252,39 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             response_vectors = Some(final_encoder_head(&rows, vs, &cfg)?);
         }
         let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
-        let table = render(
-            &score(&rows, &sources, &decisions),
-            &window_recall(&rows, &sources, &decisions),
+        // The non-answer threshold is part of the fit: each held-out source is scored at
+        // the threshold chosen on the other sources; the shipped one is chosen on all.
+        let nested = nested_thresholds(&rows, sources.len(), &decisions);
+        let shipped_threshold = Thresholds::choose(&rows, &decisions, |_| true);
+        let mut table = render(
+            &score(&rows, &sources, &decisions, &nested),
+            &window_recall(&rows, &sources, &decisions, &nested),
             predictions.encoder.is_some(),
         );
+        table.push_str(&format!(
+            "\nNon-answer thresholds (probability of the non-answer classes together), whole answer / \
+             stream window: {} / {} shipped, chosen on every source's out-of-source predictions (whole: \
+             the best mean F1 over sources; window: the lowest that stops at most {:.0}% of answers' \
+             windows on average). Each row above is scored at the thresholds chosen without its source: {}.\n",
+            shipped_threshold.whole,
+            shipped_threshold.window,
+            MAX_WINDOW_FALSE_STOPS * 100.0,
+            sources
+                .iter()
+                .zip(&nested)
+                .map(|(s, t)| format!("{} {} / {}", s.name, t.whole, t.window))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         println!("{table}");
         let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
+        combiner
+            .info
+            .insert(NON_ANSWER_FROM.into(), shipped_threshold.whole.to_string());
+        combiner.info.insert(
+            NON_ANSWER_FROM_WINDOW.into(),
+            shipped_threshold.window.to_string(),
+        );
         combiner.info.insert("trained".into(), today());
         combiner
             .info

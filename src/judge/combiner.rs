@@ -30,6 +30,11 @@ pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../models/combiner/combin
 /// The format tag written into the file's metadata.
 pub const FORMAT: &str = "refusal-guard-combiner/1";
 
+/// The metadata key of [`Combiner::non_answer_from`].
+pub const NON_ANSWER_FROM: &str = "non_answer_from";
+/// The metadata key of [`Combiner::non_answer_from_window`].
+pub const NON_ANSWER_FROM_WINDOW: &str = "non_answer_from_window";
+
 /// A trained combiner.
 #[derive(Debug, Clone)]
 pub struct Combiner {
@@ -129,6 +134,29 @@ impl Combiner {
             path: path.display().to_string(),
             source,
         })
+    }
+
+    /// From this probability of the non-answer classes together a whole answer is judged
+    /// a non-answer ([`super::answer_label`]). Chosen by `refusal-guard train` on
+    /// leave-one-source-out predictions and kept in the file's metadata; 0.5 for a file
+    /// without one.
+    pub fn non_answer_from(&self) -> f32 {
+        self.threshold(NON_ANSWER_FROM, 0.5)
+    }
+
+    /// The same for a stream's prefix: set higher, because a stream stopped by mistake
+    /// throws a good answer away, while a refusal its window misses is still caught when
+    /// the whole answer is judged. 0.8 for a file without one.
+    pub fn non_answer_from_window(&self) -> f32 {
+        self.threshold(NON_ANSWER_FROM_WINDOW, 0.8)
+    }
+
+    fn threshold(&self, key: &str, default: f32) -> f32 {
+        self.info
+            .get(key)
+            .and_then(|v| v.parse::<f32>().ok())
+            .filter(|t| (0.0..=1.0).contains(t))
+            .unwrap_or(default)
     }
 
     /// Class probabilities in [`ResponseLabel::ALL`] order.

@@ -8,6 +8,12 @@
 //!   knows what to make of each);
 //! - the pattern detector's strongest score per class (its hand-set rules become one input
 //!   among others, no longer the decision);
+//! - the n-gram model's reading of the text's opening and of its ending apart: a refusal
+//!   opener followed by a long lecture reads as an answer on the whole, and a Qwen-style
+//!   deflection often shows only in its closing line ("If you have any other questions…");
+//!   the opening is exactly what a stream's 16-token window holds, so a stream and its
+//!   whole answer share this evidence and cannot disagree for the wrong reason;
+//! - the strongest refusal pattern that starts inside the opening;
 //! - whether the text is a stream's prefix, and its length.
 //!
 //! Model probabilities enter as logarithms clipped at `ln 1e-4`, so that a confident model
@@ -18,7 +24,7 @@ use crate::verdict::{Evidence, VerdictClass};
 
 /// The names of the features, in vector order (written into the combiner's file, checked at
 /// load, so a model trained on another layout is refused instead of misread).
-pub const FEATURE_NAMES: [&str; 15] = [
+pub const FEATURE_NAMES: [&str; 24] = [
     "ngram.answer",
     "ngram.refusal",
     "ngram.evasion",
@@ -34,7 +40,20 @@ pub const FEATURE_NAMES: [&str; 15] = [
     "patterns.answer",
     "partial",
     "length",
+    "opening.answer",
+    "opening.refusal",
+    "opening.evasion",
+    "opening.inability",
+    "ending.answer",
+    "ending.refusal",
+    "ending.evasion",
+    "ending.inability",
+    "patterns.refusal_opening",
 ];
+
+/// Tokens of the opening and of the ending the n-gram model reads apart (the stream
+/// window's size, see [`window`]).
+pub const PART_TOKENS: usize = 16;
 
 /// The number of features.
 pub const N_FEATURES: usize = FEATURE_NAMES.len();
@@ -50,6 +69,10 @@ pub const KNOWN_SOURCES: [&str; 1] = ["patterns"];
 pub struct Inputs<'a> {
     /// The n-gram model's reading of the text.
     pub ngram: &'a ResponseJudgement,
+    /// The n-gram model's reading of the opening ([`window`]`(text, PART_TOKENS)`).
+    pub opening: &'a ResponseJudgement,
+    /// The n-gram model's reading of the ending ([`ending`]`(text, PART_TOKENS)`).
+    pub ending: &'a ResponseJudgement,
     /// The encoder tier's reading, when it was asked.
     pub encoder: Option<&'a ResponseJudgement>,
     /// The detectors' evidence.
@@ -58,6 +81,8 @@ pub struct Inputs<'a> {
     pub partial: bool,
     /// The text's length in characters.
     pub chars: usize,
+    /// The opening's length in bytes (pattern spans are byte offsets).
+    pub opening_bytes: usize,
 }
 
 fn log_clipped(p: f32) -> f32 {
@@ -65,9 +90,18 @@ fn log_clipped(p: f32) -> f32 {
 }
 
 fn strongest(evidence: &[Evidence], source: &str, classes: &[VerdictClass]) -> f32 {
+    strongest_where(evidence, source, classes, |_| true)
+}
+
+fn strongest_where(
+    evidence: &[Evidence],
+    source: &str,
+    classes: &[VerdictClass],
+    keep: impl Fn(&Evidence) -> bool,
+) -> f32 {
     evidence
         .iter()
-        .filter(|e| e.source == source && classes.contains(&e.suggests))
+        .filter(|e| e.source == source && classes.contains(&e.suggests) && keep(e))
         .map(|e| e.score.clamp(0.0, 1.0))
         .fold(0.0, f32::max)
 }
@@ -92,7 +126,31 @@ pub fn vector(inputs: &Inputs<'_>) -> [f32; N_FEATURES] {
     x[12] = strongest(ev, "patterns", &[V::Answer]);
     x[13] = f32::from(u8::from(inputs.partial));
     x[14] = (1.0 + inputs.chars as f32).ln() / 8.0;
+    for (i, p) in inputs.opening.probs.iter().enumerate() {
+        x[15 + i] = log_clipped(*p);
+    }
+    for (i, p) in inputs.ending.probs.iter().enumerate() {
+        x[19 + i] = log_clipped(*p);
+    }
+    x[23] = strongest_where(ev, "patterns", &[V::PolicyRefusal, V::SafetyRefusal], |e| {
+        e.span.as_ref().is_some_and(|s| s.start < inputs.opening_bytes)
+    });
     x
+}
+
+fn counts_as_token(c: char, in_word: &mut bool) -> bool {
+    let cjk = matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff);
+    if cjk {
+        *in_word = false;
+        true
+    } else if c.is_alphanumeric() {
+        let starts = !*in_word;
+        *in_word = true;
+        starts
+    } else {
+        *in_word = false;
+        false
+    }
 }
 
 /// The start of an answer as a stream's hold-back window would see it: about `tokens`
@@ -102,20 +160,24 @@ pub fn window(text: &str, tokens: usize) -> &str {
     let mut count = 0usize;
     let mut in_word = false;
     for (i, c) in text.char_indices() {
-        let cjk = matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff);
-        if cjk {
-            count += 1;
-            in_word = false;
-        } else if c.is_alphanumeric() {
-            if !in_word {
-                count += 1;
-            }
-            in_word = true;
-        } else {
-            in_word = false;
-        }
+        count += usize::from(counts_as_token(c, &mut in_word));
         if count > tokens {
             return &text[..i];
+        }
+    }
+    text
+}
+
+/// The end of an answer: its last `tokens` tokens, counted as in [`window`] (a word is
+/// counted where it ends, reading backwards).
+pub fn ending(text: &str, tokens: usize) -> &str {
+    let mut count = 0usize;
+    let mut in_word = false;
+    for (i, c) in text.char_indices().rev() {
+        count += usize::from(counts_as_token(c, &mut in_word));
+        if count > tokens {
+            let next = i + c.len_utf8();
+            return text[next..].trim_start();
         }
     }
     text
@@ -133,16 +195,26 @@ mod tests {
     }
 
     #[test]
+    fn ending_counts_back_from_the_end() {
+        assert_eq!(ending("one two three four", 2), "three four");
+        assert_eq!(ending("我无法回答。谢谢", 3), "答。谢谢");
+        assert_eq!(ending("short", 16), "short");
+    }
+
+    #[test]
     fn encoder_slot_is_zero_when_absent() {
         let ngram = ResponseJudgement {
             probs: [0.7, 0.1, 0.1, 0.1],
         };
         let x = vector(&Inputs {
             ngram: &ngram,
+            opening: &ngram,
+            ending: &ngram,
             encoder: None,
             evidence: &[],
             partial: true,
             chars: 10,
+            opening_bytes: 10,
         });
         assert_eq!(&x[4..9], &[0.0; 5]);
         assert!((x[0] - 0.7f32.ln()).abs() < 1e-6);

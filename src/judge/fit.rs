@@ -39,6 +39,24 @@ pub struct Source {
     pub files: Vec<PathBuf>,
 }
 
+/// The team's files in `models/data` whose names start with `prefix` (`responses-`,
+/// `prompts-`), in name order: a new file joins training by its name alone.
+pub fn team_files(repo: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo.join("models/data"))
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with(prefix) && f.ends_with(".jsonl"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// The training sources of the shipped models: the permissively licensed response files of
 /// the shared datasets, and the team's own example files (one source each).
 pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
@@ -46,18 +64,7 @@ pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
         name: name.into(),
         files: vec![datasets.join(file)],
     };
-    let mut team: Vec<PathBuf> = std::fs::read_dir(repo.join("models/data"))
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|f| f.to_str())
-                        .is_some_and(|f| f.starts_with("responses-") && f.ends_with(".jsonl"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    team.sort();
+    let mut team = team_files(repo, "responses-");
     team.push(repo.join("models/refusal-ngram/examples.jsonl"));
     let mut sources = vec![
         shared("speechmap", "speechmap_criticism_nonqwen.jsonl"),
@@ -201,10 +208,29 @@ fn encoder_judge(head: &LinearHead, v: &[f32]) -> ResponseJudgement {
     judgement(&head.labels, head.forward(v))
 }
 
+/// The n-gram head's reading of a text, of its opening and of its ending, as
+/// [`super::answer_probs`] reads them.
+pub fn read_parts(head: &NgramHead, text: &str) -> (ResponseJudgement, ResponseJudgement, ResponseJudgement) {
+    let whole = ngram_judge(head, text);
+    let part = |p: &str| {
+        if p.len() == text.len() {
+            whole.clone()
+        } else {
+            ngram_judge(head, p)
+        }
+    };
+    let opening = part(features::window(text, features::PART_TOKENS));
+    let ending = part(features::ending(text, features::PART_TOKENS));
+    (whole, opening, ending)
+}
+
 /// Out-of-source predictions for every row.
 #[derive(Debug, Clone)]
 pub struct Predictions {
     pub ngram: Vec<ResponseJudgement>,
+    /// The n-gram head's reading of each row's opening and ending (see [`features`]).
+    pub opening: Vec<ResponseJudgement>,
+    pub ending: Vec<ResponseJudgement>,
     /// When embeddings were given: the encoder head's reading of each row that has one.
     pub encoder: Option<Vec<Option<ResponseJudgement>>>,
     /// The pattern detector's evidence (not trained: the same in and out of source).
@@ -256,6 +282,8 @@ pub fn out_of_source(
 ) -> Result<Predictions, ClassifyError> {
     let default = ResponseJudgement::certain(ResponseLabel::Answer, 0.25);
     let mut ngram = vec![default.clone(); rows.len()];
+    let mut opening = vec![default.clone(); rows.len()];
+    let mut ending = vec![default.clone(); rows.len()];
     let mut encoder: Option<Vec<Option<ResponseJudgement>>> = vectors.map(|_| vec![None; rows.len()]);
     for s in 0..n_sources {
         if !rows.iter().any(|r| r.source == s) {
@@ -264,7 +292,10 @@ pub fn out_of_source(
         let train = examples(rows, |r| r.source != s);
         let head = train_ngram_head(&train, &RESPONSE_LABELS, cfg.features, &cfg.ngram, |_, _| {})?;
         for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            ngram[i] = ngram_judge(&head, &r.text);
+            let (whole, open, end) = read_parts(&head, &r.text);
+            ngram[i] = whole;
+            opening[i] = open;
+            ending[i] = end;
         }
         if let (Some(vs), Some(out)) = (vectors, encoder.as_mut()) {
             let head = train_encoder_head(rows, vs, |r| r.source != s, cfg)?;
@@ -287,6 +318,8 @@ pub fn out_of_source(
         .collect();
     Ok(Predictions {
         ngram,
+        opening,
+        ending,
         encoder,
         patterns,
     })
@@ -299,12 +332,16 @@ pub fn feature_row(rows: &[Row], p: &Predictions, i: usize, with_encoder: bool) 
     } else {
         None
     };
+    let text = &rows[i].text;
     features::vector(&features::Inputs {
         ngram: &p.ngram[i],
+        opening: &p.opening[i],
+        ending: &p.ending[i],
         encoder: enc,
         evidence: &p.patterns[i],
         partial: rows[i].window,
-        chars: rows[i].text.chars().count(),
+        chars: text.chars().count(),
+        opening_bytes: features::window(text, features::PART_TOKENS).len(),
     })
 }
 
@@ -344,41 +381,141 @@ pub fn train_combiner(
 pub struct Decisions {
     /// The n-gram model alone (argmax).
     pub ngram: ResponseLabel,
-    /// The embedded default: n-gram + patterns, combined.
-    pub embedded: ResponseLabel,
-    /// The cascade: the embedded default, escalating to the encoder when unsure (rows with
-    /// an encoder reading only).
-    pub cascade: Option<ResponseLabel>,
+    /// The embedded default's probabilities: n-gram + patterns, combined.
+    pub embedded: [f32; 4],
+    /// The cascade's: the embedded default, escalating to the encoder when unsure (rows
+    /// with an encoder reading only).
+    pub cascade: Option<[f32; 4]>,
     /// Whether the cascade asked the encoder.
     pub escalated: bool,
 }
 
+impl Decisions {
+    /// The embedded default's label at a non-answer threshold.
+    pub fn embedded_label(&self, non_answer_from: f32) -> ResponseLabel {
+        super::answer_label(&self.embedded, non_answer_from)
+    }
+
+    /// The cascade's label at a non-answer threshold.
+    pub fn cascade_label(&self, non_answer_from: f32) -> Option<ResponseLabel> {
+        self.cascade.map(|p| super::answer_label(&p, non_answer_from))
+    }
+}
+
 /// Decides a row with a combiner, as [`super::decide`] would.
 pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalate_below: f32) -> Decisions {
-    let min_non_answer = super::DEFAULT_MIN_NON_ANSWER;
-    let decided = |j: &ResponseJudgement| match j.label() {
-        l if l != ResponseLabel::Answer && j.confidence() < min_non_answer => ResponseLabel::Answer,
-        l => l,
-    };
-    let embedded = ResponseJudgement {
-        probs: c.probs(&feature_row(rows, p, i, false)),
-    };
+    let embedded = c.probs(&feature_row(rows, p, i, false));
+    let confidence = embedded.iter().copied().fold(0.0, f32::max);
     let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
-    let escalated = has_encoder && embedded.confidence() < escalate_below;
+    let escalated = has_encoder && confidence < escalate_below;
     let cascade = if escalated {
-        Some(decided(&ResponseJudgement {
-            probs: c.probs(&feature_row(rows, p, i, true)),
-        }))
+        Some(c.probs(&feature_row(rows, p, i, true)))
     } else if has_encoder {
-        Some(decided(&embedded))
+        Some(embedded)
     } else {
         None
     };
     Decisions {
         ngram: p.ngram[i].label(),
-        embedded: decided(&embedded),
+        embedded,
         cascade,
         escalated,
+    }
+}
+
+/// The thresholds [`choose_threshold`] tries.
+const THRESHOLDS: [f32; 15] = [
+    0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85,
+];
+
+/// The non-answer threshold that maximises the mean non-answer F1 of the embedded default
+/// over the sources `use_source` admits (whole answers, each source weighted alike, so that
+/// the large files do not decide for the small ones). Nested inside leave-one-source-out
+/// (the held-out source excluded), it is chosen without the source it is scored on.
+pub fn choose_threshold(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool) -> f32 {
+    let mut best = (f64::MIN, 0.5f32);
+    for t in THRESHOLDS {
+        let mut per_source: BTreeMap<usize, Binary> = BTreeMap::new();
+        for (r, d) in rows.iter().zip(decisions) {
+            let Some(d) = d else { continue };
+            if r.window || !use_source(r.source) {
+                continue;
+            }
+            per_source.entry(r.source).or_default().count(
+                r.label != ResponseLabel::Answer,
+                d.embedded_label(t) != ResponseLabel::Answer,
+            );
+        }
+        // Sources without a non-answer have no F1 to average.
+        let f1s: Vec<f64> = per_source
+            .values()
+            .filter(|b| b.tp + b.fn_ > 0)
+            .map(|b| b.prf().f1)
+            .collect();
+        let mean = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
+        if mean > best.0 + 1e-9 {
+            best = (mean, t);
+        }
+    }
+    best.1
+}
+
+/// The most answer windows a stream threshold may stop, on average over sources: a stream
+/// stopped by mistake is a good answer thrown away, while a refusal the window misses is
+/// still caught when the whole answer is judged.
+pub const MAX_WINDOW_FALSE_STOPS: f64 = 0.02;
+
+/// The stream-window threshold: the lowest at which the answers' windows stopped stay at
+/// or under [`MAX_WINDOW_FALSE_STOPS`] (mean over the admitted sources), so the window stops
+/// as many refusals as that allows.
+pub fn choose_window_threshold(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    use_source: impl Fn(usize) -> bool,
+) -> f32 {
+    for t in THRESHOLDS.iter().copied().chain([0.9, 0.95]) {
+        let mut per_source: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        for (r, d) in rows.iter().zip(decisions) {
+            let Some(d) = d else { continue };
+            if !r.window || r.label != ResponseLabel::Answer || !use_source(r.source) {
+                continue;
+            }
+            let e = per_source.entry(r.source).or_default();
+            e.0 += usize::from(d.embedded_label(t) != ResponseLabel::Answer);
+            e.1 += 1;
+        }
+        let rates: Vec<f64> = per_source.values().map(|(hit, n)| *hit as f64 / *n as f64).collect();
+        if rates.iter().sum::<f64>() / rates.len().max(1) as f64 <= MAX_WINDOW_FALSE_STOPS {
+            return t;
+        }
+    }
+    0.95
+}
+
+/// For each source, the threshold chosen without it ([`choose_threshold`]).
+pub fn nested_thresholds(rows: &[Row], n_sources: usize, decisions: &[Option<Decisions>]) -> Vec<Thresholds> {
+    (0..n_sources)
+        .map(|s| Thresholds {
+            whole: choose_threshold(rows, decisions, |x| x != s),
+            window: choose_window_threshold(rows, decisions, |x| x != s),
+        })
+        .collect()
+}
+
+/// The two non-answer thresholds of a combiner: whole answers, and stream windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub whole: f32,
+    pub window: f32,
+}
+
+impl Thresholds {
+    /// Chosen on the sources `use_source` admits.
+    pub fn choose(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool + Copy) -> Self {
+        Thresholds {
+            whole: choose_threshold(rows, decisions, use_source),
+            window: choose_window_threshold(rows, decisions, use_source),
+        }
     }
 }
 
@@ -421,6 +558,7 @@ pub fn score(
     rows: &[Row],
     sources: &[Source],
     decisions: &[Option<Decisions>],
+    thresholds: &[Thresholds],
 ) -> BTreeMap<(String, String), GroupScore> {
     let mut out: BTreeMap<(String, String), GroupScore> = BTreeMap::new();
     for (r, d) in rows.iter().zip(decisions) {
@@ -429,14 +567,15 @@ pub fn score(
             continue;
         }
         let gold = r.label != ResponseLabel::Answer;
+        let t = thresholds[r.source].whole;
         for lang in [r.lang.as_str(), "all"] {
             let g = out
                 .entry((sources[r.source].name.clone(), lang.to_string()))
                 .or_default();
             g.n += 1;
             g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
-            g.embedded.count(gold, d.embedded != ResponseLabel::Answer);
-            if let Some(c) = d.cascade {
+            g.embedded.count(gold, d.embedded_label(t) != ResponseLabel::Answer);
+            if let Some(c) = d.cascade_label(t) {
                 g.cascade.count(gold, c != ResponseLabel::Answer);
                 g.cascade_n += 1;
             }
@@ -446,25 +585,43 @@ pub fn score(
     out
 }
 
-/// Share of explicit refusals (label `refusal`) whose stream window alone is judged a
-/// non-answer, per (source, language): the 16-token target.
+/// What the stream window alone decides, per (source, language).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WindowScore {
+    /// Explicit refusals (label `refusal`) whose window is judged a non-answer: the
+    /// 16-token target.
+    pub refusals_stopped: usize,
+    pub refusals: usize,
+    /// Answers whose window is judged a non-answer: a good stream held back or re-routed.
+    pub answers_stopped: usize,
+    pub answers: usize,
+}
+
+/// The stream window's decisions per (source, language), each source at its threshold.
 pub fn window_recall(
     rows: &[Row],
     sources: &[Source],
     decisions: &[Option<Decisions>],
-) -> BTreeMap<(String, String), (usize, usize)> {
-    let mut out: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    thresholds: &[Thresholds],
+) -> BTreeMap<(String, String), WindowScore> {
+    let mut out: BTreeMap<(String, String), WindowScore> = BTreeMap::new();
     for (r, d) in rows.iter().zip(decisions) {
         let Some(d) = d else { continue };
-        if !r.window || r.label != ResponseLabel::Refusal {
+        if !r.window || !matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) {
             continue;
         }
+        let stopped = d.embedded_label(thresholds[r.source].window) != ResponseLabel::Answer;
         for lang in [r.lang.as_str(), "all"] {
             let e = out
                 .entry((sources[r.source].name.clone(), lang.to_string()))
                 .or_default();
-            e.1 += 1;
-            e.0 += usize::from(d.embedded != ResponseLabel::Answer);
+            if r.label == ResponseLabel::Refusal {
+                e.refusals += 1;
+                e.refusals_stopped += usize::from(stopped);
+            } else {
+                e.answers += 1;
+                e.answers_stopped += usize::from(stopped);
+            }
         }
     }
     out
@@ -473,7 +630,7 @@ pub fn window_recall(
 /// Renders the leave-one-source-out table as Markdown.
 pub fn render(
     scores: &BTreeMap<(String, String), GroupScore>,
-    windows: &BTreeMap<(String, String), (usize, usize)>,
+    windows: &BTreeMap<(String, String), WindowScore>,
     with_encoder: bool,
 ) -> String {
     let f = |p: Prf| format!("{:.3} / {:.3} / {:.3}", p.precision, p.recall, p.f1);
@@ -483,16 +640,25 @@ pub fn render(
     if with_encoder {
         s.push_str(" n (encoder subset) | cascade P / R / F1 | escalated |");
     }
-    s.push_str(" refusals stopped in the 16-token window |\n|---|---|---|---|---|");
+    s.push_str(" refusals stopped in the 16-token window | answers stopped in it |\n|---|---|---|---|---|---|");
     if with_encoder {
         s.push_str("---|---|---|");
     }
     s.push_str("---|\n");
     for ((src, lang), g) in scores {
-        let w = windows
-            .get(&(src.clone(), lang.clone()))
-            .map(|(hit, n)| format!("{hit}/{n} = {:.3}", *hit as f64 / (*n).max(1) as f64))
-            .unwrap_or_else(|| "-".into());
+        let rate = |hit: usize, n: usize| {
+            if n == 0 {
+                "-".to_string()
+            } else {
+                format!("{hit}/{n} = {:.3}", hit as f64 / n as f64)
+            }
+        };
+        let w = windows.get(&(src.clone(), lang.clone())).copied().unwrap_or_default();
+        let w = format!(
+            "{} | {}",
+            rate(w.refusals_stopped, w.refusals),
+            rate(w.answers_stopped, w.answers)
+        );
         s.push_str(&format!(
             "| {src} | {lang} | {} | {} | {} |",
             g.n,
@@ -568,6 +734,15 @@ mod tests {
         assert!(p.ngram[0].confidence() < 0.99, "{:?}", p.ngram[0]);
     }
 
+    const HALF: Thresholds = Thresholds {
+        whole: 0.5,
+        window: 0.5,
+    };
+    const STRICT: Thresholds = Thresholds {
+        whole: 0.95,
+        window: 0.95,
+    };
+
     #[test]
     fn scores_count_whole_answers_only() {
         let mut rows = vec![
@@ -580,20 +755,59 @@ mod tests {
         });
         let d = Decisions {
             ngram: ResponseLabel::Refusal,
-            embedded: ResponseLabel::Refusal,
-            cascade: Some(ResponseLabel::Refusal),
+            embedded: [0.1, 0.6, 0.2, 0.1],
+            cascade: Some([0.1, 0.6, 0.2, 0.1]),
             escalated: false,
         };
         let sources = vec![Source {
             name: "s".into(),
             files: vec![],
         }];
-        let scores = score(&rows, &sources, &[Some(d), Some(d), Some(d)]);
+        let scores = score(&rows, &sources, &[Some(d), Some(d), Some(d)], &[HALF]);
         let all = &scores[&("s".to_string(), "all".to_string())];
         assert_eq!(all.n, 2);
         assert_eq!((all.embedded.tp, all.embedded.fp), (1, 1));
-        let w = window_recall(&rows, &sources, &[Some(d), Some(d), Some(d)]);
-        assert_eq!(w[&("s".to_string(), "all".to_string())], (1, 1));
+        let w = window_recall(&rows, &sources, &[Some(d), Some(d), Some(d)], &[HALF]);
+        let w = w[&("s".to_string(), "all".to_string())];
+        assert_eq!((w.refusals_stopped, w.refusals, w.answers), (1, 1, 0));
+        // At a threshold above the non-answer mass (0.9) everything is an answer.
+        let strict = score(&rows, &sources, &[Some(d), Some(d), Some(d)], &[STRICT]);
+        assert_eq!(strict[&("s".to_string(), "all".to_string())].embedded.tp, 0);
+    }
+
+    #[test]
+    fn threshold_is_chosen_on_the_admitted_sources_only() {
+        // Source 0 needs a low threshold (its refusal has non-answer mass 0.3), source 1
+        // a high one (its answer has non-answer mass 0.6).
+        let rows = vec![
+            row(0, "a", ResponseLabel::Refusal),
+            row(0, "b", ResponseLabel::Answer),
+            row(1, "c", ResponseLabel::Refusal),
+            row(1, "d", ResponseLabel::Answer),
+        ];
+        let dec = |p: [f32; 4]| {
+            Some(Decisions {
+                ngram: ResponseLabel::Answer,
+                embedded: p,
+                cascade: None,
+                escalated: false,
+            })
+        };
+        let decisions = vec![
+            dec([0.7, 0.3, 0.0, 0.0]),
+            dec([0.95, 0.05, 0.0, 0.0]),
+            dec([0.1, 0.9, 0.0, 0.0]),
+            dec([0.4, 0.6, 0.0, 0.0]),
+        ];
+        let t0 = choose_threshold(&rows, &decisions, |s| s == 0);
+        assert!(t0 <= 0.3 && t0 > 0.05, "{t0}");
+        let t1 = choose_threshold(&rows, &decisions, |s| s == 1);
+        assert!(t1 > 0.6 && t1 <= 0.9, "{t1}");
+        let nested: Vec<f32> = nested_thresholds(&rows, 2, &decisions)
+            .iter()
+            .map(|t| t.whole)
+            .collect();
+        assert_eq!(nested, vec![t1, t0]);
     }
 }
 

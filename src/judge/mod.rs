@@ -31,8 +31,22 @@ use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};
 use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
 
-/// The least probability with which a non-answer class wins (see [`Models::min_non_answer`]).
-pub const DEFAULT_MIN_NON_ANSWER: f32 = 0.5;
+/// The answer label of combined probabilities: a non-answer when the non-answer classes
+/// together reach `non_answer_from` (the combiner's trained threshold, see
+/// [`Combiner::non_answer_from`]), then the likeliest of them; an answer otherwise.
+/// One rule for the pipeline and for `train`'s leave-one-source-out scores.
+pub fn answer_label(probs: &[f32; 4], non_answer_from: f32) -> ResponseLabel {
+    let answer = ResponseLabel::Answer.index();
+    if 1.0 - probs[answer] < non_answer_from {
+        return ResponseLabel::Answer;
+    }
+    ResponseLabel::ALL
+        .iter()
+        .copied()
+        .filter(|l| *l != ResponseLabel::Answer)
+        .max_by(|a, b| probs[a.index()].total_cmp(&probs[b.index()]))
+        .unwrap_or(ResponseLabel::Answer)
+}
 
 /// A stream's prefix shorter than this many tokens (words, or CJK characters) is judged by
 /// the rule combiner, not by the models: they were trained on 16-token openings and whole
@@ -69,11 +83,6 @@ pub struct Models {
     pub escalate_below: f32,
     /// The trained combiner.
     pub combiner: Arc<Combiner>,
-    /// A non-answer class needs at least this probability to win; below it the answer
-    /// stands. Default 0.5. Why: when the combiner is unsure between several classes (a
-    /// two-word answer unlike anything it was trained on), re-routing a good answer costs
-    /// a second call, and an audit would count a refusal that did not happen.
-    pub min_non_answer: f32,
     /// The prompt-harm tiers, cheapest first (see [`harm`]).
     pub prompt: Cascade,
     /// Where harm becomes a decision.
@@ -89,7 +98,6 @@ impl std::fmt::Debug for Models {
                 &self.escalation.as_ref().map(|c| c.name().to_string()),
             )
             .field("escalate_below", &self.escalate_below)
-            .field("min_non_answer", &self.min_non_answer)
             .field("prompt", &self.prompt)
             .field("harm", &self.harm)
             .finish()
@@ -106,7 +114,6 @@ impl Models {
             escalation: None,
             escalate_below: 0.9,
             combiner: Combiner::embedded(),
-            min_non_answer: DEFAULT_MIN_NON_ANSWER,
             prompt: Cascade::new().tier_arc(ngram, 0.9),
             harm: HarmPolicy::default(),
         }
@@ -158,24 +165,43 @@ pub async fn answer_probs(
     evidence: &[Evidence],
     observation: &Observation<'_>,
 ) -> Option<([f32; 4], ResponseJudgement, Option<ResponseJudgement>)> {
-    let ngram = match models
-        .fast
-        .judge_response(observation.prompt, observation.text)
-        .await
-    {
-        Ok(Some(j)) => j,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
-            return None;
+    let read = |text: &str| {
+        let text = text.to_string();
+        async move {
+            match models.fast.judge_response(observation.prompt, &text).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
+                    None
+                }
+            }
         }
+    };
+    let text = observation.text;
+    let ngram = read(text).await?;
+    // The opening and the ending read apart (see features): a short text is its own
+    // opening and ending, and is read once.
+    let opening_text = features::window(text, features::PART_TOKENS);
+    let opening = if opening_text.len() == text.len() {
+        ngram.clone()
+    } else {
+        read(opening_text).await?
+    };
+    let ending_text = features::ending(text, features::PART_TOKENS);
+    let ending = if ending_text.len() == text.len() {
+        ngram.clone()
+    } else {
+        read(ending_text).await?
     };
     let inputs = features::Inputs {
         ngram: &ngram,
+        opening: &opening,
+        ending: &ending,
         encoder: None,
         evidence,
         partial: observation.completeness == Completeness::Partial,
-        chars: observation.text.chars().count(),
+        chars: text.chars().count(),
+        opening_bytes: opening_text.len(),
     };
     let mut probs = models.combiner.probs(&features::vector(&inputs));
     let mut encoder = None;
@@ -272,11 +298,19 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     fold_unknown(&mut probs, &evidence, &known);
 
     let judged = ResponseJudgement { probs };
-    let label = match judged.label() {
-        l if l != ResponseLabel::Answer && judged.confidence() < models.min_non_answer => {
-            ResponseLabel::Answer
-        }
-        l => l,
+    let threshold = if observation.completeness == Completeness::Partial {
+        models.combiner.non_answer_from_window()
+    } else {
+        models.combiner.non_answer_from()
+    };
+    let label = answer_label(&probs, threshold);
+    // The verdict's confidence: the probability that it is (or is not) an answer, the
+    // question the threshold decided.
+    let answer_p = probs[ResponseLabel::Answer.index()];
+    let confidence = if label == ResponseLabel::Answer {
+        answer_p
+    } else {
+        1.0 - answer_p
     };
     let mut all = Vec::with_capacity(evidence.len() + 4);
     let mut combined = model_evidence("combiner", &judged);
@@ -302,5 +336,5 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     let mut rest = evidence;
     rest.sort_by(|a, b| b.score.total_cmp(&a.score));
     all.extend(rest);
-    rules::with_evidence(kind, judged.probs[label.index()], all)
+    rules::with_evidence(kind, confidence, all)
 }
