@@ -22,7 +22,7 @@ use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
-use crate::judge::combiner::{NON_ANSWER_FROM, NON_ANSWER_FROM_WINDOW};
+use crate::judge::combiner::{NON_ANSWER_FROM, NON_ANSWER_FROM_ESCALATED, NON_ANSWER_FROM_WINDOW};
 use crate::judge::fit::{
     combiner_out_of_source, embed_cached, nested_thresholds, final_encoder_head, final_ngram, out_of_source,
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
@@ -262,17 +262,19 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             predictions.encoder.is_some(),
         );
         table.push_str(&format!(
-            "\nNon-answer thresholds (probability of the non-answer classes together), whole answer / \
-             stream window: {} / {} shipped, chosen on every source's out-of-source predictions (whole: \
-             the best mean F1 over sources; window: the lowest that stops at most {:.0}% of answers' \
-             windows on average). Each row above is scored at the thresholds chosen without its source: {}.\n",
+            "\nNon-answer thresholds (probability of the non-answer classes together): whole answer {} / \
+             whole answer with the encoder's reading {} (each the best mean F1 over sources) / stream window {} \
+             (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on every \
+             source's out-of-source predictions and shipped in the combiner. Each row above is scored at the \
+             thresholds chosen without its source: {}.\n",
             shipped_threshold.whole,
+            shipped_threshold.escalated,
             shipped_threshold.window,
             MAX_WINDOW_FALSE_STOPS * 100.0,
             sources
                 .iter()
                 .zip(&nested)
-                .map(|(s, t)| format!("{} {} / {}", s.name, t.whole, t.window))
+                .map(|(s, t)| format!("{} {} / {} / {}", s.name, t.whole, t.escalated, t.window))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -284,6 +286,10 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         combiner.info.insert(
             NON_ANSWER_FROM_WINDOW.into(),
             shipped_threshold.window.to_string(),
+        );
+        combiner.info.insert(
+            NON_ANSWER_FROM_ESCALATED.into(),
+            shipped_threshold.escalated.to_string(),
         );
         combiner.info.insert("trained".into(), today());
         combiner

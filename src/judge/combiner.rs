@@ -34,6 +34,8 @@ pub const FORMAT: &str = "refusal-guard-combiner/1";
 pub const NON_ANSWER_FROM: &str = "non_answer_from";
 /// The metadata key of [`Combiner::non_answer_from_window`].
 pub const NON_ANSWER_FROM_WINDOW: &str = "non_answer_from_window";
+/// The metadata key of [`Combiner::non_answer_from_escalated`].
+pub const NON_ANSWER_FROM_ESCALATED: &str = "non_answer_from_escalated";
 
 /// A trained combiner.
 #[derive(Debug, Clone)]
@@ -144,11 +146,16 @@ impl Combiner {
         self.threshold(NON_ANSWER_FROM, 0.5)
     }
 
-    /// The same for a stream's prefix: set higher, because a stream stopped by mistake
-    /// throws a good answer away, while a refusal its window misses is still caught when
-    /// the whole answer is judged. 0.8 for a file without one.
+    /// The same for a stream's prefix (its window): chosen apart because an opening and a
+    /// whole answer give the combiner different evidence. 0.5 for a file without one.
     pub fn non_answer_from_window(&self) -> f32 {
-        self.threshold(NON_ANSWER_FROM_WINDOW, 0.8)
+        self.threshold(NON_ANSWER_FROM_WINDOW, 0.5)
+    }
+
+    /// The same for a whole answer the encoder was asked about: its reading moves the
+    /// probabilities, so the threshold is chosen on those rows. 0.5 for a file without one.
+    pub fn non_answer_from_escalated(&self) -> f32 {
+        self.threshold(NON_ANSWER_FROM_ESCALATED, 0.5)
     }
 
     fn threshold(&self, key: &str, default: f32) -> f32 {

@@ -400,6 +400,12 @@ impl Decisions {
     pub fn cascade_label(&self, non_answer_from: f32) -> Option<ResponseLabel> {
         self.cascade.map(|p| super::answer_label(&p, non_answer_from))
     }
+
+    /// The cascade's label as the pipeline decides it: the escalated threshold when the
+    /// encoder was asked, the whole-answer one otherwise.
+    pub fn cascade_at(&self, t: &Thresholds) -> Option<ResponseLabel> {
+        self.cascade_label(if self.escalated { t.escalated } else { t.whole })
+    }
 }
 
 /// Decides a row with a combiner, as [`super::decide`] would.
@@ -424,27 +430,59 @@ pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalat
 }
 
 /// The thresholds [`choose_threshold`] tries.
-const THRESHOLDS: [f32; 15] = [
-    0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85,
+const THRESHOLDS: [f32; 17] = [
+    0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95,
 ];
 
-/// The non-answer threshold that maximises the mean non-answer F1 of the embedded default
-/// over the sources `use_source` admits (whole answers, each source weighted alike, so that
-/// the large files do not decide for the small ones). Nested inside leave-one-source-out
-/// (the held-out source excluded), it is chosen without the source it is scored on.
-pub fn choose_threshold(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool) -> f32 {
+/// Which decisions a threshold is chosen for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    /// Whole answers judged by the embedded default.
+    Whole,
+    /// Whole answers judged with the encoder's reading (the rows the cascade escalated).
+    Escalated,
+    /// Stream windows: explicit refusals against answers.
+    Window,
+}
+
+impl Question {
+    /// `(gold non-answer, predicted non-answer at t)` for a row this question covers.
+    fn read(self, r: &Row, d: &Decisions, t: f32) -> Option<(bool, bool)> {
+        let non = |l: ResponseLabel| l != ResponseLabel::Answer;
+        match self {
+            Question::Whole if !r.window => Some((non(r.label), non(d.embedded_label(t)))),
+            Question::Escalated if !r.window && d.escalated => {
+                d.cascade_label(t).map(|c| (non(r.label), non(c)))
+            }
+            Question::Window if r.window && matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) => {
+                Some((non(r.label), non(d.embedded_label(t))))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The non-answer threshold that maximises the mean non-answer F1 over the sources
+/// `use_source` admits (each source weighted alike, so that the large files do not decide
+/// for the small ones). Nested inside leave-one-source-out (the held-out source excluded),
+/// it is chosen without the source it is scored on.
+pub fn choose_threshold(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    question: Question,
+    use_source: impl Fn(usize) -> bool,
+) -> f32 {
     let mut best = (f64::MIN, 0.5f32);
     for t in THRESHOLDS {
         let mut per_source: BTreeMap<usize, Binary> = BTreeMap::new();
         for (r, d) in rows.iter().zip(decisions) {
             let Some(d) = d else { continue };
-            if r.window || !use_source(r.source) {
+            if !use_source(r.source) {
                 continue;
             }
-            per_source.entry(r.source).or_default().count(
-                r.label != ResponseLabel::Answer,
-                d.embedded_label(t) != ResponseLabel::Answer,
-            );
+            if let Some((gold, predicted)) = question.read(r, d, t) {
+                per_source.entry(r.source).or_default().count(gold, predicted);
+            }
         }
         // Sources without a non-answer have no F1 to average.
         let f1s: Vec<f64> = per_source
@@ -460,52 +498,53 @@ pub fn choose_threshold(rows: &[Row], decisions: &[Option<Decisions>], use_sourc
     best.1
 }
 
-/// The most answer windows a stream threshold may stop, on average over sources: a stream
-/// stopped by mistake is a good answer thrown away, while a refusal the window misses is
-/// still caught when the whole answer is judged.
+/// The most answer windows a stream threshold may stop, on the median source: a stream
+/// stopped by mistake throws a good answer away, while a refusal its window misses is still
+/// caught when the whole answer is judged. The median, not the mean, because one source's
+/// "answers" may open like refusals (gptfuzz: jailbroken answers that start by refusing).
 pub const MAX_WINDOW_FALSE_STOPS: f64 = 0.02;
 
-/// The stream-window threshold: the lowest at which the answers' windows stopped stay at
-/// or under [`MAX_WINDOW_FALSE_STOPS`] (mean over the admitted sources), so the window stops
-/// as many refusals as that allows.
+/// The stream-window threshold: the lowest at which the median source's answer windows
+/// stopped stay at or under [`MAX_WINDOW_FALSE_STOPS`], so the window stops as many
+/// refusals as that allows. (F1 would not do: windows of refusals are rare in some sources
+/// and common in others, and F1 follows the base rate.)
 pub fn choose_window_threshold(
     rows: &[Row],
     decisions: &[Option<Decisions>],
     use_source: impl Fn(usize) -> bool,
 ) -> f32 {
-    for t in THRESHOLDS.iter().copied().chain([0.9, 0.95]) {
+    for t in THRESHOLDS {
         let mut per_source: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
         for (r, d) in rows.iter().zip(decisions) {
             let Some(d) = d else { continue };
-            if !r.window || r.label != ResponseLabel::Answer || !use_source(r.source) {
+            if !use_source(r.source) || r.label != ResponseLabel::Answer {
                 continue;
             }
-            let e = per_source.entry(r.source).or_default();
-            e.0 += usize::from(d.embedded_label(t) != ResponseLabel::Answer);
-            e.1 += 1;
+            if let Some((_, stopped)) = Question::Window.read(r, d, t) {
+                let e = per_source.entry(r.source).or_default();
+                e.0 += usize::from(stopped);
+                e.1 += 1;
+            }
         }
-        let rates: Vec<f64> = per_source.values().map(|(hit, n)| *hit as f64 / *n as f64).collect();
-        if rates.iter().sum::<f64>() / rates.len().max(1) as f64 <= MAX_WINDOW_FALSE_STOPS {
+        let mut rates: Vec<f64> = per_source.values().map(|(hit, n)| *hit as f64 / *n as f64).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = match rates.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => rates[n / 2],
+            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+        };
+        if median <= MAX_WINDOW_FALSE_STOPS {
             return t;
         }
     }
-    0.95
+    THRESHOLDS[THRESHOLDS.len() - 1]
 }
 
-/// For each source, the threshold chosen without it ([`choose_threshold`]).
-pub fn nested_thresholds(rows: &[Row], n_sources: usize, decisions: &[Option<Decisions>]) -> Vec<Thresholds> {
-    (0..n_sources)
-        .map(|s| Thresholds {
-            whole: choose_threshold(rows, decisions, |x| x != s),
-            window: choose_window_threshold(rows, decisions, |x| x != s),
-        })
-        .collect()
-}
-
-/// The two non-answer thresholds of a combiner: whole answers, and stream windows.
+/// The three non-answer thresholds of a combiner (see [`super::Combiner::non_answer_from`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Thresholds {
     pub whole: f32,
+    pub escalated: f32,
     pub window: f32,
 }
 
@@ -513,10 +552,18 @@ impl Thresholds {
     /// Chosen on the sources `use_source` admits.
     pub fn choose(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool + Copy) -> Self {
         Thresholds {
-            whole: choose_threshold(rows, decisions, use_source),
+            whole: choose_threshold(rows, decisions, Question::Whole, use_source),
+            escalated: choose_threshold(rows, decisions, Question::Escalated, use_source),
             window: choose_window_threshold(rows, decisions, use_source),
         }
     }
+}
+
+/// For each source, the thresholds chosen without it.
+pub fn nested_thresholds(rows: &[Row], n_sources: usize, decisions: &[Option<Decisions>]) -> Vec<Thresholds> {
+    (0..n_sources)
+        .map(|s| Thresholds::choose(rows, decisions, |x| x != s))
+        .collect()
 }
 
 /// Leave-one-source-out decisions: each source's rows decided by a combiner fitted on the
@@ -567,15 +614,15 @@ pub fn score(
             continue;
         }
         let gold = r.label != ResponseLabel::Answer;
-        let t = thresholds[r.source].whole;
+        let t = thresholds[r.source];
         for lang in [r.lang.as_str(), "all"] {
             let g = out
                 .entry((sources[r.source].name.clone(), lang.to_string()))
                 .or_default();
             g.n += 1;
             g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
-            g.embedded.count(gold, d.embedded_label(t) != ResponseLabel::Answer);
-            if let Some(c) = d.cascade_label(t) {
+            g.embedded.count(gold, d.embedded_label(t.whole) != ResponseLabel::Answer);
+            if let Some(c) = d.cascade_at(&t) {
                 g.cascade.count(gold, c != ResponseLabel::Answer);
                 g.cascade_n += 1;
             }
@@ -736,10 +783,12 @@ mod tests {
 
     const HALF: Thresholds = Thresholds {
         whole: 0.5,
+        escalated: 0.5,
         window: 0.5,
     };
     const STRICT: Thresholds = Thresholds {
         whole: 0.95,
+        escalated: 0.95,
         window: 0.95,
     };
 
@@ -799,9 +848,9 @@ mod tests {
             dec([0.1, 0.9, 0.0, 0.0]),
             dec([0.4, 0.6, 0.0, 0.0]),
         ];
-        let t0 = choose_threshold(&rows, &decisions, |s| s == 0);
+        let t0 = choose_threshold(&rows, &decisions, Question::Whole, |s| s == 0);
         assert!(t0 <= 0.3 && t0 > 0.05, "{t0}");
-        let t1 = choose_threshold(&rows, &decisions, |s| s == 1);
+        let t1 = choose_threshold(&rows, &decisions, Question::Whole, |s| s == 1);
         assert!(t1 > 0.6 && t1 <= 0.9, "{t1}");
         let nested: Vec<f32> = nested_thresholds(&rows, 2, &decisions)
             .iter()

@@ -79,7 +79,8 @@ pub struct Models {
     pub fast: Arc<dyn Classifier>,
     /// The reader asked when the combiner is unsure (the encoder tier), if installed.
     pub escalation: Option<Arc<dyn Classifier>>,
-    /// Below this combiner confidence the escalation reader is asked. Default 0.9.
+    /// Below this combiner confidence the escalation reader is asked about a whole answer
+    /// (never about a stream's prefix). Default 0.9.
     pub escalate_below: f32,
     /// The trained combiner.
     pub combiner: Arc<Combiner>,
@@ -206,7 +207,11 @@ pub async fn answer_probs(
     let mut probs = models.combiner.probs(&features::vector(&inputs));
     let mut encoder = None;
     let confident = probs.iter().copied().fold(0.0, f32::max) >= models.escalate_below;
-    if let (false, Some(slow)) = (confident, &models.escalation) {
+    // A stream's prefix is never escalated: the encoder would hold the stream back by tens
+    // of milliseconds per window, and an unsure window stops nothing anyway (its threshold
+    // is set for precision); the whole answer is escalated when it ends.
+    let partial = observation.completeness == Completeness::Partial;
+    if let (false, false, Some(slow)) = (confident, partial, &models.escalation) {
         match slow.judge_response(observation.prompt, observation.text).await {
             Ok(Some(j)) => {
                 probs = models.combiner.probs(&features::vector(&features::Inputs {
@@ -262,6 +267,23 @@ async fn split_refusal(
         .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())), names_harm)
 }
 
+/// A provider's moderation block, split by the request's harm like a refusal in words: a
+/// block of a request judged harmful (or unsure: fail safe) is justified and becomes a
+/// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider; a block of
+/// a benign request stays a [`VerdictKind::ProviderBlock`] (a policy over-block,
+/// re-routed). Other verdicts pass unchanged.
+async fn split_block(models: &Models, mut verdict: Verdict, observation: &Observation<'_>) -> Verdict {
+    if !matches!(verdict.kind, VerdictKind::ProviderBlock { .. }) {
+        return verdict;
+    }
+    let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
+    if matches!(kind, VerdictKind::SafetyRefusal { .. }) {
+        verdict.kind = kind;
+    }
+    verdict.evidence.insert(0, ev);
+    verdict
+}
+
 /// Turns evidence into a verdict (see the module docs).
 pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, decision: &Decision) -> Verdict {
     let models = match decision {
@@ -269,7 +291,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         Decision::Learned(models) => models,
     };
     if let Some(v) = rules::decisive(&evidence, observation) {
-        return v;
+        return split_block(models, v, observation).await;
     }
     let short_prefix = observation.completeness == Completeness::Partial
         && features::window(observation.text, MIN_MODEL_PREFIX_TOKENS).len() == observation.text.len();
@@ -288,7 +310,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
             verdict.kind = kind;
             verdict.evidence.insert(0, ev);
         }
-        return verdict;
+        return split_block(models, verdict, observation).await;
     }
     let Some((mut probs, ngram, encoder)) = answer_probs(models, &evidence, observation).await else {
         return rules::combine(evidence, 0.5, observation);
@@ -298,7 +320,9 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     fold_unknown(&mut probs, &evidence, &known);
 
     let judged = ResponseJudgement { probs };
-    let threshold = if observation.completeness == Completeness::Partial {
+    let threshold = if encoder.is_some() {
+        models.combiner.non_answer_from_escalated()
+    } else if observation.completeness == Completeness::Partial {
         models.combiner.non_answer_from_window()
     } else {
         models.combiner.non_answer_from()
