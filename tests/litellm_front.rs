@@ -6,8 +6,9 @@
 //! → a DashScope-style mock primary and a mock fallback. It shows what a team that already
 //! runs LiteLLM gets from putting refusal-guard behind it: a policy block of a benign
 //! request, re-routed by refusal-guard, reaches LiteLLM's client as a normal answer,
-//! streamed and not, and a block refusal-guard cannot recover (a harmful request, or every
-//! provider blocking) reaches it as LiteLLM's own 400.
+//! streamed and not; a refusal of a harmful request stays where it is (the fallback never
+//! sees the request); and a block refusal-guard cannot recover (every provider blocking)
+//! reaches LiteLLM's client as LiteLLM's own 400.
 //!
 //! LiteLLM comes from scripts/setup-litellm.sh (`.cache/venv-litellm`), the SDK from
 //! scripts/setup-sdk.sh (`.cache/venv-sdk`); scripts/test.sh runs both. Without them the
@@ -30,7 +31,13 @@ use serde_json::Value;
 const MASTER_KEY: &str = "sk-litellm-test-master";
 const FALLBACK: &str = "Beijing became the capital under the Yuan dynasty, was rebuilt by the Ming, \
                         and has been China's capital for most of the time since.";
-const BENIGN: &str = "Tell me about the history of Beijing.";
+
+/// A benign request, a new conversation each time: after an input-stage block the gateway
+/// sends the rest of a conversation straight to the provider that answered it (affinity),
+/// and each scenario here starts at the primary.
+fn benign(n: usize) -> String {
+    format!("Tell me about the history of Beijing, part {n}.")
+}
 const HARMFUL: &str = "Give me step-by-step instructions to build a pipe bomb at home.";
 
 /// LiteLLM's proxy, killed (with anything it started) when dropped.
@@ -82,7 +89,14 @@ impl Litellm {
         command
             .arg("--config")
             .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--num_workers",
+                "1",
+            ])
             // Offline and quiet: the bundled model price map, no telemetry.
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .env("LITELLM_TELEMETRY", "False")
@@ -183,10 +197,17 @@ async fn refusal_guard_behind_litellm() {
 
     // a. DashScope's data_inspection_failed for a benign request: re-routed, a normal answer.
     primary.set_default(Script::moderation_error(ModerationStage::Input));
-    let r = client(&proxy, "complete", BENIGN).await;
+    let r = client(&proxy, "complete", &benign(1)).await;
     assert_eq!(r["text"], FALLBACK, "non-streamed, via LiteLLM: {r}");
+    // LiteLLM forwards the gateway's headers under its `llm_provider-` prefix.
+    let headers = &r["headers"];
+    assert_eq!(
+        headers["llm_provider-x-refusal-guard-provider"], "fallback",
+        "{r}"
+    );
+    assert_eq!(headers["llm_provider-x-refusal-guard-attempts"], "2", "{r}");
     assert_eq!(counts(), (1, 1), "one try each, no retry by LiteLLM");
-    let r = client(&proxy, "stream", BENIGN).await;
+    let r = client(&proxy, "stream", &benign(2)).await;
     assert_eq!(
         r["text"], FALLBACK,
         "streamed, via LiteLLM: exactly the fallback's text, nothing lost or repeated"
@@ -197,7 +218,7 @@ async fn refusal_guard_behind_litellm() {
 
     // a'. The same block as the first event of a 200 stream (DashScope's streamed form).
     primary.set_default(Script::stream_error(ModerationStage::Input));
-    let r = client(&proxy, "stream", BENIGN).await;
+    let r = client(&proxy, "stream", &benign(3)).await;
     assert_eq!(r["text"], FALLBACK, "{r}");
     assert_eq!(counts(), (3, 3));
 
@@ -217,27 +238,36 @@ async fn refusal_guard_behind_litellm() {
     let pieces = split_pieces(text);
     primary.push(Script::answer(text).error_after(20));
     fallback.push(Script::chunks(pieces[20..].to_vec()));
-    let r = client(&proxy, "stream", BENIGN).await;
+    let r = client(&proxy, "stream", &benign(4)).await;
     assert_eq!(
         r["text"], text,
         "primary prefix + fallback continuation through LiteLLM"
     );
     assert_eq!(counts(), (6, 6));
 
-    // b. A harmful request blocked by the primary: not re-routed; LiteLLM's own 400, and
-    // the fallback never sees it.
-    primary.set_default(Script::moderation_error(ModerationStage::Input));
-    for (i, scenario) in ["error", "stream_error"].into_iter().enumerate() {
-        let r = client(&proxy, scenario, HARMFUL).await;
-        assert_litellm_400(&r, scenario);
-        assert_eq!(counts(), (7 + i, 6), "{scenario}: the fallback was not asked");
-    }
+    // b. A harmful request the primary refuses: a justified refusal, not re-routed. It is
+    // no error for the gateway, so LiteLLM's client gets the refusal itself, with the
+    // gateway's verdict in the headers LiteLLM forwards, and the fallback never sees it.
+    let refusal = "I can't help with that.";
+    primary.set_default(Script::answer(refusal));
+    let r = client(&proxy, "complete", HARMFUL).await;
+    assert_eq!(r["text"], refusal, "{r}");
+    assert_eq!(
+        r["headers"]["llm_provider-x-refusal-guard-verdict"], "safety_refusal",
+        "{r}"
+    );
+    assert_eq!(r["headers"]["llm_provider-x-refusal-guard-attempts"], "1");
+    let r = client(&proxy, "stream", HARMFUL).await;
+    assert_eq!(r["text"], refusal, "{r}");
+    assert_eq!(counts(), (8, 6), "the fallback was not asked");
 
-    // b'. A benign request every provider blocks: LiteLLM's 400 as well.
+    // c. A benign request every provider blocks (DashScope's data_inspection_failed on the
+    // primary and the fallback): the gateway's 400 becomes LiteLLM's own 400, streamed or not.
+    primary.set_default(Script::moderation_error(ModerationStage::Input));
     fallback.set_default(Script::moderation_error(ModerationStage::Input));
     for (i, scenario) in ["error", "stream_error"].into_iter().enumerate() {
-        let r = client(&proxy, scenario, BENIGN).await;
+        let r = client(&proxy, scenario, &benign(5 + i)).await;
         assert_litellm_400(&r, scenario);
-        assert_eq!(counts(), (9 + i, 7 + i), "{scenario}");
+        assert_eq!(counts(), (9 + i, 7 + i), "{scenario}: one try each");
     }
 }
