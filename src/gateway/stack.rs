@@ -17,9 +17,10 @@
 //! 5. **body limit** (`server.max_body_bytes`, a 413) and **routing** by the request's
 //!    `model`: in the handlers ([`super::server`], [`super::routes::passthrough`]), which
 //!    read the body once, under the limit, to find the model.
-//! 6. **per route** ([`route_service`]): the total deadline ([`DeadlineLayer`]) over the
+//! 6. **per route** (`route_service`): the total deadline ([`DeadlineLayer`]) over the
 //!    re-route layer ([`RerouteLayer`]) over the primary; each provider is wrapped by
-//!    [`ProviderPolicy::stack`] (retry with a budget, the first-token deadline, the guard).
+//!    [`crate::layer::failover::ProviderPolicy::stack`] (retry with a budget, the
+//!    first-token deadline, the guard).
 //!
 //! `/healthz` and `/metrics` sit outside auth and limits: probes and scrapers must get an
 //! answer from a gateway at its concurrency limit.
