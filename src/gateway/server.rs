@@ -5,8 +5,8 @@
 //! ([`super::routes::passthrough`]). Each configured route is a [`RerouteLayer`] over its
 //! primary provider, every provider wrapped by [`ProviderPolicy::stack`] (retry with a
 //! budget, a first-token deadline, the guard), all under a
-//! [`crate::layer::failover::DeadlineLayer`] for the total budget. With `[verdict_log]`, each judged exchange is also written to the verdict log
-//! ([`crate::observe::verdict_log`]).
+//! [`crate::layer::failover::DeadlineLayer`] for the total budget. With `[verdict_log]`,
+//! each judged exchange is also written to the verdict log ([`crate::observe::verdict_log`]).
 //!
 //! Auth, limits and the order of everything a request passes through are assembled in
 //! [`super::stack`]; this file builds the gateway from its configuration and holds the
