@@ -15,11 +15,8 @@ RG_BENCH_SECS=$secs RG_BENCH_RATES=${RG_BENCH_RATES:-500,1000,2000} RG_BENCH_MOC
 
 [ -n "${SKIP_LITELLM:-}" ] && exit 0
 
+bash scripts/setup-litellm.sh
 venv=.cache/venv-litellm
-if ! [ -x "$venv/bin/litellm" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'litellm[proxy]'
-fi
 cfg=$(mktemp -d)/litellm.yaml
 cat > "$cfg" <<YAML
 model_list:

@@ -5,6 +5,8 @@
 //! - [`server`]: [`Gateway`], the ready gateway behind `refusal-guard serve`, configured by
 //!   [`config`] and observed through [`metrics`]; [`edge`] accepts its connections and
 //!   cuts off slow and idle ones;
+//! - [`stack`]: the gateway's request stack (edge, trace, auth, limits, routing, per-route
+//!   layers) in the order a request meets it;
 //! - [`routes`]: routes other than chat completions ([`routes::passthrough`]);
 //! - [`respond`]: chat results as OpenAI-shaped HTTP responses (JSON, SSE, errors), with
 //!   the verdict in headers and in the final chunk.
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod stack;
 
 pub use http_layer::{RefusalGuardHttp, RefusalGuardHttpLayer};
 pub use server::Gateway;

@@ -4,15 +4,15 @@
 //! `/metrics`; every other `/v1/…` path passes through to a provider
 //! ([`super::routes::passthrough`]). Each configured route is a [`RerouteLayer`] over its
 //! primary provider, every provider wrapped by [`ProviderPolicy::stack`] (retry with a
-//! budget, a first-token deadline, the guard), all under a [`DeadlineLayer`] for the total
-//! budget. With `[verdict_log]`, each judged exchange is also written to the verdict log
-//! ([`crate::observe::verdict_log`]).
+//! budget, a first-token deadline, the guard), all under a
+//! [`crate::layer::failover::DeadlineLayer`] for the total budget. With `[verdict_log]`,
+//! each judged exchange is also written to the verdict log ([`crate::observe::verdict_log`]).
 //!
-//! Limits a production gateway needs: request bodies above `max_body_bytes` get a 413;
-//! more than `max_concurrency` requests in flight get a 503 at once (a permit lives as
-//! long as the response body, so open streams count); shutdown stops accepting, lets
-//! open streams finish for `shutdown_grace_secs`, then cuts them. Every error leaves in
-//! OpenAI's error JSON, so SDKs raise their typed exceptions.
+//! Auth, limits and the order of everything a request passes through are assembled in
+//! [`super::stack`]; this file builds the gateway from its configuration and holds the
+//! handlers. Shutdown stops accepting, lets open streams finish for
+//! `shutdown_grace_secs`, then cuts them. Every error leaves in OpenAI's error JSON, so
+//! SDKs raise their typed exceptions.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,22 +22,21 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
-use axum::Router;
-use futures::StreamExt;
+use axum::{Extension, Router};
 use http::{header, HeaderMap, Response, StatusCode, Uri};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Layer, ServiceExt};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::config::{GatewayConfig, ProviderConfig};
-use super::metrics::{Metrics, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
+use super::metrics::{Metrics, RequestLabels, RerouteLabels, VerdictLabels};
 use super::respond::{error_response, respond};
-use super::routes::passthrough::{self, Passthrough};
+use super::routes::passthrough::Passthrough;
+use super::stack::{self, RecordSlot};
 use crate::error::Error;
-use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
+use crate::layer::failover::{ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
 use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
 use crate::observe::request::{ErrorCode, RequestRecord};
@@ -139,9 +138,12 @@ impl Gateway {
             for f in &r.fallbacks {
                 layer = layer.fallback(Route::new(f.clone(), stacks[f].clone()));
             }
-            let service = DeadlineLayer::new(Duration::from_millis(r.total_timeout_ms))
-                .layer(layer.layer(stacks[&r.primary].clone()));
-            routes.push((r.model.clone(), ChatService::new(service)));
+            let service = stack::route_service(
+                Duration::from_millis(r.total_timeout_ms),
+                layer,
+                stacks[&r.primary].clone(),
+            );
+            routes.push((r.model.clone(), service));
         }
         let client_keys = match &config.server.api_keys_env {
             None => None,
@@ -191,38 +193,20 @@ impl Gateway {
         self.inner.verdict_log.as_ref()
     }
 
-    /// The axum router, for embedding the gateway in a larger server.
+    /// The axum router, for embedding the gateway in a larger server: the routes under
+    /// the whole request stack of [`super::stack`].
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/chat/completions", post(chat))
-            .route("/v1/models", get(models))
-            .route("/v1/{*path}", any(passthrough::passthrough))
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/metrics", get(metrics))
-            .fallback(passthrough::not_found)
-            .with_state(self.clone())
+        stack::router(self)
     }
 
-    /// Client authentication, then a concurrency permit: the edge every route shares. The
-    /// refusal is the response to send.
-    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Box<Response<Body>>> {
-        if !authorised(&self.inner, headers) {
-            return Err(Box::new(openai_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                "invalid_api_key",
-                "missing or unknown gateway API key".into(),
-            )));
-        }
-        self.inner.permits.clone().try_acquire_owned().map_err(|_| {
-            Box::new(openai_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "gateway_overloaded",
-                "too many requests in flight; retry shortly".into(),
-            ))
-        })
+    /// The client keys, when the gateway requires one.
+    pub(crate) fn client_keys(&self) -> Option<&[ApiKey]> {
+        self.inner.client_keys.as_deref()
+    }
+
+    /// The concurrency permits, one per request in flight.
+    pub(crate) fn permits(&self) -> &Arc<Semaphore> {
+        &self.inner.permits
     }
 
     /// The largest request body accepted.
@@ -286,63 +270,33 @@ pub(crate) fn openai_error(status: StatusCode, kind: &str, code: &str, message: 
     response
 }
 
-fn authorised(gateway: &Inner, headers: &HeaderMap) -> bool {
-    let Some(keys) = &gateway.client_keys else {
-        return true;
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    presented.is_some_and(|p| {
-        keys.iter()
-            .any(|k| constant_time_eq(k.expose().as_bytes(), p.as_bytes()))
-    })
-}
-
-/// Compares keys without an early exit, so response times do not leak how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn chat(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap, body: Body) -> Response<Body> {
-    let g = &gateway.inner;
-    let mut record = RequestRecord::start(uri.path(), &headers);
-    let span = record.span().clone();
-    let response = chat_inner(g, &headers, body, &mut record).instrument(span).await;
-    g.metrics
-        .responses
-        .get_or_create(&StatusLabels {
-            status: response.status().as_u16().to_string(),
-        })
-        .inc();
-    record.finish(response)
-}
-
-async fn chat_inner(
-    g: &Inner,
-    headers: &HeaderMap,
+/// `POST /v1/chat/completions`, under the stack's trace, auth and concurrency layers: the
+/// body limit, the route by model, the route's service. The request record comes from the
+/// trace layer and goes back to it with what this handler learnt.
+pub(crate) async fn chat(
+    State(gateway): State<Gateway>,
+    slot: Option<Extension<RecordSlot>>,
+    uri: Uri,
+    headers: HeaderMap,
     body: Body,
-    record: &mut RequestRecord,
 ) -> Response<Body> {
-    let started = Instant::now();
-    if !authorised(g, headers) {
-        return openai_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "missing or unknown gateway API key".into(),
-        );
+    let taken = slot.as_ref().and_then(|Extension(s)| s.take());
+    let mut record = taken.unwrap_or_else(|| RequestRecord::start(uri.path(), &headers));
+    let span = record.span().clone();
+    let response = chat_inner(&gateway.inner, body, &mut record)
+        .instrument(span)
+        .await;
+    match slot {
+        Some(Extension(slot)) => {
+            slot.put(record);
+            response
+        }
+        None => record.finish(response),
     }
-    let Ok(permit) = g.permits.clone().try_acquire_owned() else {
-        return openai_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "gateway_overloaded",
-            "too many requests in flight; retry shortly".into(),
-        );
-    };
+}
+
+async fn chat_inner(g: &Inner, body: Body, record: &mut RequestRecord) -> Response<Body> {
+    let started = Instant::now();
     let bytes = match axum::body::to_bytes(body, g.max_body).await {
         Ok(b) => b,
         Err(_) => {
@@ -409,11 +363,10 @@ async fn chat_inner(
             }
         }
     }
-    let response = match result {
+    match result {
         Err(e) if e.as_refusal().is_none() && e.provider_error().is_none() => error_response(&e),
         other => respond(other),
-    };
-    hold_permit(response, permit)
+    }
 }
 
 /// Verdicts, re-routes and overhead of an answered request.
@@ -456,25 +409,8 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
     }
 }
 
-/// Keeps the concurrency permit until the response body is done (streams included).
-pub(crate) fn hold_permit(response: Response<Body>, permit: OwnedSemaphorePermit) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    let stream = body.into_data_stream().map(move |chunk| {
-        let _held = &permit;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
-}
-
-async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response<Body> {
-    if !authorised(&gateway.inner, &headers) {
-        return openai_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "missing or unknown gateway API key".into(),
-        );
-    }
+/// `GET /v1/models`: the routes' model names.
+pub(crate) async fn models(State(gateway): State<Gateway>) -> Response<Body> {
     let data: Vec<_> = gateway
         .inner
         .routes
@@ -486,7 +422,8 @@ async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response<
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn metrics(State(gateway): State<Gateway>) -> Response<Body> {
+/// `GET /metrics`: the gateway's metrics in OpenMetrics text.
+pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response<Body> {
     (
         [(
             header::CONTENT_TYPE,

@@ -72,6 +72,16 @@ pub fn sdk_python() -> PathBuf {
 
 /// Runs tests/sdk/client.py with a scenario and returns what it printed.
 pub async fn sdk(base_url: &str, api_key: &str, scenario: &str) -> serde_json::Value {
+    sdk_prompt(base_url, api_key, scenario, None).await
+}
+
+/// As [`sdk`], with the user's prompt in place of the client's default one.
+pub async fn sdk_prompt(
+    base_url: &str,
+    api_key: &str,
+    scenario: &str,
+    prompt: Option<&str>,
+) -> serde_json::Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/client.py");
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(60),
@@ -80,6 +90,8 @@ pub async fn sdk(base_url: &str, api_key: &str, scenario: &str) -> serde_json::V
             .arg(base_url)
             .arg(api_key)
             .arg(scenario)
+            .args(prompt)
+            .kill_on_drop(true)
             .output(),
     )
     .await

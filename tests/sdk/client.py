@@ -1,8 +1,9 @@
 """Drives refusal-guard's gateway with the official OpenAI Python SDK.
 
-Usage: client.py BASE_URL API_KEY SCENARIO
-Prints one JSON object: what the SDK saw. The Rust test (tests/gateway_sdk.rs) scripts
-the mock providers behind the gateway and asserts on this output.
+Usage: client.py BASE_URL API_KEY SCENARIO [PROMPT]
+Prints one JSON object: what the SDK saw. The Rust tests (tests/gateway_sdk.rs, and
+tests/litellm_front.rs with LiteLLM's proxy in between) script the mock providers behind
+the gateway and assert on this output.
 """
 import json
 import sys
@@ -10,8 +11,9 @@ import sys
 import openai
 
 base_url, api_key, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
+prompt = sys.argv[4] if len(sys.argv) > 4 else "Tell me about the history of Beijing."
 client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=20)
-messages = [{"role": "user", "content": "Tell me about the history of Beijing."}]
+messages = [{"role": "user", "content": prompt}]
 
 
 def complete():
@@ -22,6 +24,7 @@ def complete():
         "verdict": raw.headers.get("x-refusal-guard-verdict"),
         "provider": raw.headers.get("x-refusal-guard-provider"),
         "attempts": raw.headers.get("x-refusal-guard-attempts"),
+        "headers": dict(raw.headers),
     }
 
 
@@ -44,6 +47,7 @@ def stream():
         "verdict": raw.headers.get("x-refusal-guard-verdict"),
         "provider": raw.headers.get("x-refusal-guard-provider"),
         "attempts": raw.headers.get("x-refusal-guard-attempts"),
+        "headers": dict(raw.headers),
     }
 
 

@@ -7,8 +7,9 @@
 //! and its model-name mapping. Nothing is judged or re-routed: a team that points its SDK
 //! at the gateway keeps the provider's other endpoints.
 //!
-//! The edge is the chat route's: the same client keys, the same concurrency permits (held
-//! until the response body ends), the same body limit (413 above it). A JSON body is read
+//! The edge is the chat route's ([`crate::gateway::stack`]): the same client keys, the same
+//! concurrency permits (held until the response body ends), the same body limit (413 above
+//! it). A JSON body is read
 //! whole (it is needed for its `model`, and it is under the limit); any other body
 //! (multipart uploads) streams to the provider as it arrives, cut with a 413 past the
 //! limit. The provider's response streams back as it comes, status and headers kept, byte
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::middleware::Next;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, HeaderMap, HeaderName, Request, Response, StatusCode};
@@ -29,7 +31,7 @@ use serde_json::Value;
 
 use crate::gateway::config::GatewayConfig;
 use crate::gateway::metrics::PassthroughLabels;
-use crate::gateway::server::{hold_permit, openai_error, Gateway};
+use crate::gateway::server::{openai_error, Gateway};
 use crate::provider::OpenAiCompatible;
 
 /// The largest provider error body read (to redact a quoted key) before it is passed on.
@@ -138,10 +140,21 @@ pub async fn not_found(request: Request<Body>) -> Response<Body> {
     )
 }
 
-/// The handler of `/v1/{*path}` (see the [module docs](self)).
+/// The handler of `/v1/{*path}` (see the [module docs](self)), under the stack's auth and
+/// concurrency layers.
 pub async fn passthrough(State(gateway): State<Gateway>, request: Request<Body>) -> Response<Body> {
+    forward(&gateway, request).await
+}
+
+/// The pass-through metric, by endpoint and status: the outermost layer of the
+/// pass-through routes, so rejected requests count too.
+pub(crate) async fn count(
+    State(gateway): State<Gateway>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
     let endpoint = endpoint_of(request.uri().path());
-    let response = forward(&gateway, request).await;
+    let response = next.run(request).await;
     gateway
         .metrics()
         .passthrough
@@ -195,10 +208,6 @@ fn not_found_model(model: &str) -> Response<Body> {
 }
 
 async fn forward(gateway: &Gateway, request: Request<Body>) -> Response<Body> {
-    let permit = match gateway.admit(request.headers()) {
-        Ok(p) => p,
-        Err(refused) => return *refused,
-    };
     let (parts, body) = request.into_parts();
     let max_body = gateway.max_body();
     let path = parts.uri.path();
@@ -362,7 +371,7 @@ async fn forward(gateway: &Gateway, request: Request<Body>) -> Response<Body> {
         return out.body(Body::from(body)).expect("valid response parts");
     }
     let body = Body::from_stream(response.bytes_stream());
-    hold_permit(out.body(body).expect("valid response parts"), permit)
+    out.body(body).expect("valid response parts")
 }
 
 /// Whether a caller's header goes on to the provider: not the hop's own, not the
