@@ -26,7 +26,7 @@
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
 //!   refusal whose prompt the n-gram prompt head was unsure of; seen in the `prompt_harm`
 //!   evidence, which names the tier that decided).
-//! - `cpu` columns: process CPU time per answer (all threads, /proc/self/task/*/schedstat),
+//! - `cpu` columns: process CPU time per answer (all threads, `CLOCK_PROCESS_CPUTIME_ID`),
 //!   less the cost of reading that clock (printed above the table): the figure to compare
 //!   with the targets (cascade mean <= 2 ms, embedded default < 0.2 ms). `wall`
 //!   columns: elapsed time, which on a shared machine also counts waiting for a core.
@@ -143,7 +143,7 @@ fn verdict_of(detectors: &Detectors, record: &Record, part: Part) -> Verdict {
 }
 
 /// The median cost of reading the CPU clock twice with nothing between, subtracted from
-/// every CPU figure (reading /proc costs a few microseconds, the size of a cheap verdict).
+/// every CPU figure (small, but a cheap verdict costs only tens of microseconds).
 fn clock_overhead_ns() -> u64 {
     let mut v: Vec<u64> = (0..2000)
         .map(|_| {
