@@ -9,7 +9,8 @@
 //! model is not in the hf-hub cache (`scripts/setup-models.sh`; HF_HOME defaults to
 //! <repo>/.cache/hf).
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -25,21 +26,7 @@ fn long_answer() -> String {
     para.repeat(12)
 }
 
-/// CPU time of the whole process (all its threads) in nanoseconds, from
-/// /proc/self/task/*/schedstat: on a machine shared with other builds, wall time measures
-/// the contention; CPU time measures the encoder. 0 where /proc is missing.
-fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Criterion measurement: process CPU time (see [`process_cpu_ns`]).
+/// Criterion measurement: process CPU time (see [`support::process_cpu_ns`]).
 struct ProcessCpu;
 
 static WALL: WallTime = WallTime;
@@ -48,10 +35,10 @@ impl Measurement for ProcessCpu {
     type Intermediate = u64;
     type Value = u64;
     fn start(&self) -> u64 {
-        process_cpu_ns()
+        support::process_cpu_ns()
     }
     fn end(&self, start: u64) -> u64 {
-        process_cpu_ns().saturating_sub(start)
+        support::process_cpu_ns().saturating_sub(start)
     }
     fn add(&self, a: &u64, b: &u64) -> u64 {
         a + b
@@ -93,15 +80,7 @@ fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder) {
 
 fn main() {
     // Before candle starts its thread pool.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
-    if std::env::var_os("HF_HOME").is_none() {
-        std::env::set_var(
-            "HF_HOME",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
-        );
-    }
+    support::one_core_setup();
     let enc = match E5Encoder::load_default() {
         Ok(e) => e,
         Err(e) => {

@@ -72,11 +72,16 @@ impl Binary {
 
     /// Counts one judgement: whether the label and the prediction say "non-answer".
     pub fn count(&mut self, gold_non_answer: bool, predicted_non_answer: bool) {
+        self.count_n(gold_non_answer, predicted_non_answer, 1);
+    }
+
+    /// Counts `n` alike judgements at once (a cell of a confusion matrix).
+    pub fn count_n(&mut self, gold_non_answer: bool, predicted_non_answer: bool, n: usize) {
         match (gold_non_answer, predicted_non_answer) {
-            (true, true) => self.tp += 1,
-            (false, true) => self.fp += 1,
-            (true, false) => self.fn_ += 1,
-            (false, false) => self.tn += 1,
+            (true, true) => self.tp += n,
+            (false, true) => self.fp += n,
+            (true, false) => self.fn_ += n,
+            (false, false) => self.tn += n,
         }
     }
 
@@ -230,6 +235,33 @@ mod tests {
         assert!((p.recall - 0.8).abs() < 1e-9);
         assert!((p.f1 - 0.8).abs() < 1e-9);
         assert_eq!(Prf::of(0, 0, 0).f1, 0.0);
+    }
+
+    #[test]
+    fn count_n_is_n_counts() {
+        let mut one_by_one = Binary::default();
+        let mut at_once = Binary::default();
+        for (gold, predicted, n) in [
+            (true, true, 3),
+            (false, true, 2),
+            (true, false, 1),
+            (false, false, 4),
+        ] {
+            for _ in 0..n {
+                one_by_one.count(gold, predicted);
+            }
+            at_once.count_n(gold, predicted, n);
+        }
+        assert_eq!(at_once, one_by_one);
+        assert_eq!(
+            at_once,
+            Binary {
+                tp: 3,
+                fp: 2,
+                fn_: 1,
+                tn: 4
+            }
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 
 use super::input::Location;
 use crate::dataset::{Gold, LabelMap, Record};
+use crate::score::Binary;
 use crate::verdict::{Verdict, VerdictClass};
 
 /// How many bins the confidence histograms have (of width 0.1).
@@ -128,6 +129,9 @@ pub fn gold_of(map: &LabelMap, record: &Record) -> Option<Gold> {
 pub struct Labels {
     /// Per label class (never [`Gold::Exclude`]), the verdicts given.
     pub confusion: BTreeMap<Gold, Counts>,
+    /// Answer vs non-answer, over the records whose label is scored (the counts `eval`
+    /// keeps, see [`crate::score`]).
+    pub binary: Binary,
     /// Records with no label.
     pub unlabeled: u64,
     /// Records whose label maps to no scored class.
@@ -194,7 +198,12 @@ impl Tally {
         match j.gold {
             None => self.labels.unlabeled += 1,
             Some(Gold::Exclude) => self.labels.excluded += 1,
-            Some(gold) => self.labels.confusion.entry(gold).or_default().add(class),
+            Some(gold) => {
+                self.labels.confusion.entry(gold).or_default().add(class);
+                if let Some(non_answer) = gold.is_non_answer() {
+                    self.labels.binary.count(non_answer, class.is_non_answer());
+                }
+            }
         }
     }
 

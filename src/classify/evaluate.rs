@@ -1,6 +1,7 @@
 //! Measuring a classifier on the shared datasets: per file and language, on the held-out
 //! part (records whose id is not in the fit split, see [`super::is_fit`]) of files used in
 //! training, and on every record of files never trained on (cross-file generalisation).
+//! Precision, recall and F1 come from [`crate::score`], as in `eval` and `audit`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use super::data::{read_jsonl, Record};
 use super::{is_fit, Classifier, ClassifyError, ResponseLabel};
+use crate::score::{Binary, Prf};
 
 /// Which records of a file to score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,37 +53,33 @@ impl ResponseScores {
         self.correct as f64 / self.n.max(1) as f64
     }
 
+    /// The answer vs non-answer counts (refusal, evasion or inability), non-answer positive.
+    pub fn binary(&self) -> Binary {
+        self.one_vs_rest(|label| label != ResponseLabel::Answer.index())
+    }
+
     /// Precision, recall and F1 of "not an answer" (refusal, evasion or inability).
-    pub fn non_answer_prf(&self) -> (f64, f64, f64) {
-        let mut tp = 0;
-        let mut fp = 0;
-        let mut fneg = 0;
+    pub fn non_answer_prf(&self) -> Prf {
+        self.binary().prf()
+    }
+
+    /// Recall of one gold label (`None` when no record has it).
+    pub fn recall(&self, label: ResponseLabel) -> Option<f64> {
+        let counts = self.one_vs_rest(|l| l == label.index());
+        (counts.tp + counts.fn_ > 0).then(|| counts.prf().recall)
+    }
+
+    /// The confusion matrix folded to two classes: the labels `positive` holds against the
+    /// rest.
+    fn one_vs_rest(&self, positive: impl Fn(usize) -> bool) -> Binary {
+        let mut counts = Binary::default();
         for (g, row) in self.confusion.iter().enumerate() {
-            for (p, &c) in row.iter().enumerate() {
-                match (g != 0, p != 0) {
-                    (true, true) => tp += c,
-                    (false, true) => fp += c,
-                    (true, false) => fneg += c,
-                    _ => {}
-                }
+            for (p, &n) in row.iter().enumerate() {
+                counts.count_n(positive(g), positive(p), n);
             }
         }
-        prf(tp, fp, fneg)
+        counts
     }
-
-    /// Recall of one gold label.
-    pub fn recall(&self, label: ResponseLabel) -> Option<f64> {
-        let row = &self.confusion[label.index()];
-        let total: usize = row.iter().sum();
-        (total > 0).then(|| row[label.index()] as f64 / total as f64)
-    }
-}
-
-fn prf(tp: usize, fp: usize, fneg: usize) -> (f64, f64, f64) {
-    let p = tp as f64 / (tp + fp).max(1) as f64;
-    let r = tp as f64 / (tp + fneg).max(1) as f64;
-    let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
-    (p, r, f)
 }
 
 /// Counts for one (file, language) group of prompt records.
@@ -224,7 +222,11 @@ pub async fn score_prompts(
 
 /// A Markdown table row for response scores.
 pub fn response_row(file: &str, part: Part, lang: &str, s: &ResponseScores) -> String {
-    let (p, r, f) = s.non_answer_prf();
+    let Prf {
+        precision: p,
+        recall: r,
+        f1: f,
+    } = s.non_answer_prf();
     let rec = |l| {
         s.recall(l)
             .map(|x| format!("{x:.3}"))
@@ -281,3 +283,46 @@ pub fn prompt_row(file: &str, part: Part, lang: &str, s: &PromptScores) -> Strin
 
 /// The header matching [`prompt_row`].
 pub const PROMPT_HEADER: &str = "| file | part | lang | n | acc | harmful flagged (n) | benign flagged (n) | ms/prompt |\n|---|---|---|---|---|---|---|---|";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_answer_scores_fold_the_confusion_matrix() {
+        let mut s = ResponseScores {
+            n: 10,
+            correct: 7,
+            ..Default::default()
+        };
+        // gold answer: 3 right, 1 called a refusal; gold refusal: 4 right, 1 called an
+        // answer; gold evasion: 1 called a refusal (a non-answer all the same).
+        s.confusion[0][0] = 3;
+        s.confusion[0][1] = 1;
+        s.confusion[1][1] = 4;
+        s.confusion[1][0] = 1;
+        s.confusion[2][1] = 1;
+        assert_eq!(
+            s.binary(),
+            Binary {
+                tp: 5,
+                fp: 1,
+                fn_: 1,
+                tn: 3
+            }
+        );
+        let prf = s.non_answer_prf();
+        assert!((prf.precision - 5.0 / 6.0).abs() < 1e-12);
+        assert!((prf.recall - 5.0 / 6.0).abs() < 1e-12);
+        assert_eq!(s.recall(ResponseLabel::Refusal), Some(0.8));
+        assert_eq!(s.recall(ResponseLabel::Evasion), Some(0.0));
+        assert_eq!(s.recall(ResponseLabel::Inability), None);
+        let row = response_row("f.jsonl", Part::All, "en", &s);
+        assert!(
+            row.starts_with(
+                "| f.jsonl | all | en | 10 | 0.700 | 0.833 | 0.833 | 0.833 | 0.750 | 0.800 | 0.000 | - | - |"
+            ),
+            "{row}"
+        );
+    }
+}

@@ -234,7 +234,8 @@ impl LabelReport {
         if labels.confusion.is_empty() && labels.excluded == 0 {
             return None;
         }
-        let (mut scored, mut agree, mut binary) = (0, 0, 0);
+        let scored = labels.binary.total() as u64;
+        let mut agree = 0;
         let mut confusion = Vec::new();
         for (gold, counts) in &labels.confusion {
             let agreeing: u64 = VerdictClass::ALL
@@ -242,14 +243,8 @@ impl LabelReport {
                 .filter(|c| gold.agrees(**c))
                 .map(|c| counts.get(*c))
                 .sum();
-            if let Some(non_answer) = gold.is_non_answer() {
-                scored += counts.total();
+            if gold.is_non_answer().is_some() {
                 agree += agreeing;
-                binary += if non_answer {
-                    counts.non_answers()
-                } else {
-                    counts.get(VerdictClass::Answer)
-                };
             }
             confusion.push(ConfusionRow {
                 label: *gold,
@@ -263,7 +258,7 @@ impl LabelReport {
             unlabeled: labels.unlabeled,
             excluded: labels.excluded,
             accuracy: Rate(ratio(agree, scored)),
-            non_answer_accuracy: Rate(ratio(binary, scored)),
+            non_answer_accuracy: Rate(labels.binary.accuracy()),
             confusion,
         })
     }

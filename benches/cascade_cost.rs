@@ -1,0 +1,325 @@
+//! What a verdict costs per answer on the shared response files, on one core: the
+//! embedded default (patterns + n-gram model + trained combiner) and the cascade (the same,
+//! asking the e5 encoder when the combiner is unsure), with the escalation rate.
+//!
+//! Run: `cargo bench --bench cascade_cost` (release build; N answers per file, default 200:
+//! `RG_BENCH_N=50 cargo bench --bench cascade_cost`). Other settings: `RG_BENCH_SEED`
+//! (default 11) picks the sample; `REFUSAL_GUARD_DATASETS` the datasets folder (default
+//! ../shared/datasets); `HF_HOME` the hf-hub cache (default <repo>/.cache/hf). Like
+//! `benches/e5.rs` it pins the models to one core (`RAYON_NUM_THREADS=1` unless set).
+//! Without the datasets it says so and measures nothing; without multilingual-e5-small in
+//! the cache (`scripts/setup-models.sh`) it measures the embedded default alone and says
+//! why.
+//!
+//! What it does: from each of speechmap_criticism_nonqwen, gptfuzz_responses, jade_v3_zh and
+//! do_not_answer_en it takes N records with a non-empty answer, chosen by a seeded stable
+//! hash of their ids (the same sample on every machine), and judges each through the real
+//! judge path (`tiers::detectors_with`, the pipeline `eval`, `audit` and `serve` build)
+//! twice: the whole answer, as `eval` does, and its first 16 tokens
+//! (`judge::features::window`) as a stream's partial observation, the guard's default
+//! hold-back window. A few answers are judged first, untimed, to warm caches.
+//!
+//! How to read the table (one row per file, decision and observation, then `all`):
+//! - `escalated`: the share of answers where the encoder was asked about the answer (its
+//!   evidence is in the verdict: [`refusal_guard::judge::decide`] adds it only then);
+//!   the issue-11 figure. Always 0 for the embedded default.
+//! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
+//!   refusal whose prompt the n-gram prompt head was unsure of; seen in the `prompt_harm`
+//!   evidence, which names the tier that decided).
+//! - `cpu` columns: process CPU time per answer (all threads, `CLOCK_PROCESS_CPUTIME_ID`),
+//!   less the cost of reading that clock (printed above the table): the figure to compare
+//!   with the issue's targets (cascade mean <= 2 ms, embedded default < 0.2 ms). `wall`
+//!   columns: elapsed time, which on a shared machine also counts waiting for a core.
+//! - mean, p50 and p99 (nearest rank) in milliseconds. The mean of the cascade is the
+//!   embedded cost plus the escalation rate times the encoder's cost, so a p99 far above
+//!   the p50 is the escalated answers.
+
+mod support;
+
+use std::path::Path;
+use std::time::Instant;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, Table};
+
+use refusal_guard::classify::tiers;
+use refusal_guard::cli::eval::judge;
+use refusal_guard::dataset::{datasets_dir, fnv1a64, read_records, Record};
+use refusal_guard::detect::{Completeness, Detectors, Observation};
+use refusal_guard::judge::{features, Decision};
+use refusal_guard::verdict::Verdict;
+
+const FILES: [&str; 4] = [
+    "speechmap_criticism_nonqwen.jsonl",
+    "gptfuzz_responses.jsonl",
+    "jade_v3_zh.jsonl",
+    "do_not_answer_en.jsonl",
+];
+
+/// The guard's default hold-back window, in tokens.
+const WINDOW_TOKENS: usize = 16;
+
+/// Answers judged untimed before each timed run.
+const WARM_UP: usize = 5;
+
+/// What is judged of each answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    Whole,
+    Window,
+}
+
+impl Part {
+    fn name(self) -> String {
+        match self {
+            Part::Whole => "whole answer".into(),
+            Part::Window => format!("{WINDOW_TOKENS}-token window"),
+        }
+    }
+}
+
+/// A pipeline under test, and the name its encoder's evidence carries.
+struct Setup {
+    name: &'static str,
+    detectors: Detectors,
+    encoder: Option<String>,
+}
+
+/// Per-answer costs of one (file, setup, part) run.
+#[derive(Default, Clone)]
+struct Costs {
+    cpu_ns: Vec<u64>,
+    wall_ns: Vec<u64>,
+    escalated: usize,
+    harm_by_encoder: usize,
+}
+
+impl Costs {
+    fn extend(&mut self, other: &Costs) {
+        self.cpu_ns.extend(&other.cpu_ns);
+        self.wall_ns.extend(&other.wall_ns);
+        self.escalated += other.escalated;
+        self.harm_by_encoder += other.harm_by_encoder;
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a whole number; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+/// `n` records with a non-empty answer, ordered by a seeded FNV-1a hash of their ids: a
+/// sample that is the same on every machine and every Rust release.
+fn sample(path: &Path, n: usize, seed: u64) -> Result<Vec<Record>, String> {
+    let mut records: Vec<(u64, Record)> = read_records(path)?
+        .into_iter()
+        .filter(|r| !r.response.trim().is_empty())
+        .map(|r| (fnv1a64(format!("{seed}:{}", r.id).as_bytes()), r))
+        .collect();
+    records.sort_by_key(|(h, _)| *h);
+    Ok(records.into_iter().take(n).map(|(_, r)| r).collect())
+}
+
+fn verdict_of(detectors: &Detectors, record: &Record, part: Part) -> Verdict {
+    match part {
+        Part::Whole => judge(detectors, record),
+        Part::Window => {
+            let observation = Observation {
+                prompt: Some(&record.prompt),
+                text: features::window(&record.response, WINDOW_TOKENS),
+                tokens: &[],
+                finish_reason: None,
+                error: None,
+                completeness: Completeness::Partial,
+            };
+            futures::executor::block_on(detectors.judge(&observation))
+        }
+    }
+}
+
+/// The median cost of reading the CPU clock twice with nothing between, subtracted from
+/// every CPU figure (small, but a cheap verdict costs only tens of microseconds).
+fn clock_overhead_ns() -> u64 {
+    let mut v: Vec<u64> = (0..2000)
+        .map(|_| {
+            let start = support::process_cpu_ns();
+            support::process_cpu_ns().saturating_sub(start)
+        })
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
+    for r in records.iter().take(WARM_UP) {
+        verdict_of(&setup.detectors, r, part);
+    }
+    let mut costs = Costs::default();
+    for r in records {
+        let wall = Instant::now();
+        let cpu = support::process_cpu_ns();
+        let verdict = verdict_of(&setup.detectors, r, part);
+        let cpu = support::process_cpu_ns().saturating_sub(cpu);
+        costs.wall_ns.push(wall.elapsed().as_nanos() as u64);
+        costs.cpu_ns.push(cpu.saturating_sub(overhead));
+        if let Some(enc) = &setup.encoder {
+            let prefix = format!("{enc} ");
+            costs.escalated += usize::from(verdict.evidence.iter().any(|e| &e.source == enc));
+            costs.harm_by_encoder += usize::from(
+                verdict
+                    .evidence
+                    .iter()
+                    .any(|e| e.source == "prompt_harm" && e.reason.starts_with(&prefix)),
+            );
+        }
+    }
+    costs
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(ns: f64) -> String {
+    format!("{:.3}", ns / 1e6)
+}
+
+fn stats(values: &[u64]) -> [String; 3] {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    [
+        ms(mean),
+        ms(percentile(&v, 50) as f64),
+        ms(percentile(&v, 99) as f64),
+    ]
+}
+
+fn share(k: usize, n: usize) -> String {
+    if n == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * k as f64 / n as f64)
+    }
+}
+
+fn row(file: &str, setup: &Setup, part: Part, c: &Costs) -> Vec<String> {
+    let n = c.cpu_ns.len();
+    let (escalated, harm) = match setup.encoder {
+        Some(_) => (share(c.escalated, n), share(c.harm_by_encoder, n)),
+        None => ("-".into(), "-".into()),
+    };
+    let mut row = vec![
+        file.to_string(),
+        setup.name.to_string(),
+        part.name(),
+        n.to_string(),
+        escalated,
+        harm,
+    ];
+    row.extend(stats(&c.cpu_ns));
+    row.extend(stats(&c.wall_ns));
+    row
+}
+
+fn setups() -> Vec<Setup> {
+    let embedded = tiers::detectors_with(&[]).expect("the embedded default needs no file");
+    let mut out = vec![Setup {
+        name: "embedded",
+        detectors: embedded,
+        encoder: None,
+    }];
+    match tiers::detectors_with(&["e5".to_string()]) {
+        Ok(detectors) => {
+            let encoder = match detectors.decision() {
+                Decision::Learned(m) => m.escalation.as_ref().map(|c| c.name().to_string()),
+                Decision::Rules { .. } => None,
+            };
+            out.push(Setup {
+                name: "cascade (e5)",
+                detectors,
+                encoder,
+            });
+        }
+        Err(e) => eprintln!("skipping the cascade with e5: {e}"),
+    }
+    out
+}
+
+fn main() {
+    support::one_core_setup();
+    let dir = match datasets_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cascade_cost bench skipped: {e}");
+            return;
+        }
+    };
+    let n = env_usize("RG_BENCH_N", 200);
+    let seed = env_usize("RG_BENCH_SEED", 11) as u64;
+    let mut samples = Vec::new();
+    for file in FILES {
+        let path = dir.join(file);
+        match sample(&path, n, seed) {
+            Ok(records) => samples.push((file, records)),
+            Err(e) => eprintln!("skipping {file}: {e}"),
+        }
+    }
+    let setups = setups();
+    let overhead = clock_overhead_ns();
+    println!(
+        "cascade cost: up to {n} answers per file (seed {seed}), RAYON_NUM_THREADS={}, \
+         CPU clock read cost {:.1} us (subtracted)",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+        overhead as f64 / 1e3,
+    );
+
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+        "file",
+        "decision",
+        "judged",
+        "answers",
+        "escalated",
+        "harm by enc",
+        "cpu mean ms",
+        "cpu p50",
+        "cpu p99",
+        "wall mean ms",
+        "wall p50",
+        "wall p99",
+    ]);
+    for i in 3..table.column_count() {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut overall: Vec<(usize, Part, Costs)> = Vec::new();
+    for (file, records) in &samples {
+        let short = file.trim_end_matches(".jsonl");
+        for (s, setup) in setups.iter().enumerate() {
+            for part in [Part::Whole, Part::Window] {
+                let costs = run(setup, records, part, overhead);
+                table.add_row(row(short, setup, part, &costs));
+                match overall.iter_mut().find(|(i, p, _)| *i == s && *p == part) {
+                    Some((_, _, all)) => all.extend(&costs),
+                    None => overall.push((s, part, costs)),
+                }
+            }
+        }
+    }
+    for (s, part, costs) in &overall {
+        table.add_row(row("all", &setups[*s], *part, costs));
+    }
+    println!("{table}");
+}
