@@ -6,12 +6,18 @@
 //!
 //! 1. provider signals decide what they know for a fact: a moderation block, an empty
 //!    answer ([`rules::decisive`]);
-//! 2. the embedded n-gram model reads the text, and the trained [`Combiner`] weighs it
-//!    with the patterns' and logprob checks' evidence ([`features`]);
-//! 3. when the combiner is unsure and an encoder tier is installed, the encoder reads the
-//!    text too and the combiner decides again with its opinion (the escalation);
-//! 4. a refusal is then split by the *request's* harm ([`harm`]): justified (a safety
-//!    refusal, not re-routed) or a policy over-block (re-routed).
+//! 2. the embedded n-gram model reads the text, its opening and its ending, and the
+//!    trained [`Combiner`] weighs them with the patterns' and logprob checks' evidence
+//!    ([`features`]);
+//! 3. when the combiner is unsure about a whole answer and an encoder tier is installed,
+//!    the encoder reads the text too and the combiner decides again with its opinion (the
+//!    escalation; a stream's prefix is never escalated);
+//! 4. the answer is a non-answer when the non-answer classes together reach the
+//!    combiner's trained threshold ([`answer_label`]; one for whole answers, one for
+//!    escalated ones, one for stream windows, each chosen out of source by `train`);
+//! 5. a refusal, and a provider's block, is then split by the *request's* harm
+//!    ([`harm`]): justified (a safety refusal, not re-routed) or a policy over-block
+//!    (re-routed).
 //!
 //! [`Decision::Rules`] keeps the hand-set rule combiner ([`rules`]) as a baseline and for
 //! detector sets built without models.
