@@ -33,13 +33,13 @@ use tower::{Layer, ServiceExt};
 use tracing::Instrument;
 
 use super::config::{GatewayConfig, ProviderConfig};
-use super::metrics::{Metrics, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
+use super::metrics::{Metrics, PreRouteLabels, RequestLabels, RerouteLabels, StatusLabels, VerdictLabels};
 use super::respond::{error_response, respond};
 use super::routes::passthrough::{self, Passthrough};
 use crate::error::Error;
 use crate::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
-use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
+use crate::layer::{Attempts, HoldBack, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route};
 use crate::observe::request::{ErrorCode, RequestRecord};
 use crate::observe::{Exchange, VerdictLog};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
@@ -127,7 +127,13 @@ impl Gateway {
                     config.policy.reroute
                 })
                 .continue_mid_stream(config.policy.continue_mid_stream)
-                .affinity(config.policy.affinity_conversations);
+                .preroute(
+                    config
+                        .preroute
+                        .store_config()
+                        .map(|c| Arc::new(PreRouteStore::new(c))),
+                )
+                .reroute_categories(&config.policy.reroute_categories)?;
             if let Some(p) = config.policy.resample_below {
                 layer = layer.resample_below(p);
             }
@@ -433,6 +439,15 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
                 })
                 .inc();
         }
+    }
+    if let Some(p) = response.extensions.get::<PreRouted>() {
+        g.metrics
+            .prerouted
+            .get_or_create(&PreRouteLabels {
+                to: p.to.clone(),
+                matched: p.matched.as_str().into(),
+            })
+            .inc();
     }
     for pair in attempts.windows(2) {
         g.metrics

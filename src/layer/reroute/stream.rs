@@ -214,7 +214,7 @@ impl Continuing {
             return false;
         }
         match error {
-            Error::Refused(r) => self.run.config.reroute_on.contains(r.verdict.class()),
+            Error::Refused(r) => self.run.reroutes(&r.verdict),
             Error::Truncated { .. } | Error::Timeout { .. } => true,
             Error::Transport { .. } | Error::Malformed { .. } => true,
             Error::Provider(e) => e.is_moderation() || e.is_retryable(),
@@ -303,7 +303,7 @@ impl Continuing {
                 Err(e)
                     if fails_over(&e)
                         || e.as_refusal()
-                            .is_some_and(|r| self.run.config.reroute_on.contains(r.verdict.class())) =>
+                            .is_some_and(|r| self.run.reroutes(&r.verdict)) =>
                 {
                     attempt.verdict = e.as_refusal().map(|r| r.verdict.class());
                     attempt.error = Some(e.to_string());
