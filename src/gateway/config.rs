@@ -488,4 +488,40 @@ fallbacks = ["backup"]
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
     }
+
+    #[test]
+    fn hazard_categories_are_opted_in_by_name_and_checked() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        assert!(c.policy.reroute_categories.is_empty(), "none by default");
+        let ok = format!("[policy]\nreroute_categories = [\"S6\", \"privacy\"]\n{SAMPLE}");
+        let c = GatewayConfig::parse(&ok).unwrap();
+        assert_eq!(c.policy.reroute_categories, vec!["S6", "privacy"]);
+        let unknown = format!("[policy]\nreroute_categories = [\"S6\", \"S15\"]\n{SAMPLE}");
+        let e = GatewayConfig::parse(&unknown).unwrap_err().to_string();
+        assert!(e.contains("\"S15\"") && e.contains("reroute_categories"), "{e}");
+        let all: Vec<String> = (1..=14).map(|i| format!("\"S{i}\"")).collect();
+        let all = format!("[policy]\nreroute_categories = [{}]\n{SAMPLE}", all.join(", "));
+        let e = GatewayConfig::parse(&all).unwrap_err().to_string();
+        assert!(e.contains("all 14 hazard categories"), "{e}");
+    }
+
+    #[test]
+    fn preroute_defaults_on_and_checks_its_bounds() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        let d = crate::layer::PreRouteConfig::default();
+        assert_eq!(c.preroute.store_config(), Some(d));
+        let off = format!("[preroute]\nenabled = false\n{SAMPLE}");
+        assert_eq!(GatewayConfig::parse(&off).unwrap().preroute.store_config(), None);
+        for (key, value) in [
+            ("threshold", "1.5"),
+            ("threshold", "0.0"),
+            ("max_harm", "-0.1"),
+            ("capacity", "0"),
+            ("ttl_secs", "0"),
+        ] {
+            let bad = format!("[preroute]\n{key} = {value}\n{SAMPLE}");
+            let e = GatewayConfig::parse(&bad).unwrap_err().to_string();
+            assert!(e.contains("[preroute]") && e.contains(key), "{key}: {e}");
+        }
+    }
 }

@@ -634,3 +634,24 @@ fn fresh_seed() -> i64 {
         .unwrap_or(0);
     ((nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)) >> 1) as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hazard_categories_by_code_or_name() {
+        assert_eq!(hazard_code(" s6 ").as_deref(), Some("S6"));
+        assert_eq!(hazard_code("specialized advice").as_deref(), Some("S6"));
+        assert_eq!(hazard_code("Politically Sensitive Topics"), None);
+        assert_eq!(
+            hazard_codes(["S6", "Specialized Advice", "S7"]).unwrap(),
+            vec!["S6", "S7"]
+        );
+        let e = hazard_codes(["S6", "Medical"]).unwrap_err().to_string();
+        assert!(e.contains("\"Medical\""), "{e}");
+        let all: Vec<String> = (1..=14).map(|i| format!("S{i}")).collect();
+        let e = hazard_codes(&all).unwrap_err().to_string();
+        assert!(e.contains("all 14"), "{e}");
+    }
+}

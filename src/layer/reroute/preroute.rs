@@ -498,6 +498,47 @@ mod tests {
         assert_eq!(over_block(&output), None);
     }
 
+    /// An embedder whose harm judgment the test sets, to show the gate holds even for a
+    /// prompt that is stored (the real model's judgments are exercised in
+    /// tests/preroute.rs).
+    #[derive(Debug, Default)]
+    struct Judged {
+        harmful: Mutex<f32>,
+    }
+
+    impl PromptEmbedder for Judged {
+        fn name(&self) -> &str {
+            "judged"
+        }
+
+        fn encode(&self, prompt: &str) -> Encoding {
+            let mut embedding = vec![0.0; 4];
+            embedding[prompt.len() % 4] = 1.0;
+            Encoding {
+                embedding,
+                harmful: Some(*self.harmful.lock().unwrap()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_prompt_judged_harmful_is_never_stored_nor_prerouted() {
+        let judge = Arc::new(Judged::default());
+        let s = PreRouteStore::with_embedder(PreRouteConfig::default(), judge.clone());
+        let turn1 = user("a prompt");
+        assert!(s.remember(&turn1, 1, OverBlock::InputBlock));
+        let mut turn2 = turn1.clone();
+        turn2.push(Message::assistant("answer"));
+        turn2.push(Message::user("a prompt"));
+        assert!(s.lookup(&turn1).is_some() && s.lookup(&turn2).is_some());
+        *judge.harmful.lock().unwrap() = 0.9;
+        assert_eq!(s.lookup(&turn1), None, "an exact hit, judged harmful");
+        assert_eq!(s.lookup(&turn2), None, "a conversation hit, judged harmful");
+        assert!(!s.remember(&user("another prompt"), 1, OverBlock::PolicyRefusal));
+        *judge.harmful.lock().unwrap() = 0.0;
+        assert_eq!(s.lookup(&user("another prompt")).map(|h| h.matched), None);
+    }
+
     #[test]
     fn the_embedding_is_unit_length_and_separates_requests() {
         let e = NgramEmbedder::embedded();
