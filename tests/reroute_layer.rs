@@ -1,5 +1,5 @@
 //! The re-route layer over in-memory providers: which verdicts move on, mid-stream
-//! continuation, the retry budget, affinity, resampling, and the property that a
+//! continuation, the retry budget, pre-routing, resampling, and the property that a
 //! continued stream never loses or repeats text. tests/reroute_mock.rs repeats the key
 //! cases over real HTTP against mock providers.
 
