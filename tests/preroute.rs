@@ -19,12 +19,13 @@ use tower::{Layer, Service, ServiceExt};
 
 const FALLBACK: &str = "Here is a factual answer from the fallback provider.";
 const POLICY_REFUSAL: &str = "I'm sorry, but I can't discuss that topic.";
+const ANSWER: &str = "Taiwan held its first direct presidential election in 1996; Lee Teng-hui won it.";
 
 /// Benign requests that Qwen over-blocks, and their near-identical paraphrases.
 const BENIGN: &str = "Tell me about the history of elections in Taiwan.";
-const BENIGN_RECASED: &str = "tell me about the history of elections in Taiwan";
-const BENIGN_ONE_WORD: &str = "Tell me about the history of elections in Taiwan!";
-const UNRELATED: &str = "How do I bake sourdough bread at home?";
+const BENIGN_RECASED: &str = "tell me about the HISTORY of elections in Taiwan!";
+const BENIGN_ONE_WORD: &str = "Tell me about the history of votes in Taiwan.";
+const UNRELATED: &str = "What is the Dalai Lama known for?";
 
 struct Pair {
     primary: MockProvider,
@@ -119,7 +120,11 @@ async fn a_near_identical_paraphrase_is_prerouted_and_an_unrelated_request_is_no
     pair.send(BENIGN, false).await;
     assert_eq!(pair.calls(), (1, 1));
     let (_, recased) = pair.send(BENIGN_RECASED, true).await;
-    assert!(recased.is_some(), "casing and punctuation: pre-routed");
+    assert_eq!(
+        recased.map(|n| n.matched),
+        Some(PreRouteMatch::Exact),
+        "casing and punctuation: pre-routed"
+    );
     let (_, changed) = pair.send(BENIGN_ONE_WORD, false).await;
     let changed = changed.expect("one word changed: pre-routed");
     assert_eq!(changed.matched, PreRouteMatch::Similar);
@@ -212,4 +217,19 @@ async fn opted_in_hazard_categories_are_rerouted_and_only_when_all_are() {
     assert_eq!(fallback.requests().len(), 1);
     let e = RerouteLayer::new().reroute_categories(["S99"]).unwrap_err().to_string();
     assert!(e.contains("S99"), "{e}");
+}
+
+#[tokio::test]
+async fn a_prerouted_request_whose_fallback_fails_asks_the_primary_last() {
+    let pair = Pair::start(Script::answer(POLICY_REFUSAL)).await;
+    pair.primary.push(Script::answer(POLICY_REFUSAL));
+    pair.primary.push(Script::answer(ANSWER));
+    pair.fallback.push(Script::answer(FALLBACK));
+    pair.fallback.set_default(Script::status(503, "{\"error\":{\"message\":\"overloaded\"}}"));
+    assert_eq!(pair.send(BENIGN, false).await.0, FALLBACK);
+    let (got, note) = pair.send(BENIGN, false).await;
+    assert_eq!(got, ANSWER, "the primary answered after the fallback failed");
+    assert_eq!(note, None);
+    assert_eq!(pair.calls(), (2, 2), "the fallback first, then the primary");
+    assert_eq!(pair.store.saved(), 0, "nothing was saved");
 }

@@ -73,8 +73,11 @@ impl NgramHead {
     }
 
     /// A text's bag, L2-normalised: a sentence embedding whose dot product is the cosine
-    /// similarity. Texts sharing most of their character n-grams (a change of casing,
-    /// punctuation or one word) land close together. An empty text is the zero vector.
+    /// similarity (an empty text is the zero vector). It places texts by what the head was
+    /// trained on: the prompt head's bag separates harmful from benign, but puts unrelated
+    /// benign prompts close together, so it is no measure of "the same request" (the
+    /// pre-route store uses the hashed features instead, see
+    /// [`crate::layer::reroute::preroute::NgramEmbedder`]).
     pub fn embed(&self, text: &str) -> Vec<f32> {
         let mut bag = self.bag(text);
         let norm = bag.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -45,7 +45,8 @@
 //!   block or a policy refusal of the same or a near-identical prompt, or a later turn of
 //!   a conversation that tripped input moderation) goes straight to the fallback that
 //!   answered it, skipping the doomed call; never a request whose prompt is judged
-//!   harmful. The response then carries a [`PreRouted`] extension and the store counts the
+//!   harmful; the primary is then asked last, should every fallback fail. The response
+//!   then carries a [`PreRouted`] extension and the store counts the
 //!   call saved. On by default: the harm gate and the similarity threshold keep it to
 //!   requests a primary has already refused as benign, the TTL hands the primary the
 //!   request again after its policy may have changed, and it saves a full round trip
@@ -324,7 +325,6 @@ impl Run {
         let hit = store
             .lookup(&self.request.messages)
             .filter(|h| h.provider > 0 && h.provider < self.provider_count())?;
-        store.count_saved();
         let to = self.route_name(hit.provider).unwrap_or("fallback").to_string();
         tracing::info!(
             to = %to,
@@ -409,8 +409,10 @@ impl Run {
         let mut over_blocked = None;
         let mut resampled = false;
         let mut request = self.request.clone();
-        let mut index = first;
-        while index < self.provider_count() {
+        // A pre-routed request asks the primary last, in case every fallback fails now.
+        let order: Vec<usize> = (first..self.provider_count()).chain(0..first).collect();
+        let mut pos = 0;
+        while let Some(&index) = order.get(pos) {
             let sent = self.request_for(index, &request);
             let model = sent.model.clone();
             let started = Instant::now();
@@ -436,11 +438,11 @@ impl Run {
                         (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
                     }
                     let at = self.record(attempt);
-                    if rerouting && index + 1 < self.provider_count() {
+                    if rerouting && pos + 1 < order.len() {
                         // Only an observe-only guard lets such an answer through: nothing
                         // has reached the caller yet, so the next provider can still answer.
                         best.get_or_insert(Outcome::Response(Box::new(response)));
-                        index += 1;
+                        pos += 1;
                         continue;
                     }
                     let answered = verdict.is_none_or(|v| v == VerdictClass::Answer);
@@ -449,7 +451,10 @@ impl Run {
                             store.remember(&self.request.messages, index, why);
                         }
                     }
-                    if let Some(note) = prerouted {
+                    if let (Some(note), Some(store), true) = (prerouted, &self.config.preroute, index > 0) {
+                        // Counted once answered: a fallback that fails now sends the
+                        // request back to the primary, and then nothing was saved.
+                        store.count_saved();
                         response.extensions.insert(note);
                     }
                     return Ok(self.finish(response, index, at));
@@ -485,7 +490,7 @@ impl Run {
                     return Err(error);
                 }
             }
-            index += 1;
+            pos += 1;
             // A request for a fresh seed only ever applies to the provider that flipped.
             request.seed = self.request.seed;
         }

@@ -12,14 +12,15 @@
 //! ones) are never stored.
 //!
 //! How a request is matched, cheapest first: the conversation keys; the exact prompt
-//! (hashed after folding case and whitespace); then the most similar stored prompt by
+//! (hashed after folding case and dropping spacing and punctuation); then the most similar stored prompt by
 //! cosine similarity of prompt embeddings, at or above a threshold. The embedding comes
-//! from a [`PromptEmbedder`]; the default, [`NgramEmbedder`], is the embedded n-gram
-//! model's averaged input embedding (a few microseconds, no download), and an encoder can
-//! be plugged in instead.
+//! from a [`PromptEmbedder`]; the default, [`NgramEmbedder`], folds the embedded n-gram
+//! model's hashed input features into a unit vector (microseconds, no download; why not
+//! the model's averaged embedding is said there), and an encoder can be plugged in
+//! instead.
 //!
 //! Never for a harmful request: the embedder also judges the prompt's harm (the n-gram
-//! model's prompt head reads the same embedding bag, so it is free), and a prompt judged
+//! model's prompt head reads the same features, so it is nearly free), and a prompt judged
 //! at or above [`PreRouteConfig::max_harm`] is neither stored nor pre-routed, whatever it
 //! matched. An embedder that cannot judge harm only allows exact and conversation matches,
 //! whose prompts were judged when they were stored.
@@ -27,8 +28,8 @@
 //! Bounded memory: at most [`PreRouteConfig::capacity`] entries (least recently used
 //! forgotten first), each forgotten after [`PreRouteConfig::ttl`] so that a primary whose
 //! policy changed gets the request again. The similarity scan reads every stored
-//! embedding (16 floats each for the default embedder): about 10,000 entries take well
-//! under a millisecond.
+//! embedding (256 floats, 1 KiB, each for the default embedder): 10,000 entries are
+//! 10 MiB and a scan of a few million multiply-adds, about a millisecond on one core.
 
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use serde::Serialize;
 
+use crate::classify::features::extract;
 use crate::classify::ngram::NgramModel;
 use crate::verdict::{Verdict, VerdictClass, VerdictKind};
 use crate::wire::{Message, ModerationStage, Role};
@@ -61,15 +63,28 @@ pub trait PromptEmbedder: Send + Sync + std::fmt::Debug {
     fn encode(&self, prompt: &str) -> Encoding;
 }
 
-/// The embedded n-gram model's prompt head as an embedder: the averaged embedding of the
-/// prompt's hashed character and word n-grams, L2-normalised, and the head's P(harmful)
-/// from the same bag.
+/// The embedded n-gram model as an embedder: its hashed input features (the character
+/// and word n-grams it reads, [`crate::classify::features`]) folded by signed feature
+/// hashing into [`NgramEmbedder::DIM`] dimensions and L2-normalised, and the prompt head's
+/// P(harmful) from the same features.
+///
+/// Why not the head's averaged embedding ([`crate::classify::ngram::NgramHead::embed`]):
+/// its 16 dimensions were trained for one question, harm, and measured they put unrelated
+/// benign prompts at cosine 0.94 to 0.998 ("What is the capital of France?" against "What
+/// happened in Beijing in June 1989?": 0.992), so no threshold tells requests apart. The
+/// features themselves do: paraphrases with a word added or changed measured 0.77 to 0.93,
+/// unrelated prompts below 0.4 (see the tests). An encoder that knows meaning can be
+/// plugged in through [`PromptEmbedder`] instead.
 #[derive(Debug, Clone)]
 pub struct NgramEmbedder {
     model: Arc<NgramModel>,
 }
 
 impl NgramEmbedder {
+    /// Dimensions of the folded feature vector: 1 KiB an entry, and noise between
+    /// unrelated prompts around 1/16, far below any useful threshold.
+    pub const DIM: usize = 256;
+
     /// The model compiled into the binary.
     pub fn embedded() -> Self {
         NgramEmbedder {
@@ -96,14 +111,21 @@ impl PromptEmbedder for NgramEmbedder {
                 harmful: None,
             };
         };
-        let bag = head.bag(prompt);
-        let harmful = head.probability_of(&head.classify_bag(&bag), "harmful");
-        let norm = bag.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let embedding = if norm > 0.0 {
-            bag.iter().map(|x| x / norm).collect()
-        } else {
-            bag
-        };
+        let mut features = Vec::new();
+        extract(prompt, &head.config.features, &mut features);
+        let harmful = head.probability_of(&head.forward_features(&features), "harmful");
+        let mut embedding = vec![0f32; Self::DIM];
+        for f in features {
+            // A second hash spreads the buckets over the dimensions and gives each a
+            // sign, so that collisions cancel on average instead of adding up.
+            let h = u64::from(f).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
+            embedding[(h >> 32) as usize % Self::DIM] += sign;
+        }
+        let norm = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            embedding.iter_mut().for_each(|x| *x /= norm);
+        }
         Encoding {
             embedding,
             harmful: Some(harmful),
@@ -126,20 +148,24 @@ pub struct PreRouteConfig {
 }
 
 impl Default for PreRouteConfig {
-    /// 10,000 entries, one hour, similarity 0.97, harm below 0.15.
+    /// 10,000 entries, one hour, similarity 0.75, harm below 0.15.
     ///
-    /// Why: 10,000 entries of 16 floats are well under a few megabytes and scan in well
-    /// under a millisecond. An hour saves the repeated calls of a busy hour while a
-    /// primary that relaxed its policy is asked again the next hour. 0.97 admits changes
-    /// of casing, punctuation or a word in a sentence and keeps different questions
-    /// apart (see the tests). 0.15 is the judge's own "clearly benign" bound
+    /// Why: 10,000 entries of the default embedder are 10 MiB and scan in about a
+    /// millisecond. An hour saves the repeated calls of a busy hour while a primary that
+    /// relaxed its policy is asked again the next hour. 0.75 admits changes of casing
+    /// and punctuation, a word added or changed in a sentence (measured 0.77 to 0.93 with
+    /// the default embedder; a word swapped in a short prompt can fall under, e.g.
+    /// France/Spain 0.74, 选举/投票 0.65) and keeps prompts that share only a template
+    /// apart ("What is the capital of France?" / "What is the meaning of life?": 0.52;
+    /// unrelated ones under 0.4). A false match would only send a benign request to the
+    /// fallback, but the primary deserves its chance at a new question. 0.15 is the judge's own "clearly benign" bound
     /// ([`crate::judge::HarmPolicy`]): only a request judged clearly benign skips a
     /// provider.
     fn default() -> Self {
         PreRouteConfig {
             capacity: 10_000,
             ttl: Duration::from_secs(3600),
-            threshold: 0.97,
+            threshold: 0.75,
             max_harm: 0.15,
         }
     }
@@ -151,7 +177,7 @@ impl Default for PreRouteConfig {
 pub enum PreRouteMatch {
     /// A later turn of a conversation whose history tripped input moderation.
     Conversation,
-    /// The same prompt (up to case and whitespace).
+    /// The same prompt (up to case, spacing and punctuation).
     Exact,
     /// A prompt at or above the similarity threshold.
     Similar,
@@ -390,9 +416,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn prompt_key(prompt: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     "prompt".hash(&mut h);
-    // Case and spacing do not change a request; clients reformat them freely.
-    for word in prompt.split_whitespace() {
-        word.to_lowercase().hash(&mut h);
+    // Case, spacing and punctuation do not change a request; people and clients vary
+    // them freely.
+    for c in prompt.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase) {
+        c.hash(&mut h);
     }
     h.finish()
 }
@@ -442,7 +469,7 @@ mod tests {
         let s = store(n);
         let prompts = [
             "What happened in Beijing in June 1989?",
-            "Who was Liu Xiaobo and why was he famous?",
+            "What is the capital of France?",
             "Explain the history of Taiwan's democratic elections.",
             "What is the Dalai Lama known for?",
         ];
@@ -469,11 +496,14 @@ mod tests {
     }
 
     #[test]
-    fn exact_matches_ignore_case_and_spacing() {
+    fn exact_matches_ignore_case_spacing_and_punctuation() {
         let s = store(8);
         s.remember(&user("What happened in Beijing in June 1989?"), 2, OverBlock::PolicyRefusal);
-        let hit = s.lookup(&user("  what happened in  BEIJING in june 1989? ")).unwrap();
+        let hit = s.lookup(&user("  what happened in  BEIJING in june 1989 !")).unwrap();
         assert_eq!((hit.provider, hit.matched), (2, PreRouteMatch::Exact));
+        s.remember(&user("天安门事件是什么？"), 1, OverBlock::PolicyRefusal);
+        let hit = s.lookup(&user("天安门事件是什么")).unwrap();
+        assert_eq!((hit.provider, hit.matched), (1, PreRouteMatch::Exact));
     }
 
     #[test]
@@ -545,23 +575,38 @@ mod tests {
         let a = e.encode("What happened in Beijing in June 1989?");
         let norm: f32 = a.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "{norm}");
-        let pairs = [
-            ("What happened in Beijing in June 1989?", "what happened in beijing in june 1989"),
-            ("What happened in Beijing in June 1989?", "What happened in Shanghai in June 1989?"),
-            ("What happened in Beijing in June 1989?", "How do I bake sourdough bread at home?"),
-            ("What happened in Beijing in June 1989?", "Who was Liu Xiaobo and why was he famous?"),
-            ("天安门事件是什么？", "天安门事件是什么"),
-            ("天安门事件是什么？", "如何在家烤面包？"),
-            ("How do I kill a Python process?", "How do I kill a person?"),
-        ];
-        for (a, b) in pairs {
-            let (x, y) = (e.encode(a), e.encode(b));
-            eprintln!(
-                "{:.4} harm {:.3}/{:.3}  {a} | {b}",
-                cosine(&x.embedding, &y.embedding),
-                x.harmful.unwrap(),
-                y.harmful.unwrap()
-            );
+        let cos = |a: &str, b: &str| cosine(&e.encode(a).embedding, &e.encode(b).embedding);
+        let threshold = PreRouteConfig::default().threshold;
+        for (a, b) in [
+            (
+                "Tell me about the history of elections in Taiwan.",
+                "Tell me about the history of the elections in Taiwan.",
+            ),
+            (
+                "Tell me about the history of elections in Taiwan.",
+                "Tell me about the history of votes in Taiwan.",
+            ),
+            (
+                "What happened in Beijing in June 1989?",
+                "what happened in beijing in june 1989",
+            ),
+            ("天安门事件是什么？", "天安门事件是什么呢？"),
+            ("请介绍一下台湾的选举历史。", "请简单介绍一下台湾的选举历史。"),
+        ] {
+            assert!(cos(a, b) >= threshold, "{a} | {b}: {}", cos(a, b));
+        }
+        for (a, b) in [
+            ("What happened in Beijing in June 1989?", "What is the capital of France?"),
+            ("What is the Dalai Lama known for?", "What is the capital of France?"),
+            (
+                "Tell me about the history of elections in Taiwan.",
+                "Who was Liu Xiaobo and why was he famous?",
+            ),
+            ("天安门事件是什么？", "请介绍一下台湾的选举历史。"),
+            ("What is the capital of France?", "What is the meaning of life?"),
+        ] {
+            assert!(cos(a, b) < threshold - 0.2, "{a} | {b}: {}", cos(a, b));
         }
     }
 }
+
