@@ -481,7 +481,11 @@ Provide your safety assessment for ONLY THE LAST Agent message in the above conv
 
     #[test]
     fn the_limit_fits_every_category() {
-        let codes: Vec<String> = Variant::Guard3_8B.categories().into_iter().map(|c| c.code).collect();
+        let codes: Vec<String> = Variant::Guard3_8B
+            .categories()
+            .into_iter()
+            .map(|c| c.code)
+            .collect();
         let longest = format!("\n{}", codes.join(","));
         assert!(DEFAULT_MAX_NEW_TOKENS > longest.len(), "{}", longest.len());
         let known = Variant::Guard3_8B.categories();

@@ -15,5 +15,6 @@ pub mod reroute;
 pub use guard::{HoldBack, RefusalGuard, RefusalGuardLayer, StreamVerdict};
 pub use logprobs::AskLogprobs;
 pub use reroute::{
-    Attempt, Attempts, ContinuationStyle, PreRouteConfig, PreRouteStore, PreRouted, Prices, Reroute, RerouteLayer, Route,
+    Attempt, Attempts, ContinuationStyle, PreRouteConfig, PreRouteStore, PreRouted, Prices, Reroute,
+    RerouteLayer, Route,
 };

@@ -56,9 +56,9 @@
 //! - when every provider refuses, the most informative outcome comes back: the primary's
 //!   original complete answer (with its verdict), else its refusal or error.
 
-pub mod preroute;
 mod attempts;
 pub mod continuation;
+pub mod preroute;
 mod stream;
 
 use std::collections::HashMap;
@@ -587,7 +587,9 @@ where
             codes.push(code);
         }
     }
-    let all = crate::classify::llama_guard::Variant::Guard3_8B.categories().len();
+    let all = crate::classify::llama_guard::Variant::Guard3_8B
+        .categories()
+        .len();
     if codes.len() == all {
         return Err(Error::invalid(
             "reroute_categories",

@@ -11,8 +11,8 @@
 //! Justified refusals ([`VerdictKind::SafetyRefusal`], including the fail-safe "unsure"
 //! ones) are never stored.
 //!
-//! How a request is matched, cheapest first: the conversation keys; the exact prompt
-//! (hashed after folding case and dropping spacing and punctuation); then the most similar stored prompt by
+//! How a request is matched, cheapest first: the exact prompt (hashed after folding case
+//! and dropping spacing and punctuation); the conversation keys; then the most similar stored prompt by
 //! cosine similarity of prompt embeddings, at or above a threshold. The embedding comes
 //! from a [`PromptEmbedder`]; the default, [`NgramEmbedder`], folds the embedded n-gram
 //! model's hashed input features into a unit vector (microseconds, no download; why not
@@ -220,7 +220,11 @@ pub struct PreRouted {
 /// Why the primary's answer makes a request worth remembering, if it does.
 pub fn over_block(verdict: &Verdict) -> Option<OverBlock> {
     // A refusal that any evidence calls justified is never remembered.
-    if verdict.evidence.iter().any(|e| e.suggests == VerdictClass::SafetyRefusal) {
+    if verdict
+        .evidence
+        .iter()
+        .any(|e| e.suggests == VerdictClass::SafetyRefusal)
+    {
         return None;
     }
     match verdict.kind {
@@ -302,11 +306,11 @@ impl PreRouteStore {
             similarity,
             harmful: encoding.harmful,
         };
-        if let Some(provider) = conversation {
-            return Some(hit(provider, PreRouteMatch::Conversation, 1.0));
-        }
         if let Some(provider) = self.fresh(&mut entries, prompt_key(&prompt), now) {
             return Some(hit(provider, PreRouteMatch::Exact, 1.0));
+        }
+        if let Some(provider) = conversation {
+            return Some(hit(provider, PreRouteMatch::Conversation, 1.0));
         }
         if encoding.harmful.is_none() || encoding.embedding.is_empty() {
             return None;
@@ -418,7 +422,11 @@ fn prompt_key(prompt: &str) -> u64 {
     "prompt".hash(&mut h);
     // Case, spacing and punctuation do not change a request; people and clients vary
     // them freely.
-    for c in prompt.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase) {
+    for c in prompt
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+    {
         c.hash(&mut h);
     }
     h.finish()
@@ -479,7 +487,11 @@ mod tests {
         assert_eq!(s.len(), n);
         assert_eq!(s.lookup(&user(prompts[0])), None, "the oldest is gone");
         for p in &prompts[1..] {
-            assert_eq!(s.lookup(&user(p)).map(|h| h.matched), Some(PreRouteMatch::Exact), "{p}");
+            assert_eq!(
+                s.lookup(&user(p)).map(|h| h.matched),
+                Some(PreRouteMatch::Exact),
+                "{p}"
+            );
         }
     }
 
@@ -489,7 +501,11 @@ mod tests {
             ttl: Duration::ZERO,
             ..PreRouteConfig::default()
         });
-        s.remember(&user("What happened in Beijing in June 1989?"), 1, OverBlock::PolicyRefusal);
+        s.remember(
+            &user("What happened in Beijing in June 1989?"),
+            1,
+            OverBlock::PolicyRefusal,
+        );
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(s.lookup(&user("What happened in Beijing in June 1989?")), None);
         assert!(s.is_empty(), "the expired entry is dropped");
@@ -498,8 +514,14 @@ mod tests {
     #[test]
     fn exact_matches_ignore_case_spacing_and_punctuation() {
         let s = store(8);
-        s.remember(&user("What happened in Beijing in June 1989?"), 2, OverBlock::PolicyRefusal);
-        let hit = s.lookup(&user("  what happened in  BEIJING in june 1989 !")).unwrap();
+        s.remember(
+            &user("What happened in Beijing in June 1989?"),
+            2,
+            OverBlock::PolicyRefusal,
+        );
+        let hit = s
+            .lookup(&user("  what happened in  BEIJING in june 1989 !"))
+            .unwrap();
         assert_eq!((hit.provider, hit.matched), (2, PreRouteMatch::Exact));
         s.remember(&user("天安门事件是什么？"), 1, OverBlock::PolicyRefusal);
         let hit = s.lookup(&user("天安门事件是什么")).unwrap();
@@ -596,8 +618,14 @@ mod tests {
             assert!(cos(a, b) >= threshold, "{a} | {b}: {}", cos(a, b));
         }
         for (a, b) in [
-            ("What happened in Beijing in June 1989?", "What is the capital of France?"),
-            ("What is the Dalai Lama known for?", "What is the capital of France?"),
+            (
+                "What happened in Beijing in June 1989?",
+                "What is the capital of France?",
+            ),
+            (
+                "What is the Dalai Lama known for?",
+                "What is the capital of France?",
+            ),
             (
                 "Tell me about the history of elections in Taiwan.",
                 "Who was Liu Xiaobo and why was he famous?",
@@ -609,4 +637,3 @@ mod tests {
         }
     }
 }
-

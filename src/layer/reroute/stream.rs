@@ -300,11 +300,7 @@ impl Continuing {
                     self.pending = self.trim(refusal.held).into();
                     return Ok(());
                 }
-                Err(e)
-                    if fails_over(&e)
-                        || e.as_refusal()
-                            .is_some_and(|r| self.run.reroutes(&r.verdict)) =>
-                {
+                Err(e) if fails_over(&e) || e.as_refusal().is_some_and(|r| self.run.reroutes(&r.verdict)) => {
                     attempt.verdict = e.as_refusal().map(|r| r.verdict.class());
                     attempt.error = Some(e.to_string());
                     self.run.record(attempt);
