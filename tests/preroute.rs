@@ -3,6 +3,8 @@
 //! goes straight to the fallback; a harmful one never does. Also the operator's opt-in of
 //! hazard categories for re-routing.
 
+mod common;
+
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -249,4 +251,38 @@ async fn a_prerouted_request_whose_fallback_fails_asks_the_primary_last() {
     assert_eq!(note, None);
     assert_eq!(pair.calls(), (2, 2), "the fallback first, then the primary");
     assert_eq!(pair.store.saved(), 0, "nothing was saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_counts_calls_saved() {
+    let gw = common::start("").await;
+    gw.primary
+        .set_default(Script::moderation_error(ModerationStage::Input));
+    gw.fallback.set_default(Script::answer(FALLBACK));
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", gw.base_url);
+    for stream in [false, true] {
+        let body = serde_json::json!({"model": "qwen-plus", "stream": stream,
+            "messages": [{"role": "user", "content": BENIGN}]});
+        let r = client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(if stream { "[DONE]" } else { FALLBACK }), "{text}");
+    }
+    assert_eq!(
+        (gw.primary.requests().len(), gw.fallback.requests().len()),
+        (1, 2)
+    );
+    let metrics = client
+        .get(format!("{}/metrics", gw.base_url.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"refusal_guard_prerouted_total{to="fallback",matched="exact"} 1"#),
+        "{metrics}"
+    );
 }
