@@ -88,6 +88,10 @@ async fn each_request_leaves_one_json_event_with_its_fields_and_no_secrets() {
 [logging]
 file = "{log}"
 
+# The scripted order needs every request to reach the primary first.
+[preroute]
+enabled = false
+
 [providers.primary]
 base_url = "{p}"
 api_key_env = "RG_LOGTEST_PRIMARY_KEY"

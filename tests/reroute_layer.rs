@@ -1,5 +1,5 @@
 //! The re-route layer over in-memory providers: which verdicts move on, mid-stream
-//! continuation, the retry budget, affinity, resampling, and the property that a
+//! continuation, the retry budget, pre-routing, resampling, and the property that a
 //! continued stream never loses or repeats text. tests/reroute_mock.rs repeats the key
 //! cases over real HTTP against mock providers.
 
@@ -477,7 +477,9 @@ async fn a_flagged_conversation_sticks_to_the_fallback() {
     assert_eq!(primary.calls(), 1);
     let mut turn2 = turn1.clone();
     turn2.messages.push(Message::assistant(ANSWER));
-    turn2.messages.push(Message::user("Tell me more."));
+    // The follow-up must be judged benign: a prompt the n-gram head calls harmful is never
+    // pre-routed (the shipped head gives "Tell me more." 0.46, over the 0.15 gate).
+    turn2.messages.push(Message::user("What happened after that?"));
     let r = svc.clone().oneshot(turn2).await.unwrap();
     assert_eq!(primary.calls(), 1, "turn 2 went straight to the fallback");
     assert_eq!(

@@ -152,7 +152,11 @@ async fn flush(log: &VerdictLog) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_session_reads_back_with_the_scripted_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("[verdict_log]\ndir = {:?}\n", dir.path().display().to_string());
+    // Near-identical prompts: pre-routing would skip the primary's scripted refusals.
+    let extra = format!(
+        "[preroute]\nenabled = false\n[verdict_log]\ndir = {:?}\n",
+        dir.path().display().to_string()
+    );
     let run = start("SESSION", &extra, None).await;
     for s in SESSION {
         run.primary.push(match s {
@@ -164,7 +168,7 @@ async fn a_scripted_session_reads_back_with_the_scripted_counts() {
     let http = reqwest::Client::new();
     for i in 0..SESSION.len() {
         // A fresh conversation each time: after an input block the gateway keeps a
-        // conversation on the fallback (affinity), which would skip the primary's script.
+        // conversation on the fallback (pre-routing), which would skip the primary's script.
         let prompt = if CHINESE.contains(&i) {
             format!("{ZH_PROMPT}（第{i}次）")
         } else {

@@ -56,18 +56,43 @@ pub struct NgramHead {
 impl NgramHead {
     /// Class probabilities for a text.
     pub fn forward(&self, text: &str) -> Vec<f32> {
+        self.classify_bag(&self.bag(text))
+    }
+
+    /// The averaged embedding rows of a text's hashed features: the "embedding bag" the
+    /// linear layer reads.
+    pub fn bag(&self, text: &str) -> Vec<f32> {
         thread_local! {
             static FEATS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         FEATS.with(|f| {
             let mut feats = f.borrow_mut();
             extract(text, &self.config.features, &mut feats);
-            self.forward_features(&feats)
+            self.bag_of(&feats)
         })
+    }
+
+    /// A text's bag, L2-normalised: a sentence embedding whose dot product is the cosine
+    /// similarity (an empty text is the zero vector). It places texts by what the head was
+    /// trained on: the prompt head's bag separates harmful from benign, but puts unrelated
+    /// benign prompts close together, so it is no measure of "the same request" (the
+    /// pre-route store uses the hashed features instead, see
+    /// [`crate::layer::reroute::preroute::NgramEmbedder`]).
+    pub fn embed(&self, text: &str) -> Vec<f32> {
+        let mut bag = self.bag(text);
+        let norm = bag.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            bag.iter_mut().for_each(|x| *x /= norm);
+        }
+        bag
     }
 
     /// Class probabilities for already extracted features.
     pub fn forward_features(&self, feats: &[u32]) -> Vec<f32> {
+        self.classify_bag(&self.bag_of(feats))
+    }
+
+    fn bag_of(&self, feats: &[u32]) -> Vec<f32> {
         let dim = self.config.dim;
         let mut bag = vec![0f32; dim];
         for &f in feats {
@@ -78,13 +103,28 @@ impl NgramHead {
         }
         let n = feats.len().max(1) as f32;
         bag.iter_mut().for_each(|b| *b /= n);
+        bag
+    }
+
+    /// Class probabilities for a bag (from [`NgramHead::bag`]).
+    pub fn classify_bag(&self, bag: &[f32]) -> Vec<f32> {
         let logits: Vec<f32> = self
             .weight
-            .chunks_exact(dim)
+            .chunks_exact(self.config.dim)
             .zip(&self.bias)
-            .map(|(w, b)| w.iter().zip(&bag).map(|(a, x)| a * x).sum::<f32>() + b)
+            .map(|(w, b)| w.iter().zip(bag).map(|(a, x)| a * x).sum::<f32>() + b)
             .collect();
         softmax(&logits)
+    }
+
+    /// The probability of `label` among the outputs (0 when the head has no such label).
+    pub fn probability_of(&self, probs: &[f32], label: &str) -> f32 {
+        self.config
+            .labels
+            .iter()
+            .position(|l| l == label)
+            .and_then(|i| probs.get(i).copied())
+            .unwrap_or(0.0)
     }
 
     fn check(&self, name: &str) -> Result<(), ClassifyError> {
@@ -223,14 +263,7 @@ impl NgramModel {
     /// The harm probability of a prompt, when there is a prompt head.
     pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
         let head = self.prompt.as_ref()?;
-        let p = head.forward(prompt);
-        let harmful = head
-            .config
-            .labels
-            .iter()
-            .position(|l| l == "harmful")
-            .map(|i| p[i])
-            .unwrap_or(0.0);
+        let harmful = head.probability_of(&head.forward(prompt), "harmful");
         Some(PromptJudgement {
             harmful,
             categories: Vec::new(),

@@ -14,6 +14,12 @@
 //! The two templates (prompt moderation, response moderation) are the model's chat
 //! template, byte for byte, including the empty `<think>` block it ends with. Scores are
 //! read from the logits where the word after `Safety:` and after `Refusal:` is generated.
+//!
+//! Generation is bounded by [`DEFAULT_MAX_NEW_TOKENS`], sized so that the longest output
+//! the templates allow (every category listed, then the `Refusal:` line) always fits: a
+//! limit that cut the category line short would lose the `Refusal:` line, the very answer
+//! this project asks the model for. Greedy decoding stops at `<|im_end|>`, so the bound
+//! costs nothing on the usual three short lines.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -100,6 +106,21 @@ pub const PROMPT_CATEGORIES: [&str; 9] = [
     "Jailbreak",
 ];
 
+/// The longest output the guard can write: the widest safety word, every category of the
+/// prompt template (a superset of the response template's), and the `Refusal:` line.
+pub fn longest_output() -> String {
+    format!(
+        "Safety: Controversial\nCategories: {}\nRefusal: Yes",
+        PROMPT_CATEGORIES.join(", ")
+    )
+}
+
+/// Tokens generated at most by default. Qwen's tokenizer is byte-level BPE, so no token
+/// decodes to fewer than one byte: one token per byte of [`longest_output`] (about 210)
+/// is an upper bound, and the rest is room for stray spaces or blank lines between the
+/// lines.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
 /// Categories that are content policy rather than harm: a refusal over them is a policy
 /// refusal.
 pub const POLICY_CATEGORIES: [&str; 2] = ["Politically Sensitive Topics", "Copyright Violation"];
@@ -163,7 +184,7 @@ pub struct Qwen3Guard {
     /// First token ids of " Yes", " No".
     refusal_ids: [u32; 2],
     stop_ids: Vec<u32>,
-    /// Tokens generated at most.
+    /// Tokens generated at most (default [`DEFAULT_MAX_NEW_TOKENS`]).
     pub max_new_tokens: usize,
 }
 
@@ -196,7 +217,7 @@ impl Qwen3Guard {
             safety_ids,
             refusal_ids,
             stop_ids,
-            max_new_tokens: 32,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
         })
     }
 
@@ -360,6 +381,22 @@ mod tests {
 
         assert_eq!(parse("no verdict here"), GuardLines::default());
         assert_eq!(parse("Safety: maybe").safety, None);
+    }
+
+    #[test]
+    fn the_limit_leaves_room_for_the_refusal_line_after_every_category() {
+        let longest = longest_output();
+        // One token is at least one byte, so this many tokens always reach the end.
+        assert!(
+            DEFAULT_MAX_NEW_TOKENS > longest.len(),
+            "{} tokens for {} bytes",
+            DEFAULT_MAX_NEW_TOKENS,
+            longest.len()
+        );
+        let lines = parse(&longest);
+        assert_eq!(lines.safety, Some(Safety::Controversial));
+        assert_eq!(lines.categories.len(), PROMPT_CATEGORIES.len());
+        assert_eq!(lines.refusal, Some(true));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct GatewayConfig {
     pub guard: GuardConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Pre-routing of requests the primary is known to over-block.
+    #[serde(default)]
+    pub preroute: PreRouteSection,
     /// Logs and traces (see [`crate::observe`]).
     #[serde(default)]
     pub logging: crate::observe::LoggingConfig,
@@ -123,8 +126,10 @@ pub struct PolicyConfig {
     pub continue_mid_stream: bool,
     /// Re-ask the same provider once when a refusal was entered below this probability.
     pub resample_below: Option<f64>,
-    /// Conversations remembered for affinity after an input-stage block (0: off).
-    pub affinity_conversations: usize,
+    /// Llama Guard 3 hazard categories (`"S6"` or `"Specialized Advice"`) opted in for
+    /// re-routing: a safety refusal whose categories are all listed is re-routed. Empty by
+    /// default; an unknown name, or all fourteen at once, is a configuration error.
+    pub reroute_categories: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -133,8 +138,73 @@ impl Default for PolicyConfig {
             reroute: VerdictSet::policy_driven(),
             continue_mid_stream: true,
             resample_below: None,
-            affinity_conversations: 10_000,
+            reroute_categories: Vec::new(),
         }
+    }
+}
+
+/// `[preroute]`: a request the primary over-blocked before (the same or a near-identical
+/// prompt, or a later turn of a conversation that tripped input moderation) goes straight
+/// to the fallback that answered it. Never a request whose prompt is judged harmful (see
+/// [`crate::layer::reroute::preroute`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreRouteSection {
+    /// On by default: it only skips a primary that already refused the request as benign.
+    pub enabled: bool,
+    /// Prompts and conversations remembered at most (least recently used go first).
+    pub capacity: usize,
+    /// How long a remembered over-block is trusted, in seconds.
+    pub ttl_secs: u64,
+    /// Cosine similarity (0..=1] of prompt embeddings from which two prompts count as the
+    /// same request.
+    pub threshold: f32,
+    /// A prompt judged harmful with this probability or more is never pre-routed [0, 1].
+    pub max_harm: f32,
+}
+
+impl Default for PreRouteSection {
+    fn default() -> Self {
+        let d = crate::layer::PreRouteConfig::default();
+        PreRouteSection {
+            enabled: true,
+            capacity: d.capacity,
+            ttl_secs: d.ttl.as_secs(),
+            threshold: d.threshold,
+            max_harm: d.max_harm,
+        }
+    }
+}
+
+impl PreRouteSection {
+    /// The store's configuration, `None` when pre-routing is off.
+    pub fn store_config(&self) -> Option<crate::layer::PreRouteConfig> {
+        self.enabled.then(|| crate::layer::PreRouteConfig {
+            capacity: self.capacity,
+            ttl: std::time::Duration::from_secs(self.ttl_secs),
+            threshold: self.threshold,
+            max_harm: self.max_harm,
+        })
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let bad = |detail: String| Err(Error::invalid("configuration", format!("[preroute] {detail}")));
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.capacity == 0 || self.ttl_secs == 0 {
+            return bad(format!(
+                "capacity = {} and ttl_secs = {} must be at least 1 (set enabled = false to turn it off)",
+                self.capacity, self.ttl_secs
+            ));
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return bad(format!("threshold = {} is outside (0, 1]", self.threshold));
+        }
+        if !(0.0..=1.0).contains(&self.max_harm) {
+            return bad(format!("max_harm = {} is outside [0, 1]", self.max_harm));
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +324,9 @@ impl GatewayConfig {
 
     fn check(&self) -> Result<(), Error> {
         self.logging.check()?;
+        self.preroute.check()?;
+        crate::layer::reroute::hazard_codes(&self.policy.reroute_categories)
+            .map_err(|e| Error::invalid("configuration", format!("[policy] {e}")))?;
         let s = &self.server;
         for (name, value) in [
             ("header_read_timeout_ms", s.header_read_timeout_ms),
@@ -414,5 +487,41 @@ fallbacks = ["backup"]
         let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn hazard_categories_are_opted_in_by_name_and_checked() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        assert!(c.policy.reroute_categories.is_empty(), "none by default");
+        let ok = format!("[policy]\nreroute_categories = [\"S6\", \"privacy\"]\n{SAMPLE}");
+        let c = GatewayConfig::parse(&ok).unwrap();
+        assert_eq!(c.policy.reroute_categories, vec!["S6", "privacy"]);
+        let unknown = format!("[policy]\nreroute_categories = [\"S6\", \"S15\"]\n{SAMPLE}");
+        let e = GatewayConfig::parse(&unknown).unwrap_err().to_string();
+        assert!(e.contains("\"S15\"") && e.contains("reroute_categories"), "{e}");
+        let all: Vec<String> = (1..=14).map(|i| format!("\"S{i}\"")).collect();
+        let all = format!("[policy]\nreroute_categories = [{}]\n{SAMPLE}", all.join(", "));
+        let e = GatewayConfig::parse(&all).unwrap_err().to_string();
+        assert!(e.contains("all 14 hazard categories"), "{e}");
+    }
+
+    #[test]
+    fn preroute_defaults_on_and_checks_its_bounds() {
+        let c = GatewayConfig::parse(SAMPLE).unwrap();
+        let d = crate::layer::PreRouteConfig::default();
+        assert_eq!(c.preroute.store_config(), Some(d));
+        let off = format!("[preroute]\nenabled = false\n{SAMPLE}");
+        assert_eq!(GatewayConfig::parse(&off).unwrap().preroute.store_config(), None);
+        for (key, value) in [
+            ("threshold", "1.5"),
+            ("threshold", "0.0"),
+            ("max_harm", "-0.1"),
+            ("capacity", "0"),
+            ("ttl_secs", "0"),
+        ] {
+            let bad = format!("[preroute]\n{key} = {value}\n{SAMPLE}");
+            let e = GatewayConfig::parse(&bad).unwrap_err().to_string();
+            assert!(e.contains("[preroute]") && e.contains(key), "{key}: {e}");
+        }
     }
 }

@@ -37,6 +37,15 @@ pub struct RerouteLabels {
     pub to: String,
 }
 
+/// Labels of a pre-routed request (a provider call saved).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PreRouteLabels {
+    /// The provider asked instead of the primary.
+    pub to: String,
+    /// `conversation`, `exact` or `similar`.
+    pub matched: String,
+}
+
 /// Labels of an answered status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -59,6 +68,8 @@ pub struct Metrics {
     pub responses: Family<StatusLabels, Counter>,
     pub verdicts: Family<VerdictLabels, Counter>,
     pub reroutes: Family<RerouteLabels, Counter>,
+    /// Answered requests sent past a primary known to over-block them: calls saved.
+    pub prerouted: Family<PreRouteLabels, Counter>,
     pub passthrough: Family<PassthroughLabels, Counter>,
     pub duration: Histogram,
     pub upstream: Histogram,
@@ -79,6 +90,7 @@ impl Metrics {
         let responses = Family::<StatusLabels, Counter>::default();
         let verdicts = Family::<VerdictLabels, Counter>::default();
         let reroutes = Family::<RerouteLabels, Counter>::default();
+        let prerouted = Family::<PreRouteLabels, Counter>::default();
         let passthrough = Family::<PassthroughLabels, Counter>::default();
         // 10 µs to ~160 s: overheads are microseconds, requests are seconds.
         let duration = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
@@ -91,6 +103,11 @@ impl Metrics {
             "reroutes",
             "Requests moved from one provider to another",
             reroutes.clone(),
+        );
+        registry.register(
+            "prerouted",
+            "Requests sent straight to a fallback because the primary over-blocked them before (provider calls saved)",
+            prerouted.clone(),
         );
         registry.register(
             "passthrough_responses",
@@ -118,6 +135,7 @@ impl Metrics {
             responses,
             verdicts,
             reroutes,
+            prerouted,
             passthrough,
             duration,
             upstream,

@@ -31,14 +31,14 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::config::{GatewayConfig, ProviderConfig};
-use super::metrics::{Metrics, RequestLabels, RerouteLabels, VerdictLabels};
+use super::metrics::{Metrics, PreRouteLabels, RequestLabels, RerouteLabels, VerdictLabels};
 use super::respond::{error_response, respond};
 use super::routes::passthrough::Passthrough;
 use super::stack::{self, RecordSlot};
 use crate::error::Error;
 use crate::layer::failover::{ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
-use crate::layer::{Attempts, HoldBack, RefusalGuardLayer, RerouteLayer, Route};
+use crate::layer::{Attempts, HoldBack, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route};
 use crate::observe::request::{ErrorCode, RequestRecord};
 use crate::observe::{Exchange, VerdictLog};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
@@ -126,7 +126,13 @@ impl Gateway {
                     config.policy.reroute
                 })
                 .continue_mid_stream(config.policy.continue_mid_stream)
-                .affinity(config.policy.affinity_conversations);
+                .preroute(
+                    config
+                        .preroute
+                        .store_config()
+                        .map(|c| Arc::new(PreRouteStore::new(c))),
+                )
+                .reroute_categories(&config.policy.reroute_categories)?;
             if let Some(p) = config.policy.resample_below {
                 layer = layer.resample_below(p);
             }
@@ -386,6 +392,15 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
                 })
                 .inc();
         }
+    }
+    if let Some(p) = response.extensions.get::<PreRouted>() {
+        g.metrics
+            .prerouted
+            .get_or_create(&PreRouteLabels {
+                to: p.to.clone(),
+                matched: p.matched.as_str().into(),
+            })
+            .inc();
     }
     for pair in attempts.windows(2) {
         g.metrics

@@ -14,4 +14,7 @@ pub mod reroute;
 
 pub use guard::{HoldBack, RefusalGuard, RefusalGuardLayer, StreamVerdict};
 pub use logprobs::AskLogprobs;
-pub use reroute::{Attempt, Attempts, ContinuationStyle, Prices, Reroute, RerouteLayer, Route};
+pub use reroute::{
+    Attempt, Attempts, ContinuationStyle, PreRouteConfig, PreRouteStore, PreRouted, Prices, Reroute,
+    RerouteLayer, Route,
+};

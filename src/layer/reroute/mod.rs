@@ -36,16 +36,29 @@
 //!   (an output-stage block, a refusal turn, a dropped connection), the next provider
 //!   is asked to continue the released text (see [`continuation`]) and the caller sees
 //!   one answer; the final chunk carries a `refusal_guard` field saying what happened;
-//! - conversations whose history trips input moderation stick to the provider that
-//!   answered them (see [`affinity`]);
+//! - operators may opt Llama Guard hazard categories in ([`RerouteLayer::reroute_categories`],
+//!   e.g. `S6` specialized advice): a safety refusal whose categories are *all* opted in is
+//!   re-routed like a policy refusal; one with no categories, or any category not opted in,
+//!   is not. None is opted in by default, and opting in all fourteen at once is refused
+//!   (that is `reroute_on` with [`VerdictClass::SafetyRefusal`], said plainly);
+//! - pre-routing (see [`preroute`]): a request the primary over-blocked before (an input
+//!   block or a policy refusal of the same or a near-identical prompt, or a later turn of
+//!   a conversation that tripped input moderation) goes straight to the fallback that
+//!   answered it, skipping the doomed call; never a request whose prompt is judged
+//!   harmful; the primary is then asked last, should every fallback fail. The response
+//!   then carries a [`PreRouted`] extension and the store counts the
+//!   call saved. On by default: the harm gate and the similarity threshold keep it to
+//!   requests a primary has already refused as benign, the TTL hands the primary the
+//!   request again after its policy may have changed, and it saves a full round trip
+//!   (often seconds) per repeat;
 //! - every attempt is recorded in the [`Attempts`] extension: provider, model, verdict,
 //!   latency, tokens and estimated cost;
 //! - when every provider refuses, the most informative outcome comes back: the primary's
 //!   original complete answer (with its verdict), else its refusal or error.
 
-pub mod affinity;
 mod attempts;
 pub mod continuation;
+pub mod preroute;
 mod stream;
 
 use std::collections::HashMap;
@@ -60,13 +73,13 @@ use tower::{Layer, Service, ServiceExt};
 
 pub use attempts::{Attempt, Attempts, Prices};
 pub use continuation::ContinuationStyle;
+pub use preroute::{PreRouteConfig, PreRouteStore, PreRouted};
 
-use self::affinity::Affinity;
 use crate::error::{Error, Refusal};
 use crate::layer::StreamVerdict;
 use crate::provider::{ChatResponse, ModelMap, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass, VerdictKind, VerdictSet};
-use crate::wire::{ChatRequest, ModerationStage, Usage};
+use crate::wire::{ChatRequest, Usage};
 
 /// A chat service behind a type-erased, cloneable handle.
 pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, Error>;
@@ -122,7 +135,10 @@ struct RerouteConfig {
     continuation: ContinuationStyle,
     min_overlap: usize,
     resample_below: Option<f64>,
-    affinity: Option<Arc<Affinity>>,
+    preroute: Option<Arc<PreRouteStore>>,
+    /// Llama Guard codes (`S6`) whose safety refusals are re-routed when all of a
+    /// verdict's categories are among them.
+    reroute_categories: Vec<String>,
     prices: HashMap<String, Prices>,
 }
 
@@ -140,7 +156,8 @@ impl Default for RerouteLayer {
 
 impl RerouteLayer {
     /// No fallbacks yet, the policy-driven re-route set, mid-stream continuation on,
-    /// affinity for 10,000 conversations, no resampling.
+    /// pre-routing on with [`PreRouteConfig::default`], no category opted in, no
+    /// resampling.
     pub fn new() -> Self {
         RerouteLayer {
             config: Arc::new(RerouteConfig {
@@ -150,7 +167,8 @@ impl RerouteLayer {
                 continuation: ContinuationStyle::default(),
                 min_overlap: 8,
                 resample_below: None,
-                affinity: Some(Arc::new(Affinity::new(10_000))),
+                preroute: Some(Arc::new(PreRouteStore::new(PreRouteConfig::default()))),
+                reroute_categories: Vec::new(),
                 prices: HashMap::new(),
             }),
         }
@@ -190,9 +208,27 @@ impl RerouteLayer {
         self.edit(|c| c.resample_below = Some(probability))
     }
 
-    /// Remember up to `conversations` flagged conversations (0 turns affinity off).
-    pub fn affinity(self, conversations: usize) -> Self {
-        self.edit(|c| c.affinity = (conversations > 0).then(|| Arc::new(Affinity::new(conversations))))
+    /// Pre-routing with a store of your own (shared between layers if you like), or
+    /// `None` to turn it off.
+    pub fn preroute(self, store: Option<Arc<PreRouteStore>>) -> Self {
+        self.edit(|c| c.preroute = store)
+    }
+
+    /// The pre-route store, to read its counters.
+    pub fn preroute_store(&self) -> Option<&Arc<PreRouteStore>> {
+        self.config.preroute.as_ref()
+    }
+
+    /// Opts Llama Guard hazard categories in for re-routing (codes `S1`..`S14` or their
+    /// names, e.g. `"S6"` or `"Specialized Advice"`): a safety refusal whose categories
+    /// are all opted in is re-routed. Unknown names, and all fourteen at once, are errors.
+    pub fn reroute_categories<I, T>(self, categories: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let codes = hazard_codes(categories)?;
+        Ok(self.edit(|c| c.reroute_categories = codes))
     }
 
     /// Prices of a provider, by its name, for the cost of each attempt.
@@ -266,6 +302,46 @@ impl Run {
         self.config.fallbacks.len() + 1
     }
 
+    /// Whether a verdict moves the request on: its class is in the re-route set, or it is
+    /// a safety refusal whose categories are all opted in.
+    pub(crate) fn reroutes(&self, verdict: &Verdict) -> bool {
+        if self.config.reroute_on.contains(verdict.class()) {
+            return true;
+        }
+        match &verdict.kind {
+            VerdictKind::SafetyRefusal { categories } => {
+                !categories.is_empty()
+                    && categories.iter().all(|c| {
+                        hazard_code(c).is_some_and(|code| self.config.reroute_categories.contains(&code))
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// The provider a remembered over-block sends this request to, if any.
+    fn prerouted(&self) -> Option<(usize, PreRouted)> {
+        let store = self.config.preroute.as_ref()?;
+        let hit = store
+            .lookup(&self.request.messages)
+            .filter(|h| h.provider > 0 && h.provider < self.provider_count())?;
+        let to = self.route_name(hit.provider).unwrap_or("fallback").to_string();
+        tracing::info!(
+            to = %to,
+            matched = hit.matched.as_str(),
+            similarity = hit.similarity,
+            harmful = hit.harmful,
+            "pre-routed: the primary over-blocked this request before; not asked again"
+        );
+        let note = PreRouted {
+            to,
+            matched: hit.matched,
+            similarity: hit.similarity,
+            harmful: hit.harmful,
+        };
+        Some((hit.provider, note))
+    }
+
     /// The request as provider `index` should see it.
     fn request_for(&self, index: usize, request: &ChatRequest) -> ChatRequest {
         let mut r = request.clone();
@@ -324,19 +400,19 @@ impl Run {
         S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
         S::Future: Send + 'static,
     {
-        let first = self
-            .config
-            .affinity
-            .as_ref()
-            .and_then(|a| a.lookup(&self.request.messages))
-            .filter(|&i| i < self.provider_count())
-            .unwrap_or(0);
+        let (first, prerouted) = match self.prerouted() {
+            Some((index, note)) => (index, Some(note)),
+            None => (0, None),
+        };
         let mut best: Option<Outcome> = None;
-        let mut input_blocked = false;
+        // How the primary over-blocked this request, when it did.
+        let mut over_blocked = None;
         let mut resampled = false;
         let mut request = self.request.clone();
-        let mut index = first;
-        while index < self.provider_count() {
+        // A pre-routed request asks the primary last, in case every fallback fails now.
+        let order: Vec<usize> = (first..self.provider_count()).chain(0..first).collect();
+        let mut pos = 0;
+        while let Some(&index) = order.get(pos) {
             let sent = self.request_for(index, &request);
             let model = sent.model.clone();
             let started = Instant::now();
@@ -348,8 +424,13 @@ impl Run {
             };
             let latency = started.elapsed();
             match result {
-                Ok(response) => {
-                    let verdict = response.extensions.get::<Verdict>().map(Verdict::class);
+                Ok(mut response) => {
+                    let full = response.extensions.get::<Verdict>();
+                    let rerouting = full.is_some_and(|v| self.reroutes(v));
+                    if index == 0 {
+                        over_blocked = full.and_then(preroute::over_block);
+                    }
+                    let verdict = full.map(Verdict::class);
                     let mut attempt = self.attempt(index, response.provider(), &model, latency);
                     attempt.verdict = verdict;
                     attempt.resample = resampled && index == 0;
@@ -357,33 +438,35 @@ impl Run {
                         (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
                     }
                     let at = self.record(attempt);
-                    let rerouting = verdict.is_some_and(|v| self.config.reroute_on.contains(v));
-                    if rerouting && index + 1 < self.provider_count() {
+                    if rerouting && pos + 1 < order.len() {
                         // Only an observe-only guard lets such an answer through: nothing
                         // has reached the caller yet, so the next provider can still answer.
                         best.get_or_insert(Outcome::Response(Box::new(response)));
-                        index += 1;
+                        pos += 1;
                         continue;
                     }
-                    if input_blocked {
-                        if let Some(a) = &self.config.affinity {
-                            a.remember(&self.request.messages, index);
+                    let answered = verdict.is_none_or(|v| v == VerdictClass::Answer);
+                    if let (Some(why), Some(store), true) = (over_blocked, &self.config.preroute, answered) {
+                        if index > 0 {
+                            store.remember(&self.request.messages, index, why);
                         }
+                    }
+                    if let (Some(note), Some(store), true) = (prerouted, &self.config.preroute, index > 0) {
+                        // Counted once answered: a fallback that fails now sends the
+                        // request back to the primary, and then nothing was saved.
+                        store.count_saved();
+                        response.extensions.insert(note);
                     }
                     return Ok(self.finish(response, index, at));
                 }
-                Err(Error::Refused(refusal)) if self.config.reroute_on.contains(refusal.verdict.class()) => {
+                Err(Error::Refused(refusal)) if self.reroutes(&refusal.verdict) => {
                     let mut attempt = self.attempt(index, refusal.provider.as_deref(), &model, latency);
                     attempt.verdict = Some(refusal.verdict.class());
                     attempt.error = Some(refusal.verdict.to_string());
                     attempt.resample = resampled && index == 0;
                     self.record(attempt);
-                    if refusal.verdict.kind
-                        == (VerdictKind::ProviderBlock {
-                            stage: ModerationStage::Input,
-                        })
-                    {
-                        input_blocked = true;
+                    if index == 0 {
+                        over_blocked = preroute::over_block(&refusal.verdict);
                     }
                     if !resampled && self.coin_flip(&refusal.verdict) {
                         resampled = true;
@@ -407,7 +490,7 @@ impl Run {
                     return Err(error);
                 }
             }
-            index += 1;
+            pos += 1;
             // A request for a fresh seed only ever applies to the provider that flipped.
             request.seed = self.request.seed;
         }
@@ -470,6 +553,56 @@ impl Run {
     }
 }
 
+/// The Llama Guard 3 code (`S6`) of a hazard category given by code or name
+/// (`"Specialized Advice"`), case-insensitively; `None` for anything else (a Qwen3Guard
+/// category, a typo).
+pub fn hazard_code(name: &str) -> Option<String> {
+    let name = name.trim();
+    crate::classify::llama_guard::Variant::Guard3_8B
+        .categories()
+        .into_iter()
+        .find(|c| c.code.eq_ignore_ascii_case(name) || c.name.eq_ignore_ascii_case(name))
+        .map(|c| c.code)
+}
+
+/// Hazard categories as codes, checked: unknown names and all of them at once are errors.
+pub(crate) fn hazard_codes<I, T>(categories: I) -> Result<Vec<String>, Error>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    let mut codes: Vec<String> = Vec::new();
+    for c in categories {
+        let c = c.as_ref();
+        let code = hazard_code(c).ok_or_else(|| {
+            Error::invalid(
+                "reroute_categories",
+                format!(
+                    "unknown hazard category {c:?}: expected a Llama Guard 3 code S1..S14 or its name \
+                     (e.g. \"S6\" or \"Specialized Advice\")"
+                ),
+            )
+        })?;
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    let all = crate::classify::llama_guard::Variant::Guard3_8B
+        .categories()
+        .len();
+    if codes.len() == all {
+        return Err(Error::invalid(
+            "reroute_categories",
+            format!(
+                "all {all} hazard categories are opted in: that sends every harmful request on to \
+                 another provider; opt in only the categories you mean (e.g. S6), or add \
+                 safety_refusal to the re-route set if you really mean all"
+            ),
+        ));
+    }
+    Ok(codes)
+}
+
 /// Whether an error is one that another provider may not share.
 fn fails_over(error: &Error) -> bool {
     match error {
@@ -507,4 +640,25 @@ fn fresh_seed() -> i64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     ((nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)) >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hazard_categories_by_code_or_name() {
+        assert_eq!(hazard_code(" s6 ").as_deref(), Some("S6"));
+        assert_eq!(hazard_code("specialized advice").as_deref(), Some("S6"));
+        assert_eq!(hazard_code("Politically Sensitive Topics"), None);
+        assert_eq!(
+            hazard_codes(["S6", "Specialized Advice", "S7"]).unwrap(),
+            vec!["S6", "S7"]
+        );
+        let e = hazard_codes(["S6", "Medical"]).unwrap_err().to_string();
+        assert!(e.contains("\"Medical\""), "{e}");
+        let all: Vec<String> = (1..=14).map(|i| format!("S{i}")).collect();
+        let e = hazard_codes(&all).unwrap_err().to_string();
+        assert!(e.contains("all 14"), "{e}");
+    }
 }

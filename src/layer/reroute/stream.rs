@@ -214,7 +214,7 @@ impl Continuing {
             return false;
         }
         match error {
-            Error::Refused(r) => self.run.config.reroute_on.contains(r.verdict.class()),
+            Error::Refused(r) => self.run.reroutes(&r.verdict),
             Error::Truncated { .. } | Error::Timeout { .. } => true,
             Error::Transport { .. } | Error::Malformed { .. } => true,
             Error::Provider(e) => e.is_moderation() || e.is_retryable(),
@@ -300,11 +300,7 @@ impl Continuing {
                     self.pending = self.trim(refusal.held).into();
                     return Ok(());
                 }
-                Err(e)
-                    if fails_over(&e)
-                        || e.as_refusal()
-                            .is_some_and(|r| self.run.config.reroute_on.contains(r.verdict.class())) =>
-                {
+                Err(e) if fails_over(&e) || e.as_refusal().is_some_and(|r| self.run.reroutes(&r.verdict)) => {
                     attempt.verdict = e.as_refusal().map(|r| r.verdict.class());
                     attempt.error = Some(e.to_string());
                     self.run.record(attempt);
