@@ -94,10 +94,9 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
             "minilm" | "e5" => {
                 // The combiner was trained with the e5 heads in its encoder slot; another
                 // encoder there is read as if it were e5.
+                // When the encoder is asked about an answer is the combiner's trained
+                // escalation band; `@T` sets only the prompt tier's threshold.
                 models.escalation = Some(tier.clone());
-                if let Some(t) = threshold_given(spec) {
-                    models.escalate_below = t;
-                }
                 prompt_tiers.push((tier, threshold));
             }
             _ => prompt_tiers.push((tier, threshold)),
@@ -166,10 +165,6 @@ pub fn resolve_specs(specs: &[String]) -> Vec<String> {
         [one] if one == "none" || one == "embedded" => Vec::new(),
         _ => specs.to_vec(),
     }
-}
-
-fn threshold_given(spec: &str) -> Option<f32> {
-    spec.rsplit_once('@').and_then(|(_, t)| t.parse().ok())
 }
 
 fn split_threshold(spec: &str) -> Result<(&str, f32), ClassifyError> {

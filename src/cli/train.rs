@@ -22,12 +22,14 @@ use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
-use crate::judge::combiner::{NON_ANSWER_FROM, NON_ANSWER_FROM_ESCALATED, NON_ANSWER_FROM_WINDOW};
+use crate::judge::combiner::{
+    ESCALATE_FROM, ESCALATE_TO, NON_ANSWER_FROM, NON_ANSWER_FROM_ESCALATED, NON_ANSWER_FROM_WINDOW,
+};
 use crate::judge::fit::{
     combiner_out_of_source, embed_cached, nested_thresholds, final_encoder_head, final_ngram, out_of_source,
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
     render_prompts, score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors,
-    window_recall, FitConfig, Source, Thresholds, MAX_WINDOW_FALSE_STOPS,
+    window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK, MAX_WINDOW_FALSE_STOPS,
 };
 
 /// Arguments of `train`.
@@ -266,7 +268,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
              whole answer with the encoder's reading {} (each the best mean F1 over sources) / stream window {} \
              (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on every \
              source's out-of-source predictions and shipped in the combiner. Each row above is scored at the \
-             thresholds chosen without its source: {}.\n",
+             thresholds chosen without its source: {}. The encoder is asked when the embedded default's \
+             non-answer probability is in [{}, {}) (the band that asks it least while keeping the cascade's mean \
+             F1 within {} of the best band's).\n",
             shipped_threshold.whole,
             shipped_threshold.escalated,
             shipped_threshold.window,
@@ -274,9 +278,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             sources
                 .iter()
                 .zip(&nested)
-                .map(|(s, t)| format!("{} {} / {} / {}", s.name, t.whole, t.escalated, t.window))
+                .map(|(s, t)| format!(
+                    "{} {} / {} / {} [{}, {})",
+                    s.name, t.whole, t.escalated, t.window, t.band.from, t.band.to
+                ))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            shipped_threshold.band.from,
+            shipped_threshold.band.to,
+            BAND_F1_SLACK
         ));
         println!("{table}");
         let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
@@ -291,6 +301,12 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             NON_ANSWER_FROM_ESCALATED.into(),
             shipped_threshold.escalated.to_string(),
         );
+        combiner
+            .info
+            .insert(ESCALATE_FROM.into(), shipped_threshold.band.from.to_string());
+        combiner
+            .info
+            .insert(ESCALATE_TO.into(), shipped_threshold.band.to.to_string());
         combiner.info.insert("trained".into(), today());
         combiner
             .info

@@ -34,6 +34,9 @@ pub const FORMAT: &str = "refusal-guard-combiner/1";
 pub const NON_ANSWER_FROM: &str = "non_answer_from";
 /// The metadata key of [`Combiner::non_answer_from_window`].
 pub const NON_ANSWER_FROM_WINDOW: &str = "non_answer_from_window";
+/// The metadata keys of [`Combiner::escalation_band`].
+pub const ESCALATE_FROM: &str = "escalate_from";
+pub const ESCALATE_TO: &str = "escalate_to";
 /// The metadata key of [`Combiner::non_answer_from_escalated`].
 pub const NON_ANSWER_FROM_ESCALATED: &str = "non_answer_from_escalated";
 
@@ -156,6 +159,19 @@ impl Combiner {
     /// probabilities, so the threshold is chosen on those rows. 0.5 for a file without one.
     pub fn non_answer_from_escalated(&self) -> f32 {
         self.threshold(NON_ANSWER_FROM_ESCALATED, 0.5)
+    }
+
+    /// Where the encoder is asked ([`super::EscalationBand`]); everything (0 to 1) for a
+    /// file without one.
+    pub fn escalation_band(&self) -> super::EscalationBand {
+        super::EscalationBand {
+            from: self.threshold(ESCALATE_FROM, 0.0),
+            to: self
+                .info
+                .get(ESCALATE_TO)
+                .and_then(|v| v.parse::<f32>().ok())
+                .unwrap_or(1.01),
+        }
     }
 
     fn threshold(&self, key: &str, default: f32) -> f32 {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::features::{self, N_FEATURES};
-use super::Combiner;
+use super::{Combiner, EscalationBand};
 use crate::classify::data::{read_jsonl, RESPONSE_LABELS};
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramHead;
@@ -160,8 +160,6 @@ pub struct FitConfig {
     pub encoder_lr: f64,
     /// Tokens of the stream window.
     pub window_tokens: usize,
-    /// The combiner confidence below which the encoder is asked (as in [`super::Models`]).
-    pub escalate_below: f32,
 }
 
 impl Default for FitConfig {
@@ -174,7 +172,6 @@ impl Default for FitConfig {
             encoder_steps: 300,
             encoder_lr: 0.02,
             window_tokens: 16,
-            escalate_below: 0.9,
         }
     }
 }
@@ -383,11 +380,9 @@ pub struct Decisions {
     pub ngram: ResponseLabel,
     /// The embedded default's probabilities: n-gram + patterns, combined.
     pub embedded: [f32; 4],
-    /// The cascade's: the embedded default, escalating to the encoder when unsure (rows
-    /// with an encoder reading only).
-    pub cascade: Option<[f32; 4]>,
-    /// Whether the cascade asked the encoder.
-    pub escalated: bool,
+    /// The combiner's probabilities with the encoder's reading as well (rows with an
+    /// encoder reading only): what the cascade decides on when it escalates.
+    pub with_encoder: Option<[f32; 4]>,
 }
 
 impl Decisions {
@@ -396,36 +391,32 @@ impl Decisions {
         super::answer_label(&self.embedded, non_answer_from)
     }
 
-    /// The cascade's label at a non-answer threshold.
-    pub fn cascade_label(&self, non_answer_from: f32) -> Option<ResponseLabel> {
-        self.cascade.map(|p| super::answer_label(&p, non_answer_from))
+    /// Whether the cascade asks the encoder about this row.
+    pub fn escalated(&self, band: &EscalationBand) -> bool {
+        self.with_encoder.is_some() && band.contains(&self.embedded)
     }
 
-    /// The cascade's label as the pipeline decides it: the escalated threshold when the
-    /// encoder was asked, the whole-answer one otherwise.
+    /// The cascade's label as the pipeline decides it (rows with an encoder reading only):
+    /// the escalated threshold on the encoder's view when the embedded default falls in
+    /// the band, the whole-answer one on its own view otherwise.
     pub fn cascade_at(&self, t: &Thresholds) -> Option<ResponseLabel> {
-        self.cascade_label(if self.escalated { t.escalated } else { t.whole })
+        let with = self.with_encoder?;
+        Some(if self.escalated(&t.band) {
+            super::answer_label(&with, t.escalated)
+        } else {
+            self.embedded_label(t.whole)
+        })
     }
 }
 
-/// Decides a row with a combiner, as [`super::decide`] would.
-pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize, escalate_below: f32) -> Decisions {
-    let embedded = c.probs(&feature_row(rows, p, i, false));
-    let confidence = embedded.iter().copied().fold(0.0, f32::max);
+/// Decides a row with a combiner, as [`super::decide`] would: without the encoder's
+/// reading, and with it where the row has one.
+pub fn decide_row(c: &Combiner, rows: &[Row], p: &Predictions, i: usize) -> Decisions {
     let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
-    let escalated = has_encoder && confidence < escalate_below;
-    let cascade = if escalated {
-        Some(c.probs(&feature_row(rows, p, i, true)))
-    } else if has_encoder {
-        Some(embedded)
-    } else {
-        None
-    };
     Decisions {
         ngram: p.ngram[i].label(),
-        embedded,
-        cascade,
-        escalated,
+        embedded: c.probs(&feature_row(rows, p, i, false)),
+        with_encoder: has_encoder.then(|| c.probs(&feature_row(rows, p, i, true))),
     }
 }
 
@@ -439,7 +430,7 @@ const THRESHOLDS: [f32; 17] = [
 pub enum Question {
     /// Whole answers judged by the embedded default.
     Whole,
-    /// Whole answers judged with the encoder's reading (the rows the cascade escalated).
+    /// Whole answers judged with the encoder's reading (every row that has one).
     Escalated,
     /// Stream windows: explicit refusals against answers.
     Window,
@@ -451,9 +442,9 @@ impl Question {
         let non = |l: ResponseLabel| l != ResponseLabel::Answer;
         match self {
             Question::Whole if !r.window => Some((non(r.label), non(d.embedded_label(t)))),
-            Question::Escalated if !r.window && d.escalated => {
-                d.cascade_label(t).map(|c| (non(r.label), non(c)))
-            }
+            Question::Escalated if !r.window => d
+                .with_encoder
+                .map(|p| (non(r.label), non(super::answer_label(&p, t)))),
             Question::Window if r.window && matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) => {
                 Some((non(r.label), non(d.embedded_label(t))))
             }
@@ -540,23 +531,96 @@ pub fn choose_window_threshold(
     THRESHOLDS[THRESHOLDS.len() - 1]
 }
 
-/// The three non-answer thresholds of a combiner (see [`super::Combiner::non_answer_from`]).
+/// The non-answer thresholds of a combiner (see [`super::Combiner::non_answer_from`]) and
+/// its escalation band.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Thresholds {
     pub whole: f32,
     pub escalated: f32,
     pub window: f32,
+    pub band: EscalationBand,
 }
 
 impl Thresholds {
     /// Chosen on the sources `use_source` admits.
     pub fn choose(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool + Copy) -> Self {
-        Thresholds {
+        let mut t = Thresholds {
             whole: choose_threshold(rows, decisions, Question::Whole, use_source),
             escalated: choose_threshold(rows, decisions, Question::Escalated, use_source),
             window: choose_window_threshold(rows, decisions, use_source),
+            band: EscalationBand::ALWAYS,
+        };
+        t.band = choose_band(rows, decisions, &t, use_source);
+        t
+    }
+}
+
+/// The bands [`choose_band`] tries: every (from, to) of these bounds with from < to.
+const BAND_BOUNDS: [f32; 14] = [
+    0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01,
+];
+
+/// How much mean F1 the chosen band may give up against escalating everything.
+pub const BAND_F1_SLACK: f64 = 0.005;
+
+/// The cascade's mean F1 over sources and its escalation rate (over the rows with an
+/// encoder reading) at the thresholds `t`.
+pub fn cascade_mean_f1(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    t: &Thresholds,
+    use_source: impl Fn(usize) -> bool,
+) -> (f64, f64) {
+    let mut per_source: BTreeMap<usize, Binary> = BTreeMap::new();
+    let (mut escalated, mut n) = (0usize, 0usize);
+    for (r, d) in rows.iter().zip(decisions) {
+        let Some(d) = d else { continue };
+        if r.window || !use_source(r.source) {
+            continue;
+        }
+        let Some(label) = d.cascade_at(t) else { continue };
+        per_source
+            .entry(r.source)
+            .or_default()
+            .count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
+        n += 1;
+        escalated += usize::from(d.escalated(&t.band));
+    }
+    let f1s: Vec<f64> = per_source
+        .values()
+        .filter(|b| b.tp + b.fn_ > 0)
+        .map(|b| b.prf().f1)
+        .collect();
+    (
+        f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
+        escalated as f64 / n.max(1) as f64,
+    )
+}
+
+/// The escalation band: of the bands whose cascade mean F1 is within [`BAND_F1_SLACK`] of
+/// the best band's, the one that asks the encoder least often. The encoder costs about a
+/// thousand times what the embedded default does, so its share of answers is the cost.
+pub fn choose_band(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    t: &Thresholds,
+    use_source: impl Fn(usize) -> bool + Copy,
+) -> EscalationBand {
+    let mut scored = Vec::new();
+    for (i, from) in BAND_BOUNDS.iter().enumerate() {
+        for to in &BAND_BOUNDS[i + 1..] {
+            let band = EscalationBand { from: *from, to: *to };
+            let (f1, rate) = cascade_mean_f1(rows, decisions, &Thresholds { band, ..*t }, use_source);
+            scored.push((band, f1, rate));
         }
     }
+    let best = scored.iter().map(|s| s.1).fold(f64::MIN, f64::max);
+    scored
+        .into_iter()
+        .filter(|s| s.1 >= best - BAND_F1_SLACK)
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|s| s.0)
+        .unwrap_or(EscalationBand::ALWAYS)
 }
 
 /// For each source, the thresholds chosen without it.
@@ -581,7 +645,7 @@ pub fn combiner_out_of_source(
         }
         let c = train_combiner(rows, p, |r| r.source != s, cfg)?;
         for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            out[i] = Some(decide_row(&c, rows, p, i, cfg.escalate_below));
+            out[i] = Some(decide_row(&c, rows, p, i));
         }
     }
     Ok(out)
@@ -626,7 +690,7 @@ pub fn score(
                 g.cascade.count(gold, c != ResponseLabel::Answer);
                 g.cascade_n += 1;
             }
-            g.escalated += usize::from(d.escalated);
+            g.escalated += usize::from(d.escalated(&t.band));
         }
     }
     out
@@ -785,11 +849,13 @@ mod tests {
         whole: 0.5,
         escalated: 0.5,
         window: 0.5,
+        band: EscalationBand::ALWAYS,
     };
     const STRICT: Thresholds = Thresholds {
         whole: 0.95,
         escalated: 0.95,
         window: 0.95,
+        band: EscalationBand::ALWAYS,
     };
 
     #[test]
@@ -805,8 +871,7 @@ mod tests {
         let d = Decisions {
             ngram: ResponseLabel::Refusal,
             embedded: [0.1, 0.6, 0.2, 0.1],
-            cascade: Some([0.1, 0.6, 0.2, 0.1]),
-            escalated: false,
+            with_encoder: Some([0.1, 0.6, 0.2, 0.1]),
         };
         let sources = vec![Source {
             name: "s".into(),
@@ -838,8 +903,7 @@ mod tests {
             Some(Decisions {
                 ngram: ResponseLabel::Answer,
                 embedded: p,
-                cascade: None,
-                escalated: false,
+                with_encoder: None,
             })
         };
         let decisions = vec![

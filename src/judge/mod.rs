@@ -37,6 +37,29 @@ use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};
 use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
 
+/// Where the combiner is unsure enough to ask the encoder: a band of the probability of the
+/// non-answer classes together, around the decision threshold. Chosen by `refusal-guard
+/// train` (the narrowest band that keeps the cascade's out-of-source F1, see
+/// [`fit::choose_band`]) and kept in the combiner.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EscalationBand {
+    /// From this non-answer probability up…
+    pub from: f32,
+    /// …and below this one, the encoder is asked.
+    pub to: f32,
+}
+
+impl EscalationBand {
+    /// Every answer is escalated.
+    pub const ALWAYS: EscalationBand = EscalationBand { from: 0.0, to: 1.01 };
+
+    /// Whether the combined probabilities fall in the band.
+    pub fn contains(&self, probs: &[f32; 4]) -> bool {
+        let non_answer = 1.0 - probs[ResponseLabel::Answer.index()];
+        non_answer >= self.from && non_answer < self.to
+    }
+}
+
 /// The answer label of combined probabilities: a non-answer when the non-answer classes
 /// together reach `non_answer_from` (the combiner's trained threshold, see
 /// [`Combiner::non_answer_from`]), then the likeliest of them; an answer otherwise.
@@ -85,9 +108,9 @@ pub struct Models {
     pub fast: Arc<dyn Classifier>,
     /// The reader asked when the combiner is unsure (the encoder tier), if installed.
     pub escalation: Option<Arc<dyn Classifier>>,
-    /// Below this combiner confidence the escalation reader is asked about a whole answer
-    /// (never about a stream's prefix). Default 0.9.
-    pub escalate_below: f32,
+    /// Where the escalation reader is asked about a whole answer (never about a stream's
+    /// prefix). Default: the combiner's trained band ([`Combiner::escalation_band`]).
+    pub escalate: EscalationBand,
     /// The trained combiner.
     pub combiner: Arc<Combiner>,
     /// The prompt-harm tiers, cheapest first (see [`harm`]).
@@ -104,7 +127,7 @@ impl std::fmt::Debug for Models {
                 "escalation",
                 &self.escalation.as_ref().map(|c| c.name().to_string()),
             )
-            .field("escalate_below", &self.escalate_below)
+            .field("escalate", &self.escalate)
             .field("prompt", &self.prompt)
             .field("harm", &self.harm)
             .finish()
@@ -119,7 +142,7 @@ impl Models {
         Models {
             fast: ngram.clone(),
             escalation: None,
-            escalate_below: 0.9,
+            escalate: Combiner::embedded().escalation_band(),
             combiner: Combiner::embedded(),
             prompt: Cascade::new().tier_arc(ngram, 0.9),
             harm: HarmPolicy::default(),
@@ -212,12 +235,12 @@ pub async fn answer_probs(
     };
     let mut probs = models.combiner.probs(&features::vector(&inputs));
     let mut encoder = None;
-    let confident = probs.iter().copied().fold(0.0, f32::max) >= models.escalate_below;
+    let unsure = models.escalate.contains(&probs);
     // A stream's prefix is never escalated: the encoder would hold the stream back by tens
     // of milliseconds per window, and an unsure window stops nothing anyway (its threshold
     // is set for precision); the whole answer is escalated when it ends.
     let partial = observation.completeness == Completeness::Partial;
-    if let (false, false, Some(slow)) = (confident, partial, &models.escalation) {
+    if let (true, false, Some(slow)) = (unsure, partial, &models.escalation) {
         match slow.judge_response(observation.prompt, observation.text).await {
             Ok(Some(j)) => {
                 probs = models.combiner.probs(&features::vector(&features::Inputs {
