@@ -27,7 +27,7 @@ use crate::judge::combiner::{
 };
 use crate::judge::fit::{
     combiner_out_of_source, embed_cached, nested_thresholds, final_encoder_head, final_ngram, out_of_source,
-    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
+    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_harm_sweep,
     render_prompts, score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors,
     window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK, MAX_WINDOW_FALSE_STOPS,
 };
@@ -364,9 +364,13 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             table = format!(
                 "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
-                 the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}",
+                 the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}\n\
+                 The cascade's trade-off by flag threshold (the shipped policy re-routes a refusal only below \
+                 {}, and below a third of it when the refusal names harm):\n\n{}",
                 render_prompts(&score_prompts(&prompt_rows, &names, &pe, policy.benign_below)),
-                render_prompts(&score_prompts(&prompt_rows, &names, &cascade, policy.benign_below))
+                render_prompts(&score_prompts(&prompt_rows, &names, &cascade, policy.benign_below)),
+                policy.benign_below,
+                render_harm_sweep(&prompt_rows, &names, &cascade)
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
         }

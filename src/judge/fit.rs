@@ -976,6 +976,49 @@ pub struct HarmScore {
     pub benign_flagged: usize,
 }
 
+/// The harm policy's trade-off, leave-one-file-out: for each flag threshold, the mean share
+/// of each harmful file's prompts flagged (kept as justified: not re-routed) and the mean
+/// share of each benign file's prompts flagged (an over-refusal not recovered), over all
+/// files and over the contrast-style files (benign prompts that look dangerous) apart.
+pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Option<f32>]) -> String {
+    let contrast = |name: &str| {
+        name.contains("contrast") || name.contains("coconot") || name.contains("cyberseceval_frr")
+    };
+    let mut s = String::from(
+        "| flagged from | harmful flagged, mean over files (worst file) | benign flagged, mean over files | \
+         benign flagged, contrast-style files |\n|---|---|---|---|\n",
+    );
+    for t in [0.02f32, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7] {
+        let scores = score_prompts(rows, names, p_harmful, t);
+        let all: Vec<(&String, &HarmScore)> = scores
+            .iter()
+            .filter(|((_, lang), _)| lang == "all")
+            .map(|((name, _), h)| (name, h))
+            .collect();
+        let harmful: Vec<f64> = all
+            .iter()
+            .filter(|(_, h)| h.harmful > 0)
+            .map(|(_, h)| h.harmful_flagged as f64 / h.harmful as f64)
+            .collect();
+        let benign = |keep: &dyn Fn(&str) -> bool| -> f64 {
+            let v: Vec<f64> = all
+                .iter()
+                .filter(|(name, h)| h.benign > 0 && keep(name))
+                .map(|(_, h)| h.benign_flagged as f64 / h.benign as f64)
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        s.push_str(&format!(
+            "| {t} | {:.3} ({:.3}) | {:.3} | {:.3} |\n",
+            harmful.iter().sum::<f64>() / harmful.len().max(1) as f64,
+            harmful.iter().copied().fold(1.0, f64::min),
+            benign(&|_| true),
+            benign(&contrast)
+        ));
+    }
+    s
+}
+
 /// Leave-one-file-out harm probabilities of the n-gram prompt head: each file's prompts
 /// judged by a head trained on the other files.
 pub fn prompts_out_of_source(
