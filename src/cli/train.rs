@@ -265,12 +265,12 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         table.push_str(&format!(
             "\nNon-answer thresholds (probability of the non-answer classes together): whole answer {} / \
-             whole answer with the encoder's reading {} (each the best mean F1 over sources) / stream window {} \
+             whole answer with the encoder's reading {} (each the best mean F0.5 over sources: precision weighted) / stream window {} \
              (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on every \
              source's out-of-source predictions and shipped in the combiner. Each row above is scored at the \
              thresholds chosen without its source: {}. The encoder is asked when the embedded default's \
              non-answer probability is in [{}, {}) (the band that asks it least while keeping the cascade's mean \
-             F1 within {} of the best band's).\n",
+             F0.5 within {} of the best band's).\n",
             shipped_threshold.whole,
             shipped_threshold.escalated,
             shipped_threshold.window,

@@ -453,10 +453,23 @@ impl Question {
     }
 }
 
-/// The non-answer threshold that maximises the mean non-answer F1 over the sources
-/// `use_source` admits (each source weighted alike, so that the large files do not decide
-/// for the small ones). Nested inside leave-one-source-out (the held-out source excluded),
-/// it is chosen without the source it is scored on.
+/// F0.5 of non-answer detection: precision weighted over recall. A gateway pays more for a
+/// good answer judged a non-answer (re-routed for nothing, or a stream ended with an error
+/// after it was shown) than for a non-answer let through (the audit still counts it).
+fn f_half(b: &Binary) -> f64 {
+    let p = b.prf();
+    let (pr, re) = (p.precision, p.recall);
+    if pr + re == 0.0 {
+        0.0
+    } else {
+        1.25 * pr * re / (0.25 * pr + re)
+    }
+}
+
+/// The non-answer threshold that maximises the mean non-answer F0.5 ([`f_half`]) over the
+/// sources `use_source` admits (each source weighted alike, so that the large files do not
+/// decide for the small ones). Nested inside leave-one-source-out (the held-out source
+/// excluded), it is chosen without the source it is scored on.
 pub fn choose_threshold(
     rows: &[Row],
     decisions: &[Option<Decisions>],
@@ -475,13 +488,13 @@ pub fn choose_threshold(
                 per_source.entry(r.source).or_default().count(gold, predicted);
             }
         }
-        // Sources without a non-answer have no F1 to average.
-        let f1s: Vec<f64> = per_source
+        // Sources without a non-answer have no score to average.
+        let scores: Vec<f64> = per_source
             .values()
             .filter(|b| b.tp + b.fn_ > 0)
-            .map(|b| b.prf().f1)
+            .map(f_half)
             .collect();
-        let mean = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
+        let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
         if mean > best.0 + 1e-9 {
             best = (mean, t);
         }
@@ -560,10 +573,10 @@ const BAND_BOUNDS: [f32; 14] = [
     0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01,
 ];
 
-/// How much mean F1 the chosen band may give up against escalating everything.
+/// How much mean F0.5 the chosen band may give up against the best band.
 pub const BAND_F1_SLACK: f64 = 0.005;
 
-/// The cascade's mean F1 over sources and its escalation rate (over the rows with an
+/// The cascade's mean F0.5 over sources and its escalation rate (over the rows with an
 /// encoder reading) at the thresholds `t`.
 pub fn cascade_mean_f1(
     rows: &[Row],
@@ -589,7 +602,7 @@ pub fn cascade_mean_f1(
     let f1s: Vec<f64> = per_source
         .values()
         .filter(|b| b.tp + b.fn_ > 0)
-        .map(|b| b.prf().f1)
+        .map(f_half)
         .collect();
     (
         f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
@@ -597,7 +610,7 @@ pub fn cascade_mean_f1(
     )
 }
 
-/// The escalation band: of the bands whose cascade mean F1 is within [`BAND_F1_SLACK`] of
+/// The escalation band: of the bands whose cascade mean F0.5 is within [`BAND_F1_SLACK`] of
 /// the best band's, the one that asks the encoder least often. The encoder costs about a
 /// thousand times what the embedded default does, so its share of answers is the cost.
 pub fn choose_band(

@@ -39,6 +39,31 @@ impl Default for HarmPolicy {
 }
 
 impl HarmPolicy {
+    /// The verdict for a provider's block of a request judged `judged` by `source`: a
+    /// safety refusal when the request is harmful, `None` (the block stands and is
+    /// re-routed) otherwise; see [`crate::judge::decide`] for why an unsure judgment does
+    /// not hold a block back.
+    pub fn block_verdict(&self, judged: &PromptJudgement, source: &str) -> Option<(VerdictKind, Evidence)> {
+        let p = judged.harmful;
+        (p >= self.harmful_from).then(|| {
+            (
+                VerdictKind::SafetyRefusal {
+                    categories: judged.categories.clone(),
+                },
+                Evidence {
+                    source: "prompt_harm".into(),
+                    suggests: VerdictClass::SafetyRefusal,
+                    score: p,
+                    reason: format!(
+                        "the provider blocked a request {source} judged harmful (p={p:.2}): justified, not re-routed"
+                    ),
+                    span: None,
+                    tokens: Vec::new(),
+                },
+            )
+        })
+    }
+
     /// The verdict for a refusal, given the prompt's judgment (`None`: no prompt, or no
     /// model could judge it), and the evidence that explains it.
     /// `names_harm`: the refusal's own words name harm, danger or illegality. That is
@@ -142,6 +167,16 @@ mod tests {
                 .class(),
             VerdictClass::PolicyRefusal
         );
+    }
+
+    #[test]
+    fn only_a_harmful_request_turns_a_block_into_a_safety_refusal() {
+        let policy = HarmPolicy::default();
+        let (kind, ev) = policy.block_verdict(&judged(0.9), "ngram").unwrap();
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+        assert!(ev.reason.contains("blocked"), "{}", ev.reason);
+        assert!(policy.block_verdict(&judged(0.3), "ngram").is_none());
+        assert!(policy.block_verdict(&judged(0.05), "ngram").is_none());
     }
 
     #[test]

@@ -296,20 +296,27 @@ async fn split_refusal(
         .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())), names_harm)
 }
 
-/// A provider's moderation block, split by the request's harm like a refusal in words: a
-/// block of a request judged harmful (or unsure: fail safe) is justified and becomes a
-/// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider; a block of
-/// a benign request stays a [`VerdictKind::ProviderBlock`] (a policy over-block,
-/// re-routed). Other verdicts pass unchanged.
+/// A provider's moderation block, split by the request's harm: a block of a request judged
+/// harmful (at or above [`HarmPolicy::harmful_from`]) is justified and becomes a
+/// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider. Unlike a
+/// refusal in words, an *unsure* judgment does not hold a block back: DashScope's input
+/// filter blocks lawful political questions in bulk, re-routing them is the product's first
+/// job, and the prompt judge is not precise enough (models/combiner/loso.md) to fail safe
+/// on all of them. Other verdicts pass unchanged.
 async fn split_block(models: &Models, mut verdict: Verdict, observation: &Observation<'_>) -> Verdict {
     if !matches!(verdict.kind, VerdictKind::ProviderBlock { .. }) {
         return verdict;
     }
-    let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
-    if matches!(kind, VerdictKind::SafetyRefusal { .. }) {
+    let Some(prompt) = observation.prompt.filter(|p| !p.trim().is_empty()) else {
+        return verdict;
+    };
+    let Some((judged, source)) = models.prompt.judge_prompt(prompt).await else {
+        return verdict;
+    };
+    if let Some((kind, ev)) = models.harm.block_verdict(&judged, &source) {
         verdict.kind = kind;
+        verdict.evidence.insert(0, ev);
     }
-    verdict.evidence.insert(0, ev);
     verdict
 }
 
