@@ -77,10 +77,11 @@ pub fn answer_label(probs: &[f32; 4], non_answer_from: f32) -> ResponseLabel {
         .unwrap_or(ResponseLabel::Answer)
 }
 
-/// A stream's prefix shorter than this many tokens (words, or CJK characters) is judged by
-/// the rule combiner, not by the models: they were trained on 16-token openings and whole
-/// answers, and read "I'm" as the start of "I'm sorry" far too readily. The patterns'
-/// opening rules still stop an explicit refusal formula as soon as it is complete.
+/// A text shorter than this many tokens (words, or CJK characters), a stream's prefix or a
+/// whole answer, is judged by the rule combiner, not by the models: they were trained on
+/// 16-token openings and longer answers, and read "I'm" as the start of "I'm sorry", or a
+/// one-line greeting as a deflection, far too readily. The patterns still catch every
+/// explicit short refusal formula as soon as it is complete.
 pub const MIN_MODEL_PREFIX_TOKENS: usize = 12;
 
 /// How evidence becomes a verdict.
@@ -329,12 +330,14 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     if let Some(v) = rules::decisive(&evidence, observation) {
         return split_block(models, v, observation).await;
     }
-    let short_prefix = observation.completeness == Completeness::Partial
-        && features::window(observation.text, MIN_MODEL_PREFIX_TOKENS).len() == observation.text.len();
+    // A short text, a stream's prefix or a whole answer: the models read "Hello! How can I
+    // help you today?" or "4" as the closing line of a deflection (short answers are rare
+    // in the training data), while the patterns know every short refusal formula.
+    let short = features::window(observation.text, MIN_MODEL_PREFIX_TOKENS).len() == observation.text.len();
     let cut = observation.error.is_some() || observation.completeness == Completeness::Truncated;
-    if observation.text.trim().is_empty() || short_prefix || cut {
+    if observation.text.trim().is_empty() || short || cut {
         // Nothing to read, or an answer that an error or a cut ended (the provider signals'
-        // rules say what those are; the models were trained on whole answers), or a prefix
+        // rules say what those are; the models were trained on whole answers), or a text
         // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal found there is
         // still split by the request's harm, never by its wording alone.
         let mut verdict = rules::combine(evidence, 0.5, observation);
