@@ -90,9 +90,11 @@ fn the_fixture_report_is_exact() {
         9,
         "1 JSON Lines file, 5 bodies, 3 transcripts"
     );
-    // Refusals split by the request's harm (policy 3, safety 5; the unsure ones fail safe).
-    assert_eq!(report["verdicts"], verdicts(6, 3, 2, 5, 2, 7, 3));
-    assert_eq!(report["non_answer_rate"], 0.7857);
+    // Refusals split by the request's harm: the six of benign (political) requests are
+    // policy refusals, the two of bomb-making requests safety refusals. One answer is judged
+    // a refusal by mistake (fx-zh-answer-1, a Chinese history answer): see the labels below.
+    assert_eq!(report["verdicts"], verdicts(5, 7, 2, 2, 2, 7, 3));
+    assert_eq!(report["non_answer_rate"], 0.8214);
     let group = |key: &str, name: &str| {
         report[key]
             .as_array()
@@ -102,8 +104,8 @@ fn the_fixture_report_is_exact() {
             .unwrap_or_else(|| panic!("no {key} group {name}"))
             .clone()
     };
-    assert_eq!(group("by_lang", "en")["verdicts"], verdicts(4, 1, 1, 2, 1, 4, 1));
-    assert_eq!(group("by_lang", "zh")["verdicts"], verdicts(2, 2, 1, 3, 1, 3, 2));
+    assert_eq!(group("by_lang", "en")["verdicts"], verdicts(4, 2, 1, 1, 1, 4, 1));
+    assert_eq!(group("by_lang", "zh")["verdicts"], verdicts(1, 5, 1, 1, 1, 3, 2));
     assert_eq!(group("by_provider", "dashscope")["total"], 23);
     assert_eq!(
         group("by_provider", "openrouter")["verdicts"],
@@ -115,14 +117,17 @@ fn the_fixture_report_is_exact() {
     assert_eq!(report["over_time"]["points"].as_array().unwrap().len(), 5);
     let labels = &report["labels"];
     assert_eq!(labels["scored"], 28);
-    assert_eq!(labels["accuracy"], 1.0);
+    assert_eq!(
+        labels["accuracy"], 0.9643,
+        "27 of 28: fx-zh-answer-1 judged a refusal"
+    );
     let refusal_row = labels["confusion"]
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["label"] == "refusal")
         .unwrap();
-    assert_eq!(refusal_row["verdicts"], verdicts(0, 3, 0, 5, 0, 0, 0));
+    assert_eq!(refusal_row["verdicts"], verdicts(0, 6, 0, 2, 0, 0, 0));
 
     // Confidence: every record in exactly one bin of its class.
     for (class, bins) in report["confidence"]["by_verdict"].as_object().unwrap() {
@@ -147,14 +152,14 @@ fn the_fixture_report_is_exact() {
     // The terminal summary says the same.
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.starts_with("28 records from 9 inputs: 22 non-answers (78.6%)"),
+        stdout.starts_with("28 records from 9 inputs: 23 non-answers (82.1%)"),
         "{stdout}"
     );
     for (class, n, share) in [
-        ("answer", 6, "21.4%"),
-        ("policy_refusal", 3, "10.7%"),
+        ("answer", 5, "17.9%"),
+        ("policy_refusal", 7, "25.0%"),
         ("evasion", 2, "7.1%"),
-        ("safety_refusal", 5, "17.9%"),
+        ("safety_refusal", 2, "7.1%"),
         ("inability", 2, "7.1%"),
         ("provider_block", 7, "25.0%"),
         ("empty", 3, "10.7%"),
@@ -326,7 +331,7 @@ fn gzip_files_stdin_and_gzip_on_stdin_read_like_the_plain_file() {
     let gz = dir.join("chat-log.jsonl.gz");
     std::fs::write(&gz, gzip(&plain)).unwrap();
     let expected = verdicts_of(&["audit", CHAT_LOG], None, &dir);
-    assert_eq!(expected, verdicts(5, 2, 2, 4, 2, 3, 2));
+    assert_eq!(expected, verdicts(4, 5, 2, 2, 2, 3, 2));
     assert_eq!(
         verdicts_of(&["audit", gz.to_str().unwrap()], None, &dir),
         expected
@@ -341,7 +346,7 @@ fn globs_and_folders_expand_to_files() {
     let sse = verdicts_of(&["audit", "fixtures/audit/dashscope/*.sse"], None, &dir);
     assert_eq!(sse, verdicts(0, 1, 0, 0, 0, 1, 1));
     let bodies = verdicts_of(&["audit", "fixtures/audit/dashscope"], None, &dir);
-    assert_eq!(bodies, verdicts(1, 1, 0, 1, 0, 4, 1));
+    assert_eq!(bodies, verdicts(1, 2, 0, 0, 0, 4, 1));
     let out = run(&["audit", "fixtures/audit/nothing-*.jsonl"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no file matches"));

@@ -26,10 +26,11 @@ use crate::judge::combiner::{
     ESCALATE_FROM, ESCALATE_TO, NON_ANSWER_FROM, NON_ANSWER_FROM_ESCALATED, NON_ANSWER_FROM_WINDOW,
 };
 use crate::judge::fit::{
-    combiner_out_of_source, embed_cached, nested_thresholds, final_encoder_head, final_ngram, out_of_source,
-    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_harm_sweep,
-    render_prompts, score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors,
-    window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK, MAX_WINDOW_FALSE_STOPS,
+    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, nested_thresholds, out_of_source,
+    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
+    render_harm_sweep, render_prompts, score, score_prompts, shipped_sources, subset, train_combiner,
+    train_prompt_vectors, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
+    MAX_WINDOW_FALSE_STOPS,
 };
 
 /// Arguments of `train`.

@@ -445,7 +445,9 @@ impl Question {
             Question::Escalated if !r.window => d
                 .with_encoder
                 .map(|p| (non(r.label), non(super::answer_label(&p, t)))),
-            Question::Window if r.window && matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) => {
+            Question::Window
+                if r.window && matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) =>
+            {
                 Some((non(r.label), non(d.embedded_label(t))))
             }
             _ => None,
@@ -530,7 +532,10 @@ pub fn choose_window_threshold(
                 e.1 += 1;
             }
         }
-        let mut rates: Vec<f64> = per_source.values().map(|(hit, n)| *hit as f64 / *n as f64).collect();
+        let mut rates: Vec<f64> = per_source
+            .values()
+            .map(|(hit, n)| *hit as f64 / *n as f64)
+            .collect();
         rates.sort_by(f64::total_cmp);
         let median = match rates.len() {
             0 => 0.0,
@@ -556,7 +561,11 @@ pub struct Thresholds {
 
 impl Thresholds {
     /// Chosen on the sources `use_source` admits.
-    pub fn choose(rows: &[Row], decisions: &[Option<Decisions>], use_source: impl Fn(usize) -> bool + Copy) -> Self {
+    pub fn choose(
+        rows: &[Row],
+        decisions: &[Option<Decisions>],
+        use_source: impl Fn(usize) -> bool + Copy,
+    ) -> Self {
         let mut t = Thresholds {
             whole: choose_threshold(rows, decisions, Question::Whole, use_source),
             escalated: choose_threshold(rows, decisions, Question::Escalated, use_source),
@@ -698,7 +707,8 @@ pub fn score(
                 .or_default();
             g.n += 1;
             g.ngram.count(gold, d.ngram != ResponseLabel::Answer);
-            g.embedded.count(gold, d.embedded_label(t.whole) != ResponseLabel::Answer);
+            g.embedded
+                .count(gold, d.embedded_label(t.whole) != ResponseLabel::Answer);
             if let Some(c) = d.cascade_at(&t) {
                 g.cascade.count(gold, c != ResponseLabel::Answer);
                 g.cascade_n += 1;
@@ -764,7 +774,9 @@ pub fn render(
     if with_encoder {
         s.push_str(" n (encoder subset) | cascade P / R / F1 | escalated |");
     }
-    s.push_str(" refusals stopped in the 16-token window | answers stopped in it |\n|---|---|---|---|---|---|");
+    s.push_str(
+        " refusals stopped in the 16-token window | answers stopped in it |\n|---|---|---|---|---|---|",
+    );
     if with_encoder {
         s.push_str("---|---|---|");
     }
@@ -777,7 +789,10 @@ pub fn render(
                 format!("{hit}/{n} = {:.3}", hit as f64 / n as f64)
             }
         };
-        let w = windows.get(&(src.clone(), lang.clone())).copied().unwrap_or_default();
+        let w = windows
+            .get(&(src.clone(), lang.clone()))
+            .copied()
+            .unwrap_or_default();
         let w = format!(
             "{} | {}",
             rate(w.refusals_stopped, w.refusals),

@@ -23,6 +23,11 @@ pub struct HarmPolicy {
     pub harmful_from: f32,
     /// Below this probability the request is benign: a policy refusal.
     pub benign_below: f32,
+    /// From this probability up a provider's *block* is held back as justified (a safety
+    /// refusal). Higher than `harmful_from`: a DashScope input block is most often a lawful
+    /// political question, re-routing those is the product's first job, and the embedded
+    /// prompt judge puts some of them (Chinese questions on Taiwan's elections) at 0.5–0.7.
+    pub block_harmful_from: f32,
 }
 
 impl Default for HarmPolicy {
@@ -34,18 +39,19 @@ impl Default for HarmPolicy {
         HarmPolicy {
             harmful_from: 0.5,
             benign_below: 0.15,
+            block_harmful_from: 0.9,
         }
     }
 }
 
 impl HarmPolicy {
     /// The verdict for a provider's block of a request judged `judged` by `source`: a
-    /// safety refusal when the request is harmful, `None` (the block stands and is
+    /// safety refusal when the request is clearly harmful (`block_harmful_from`), `None` (the block stands and is
     /// re-routed) otherwise; see [`crate::judge::decide`] for why an unsure judgment does
     /// not hold a block back.
     pub fn block_verdict(&self, judged: &PromptJudgement, source: &str) -> Option<(VerdictKind, Evidence)> {
         let p = judged.harmful;
-        (p >= self.harmful_from).then(|| {
+        (p >= self.block_harmful_from).then(|| {
             (
                 VerdictKind::SafetyRefusal {
                     categories: judged.categories.clone(),
@@ -172,9 +178,10 @@ mod tests {
     #[test]
     fn only_a_harmful_request_turns_a_block_into_a_safety_refusal() {
         let policy = HarmPolicy::default();
-        let (kind, ev) = policy.block_verdict(&judged(0.9), "ngram").unwrap();
+        let (kind, ev) = policy.block_verdict(&judged(0.95), "ngram").unwrap();
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("blocked"), "{}", ev.reason);
+        assert!(policy.block_verdict(&judged(0.7), "ngram").is_none());
         assert!(policy.block_verdict(&judged(0.3), "ngram").is_none());
         assert!(policy.block_verdict(&judged(0.05), "ngram").is_none());
     }

@@ -84,6 +84,12 @@ pub fn answer_label(probs: &[f32; 4], non_answer_from: f32) -> ResponseLabel {
 /// explicit short refusal formula as soon as it is complete.
 pub const MIN_MODEL_PREFIX_TOKENS: usize = 12;
 
+/// The same for a whole answer: one no longer than the stream window is its own opening
+/// and ending, so the combiner would count one n-gram reading three times; "The Great Wall
+/// is not visible to the naked eye from low Earth orbit." read as a refusal that way. Such
+/// answers are judged by the patterns (which know every short refusal formula).
+pub const MIN_MODEL_ANSWER_TOKENS: usize = features::PART_TOKENS;
+
 /// How evidence becomes a verdict.
 #[derive(Clone)]
 pub enum Decision {
@@ -298,7 +304,7 @@ async fn split_refusal(
 }
 
 /// A provider's moderation block, split by the request's harm: a block of a request judged
-/// harmful (at or above [`HarmPolicy::harmful_from`]) is justified and becomes a
+/// clearly harmful (at or above [`HarmPolicy::block_harmful_from`]) is justified and becomes a
 /// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider. Unlike a
 /// refusal in words, an *unsure* judgment does not hold a block back: DashScope's input
 /// filter blocks lawful political questions in bulk, re-routing them is the product's first
@@ -333,7 +339,13 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     // A short text, a stream's prefix or a whole answer: the models read "Hello! How can I
     // help you today?" or "4" as the closing line of a deflection (short answers are rare
     // in the training data), while the patterns know every short refusal formula.
-    let short = features::window(observation.text, MIN_MODEL_PREFIX_TOKENS).len() == observation.text.len();
+    // (MIN_MODEL_PREFIX_TOKENS, MIN_MODEL_ANSWER_TOKENS.)
+    let min_tokens = if observation.completeness == Completeness::Partial {
+        MIN_MODEL_PREFIX_TOKENS
+    } else {
+        MIN_MODEL_ANSWER_TOKENS
+    };
+    let short = features::window(observation.text, min_tokens).len() == observation.text.len();
     let cut = observation.error.is_some() || observation.completeness == Completeness::Truncated;
     if observation.text.trim().is_empty() || short || cut {
         // Nothing to read, or an answer that an error or a cut ended (the provider signals'
