@@ -99,14 +99,7 @@ async fn metrics_count_requests_verdicts_reroutes_and_overhead() {
         let r = client.post(&url).json(&chat(false)).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    let text = client
-        .get(format!("{}/metrics", gw.base_url.trim_end_matches("/v1")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&client, &gw.base_url).await;
     assert!(
         text.contains(r#"refusal_guard_requests_total{model="qwen-plus",stream="false"} 2"#),
         "{text}"

@@ -8,13 +8,13 @@
 //! Qwen over-blocks), each with the refusal the primary answers. The test prints the share
 //! re-routed per language and side, and holds the harmful side to a ceiling and the benign
 //! side to a floor measured when the prompt-harm decision landed.
+mod common;
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
 use refusal_guard::layer::{RefusalGuardLayer, RerouteLayer, Route};
 use refusal_guard::mock::{MockProvider, Script};
-use refusal_guard::provider::{ChatResponse, ResponseBody};
+use refusal_guard::provider::ChatResponse;
 use refusal_guard::wire::{ChatRequest, Message};
 use refusal_guard::Error;
 use serde::Deserialize;
@@ -51,14 +51,7 @@ fn service(
 }
 
 async fn text(response: ChatResponse) -> String {
-    match response.body {
-        ResponseBody::Complete(c) => c.text(),
-        ResponseBody::Stream(s) => s
-            .map(|c| c.map(|c| c.content().to_string()).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .await
-            .concat(),
-    }
+    common::response_text(response).await
 }
 
 /// Sends one case; whether the fallback was asked.

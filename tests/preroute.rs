@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use refusal_guard::error::Refusal;
 use refusal_guard::layer::reroute::preroute::{OverBlock, PreRouteMatch};
 use refusal_guard::layer::reroute::ChatService;
@@ -15,7 +14,7 @@ use refusal_guard::layer::{
     PreRouteConfig, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route,
 };
 use refusal_guard::mock::{MockProvider, Script};
-use refusal_guard::provider::{ChatResponse, ResponseBody};
+use refusal_guard::provider::ChatResponse;
 use refusal_guard::verdict::VerdictKind;
 use refusal_guard::wire::{ChatRequest, Message, ModerationStage};
 use refusal_guard::{Error, Verdict};
@@ -79,14 +78,7 @@ impl Pair {
 }
 
 async fn text(response: ChatResponse) -> String {
-    match response.body {
-        ResponseBody::Complete(c) => c.text(),
-        ResponseBody::Stream(s) => s
-            .map(|c| c.map(|c| c.content().to_string()).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .await
-            .concat(),
-    }
+    common::response_text(response).await
 }
 
 fn over_blocks() -> [(&'static str, Script); 2] {
@@ -273,14 +265,7 @@ async fn the_gateway_counts_calls_saved() {
         (gw.primary.requests().len(), gw.fallback.requests().len()),
         (1, 2)
     );
-    let metrics = client
-        .get(format!("{}/metrics", gw.base_url.trim_end_matches("/v1")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&client, &gw.base_url).await;
     assert!(
         metrics.contains(r#"refusal_guard_prerouted_total{to="fallback",matched="exact"} 1"#),
         "{metrics}"

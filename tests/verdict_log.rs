@@ -2,6 +2,8 @@
 //! `refusal-guard audit` with exactly the scripted counts; rotated and compressed files
 //! read the same; a stalled writer never holds up a request (the queue drops and counts).
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -394,14 +396,7 @@ async fn a_stalled_writer_drops_and_counts_and_never_holds_a_request() {
     }
     let log = run.gateway.verdict_log().unwrap().clone();
     assert_eq!(log.dropped().get(), 7);
-    let metrics = http
-        .get(format!("{}/metrics", run.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&http, &run.base).await;
     assert!(
         metrics.contains("refusal_guard_verdict_log_dropped_total 7"),
         "{metrics}"

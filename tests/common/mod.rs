@@ -109,3 +109,28 @@ pub async fn sdk_prompt(
         )
     })
 }
+
+/// The text a caller reads from a layer stack's response, complete or streamed (a stream's
+/// error item counts as no text).
+pub async fn response_text(response: refusal_guard::provider::ChatResponse) -> String {
+    use futures::StreamExt;
+    match response.body {
+        refusal_guard::provider::ResponseBody::Complete(c) => c.text(),
+        refusal_guard::provider::ResponseBody::Stream(s) => s
+            .map(|c| c.map(|c| c.content().to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .await
+            .concat(),
+    }
+}
+
+/// The gateway's Prometheus text, read from `/metrics` at `base` (with or without `/v1`).
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{}/metrics", base.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
