@@ -287,6 +287,10 @@ impl PreRouteStore {
     /// Where to send a request, if it matches an over-blocked one and is not judged
     /// harmful.
     pub fn lookup(&self, messages: &[Message]) -> Option<Hit> {
+        // The no-refusal path of a gateway whose primary never over-blocked pays nothing.
+        if self.entries.lock().expect("pre-route store poisoned").is_empty() {
+            return None;
+        }
         let prompt = last_user_prompt(messages)?;
         let encoding = self.embedder.encode(&prompt);
         if encoding.harmful.is_some_and(|p| p >= self.config.max_harm) {
