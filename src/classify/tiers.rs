@@ -125,6 +125,8 @@ pub fn with_combiner(
             match detectors.decision() {
                 Decision::Learned(models) => {
                     let mut models = (**models).clone();
+                    // The band belongs to the combiner it was trained with.
+                    models.escalate = combiner.escalation_band();
                     models.combiner = combiner;
                     Ok(detectors.models(models))
                 }

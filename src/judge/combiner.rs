@@ -47,6 +47,36 @@ pub struct Combiner {
     pub head: LinearHead,
     /// Free-form metadata (training date, data, metrics), kept when saving.
     pub info: HashMap<String, String>,
+    /// The decision thresholds and escalation band, parsed once from `info` at load (they
+    /// are read on every verdict).
+    rule: Rule,
+}
+
+/// What [`Combiner::non_answer_from`] and its siblings return.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    whole: f32,
+    window: f32,
+    escalated: f32,
+    band: super::EscalationBand,
+}
+
+impl Rule {
+    /// From the metadata; the defaults of a file without them: 0.5 each, every answer
+    /// escalated.
+    fn parse(info: &HashMap<String, String>) -> Rule {
+        let get = |key: &str| info.get(key).and_then(|v| v.parse::<f32>().ok());
+        let threshold = |key: &str| get(key).filter(|t| (0.0..=1.0).contains(t)).unwrap_or(0.5);
+        Rule {
+            whole: threshold(NON_ANSWER_FROM),
+            window: threshold(NON_ANSWER_FROM_WINDOW),
+            escalated: threshold(NON_ANSWER_FROM_ESCALATED),
+            band: super::EscalationBand {
+                from: get(ESCALATE_FROM).unwrap_or(super::EscalationBand::ALWAYS.from),
+                to: get(ESCALATE_TO).unwrap_or(super::EscalationBand::ALWAYS.to),
+            },
+        }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> ClassifyError {
@@ -74,9 +104,11 @@ impl Combiner {
                 head.bias.len()
             )));
         }
+        let info = HashMap::new();
         Ok(Combiner {
             head,
-            info: HashMap::new(),
+            rule: Rule::parse(&info),
+            info,
         })
     }
 
@@ -113,6 +145,7 @@ impl Combiner {
             bias: get("bias")?,
         };
         let mut c = Combiner::new(head)?;
+        c.rule = Rule::parse(&info);
         c.info = info;
         Ok(c)
     }
@@ -146,40 +179,25 @@ impl Combiner {
     /// leave-one-source-out predictions and kept in the file's metadata; 0.5 for a file
     /// without one.
     pub fn non_answer_from(&self) -> f32 {
-        self.threshold(NON_ANSWER_FROM, 0.5)
+        self.rule.whole
     }
 
     /// The same for a stream's prefix (its window): chosen apart because an opening and a
     /// whole answer give the combiner different evidence. 0.5 for a file without one.
     pub fn non_answer_from_window(&self) -> f32 {
-        self.threshold(NON_ANSWER_FROM_WINDOW, 0.5)
+        self.rule.window
     }
 
     /// The same for a whole answer the encoder was asked about: its reading moves the
     /// probabilities, so the threshold is chosen on those rows. 0.5 for a file without one.
     pub fn non_answer_from_escalated(&self) -> f32 {
-        self.threshold(NON_ANSWER_FROM_ESCALATED, 0.5)
+        self.rule.escalated
     }
 
-    /// Where the encoder is asked ([`super::EscalationBand`]); everything (0 to 1) for a
-    /// file without one.
+    /// Where the encoder is asked ([`super::EscalationBand`]); every answer for a file
+    /// without one.
     pub fn escalation_band(&self) -> super::EscalationBand {
-        super::EscalationBand {
-            from: self.threshold(ESCALATE_FROM, 0.0),
-            to: self
-                .info
-                .get(ESCALATE_TO)
-                .and_then(|v| v.parse::<f32>().ok())
-                .unwrap_or(1.01),
-        }
-    }
-
-    fn threshold(&self, key: &str, default: f32) -> f32 {
-        self.info
-            .get(key)
-            .and_then(|v| v.parse::<f32>().ok())
-            .filter(|t| (0.0..=1.0).contains(t))
-            .unwrap_or(default)
+        self.rule.band
     }
 
     /// Class probabilities in [`ResponseLabel::ALL`] order.
