@@ -6,9 +6,8 @@
 //! recite an official line instead of answering a political question ("中国政府始终坚持…").
 //! This detector finds those phrases and weighs them by *where* and *how* they are said:
 //!
-//! - every rule of every language is compiled once into a single [`regex::RegexSet`] (one
-//!   automaton, one pass over the text); only the rules that matched are run again to find
-//!   their positions;
+//! - every rule is compiled once; a text is read in one pass to find which rules may match
+//!   ([`Prefilter`]), and only those are run to find their positions;
 //! - a match at the opening of the answer is strong, the same words in the middle of a long
 //!   answer are weak, and words inside a code block or a quotation hardly count
 //!   ([`layout`]);
@@ -49,10 +48,105 @@ pub struct Patterns {
 
 struct Compiled {
     rules: Vec<Rule>,
-    /// All rules at once: which of them occur anywhere in the text.
-    set: RegexSet,
-    /// The same rules one by one, to find the positions of those that occurred.
+    /// Which rules may occur in a text.
+    prefilter: Prefilter,
+    /// The rules one by one, to find the positions of those that may occur.
     each: Vec<Regex>,
+}
+
+/// Which rules may match a text, in one pass over it.
+///
+/// Why not one [`RegexSet`] of every rule: its lazy DFA tracks every rule's partial matches
+/// at once, and on varied text (Chinese, Finnish, long essays) it keeps meeting state
+/// combinations it has not built yet. Building them was most of a verdict's cost: on 2,000
+/// answers sampled from the shared response files (2.3 KB on average), 0.64 ms per answer
+/// for the first thousand and 0.21 ms for the next. Most rules (115 of 162) start with one
+/// of a few literal words ("sorry", "抱歉", "as an ai"), so an Aho-Corasick automaton over
+/// those words names the rules worth running, with no states to build; only the rules whose
+/// matches can start with a short or open-ended prefix ("i", "je", a character class) stay
+/// in a smaller set. On the same answers: 0.27 and 0.14 ms. The answer is exact: a rule the
+/// prefilter leaves out cannot match, because every match of it starts with one of its
+/// literals (a unit test checks it on the fixtures and regression sets).
+struct Prefilter {
+    /// The literal prefixes of the rules that have good ones.
+    words: aho_corasick::AhoCorasick,
+    /// The rule of each literal, by the literal's index.
+    word_rule: Vec<usize>,
+    /// The other rules, all at once.
+    rest: RegexSet,
+    /// The rule of each pattern of `rest`.
+    rest_rule: Vec<usize>,
+}
+
+/// The shortest literal prefix (in bytes) worth a lookup: shorter ones ("i", "en", "no")
+/// occur in nearly every text of their language.
+const MIN_PREFIX_BYTES: usize = 3;
+
+impl Prefilter {
+    fn new(expanded: &[String]) -> Result<Prefilter, regex::Error> {
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        let mut word_rule = Vec::new();
+        let mut rest = Vec::new();
+        let mut rest_rule = Vec::new();
+        for (i, pattern) in expanded.iter().enumerate() {
+            match literal_prefixes(pattern) {
+                Some(prefixes) => {
+                    word_rule.extend(std::iter::repeat_n(i, prefixes.len()));
+                    words.extend(prefixes);
+                }
+                None => {
+                    rest.push(pattern.as_str());
+                    rest_rule.push(i);
+                }
+            }
+        }
+        let words = aho_corasick::AhoCorasick::new(&words)
+            .map_err(|e| regex::Error::Syntax(format!("pattern prefilter: {e}")))?;
+        // The DFA that runs the set needs room for dozens of patterns with Unicode classes.
+        let rest = regex::RegexSetBuilder::new(&rest)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()?;
+        Ok(Prefilter {
+            words,
+            word_rule,
+            rest,
+            rest_rule,
+        })
+    }
+
+    /// Whether each rule may match `text` (indexed like the rules).
+    fn candidates(&self, text: &str, rules: usize) -> Vec<bool> {
+        let mut may = vec![false; rules];
+        for m in self.words.find_overlapping_iter(text) {
+            may[self.word_rule[m.pattern().as_usize()]] = true;
+        }
+        for r in self.rest.matches(text).iter() {
+            may[self.rest_rule[r]] = true;
+        }
+        may
+    }
+}
+
+/// The literals every match of `pattern` starts with, when there are few and all are long
+/// enough to be rare ([`MIN_PREFIX_BYTES`]); `None` otherwise. regex-syntax's extractor
+/// (the one the regex crate builds its own prefilters with) finds them.
+fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(ExtractKind::Prefix)
+        .limit_class(4)
+        .limit_repeat(4)
+        .limit_literal_len(12)
+        .limit_total(300);
+    let mut seq = extractor.extract(&hir);
+    // Shortens literals that share a prefix; each stays a prefix of every match it stood for.
+    seq.optimize_for_prefix_by_preference();
+    let literals = seq.literals()?;
+    let good = !literals.is_empty() && literals.iter().all(|l| l.len() >= MIN_PREFIX_BYTES);
+    good.then(|| literals.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
 impl std::fmt::Debug for Patterns {
@@ -83,17 +177,17 @@ impl Patterns {
     /// Compiles a rule set (the built-in one, or one extended by the caller).
     pub fn from_rules(rules: Vec<Rule>) -> Result<Patterns, regex::Error> {
         let expanded: Vec<String> = rules.iter().map(|r| lexicon::expand(r.pattern)).collect();
-        // The DFA that runs the set needs room for ~150 patterns with Unicode classes.
-        let set = regex::RegexSetBuilder::new(&expanded)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()?;
+        let prefilter = Prefilter::new(&expanded)?;
         let each = expanded
             .iter()
             .map(|p| regex::RegexBuilder::new(p).size_limit(16 << 20).build())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Patterns {
-            compiled: Arc::new(Compiled { rules, set, each }),
+            compiled: Arc::new(Compiled {
+                rules,
+                prefilter,
+                each,
+            }),
         })
     }
 
@@ -118,7 +212,11 @@ impl Patterns {
         // Lower-casing only ASCII keeps every byte offset valid for the original text.
         let lowered = text.to_ascii_lowercase();
         let mut hits = Vec::new();
-        for rule in self.compiled.set.matches(&lowered).iter() {
+        let may = self
+            .compiled
+            .prefilter
+            .candidates(&lowered, self.compiled.each.len());
+        for rule in (0..may.len()).filter(|&r| may[r]) {
             for m in self.compiled.each[rule].find_iter(&lowered) {
                 hits.push(scan::Hit {
                     rule,
@@ -140,5 +238,69 @@ impl Detector for Patterns {
 
     async fn detect(&self, observation: &Observation<'_>) -> Vec<Evidence> {
         self.scan_with(observation.text, observation.completeness)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers in many languages and shapes: the project's fixture log and its regression
+    /// sets, and each of them cut after every sentence (a stream's prefixes).
+    fn texts() -> Vec<String> {
+        let mut out = Vec::new();
+        for file in [
+            include_str!("../../../fixtures/audit/chat-log.jsonl"),
+            include_str!("../../../tests/data/regression-en.jsonl"),
+            include_str!("../../../tests/data/regression-zh.jsonl"),
+        ] {
+            for line in file.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
+                let text = v["response"].as_str().unwrap_or_default().to_ascii_lowercase();
+                for (i, c) in text
+                    .char_indices()
+                    .filter(|(_, c)| matches!(c, '.' | '。' | '!' | '？'))
+                {
+                    out.push(text[..i + c.len_utf8()].to_string());
+                }
+                out.push(text);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_prefilter_never_drops_a_rule_that_matches() {
+        let patterns = Patterns::builtin();
+        let c = &patterns.compiled;
+        let texts = texts();
+        assert!(texts.len() > 500, "only {} texts", texts.len());
+        let mut matched = 0;
+        for text in &texts {
+            let may = c.prefilter.candidates(text, c.each.len());
+            for (rule, regex) in c.each.iter().enumerate() {
+                if regex.is_match(text) {
+                    matched += 1;
+                    assert!(
+                        may[rule],
+                        "rule {} matches but the prefilter left it out: {text:?}",
+                        c.rules[rule].id
+                    );
+                }
+            }
+        }
+        // The texts exercise the rules (not a vacuous pass).
+        assert!(matched > 300, "only {matched} rule matches");
+    }
+
+    #[test]
+    fn most_rules_are_found_by_their_literal_prefixes() {
+        let c = &Patterns::builtin().compiled;
+        let by_words = c.each.len() - c.prefilter.rest_rule.len();
+        assert!(
+            by_words * 2 > c.each.len(),
+            "{by_words} of {} rules have literal prefixes",
+            c.each.len()
+        );
     }
 }
