@@ -7,7 +7,10 @@
 //! and its latency counts from when it was due, so a proxy that falls behind shows it
 //! (no coordinated omission). Environment:
 //! - `RG_BENCH_RATES` (default `500,1000,2000`) requests per second;
-//! - `RG_BENCH_SECS` (default 5) seconds per rate and target;
+//! - `RG_BENCH_SECS` (default 5) seconds per rate and target, split into
+//!   `RG_BENCH_ROUNDS` (default 5) rounds: each round runs every target in turn (the order
+//!   rotates), and a target's figures pool its rounds, so that a busy second of a shared
+//!   machine lands on every target rather than on one;
 //! - `RG_BENCH_STREAM=1` to send streamed requests;
 //! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
@@ -16,7 +19,9 @@
 //! The gateway runs in this process (`refusal-guard`, no subscriber), and twice as the
 //! real `refusal-guard serve` binary: `rg-bin-nolog` with `RUST_LOG=off`, and
 //! `rg-bin-jsonlog` writing JSON lines (the per-request event at `info`) to a file, so
-//! the cost of logging is the difference between those two.
+//! the cost of logging is the difference between those two. For these two the table also
+//! gives the serving process's CPU time per request (user + system, from `/proc`): unlike
+//! a latency percentile on a loaded 2-core machine, it hardly moves from run to run.
 //!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
@@ -38,10 +43,41 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+#[derive(Default)]
 struct Run {
     latencies: Vec<Duration>,
     errors: usize,
     wall: Duration,
+}
+
+impl Run {
+    /// Pools another round's requests into this one.
+    fn absorb(&mut self, other: Run) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.wall += other.wall;
+    }
+}
+
+/// User plus system CPU time of a process so far, in clock ticks (`/proc/PID/stat`, fields
+/// 14 and 15); `None` where there is no procfs.
+fn cpu_ticks_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -94,7 +130,6 @@ async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream:
             errors += 1;
         }
     }
-    latencies.sort();
     Run {
         latencies,
         errors,
@@ -224,37 +259,71 @@ primary = "mock"
         ));
     }
     println!(
-        "gateway overhead, loopback, {} requests, {secs} s per rate and target",
-        if stream { "streamed" } else { "complete" }
+        "gateway overhead, loopback, {} requests, {secs} s per rate and target in {} rounds",
+        if stream { "streamed" } else { "complete" },
+        env("RG_BENCH_ROUNDS", 5u64).max(1),
     );
     println!(
-        "{:>6} {:>14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}",
-        "rate", "target", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "achieved"
+        "{:>6} {:>14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>12}",
+        "rate", "target", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "achieved", "cpu ms/req"
     );
+    let rounds: u64 = env("RG_BENCH_ROUNDS", 5u64).max(1);
+    let round_secs = secs.div_ceil(rounds).max(1);
+    // The serving processes of the binary targets, for their CPU time.
+    let pids: Vec<(String, u32)> = vec![
+        ("rg-bin-nolog".to_string(), nolog.id()),
+        ("rg-bin-jsonlog".to_string(), jsonlog.id()),
+    ];
     for rate in rates {
-        let mut p = Vec::new();
         client_rt.block_on(async {
             // Warm the connection pools so that connects are not measured.
             for (_, url) in &targets {
                 load(&client, url, 200, 1, stream).await;
             }
         });
-        for (name, url) in &targets {
-            let run = client_rt.block_on(load(&client, url, rate, secs, stream));
+        // Every target runs in each round, in a rotating order, so that a busy moment of
+        // this shared machine falls on all of them alike rather than on one.
+        let mut runs: Vec<Run> = targets.iter().map(|_| Run::default()).collect();
+        let mut cpu_ticks = vec![0u64; targets.len()];
+        for round in 0..rounds {
+            for k in 0..targets.len() {
+                let i = (k + round as usize) % targets.len();
+                let (name, url) = &targets[i];
+                let pid = pids.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
+                let before = pid.and_then(cpu_ticks_of);
+                let run = client_rt.block_on(load(&client, url, rate, round_secs, stream));
+                if let (Some(b), Some(a)) = (before, pid.and_then(cpu_ticks_of)) {
+                    cpu_ticks[i] += a.saturating_sub(b);
+                }
+                runs[i].absorb(run);
+            }
+        }
+        let mut p = Vec::new();
+        for (i, (name, _)) in targets.iter().enumerate() {
+            let run = &mut runs[i];
+            run.latencies.sort();
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             let (p50, p90, p99) = (
                 percentile(&run.latencies, 0.5),
                 percentile(&run.latencies, 0.9),
                 percentile(&run.latencies, 0.99),
             );
+            let cpu = if pids.iter().any(|(n, _)| n == name) {
+                format!(
+                    "{:.3}",
+                    cpu_ticks[i] as f64 * 1e3 / ticks_per_second() / run.latencies.len().max(1) as f64
+                )
+            } else {
+                "-".into()
+            };
             println!(
-                "{rate:>6} {name:>14} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>9.0}/s",
+                "{rate:>6} {name:>14} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>9.0}/s {cpu:>12}",
                 ms(p50),
                 ms(p90),
                 ms(p99),
                 ms(run.latencies.last().copied().unwrap_or_default()),
                 run.errors,
-                run.latencies.len() as f64 / run.wall.as_secs_f64().max(secs as f64),
+                run.latencies.len() as f64 / run.wall.as_secs_f64().max((round_secs * rounds) as f64),
             );
             p.push((name.clone(), p50, p99));
         }
