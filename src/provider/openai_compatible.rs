@@ -180,10 +180,20 @@ impl OpenAiCompatibleBuilder {
             v.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, v);
         }
+        // Parsed once here, not on every request (reqwest parses a string URL each time).
+        let url = reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
+            Error::invalid(
+                "configuration",
+                format!(
+                    "provider {}: base URL {base:?} is not a valid URL: {e}",
+                    self.name
+                ),
+            )
+        })?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 name: Arc::from(self.name),
-                url: format!("{base}/chat/completions"),
+                url,
                 headers,
                 models: self.models,
                 api_key: self.api_key,
@@ -203,7 +213,7 @@ pub struct OpenAiCompatible {
 
 struct Inner {
     name: Arc<str>,
-    url: String,
+    url: reqwest::Url,
     headers: HeaderMap,
     models: ModelMap,
     /// Kept to scrub it from error bodies that quote it.
@@ -218,7 +228,7 @@ impl fmt::Debug for OpenAiCompatible {
         // Headers are left out on purpose: they hold the API key.
         f.debug_struct("OpenAiCompatible")
             .field("name", &self.inner.name)
-            .field("url", &self.inner.url)
+            .field("url", &self.inner.url.as_str())
             .field("models", &self.inner.models)
             .finish_non_exhaustive()
     }
@@ -272,11 +282,8 @@ impl OpenAiCompatible {
         for (name, value) in &self.inner.headers {
             headers.insert(name, value.clone());
         }
-        let base = self
-            .inner
-            .url
-            .strip_suffix("/chat/completions")
-            .unwrap_or(&self.inner.url);
+        let url = self.inner.url.as_str();
+        let base = url.strip_suffix("/chat/completions").unwrap_or(url);
         self.inner
             .http
             .request(method, format!("{base}{path}"))
@@ -330,7 +337,7 @@ impl Inner {
         let started = Instant::now();
         let response = self
             .http
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
@@ -383,5 +390,31 @@ fn scrub_key(e: Error, key: &ApiKey) -> Error {
             Error::Provider(p)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_url_that_does_not_parse_is_a_configuration_error_naming_the_provider() {
+        let err = OpenAiCompatible::builder("qwen", "http://dash scope.example/v1")
+            .build()
+            .expect_err("a space in the host is not a URL");
+        let message = err.to_string();
+        assert!(message.contains("provider qwen"), "{message}");
+        assert!(message.contains("not a valid URL"), "{message}");
+    }
+
+    #[test]
+    fn the_chat_completions_url_is_built_once_from_the_base() {
+        let p = OpenAiCompatible::builder("qwen", "http://127.0.0.1:9/compatible-mode/v1/")
+            .build()
+            .expect("a valid base URL");
+        assert_eq!(
+            p.inner.url.as_str(),
+            "http://127.0.0.1:9/compatible-mode/v1/chat/completions"
+        );
     }
 }
