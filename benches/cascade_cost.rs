@@ -48,7 +48,7 @@ use comfy_table::{CellAlignment, Table};
 
 use refusal_guard::classify::tiers;
 use refusal_guard::cli::eval::judge;
-use refusal_guard::dataset::{datasets_dir, fnv1a64, read_records, Record};
+use refusal_guard::dataset::Record;
 use refusal_guard::detect::{Completeness, Detectors, Observation};
 use refusal_guard::judge::{features, Decision};
 use refusal_guard::verdict::Verdict;
@@ -120,17 +120,11 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
-/// `n` records with a non-empty answer, ordered by a seeded FNV-1a hash of their ids: a
-/// sample that is the same on every machine and every Rust release; and the next `warm`
-/// records in that order, for the warm-up.
+/// The first `n` records of a file in the seeded order (the timed sample) and the next
+/// `warm` (the warm-up).
 fn sample(path: &Path, n: usize, warm: usize, seed: u64) -> Result<(Vec<Record>, Vec<Record>), String> {
-    let mut records: Vec<(u64, Record)> = read_records(path)?
-        .into_iter()
-        .filter(|r| !r.response.trim().is_empty())
-        .map(|r| (fnv1a64(format!("{seed}:{}", r.id).as_bytes()), r))
-        .collect();
-    records.sort_by_key(|(h, _)| *h);
-    let mut timed: Vec<Record> = records.into_iter().take(n + warm).map(|(_, r)| r).collect();
+    let mut timed = support::in_seeded_order(path, seed)?;
+    timed.truncate(n + warm);
     let warm_up = timed.split_off(n.min(timed.len()));
     Ok((timed, warm_up))
 }
@@ -279,12 +273,8 @@ fn setups() -> Vec<Setup> {
 
 fn main() {
     support::one_core_setup();
-    let dir = match datasets_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("cascade_cost bench skipped: {e}");
-            return;
-        }
+    let Some(dir) = support::datasets_or_skip("cascade_cost") else {
+        return;
     };
     let n = env_usize("RG_BENCH_N", 200);
     let seed = env_usize("RG_BENCH_SEED", 11) as u64;

@@ -19,7 +19,6 @@ mod support;
 
 use std::path::Path;
 
-use refusal_guard::dataset::{datasets_dir, fnv1a64, read_records};
 use refusal_guard::detect::patterns::{lexicon, Patterns};
 
 const FILES: [&str; 4] = [
@@ -30,14 +29,8 @@ const FILES: [&str; 4] = [
 ];
 
 fn sample(path: &Path, n: usize) -> Vec<String> {
-    let mut v: Vec<(u64, String)> = read_records(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .filter(|r| !r.response.trim().is_empty())
-        .map(|r| (fnv1a64(format!("11:{}", r.id).as_bytes()), r.response))
-        .collect();
-    v.sort_by_key(|(h, _)| *h);
-    v.into_iter().take(n).map(|(_, t)| t).collect()
+    let records = support::in_seeded_order(path, 11).unwrap_or_else(|e| panic!("{e}"));
+    records.into_iter().take(n).map(|r| r.response).collect()
 }
 
 /// Mean CPU milliseconds per answer of `f` over `texts`.
@@ -53,12 +46,8 @@ fn cpu_ms(texts: &[String], mut f: impl FnMut(&str) -> usize) -> (f64, usize) {
 
 fn main() {
     support::one_core_setup();
-    let dir = match datasets_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("pattern_scan bench skipped: {e}");
-            return;
-        }
+    let Some(dir) = support::datasets_or_skip("pattern_scan") else {
+        return;
     };
     let n = std::env::var("RG_BENCH_N")
         .ok()

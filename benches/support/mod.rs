@@ -1,10 +1,13 @@
-//! What the one-core benches share (`mod support;` in `benches/e5.rs` and
-//! `benches/cascade_cost.rs`): the one-core setup and the process CPU clock.
+//! What the one-core benches share (`mod support;` in `benches/e5.rs`,
+//! `benches/cascade_cost.rs` and `benches/pattern_scan.rs`): the one-core setup, the
+//! process CPU clock, and the shared datasets' answers in a seeded order.
 //!
 //! A subfolder module, not a file at the top of benches/, so that cargo does not take it
 //! for a bench target of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use refusal_guard::dataset::{datasets_dir, fnv1a64, read_records, Record};
 
 /// Pins the models to one core and points the hf-hub cache at the checkout's own, unless
 /// the caller set either: `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon;
@@ -42,4 +45,32 @@ pub fn process_cpu_ns() -> u64 {
         }
     }
     0
+}
+
+/// The shared datasets folder, or `None` after saying on stderr that `bench` is skipped
+/// without it (a bench on a machine without ../shared measures nothing rather than fail).
+// Not every bench that includes this module reads the datasets.
+#[allow(dead_code)]
+pub fn datasets_or_skip(bench: &str) -> Option<PathBuf> {
+    match datasets_dir() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("{bench} bench skipped: {e}");
+            None
+        }
+    }
+}
+
+/// A response file's records with a non-empty answer, ordered by a seeded FNV-1a hash of
+/// their ids: the first `n` are a sample that is the same on every machine and every Rust
+/// release.
+#[allow(dead_code)]
+pub fn in_seeded_order(path: &Path, seed: u64) -> Result<Vec<Record>, String> {
+    let mut records: Vec<(u64, Record)> = read_records(path)?
+        .into_iter()
+        .filter(|r| !r.response.trim().is_empty())
+        .map(|r| (fnv1a64(format!("{seed}:{}", r.id).as_bytes()), r))
+        .collect();
+    records.sort_by_key(|(h, _)| *h);
+    Ok(records.into_iter().map(|(_, r)| r).collect())
 }
