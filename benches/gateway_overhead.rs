@@ -14,7 +14,11 @@
 //! - `RG_BENCH_STREAM=1` to send streamed requests;
 //! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
-//!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way.
+//!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way;
+//! - `RG_BENCH_BASELINE_BIN=PATH` another build of `refusal-guard` (say, a copy of the
+//!   binary before a change), served with logging off as `baseline-bin` beside this
+//!   build's `rg-bin-nolog`, so the two compare in one run. (That is how mimalloc as the
+//!   binary's allocator was tried and dropped: 0.227 CPU ms per request either way.)
 //!
 //! The gateway runs in this process (`refusal-guard`, no subscriber), and twice as the
 //! real `refusal-guard serve` binary: `rg-bin-nolog` with `RUST_LOG=off`, and
@@ -137,15 +141,17 @@ async fn load(client: &reqwest::Client, url: &str, rate: u32, secs: u64, stream:
     }
 }
 
-/// `refusal-guard serve` in front of the mock, logging JSON to `log` or not at all; the
-/// child and its chat-completions URL.
-fn spawn_serve(mock_url: &str, log: Option<&std::path::Path>) -> (Child, String) {
+/// `refusal-guard serve` (the binary `bin`) in front of the mock, logging JSON to `log` or
+/// not at all, its config file named after the target `name`; the child and its
+/// chat-completions URL.
+fn spawn_serve(
+    name: &str,
+    bin: &std::path::Path,
+    mock_url: &str,
+    log: Option<&std::path::Path>,
+) -> (Child, String) {
     let dir = std::env::temp_dir();
-    let config = dir.join(format!(
-        "refusal-guard-bench-{}-{}.toml",
-        std::process::id(),
-        log.is_some()
-    ));
+    let config = dir.join(format!("refusal-guard-bench-{}-{name}.toml", std::process::id()));
     let logging = log.map_or(String::new(), |p| {
         format!("[logging]\nformat = \"json\"\nfile = \"{}\"\n", p.display())
     });
@@ -157,7 +163,7 @@ fn spawn_serve(mock_url: &str, log: Option<&std::path::Path>) -> (Child, String)
         ),
     )
     .expect("bench config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("RUST_LOG", if log.is_some() { "info" } else { "off" })
@@ -232,8 +238,11 @@ primary = "mock"
     });
     let direct_url = format!("{}/chat/completions", mock.base_url());
     let log_file = std::env::temp_dir().join(format!("refusal-guard-bench-{}.log", std::process::id()));
-    let (mut nolog, nolog_url) = spawn_serve(&mock.base_url(), None);
-    let (mut jsonlog, jsonlog_url) = spawn_serve(&mock.base_url(), Some(&log_file));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_refusal-guard"));
+    let (mut nolog, nolog_url) = spawn_serve("rg-bin-nolog", bin, &mock.base_url(), None);
+    let (mut jsonlog, jsonlog_url) = spawn_serve("rg-bin-jsonlog", bin, &mock.base_url(), Some(&log_file));
+    let mut baseline = std::env::var_os("RG_BENCH_BASELINE_BIN")
+        .map(|b| spawn_serve("baseline-bin", std::path::Path::new(&b), &mock.base_url(), None));
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -251,6 +260,9 @@ primary = "mock"
         ("rg-bin-nolog".to_string(), nolog_url),
         ("rg-bin-jsonlog".to_string(), jsonlog_url),
     ];
+    if let Some((_, url)) = &baseline {
+        targets.push(("baseline-bin".to_string(), url.clone()));
+    }
     if let Some(o) = other {
         let (name, url) = o.split_once('=').expect("RG_BENCH_OTHER=name=URL");
         targets.push((
@@ -270,10 +282,13 @@ primary = "mock"
     let rounds: u64 = env("RG_BENCH_ROUNDS", 5u64).max(1);
     let round_secs = secs.div_ceil(rounds).max(1);
     // The serving processes of the binary targets, for their CPU time.
-    let pids: Vec<(String, u32)> = vec![
+    let mut pids: Vec<(String, u32)> = vec![
         ("rg-bin-nolog".to_string(), nolog.id()),
         ("rg-bin-jsonlog".to_string(), jsonlog.id()),
     ];
+    if let Some((child, _)) = &baseline {
+        pids.push(("baseline-bin".to_string(), child.id()));
+    }
     for rate in rates {
         client_rt.block_on(async {
             // Warm the connection pools so that connects are not measured.
@@ -339,6 +354,10 @@ primary = "mock"
     }
     drop(mock);
     let _ = std::fs::remove_dir_all(&log_dir);
+    if let Some((child, _)) = &mut baseline {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     for child in [&mut nolog, &mut jsonlog] {
         // SIGTERM, so the logging child flushes its last lines before it exits.
         let _ = Command::new("kill").arg(child.id().to_string()).status();
