@@ -65,9 +65,10 @@ struct Compiled {
 /// there, anchored (no states to build for the rest of the text). Only the rules whose
 /// matches can start with a short or open-ended prefix ("i", "je", a character class) stay
 /// in a smaller set. `cargo bench --bench pattern_scan` compares the two designs in one run
-/// on 2,000 answers from the shared response files: the old one costs 3.6x as much per
-/// answer in a cold process and 2.5x after a thousand answers. The result is the same: a
-/// unit test checks that the hits are exactly every rule's own `find_iter` matches.
+/// on 2,000 answers from the shared response files: the old one costs 3.3-3.6x as much per
+/// answer in a cold process and 1.9-2.5x after a thousand answers (two runs). The result
+/// is the same: a unit test checks that the hits are exactly every rule's own `find_iter`
+/// matches.
 struct Prefilter {
     /// The literal prefixes of the rules that have good ones.
     words: aho_corasick::AhoCorasick,
