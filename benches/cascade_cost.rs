@@ -110,16 +110,6 @@ impl Costs {
     }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not a whole number; using {default}");
-            default
-        }),
-        Err(_) => default,
-    }
-}
-
 /// The first `n` records of a file in the seeded order (the timed sample) and the next
 /// `warm` (the warm-up).
 fn sample(path: &Path, n: usize, warm: usize, seed: u64) -> Result<(Vec<Record>, Vec<Record>), String> {
@@ -276,9 +266,9 @@ fn main() {
     let Some(dir) = support::datasets_or_skip("cascade_cost") else {
         return;
     };
-    let n = env_usize("RG_BENCH_N", 200);
-    let seed = env_usize("RG_BENCH_SEED", 11) as u64;
-    let warm = env_usize("RG_BENCH_WARM", WARM_UP);
+    let n = support::env("RG_BENCH_N", 200usize);
+    let seed = support::env("RG_BENCH_SEED", 11u64);
+    let warm = support::env("RG_BENCH_WARM", WARM_UP);
     let mut samples = Vec::new();
     for file in FILES {
         let path = dir.join(file);

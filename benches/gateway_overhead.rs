@@ -29,6 +29,8 @@
 //!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
+mod support;
+
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,13 +41,6 @@ use refusal_guard::mock::{MockProvider, Script};
 
 const ANSWER: &str =
     "Paris is the capital of France. It sits on the Seine and has about two million inhabitants.";
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(Default)]
 struct Run {
@@ -188,9 +183,9 @@ fn main() {
         .split(',')
         .filter_map(|r| r.trim().parse().ok())
         .collect();
-    let secs: u64 = env("RG_BENCH_SECS", 5);
-    let stream = env("RG_BENCH_STREAM", 0u8) == 1;
-    let mock_port: u16 = env("RG_BENCH_MOCK_PORT", 18080);
+    let secs: u64 = support::env("RG_BENCH_SECS", 5);
+    let stream = support::env("RG_BENCH_STREAM", 0u8) == 1;
+    let mock_port: u16 = support::env("RG_BENCH_MOCK_PORT", 18080);
     let other = std::env::var("RG_BENCH_OTHER").ok();
 
     // The mock and the gateway each get a runtime of their own, as separate servers
@@ -270,16 +265,15 @@ primary = "mock"
             format!("{}/chat/completions", url.trim_end_matches('/')),
         ));
     }
+    let rounds: u64 = support::env("RG_BENCH_ROUNDS", 5u64).max(1);
     println!(
-        "gateway overhead, loopback, {} requests, {secs} s per rate and target in {} rounds",
+        "gateway overhead, loopback, {} requests, {secs} s per rate and target in {rounds} rounds",
         if stream { "streamed" } else { "complete" },
-        env("RG_BENCH_ROUNDS", 5u64).max(1),
     );
     println!(
         "{:>6} {:>14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>12}",
         "rate", "target", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "achieved", "cpu ms/req"
     );
-    let rounds: u64 = env("RG_BENCH_ROUNDS", 5u64).max(1);
     let round_secs = secs.div_ceil(rounds).max(1);
     // The serving processes of the binary targets, for their CPU time.
     let mut pids: Vec<(String, u32)> = vec![

@@ -49,10 +49,7 @@ fn main() {
     let Some(dir) = support::datasets_or_skip("pattern_scan") else {
         return;
     };
-    let n = std::env::var("RG_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+    let n = support::env("RG_BENCH_N", 500usize);
     // Interleaved, so both halves hold every file alike.
     let per_file: Vec<Vec<String>> = FILES.iter().map(|f| sample(&dir.join(f), n)).collect();
     let mut texts = Vec::new();

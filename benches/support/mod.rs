@@ -1,9 +1,13 @@
-//! What the one-core benches share (`mod support;` in `benches/e5.rs`,
-//! `benches/cascade_cost.rs` and `benches/pattern_scan.rs`): the one-core setup, the
-//! process CPU clock, and the shared datasets' answers in a seeded order.
+//! What the benches share (`mod support;` in `benches/e5.rs`, `benches/cascade_cost.rs`,
+//! `benches/pattern_scan.rs` and `benches/gateway_overhead.rs`): settings from the
+//! environment, the one-core setup, the process CPU clock, and the shared datasets' answers
+//! in a seeded order.
 //!
 //! A subfolder module, not a file at the top of benches/, so that cargo does not take it
 //! for a bench target of its own.
+
+// Each bench compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -47,10 +51,20 @@ pub fn process_cpu_ns() -> u64 {
     0
 }
 
+/// The setting `name` from the environment, or `default` when it is unset (or, with a
+/// warning, when it does not parse).
+pub fn env<T: std::str::FromStr + std::fmt::Display>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} does not parse; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
 /// The shared datasets folder, or `None` after saying on stderr that `bench` is skipped
 /// without it (a bench on a machine without ../shared measures nothing rather than fail).
-// Not every bench that includes this module reads the datasets.
-#[allow(dead_code)]
 pub fn datasets_or_skip(bench: &str) -> Option<PathBuf> {
     match datasets_dir() {
         Ok(d) => Some(d),
@@ -64,7 +78,6 @@ pub fn datasets_or_skip(bench: &str) -> Option<PathBuf> {
 /// A response file's records with a non-empty answer, ordered by a seeded FNV-1a hash of
 /// their ids: the first `n` are a sample that is the same on every machine and every Rust
 /// release.
-#[allow(dead_code)]
 pub fn in_seeded_order(path: &Path, seed: u64) -> Result<Vec<Record>, String> {
     let mut records: Vec<(u64, Record)> = read_records(path)?
         .into_iter()

@@ -22,9 +22,6 @@ use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
-use crate::judge::combiner::{
-    ESCALATE_FROM, ESCALATE_TO, NON_ANSWER_FROM, NON_ANSWER_FROM_ESCALATED, NON_ANSWER_FROM_WINDOW,
-};
 use crate::judge::fit::{
     combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, nested_thresholds, out_of_source,
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
@@ -291,23 +288,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ));
         println!("{table}");
         let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
-        combiner
-            .info
-            .insert(NON_ANSWER_FROM.into(), shipped_threshold.whole.to_string());
-        combiner.info.insert(
-            NON_ANSWER_FROM_WINDOW.into(),
-            shipped_threshold.window.to_string(),
-        );
-        combiner.info.insert(
-            NON_ANSWER_FROM_ESCALATED.into(),
-            shipped_threshold.escalated.to_string(),
-        );
-        combiner
-            .info
-            .insert(ESCALATE_FROM.into(), shipped_threshold.band.from.to_string());
-        combiner
-            .info
-            .insert(ESCALATE_TO.into(), shipped_threshold.band.to.to_string());
+        combiner.set_thresholds(shipped_threshold);
         combiner.info.insert("trained".into(), today());
         combiner
             .info

@@ -20,6 +20,8 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
 
+use serde::Serialize;
+
 use super::features::{FEATURE_NAMES, N_FEATURES};
 use crate::classify::train::LinearHead;
 use crate::classify::{ClassifyError, ResponseLabel};
@@ -48,26 +50,32 @@ pub struct Combiner {
     /// Free-form metadata (training date, data, metrics), kept when saving.
     pub info: HashMap<String, String>,
     /// The decision thresholds and escalation band, parsed once from `info` at load (they
-    /// are read on every verdict).
-    rule: Rule,
+    /// are read on every verdict) and written back to it by [`Combiner::set_thresholds`].
+    thresholds: Thresholds,
 }
 
-/// What [`Combiner::non_answer_from`] and its siblings return.
-#[derive(Debug, Clone, Copy)]
-struct Rule {
-    whole: f32,
-    window: f32,
-    escalated: f32,
-    band: super::EscalationBand,
+/// The non-answer thresholds of a combiner and its escalation band: chosen by
+/// `refusal-guard train` ([`super::fit::Thresholds::choose`]), kept in the file's metadata,
+/// read by the pipeline ([`super::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// A whole answer judged by the embedded default ([`Combiner::non_answer_from`]).
+    pub whole: f32,
+    /// A whole answer the encoder was asked about ([`Combiner::non_answer_from_escalated`]).
+    pub escalated: f32,
+    /// A stream's prefix ([`Combiner::non_answer_from_window`]).
+    pub window: f32,
+    /// Where the encoder is asked ([`Combiner::escalation_band`]).
+    pub band: super::EscalationBand,
 }
 
-impl Rule {
-    /// From the metadata; the defaults of a file without them: 0.5 each, every answer
+impl Thresholds {
+    /// From a file's metadata; the defaults of a file without them: 0.5 each, every answer
     /// escalated.
-    fn parse(info: &HashMap<String, String>) -> Rule {
+    fn from_info(info: &HashMap<String, String>) -> Thresholds {
         let get = |key: &str| info.get(key).and_then(|v| v.parse::<f32>().ok());
         let threshold = |key: &str| get(key).filter(|t| (0.0..=1.0).contains(t)).unwrap_or(0.5);
-        Rule {
+        Thresholds {
             whole: threshold(NON_ANSWER_FROM),
             window: threshold(NON_ANSWER_FROM_WINDOW),
             escalated: threshold(NON_ANSWER_FROM_ESCALATED),
@@ -75,6 +83,19 @@ impl Rule {
                 from: get(ESCALATE_FROM).unwrap_or(super::EscalationBand::ALWAYS.from),
                 to: get(ESCALATE_TO).unwrap_or(super::EscalationBand::ALWAYS.to),
             },
+        }
+    }
+
+    /// Into a file's metadata (the keys [`Thresholds::from_info`] reads).
+    fn write_info(&self, info: &mut HashMap<String, String>) {
+        for (key, value) in [
+            (NON_ANSWER_FROM, self.whole),
+            (NON_ANSWER_FROM_WINDOW, self.window),
+            (NON_ANSWER_FROM_ESCALATED, self.escalated),
+            (ESCALATE_FROM, self.band.from),
+            (ESCALATE_TO, self.band.to),
+        ] {
+            info.insert(key.to_string(), value.to_string());
         }
     }
 }
@@ -107,7 +128,7 @@ impl Combiner {
         let info = HashMap::new();
         Ok(Combiner {
             head,
-            rule: Rule::parse(&info),
+            thresholds: Thresholds::from_info(&info),
             info,
         })
     }
@@ -145,7 +166,7 @@ impl Combiner {
             bias: get("bias")?,
         };
         let mut c = Combiner::new(head)?;
-        c.rule = Rule::parse(&info);
+        c.thresholds = Thresholds::from_info(&info);
         c.info = info;
         Ok(c)
     }
@@ -179,25 +200,37 @@ impl Combiner {
     /// leave-one-source-out predictions and kept in the file's metadata; 0.5 for a file
     /// without one.
     pub fn non_answer_from(&self) -> f32 {
-        self.rule.whole
+        self.thresholds.whole
     }
 
     /// The same for a stream's prefix (its window): chosen apart because an opening and a
     /// whole answer give the combiner different evidence. 0.5 for a file without one.
     pub fn non_answer_from_window(&self) -> f32 {
-        self.rule.window
+        self.thresholds.window
     }
 
     /// The same for a whole answer the encoder was asked about: its reading moves the
     /// probabilities, so the threshold is chosen on those rows. 0.5 for a file without one.
     pub fn non_answer_from_escalated(&self) -> f32 {
-        self.rule.escalated
+        self.thresholds.escalated
     }
 
     /// Where the encoder is asked ([`super::EscalationBand`]); every answer for a file
     /// without one.
     pub fn escalation_band(&self) -> super::EscalationBand {
-        self.rule.band
+        self.thresholds.band
+    }
+
+    /// All four at once.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// Sets the thresholds the pipeline reads and the metadata [`Combiner::save`] writes,
+    /// in one step (so the two cannot disagree).
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
+        thresholds.write_info(&mut self.info);
+        self.thresholds = thresholds;
     }
 
     /// Class probabilities in [`ResponseLabel::ALL`] order.
@@ -230,5 +263,24 @@ mod tests {
         bytes[pos..pos + 6].copy_from_slice(b"lengtx");
         let e = Combiner::from_bytes(&bytes).unwrap_err().to_string();
         assert!(e.contains("retrain"), "{e}");
+    }
+
+    #[test]
+    fn thresholds_set_before_saving_are_the_ones_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let mut c = (*Combiner::embedded()).clone();
+        let t = Thresholds {
+            whole: 0.3,
+            escalated: 0.55,
+            window: 0.65,
+            band: crate::judge::EscalationBand { from: 0.1, to: 0.4 },
+        };
+        c.set_thresholds(t);
+        assert_eq!(c.thresholds(), t);
+        c.save(&path).unwrap();
+        let back = Combiner::load(&path).unwrap();
+        assert_eq!(back.thresholds(), t);
+        assert_eq!(back.non_answer_from_window(), 0.65);
     }
 }

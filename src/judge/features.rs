@@ -168,6 +168,18 @@ pub fn window(text: &str, tokens: usize) -> &str {
     text
 }
 
+/// The opening and the ending the n-gram model reads apart from the whole text, each `None`
+/// where it is the whole text (a short text is its own opening and ending, and is read
+/// once). The pipeline ([`super::answer_probs`]) and training ([`super::fit::read_parts`])
+/// both cut a text here.
+pub fn parts(text: &str) -> (Option<&str>, Option<&str>) {
+    let (opening, ending) = (window(text, PART_TOKENS), ending(text, PART_TOKENS));
+    (
+        (opening.len() != text.len()).then_some(opening),
+        (ending.len() != text.len()).then_some(ending),
+    )
+}
+
 /// The end of an answer: its last `tokens` tokens, counted as in [`window`] (a word is
 /// counted where it ends, reading backwards).
 pub fn ending(text: &str, tokens: usize) -> &str {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use super::combiner::Thresholds;
 use super::features::{self, N_FEATURES};
 use super::{Combiner, EscalationBand};
 use crate::classify::data::{read_jsonl, RESPONSE_LABELS};
@@ -209,15 +210,9 @@ fn encoder_judge(head: &LinearHead, v: &[f32]) -> ResponseJudgement {
 /// [`super::answer_probs`] reads them.
 pub fn read_parts(head: &NgramHead, text: &str) -> (ResponseJudgement, ResponseJudgement, ResponseJudgement) {
     let whole = ngram_judge(head, text);
-    let part = |p: &str| {
-        if p.len() == text.len() {
-            whole.clone()
-        } else {
-            ngram_judge(head, p)
-        }
-    };
-    let opening = part(features::window(text, features::PART_TOKENS));
-    let ending = part(features::ending(text, features::PART_TOKENS));
+    let (opening, ending) = features::parts(text);
+    let read = |part: Option<&str>| part.map_or_else(|| whole.clone(), |p| ngram_judge(head, p));
+    let (opening, ending) = (read(opening), read(ending));
     (whole, opening, ending)
 }
 
@@ -468,6 +463,17 @@ fn f_half(b: &Binary) -> f64 {
     }
 }
 
+/// The mean of the sources' F0.5 ([`f_half`]), each source weighted alike; sources without
+/// a non-answer have no score to average.
+fn mean_f_half(per_source: &BTreeMap<usize, Binary>) -> f64 {
+    let scores: Vec<f64> = per_source
+        .values()
+        .filter(|b| b.tp + b.fn_ > 0)
+        .map(f_half)
+        .collect();
+    scores.iter().sum::<f64>() / scores.len().max(1) as f64
+}
+
 /// The non-answer threshold that maximises the mean non-answer F0.5 ([`f_half`]) over the
 /// sources `use_source` admits (each source weighted alike, so that the large files do not
 /// decide for the small ones). Nested inside leave-one-source-out (the held-out source
@@ -490,13 +496,7 @@ pub fn choose_threshold(
                 per_source.entry(r.source).or_default().count(gold, predicted);
             }
         }
-        // Sources without a non-answer have no score to average.
-        let scores: Vec<f64> = per_source
-            .values()
-            .filter(|b| b.tp + b.fn_ > 0)
-            .map(f_half)
-            .collect();
-        let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+        let mean = mean_f_half(&per_source);
         if mean > best.0 + 1e-9 {
             best = (mean, t);
         }
@@ -549,16 +549,6 @@ pub fn choose_window_threshold(
     THRESHOLDS[THRESHOLDS.len() - 1]
 }
 
-/// The non-answer thresholds of a combiner (see [`super::Combiner::non_answer_from`]) and
-/// its escalation band.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    pub whole: f32,
-    pub escalated: f32,
-    pub window: f32,
-    pub band: EscalationBand,
-}
-
 impl Thresholds {
     /// Chosen on the sources `use_source` admits.
     pub fn choose(
@@ -608,15 +598,7 @@ pub fn cascade_mean_f1(
         n += 1;
         escalated += usize::from(d.escalated(&t.band));
     }
-    let f1s: Vec<f64> = per_source
-        .values()
-        .filter(|b| b.tp + b.fn_ > 0)
-        .map(f_half)
-        .collect();
-    (
-        f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
-        escalated as f64 / n.max(1) as f64,
-    )
+    (mean_f_half(&per_source), escalated as f64 / n.max(1) as f64)
 }
 
 /// The escalation band: of the bands whose cascade mean F0.5 is within [`BAND_F1_SLACK`] of

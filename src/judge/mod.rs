@@ -194,6 +194,17 @@ fn label_of(class: VerdictClass) -> Option<ResponseLabel> {
     }
 }
 
+/// The fast reader's judgement of `text`; `None` (with a warning) when it fails.
+async fn read_fast(models: &Models, prompt: Option<&str>, text: &str) -> Option<ResponseJudgement> {
+    match models.fast.judge_response(prompt, text).await {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
+            None
+        }
+    }
+}
+
 /// The answer-class probabilities of the learned decision, with what it asked on the way:
 /// `(probabilities, n-gram reading, encoder reading)`. `None` when the fast reader could
 /// not read the text.
@@ -202,33 +213,18 @@ pub async fn answer_probs(
     evidence: &[Evidence],
     observation: &Observation<'_>,
 ) -> Option<([f32; 4], ResponseJudgement, Option<ResponseJudgement>)> {
-    let read = |text: &str| {
-        let text = text.to_string();
-        async move {
-            match models.fast.judge_response(observation.prompt, &text).await {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
-                    None
-                }
-            }
-        }
-    };
+    let prompt = observation.prompt;
     let text = observation.text;
-    let ngram = read(text).await?;
-    // The opening and the ending read apart (see features): a short text is its own
-    // opening and ending, and is read once.
-    let opening_text = features::window(text, features::PART_TOKENS);
-    let opening = if opening_text.len() == text.len() {
-        ngram.clone()
-    } else {
-        read(opening_text).await?
+    let ngram = read_fast(models, prompt, text).await?;
+    // The opening and the ending read apart (see features); a short text is read once.
+    let (opening_part, ending_part) = features::parts(text);
+    let opening = match opening_part {
+        Some(part) => read_fast(models, prompt, part).await?,
+        None => ngram.clone(),
     };
-    let ending_text = features::ending(text, features::PART_TOKENS);
-    let ending = if ending_text.len() == text.len() {
-        ngram.clone()
-    } else {
-        read(ending_text).await?
+    let ending = match ending_part {
+        Some(part) => read_fast(models, prompt, part).await?,
+        None => ngram.clone(),
     };
     let inputs = features::Inputs {
         ngram: &ngram,
@@ -238,7 +234,7 @@ pub async fn answer_probs(
         evidence,
         partial: observation.completeness == Completeness::Partial,
         chars: text.chars().count(),
-        opening_bytes: opening_text.len(),
+        opening_bytes: opening_part.map_or(text.len(), str::len),
     };
     let mut probs = models.combiner.probs(&features::vector(&inputs));
     let mut encoder = None;
