@@ -211,3 +211,50 @@ fn a_window_without_room_for_text_is_a_typed_error() {
     assert_eq!(enc.dim(), 384);
     assert_eq!(enc.sha256().len(), 64);
 }
+
+#[test]
+fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
+    let Some(enc) = encoder() else { return };
+    // The pretrained last layer given as the prompt layer: prompts read exactly as answers.
+    let all = candle_core::safetensors::load(enc.weights_path(), &candle_core::Device::Cpu).unwrap();
+    let last: std::collections::HashMap<String, candle_core::Tensor> = all
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("encoder.layer.11."))
+        .collect();
+    assert_eq!(last.len(), 16);
+    let same = E5Encoder::load_default()
+        .unwrap()
+        .with_prompt_layer(last.clone())
+        .unwrap();
+    assert!(same.has_prompt_layer());
+    let texts = [TEXTS[0], TEXTS[4], "How do I kill a zombie process on Linux?"];
+    let answers = same.embed(&texts, 128).unwrap();
+    let prompts = same.embed_prompts(&texts, 128).unwrap();
+    for (a, p) in answers.iter().zip(&prompts) {
+        assert!(cosine(a, p) > 0.99999, "cosine {}", cosine(a, p));
+    }
+    // The shipped fine-tuned layer, when the heads carry one, reads prompts differently.
+    let heads = refusal_guard::classify::encoder::Heads::shipped_e5().unwrap();
+    if let Some(tuned) = heads.prompt_layer {
+        let tuned = E5Encoder::load_default()
+            .unwrap()
+            .with_prompt_layer(tuned)
+            .unwrap();
+        let p = tuned.embed_prompts(&texts, 128).unwrap();
+        let a = tuned.embed(&texts, 128).unwrap();
+        assert!(p.iter().zip(&a).any(|(p, a)| cosine(p, a) < 0.999));
+        for (x, y) in a.iter().zip(&answers) {
+            assert!(cosine(x, y) > 0.99999, "answers must not change");
+        }
+    }
+    // A layer of another shape names the problem.
+    let mut wrong = last;
+    wrong.insert(
+        "encoder.layer.11.intermediate.dense.weight".into(),
+        candle_core::Tensor::zeros((8, 384), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    match E5Encoder::load_default().unwrap().with_prompt_layer(wrong) {
+        Err(e) => assert!(e.to_string().contains("does not fit"), "{e}"),
+        Ok(_) => panic!("a layer of the wrong shape was accepted"),
+    }
+}

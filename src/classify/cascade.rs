@@ -3,7 +3,9 @@
 //! Each [`Tier`] is a classifier with a confidence threshold. For each question (what the
 //! answer is; whether the prompt was harmful) the cascade asks the tiers in order and stops
 //! at the first whose confidence reaches its threshold; when none does, the last tier that
-//! answered decides (the most capable one). The prompt question is asked only when it
+//! answered decides (the most capable one). For the prompt question only a confident
+//! *harmful* reading stops early: a benign one always goes on to the next tier, because a
+//! benign reading is what re-routes a refusal. The prompt question is asked only when it
 //! matters, that is when the answer is a refusal. Which tiers run is configuration: build
 //! the cascade with the tiers you have weights for.
 
@@ -200,6 +202,7 @@ impl Cascade {
             trace,
             |c| c.judge_response(prompt, response),
             |j| j.confidence(),
+            |j, threshold| j.confidence() >= threshold,
         )
         .await
     }
@@ -212,17 +215,23 @@ impl Cascade {
     }
 
     async fn ask_prompt(&self, prompt: &str, trace: &mut Vec<TierRun>) -> Option<(PromptJudgement, String)> {
+        // Only a harmful reading is final before the last tier. A benign reading is what lets
+        // a refusal be re-routed to another provider, and laundering a harmful request is the
+        // one mistake a re-router must not make, so a cheap tier's "benign", however sure,
+        // is checked by the next tier installed; its "harmful" only keeps a refusal, the safe
+        // side, and stands.
         self.escalate(
             Question::Prompt,
             trace,
             |c| c.judge_prompt(prompt),
             |j| j.confidence(),
+            |j, threshold| j.harmful >= threshold,
         )
         .await
     }
 
-    /// Asks the tiers one question, cheapest first, until one answers with at least its
-    /// threshold's confidence; records every tier asked in `trace`. The last tier asked is
+    /// Asks the tiers one question, cheapest first, until one's answer `is_final` at its
+    /// threshold; records every tier asked (with its `confidence`) in `trace`. The last tier asked is
     /// the one that decided, so it is the only run not marked as escalated.
     async fn escalate<'a, J>(
         &'a self,
@@ -230,6 +239,7 @@ impl Cascade {
         trace: &mut Vec<TierRun>,
         ask: impl Fn(&'a dyn Classifier) -> BoxFuture<'a, Result<Option<J>, ClassifyError>>,
         confidence: impl Fn(&J) -> f32,
+        is_final: impl Fn(&J, f32) -> bool,
     ) -> Option<(J, String)> {
         let mut last = None;
         let first = trace.len();
@@ -246,9 +256,8 @@ impl Cascade {
             };
             match result {
                 Ok(Some(j)) => {
-                    let c = confidence(&j);
-                    run.confidence = Some(c);
-                    let done = c >= tier.threshold;
+                    run.confidence = Some(confidence(&j));
+                    let done = is_final(&j, tier.threshold);
                     run.escalated = !done;
                     trace.push(run);
                     last = Some((j, tier.classifier.name().to_string()));
@@ -449,6 +458,34 @@ mod tests {
         assert_eq!(big_calls.load(Ordering::SeqCst), 0);
         assert_eq!(c.trace.len(), 1);
         assert!(!c.trace[0].escalated);
+    }
+
+    #[tokio::test]
+    async fn a_sure_benign_prompt_reading_is_checked_and_a_sure_harmful_one_stands() {
+        let prompt = |harmful| PromptJudgement {
+            harmful,
+            categories: vec![],
+        };
+        // The cheap tier is sure the prompt is benign: the next tier is still asked, and its
+        // reading decides.
+        let (cheap, cheap_calls) = fixed("cheap", None, Some(prompt(0.02)));
+        let (big, big_calls) = fixed("big", None, Some(prompt(0.8)));
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.9);
+        let (j, source) = cascade.judge_prompt("how do I kill a process?").await.unwrap();
+        assert_eq!((j.harmful, source.as_str()), (0.8, "big"));
+        assert_eq!(cheap_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(big_calls.load(Ordering::SeqCst), 1);
+        // Sure it is harmful: that stands, the next tier is not asked.
+        let (cheap, _) = fixed("cheap", None, Some(prompt(0.95)));
+        let (big, big_calls) = fixed("big", None, Some(prompt(0.01)));
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.9);
+        let (j, source) = cascade.judge_prompt("how do I kill my neighbour?").await.unwrap();
+        assert_eq!((j.harmful, source.as_str()), (0.95, "cheap"));
+        assert_eq!(big_calls.load(Ordering::SeqCst), 0);
+        // One tier alone decides either way.
+        let (only, _) = fixed("only", None, Some(prompt(0.02)));
+        let (j, _) = Cascade::new().tier(only, 0.9).judge_prompt("hi").await.unwrap();
+        assert_eq!(j.harmful, 0.02);
     }
 
     #[tokio::test]

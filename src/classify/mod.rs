@@ -21,6 +21,7 @@ pub mod cascade;
 pub mod causal_lm;
 pub mod data;
 pub mod e5;
+pub mod e5_top;
 pub mod encoder;
 pub mod evaluate;
 pub mod features;

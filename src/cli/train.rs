@@ -23,12 +23,13 @@ use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
-    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, nested_thresholds, out_of_source,
-    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
-    render_harm_sweep, render_prompts, score, score_prompts, shipped_sources, subset, train_combiner,
-    train_prompt_vectors, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
+    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
+    nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
+    read_rows, render, render_harm_sweep, render_prompts, score, score_prompts, shipped_sources, subset,
+    train_combiner, train_prompt_vectors, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
     MAX_WINDOW_FALSE_STOPS,
 };
+use crate::judge::tune::{prompts_tuned, TuneConfig};
 
 /// Arguments of `train`.
 #[derive(Debug, Args)]
@@ -84,6 +85,15 @@ pub struct TrainArgs {
     /// Class weights are frequency^-POWER (1: balanced classes, 0: none).
     #[arg(long, default_value_t = 1.0)]
     pub class_weight_power: f32,
+    /// Passes of fine-tuning e5's last layer for prompt harm (0: the prompt head reads the
+    /// frozen sentence vectors instead). About two minutes a pass on two cores.
+    #[arg(long, default_value_t = 3)]
+    pub tune_epochs: usize,
+    /// Which prompt files the fine-tuned layer is also trained without, to measure it on
+    /// them: `contrast` (the contrast-style files, the hard case), `all` (every file, about
+    /// six minutes each), or `none`.
+    #[arg(long, default_value = "contrast", value_name = "contrast|all|none")]
+    pub tune_folds: String,
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.
@@ -313,6 +323,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let prompt_rows = read_prompt_rows(&prompt_files)?;
     let mut prompt_vectors = None;
+    let mut prompt_layer = None;
     let prompt_head = if prompt_rows.is_empty() {
         None
     } else {
@@ -333,7 +344,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         let keep = subset(&keys, args.encoder_cap / 2);
         if let Some(vs) = embed(
             prompt_rows.iter().map(|r| r.text.as_str()).collect(),
-            keep,
+            keep.clone(),
             "prompts",
         )? {
             let pe = prompts_out_of_source_vectors(&prompt_rows, names.len(), &vs, &cfg)?;
@@ -355,6 +366,35 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 render_harm_sweep(&prompt_rows, &names, &cascade)
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
+            if let (Some(enc), true) = (&encoder, args.tune_epochs > 0) {
+                let folds: Vec<usize> = match args.tune_folds.as_str() {
+                    "all" => (0..names.len()).collect(),
+                    "contrast" => (0..names.len())
+                        .filter(|&i| is_contrast_style(&names[i]))
+                        .collect(),
+                    "none" => Vec::new(),
+                    other => {
+                        return Err(
+                            format!("unknown --tune-folds {other:?}; expected contrast, all or none").into(),
+                        )
+                    }
+                };
+                eprintln!(
+                    "fine-tuning {}'s last layer for prompt harm: {} held-out files, then every file",
+                    e5::MODEL,
+                    folds.len()
+                );
+                let tc = TuneConfig {
+                    epochs: args.tune_epochs,
+                    seed: args.seed,
+                    ..TuneConfig::default()
+                };
+                let (held_out, tuned) =
+                    prompts_tuned(enc, &prompt_rows, &keep, &folds, &tc, |m| eprintln!("  {m}"))?;
+                table.push_str(&render_tuned(&prompt_rows, &names, &p, &pe, &held_out, &tc));
+                prompt_vectors = Some(tuned.head(&PROMPT_LABELS)?);
+                prompt_layer = Some(tuned.layer_tensors()?);
+            }
         }
         println!("{table}");
         let report = std::fs::read_to_string(&args.report).unwrap_or_default();
@@ -400,6 +440,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             response: response_vectors,
             prompt: prompt_vectors,
             encoder_sha256: Some(enc.sha256().to_string()),
+            prompt_layer,
         };
         write_parent(&args.encoder_out)?;
         heads.save(&args.encoder_out)?;
@@ -414,6 +455,51 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The fine-tuned prompt layer beside the frozen vectors, on the files it was held out of:
+/// at the shipped flag threshold and a sweep.
+fn render_tuned(
+    rows: &[crate::judge::fit::PromptRow],
+    names: &[String],
+    ngram: &[f32],
+    frozen: &[Option<f32>],
+    tuned: &[Option<f32>],
+    tc: &TuneConfig,
+) -> String {
+    let policy = crate::judge::HarmPolicy::default();
+    // Only the rows the tuned layer was held out on, for every column.
+    let only =
+        |p: &[Option<f32>]| -> Vec<Option<f32>> { p.iter().zip(tuned).map(|(p, t)| t.and(*p)).collect() };
+    let cascade: Vec<Option<f32>> = ngram
+        .iter()
+        .zip(tuned)
+        .map(|(n, t)| t.map(|t| if n.max(1.0 - n) >= 0.9 { *n } else { t }))
+        .collect();
+    let mut s = format!(
+        "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {}; \
+         `crate::judge::tune`)\n\nEach file below judged by a layer and head tuned without it, on the same \
+         capped rows as the e5 tables above; flagged from {}.\n\ne5 head over frozen vectors (as above):\n\n{}\n\
+         fine-tuned last layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
+        tc.epochs,
+        tc.layer_lr,
+        tc.head_lr,
+        policy.benign_below,
+        render_prompts(&score_prompts(rows, names, &only(frozen), policy.benign_below)),
+        render_prompts(&score_prompts(rows, names, tuned, policy.benign_below)),
+        render_prompts(&score_prompts(rows, names, &cascade, policy.benign_below)),
+    );
+    for (what, p) in [
+        ("frozen vectors", only(frozen)),
+        ("fine-tuned", tuned.to_vec()),
+        ("cascade with the fine-tuned layer", cascade),
+    ] {
+        s.push_str(&format!(
+            "\nBy flag threshold, {what}, on these files:\n\n{}",
+            render_harm_sweep(rows, names, &p)
+        ));
+    }
+    s
 }
 
 fn write_parent(path: &Path) -> std::io::Result<()> {

@@ -986,14 +986,17 @@ pub struct HarmScore {
     pub benign_flagged: usize,
 }
 
+/// Whether a prompt file is contrast-style: benign prompts that look dangerous beside their
+/// harmful twins (the team's contrast files, coconot, CyberSecEval's false-refusal set).
+pub fn is_contrast_style(name: &str) -> bool {
+    name.contains("contrast") || name.contains("coconot") || name.contains("cyberseceval_frr")
+}
+
 /// The harm policy's trade-off, leave-one-file-out: for each flag threshold, the mean share
 /// of each harmful file's prompts flagged (kept as justified: not re-routed) and the mean
 /// share of each benign file's prompts flagged (an over-refusal not recovered), over all
 /// files and over the contrast-style files (benign prompts that look dangerous) apart.
 pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Option<f32>]) -> String {
-    let contrast = |name: &str| {
-        name.contains("contrast") || name.contains("coconot") || name.contains("cyberseceval_frr")
-    };
     let mut s = String::from(
         "| flagged from | harmful flagged, mean over files (worst file) | benign flagged, mean over files | \
          benign flagged, contrast-style files |\n|---|---|---|---|\n",
@@ -1023,7 +1026,7 @@ pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Opti
             harmful.iter().sum::<f64>() / harmful.len().max(1) as f64,
             harmful.iter().copied().fold(1.0, f64::min),
             benign(&|_| true),
-            benign(&contrast)
+            benign(&is_contrast_style)
         ));
     }
     s

@@ -27,6 +27,7 @@ pub mod features;
 pub mod fit;
 pub mod harm;
 pub mod rules;
+pub mod tune;
 
 use std::sync::Arc;
 

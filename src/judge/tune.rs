@@ -1,0 +1,514 @@
+//! Fine-tuning the e5 encoder's top layer for one question (is this request harmful?), on
+//! two CPU cores.
+//!
+//! The trunk (every layer but the top) runs once per training text and its hidden states
+//! are kept in memory; training then runs only the top layer ([`TopLayer`]), mean pooling
+//! and a linear head, forward and back, in small batches of texts of similar length. A
+//! linear head over frozen sentence vectors is the baseline this is measured against, on
+//! the same texts, leave-one-file-out (`refusal-guard train --tune-prompt`).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
+use candle_transformers::models::bert::Config;
+
+use crate::classify::e5::{mean_pool_l2, E5Encoder};
+use crate::classify::e5_top::TopLayer;
+use crate::classify::train::{weighted_cross_entropy, LinearHead};
+use crate::classify::ClassifyError;
+
+fn err(e: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::model(crate::classify::e5::MODEL, e)
+}
+
+/// Settings of a fine-tuning run.
+#[derive(Debug, Clone)]
+pub struct TuneConfig {
+    /// Passes over the training texts.
+    pub epochs: usize,
+    /// Texts per step.
+    pub batch: usize,
+    /// Learning rate of the top layer (small: it starts from the pretrained weights).
+    pub layer_lr: f64,
+    /// Learning rate of the head (it starts from zero).
+    pub head_lr: f64,
+    /// The pooled vector is multiplied by this before the head, so that a head of modest
+    /// weights can reach confident logits over a unit vector; folded into the exported head.
+    pub scale: f64,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        TuneConfig {
+            epochs: 2,
+            batch: 32,
+            layer_lr: 5e-5,
+            head_lr: 2e-3,
+            scale: 20.0,
+            seed: 17,
+        }
+    }
+}
+
+/// The trunk's hidden states of each text (`[tokens, dim]`), in the order given.
+pub fn trunk_states(
+    encoder: &E5Encoder,
+    texts: &[&str],
+    max_tokens: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Tensor>, ClassifyError> {
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| encoder.token_ids(t, max_tokens))
+        .collect::<Result<_, _>>()?;
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let mut out: Vec<Option<Tensor>> = vec![None; ids.len()];
+    let mut done = 0;
+    for chunk in order.chunks(crate::classify::e5::BATCH) {
+        let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+        let (hidden, _) = encoder.trunk_forward(&rows)?;
+        for (j, &i) in chunk.iter().enumerate() {
+            // A copy of its own, so the padded batch is freed.
+            let state = hidden
+                .get(j)
+                .and_then(|h| h.narrow(0, 0, ids[i].len()))
+                .and_then(|h| h.copy())
+                .map_err(err)?;
+            out[i] = Some(state);
+        }
+        done += chunk.len();
+        progress(done, ids.len());
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Stacks states of different lengths into one zero-padded batch and its mask.
+fn stack(states: &[&Tensor]) -> candle_core::Result<(Tensor, Tensor)> {
+    let len = states.iter().map(|s| s.dims()[0]).max().unwrap_or(0).max(1);
+    let dim = states.first().map(|s| s.dims()[1]).unwrap_or(0);
+    let mut rows = Vec::with_capacity(states.len());
+    let mut mask = Vec::with_capacity(states.len() * len);
+    for s in states {
+        let n = s.dim(0)?;
+        rows.push(if n < len {
+            Tensor::cat(
+                &[
+                    (*s).clone(),
+                    Tensor::zeros((len - n, dim), DType::F32, s.device())?,
+                ],
+                0,
+            )?
+        } else {
+            (*s).clone()
+        });
+        mask.extend(std::iter::repeat_n(1f32, n));
+        mask.extend(std::iter::repeat_n(0f32, len - n));
+    }
+    Ok((
+        Tensor::stack(&rows, 0)?,
+        Tensor::from_vec(mask, (states.len(), len), &Device::Cpu)?,
+    ))
+}
+
+/// A fine-tuned top layer and its head.
+pub struct TunedTop {
+    /// The trained values (the layer's names as in the checkpoint, plus `head.weight`,
+    /// `head.bias`).
+    pub vars: VarMap,
+    pub layer: TopLayer,
+    head: Linear,
+    scale: f64,
+}
+
+impl TunedTop {
+    /// Pooled, L2-normalised vectors of the tuned layer over trunk states.
+    pub fn vectors(&self, states: &[&Tensor]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        layer_vectors(&self.layer, states)
+    }
+
+    /// The head as a [`LinearHead`] over the pooled vector (the scale folded in).
+    pub fn head(&self, labels: &[&str]) -> Result<LinearHead, ClassifyError> {
+        let w = (self.head.weight() * self.scale).map_err(err)?;
+        let b = self
+            .head
+            .bias()
+            .cloned()
+            .unwrap_or(Tensor::zeros(labels.len(), DType::F32, &Device::Cpu).map_err(err)?);
+        Ok(LinearHead {
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            weight: w.flatten_all().and_then(|w| w.to_vec1()).map_err(err)?,
+            bias: b.to_vec1().map_err(err)?,
+        })
+    }
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// What a layer is tuned on: trunk states, their labels and their weights.
+pub struct TrainingSet<'a> {
+    pub states: Vec<&'a Tensor>,
+    pub labels: Vec<usize>,
+    pub weights: Vec<f32>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// Fine-tunes layer `index` of the checkpoint in `weights` and a new head (starting at
+/// zero) on a training set; `progress` gets (step, steps, loss).
+pub fn tune(
+    cfg: &Config,
+    weights: &std::path::Path,
+    index: usize,
+    set: &TrainingSet,
+    tc: &TuneConfig,
+    mut progress: impl FnMut(usize, usize, f32),
+) -> Result<TunedTop, ClassifyError> {
+    let (states, labels, example_weights, n_labels) = (&set.states, &set.labels, &set.weights, set.classes);
+    let dev = Device::Cpu;
+    let vars = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
+    let layer = TopLayer::load(vb.clone(), cfg, index).map_err(err)?;
+    let layer_names: Vec<String> = vars.data().lock().map_err(err)?.keys().cloned().collect();
+    // The layer starts from the pretrained values.
+    {
+        // SAFETY: read-only memory map of a cache file that must not change while loaded.
+        let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(weights) }.map_err(err)?;
+        let data = vars.data().lock().map_err(err)?;
+        for (name, var) in data.iter() {
+            let t = file
+                .load(name, &dev)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .map_err(err)?;
+            var.set(&t).map_err(err)?;
+        }
+    }
+    let head = candle_nn::linear(cfg.hidden_size, n_labels, vb.pp("head")).map_err(err)?;
+    {
+        let data = vars.data().lock().map_err(err)?;
+        for name in ["head.weight", "head.bias"] {
+            if let Some(v) = data.get(name) {
+                v.set(&v.zeros_like().map_err(err)?).map_err(err)?;
+            }
+        }
+    }
+    let (layer_vars, head_vars): (Vec<_>, Vec<_>) = {
+        let data = vars.data().lock().map_err(err)?;
+        data.iter()
+            .map(|(n, v)| (layer_names.contains(n), v.clone()))
+            .partition(|(is_layer, _)| *is_layer)
+    };
+    let params = |lr| candle_nn::ParamsAdamW {
+        lr,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let mut layer_opt = candle_nn::AdamW::new(
+        layer_vars.into_iter().map(|(_, v)| v).collect(),
+        params(tc.layer_lr),
+    )
+    .map_err(err)?;
+    let mut head_opt = candle_nn::AdamW::new(
+        head_vars.into_iter().map(|(_, v)| v).collect(),
+        params(tc.head_lr),
+    )
+    .map_err(err)?;
+
+    // Batches of texts of similar length (less padding), in a seeded order per epoch.
+    let mut by_len: Vec<usize> = (0..states.len()).collect();
+    let mut seed = tc.seed | 1;
+    let keys: Vec<u64> = (0..states.len()).map(|_| next(&mut seed)).collect();
+    by_len.sort_by_key(|&i| (states[i].dim(0).unwrap_or(0) / 8, keys[i]));
+    let batches: Vec<Vec<usize>> = by_len.chunks(tc.batch.max(1)).map(|c| c.to_vec()).collect();
+    let total = tc.epochs * batches.len();
+    let mut step = 0;
+    for _ in 0..tc.epochs {
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (next(&mut seed) % (i as u64 + 1)) as usize);
+        }
+        for &bi in &order {
+            let idx = &batches[bi];
+            let run = || -> candle_core::Result<Tensor> {
+                let batch: Vec<&Tensor> = idx.iter().map(|&i| states[i]).collect();
+                let (x, mask) = stack(&batch)?;
+                let h = layer.forward(&x, &mask)?;
+                let pooled = (mean_pool_l2(&h, &mask)? * tc.scale)?;
+                let logits = head.forward(&pooled)?;
+                let targets = Tensor::from_vec(
+                    idx.iter().map(|&i| labels[i] as u32).collect::<Vec<_>>(),
+                    (idx.len(), 1),
+                    &dev,
+                )?;
+                let w = Tensor::from_vec(
+                    idx.iter().map(|&i| example_weights[i]).collect::<Vec<_>>(),
+                    idx.len(),
+                    &dev,
+                )?;
+                weighted_cross_entropy(&logits, &targets, &w)
+            };
+            let loss = run().map_err(err)?;
+            let grads = loss.backward().map_err(err)?;
+            layer_opt.step(&grads).map_err(err)?;
+            head_opt.step(&grads).map_err(err)?;
+            step += 1;
+            progress(step, total, loss.to_scalar::<f32>().map_err(err)?);
+        }
+    }
+    Ok(TunedTop {
+        vars,
+        layer,
+        head,
+        scale: tc.scale,
+    })
+}
+
+/// The pretrained top layer, untrained (the frozen baseline, and a check that
+/// [`TopLayer`] over the trunk equals the whole model).
+pub fn pretrained_top(
+    cfg: &Config,
+    weights: &std::path::Path,
+    index: usize,
+) -> Result<TopLayer, ClassifyError> {
+    // SAFETY: read-only memory map of a cache file that must not change while loaded.
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(err)?;
+    TopLayer::load(vb, cfg, index).map_err(err)
+}
+
+/// Pooled vectors of a (frozen) layer over trunk states.
+pub fn layer_vectors(layer: &TopLayer, states: &[&Tensor]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    let mut out = Vec::with_capacity(states.len());
+    for chunk in states.chunks(32) {
+        let (x, mask) = stack(chunk).map_err(err)?;
+        let h = layer.forward(&x, &mask).map_err(err)?;
+        out.extend(
+            mean_pool_l2(&h, &mask)
+                .and_then(|v| v.to_vec2::<f32>())
+                .map_err(err)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Prompt harm through a fine-tuned top layer, leave-one-file-out on the files `folds`
+/// names, then once on every row: the held-out probabilities (None outside the folds and
+/// for rows `keep` leaves out) and the final layer and head. `keep` picks the rows that
+/// are read at all (the same capped subset as the frozen head's, so the two compare).
+pub fn prompts_tuned(
+    encoder: &E5Encoder,
+    rows: &[super::fit::PromptRow],
+    keep: &[bool],
+    folds: &[usize],
+    tc: &TuneConfig,
+    mut log: impl FnMut(&str),
+) -> Result<(Vec<Option<f32>>, TunedTop), ClassifyError> {
+    let chosen: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+    let texts: Vec<&str> = chosen.iter().map(|&i| rows[i].text.as_str()).collect();
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let states = trunk_states(
+        encoder,
+        &texts,
+        crate::classify::encoder::E5_ANSWER_TOKENS,
+        |d, n| {
+            if last.elapsed().as_secs() >= 30 || d == n {
+                log(&format!(
+                    "trunk states {d}/{n} ({:.0}s)",
+                    started.elapsed().as_secs_f64()
+                ));
+                last = std::time::Instant::now();
+            }
+        },
+    )?;
+    let cfg = encoder.config().clone();
+    let last_layer = cfg.num_hidden_layers.saturating_sub(1);
+    let fit = |train: &[usize], what: &str, log: &mut dyn FnMut(&str)| -> Result<TunedTop, ClassifyError> {
+        let harmful = train.iter().filter(|&&k| rows[chosen[k]].harmful).count() as f32;
+        let n = train.len() as f32;
+        let benign = n - harmful;
+        let labels: Vec<usize> = train
+            .iter()
+            .map(|&k| usize::from(rows[chosen[k]].harmful))
+            .collect();
+        // Balanced classes: benign prompts are the scarcer and the costlier to miss here.
+        let weights = labels
+            .iter()
+            .map(|&y| {
+                if y == 1 {
+                    n / (2.0 * harmful.max(1.0))
+                } else {
+                    n / (2.0 * benign.max(1.0))
+                }
+            })
+            .collect();
+        let set = TrainingSet {
+            states: train.iter().map(|&k| &states[k]).collect(),
+            labels,
+            weights,
+            classes: 2,
+        };
+        let t = std::time::Instant::now();
+        let mut last = std::time::Instant::now();
+        tune(
+            &cfg,
+            encoder.weights_path(),
+            last_layer,
+            &set,
+            tc,
+            |k, total, loss| {
+                if last.elapsed().as_secs() >= 60 || k == total {
+                    log(&format!(
+                        "{what}: step {k}/{total}, loss {loss:.3} ({:.0}s)",
+                        t.elapsed().as_secs_f64()
+                    ));
+                    last = std::time::Instant::now();
+                }
+            },
+        )
+    };
+    let mut out = vec![None; rows.len()];
+    for &f in folds {
+        let train: Vec<usize> = (0..chosen.len())
+            .filter(|&k| rows[chosen[k]].source != f)
+            .collect();
+        let test: Vec<usize> = (0..chosen.len())
+            .filter(|&k| rows[chosen[k]].source == f)
+            .collect();
+        if test.is_empty() {
+            continue;
+        }
+        let tuned = fit(&train, &format!("without file {f}"), &mut log)?;
+        let head = tuned.head(&crate::classify::data::PROMPT_LABELS)?;
+        let vs = tuned.vectors(&test.iter().map(|&k| &states[k]).collect::<Vec<_>>())?;
+        for (&k, v) in test.iter().zip(vs) {
+            out[chosen[k]] = Some(head.forward(&v)[1]);
+        }
+    }
+    let all: Vec<usize> = (0..chosen.len()).collect();
+    let tuned = fit(&all, "every file", &mut log)?;
+    Ok((out, tuned))
+}
+
+impl TunedTop {
+    /// The tuned layer's tensors, named as in the checkpoint (the head left out).
+    pub fn layer_tensors(&self) -> Result<std::collections::HashMap<String, Tensor>, ClassifyError> {
+        let data = self.vars.data().lock().map_err(err)?;
+        Ok(data
+            .iter()
+            .filter(|(name, _)| !name.starts_with("head."))
+            .map(|(name, v)| (name.clone(), v.as_tensor().clone()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_checkpoint(dir: &std::path::Path) -> (Config, std::path::PathBuf) {
+        let cfg: Config = serde_json::from_str(
+            r#"{"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 16, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+                "max_position_embeddings": 16, "type_vocab_size": 1, "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12, "pad_token_id": 0}"#,
+        )
+        .unwrap();
+        let dev = Device::Cpu;
+        let mut tensors = std::collections::HashMap::new();
+        let p = "encoder.layer.0.";
+        for (name, shape) in [
+            ("attention.self.query", (8, 8)),
+            ("attention.self.key", (8, 8)),
+            ("attention.self.value", (8, 8)),
+            ("attention.output.dense", (8, 8)),
+            ("intermediate.dense", (16, 8)),
+            ("output.dense", (8, 16)),
+        ] {
+            tensors.insert(
+                format!("{p}{name}.weight"),
+                Tensor::randn(0f32, 0.3, shape, &dev).unwrap(),
+            );
+            tensors.insert(
+                format!("{p}{name}.bias"),
+                Tensor::zeros(shape.0, DType::F32, &dev).unwrap(),
+            );
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            tensors.insert(
+                format!("{p}{name}.weight"),
+                Tensor::ones(8, DType::F32, &dev).unwrap(),
+            );
+            tensors.insert(
+                format!("{p}{name}.bias"),
+                Tensor::zeros(8, DType::F32, &dev).unwrap(),
+            );
+        }
+        let path = dir.join("tiny.safetensors");
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        (cfg, path)
+    }
+
+    #[test]
+    fn tuning_learns_a_separable_task_and_padding_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, weights) = tiny_checkpoint(dir.path());
+        let dev = Device::Cpu;
+        // Class 1 texts carry a shifted token somewhere; lengths vary, so batches pad.
+        let mut states = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..64usize {
+            let len = 3 + i % 5;
+            let mut x = Tensor::randn(0f32, 1.0, (len, 8), &dev).unwrap();
+            if i % 2 == 1 {
+                x = x
+                    .broadcast_add(&Tensor::new(&[2f32, -2., 2., -2., 0., 0., 0., 0.], &dev).unwrap())
+                    .unwrap();
+            }
+            states.push(x);
+            labels.push(i % 2);
+        }
+        let set = TrainingSet {
+            states: states.iter().collect(),
+            labels: labels.clone(),
+            weights: vec![1.0; 64],
+            classes: 2,
+        };
+        let tc = TuneConfig {
+            epochs: 15,
+            batch: 8,
+            layer_lr: 1e-3,
+            head_lr: 2e-2,
+            ..TuneConfig::default()
+        };
+        let mut losses = Vec::new();
+        let tuned = tune(&cfg, &weights, 0, &set, &tc, |_, _, l| losses.push(l)).unwrap();
+        let first: f32 = losses[..8].iter().sum::<f32>() / 8.0;
+        let last: f32 = losses[losses.len() - 8..].iter().sum::<f32>() / 8.0;
+        assert!(last < first * 0.5, "loss {first} -> {last}");
+        let head = tuned.head(&["a", "b"]).unwrap();
+        let vs = tuned.vectors(&set.states).unwrap();
+        let right = vs
+            .iter()
+            .zip(&labels)
+            .filter(|(v, &y)| (head.forward(v)[1] >= 0.5) == (y == 1))
+            .count();
+        assert!(right >= 60, "{right}/64 right");
+        // A text's vector does not depend on the padding its batch adds.
+        let alone = tuned.vectors(&[&states[0]]).unwrap();
+        let padded = tuned.vectors(&[&states[0], &states[4]]).unwrap();
+        for (a, b) in alone[0].iter().zip(&padded[0]) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // The exported head and layer reproduce the trained ones.
+        let layer = tuned.layer_tensors().unwrap();
+        assert_eq!(layer.len(), 16);
+        assert!(layer.keys().all(|k| k.starts_with("encoder.layer.0.")));
+    }
+}
