@@ -28,7 +28,8 @@
 //!   evidence is in the verdict: [`refusal_guard::judge::decide`] adds it only then);
 //!   the issue-11 figure. Always 0 for the embedded default.
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
-//!   refusal whose prompt the n-gram prompt head was unsure of; seen in the `prompt_harm`
+//!   refusal whose prompt the n-gram prompt head did not judge surely harmful: a benign
+//!   reading is always checked, see `classify::cascade`; seen in the `prompt_harm`
 //!   evidence, which names the tier that decided).
 //! - `cpu` columns: process CPU time per answer (all threads, `CLOCK_PROCESS_CPUTIME_ID`),
 //!   less the cost of reading that clock (printed above the table): the figure to compare

@@ -127,8 +127,9 @@ async fn harmful_refusals_stay_and_benign_ones_move() {
     );
 }
 
-/// The same cases with the e5 tier (its fine-tuned prompt layer judges the requests the
-/// n-gram prompt head is unsure of), as `serve` runs it when e5 is installed. Needs the
+/// The same cases with the e5 tier (its fine-tuned prompt layer judges every request the
+/// n-gram prompt head does not judge surely harmful), as `serve` runs it when e5 is
+/// installed. Needs the
 /// model (scripts/setup-models.sh): loud in CI, skipped elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_e5_tier_harmful_refusals_stay_and_benign_ones_move() {

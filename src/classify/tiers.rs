@@ -72,9 +72,9 @@ pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
 /// - `ngram:PATH`: a retrained n-gram model in place of the embedded one (answer and prompt);
 /// - `ngram`: the embedded model (always there; accepted for clarity);
 /// - an encoder tier (`minilm`, and the encoder tiers as they land): asked when the combiner
-///   is unsure, and on prompts the n-gram prompt head is unsure of;
+///   is unsure, and on prompts the n-gram prompt head does not judge surely harmful;
 /// - a generative guard (`guard`, `llama-guard:NAME`, `qwen3guard:NAME`): the last prompt
-///   tier, asked for the request's harm when the cheaper tiers are unsure.
+///   tier, asked for the request's harm unless a cheaper tier judged it surely harmful.
 ///
 /// A spec's `@THRESHOLD` is the confidence from which that tier's judgment is final.
 pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, ClassifyError> {
