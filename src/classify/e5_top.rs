@@ -12,9 +12,9 @@
 //! operations that do. [`TopLayer::forward`] over the trunk's states equals the full
 //! model's output (a test in tests/e5_real.rs holds them together).
 //!
-//! The tuned layer is shipped as a safetensors file of its own beside the e5 heads
-//! (models/e5-heads/), with the head that reads it: the pipeline runs the trunk once for
-//! a prompt and this layer on top.
+//! The tuned layer ships inside the e5 heads file (models/e5-heads/heads.safetensors,
+//! tensors under `prompt_layer.`), beside the head that reads it: the pipeline runs the
+//! trunk once for a prompt and the tuned layer on top ([`super::e5::E5Encoder::embed_prompts`]).
 
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};

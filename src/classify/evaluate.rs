@@ -37,7 +37,7 @@ pub struct ResponseScores {
     pub n: usize,
     /// Predicted label equals the mapped label.
     pub correct: usize,
-    /// confusion[gold][predicted], in [`ResponseLabel::ALL`] order.
+    /// `confusion[gold][predicted]`, in [`ResponseLabel::ALL`] order.
     pub confusion: [[usize; 4]; 4],
     /// Records whose upstream label means "answer with caveats" (DNA 1, 2, 3), and how many
     /// of them were called a non-answer.

@@ -7,8 +7,8 @@
 //! - the prompt: harmful (with the guard model's categories) or benign.
 //!
 //! The verdict follows from both: a refusal of a harmful prompt is a justified
-//! [`VerdictKind::SafetyRefusal`]; a refusal of a benign prompt is a
-//! [`VerdictKind::PolicyRefusal`] that the router may send elsewhere.
+//! [`SafetyRefusal`](crate::verdict::VerdictKind::SafetyRefusal); a refusal of a benign prompt is a
+//! [`PolicyRefusal`](crate::verdict::VerdictKind::PolicyRefusal) that the router may send elsewhere.
 //!
 //! Models are organised as tiers of a [`Cascade`], cheapest first: the embedded n-gram
 //! model ([`ngram`], about a tenth of a millisecond, shipped inside the binary), the sentence

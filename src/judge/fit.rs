@@ -7,7 +7,7 @@
 //! trained on (stacking): it learns how far the n-gram model and the encoder can be trusted
 //! on text unlike their training data, not how well they remember it.
 //!
-//! Steps ([`fit`]):
+//! Steps (`fit`):
 //! 1. read the labeled rows of every source; add the opening of each refusal, inability and
 //!    answer as a stream window row (what the guard sees after 16 tokens);
 //! 2. for each source, train the n-gram answer head (and the encoder head, when embeddings
@@ -474,7 +474,7 @@ fn mean_f_half(per_source: &BTreeMap<usize, Binary>) -> f64 {
     scores.iter().sum::<f64>() / scores.len().max(1) as f64
 }
 
-/// The non-answer threshold that maximises the mean non-answer F0.5 ([`f_half`]) over the
+/// The non-answer threshold that maximises the mean non-answer F0.5 (`f_half`) over the
 /// sources `use_source` admits (each source weighted alike, so that the large files do not
 /// decide for the small ones). Nested inside leave-one-source-out (the held-out source
 /// excluded), it is chosen without the source it is scored on.

@@ -5,7 +5,8 @@
 //! are kept in memory; training then runs only the top layer ([`TopLayer`]), mean pooling
 //! and a linear head, forward and back, in small batches of texts of similar length. A
 //! linear head over frozen sentence vectors is the baseline this is measured against, on
-//! the same texts, leave-one-file-out (`refusal-guard train --tune-prompt`).
+//! the same texts, leave-one-file-out (`refusal-guard train`, flags `--tune-epochs` and
+//! `--tune-folds`; the tables land in models/combiner/loso.md).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
@@ -267,19 +268,6 @@ pub fn tune(
         head,
         scale: tc.scale,
     })
-}
-
-/// The pretrained top layer, untrained (the frozen baseline, and a check that
-/// [`TopLayer`] over the trunk equals the whole model).
-pub fn pretrained_top(
-    cfg: &Config,
-    weights: &std::path::Path,
-    index: usize,
-) -> Result<TopLayer, ClassifyError> {
-    // SAFETY: read-only memory map of a cache file that must not change while loaded.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(err)?;
-    TopLayer::load(vb, cfg, index).map_err(err)
 }
 
 /// Pooled vectors of a (frozen) layer over trunk states.

@@ -7,7 +7,7 @@
 //! This detector finds those phrases and weighs them by *where* and *how* they are said:
 //!
 //! - every rule is compiled once; a text is read in one pass to find which rules may match
-//!   ([`Prefilter`]), and only those are run to find their positions;
+//!   (`Prefilter`), and only those are run to find their positions;
 //! - a match at the opening of the answer is strong, the same words in the middle of a long
 //!   answer are weak, and words inside a code block or a quotation hardly count
 //!   ([`layout`]);
