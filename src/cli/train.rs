@@ -353,7 +353,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             let cascade: Vec<Option<f32>> = p
                 .iter()
                 .zip(&pe)
-                .map(|(n, e)| e.map(|e| if n.max(1.0 - n) >= 0.9 { *n } else { e }))
+                .map(|(n, e)| e.map(|e| prompt_cascade(*n, e)))
                 .collect();
             table = format!(
                 "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
@@ -457,6 +457,17 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The prompt cascade as these tables score it: the n-gram reading when it is sure (0.9)
+/// either way, else the encoder's. (The pipeline now also checks a sure-benign n-gram
+/// reading with the encoder, `classify::cascade`; the tables were computed before that.)
+fn prompt_cascade(ngram: f32, encoder: f32) -> f32 {
+    if ngram.max(1.0 - ngram) >= 0.9 {
+        ngram
+    } else {
+        encoder
+    }
+}
+
 /// The fine-tuned prompt layer beside the frozen vectors, on the files it was held out of:
 /// at the shipped flag threshold and a sweep.
 fn render_tuned(
@@ -474,7 +485,7 @@ fn render_tuned(
     let cascade: Vec<Option<f32>> = ngram
         .iter()
         .zip(tuned)
-        .map(|(n, t)| t.map(|t| if n.max(1.0 - n) >= 0.9 { *n } else { t }))
+        .map(|(n, t)| t.map(|t| prompt_cascade(*n, t)))
         .collect();
     let mut s = format!(
         "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {}; \

@@ -145,13 +145,6 @@ impl TunedTop {
     }
 }
 
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// What a layer is tuned on: trunk states, their labels and their weights.
 pub struct TrainingSet<'a> {
     pub states: Vec<&'a Tensor>,
@@ -223,17 +216,15 @@ pub fn tune(
 
     // Batches of texts of similar length (less padding), in a seeded order per epoch.
     let mut by_len: Vec<usize> = (0..states.len()).collect();
-    let mut seed = tc.seed | 1;
-    let keys: Vec<u64> = (0..states.len()).map(|_| next(&mut seed)).collect();
+    let mut rng = crate::classify::train::SplitMix::new(tc.seed);
+    let keys: Vec<u64> = (0..states.len()).map(|_| rng.next_u64()).collect();
     by_len.sort_by_key(|&i| (states[i].dim(0).unwrap_or(0) / 8, keys[i]));
     let batches: Vec<Vec<usize>> = by_len.chunks(tc.batch.max(1)).map(|c| c.to_vec()).collect();
     let total = tc.epochs * batches.len();
     let mut step = 0;
     for _ in 0..tc.epochs {
         let mut order: Vec<usize> = (0..batches.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, (next(&mut seed) % (i as u64 + 1)) as usize);
-        }
+        rng.shuffle(&mut order);
         for &bi in &order {
             let idx = &batches[bi];
             let run = || -> candle_core::Result<Tensor> {
