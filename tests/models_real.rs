@@ -106,6 +106,46 @@ fn dequantized_and_quantized_weights_agree() {
     assert_eq!(argmax(&a), argmax(&b));
 }
 
+/// The project's own BERT (`classify::bert`, fused operations, the fast GELU and softmax,
+/// transposed weights) computes what candle-transformers' `BertModel` computes, on real
+/// weights, for a padded batch: the hidden state of every real token agrees.
+#[test]
+fn our_bert_matches_candle_transformers_on_minilm_weights() {
+    use candle_core::{DType, Device, Tensor};
+    use refusal_guard::classify::bert::{Bert, Ops};
+    let cfg: candle_transformers::models::bert::Config = serde_json::from_str(
+        &std::fs::read_to_string(model_path("all-minilm-l6-v2", "config.json")).unwrap(),
+    )
+    .unwrap();
+    let weights = model_path("all-minilm-l6-v2", "model.safetensors");
+    // SAFETY: read-only memory map of a cache file that does not change during the test.
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+        .unwrap();
+    let theirs = candle_transformers::models::bert::BertModel::load(vb.clone(), &cfg).unwrap();
+    let ours = Bert::load(vb, &cfg, Ops::Fused).unwrap();
+    // Two rows: 40 real tokens (ids from across the vocabulary), and 7 then padding.
+    let ids: Vec<u32> = (0..80u32).map(|i| 101 + (i * 733) % 29000).collect();
+    let mask: Vec<u32> = (0..80).map(|i| u32::from(i < 40 || i - 40 < 7)).collect();
+    let ids = Tensor::from_vec(ids, (2, 40), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (2, 40), &Device::Cpu).unwrap();
+    let a = theirs
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+    let b = ours.forward(&ids, &mask).unwrap();
+    let a = a.to_vec3::<f32>().unwrap();
+    let b = b.to_vec3::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (row, real) in [(0usize, 40usize), (1, 7)] {
+        for t in 0..real {
+            for (x, y) in a[row][t].iter().zip(&b[row][t]) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    eprintln!("largest difference of a hidden value: {worst}");
+    assert!(worst < 1e-4, "largest difference of a hidden value {worst}");
+}
+
 #[tokio::test]
 async fn minilm_encoder_tier_embeds_and_classifies() {
     let enc = Encoder::load(

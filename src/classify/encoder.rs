@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::data::{PROMPT_LABELS, RESPONSE_LABELS};
@@ -89,7 +89,7 @@ impl SentenceEncoder for Encoder {
 
 /// A loaded all-MiniLM-L6-v2 encoder.
 pub struct Encoder {
-    model: BertModel,
+    model: super::bert::Bert,
     tokenizer: Tokenizer,
     device: Device,
 }
@@ -123,7 +123,7 @@ impl Encoder {
         // SAFETY: read-only memory map of a file that must not change while loaded.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(err)?;
-        let model = BertModel::load(vb, &cfg).map_err(err)?;
+        let model = super::bert::Bert::load(vb, &cfg, super::bert::Ops::Fused).map_err(err)?;
         Ok(Encoder {
             model,
             tokenizer,
@@ -160,8 +160,7 @@ impl Encoder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::stack(&ids, 0)?;
             let mask = Tensor::stack(&mask, 0)?;
-            let types = ids.zeros_like()?;
-            let out = self.model.forward(&ids, &types, Some(&mask))?;
+            let out = self.model.forward(&ids, &mask)?;
             super::e5::mean_pool_l2(&out, &mask)?.to_vec2::<f32>()
         };
         run().map_err(err)

@@ -17,11 +17,11 @@
 //! confident enough and passes the question on otherwise. [`CascadeDetector`] makes a cascade
 //! usable wherever a [`crate::detect::Detector`] is expected (the guard layer, `eval`).
 
+pub mod bert;
 pub mod cascade;
 pub mod causal_lm;
 pub mod data;
 pub mod e5;
-pub mod e5_top;
 pub mod encoder;
 pub mod evaluate;
 pub mod features;

