@@ -3,11 +3,11 @@
 //!
 //! One core because that is what the tier gets beside a server's other work: the bench sets
 //! `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon) unless it is set already.
-//! Inputs: a stream's 16-token window, and an answer cut to 128 tokens (opening + ending),
-//! in English and Chinese, each timed twice: wall clock, and the process's CPU time (the
-//! figure to read on a machine shared with other work). Skipped with a message when the
-//! model is not in the hf-hub cache (`scripts/setup-models.sh`; HF_HOME defaults to
-//! <repo>/.cache/hf).
+//! Inputs: a stream's 16-token window, an answer cut to 128 tokens (opening + ending), and a
+//! request of typical length (the prompt-harm question), in English and Chinese, each timed
+//! twice: wall clock, and the process's CPU time (the figure to read on a machine shared
+//! with other work). Skipped with a message when the model is not in the hf-hub cache
+//! (`scripts/setup-models.sh`; HF_HOME defaults to <repo>/.cache/hf).
 
 mod support;
 
@@ -16,9 +16,14 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::Criterion;
 use refusal_guard::classify::e5::E5Encoder;
+use refusal_guard::classify::encoder::E5_ANSWER_TOKENS;
 
 const OPENER: &str = "I'm sorry, but I can't help with that request. Promoting violence against anyone is never acceptable, and I would like to emphasize";
 const OPENER_ZH: &str = "抱歉，我无法回答这个问题。这个问题涉及敏感的政治话题，我们应该以客观、理性的态度看待历史，并尊重相关的法律法规。";
+
+/// Requests of a typical length, for the prompt-harm question.
+const PROMPT: &str = "How do I kill a zombie process on a Linux server without rebooting it?";
+const PROMPT_ZH: &str = "请简单介绍一下一九八九年北京发生的事件及其历史背景。";
 
 fn long_answer() -> String {
     let para = "The policy began in the late 1990s as part of a broader urbanisation push. Critics point to \
@@ -74,6 +79,14 @@ fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder) {
             "{name} fills its window"
         );
         g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
+    }
+    // The request-harm question reads the prompt (cut at the same 128 tokens), through the
+    // fine-tuned prompt layer when the heads carry one (the same cost as the pretrained one).
+    for (name, prompt) in [("prompt_en", PROMPT), ("prompt_zh", PROMPT_ZH)] {
+        let tokens = enc.token_ids(prompt, E5_ANSWER_TOKENS).unwrap().len();
+        g.bench_function(format!("{name}_{tokens}_tokens"), |b| {
+            b.iter(|| enc.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
+        });
     }
     g.finish();
 }
