@@ -109,11 +109,12 @@ pub struct Embeddings {
     positions: Tensor,
     token_type: Tensor,
     norm: Norm,
+    ops: Ops,
 }
 
 impl Embeddings {
-    /// Loads `embeddings.*` of a BERT checkpoint.
-    pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+    /// Loads `embeddings.*` of a BERT checkpoint, to run with `ops`.
+    pub fn load(vb: VarBuilder, cfg: &Config, ops: Ops) -> candle_core::Result<Self> {
         let vb = vb.pp("embeddings");
         let d = cfg.hidden_size;
         let types = vb.get((cfg.type_vocab_size, d), "token_type_embeddings.weight")?;
@@ -123,6 +124,7 @@ impl Embeddings {
             // Every text is one segment, so the token-type row is one constant vector.
             token_type: types.get(0)?,
             norm: Norm::load(vb.pp("LayerNorm"), d, cfg.layer_norm_eps)?,
+            ops,
         })
     }
 
@@ -134,7 +136,7 @@ impl Embeddings {
             .forward(ids)?
             .broadcast_add(&self.positions.narrow(0, 0, seq)?)?
             .broadcast_add(&self.token_type)?;
-        self.norm.forward(&x, Ops::Fused)
+        self.norm.forward(&x, self.ops)
     }
 }
 
@@ -228,7 +230,7 @@ impl Bert {
     /// Loads a BERT checkpoint (Hugging Face names, no `bert.` prefix) to run with `ops`.
     pub fn load(vb: VarBuilder, cfg: &Config, ops: Ops) -> candle_core::Result<Self> {
         Ok(Bert {
-            embeddings: Embeddings::load(vb.clone(), cfg)?,
+            embeddings: Embeddings::load(vb.clone(), cfg, ops)?,
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(vb.clone(), cfg, i, ops))
                 .collect::<candle_core::Result<_>>()?,
@@ -405,7 +407,7 @@ mod tests {
 
     fn tiny() -> Config {
         serde_json::from_value(serde_json::json!({
-            "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+            "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
             "num_attention_heads": 4, "intermediate_size": 32, "hidden_act": "gelu",
             "hidden_dropout_prob": 0.0, "max_position_embeddings": 32, "type_vocab_size": 2,
             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 1
@@ -414,26 +416,27 @@ mod tests {
     }
 
     #[test]
-    fn both_kinds_of_operations_compute_the_same_layer() {
+    fn both_kinds_of_operations_compute_the_same_network() {
         let cfg = tiny();
         let vars = VarMap::new();
         let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
         // The first load creates the variables; then random values everywhere, layer norms
-        // included, before the fused layer copies its transposed weights.
-        let plain = Layer::load(vb.clone(), &cfg, 0, Ops::Differentiable).unwrap();
+        // and embeddings included, before the fused network copies its transposed weights.
+        let plain = Bert::load(vb.clone(), &cfg, Ops::Differentiable).unwrap();
         for var in vars.all_vars() {
             let r = Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu).unwrap();
             var.set(&r).unwrap();
         }
-        let fused = Layer::load(vb, &cfg, 0, Ops::Fused).unwrap();
+        let fused = Bert::load(vb, &cfg, Ops::Fused).unwrap();
+        assert_eq!(fused.layers.len(), 2);
         for (batch, seq) in [(1, 5), (3, 30)] {
-            let x = Tensor::randn(0f32, 1.0, (batch, seq, 16), &Device::Cpu).unwrap();
+            let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 7 % 50) as u32).collect();
+            let ids = Tensor::from_vec(ids, (batch, seq), &Device::Cpu).unwrap();
             let mut mask = vec![1u32; batch * seq];
             mask[seq - 1] = 0;
             let mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu).unwrap();
-            let bias = attention_bias(&mask).unwrap();
-            let a = fused.forward(&x, &bias).unwrap();
-            let b = plain.forward(&x, &bias).unwrap();
+            let a = fused.forward(&ids, &mask).unwrap();
+            let b = plain.forward(&ids, &mask).unwrap();
             let diff: f32 = (a - b)
                 .unwrap()
                 .abs()
@@ -442,7 +445,7 @@ mod tests {
                 .unwrap()
                 .to_scalar()
                 .unwrap();
-            assert!(diff < 1e-4, "fused and differentiable layers differ by {diff}");
+            assert!(diff < 1e-4, "fused and differentiable networks differ by {diff}");
         }
     }
 }
