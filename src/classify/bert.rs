@@ -12,8 +12,8 @@
 //!   budget (issue targets for e5: 10 ms for a 16-token window, 60 ms for 128 tokens) is
 //!   tight for a 12-layer model. Running it ([`Ops::Fused`]):
 //!   - keeps each weight transposed once at load (`[inputs, outputs]`, contiguous), so a
-//!     product is `x·Wᵀ` with no strided operand: candle's GEMM runs it 1.2–4x faster than
-//!     over the checkpoint's layout, most at a few tokens;
+//!     product is `x·Wᵀ` with no strided operand: candle's GEMM ran it 1.6–3.9x faster than
+//!     over the checkpoint's layout at 16 tokens, 1.0–1.4x at 128 (one micro-run);
 //!   - takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
 //!     the compiler vectorises (candle's call a scalar `exp` or `erf` per value: together
 //!     about a third of a 128-token pass);
