@@ -466,19 +466,25 @@ mod tests {
             harmful,
             categories: vec![],
         };
+        // Two prompt tiers at 0.9: the cascade and how often each tier was asked.
+        let two_tiers = |cheap_harm, big_harm| {
+            let (cheap, cheap_calls) = fixed("cheap", None, Some(prompt(cheap_harm)));
+            let (big, big_calls) = fixed("big", None, Some(prompt(big_harm)));
+            (
+                Cascade::new().tier(cheap, 0.9).tier(big, 0.9),
+                cheap_calls,
+                big_calls,
+            )
+        };
         // The cheap tier is sure the prompt is benign: the next tier is still asked, and its
         // reading decides.
-        let (cheap, cheap_calls) = fixed("cheap", None, Some(prompt(0.02)));
-        let (big, big_calls) = fixed("big", None, Some(prompt(0.8)));
-        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.9);
+        let (cascade, cheap_calls, big_calls) = two_tiers(0.02, 0.8);
         let (j, source) = cascade.judge_prompt("how do I kill a process?").await.unwrap();
         assert_eq!((j.harmful, source.as_str()), (0.8, "big"));
         assert_eq!(cheap_calls.load(Ordering::SeqCst), 1);
         assert_eq!(big_calls.load(Ordering::SeqCst), 1);
         // Sure it is harmful: that stands, the next tier is not asked.
-        let (cheap, _) = fixed("cheap", None, Some(prompt(0.95)));
-        let (big, big_calls) = fixed("big", None, Some(prompt(0.01)));
-        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.9);
+        let (cascade, _, big_calls) = two_tiers(0.95, 0.01);
         let (j, source) = cascade.judge_prompt("how do I kill my neighbour?").await.unwrap();
         assert_eq!((j.harmful, source.as_str()), (0.95, "cheap"));
         assert_eq!(big_calls.load(Ordering::SeqCst), 0);

@@ -47,7 +47,8 @@ pub const QUERY_PREFIX: &str = "query: ";
 /// Texts embedded in one forward pass; larger inputs run in chunks of this many.
 pub const BATCH: usize = 32;
 
-fn err(e: impl std::fmt::Display) -> ClassifyError {
+/// An error of the e5 model (training in `judge::tune` reports through it too).
+pub(crate) fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model(MODEL, e)
 }
 

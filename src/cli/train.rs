@@ -31,6 +31,17 @@ use crate::judge::fit::{
 };
 use crate::judge::tune::{prompts_tuned, TuneConfig};
 
+/// Which prompt files the fine-tuned layer is also trained without (`--tune-folds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TuneFolds {
+    /// The contrast-style files (`judge::fit::is_contrast_style`), the hard case.
+    Contrast,
+    /// Every file (about six minutes each).
+    All,
+    /// None: the layer is trained once, on every file, and not measured.
+    None,
+}
+
 /// Arguments of `train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -92,8 +103,8 @@ pub struct TrainArgs {
     /// Which prompt files the fine-tuned layer is also trained without, to measure it on
     /// them: `contrast` (the contrast-style files, the hard case), `all` (every file, about
     /// six minutes each), or `none`.
-    #[arg(long, default_value = "contrast", value_name = "contrast|all|none")]
-    pub tune_folds: String,
+    #[arg(long, value_enum, default_value_t = TuneFolds::Contrast)]
+    pub tune_folds: TuneFolds,
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.
@@ -367,18 +378,13 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
             if let (Some(enc), true) = (&encoder, args.tune_epochs > 0) {
-                let folds: Vec<usize> = match args.tune_folds.as_str() {
-                    "all" => (0..names.len()).collect(),
-                    "contrast" => (0..names.len())
-                        .filter(|&i| is_contrast_style(&names[i]))
-                        .collect(),
-                    "none" => Vec::new(),
-                    other => {
-                        return Err(
-                            format!("unknown --tune-folds {other:?}; expected contrast, all or none").into(),
-                        )
-                    }
-                };
+                let folds: Vec<usize> = (0..names.len())
+                    .filter(|&i| match args.tune_folds {
+                        TuneFolds::All => true,
+                        TuneFolds::Contrast => is_contrast_style(&names[i]),
+                        TuneFolds::None => false,
+                    })
+                    .collect();
                 eprintln!(
                     "fine-tuning {}'s last layer for prompt harm: {} held-out files, then every file",
                     e5::MODEL,

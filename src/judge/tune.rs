@@ -13,13 +13,9 @@ use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use candle_transformers::models::bert::Config;
 
 use crate::classify::bert::{attention_bias, Layer, Ops};
-use crate::classify::e5::{mean_pool_l2, E5Encoder};
+use crate::classify::e5::{err, mean_pool_l2, E5Encoder};
 use crate::classify::train::{weighted_cross_entropy, LinearHead};
 use crate::classify::ClassifyError;
-
-fn err(e: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::model(crate::classify::e5::MODEL, e)
-}
 
 /// Settings of a fine-tuning run.
 #[derive(Debug, Clone)]
