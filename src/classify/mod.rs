@@ -28,6 +28,7 @@ pub mod features;
 pub mod gguf_tokenizer;
 pub mod llama_guard;
 pub mod ngram;
+pub mod packed;
 pub mod qwen3_guard;
 pub mod tiers;
 pub mod train;

@@ -162,7 +162,7 @@ fn parse(buf: &[u8]) -> Result<Parsed<'_>, ClassifyError> {
         let bytes = c.u64()? as usize;
         let want = match dtype {
             0 => elements * 4,
-            1 if elements % QK == 0 => elements / QK * BLOCK_BYTES,
+            1 if elements.is_multiple_of(QK) => elements / QK * BLOCK_BYTES,
             _ => {
                 return Err(bad(format!(
                     "{name}: unknown dtype {dtype} for {elements} elements"
