@@ -425,3 +425,78 @@ async fn tool_call_streams_and_answers_are_answers_not_empty() {
         VerdictClass::Answer
     );
 }
+
+/// A prompt judge that records when it ran, and reads every prompt as benign.
+struct ClockedPromptJudge {
+    runs: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+#[async_trait]
+impl refusal_guard::classify::Classifier for ClockedPromptJudge {
+    fn name(&self) -> &str {
+        "clocked"
+    }
+
+    async fn judge_prompt(
+        &self,
+        _prompt: &str,
+    ) -> Result<Option<refusal_guard::classify::PromptJudgement>, refusal_guard::classify::ClassifyError>
+    {
+        self.runs.lock().unwrap().push(std::time::Instant::now());
+        Ok(Some(refusal_guard::classify::PromptJudgement {
+            harmful: 0.0,
+            categories: Vec::new(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn an_early_prompt_judgment_runs_while_the_provider_answers_and_only_once() {
+    for early in [false, true] {
+        let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut models = refusal_guard::judge::Models::embedded();
+        models.prompt =
+            refusal_guard::classify::Cascade::new().tier(ClockedPromptJudge { runs: runs.clone() }, 0.9);
+        let answered = Arc::new(std::sync::Mutex::new(None));
+        let at = answered.clone();
+        let upstream = tower::service_fn(move |_req: ChatRequest| {
+            let at = at.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                *at.lock().unwrap() = Some(std::time::Instant::now());
+                Ok::<_, Error>(ChatResponse::complete(completion(
+                    "I'm sorry, but I can't help with that.",
+                )))
+            }
+        });
+        let err = RefusalGuardLayer::new()
+            .detectors(Detectors::default().models(models))
+            .judge_prompts_early(early)
+            .layer(upstream)
+            .oneshot(ChatRequest::new(
+                "qwen-plus",
+                vec![Message::user("How do I kill a Python process that hangs?")],
+            ))
+            .await
+            .unwrap_err();
+        // The judge read the prompt as benign, so the refusal is a policy refusal.
+        let verdict = &err.as_refusal().expect("a refusal").verdict;
+        assert_eq!(verdict.class(), VerdictClass::PolicyRefusal, "early={early}");
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(
+            runs.len(),
+            1,
+            "early={early}: the prompt was judged {} times",
+            runs.len()
+        );
+        let answered = answered.lock().unwrap().expect("the provider answered");
+        if early {
+            assert!(runs[0] < answered, "the early judgment waited for the answer");
+        } else {
+            assert!(
+                runs[0] >= answered,
+                "the judgment ran before any refusal was seen"
+            );
+        }
+    }
+}

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 
+use super::prompt_memo::{self, PromptMemo};
 use super::{Classifier, ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Detector, Observation};
 use crate::verdict::{Evidence, VerdictClass, VerdictKind};
@@ -89,6 +90,10 @@ pub struct Classification {
 #[derive(Debug, Clone, Default)]
 pub struct Cascade {
     tiers: Vec<Tier>,
+    /// The prompt judgments made or started ([`super::prompt_memo`]), shared by clones; a
+    /// new one whenever a tier is added, since the judgments depend on the tiers. `None`
+    /// only without tiers, and inside a judgment (so the memo does not hold itself).
+    memo: Option<Arc<PromptMemo>>,
 }
 
 impl Cascade {
@@ -98,12 +103,8 @@ impl Cascade {
     }
 
     /// Adds a tier after the existing ones.
-    pub fn tier(mut self, classifier: impl Classifier + 'static, threshold: f32) -> Self {
-        self.tiers.push(Tier {
-            classifier: Arc::new(classifier),
-            threshold,
-        });
-        self
+    pub fn tier(self, classifier: impl Classifier + 'static, threshold: f32) -> Self {
+        self.tier_arc(Arc::new(classifier), threshold)
     }
 
     /// Adds a shared tier after the existing ones.
@@ -112,6 +113,7 @@ impl Cascade {
             classifier,
             threshold,
         });
+        self.memo = Some(Arc::default());
         self
     }
 
@@ -208,10 +210,36 @@ impl Cascade {
     }
 
     /// Whether a prompt is harmful, asked of the tiers cheapest first: the judgment and the
-    /// tier that made it, `None` when no tier could judge it.
+    /// tier that made it, `None` when no tier could judge it. A prompt judged (or started,
+    /// see [`Cascade::start_judging_prompt`]) recently is not judged again.
     pub async fn judge_prompt(&self, prompt: &str) -> Option<(PromptJudgement, String)> {
-        let mut trace = Vec::new();
-        self.ask_prompt(prompt, &mut trace).await
+        match self.prompt_judgment(prompt) {
+            Some(pending) => pending.await,
+            None => self.ask_prompt(prompt, &mut Vec::new()).await,
+        }
+    }
+
+    /// Starts judging `prompt` now, on the tokio runtime, so that a later
+    /// [`Cascade::judge_prompt`] of it finds the work done or under way. The guard layer
+    /// calls this when a request is sent, if asked to
+    /// ([`crate::layer::RefusalGuardLayer::judge_prompts_early`]).
+    pub fn start_judging_prompt(&self, prompt: &str) {
+        if let Some(pending) = self.prompt_judgment(prompt) {
+            prompt_memo::run_now(&pending);
+        }
+    }
+
+    /// The remembered or new judgment of `prompt`; `None` without a memo (no tiers).
+    fn prompt_judgment(&self, prompt: &str) -> Option<prompt_memo::Pending> {
+        let memo = self.memo.as_ref()?;
+        Some(memo.get_or_start(prompt, || {
+            let tiers = Cascade {
+                tiers: self.tiers.clone(),
+                memo: None,
+            };
+            let prompt = prompt.to_string();
+            async move { tiers.ask_prompt(&prompt, &mut Vec::new()).await }.boxed()
+        }))
     }
 
     async fn ask_prompt(&self, prompt: &str, trace: &mut Vec<TierRun>) -> Option<(PromptJudgement, String)> {

@@ -29,6 +29,7 @@ pub mod gguf_tokenizer;
 pub mod llama_guard;
 pub mod ngram;
 pub mod packed;
+pub mod prompt_memo;
 pub mod qwen3_guard;
 pub mod tiers;
 pub mod train;

@@ -99,6 +99,10 @@ pub struct GuardConfig {
     pub decide_confidence: f32,
     /// Attach verdicts but never stop or re-route anything.
     pub observe_only: bool,
+    /// Judge each request's prompt while the provider answers, so a refusal's re-route
+    /// does not wait for it; costs that judgment's CPU on every request
+    /// ([`crate::layer::RefusalGuardLayer::judge_prompts_early`]). Default off.
+    pub judge_prompts_early: bool,
     /// Model tiers of the verdict (as `eval --tier`): `e5`, `ngram:PATH`, `guard`, … Empty
     /// (the default): the best installed tier; `["none"]`: the embedded default alone.
     pub tiers: Vec<String>,
@@ -111,6 +115,7 @@ impl Default for GuardConfig {
             window_ms: crate::layer::guard::DEFAULT_WINDOW_DURATION.as_millis() as u64,
             decide_confidence: crate::layer::guard::DEFAULT_DECIDE_CONFIDENCE,
             observe_only: false,
+            judge_prompts_early: false,
             tiers: Vec::new(),
         }
     }

@@ -104,7 +104,8 @@ impl Gateway {
             .window_duration(Duration::from_millis(config.guard.window_ms))
             .decide_confidence(config.guard.decide_confidence)
             .stop_on(config.policy.reroute)
-            .observe_only(config.guard.observe_only);
+            .observe_only(config.guard.observe_only)
+            .judge_prompts_early(config.guard.judge_prompts_early);
         let mut stacks = HashMap::new();
         let mut clients = HashMap::new();
         for (name, p) in &config.providers {

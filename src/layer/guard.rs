@@ -58,6 +58,7 @@ use super::logprobs::{rejects_logprobs, strip_chunk, strip_completion, AskLogpro
 
 use crate::detect::{Completeness, Detectors, Observation};
 use crate::error::{Error, Refusal};
+use crate::judge::Decision;
 use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
 use crate::verdict::{Verdict, VerdictSet};
 use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
@@ -82,6 +83,7 @@ struct GuardConfig {
     stop_on: VerdictSet,
     observe_only: bool,
     logprobs: AskLogprobs,
+    judge_prompts_early: bool,
 }
 
 /// A layer that judges every answer (see the [module docs](self)).
@@ -110,6 +112,7 @@ impl RefusalGuardLayer {
                 stop_on: VerdictSet::policy_driven(),
                 observe_only: false,
                 logprobs: AskLogprobs::off(),
+                judge_prompts_early: false,
             }),
         }
     }
@@ -160,6 +163,21 @@ impl RefusalGuardLayer {
     /// and hides them from the client (default off; see [`super::logprobs`]).
     pub fn ask_logprobs(self, ask: AskLogprobs) -> Self {
         self.edit(|c| c.logprobs = ask)
+    }
+
+    /// Starts judging each request's prompt when the request is sent, so the judgment runs
+    /// while the provider is still answering and a refusal finds it done (default off).
+    ///
+    /// The prompt is judged only to split a refusal or a block (justified, or a policy
+    /// over-block to re-route), and only the learned decision judges it. Off, it is judged
+    /// when a refusal arrives, which adds the judgment's time (milliseconds with the
+    /// encoder tier; see benches/e5.rs) to the refusal's path and nothing to an answer's.
+    /// On, every request pays the judgment in CPU time, refusal or not: turn it on where
+    /// refusals are common or their latency matters more than CPU at peak load. Either way
+    /// a prompt is judged once (the cascade remembers recent judgments,
+    /// [`crate::classify::prompt_memo`]).
+    pub fn judge_prompts_early(self, yes: bool) -> Self {
+        self.edit(|c| c.judge_prompts_early = yes)
     }
 
     /// Names the wrapped provider for the logprob option, unless it was named already.
@@ -260,6 +278,13 @@ where
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let prompt = request.last_user_text();
         let config = self.config.clone();
+        if config.judge_prompts_early {
+            if let (Some(p), Decision::Learned(models)) = (prompt.as_deref(), config.detectors.decision()) {
+                if !p.trim().is_empty() {
+                    models.prompt.start_judging_prompt(p);
+                }
+            }
+        }
         let known = self.provider.clone();
         let asked = config.logprobs.ask(&request, known.get().map(|n| &**n));
         let mut hide = asked.is_some();

@@ -1,0 +1,165 @@
+//! The prompt judgments a [`Cascade`](super::Cascade) has made or started, remembered by
+//! the prompt's sha256 (a bounded LRU), so that one request's prompt is judged once.
+//!
+//! Why: the prompt judgment is the slow part of splitting a refusal (the encoder tier takes
+//! milliseconds where the n-gram model takes microseconds), and the same prompt is asked
+//! about more than once: a block and then a refusal of the same request, each attempt of a
+//! re-routed request, a client's retries. And a judgment can start *before* it is needed:
+//! the guard layer's [`judge_prompts_early`](crate::layer::RefusalGuardLayer::judge_prompts_early)
+//! starts it when the request is sent, so it runs while the provider is still answering,
+//! and a refusal finds it done. Each entry is a shared future: whoever asks first starts it,
+//! later askers wait on the same run.
+//!
+//! Keys are hashes, not texts, so memory is bounded by the entry count whatever the prompts'
+//! length. The judgment of a prompt depends only on the prompt and the installed models, so
+//! a remembered one is as good as a fresh one.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+use super::PromptJudgement;
+
+/// What the cascade's prompt question returns: the judgment and the tier that made it.
+pub type Judged = Option<(PromptJudgement, String)>;
+
+/// A judgment under way or done, which any number of askers can await.
+pub type Pending = Shared<BoxFuture<'static, Judged>>;
+
+/// Entries kept by default: a few seconds of a busy gateway's distinct prompts.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// The prompt judgments made or started, newest kept.
+pub struct PromptMemo {
+    entries: Mutex<LruCache<[u8; 32], Pending>>,
+}
+
+impl std::fmt::Debug for PromptMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (len, cap) = self
+            .entries
+            .lock()
+            .map(|e| (e.len(), e.cap().get()))
+            .unwrap_or((0, 0));
+        f.debug_struct("PromptMemo")
+            .field("entries", &len)
+            .field("capacity", &cap)
+            .finish()
+    }
+}
+
+impl Default for PromptMemo {
+    fn default() -> Self {
+        PromptMemo::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl PromptMemo {
+    /// A memo keeping at most `capacity` judgments (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        PromptMemo {
+            entries: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    /// The judgment of `prompt`: the remembered one, or one started now with `judge` and
+    /// remembered. The caller awaits the returned future (or lets it run elsewhere).
+    pub fn get_or_start(&self, prompt: &str, judge: impl FnOnce() -> BoxFuture<'static, Judged>) -> Pending {
+        let key: [u8; 32] = Sha256::digest(prompt.as_bytes()).into();
+        // A poisoned lock only means another thread panicked mid-update of an LRU order;
+        // the entries themselves are whole.
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pending) = entries.get(&key) {
+            return pending.clone();
+        }
+        let pending = judge().shared();
+        entries.put(key, pending.clone());
+        pending
+    }
+
+    /// How many judgments are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Starts `pending` on the tokio runtime, if there is one, so that it makes progress before
+/// anyone awaits it. Elsewhere (a plain executor) it runs when first awaited.
+pub fn run_now(pending: &Pending) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(pending.clone().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn judged(p: f32) -> Judged {
+        Some((
+            PromptJudgement {
+                harmful: p,
+                categories: Vec::new(),
+            },
+            "test".into(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_prompt_is_judged_once_and_the_oldest_entry_goes_first() {
+        let memo = PromptMemo::with_capacity(2);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let judge = |p: f32| {
+            let runs = runs.clone();
+            move || {
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    judged(p)
+                }
+                .boxed()
+            }
+        };
+        assert_eq!(memo.get_or_start("a", judge(0.1)).await, judged(0.1));
+        // Remembered: the second judge is never run, and the first answer comes back.
+        assert_eq!(memo.get_or_start("a", judge(0.9)).await, judged(0.1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        memo.get_or_start("b", judge(0.2)).await;
+        memo.get_or_start("c", judge(0.3)).await;
+        assert_eq!(memo.len(), 2);
+        // "a" was the least recently used, so it was dropped and is judged again.
+        assert_eq!(memo.get_or_start("a", judge(0.4)).await, judged(0.4));
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_started_judgment_runs_before_anyone_awaits_it() {
+        let memo = PromptMemo::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let pending = memo.get_or_start("p", move || {
+            async move {
+                let _ = tx.send(());
+                judged(0.5)
+            }
+            .boxed()
+        });
+        run_now(&pending);
+        // Nobody awaits `pending`; the spawned run still reaches the send.
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx)
+            .await
+            .expect("the judgment did not start on its own")
+            .expect("sender dropped");
+        assert_eq!(pending.await, judged(0.5));
+    }
+}
