@@ -157,6 +157,7 @@ fn warm_up(setup: &Setup, samples: &[(&str, Vec<Record>, Vec<Record>)], part: Pa
     let mut n = 0;
     for (_, _, warm) in samples {
         for r in warm {
+            forget_prompts(setup);
             verdict_of(&setup.detectors, r, part);
             n += 1;
         }
@@ -164,9 +165,20 @@ fn warm_up(setup: &Setup, samples: &[(&str, Vec<Record>, Vec<Record>)], part: Pa
     support::process_cpu_ns().saturating_sub(cpu) as f64 / n.max(1) as f64
 }
 
+/// Empties the prompt cascade's memo, so that every answer pays for its prompt's judgment:
+/// the shared files hold several models' answers to one prompt, which a gateway (one
+/// provider per request) would not see, and the whole-answer pass would otherwise leave
+/// every prompt judged for the window pass.
+fn forget_prompts(setup: &Setup) {
+    if let refusal_guard::judge::Decision::Learned(models) = setup.detectors.decision() {
+        models.prompt.forget_prompt_judgments();
+    }
+}
+
 fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
     let mut costs = Costs::default();
     for r in records {
+        forget_prompts(setup);
         let wall = Instant::now();
         let cpu = support::process_cpu_ns();
         let verdict = verdict_of(&setup.detectors, r, part);

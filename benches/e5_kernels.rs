@@ -19,11 +19,17 @@
 //! (Since 2026-12-02 the build turns on gemm's AVX-512 kernels, see Cargo.toml, which widens
 //! the f32 lead; what would still pay is an int8 kernel of our own that reuses each weight
 //! across the tokens, see models/README.md.)
+//!
+//! That kernel now exists (`src/classify/packed.rs`), and the last two rows time it: the
+//! same products through [`PackedDense`], over f32 weights and over the 8-bit form it keeps
+//! when the weights are 4-bit blocks (here: the random weights rounded through candle's Q4_0,
+//! as the shipped encoder's were). They need AVX-512F and are skipped without it.
 
 mod support;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use refusal_guard::classify::packed::{self, PackedDense};
 
 const LAYERS: usize = 12;
 const HIDDEN: usize = 384;
@@ -62,32 +68,76 @@ fn forward(layers: &[Vec<Box<dyn Module>>], tokens: usize, dev: &Device) -> f32 
     sum
 }
 
+/// How a layer's products run.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `candle_nn::Linear`, f32.
+    Candle,
+    /// candle's quantized kernels.
+    Quantized(GgmlDType),
+    /// Our packed kernel; `four_bit`: over 4-bit-rounded weights, which it keeps as 8-bit.
+    Packed { four_bit: bool },
+}
+
+/// [`PackedDense`] as a candle module (the encoder calls it the same way).
+struct Packed(PackedDense);
+
+impl Module for Packed {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(&self.0)
+    }
+}
+
 fn main() {
     support::one_core_setup();
     let dev = Device::Cpu;
-    let kinds: [(&str, Option<GgmlDType>); 3] = [
-        ("f32 (today)", None),
-        ("Q8_0", Some(GgmlDType::Q8_0)),
-        ("Q4_0", Some(GgmlDType::Q4_0)),
+    let kinds: [(&str, Kind); 5] = [
+        ("f32 candle", Kind::Candle),
+        ("Q8_0", Kind::Quantized(GgmlDType::Q8_0)),
+        ("Q4_0", Kind::Quantized(GgmlDType::Q4_0)),
+        ("f32 packed", Kind::Packed { four_bit: false }),
+        ("8-bit packed", Kind::Packed { four_bit: true }),
     ];
     println!(
         "e5 forward pass, matrix products only ({LAYERS} layers), CPU ms on one core, mean of {REPEATS}"
     );
     println!("{:>12} {:>12} {:>12}", "weights", "16 tokens", "128 tokens");
     let mut f32_ms = [0f64; 2];
-    for (name, dtype) in kinds {
+    for (name, kind) in kinds {
+        if matches!(kind, Kind::Packed { .. }) && !packed::avx512_available() {
+            println!("{name:>12} skipped: this CPU has no AVX-512F");
+            continue;
+        }
         let layers: Vec<Vec<Box<dyn Module>>> = (0..LAYERS)
             .map(|_| {
                 SHAPES
                     .iter()
                     .map(|&(out, inp)| {
                         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev).expect("weights");
-                        let m: Box<dyn Module> = match dtype {
-                            None => Box::new(candle_nn::Linear::new(w, None)),
-                            Some(d) => Box::new(
+                        let m: Box<dyn Module> = match kind {
+                            Kind::Candle => Box::new(candle_nn::Linear::new(w, None)),
+                            Kind::Quantized(d) => Box::new(
                                 QMatMul::from_qtensor(QTensor::quantize(&w, d).expect("quantize"))
                                     .expect("qmatmul"),
                             ),
+                            Kind::Packed { four_bit } => {
+                                let w = if four_bit {
+                                    QTensor::quantize(&w, GgmlDType::Q4_0)
+                                        .and_then(|q| q.dequantize(&dev))
+                                        .expect("4-bit round trip")
+                                } else {
+                                    w
+                                };
+                                let values =
+                                    w.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values");
+                                let p = PackedDense::new(&values, &vec![0.0; out], inp, out).expect("packs");
+                                assert_eq!(
+                                    p.is_int8(),
+                                    four_bit,
+                                    "4-bit blocks pack as 8-bit, others as f32"
+                                );
+                                Box::new(Packed(p))
+                            }
                         };
                         m
                     })
@@ -102,12 +152,12 @@ fn main() {
                 std::hint::black_box(forward(&layers, tokens, &dev));
             }
             let ms = support::process_cpu_ns().saturating_sub(start) as f64 / 1e6 / REPEATS as f64;
-            if dtype.is_none() {
+            if matches!(kind, Kind::Candle) {
                 f32_ms[k] = ms;
             }
             row.push(format!("{ms:.1} ({:.2}x)", f32_ms[k] / ms.max(1e-9)));
         }
         println!("{name:>12} {:>12} {:>12}", row[0], row[1]);
     }
-    println!("(in brackets: f32's time over this one's, measured in this run)");
+    println!("(in brackets: candle's f32 time over this one's, measured in this run)");
 }

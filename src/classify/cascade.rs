@@ -229,6 +229,14 @@ impl Cascade {
         }
     }
 
+    /// Forgets every remembered prompt judgment (a benchmark that must pay for each
+    /// judgment calls this; a gateway never needs to).
+    pub fn forget_prompt_judgments(&self) {
+        if let Some(memo) = &self.memo {
+            memo.clear();
+        }
+    }
+
     /// The remembered or new judgment of `prompt`; `None` without a memo (no tiers).
     fn prompt_judgment(&self, prompt: &str) -> Option<prompt_memo::Pending> {
         let memo = self.memo.as_ref()?;

@@ -81,6 +81,11 @@ impl PromptMemo {
         pending
     }
 
+    /// Forgets every judgment (one under way still finishes for whoever awaits it).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// How many judgments are remembered.
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
