@@ -17,7 +17,12 @@
 //!     streaming in. Without AVX-512F, the weight is transposed once at load
 //!     (`[inputs, outputs]`, contiguous) for candle's GEMM, which ran that 1.6–3.9x faster
 //!     than over the checkpoint's layout at 16 tokens (one micro-run);
-//!   - takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
+//!   - with every dense layer packed, runs the whole layer over plain rows
+//!     ([`Layer::forward`] → `forward_rows`): attention's two products per head through the
+//!     same kernel, norms and GELU as loops, no tensor per step. On a 16-token input,
+//!     candle's bookkeeping (an allocation and a dispatch per operation, a GEMM call per
+//!     head) had cost about as much as the products;
+//!   - otherwise takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
 //!     the compiler vectorises (candle's call a scalar `exp` or `erf` per value: together
 //!     about a third of a 128-token pass);
 //!   - gets gemm's AVX-512 kernels where the CPU has them, for the attention products (the
@@ -100,15 +105,58 @@ struct Norm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
+    /// The weight and bias as plain values, for [`Layer::forward_rows`] (copied at load:
+    /// only a network that is not trained runs that path).
+    values: (Vec<f32>, Vec<f32>),
 }
 
 impl Norm {
     fn load(vb: VarBuilder, dim: usize, eps: f64) -> candle_core::Result<Self> {
+        let weight = vb.get(dim, "weight")?;
+        let bias = vb.get(dim, "bias")?;
+        let values = match weight.dtype() {
+            candle_core::DType::F32 => (weight.to_vec1::<f32>()?, bias.to_vec1::<f32>()?),
+            _ => (Vec::new(), Vec::new()),
+        };
         Ok(Norm {
-            weight: vb.get(dim, "weight")?,
-            bias: vb.get(dim, "bias")?,
+            weight,
+            bias,
             eps,
+            values,
         })
+    }
+
+    /// [`Norm::forward_rows`] compiled for AVX2 and FMA when the CPU has them (as
+    /// [`with_wide_vectors`]; a closure passed there is not inlined into the wide code).
+    fn forward_rows_wide(&self, x: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            fn wide(norm: &Norm, x: &mut [f32]) {
+                norm.forward_rows(x)
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the features `wide` is compiled for were detected just above.
+                return unsafe { wide(self, x) };
+            }
+        }
+        self.forward_rows(x)
+    }
+
+    /// The norm over each row of `x` (rows of `self.values.0.len()`), in place.
+    #[inline(always)]
+    fn forward_rows(&self, x: &mut [f32]) {
+        let (w, b) = &self.values;
+        let n = w.len();
+        for row in x.chunks_exact_mut(n) {
+            let mean = sum(row) / n as f32;
+            row.iter_mut().for_each(|v| *v -= mean);
+            let var = dot(row, row) / n as f32;
+            let scale = 1.0 / (var + self.eps as f32).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
+                *v = *v * scale * w + b;
+            }
+        }
     }
 
     fn forward(&self, x: &Tensor, ops: Ops) -> candle_core::Result<Tensor> {
@@ -212,6 +260,15 @@ impl Layer {
     /// ([`attention_bias`]).
     pub fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         let (b, s, d) = x.dims3()?;
+        if let Some(products) = self.packed() {
+            let values = x.flatten_all()?.to_vec1::<f32>()?;
+            let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+            if bias.len() == b * s {
+                if let Some(out) = self.forward_rows(&products, &values, s, &bias) {
+                    return Tensor::from_vec(out, (b, s, d), x.device());
+                }
+            }
+        }
         let dh = d / self.heads;
         let rows = x.reshape((b * s, d))?;
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
@@ -239,6 +296,153 @@ impl Layer {
             .forward(&(self.output.forward(&inner)? + attended)?, self.ops)?
             .reshape((b, s, d))
     }
+}
+
+/// The six dense layers of a [`Layer`], when all run on [`PackedDense`].
+struct PackedProducts<'a> {
+    query: &'a PackedDense,
+    key: &'a PackedDense,
+    value: &'a PackedDense,
+    attention_out: &'a PackedDense,
+    intermediate: &'a PackedDense,
+    output: &'a PackedDense,
+}
+
+impl Layer {
+    /// The packed dense layers, when the layer runs fused on a CPU with AVX-512F (and its
+    /// norms are f32): then [`Layer::forward_rows`] runs it.
+    fn packed(&self) -> Option<PackedProducts<'_>> {
+        fn p(d: &Dense) -> Option<&PackedDense> {
+            match d {
+                Dense::Packed(p) => Some(p.as_ref()),
+                _ => None,
+            }
+        }
+        (self.ops == Ops::Fused
+            && !self.attention_norm.values.0.is_empty()
+            && !self.output_norm.values.0.is_empty())
+        .then_some(())?;
+        Some(PackedProducts {
+            query: p(&self.query)?,
+            key: p(&self.key)?,
+            value: p(&self.value)?,
+            attention_out: p(&self.attention_out)?,
+            intermediate: p(&self.intermediate)?,
+            output: p(&self.output)?,
+        })
+    }
+
+    /// The layer over plain rows: `x` is `[batch · seq, dim]`, `bias` the attention bias per
+    /// position (`[batch · seq]`, see [`attention_bias`]). The same function as
+    /// [`Layer::forward`], without a tensor per step: on a short input, candle's bookkeeping
+    /// (an allocation and a dispatch per operation, a GEMM call per head) cost about as much
+    /// as the products around it.
+    /// `None` where the kernel cannot run.
+    fn forward_rows(
+        &self,
+        dense: &PackedProducts<'_>,
+        x: &[f32],
+        seq: usize,
+        bias: &[f32],
+    ) -> Option<Vec<f32>> {
+        let (q, k, v) = (
+            dense.query.forward(x),
+            dense.key.forward(x),
+            dense.value.forward(x),
+        );
+        let mut context = vec![0f32; x.len()];
+        attention(&mut context, &q, &k, &v, bias, seq, self.heads)?;
+        let mut attended = dense.attention_out.forward(&context);
+        attended.iter_mut().zip(x).for_each(|(a, x)| *a += x);
+        self.attention_norm.forward_rows_wide(&mut attended);
+        let mut inner = dense.intermediate.forward(&attended);
+        with_wide_vectors(&mut inner, gelu_in_place);
+        let mut out = dense.output.forward(&inner);
+        out.iter_mut().zip(&attended).for_each(|(o, a)| *o += a);
+        self.output_norm.forward_rows_wide(&mut out);
+        Some(out)
+    }
+}
+
+/// Scaled dot-product attention over rows: `q`, `k`, `v` and `context` are
+/// `[batch · seq, dim]`, heads side by side in `dim`; `bias` is the attention bias per
+/// position. Per text and head, both products run through the packed kernel: the scores
+/// are `q_h · (k_h / √dh)ᵀ + bias` (a dense layer whose weight is the scaled keys and whose
+/// bias is the attention bias), the context `softmax(scores) · v_h` (weight `v_hᵀ`).
+/// Packing a `seq × dh` operand costs little beside the product it serves.
+/// `None` where the kernel cannot run (the caller then takes candle's operations).
+fn attention(
+    context: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: &[f32],
+    seq: usize,
+    heads: usize,
+) -> Option<()> {
+    let d = q.len() / bias.len().max(1);
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let (mut qh, mut kh, mut vt) = (vec![0f32; seq * dh], vec![0f32; seq * dh], vec![0f32; dh * seq]);
+    let zeros = vec![0f32; dh];
+    for (batch, bias) in bias.chunks_exact(seq).enumerate() {
+        let row = |i: usize, h: usize| (batch * seq + i) * d + h * dh;
+        for h in 0..heads {
+            for j in 0..seq {
+                let at = row(j, h)..row(j, h) + dh;
+                qh[j * dh..(j + 1) * dh].copy_from_slice(&q[at.clone()]);
+                for (t, (kv, vv)) in k[at.clone()].iter().zip(&v[at]).enumerate() {
+                    kh[j * dh + t] = kv * scale;
+                    vt[t * seq + j] = *vv;
+                }
+            }
+            let keys = PackedDense::new_f32(&kh, bias, dh, seq)?;
+            let values = PackedDense::new_f32(&vt, &zeros, seq, dh)?;
+            let mut scores = keys.forward(&qh);
+            for r in scores.chunks_exact_mut(seq) {
+                with_wide_vectors(r, softmax_in_place);
+            }
+            let out = values.forward(&scores);
+            for (i, o) in out.chunks_exact(dh).enumerate() {
+                context[row(i, h)..row(i, h) + dh].copy_from_slice(o);
+            }
+        }
+    }
+    Some(())
+}
+
+/// `Σ a·b` with eight running sums, so the loop vectorises (one sum would fix the order of
+/// additions, which keeps the compiler from reordering them).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a`, as [`dot`].
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = a.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for x in c {
+        for i in 0..8 {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// A BERT encoder: the embeddings and the layers, in order.

@@ -81,12 +81,22 @@ impl PackedDense {
     /// block is exactly such a product (as a 4-bit checkpoint's weights are after import),
     /// and as f32 otherwise: packing never changes a weight.
     pub fn new(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<Self> {
+        Self::pack(weight, bias, inputs, outputs, true)
+    }
+
+    /// As [`PackedDense::new`], always in f32: for operands computed per input (attention's
+    /// keys and values), which are never small integers and are packed for one product.
+    pub fn new_f32(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<Self> {
+        Self::pack(weight, bias, inputs, outputs, false)
+    }
+
+    fn pack(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize, try_int8: bool) -> Option<Self> {
         if !avx512_available() || weight.len() != inputs * outputs || bias.len() != outputs || inputs == 0 {
             return None;
         }
         let panel_count = outputs.div_ceil(PANEL);
         let blocks = inputs.div_ceil(BLOCK);
-        let int8 = (|| {
+        let int8 = try_int8.then(|| {
             let mut q = vec![0i8; panel_count * inputs * PANEL];
             let mut scales = vec![0f32; panel_count * blocks * PANEL];
             for (o, row) in weight.chunks_exact(inputs).enumerate() {
@@ -100,8 +110,8 @@ impl PackedDense {
                 }
             }
             Some(Weights::Int8 { q, scales })
-        })();
-        let weights = int8.unwrap_or_else(|| {
+        });
+        let weights = int8.flatten().unwrap_or_else(|| {
             let mut panels = vec![0f32; panel_count * inputs * PANEL];
             for (o, row) in weight.chunks_exact(inputs).enumerate() {
                 let (p, j) = (o / PANEL, o % PANEL);
