@@ -22,8 +22,10 @@
 //!   input value per row: 24 fused multiply-adds for 11 loads, bound by arithmetic.
 //!
 //! benches/e5.rs times the whole encoder beside candle-transformers' `BertModel` in one
-//! run; on the 2-core build machine (2026-12-02) this made a 16-token pass 3.2x faster
-//! than candle's (1.3-1.7x with candle's GEMM over our transposed weights).
+//! run; on the 2-core build machine (2026-12-02) the kernel made a 16-token pass 3.4x
+//! faster than candle's, where candle's GEMM over our transposed weights had given 1.3-1.7x
+//! (models/README.md keeps the current figures). benches/e5_kernels.rs times the products
+//! alone.
 //!
 //! The kernel needs AVX-512F (Intel since Skylake-SP, AMD since Zen 4); [`PackedDense::new`]
 //! returns `None` on a CPU without it, and the caller keeps candle's product. The sums are
