@@ -25,8 +25,9 @@
 //!   - otherwise takes candle's fused layer norm, and a softmax and GELU of our own, written as loops
 //!     the compiler vectorises (candle's call a scalar `exp` or `erf` per value: together
 //!     about a third of a 128-token pass);
-//!   - gets gemm's AVX-512 kernels where the CPU has them, for the attention products (the
-//!     `gemm` entry in Cargo.toml).
+//!   - what still runs through candle's GEMM (this fallback; the generative guards'
+//!     products) gets gemm's AVX-512 kernels where the CPU has them (the `gemm` entry in
+//!     Cargo.toml).
 //!
 //!   benches/e5.rs runs this beside candle's `BertModel` in one run.
 //!
