@@ -133,16 +133,6 @@ impl PackedDense {
         })
     }
 
-    /// The number of inputs (columns of `x`).
-    pub fn inputs(&self) -> usize {
-        self.inputs
-    }
-
-    /// The number of outputs (columns of `y`).
-    pub fn outputs(&self) -> usize {
-        self.outputs
-    }
-
     /// Whether the weights are held as 8-bit integers (exactly; see [`PackedDense::new`]).
     pub fn is_int8(&self) -> bool {
         matches!(self.weights, Weights::Int8 { .. })
