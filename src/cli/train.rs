@@ -485,6 +485,14 @@ fn render_tuned(
     tc: &TuneConfig,
 ) -> String {
     let policy = crate::judge::HarmPolicy::default();
+    if tuned.iter().all(Option::is_none) {
+        // `--tune-folds none`: empty tables and a sweep over no rows would read as measured.
+        return format!(
+            "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {})\n\n\
+             Not measured in this run: no file was held out of the tuning (`--tune-folds none`).\n",
+            tc.epochs, tc.layer_lr, tc.head_lr
+        );
+    }
     // Only the rows the tuned layer was held out on, for every column.
     let only =
         |p: &[Option<f32>]| -> Vec<Option<f32>> { p.iter().zip(tuned).map(|(p, t)| t.and(*p)).collect() };
@@ -523,5 +531,29 @@ fn write_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::fit::PromptRow;
+
+    #[test]
+    fn a_tuning_with_no_held_out_file_says_it_measured_nothing() {
+        let rows = vec![PromptRow {
+            source: 0,
+            lang: "en".into(),
+            text: "how do I kill a stuck process".into(),
+            harmful: false,
+        }];
+        let names = vec!["prompts-x.jsonl".to_string()];
+        let tc = TuneConfig::default();
+        let none = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[None], &tc);
+        assert!(none.contains("Not measured in this run"), "{none}");
+        assert!(!none.contains("| held-out file"), "{none}");
+        let some = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[Some(0.05)], &tc);
+        assert!(some.contains("| prompts-x.jsonl | en |"), "{some}");
+        assert!(!some.contains("Not measured"), "{some}");
     }
 }
