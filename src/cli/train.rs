@@ -485,12 +485,15 @@ fn render_tuned(
     tc: &TuneConfig,
 ) -> String {
     let policy = crate::judge::HarmPolicy::default();
+    let heading = format!(
+        "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {}; \
+         `crate::judge::tune`)\n\n",
+        tc.epochs, tc.layer_lr, tc.head_lr
+    );
     if tuned.iter().all(Option::is_none) {
         // `--tune-folds none`: empty tables and a sweep over no rows would read as measured.
         return format!(
-            "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {})\n\n\
-             Not measured in this run: no file was held out of the tuning (`--tune-folds none`).\n",
-            tc.epochs, tc.layer_lr, tc.head_lr
+            "{heading}Not measured in this run: no file was held out of the tuning (`--tune-folds none`).\n"
         );
     }
     // Only the rows the tuned layer was held out on, for every column.
@@ -502,13 +505,9 @@ fn render_tuned(
         .map(|(n, t)| t.map(|t| prompt_cascade(*n, t)))
         .collect();
     let mut s = format!(
-        "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {}; \
-         `crate::judge::tune`)\n\nEach file below judged by a layer and head tuned without it, on the same \
+        "{heading}Each file below judged by a layer and head tuned without it, on the same \
          capped rows as the e5 tables above; flagged from {}.\n\ne5 head over frozen vectors (as above):\n\n{}\n\
          fine-tuned last layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
-        tc.epochs,
-        tc.layer_lr,
-        tc.head_lr,
         policy.benign_below,
         render_prompts(&score_prompts(rows, names, &only(frozen), policy.benign_below)),
         render_prompts(&score_prompts(rows, names, tuned, policy.benign_below)),
