@@ -4,8 +4,9 @@
 //! One core because that is what the tier gets beside a server's other work: the bench sets
 //! `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon) unless it is set already.
 //! Inputs: a stream's 16-token window, an answer cut to 128 tokens (opening + ending), and a
-//! request of typical length (the prompt-harm question), in English and Chinese, each timed
-//! twice: wall clock, and the process's CPU time (the figure to read on a machine shared
+//! request of typical length (the prompt-harm question), in English and Chinese, through the
+//! encoder as the shipped heads set it up (answer depth, fine-tuned prompt layer) and through
+//! all 12 pretrained layers, each timed twice: wall clock, and the process's CPU time (the figure to read on a machine shared
 //! with other work). Skipped with a message when the model is not in the hf-hub cache
 //! (`scripts/setup-models.sh`; HF_HOME defaults to <repo>/.cache/hf).
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::Criterion;
 use refusal_guard::classify::e5::E5Encoder;
-use refusal_guard::classify::encoder::E5_ANSWER_TOKENS;
+use refusal_guard::classify::encoder::{Heads, E5_ANSWER_TOKENS};
 
 const OPENER: &str = "I'm sorry, but I can't help with that request. Promoting violence against anyone is never acceptable, and I would like to emphasize";
 const OPENER_ZH: &str = "抱歉，我无法回答这个问题。这个问题涉及敏感的政治话题，我们应该以客观、理性的态度看待历史，并尊重相关的法律法规。";
@@ -59,7 +60,9 @@ impl Measurement for ProcessCpu {
     }
 }
 
-fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder) {
+/// `enc` is the encoder as shipped (answers read at the heads' depth, prompts through the
+/// fine-tuned layer); `full` runs all 12 pretrained layers, the cost before depths.
+fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder, full: &E5Encoder) {
     let long = long_answer();
     let long_zh = OPENER_ZH.repeat(8);
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
@@ -78,14 +81,24 @@ fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder) {
             max,
             "{name} fills its window"
         );
-        g.bench_function(name, |b| b.iter(|| enc.embed(&[text], max).unwrap()));
+        g.bench_function(format!("{name}_depth_{}", enc.answer_depth()), |b| {
+            b.iter(|| enc.embed(&[text], max).unwrap())
+        });
+        if enc.answer_depth() != full.answer_depth() {
+            g.bench_function(format!("{name}_depth_{}", full.answer_depth()), |b| {
+                b.iter(|| full.embed(&[text], max).unwrap())
+            });
+        }
     }
-    // The request-harm question reads the prompt (cut at the same 128 tokens), through the
-    // fine-tuned prompt layer when the heads carry one (the same cost as the pretrained one).
+    // The request-harm question reads the prompt (cut at the same 128 tokens) through the
+    // fine-tuned prompt layer, and stops there; beside it, all 12 pretrained layers.
     for (name, prompt) in [("prompt_en", PROMPT), ("prompt_zh", PROMPT_ZH)] {
         let tokens = enc.token_ids(prompt, E5_ANSWER_TOKENS).unwrap().len();
-        g.bench_function(format!("{name}_{tokens}_tokens"), |b| {
+        g.bench_function(format!("{name}_{tokens}_tokens_shipped"), |b| {
             b.iter(|| enc.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
+        });
+        g.bench_function(format!("{name}_{tokens}_tokens_12_layers"), |b| {
+            b.iter(|| full.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
         });
     }
     g.finish();
@@ -130,19 +143,23 @@ fn against_candle_bert(c: &mut Criterion, enc: &E5Encoder) {
 fn main() {
     // Before candle starts its thread pool.
     support::one_core_setup();
-    let enc = match E5Encoder::load_default() {
+    let full = match E5Encoder::load_default() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("skipping the e5 benchmarks: {e}");
             return;
         }
     };
+    // As the e5 tier runs it: the shipped heads' answer depth and prompt layer.
+    let shipped = Heads::shipped_e5()
+        .and_then(|mut h| h.configure(E5Encoder::load_default()?))
+        .expect("the shipped e5 heads fit the imported encoder");
     let mut wall = Criterion::default().configure_from_args();
-    run(&mut wall, "wall", &enc);
-    against_candle_bert(&mut wall, &enc);
+    run(&mut wall, "wall", &shipped, &full);
+    against_candle_bert(&mut wall, &full);
     let mut cpu = Criterion::default()
         .with_measurement(ProcessCpu)
         .configure_from_args();
-    run(&mut cpu, "cpu", &enc);
+    run(&mut cpu, "cpu", &shipped, &full);
     wall.final_summary();
 }

@@ -229,10 +229,13 @@ fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
     let Some(enc) = encoder() else { return };
     // The pretrained last layer given as the prompt layer: prompts read exactly as answers.
     let all = candle_core::safetensors::load(enc.weights_path(), &candle_core::Device::Cpu).unwrap();
-    let last: std::collections::HashMap<String, candle_core::Tensor> = all
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("encoder.layer.11."))
-        .collect();
+    let layer = |k: usize| -> std::collections::HashMap<String, candle_core::Tensor> {
+        all.iter()
+            .filter(|(name, _)| name.starts_with(&format!("encoder.layer.{k}.")))
+            .map(|(name, t)| (name.clone(), t.clone()))
+            .collect()
+    };
+    let last = layer(11);
     assert_eq!(last.len(), 16);
     let same = E5Encoder::load_default()
         .unwrap()
@@ -244,6 +247,39 @@ fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
     let prompts = same.embed_prompts(&texts, 128).unwrap();
     for (a, p) in answers.iter().zip(&prompts) {
         assert!(cosine(a, p) > 0.99999, "cosine {}", cosine(a, p));
+    }
+    // A prompt layer named for layer 8 (index 7) replaces that layer and stops there: the
+    // pretrained one reads prompts exactly as answers read at depth 8, which differ from
+    // full-depth vectors.
+    let at8 = E5Encoder::load_default()
+        .unwrap()
+        .with_prompt_layer(layer(7))
+        .unwrap()
+        .with_answer_depth(8)
+        .unwrap();
+    assert_eq!(at8.answer_depth(), 8);
+    let answers8 = at8.embed(&texts, 128).unwrap();
+    let prompts8 = at8.embed_prompts(&texts, 128).unwrap();
+    for (a, p) in answers8.iter().zip(&prompts8) {
+        assert!(cosine(a, p) > 0.99999, "cosine {}", cosine(a, p));
+    }
+    assert!(
+        answers8.iter().zip(&answers).all(|(x, y)| cosine(x, y) < 0.99),
+        "depth 8 reads like depth 12"
+    );
+    // Depths outside the model, and a layer whose tensors name two layers, are refused by name.
+    for bad in [0, 13] {
+        let e = E5Encoder::load_default()
+            .unwrap()
+            .with_answer_depth(bad)
+            .unwrap_err();
+        assert!(e.to_string().contains(&format!("answer depth {bad}")), "{e}");
+    }
+    let mut two = layer(7);
+    two.extend(layer(8));
+    match E5Encoder::load_default().unwrap().with_prompt_layer(two) {
+        Err(e) => assert!(e.to_string().contains("[7, 8]"), "{e}"),
+        Ok(_) => panic!("a prompt layer naming two layers was accepted"),
     }
     // The shipped fine-tuned layer, when the heads carry one, reads prompts differently.
     let heads = refusal_guard::classify::encoder::Heads::shipped_e5().unwrap();

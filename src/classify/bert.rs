@@ -4,8 +4,8 @@
 //! [`Bert`] stacks them.
 //!
 //! Why our own: two reasons, both measured.
-//! - **Training the top layer.** candle's BERT layer is private, and its fused layer norm
-//!   and softmax have no backward pass. [`crate::judge::tune`] fine-tunes the last layer for
+//! - **Training one layer.** candle's BERT layer is private, and its fused layer norm
+//!   and softmax have no backward pass. [`crate::judge::tune`] fine-tunes one layer for
 //!   prompt harm on two CPU cores, so the layer must also run with operations that do
 //!   ([`Ops::Differentiable`]).
 //! - **Latency on one core.** The encoder tier answers while a request waits, and its

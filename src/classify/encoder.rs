@@ -65,6 +65,12 @@ pub trait SentenceEncoder: Send + Sync {
     fn weights_id(&self) -> Option<&str> {
         None
     }
+
+    /// What a cache of [`Self::embed`]'s vectors is keyed by besides the text: the weights
+    /// and anything else that changes the vectors.
+    fn cache_salt(&self) -> String {
+        self.weights_id().unwrap_or("unknown").to_string()
+    }
 }
 
 impl SentenceEncoder for super::e5::E5Encoder {
@@ -78,6 +84,15 @@ impl SentenceEncoder for super::e5::E5Encoder {
 
     fn weights_id(&self) -> Option<&str> {
         Some(self.sha256())
+    }
+
+    fn cache_salt(&self) -> String {
+        // The full depth keeps the salt the caches were written under before depths existed.
+        if self.answer_depth() == self.config().num_hidden_layers {
+            self.sha256().to_string()
+        } else {
+            format!("{}|answer_depth={}", self.sha256(), self.answer_depth())
+        }
     }
 }
 
@@ -183,14 +198,20 @@ pub struct Heads {
     pub prompt: Option<LinearHead>,
     /// The sha256 of the encoder weights the heads were trained on, when recorded.
     pub encoder_sha256: Option<String>,
-    /// The encoder's last layer fine-tuned for prompt harm, when the prompt head was trained
-    /// over it (e5 only; tensors named as in the checkpoint, `encoder.layer.{last}.…`;
+    /// One of the encoder's layers fine-tuned for prompt harm, when the prompt head was
+    /// trained over it (e5 only; tensors named as in the checkpoint, `encoder.layer.{k}.…`;
     /// stored as f16 under `prompt_layer.`, read as f32).
     pub prompt_layer: Option<HashMap<String, Tensor>>,
+    /// How many of the encoder's layers the answer head reads through (e5 only; all of them
+    /// when not recorded): see [`super::e5::E5Encoder::with_answer_depth`].
+    pub answer_depth: Option<usize>,
 }
 
 /// The prefix of the fine-tuned prompt layer's tensors in a heads file.
 const PROMPT_LAYER: &str = "prompt_layer.";
+
+/// The heads file's metadata key for [`Heads::answer_depth`].
+const ANSWER_DEPTH: &str = "answer_depth";
 
 impl Heads {
     /// Reads heads from safetensors bytes (`response.weight`, `response.bias`, `prompt.*`).
@@ -200,6 +221,14 @@ impl Heads {
             .metadata()
             .as_ref()
             .and_then(|m| m.get("encoder_sha256").cloned());
+        let answer_depth = match meta.metadata().as_ref().and_then(|m| m.get(ANSWER_DEPTH)) {
+            None => None,
+            Some(d) => Some(d.parse::<usize>().map_err(|_| {
+                err(format!(
+                    "heads metadata {ANSWER_DEPTH} {d:?} is not a layer count"
+                ))
+            })?),
+        };
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let head = |name: &str, labels: &[&str]| -> Result<Option<LinearHead>, ClassifyError> {
             let (Some(w), Some(b)) = (t.get(&format!("{name}.weight")), t.get(&format!("{name}.bias")))
@@ -223,7 +252,23 @@ impl Heads {
             prompt: head("prompt", &PROMPT_LABELS)?,
             encoder_sha256,
             prompt_layer: (!layer.is_empty()).then_some(layer),
+            answer_depth,
         })
+    }
+
+    /// Sets the encoder up as the heads were trained: their fine-tuned prompt layer (moved
+    /// out of `self`) and the depth answers are read at.
+    pub fn configure(
+        &mut self,
+        mut encoder: super::e5::E5Encoder,
+    ) -> Result<super::e5::E5Encoder, ClassifyError> {
+        if let Some(layer) = self.prompt_layer.take() {
+            encoder = encoder.with_prompt_layer(layer)?;
+        }
+        if let Some(depth) = self.answer_depth {
+            encoder = encoder.with_answer_depth(depth)?;
+        }
+        Ok(encoder)
     }
 
     /// The shipped MiniLM heads.
@@ -260,6 +305,9 @@ impl Heads {
         let mut info = HashMap::new();
         if let Some(sha) = &self.encoder_sha256 {
             info.insert("encoder_sha256".to_string(), sha.clone());
+        }
+        if let Some(depth) = self.answer_depth {
+            info.insert(ANSWER_DEPTH.to_string(), depth.to_string());
         }
         let bytes =
             safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
@@ -309,10 +357,7 @@ impl EncoderClassifier {
     /// multilingual-e5-small from the hf-hub cache with the shipped heads (the `e5` tier).
     pub fn load_e5() -> Result<Self, ClassifyError> {
         let mut heads = Heads::shipped_e5()?;
-        let mut encoder = super::e5::E5Encoder::load_default()?;
-        if let Some(layer) = heads.prompt_layer.take() {
-            encoder = encoder.with_prompt_layer(layer)?;
-        }
+        let encoder = heads.configure(super::e5::E5Encoder::load_default()?)?;
         Ok(Self::new(encoder, heads, "e5"))
     }
 
@@ -393,12 +438,14 @@ mod tests {
             }),
             encoder_sha256: Some("ab".repeat(32)),
             prompt_layer: Some(layer),
+            answer_depth: Some(7),
         };
         heads.save(&path).unwrap();
         let back = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
         assert!(back.response.is_none());
         assert_eq!(back.prompt.as_ref().unwrap().weight, vec![1.0, -1.0, 0.5, 2.0]);
         assert_eq!(back.encoder_sha256, heads.encoder_sha256);
+        assert_eq!(back.answer_depth, Some(7));
         let layer = back.prompt_layer.expect("the prompt layer");
         let got = layer["encoder.layer.11.output.dense.weight"]
             .to_vec2::<f32>()
@@ -414,12 +461,25 @@ mod tests {
         // Heads without a layer load without one.
         let plain = Heads {
             prompt_layer: None,
+            answer_depth: None,
             ..heads
         };
         plain.save(&path).unwrap();
-        assert!(Heads::from_bytes(&std::fs::read(&path).unwrap())
-            .unwrap()
-            .prompt_layer
-            .is_none());
+        let back = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(back.prompt_layer.is_none());
+        assert_eq!(
+            back.answer_depth, None,
+            "heads from before depths read at full depth"
+        );
+    }
+
+    #[test]
+    fn a_heads_file_with_a_bad_answer_depth_is_refused_by_name() {
+        let w = Tensor::new(&[0f32], &Device::Cpu).unwrap();
+        let mut info = HashMap::new();
+        info.insert(ANSWER_DEPTH.to_string(), "eight".to_string());
+        let bytes = safetensors::serialize([("response.bias", &w)], Some(info)).unwrap();
+        let e = Heads::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("answer_depth") && e.contains("eight"), "{e}");
     }
 }

@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// many prompts per (file, label)); embedding everything takes hours on two cores.
     #[arg(long, default_value_t = 700)]
     pub encoder_cap: usize,
+    /// How many of e5's 12 layers the answer head reads through (12: all). Shallower costs
+    /// less; on the shipped data 12 reads the shared sources best (models/e5-heads/README.md,
+    /// `examples/e5_depth_probe.rs`).
+    #[arg(long, default_value_t = 12)]
+    pub answer_depth: usize,
     /// The embedding cache (sentence vectors of the training texts).
     #[arg(long, default_value = ".cache/embeddings/e5.bin")]
     pub embedding_cache: PathBuf,
@@ -96,10 +101,14 @@ pub struct TrainArgs {
     /// Class weights are frequency^-POWER (1: balanced classes, 0: none).
     #[arg(long, default_value_t = 1.0)]
     pub class_weight_power: f32,
-    /// Passes of fine-tuning e5's last layer for prompt harm (0: the prompt head reads the
+    /// Passes of fine-tuning one of e5's layers (`--prompt-depth`) for prompt harm (0: the prompt head reads the
     /// frozen sentence vectors instead). About two minutes a pass on two cores.
     #[arg(long, default_value_t = 3)]
     pub tune_epochs: usize,
+    /// Which of e5's 12 layers is fine-tuned for prompt harm (1-based; the layers after it
+    /// are not run for prompts). 12 is the last.
+    #[arg(long, default_value_t = 8)]
+    pub prompt_depth: usize,
     /// Which prompt files the fine-tuned layer is also trained without, to measure it on
     /// them: `contrast` (the contrast-style files, the hard case), `all` (every file, about
     /// six minutes each), or `none`.
@@ -191,9 +200,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let encoder = match args.encoder.as_str() {
         "none" => None,
-        "e5" => Some(E5Encoder::load_default()?),
+        "e5" => Some(E5Encoder::load_default()?.with_answer_depth(args.answer_depth)?),
         "auto" => match E5Encoder::load_default() {
-            Ok(e) => Some(e),
+            Ok(e) => Some(e.with_answer_depth(args.answer_depth)?),
             Err(e) => {
                 eprintln!("note: training without the e5 tier ({e})");
                 None
@@ -386,8 +395,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                     })
                     .collect();
                 eprintln!(
-                    "fine-tuning {}'s last layer for prompt harm: {} held-out files, then every file",
+                    "fine-tuning {}'s layer {} for prompt harm: {} held-out files, then every file",
                     e5::MODEL,
+                    args.prompt_depth,
                     folds.len()
                 );
                 let tc = TuneConfig {
@@ -396,8 +406,18 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                     ..TuneConfig::default()
                 };
                 let (held_out, tuned) =
-                    prompts_tuned(enc, &prompt_rows, &keep, &folds, &tc, |m| eprintln!("  {m}"))?;
-                table.push_str(&render_tuned(&prompt_rows, &names, &p, &pe, &held_out, &tc));
+                    prompts_tuned(enc, &prompt_rows, &keep, &folds, args.prompt_depth, &tc, |m| {
+                        eprintln!("  {m}")
+                    })?;
+                table.push_str(&render_tuned(
+                    &prompt_rows,
+                    &names,
+                    &p,
+                    &pe,
+                    &held_out,
+                    args.prompt_depth,
+                    &tc,
+                ));
                 prompt_vectors = Some(tuned.head(&PROMPT_LABELS)?);
                 prompt_layer = Some(tuned.layer_tensors()?);
             }
@@ -447,6 +467,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             prompt: prompt_vectors,
             encoder_sha256: Some(enc.sha256().to_string()),
             prompt_layer,
+            answer_depth: Some(enc.answer_depth()),
         };
         write_parent(&args.encoder_out)?;
         heads.save(&args.encoder_out)?;
@@ -482,11 +503,12 @@ fn render_tuned(
     ngram: &[f32],
     frozen: &[Option<f32>],
     tuned: &[Option<f32>],
+    depth: usize,
     tc: &TuneConfig,
 ) -> String {
     let policy = crate::judge::HarmPolicy::default();
     let heading = format!(
-        "\n## Prompt harm through e5's last layer fine-tuned ({} passes, layer lr {}, head lr {}; \
+        "\n## Prompt harm through e5's layer {depth} fine-tuned ({} passes, layer lr {}, head lr {}; \
          `crate::judge::tune`)\n\n",
         tc.epochs, tc.layer_lr, tc.head_lr
     );
@@ -507,7 +529,7 @@ fn render_tuned(
     let mut s = format!(
         "{heading}Each file below judged by a layer and head tuned without it, on the same \
          capped rows as the e5 tables above; flagged from {}.\n\ne5 head over frozen vectors (as above):\n\n{}\n\
-         fine-tuned last layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
+         fine-tuned layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
         policy.benign_below,
         render_prompts(&score_prompts(rows, names, &only(frozen), policy.benign_below)),
         render_prompts(&score_prompts(rows, names, tuned, policy.benign_below)),
@@ -548,10 +570,10 @@ mod tests {
         }];
         let names = vec!["prompts-x.jsonl".to_string()];
         let tc = TuneConfig::default();
-        let none = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[None], &tc);
+        let none = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[None], 8, &tc);
         assert!(none.contains("Not measured in this run"), "{none}");
         assert!(!none.contains("| held-out file"), "{none}");
-        let some = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[Some(0.05)], &tc);
+        let some = render_tuned(&rows, &names, &[0.1], &[Some(0.2)], &[Some(0.05)], 8, &tc);
         assert!(some.contains("| prompts-x.jsonl | en |"), "{some}");
         assert!(!some.contains("Not measured"), "{some}");
     }

@@ -1169,7 +1169,7 @@ pub fn embed_cached(
         path: cache.display().to_string(),
         source,
     };
-    let salt = encoder.weights_id().unwrap_or("unknown").to_string();
+    let salt = encoder.cache_salt();
     let key = |t: &str| {
         let mut h = crate::classify::Fnv64::new();
         h.write(salt.as_bytes());

@@ -1,9 +1,11 @@
-//! Fine-tuning the e5 encoder's top layer for one question (is this request harmful?), on
-//! two CPU cores.
+//! Fine-tuning one of the e5 encoder's layers for one question (is this request harmful?),
+//! on two CPU cores.
 //!
-//! The trunk (every layer but the top) runs once per training text and its hidden states
-//! are kept in memory; training then runs only the top layer ([`Layer`]), mean pooling
-//! and a linear head, forward and back, in small batches of texts of similar length. A
+//! The trunk (the pretrained layers below the tuned one) runs once per training text and
+//! its hidden states are kept in memory; training then runs only the tuned layer
+//! ([`Layer`]), mean pooling and a linear head, forward and back, in small batches of texts
+//! of similar length. The layers above it are dropped: the head reads the tuned layer's
+//! pooled states (layer 8 of 12 ships, `train --prompt-depth`). A
 //! linear head over frozen sentence vectors is the baseline this is measured against, on
 //! the same texts, leave-one-file-out (`refusal-guard train`, flags `--tune-epochs` and
 //! `--tune-folds`; the tables land in models/combiner/loso.md).
@@ -24,7 +26,7 @@ pub struct TuneConfig {
     pub epochs: usize,
     /// Texts per step.
     pub batch: usize,
-    /// Learning rate of the top layer (small: it starts from the pretrained weights).
+    /// Learning rate of the tuned layer (small: it starts from the pretrained weights).
     pub layer_lr: f64,
     /// Learning rate of the head (it starts from zero).
     pub head_lr: f64,
@@ -48,11 +50,13 @@ impl Default for TuneConfig {
     }
 }
 
-/// The trunk's hidden states of each text (`[tokens, dim]`), in the order given.
+/// The hidden states of each text (`[tokens, dim]`) after the first `layers` pretrained
+/// layers (the trunk under the layer to tune), in the order given.
 pub fn trunk_states(
     encoder: &E5Encoder,
     texts: &[&str],
     max_tokens: usize,
+    layers: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Tensor>, ClassifyError> {
     let ids: Vec<Vec<u32>> = texts
@@ -65,7 +69,7 @@ pub fn trunk_states(
     let mut done = 0;
     for chunk in order.chunks(crate::classify::e5::BATCH) {
         let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let (hidden, _, _) = encoder.trunk_forward(&rows)?;
+        let (hidden, _, _) = encoder.trunk_forward(&rows, layers)?;
         for (j, &i) in chunk.iter().enumerate() {
             // A copy of its own, so the padded batch is freed.
             let state = hidden
@@ -109,7 +113,7 @@ fn stack(states: &[&Tensor]) -> candle_core::Result<(Tensor, Tensor)> {
     ))
 }
 
-/// A fine-tuned top layer and its head.
+/// A fine-tuned layer and its head.
 pub struct TunedTop {
     /// The trained values (the layer's names as in the checkpoint, plus `head.weight`,
     /// `head.bias`).
@@ -274,18 +278,27 @@ pub fn layer_vectors(layer: &Layer, states: &[&Tensor]) -> Result<Vec<Vec<f32>>,
     Ok(out)
 }
 
-/// Prompt harm through a fine-tuned top layer, leave-one-file-out on the files `folds`
-/// names, then once on every row: the held-out probabilities (None outside the folds and
-/// for rows `keep` leaves out) and the final layer and head. `keep` picks the rows that
-/// are read at all (the same capped subset as the frozen head's, so the two compare).
+/// Prompt harm through a fine-tuned layer (layer `depth` of the encoder, 1-based; the
+/// pretrained layers before it are the trunk and the ones after it are not run),
+/// leave-one-file-out on the files `folds` names, then once on every row: the held-out
+/// probabilities (None outside the folds and for rows `keep` leaves out) and the final
+/// layer and head. `keep` picks the rows that are read at all (the same capped subset as
+/// the frozen head's, so the two compare).
 pub fn prompts_tuned(
     encoder: &E5Encoder,
     rows: &[super::fit::PromptRow],
     keep: &[bool],
     folds: &[usize],
+    depth: usize,
     tc: &TuneConfig,
     mut log: impl FnMut(&str),
 ) -> Result<(Vec<Option<f32>>, TunedTop), ClassifyError> {
+    let layers = encoder.config().num_hidden_layers;
+    if depth == 0 || depth > layers {
+        return Err(ClassifyError::Invalid(format!(
+            "prompt depth {depth} is not between 1 and the encoder's {layers} layers"
+        )));
+    }
     let chosen: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
     let texts: Vec<&str> = chosen.iter().map(|&i| rows[i].text.as_str()).collect();
     let started = std::time::Instant::now();
@@ -294,6 +307,7 @@ pub fn prompts_tuned(
         encoder,
         &texts,
         crate::classify::encoder::E5_ANSWER_TOKENS,
+        depth - 1,
         |d, n| {
             if last.elapsed().as_secs() >= 30 || d == n {
                 log(&format!(
@@ -305,7 +319,6 @@ pub fn prompts_tuned(
         },
     )?;
     let cfg = encoder.config().clone();
-    let last_layer = cfg.num_hidden_layers.saturating_sub(1);
     let fit = |train: &[usize], what: &str, log: &mut dyn FnMut(&str)| -> Result<TunedTop, ClassifyError> {
         let harmful = train.iter().filter(|&&k| rows[chosen[k]].harmful).count() as f32;
         let n = train.len() as f32;
@@ -336,7 +349,7 @@ pub fn prompts_tuned(
         tune(
             &cfg,
             encoder.weights_path(),
-            last_layer,
+            depth - 1,
             &set,
             tc,
             |k, total, loss| {
