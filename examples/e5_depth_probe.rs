@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use refusal_guard::classify::e5::E5Encoder;
 use refusal_guard::classify::encoder::E5_ANSWER_TOKENS;
 use refusal_guard::classify::ResponseLabel;
-use refusal_guard::judge::fit::{final_encoder_head, read_rows, shipped_sources, subset, FitConfig};
+use refusal_guard::judge::fit::{answer_subset, final_encoder_head, read_rows, shipped_sources, FitConfig};
 
 const LAYERS: usize = 12;
 
@@ -35,14 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = FitConfig::default();
     let rows = read_rows(&sources, cfg.window_tokens)?;
     // The same subset as `train --encoder-cap 700`.
-    let keys: Vec<(String, String, &str)> = rows
-        .iter()
-        .map(|r| {
-            let group = format!("{}{}", r.source, if r.window { "w" } else { "" });
-            (group, r.label.as_str().to_string(), r.text.as_str())
-        })
-        .collect();
-    let keep = subset(&keys, 700);
+    let keep = answer_subset(&rows, 700);
     let idx: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
     let encoder = E5Encoder::load_default()?;
     let dim = encoder.dim();

@@ -23,7 +23,7 @@ use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
-    combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
+    answer_subset, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
     nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
     read_rows, render, render_harm_sweep, render_prompts, score, score_prompts, shipped_sources, subset,
     train_combiner, train_prompt_vectors, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
@@ -263,16 +263,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     } else {
         eprintln!("leave-one-source-out over {} sources", sources.len());
-        let keys: Vec<(String, String, &str)> = rows
-            .iter()
-            .map(|r| {
-                let group = format!("{}{}", r.source, if r.window { "w" } else { "" });
-                (group, r.label.as_str().to_string(), r.text.as_str())
-            })
-            .collect();
         let vectors = embed(
             rows.iter().map(|r| r.text.as_str()).collect(),
-            subset(&keys, args.encoder_cap),
+            answer_subset(&rows, args.encoder_cap),
             "answers",
         )?;
         let predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| {

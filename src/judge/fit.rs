@@ -830,6 +830,21 @@ mod tests {
     }
 
     #[test]
+    fn the_answer_subset_caps_whole_answers_and_windows_apart() {
+        let mut rows: Vec<Row> = (0..6)
+            .map(|i| row(0, &format!("text {i}"), ResponseLabel::Refusal))
+            .collect();
+        for r in &mut rows[3..] {
+            r.window = true;
+        }
+        rows.push(row(1, "other source", ResponseLabel::Refusal));
+        let keep = answer_subset(&rows, 2);
+        let kept = |window: bool| (0..6).filter(|&i| keep[i] && rows[i].window == window).count();
+        assert_eq!((kept(false), kept(true)), (2, 2));
+        assert!(keep[6], "each source has its own cap");
+    }
+
+    #[test]
     fn each_source_is_predicted_by_a_model_that_never_saw_it() {
         // Source 1 holds the only example of a word; a model trained without it cannot know
         // it, so its out-of-source prediction must not be confident about that word's label.
@@ -1239,6 +1254,19 @@ pub fn embed_cached(
                 .ok_or_else(|| ClassifyError::Invalid("embedding cache lost a vector".into()))
         })
         .collect()
+}
+
+/// The answers that get a sentence vector in `train` ([`subset`]): at most `cap` per source,
+/// label and view (whole answers and stream windows apart).
+pub fn answer_subset(rows: &[Row], cap: usize) -> Vec<bool> {
+    let keys: Vec<(String, String, &str)> = rows
+        .iter()
+        .map(|r| {
+            let group = format!("{}{}", r.source, if r.window { "w" } else { "" });
+            (group, r.label.as_str().to_string(), r.text.as_str())
+        })
+        .collect();
+    subset(&keys, cap)
 }
 
 /// Which rows get a sentence vector when embedding every row would take too long: at most
