@@ -16,11 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${REFUSAL_GUARD_SKIP_SETUP:-0}" != "1" ]; then
-    bash scripts/setup-python.sh
-    for script in scripts/setup-*.sh; do
-        [ "$script" = scripts/setup-python.sh ] && continue
-        echo "== $script"
-        bash "$script"
-    done
+    bash scripts/setup.sh
 fi
 exec cargo test --release "$@"
