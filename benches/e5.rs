@@ -5,8 +5,9 @@
 //! `RAYON_NUM_THREADS=1` (candle's matrix products run on rayon) unless it is set already.
 //! Inputs: a stream's 16-token window, an answer cut to 128 tokens (opening + ending), and a
 //! request of typical length (the prompt-harm question), in English and Chinese, through the
-//! encoder as the shipped heads set it up (answer depth, fine-tuned prompt layer) and through
-//! all 12 pretrained layers, each timed twice: wall clock, and the process's CPU time (the figure to read on a machine shared
+//! encoder as the shipped heads set it up (answer depth, fine-tuned prompt layer, 8-bit
+//! activations where the CPU has VNNI), the same on f32 activations, and through all 12
+//! pretrained layers on f32 activations, each timed twice: wall clock, and the process's CPU time (the figure to read on a machine shared
 //! with other work). Skipped with a message when the model is not in the hf-hub cache
 //! (`scripts/setup-models.sh`; HF_HOME defaults to <repo>/.cache/hf).
 
@@ -61,8 +62,16 @@ impl Measurement for ProcessCpu {
 }
 
 /// `enc` is the encoder as shipped (answers read at the heads' depth, prompts through the
-/// fine-tuned layer); `full` runs all 12 pretrained layers, the cost before depths.
-fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder, full: &E5Encoder) {
+/// fine-tuned layer, 8-bit activations where the heads say so); `exact`, when the heads
+/// quantize activations, the same encoder on f32 activations; `full` runs all 12 pretrained
+/// layers on f32 activations, the cost before depths.
+fn run<M: Measurement>(
+    c: &mut Criterion<M>,
+    clock: &str,
+    enc: &E5Encoder,
+    exact: Option<&E5Encoder>,
+    full: &E5Encoder,
+) {
     let long = long_answer();
     let long_zh = OPENER_ZH.repeat(8);
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
@@ -84,6 +93,12 @@ fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder, full:
         g.bench_function(format!("{name}_depth_{}", enc.answer_depth()), |b| {
             b.iter(|| enc.embed(&[text], max).unwrap())
         });
+        if let Some(exact) = exact {
+            g.bench_function(
+                format!("{name}_depth_{}_f32_activations", exact.answer_depth()),
+                |b| b.iter(|| exact.embed(&[text], max).unwrap()),
+            );
+        }
         if enc.answer_depth() != full.answer_depth() {
             g.bench_function(format!("{name}_depth_{}", full.answer_depth()), |b| {
                 b.iter(|| full.embed(&[text], max).unwrap())
@@ -97,6 +112,11 @@ fn run<M: Measurement>(c: &mut Criterion<M>, clock: &str, enc: &E5Encoder, full:
         g.bench_function(format!("{name}_{tokens}_tokens_shipped"), |b| {
             b.iter(|| enc.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
         });
+        if let Some(exact) = exact {
+            g.bench_function(format!("{name}_{tokens}_tokens_shipped_f32_activations"), |b| {
+                b.iter(|| exact.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
+            });
+        }
         g.bench_function(format!("{name}_{tokens}_tokens_12_layers"), |b| {
             b.iter(|| full.embed_prompts(&[prompt], E5_ANSWER_TOKENS).unwrap())
         });
@@ -150,16 +170,25 @@ fn main() {
             return;
         }
     };
-    // As the e5 tier runs it: the shipped heads' answer depth and prompt layer.
-    let shipped = Heads::shipped_e5()
-        .and_then(|mut h| h.configure(E5Encoder::load_default()?))
-        .expect("the shipped e5 heads fit the imported encoder");
+    // As the e5 tier runs it: the shipped heads' answer depth, prompt layer and activations.
+    let set_up = |int8: bool| {
+        Heads::shipped_e5()
+            .and_then(|mut h| {
+                if !int8 {
+                    h.int8_activations = None;
+                }
+                h.configure(E5Encoder::load_default()?)
+            })
+            .expect("the shipped e5 heads fit the imported encoder")
+    };
+    let shipped = set_up(true);
+    let exact = shipped.int8_activations().then(|| set_up(false));
     let mut wall = Criterion::default().configure_from_args();
-    run(&mut wall, "wall", &shipped, &full);
+    run(&mut wall, "wall", &shipped, exact.as_ref(), &full);
     against_candle_bert(&mut wall, &full);
     let mut cpu = Criterion::default()
         .with_measurement(ProcessCpu)
         .configure_from_args();
-    run(&mut cpu, "cpu", &shipped, &full);
+    run(&mut cpu, "cpu", &shipped, exact.as_ref(), &full);
     wall.final_summary();
 }

@@ -23,7 +23,9 @@
 //! That kernel now exists (`src/classify/packed.rs`), and the last two rows time it: the
 //! same products through [`PackedDense`], over f32 weights and over the 8-bit form it keeps
 //! when the weights are 4-bit blocks (here: the random weights rounded through candle's Q4_0,
-//! as the shipped encoder's were). They need AVX-512F and are skipped without it.
+//! as the shipped encoder's were). They need AVX-512F and are skipped without it. The
+//! last row ("8-bit in+out") quantizes the inputs to 8 bits as well, for AVX-512 VNNI's
+//! 8-bit multiply-adds ([`PackedDense::quantize_inputs`]); it is skipped without VNNI.
 
 mod support;
 
@@ -75,8 +77,9 @@ enum Kind {
     Candle,
     /// candle's quantized kernels.
     Quantized(GgmlDType),
-    /// Our packed kernel; `four_bit`: over 4-bit-rounded weights, which it keeps as 8-bit.
-    Packed { four_bit: bool },
+    /// Our packed kernel; `four_bit`: over 4-bit-rounded weights, which it keeps as 8-bit;
+    /// `int8_inputs`: with the inputs quantized to 8 bits too (AVX-512 VNNI).
+    Packed { four_bit: bool, int8_inputs: bool },
 }
 
 /// [`PackedDense`] as a candle module (the encoder calls it the same way).
@@ -91,12 +94,31 @@ impl Module for Packed {
 fn main() {
     support::one_core_setup();
     let dev = Device::Cpu;
-    let kinds: [(&str, Kind); 5] = [
+    let kinds: [(&str, Kind); 6] = [
         ("f32 candle", Kind::Candle),
         ("Q8_0", Kind::Quantized(GgmlDType::Q8_0)),
         ("Q4_0", Kind::Quantized(GgmlDType::Q4_0)),
-        ("f32 packed", Kind::Packed { four_bit: false }),
-        ("8-bit packed", Kind::Packed { four_bit: true }),
+        (
+            "f32 packed",
+            Kind::Packed {
+                four_bit: false,
+                int8_inputs: false,
+            },
+        ),
+        (
+            "8-bit packed",
+            Kind::Packed {
+                four_bit: true,
+                int8_inputs: false,
+            },
+        ),
+        (
+            "8-bit in+out",
+            Kind::Packed {
+                four_bit: true,
+                int8_inputs: true,
+            },
+        ),
     ];
     println!(
         "e5 forward pass, matrix products only ({LAYERS} layers), CPU ms on one core, mean of {REPEATS}"
@@ -106,6 +128,17 @@ fn main() {
     for (name, kind) in kinds {
         if matches!(kind, Kind::Packed { .. }) && !packed::avx512_available() {
             println!("{name:>12} skipped: this CPU has no AVX-512F");
+            continue;
+        }
+        if matches!(
+            kind,
+            Kind::Packed {
+                int8_inputs: true,
+                ..
+            }
+        ) && !packed::vnni_available()
+        {
+            println!("{name:>12} skipped: this CPU has no AVX-512 VNNI");
             continue;
         }
         let layers: Vec<Vec<Box<dyn Module>>> = (0..LAYERS)
@@ -120,7 +153,10 @@ fn main() {
                                 QMatMul::from_qtensor(QTensor::quantize(&w, d).expect("quantize"))
                                     .expect("qmatmul"),
                             ),
-                            Kind::Packed { four_bit } => {
+                            Kind::Packed {
+                                four_bit,
+                                int8_inputs,
+                            } => {
                                 let w = if four_bit {
                                     QTensor::quantize(&w, GgmlDType::Q4_0)
                                         .and_then(|q| q.dequantize(&dev))
@@ -130,7 +166,11 @@ fn main() {
                                 };
                                 let values =
                                     w.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values");
-                                let p = PackedDense::new(&values, &vec![0.0; out], inp, out).expect("packs");
+                                let mut p =
+                                    PackedDense::new(&values, &vec![0.0; out], inp, out).expect("packs");
+                                if int8_inputs {
+                                    assert!(p.quantize_inputs(), "8-bit weights take 8-bit inputs");
+                                }
                                 assert_eq!(
                                     p.is_int8(),
                                     four_bit,

