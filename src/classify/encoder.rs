@@ -285,9 +285,16 @@ impl Heads {
         mut encoder: super::e5::E5Encoder,
     ) -> Result<super::e5::E5Encoder, ClassifyError> {
         if self.int8_activations == Some(true) {
-            // Where the CPU lacks VNNI this changes nothing, and the vectors are the f32
-            // ones the 8-bit activations approximate (cosine >= 0.9995, tests/e5_real.rs).
             encoder = encoder.with_int8_activations();
+            if !encoder.int8_activations() {
+                // The vectors are then the f32 ones the 8-bit activations approximate
+                // (cosine >= 0.9995, tests/e5_real.rs): the same verdicts, at about twice
+                // the encoder's time (models/e5-heads/README.md).
+                tracing::info!(
+                    "the e5 heads were trained on 8-bit activations; this CPU (or these \
+                     weights) cannot run them, so e5 runs on f32 activations"
+                );
+            }
         }
         if let Some(layer) = self.prompt_layer.take() {
             encoder = encoder.with_prompt_layer(layer)?;
