@@ -25,8 +25,9 @@ use crate::classify::ClassifyError;
 use crate::judge::fit::{
     answer_subset, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
     nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
-    read_rows, render, render_harm_sweep, render_prompts, score, score_prompts, shipped_sources, subset,
-    train_combiner, train_prompt_vectors, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
+    read_rows, render, render_harm_sweep, render_prompts, render_window_escalation, score, score_prompts,
+    shipped_sources, subset, train_combiner, train_prompt_vectors, window_escalation,
+    window_escalation_sweep, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
     MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{prompts_tuned, TuneConfig};
@@ -327,6 +328,18 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             shipped_threshold.band.to,
             BAND_F1_SLACK
         ));
+        if predictions.encoder.is_some() {
+            // Windows are never escalated today; this measures what asking would do.
+            let (windows, chosen) = window_escalation(&rows, &sources, &decisions, &nested);
+            table.push_str(
+                "\n## Stream windows with the encoder asked when unsure (measured; the guard does not ask yet)\n\n\
+                 Each held-out source's explicit refusals and answers, as 16-token windows, on the encoder subset: \
+                 judged by the embedded default alone at the window threshold (what the guard does), and with the \
+                 encoder asked where the embedded default's non-answer probability is in the band.\n\n",
+            );
+            let sweep = window_escalation_sweep(&rows, &decisions, &nested);
+            table.push_str(&render_window_escalation(&windows, &sources, &chosen, &sweep));
+        }
         println!("{table}");
         let mut combiner = train_combiner(&rows, &predictions, |_| true, &cfg)?;
         combiner.set_thresholds(shipped_threshold);

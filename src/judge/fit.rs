@@ -519,6 +519,20 @@ pub fn choose_window_threshold(
     decisions: &[Option<Decisions>],
     use_source: impl Fn(usize) -> bool,
 ) -> f32 {
+    lowest_window_threshold(rows, decisions, use_source, |r, d, t| {
+        Question::Window.read(r, d, t).map(|(_, stopped)| stopped)
+    })
+}
+
+/// The lowest threshold at which the median source's answer windows stopped stay at or
+/// under [`MAX_WINDOW_FALSE_STOPS`]; `stops(row, decisions, t)` says whether an answer
+/// window is stopped at `t` (`None`: the row does not count).
+fn lowest_window_threshold(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    use_source: impl Fn(usize) -> bool,
+    stops: impl Fn(&Row, &Decisions, f32) -> Option<bool>,
+) -> f32 {
     for t in THRESHOLDS {
         let mut per_source: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
         for (r, d) in rows.iter().zip(decisions) {
@@ -526,27 +540,200 @@ pub fn choose_window_threshold(
             if !use_source(r.source) || r.label != ResponseLabel::Answer {
                 continue;
             }
-            if let Some((_, stopped)) = Question::Window.read(r, d, t) {
+            if let Some(stopped) = stops(r, d, t) {
                 let e = per_source.entry(r.source).or_default();
                 e.0 += usize::from(stopped);
                 e.1 += 1;
             }
         }
-        let mut rates: Vec<f64> = per_source
+        let rates = per_source
             .values()
             .map(|(hit, n)| *hit as f64 / *n as f64)
             .collect();
-        rates.sort_by(f64::total_cmp);
-        let median = match rates.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => rates[n / 2],
-            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
-        };
-        if median <= MAX_WINDOW_FALSE_STOPS {
+        if median(rates) <= MAX_WINDOW_FALSE_STOPS {
             return t;
         }
     }
     THRESHOLDS[THRESHOLDS.len() - 1]
+}
+
+/// Whether a stream window would be stopped if the guard asked the encoder about it when
+/// the embedded default is unsure (its probabilities in `t.band`): then at `escalated_from`,
+/// otherwise at `t.window` as today. `None` for a row without an encoder reading.
+fn window_cascade_stops(d: &Decisions, t: &Thresholds, escalated_from: f32) -> Option<bool> {
+    let with = d.with_encoder?;
+    let label = if d.escalated(&t.band) {
+        super::answer_label(&with, escalated_from)
+    } else {
+        d.embedded_label(t.window)
+    };
+    Some(label != ResponseLabel::Answer)
+}
+
+/// Stream windows of one (source, language) on the encoder subset, judged as the guard
+/// judges them today (the embedded default alone) and as it would if it asked the encoder
+/// about the unsure ones ([`window_escalation`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WindowEscalation {
+    pub refusals: usize,
+    pub refusals_stopped: usize,
+    pub refusals_stopped_with_encoder: usize,
+    pub answers: usize,
+    pub answers_stopped: usize,
+    pub answers_stopped_with_encoder: usize,
+    /// Windows (refusals and answers) the encoder would be asked about.
+    pub escalated: usize,
+}
+
+/// What asking the encoder about unsure stream windows would do, leave-one-source-out: for
+/// each held-out source, the band and window threshold chosen without it (`nested`), and a
+/// threshold for the encoder's reading chosen without it by the window rule (the lowest at
+/// which the median other source's answer windows stopped stay at or under
+/// [`MAX_WINDOW_FALSE_STOPS`]). Returns the scores and each source's chosen threshold.
+/// A measurement for deciding whether the guard should escalate windows; it does not yet.
+pub fn window_escalation(
+    rows: &[Row],
+    sources: &[Source],
+    decisions: &[Option<Decisions>],
+    nested: &[Thresholds],
+) -> (BTreeMap<(String, String), WindowEscalation>, Vec<f32>) {
+    let chosen: Vec<f32> = nested
+        .iter()
+        .enumerate()
+        .map(|(s, t)| {
+            lowest_window_threshold(
+                rows,
+                decisions,
+                |x| x != s,
+                |r, d, e| r.window.then(|| window_cascade_stops(d, t, e)).flatten(),
+            )
+        })
+        .collect();
+    let mut out: BTreeMap<(String, String), WindowEscalation> = BTreeMap::new();
+    for (r, d) in rows.iter().zip(decisions) {
+        let Some(d) = d else { continue };
+        if !r.window || !matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) {
+            continue;
+        }
+        let t = &nested[r.source];
+        let Some(with) = window_cascade_stops(d, t, chosen[r.source]) else {
+            continue;
+        };
+        let alone = d.embedded_label(t.window) != ResponseLabel::Answer;
+        for lang in [r.lang.as_str(), "all"] {
+            let e = out
+                .entry((sources[r.source].name.clone(), lang.to_string()))
+                .or_default();
+            e.escalated += usize::from(d.escalated(&t.band));
+            if r.label == ResponseLabel::Refusal {
+                e.refusals += 1;
+                e.refusals_stopped += usize::from(alone);
+                e.refusals_stopped_with_encoder += usize::from(with);
+            } else {
+                e.answers += 1;
+                e.answers_stopped += usize::from(alone);
+                e.answers_stopped_with_encoder += usize::from(with);
+            }
+        }
+    }
+    (out, chosen)
+}
+
+/// The trade-off behind [`window_escalation`]: for each threshold on the encoder's reading
+/// of an escalated window (every source at its own nested band and window threshold), the
+/// mean over sources of the explicit refusals stopped and the median over sources of the
+/// answers stopped; first the embedded default alone (`None`). Encoder subset only.
+pub fn window_escalation_sweep(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    nested: &[Thresholds],
+) -> Vec<(Option<f32>, f64, f64)> {
+    let point = |encoder_from: Option<f32>| {
+        let mut per_source: BTreeMap<usize, [usize; 4]> = BTreeMap::new();
+        for (r, d) in rows.iter().zip(decisions) {
+            let Some(d) = d else { continue };
+            if !r.window || !matches!(r.label, ResponseLabel::Refusal | ResponseLabel::Answer) {
+                continue;
+            }
+            let t = &nested[r.source];
+            let Some(with) = window_cascade_stops(d, t, encoder_from.unwrap_or(0.0)) else {
+                continue;
+            };
+            let stopped = match encoder_from {
+                Some(_) => with,
+                None => d.embedded_label(t.window) != ResponseLabel::Answer,
+            };
+            let e = per_source.entry(r.source).or_default();
+            let k = if r.label == ResponseLabel::Refusal { 0 } else { 2 };
+            e[k] += usize::from(stopped);
+            e[k + 1] += 1;
+        }
+        let refusals: Vec<f64> = per_source
+            .values()
+            .filter(|e| e[1] > 0)
+            .map(|e| e[0] as f64 / e[1] as f64)
+            .collect();
+        let answers = per_source
+            .values()
+            .filter(|e| e[3] > 0)
+            .map(|e| e[2] as f64 / e[3] as f64)
+            .collect();
+        (
+            encoder_from,
+            refusals.iter().sum::<f64>() / refusals.len().max(1) as f64,
+            median(answers),
+        )
+    };
+    std::iter::once(point(None))
+        .chain(THRESHOLDS.iter().map(|&t| point(Some(t))))
+        .collect()
+}
+
+/// Renders [`window_escalation`] and [`window_escalation_sweep`] as Markdown.
+pub fn render_window_escalation(
+    scores: &BTreeMap<(String, String), WindowEscalation>,
+    sources: &[Source],
+    chosen: &[f32],
+    sweep: &[(Option<f32>, f64, f64)],
+) -> String {
+    let mut s = String::from(
+        "| held-out source | lang | windows (encoder subset) | escalated | refusals stopped: embedded alone | \
+         with the encoder asked | answers stopped: embedded alone | with the encoder asked |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for ((src, lang), e) in scores {
+        let n = e.refusals + e.answers;
+        s.push_str(&format!(
+            "| {src} | {lang} | {n} | {:.3} | {} | {} | {} | {} |\n",
+            e.escalated as f64 / n.max(1) as f64,
+            rate(e.refusals_stopped, e.refusals),
+            rate(e.refusals_stopped_with_encoder, e.refusals),
+            rate(e.answers_stopped, e.answers),
+            rate(e.answers_stopped_with_encoder, e.answers),
+        ));
+    }
+    s.push_str(&format!(
+        "\nThe encoder's reading of a window is taken as non-answer from a threshold chosen without the held-out \
+         source (the window rule: the lowest at which the median other source's answer windows stopped stay at or \
+         under {:.0}%): {}.\n",
+        MAX_WINDOW_FALSE_STOPS * 100.0,
+        sources
+            .iter()
+            .zip(chosen)
+            .map(|(s, t)| format!("{} {t}", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s.push_str(
+        "\nBy threshold on the encoder's reading of an escalated window (every source at its own band and \
+         window threshold):\n\n| encoder's window threshold | refusals stopped, mean over sources | \
+         answers stopped, median over sources |\n|---|---|---|\n",
+    );
+    for (t, refusals, answers) in sweep {
+        let t = t.map_or("embedded default alone".to_string(), |t| t.to_string());
+        s.push_str(&format!("| {t} | {refusals:.3} | {answers:.3} |\n"));
+    }
+    s
 }
 
 impl Thresholds {
@@ -743,6 +930,25 @@ pub fn window_recall(
     out
 }
 
+/// `hit/n = rate`, or `-` when there is nothing to count: a cell of the report's tables.
+fn rate(hit: usize, n: usize) -> String {
+    if n == 0 {
+        "-".to_string()
+    } else {
+        format!("{hit}/{n} = {:.3}", hit as f64 / n as f64)
+    }
+}
+
+/// The median of some rates (0 for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// Renders the leave-one-source-out table as Markdown.
 pub fn render(
     scores: &BTreeMap<(String, String), GroupScore>,
@@ -764,13 +970,6 @@ pub fn render(
     }
     s.push_str("---|\n");
     for ((src, lang), g) in scores {
-        let rate = |hit: usize, n: usize| {
-            if n == 0 {
-                "-".to_string()
-            } else {
-                format!("{hit}/{n} = {:.3}", hit as f64 / n as f64)
-            }
-        };
         let w = windows
             .get(&(src.clone(), lang.clone()))
             .copied()
@@ -912,6 +1111,85 @@ mod tests {
         // At a threshold above the non-answer mass (0.9) everything is an answer.
         let strict = score(&rows, &sources, &[Some(d), Some(d), Some(d)], &[STRICT]);
         assert_eq!(strict[&("s".to_string(), "all".to_string())].embedded.tp, 0);
+    }
+
+    #[test]
+    fn asking_the_encoder_about_unsure_windows_is_measured_out_of_source() {
+        let probs = |non_answer: f32| {
+            let mut p = [0f32; 4];
+            p[ResponseLabel::Answer.index()] = 1.0 - non_answer;
+            p[ResponseLabel::Refusal.index()] = non_answer;
+            p
+        };
+        let window = |source, label| Row {
+            window: true,
+            ..row(source, "w", label)
+        };
+        let rows = vec![
+            // Source 0: an unsure refusal window the encoder reads as a refusal, a sure answer
+            // window, and a whole answer (not a window: not counted).
+            window(0, ResponseLabel::Refusal),
+            window(0, ResponseLabel::Answer),
+            row(0, "whole", ResponseLabel::Refusal),
+            // Source 1: an unsure answer window the encoder reads as an answer, a sure refusal
+            // window, and a window with no encoder reading (not counted).
+            window(1, ResponseLabel::Answer),
+            window(1, ResponseLabel::Refusal),
+            window(1, ResponseLabel::Refusal),
+        ];
+        let d = |embedded: f32, encoder: Option<f32>| {
+            Some(Decisions {
+                ngram: ResponseLabel::Answer,
+                embedded: probs(embedded),
+                with_encoder: encoder.map(probs),
+            })
+        };
+        let decisions = vec![
+            d(0.4, Some(0.9)),
+            d(0.05, Some(0.05)),
+            d(0.9, Some(0.9)),
+            d(0.3, Some(0.1)),
+            d(0.8, Some(0.8)),
+            d(0.3, None),
+        ];
+        let band = Thresholds {
+            band: EscalationBand { from: 0.2, to: 0.5 },
+            ..HALF
+        };
+        let sources: Vec<Source> = ["a", "b"]
+            .iter()
+            .map(|n| Source {
+                name: n.to_string(),
+                files: vec![],
+            })
+            .collect();
+        let (scores, chosen) = window_escalation(&rows, &sources, &decisions, &[band, band]);
+        // Each threshold is the lowest at which the other source's answer windows stay
+        // unstopped: 0.15 for both here.
+        assert_eq!(chosen, vec![0.15, 0.15]);
+        let all = |name: &str| scores[&(name.to_string(), "all".to_string())];
+        // Source 0: the unsure refusal is stopped only when the encoder is asked.
+        let a = WindowEscalation {
+            refusals: 1,
+            refusals_stopped: 0,
+            refusals_stopped_with_encoder: 1,
+            answers: 1,
+            answers_stopped: 0,
+            answers_stopped_with_encoder: 0,
+            escalated: 1,
+        };
+        assert_eq!(all("a"), a);
+        // Source 1: the unsure answer stays an answer; the sure refusal is stopped either way.
+        let b = WindowEscalation {
+            refusals_stopped: 1,
+            ..a
+        };
+        assert_eq!(all("b"), b);
+        let sweep = window_escalation_sweep(&rows, &decisions, &[band, band]);
+        assert_eq!(sweep[0], (None, 0.5, 0.0), "the embedded default alone");
+        assert_eq!(sweep[1], (Some(0.15), 1.0, 0.0));
+        // At 0.95 the encoder's 0.9 no longer stops source 0's refusal.
+        assert_eq!(sweep.last().unwrap(), &(Some(0.95), 0.5, 0.0));
     }
 
     #[test]
@@ -1112,13 +1390,6 @@ pub fn score_prompts(
 
 /// Renders the prompt table as Markdown.
 pub fn render_prompts(scores: &BTreeMap<(String, String), HarmScore>) -> String {
-    let rate = |a: usize, n: usize| {
-        if n == 0 {
-            "-".to_string()
-        } else {
-            format!("{a}/{n} = {:.3}", a as f64 / n as f64)
-        }
-    };
     let mut s = String::from(
         "| held-out file | lang | harmful recall (kept as justified) | benign flagged (refusal not re-routed) |\n|---|---|---|---|\n",
     );
