@@ -302,7 +302,29 @@ impl Layer {
     }
 }
 
+/// The six dense layers of a [`Layer`], when all run on [`PackedDense`].
+struct PackedProducts<'a> {
+    query: &'a PackedDense,
+    key: &'a PackedDense,
+    value: &'a PackedDense,
+    attention_out: &'a PackedDense,
+    intermediate: &'a PackedDense,
+    output: &'a PackedDense,
+}
+
 impl Layer {
+    /// The six dense layers, in the order they run.
+    fn denses(&self) -> [&Dense; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_out,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
+
     /// [`Bert::quantize_inputs`] for this layer's products; returns how many now quantize.
     pub fn quantize_inputs(&mut self) -> usize {
         [
@@ -320,19 +342,15 @@ impl Layer {
         })
         .sum()
     }
-}
 
-/// The six dense layers of a [`Layer`], when all run on [`PackedDense`].
-struct PackedProducts<'a> {
-    query: &'a PackedDense,
-    key: &'a PackedDense,
-    value: &'a PackedDense,
-    attention_out: &'a PackedDense,
-    intermediate: &'a PackedDense,
-    output: &'a PackedDense,
-}
+    /// How many of this layer's products quantize their inputs ([`Self::quantize_inputs`]).
+    pub fn quantized_products(&self) -> usize {
+        self.denses()
+            .into_iter()
+            .filter(|d| matches!(d, Dense::Packed(p) if p.quantizes_inputs()))
+            .count()
+    }
 
-impl Layer {
     /// The packed dense layers, when the layer runs fused on a CPU with AVX-512F (and its
     /// norms are f32): then [`Layer::forward_rows`] runs it.
     fn packed(&self) -> Option<PackedProducts<'_>> {
@@ -505,20 +523,16 @@ impl Bert {
         self.layers.iter_mut().map(Layer::quantize_inputs).sum()
     }
 
+    /// How many products quantize their inputs ([`Self::quantize_inputs`]).
+    pub fn quantized_products(&self) -> usize {
+        self.layers.iter().map(Layer::quantized_products).sum()
+    }
+
     /// How many of the dense layers hold their weights as 8-bit integers (exactly: see
     /// [`PackedDense::new`]), and how many dense layers there are. All of them, for the
     /// 4-bit e5 import on a CPU with AVX-512F; none for f32 checkpoints or elsewhere.
     pub fn int8_products(&self) -> (usize, usize) {
-        let denses = self.layers.iter().flat_map(|l| {
-            [
-                &l.query,
-                &l.key,
-                &l.value,
-                &l.attention_out,
-                &l.intermediate,
-                &l.output,
-            ]
-        });
+        let denses = self.layers.iter().flat_map(Layer::denses);
         denses.fold((0, 0), |(int8, all), d| {
             (
                 int8 + usize::from(matches!(d, Dense::Packed(p) if p.is_int8())),

@@ -95,8 +95,6 @@ pub struct E5Encoder {
     /// The fine-tuned prompt layer replaces layer `prompt_depth - 1`; the pretrained
     /// layers before it are its trunk.
     prompt_depth: usize,
-    /// Whether the 8-bit products take 8-bit inputs ([`Self::with_int8_activations`]).
-    int8_activations: bool,
     tokenizer: Tokenizer,
     device: Device,
     config: Config,
@@ -163,7 +161,6 @@ impl E5Encoder {
             prompt_top: None,
             answer_depth: cfg.num_hidden_layers,
             prompt_depth: cfg.num_hidden_layers,
-            int8_activations: false,
             tokenizer,
             device,
             config: cfg,
@@ -279,7 +276,7 @@ impl E5Encoder {
                 "the fine-tuned prompt layer does not fit this encoder: {e}"
             ))
         })?;
-        if self.int8_activations {
+        if self.int8_activations() {
             layer.quantize_inputs();
         }
         self.prompt_top = Some(layer);
@@ -297,18 +294,19 @@ impl E5Encoder {
     /// f32 weights (the Hub's checkpoint, a fine-tuned layer), nothing changes; see
     /// [`Self::int8_activations`].
     pub fn with_int8_activations(mut self) -> Self {
-        let mut quantized = self.bert.quantize_inputs();
+        self.bert.quantize_inputs();
         if let Some(layer) = self.prompt_top.as_mut() {
-            quantized += layer.quantize_inputs();
+            layer.quantize_inputs();
         }
-        self.int8_activations = quantized > 0;
         self
     }
 
     /// Whether any product runs on 8-bit activations ([`Self::with_int8_activations`]):
     /// false where the CPU lacks AVX-512 VNNI or the weights are f32.
     pub fn int8_activations(&self) -> bool {
-        self.int8_activations
+        // The pretrained layers, not the prompt layer: its weights are f32, so it never
+        // quantizes, whichever way the encoder runs.
+        self.bert.quantized_products() > 0
     }
 
     /// Whether a fine-tuned prompt layer is loaded.

@@ -374,41 +374,54 @@ mod kernel {
         static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     }
 
-    /// Every tile of `y` (`rows × outputs`): panel by panel, so a panel's weights are read
-    /// from memory once, whatever the number of rows.
+    /// Every tile of `y` (`rows × outputs`), panel by panel ([`by_panel`]).
     ///
     /// # Safety
     /// AVX-512F must be available; `x` holds `rows × inputs` values, `y` `rows × outputs`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product(w: &PackedDense, x: &[f32], rows: usize, y: &mut [f32]) {
         let k = w.inputs;
-        let panel_count = w.bias.len() / PANEL;
+        by_panel(w, rows, y, |p, wide, sums| match &w.weights {
+            // SAFETY (both arms): the panel and chunk lengths are as `accumulate` and
+            // `widen` take them; AVX-512F per this function's contract.
+            Weights::F32(panels) => unsafe {
+                accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], x, k, 0, sums);
+            },
+            Weights::Int8 { q, scales } => {
+                let blocks = k.div_ceil(BLOCK);
+                let q = &q[p * k * PANEL..(p + 1) * k * PANEL];
+                let scales = &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL];
+                for c0 in (0..k).step_by(CHUNK) {
+                    let kc = CHUNK.min(k - c0);
+                    wide.resize(kc * PANEL, 0.0);
+                    unsafe {
+                        widen(&q[c0 * PANEL..(c0 + kc) * PANEL], scales, c0, wide);
+                        accumulate(wide, x, k, c0, sums);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The walk both products share: `y` panel by panel, so a panel's weights are read from
+    /// memory once whatever the number of rows. Each panel's tiles of sums (`rows × PANEL`,
+    /// scratch reused from call to call) start at the bias; `fill(p, wide, sums)` adds the
+    /// panel's products (`wide`: scratch for widened weights), and the panel's columns are
+    /// copied to `y`. Inlined, so `fill` is compiled for its caller's vector unit.
+    #[inline(always)]
+    fn by_panel(
+        w: &PackedDense,
+        rows: usize,
+        y: &mut [f32],
+        mut fill: impl FnMut(usize, &mut Vec<f32>, &mut [f32]),
+    ) {
         SCRATCH.with_borrow_mut(|(wide, sums)| {
             sums.resize(rows * PANEL, 0.0);
-            for p in 0..panel_count {
+            for p in 0..w.bias.len() / PANEL {
                 for row in sums.chunks_exact_mut(PANEL) {
                     row.copy_from_slice(&w.bias[p * PANEL..(p + 1) * PANEL]);
                 }
-                match &w.weights {
-                    // SAFETY (both arms): the panel and chunk lengths are as `accumulate`
-                    // and `widen` take them; AVX-512F per this function's contract.
-                    Weights::F32(panels) => unsafe {
-                        accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], x, k, 0, sums);
-                    },
-                    Weights::Int8 { q, scales } => {
-                        let blocks = k.div_ceil(BLOCK);
-                        let q = &q[p * k * PANEL..(p + 1) * k * PANEL];
-                        let scales = &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL];
-                        for c0 in (0..k).step_by(CHUNK) {
-                            let kc = CHUNK.min(k - c0);
-                            wide.resize(kc * PANEL, 0.0);
-                            unsafe {
-                                widen(&q[c0 * PANEL..(c0 + kc) * PANEL], scales, c0, wide);
-                                accumulate(wide, x, k, c0, sums);
-                            }
-                        }
-                    }
-                }
+                fill(p, wide, sums);
                 let columns = PANEL.min(w.outputs - p * PANEL);
                 for (r, row) in sums.chunks_exact(PANEL).enumerate() {
                     let out = r * w.outputs + p * PANEL;
@@ -437,46 +450,34 @@ mod kernel {
         let blocks = w.inputs.div_ceil(BLOCK);
         let kp = blocks * BLOCK;
         let panel_bytes = kp * PANEL;
-        let panel_count = w.bias.len() / PANEL;
         debug_assert!(xq.len() == rows * kp && xs.len() == rows * blocks);
-        SCRATCH.with_borrow_mut(|(_, sums)| {
-            sums.resize(rows * PANEL, 0.0);
-            for p in 0..panel_count {
-                for row in sums.chunks_exact_mut(PANEL) {
-                    row.copy_from_slice(&w.bias[p * PANEL..(p + 1) * PANEL]);
-                }
-                let panel = Panel {
-                    q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
-                    offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
-                    scales: &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL],
-                };
-                let mut r = 0;
-                while r < rows {
-                    let n = ROWS.min(rows - r);
-                    let a = &xq[r * kp..(r + n) * kp];
-                    let s = &xs[r * blocks..(r + n) * blocks];
-                    let tile = &mut sums[r * PANEL..(r + n) * PANEL];
-                    // SAFETY: `a` and `s` are `n` whole rows, `tile` `n × PANEL`; the
-                    // features per this function's contract.
-                    unsafe {
-                        match n {
-                            8 => quad_tile::<8>(a, s, &panel, tile),
-                            7 => quad_tile::<7>(a, s, &panel, tile),
-                            6 => quad_tile::<6>(a, s, &panel, tile),
-                            5 => quad_tile::<5>(a, s, &panel, tile),
-                            4 => quad_tile::<4>(a, s, &panel, tile),
-                            3 => quad_tile::<3>(a, s, &panel, tile),
-                            2 => quad_tile::<2>(a, s, &panel, tile),
-                            _ => quad_tile::<1>(a, s, &panel, tile),
-                        }
+        by_panel(w, rows, y, |p, _, sums| {
+            let panel = Panel {
+                q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
+                offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+                scales: &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+            };
+            let mut r = 0;
+            while r < rows {
+                let n = ROWS.min(rows - r);
+                let a = &xq[r * kp..(r + n) * kp];
+                let s = &xs[r * blocks..(r + n) * blocks];
+                let tile = &mut sums[r * PANEL..(r + n) * PANEL];
+                // SAFETY: `a` and `s` are `n` whole rows, `tile` `n × PANEL`; the features
+                // per this function's contract.
+                unsafe {
+                    match n {
+                        8 => quad_tile::<8>(a, s, &panel, tile),
+                        7 => quad_tile::<7>(a, s, &panel, tile),
+                        6 => quad_tile::<6>(a, s, &panel, tile),
+                        5 => quad_tile::<5>(a, s, &panel, tile),
+                        4 => quad_tile::<4>(a, s, &panel, tile),
+                        3 => quad_tile::<3>(a, s, &panel, tile),
+                        2 => quad_tile::<2>(a, s, &panel, tile),
+                        _ => quad_tile::<1>(a, s, &panel, tile),
                     }
-                    r += n;
                 }
-                let columns = PANEL.min(w.outputs - p * PANEL);
-                for (r, row) in sums.chunks_exact(PANEL).enumerate() {
-                    let out = r * w.outputs + p * PANEL;
-                    y[out..out + columns].copy_from_slice(&row[..columns]);
-                }
+                r += n;
             }
         })
     }

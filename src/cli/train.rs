@@ -43,6 +43,15 @@ pub enum TuneFolds {
     None,
 }
 
+/// How e5 runs its products over 8-bit weights (`--activations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Activations {
+    /// Quantize the activations to 8 bits too (AVX-512 VNNI; f32 where the CPU lacks it).
+    Int8,
+    /// Keep the activations exact.
+    F32,
+}
+
 /// Arguments of `train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -71,8 +80,8 @@ pub struct TrainArgs {
     /// How e5 runs its products over 8-bit weights: `int8` quantizes the activations too
     /// (AVX-512 VNNI; about twice as fast, cosine >= 0.9995 to f32; f32 where the CPU lacks
     /// VNNI), `f32` keeps them exact. The heads record it and the tier runs e5 the same way.
-    #[arg(long, default_value = "int8", value_name = "int8|f32")]
-    pub activations: String,
+    #[arg(long, value_enum, default_value_t = Activations::Int8)]
+    pub activations: Activations,
     /// The embedding cache (sentence vectors of the training texts).
     #[arg(long, default_value = ".cache/embeddings/e5.bin")]
     pub embedding_cache: PathBuf,
@@ -204,17 +213,11 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..FitConfig::default()
     };
 
-    let int8_activations = match args.activations.as_str() {
-        "int8" => true,
-        "f32" => false,
-        other => return Err(format!("unknown --activations {other:?}; expected int8 or f32").into()),
-    };
     let set_up = |e: E5Encoder| -> Result<E5Encoder, ClassifyError> {
         let e = e.with_answer_depth(args.answer_depth)?;
-        Ok(if int8_activations {
-            e.with_int8_activations()
-        } else {
-            e
+        Ok(match args.activations {
+            Activations::Int8 => e.with_int8_activations(),
+            Activations::F32 => e,
         })
     };
     let encoder = match args.encoder.as_str() {

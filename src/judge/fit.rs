@@ -557,15 +557,15 @@ fn lowest_window_threshold(
     THRESHOLDS[THRESHOLDS.len() - 1]
 }
 
-/// Whether a stream window would be stopped if the guard asked the encoder about it when
-/// the embedded default is unsure (its probabilities in `t.band`): then at `escalated_from`,
-/// otherwise at `t.window` as today. `None` for a row without an encoder reading.
-fn window_cascade_stops(d: &Decisions, t: &Thresholds, escalated_from: f32) -> Option<bool> {
+/// Whether a stream window (of a row with an encoder reading; `None` otherwise) is stopped:
+/// by the embedded default alone at `t.window` as the guard does today (`encoder_from`
+/// None), or with the encoder asked when the embedded default is unsure (its probabilities
+/// in `t.band`), its reading taken as non-answer from `encoder_from`.
+fn window_stops(d: &Decisions, t: &Thresholds, encoder_from: Option<f32>) -> Option<bool> {
     let with = d.with_encoder?;
-    let label = if d.escalated(&t.band) {
-        super::answer_label(&with, escalated_from)
-    } else {
-        d.embedded_label(t.window)
+    let label = match encoder_from {
+        Some(from) if d.escalated(&t.band) => super::answer_label(&with, from),
+        _ => d.embedded_label(t.window),
     };
     Some(label != ResponseLabel::Answer)
 }
@@ -605,7 +605,7 @@ pub fn window_escalation(
                 rows,
                 decisions,
                 |x| x != s,
-                |r, d, e| r.window.then(|| window_cascade_stops(d, t, e)).flatten(),
+                |r, d, e| r.window.then(|| window_stops(d, t, Some(e))).flatten(),
             )
         })
         .collect();
@@ -616,10 +616,12 @@ pub fn window_escalation(
             continue;
         }
         let t = &nested[r.source];
-        let Some(with) = window_cascade_stops(d, t, chosen[r.source]) else {
+        let (Some(alone), Some(with)) = (
+            window_stops(d, t, None),
+            window_stops(d, t, Some(chosen[r.source])),
+        ) else {
             continue;
         };
-        let alone = d.embedded_label(t.window) != ResponseLabel::Answer;
         for lang in [r.lang.as_str(), "all"] {
             let e = out
                 .entry((sources[r.source].name.clone(), lang.to_string()))
@@ -656,12 +658,8 @@ pub fn window_escalation_sweep(
                 continue;
             }
             let t = &nested[r.source];
-            let Some(with) = window_cascade_stops(d, t, encoder_from.unwrap_or(0.0)) else {
+            let Some(stopped) = window_stops(d, t, encoder_from) else {
                 continue;
-            };
-            let stopped = match encoder_from {
-                Some(_) => with,
-                None => d.embedded_label(t.window) != ResponseLabel::Answer,
             };
             let e = per_source.entry(r.source).or_default();
             let k = if r.label == ResponseLabel::Refusal { 0 } else { 2 };
