@@ -10,14 +10,21 @@
 //! HF_HOME=.cache/hf cargo run --release --example e5_depth_probe
 //! ```
 //!
+//! With `RG_PROBE_TOKENS=32,64,96,128` it asks the other question of cost, how many of an
+//! answer's tokens the encoder must read: it embeds the subset through the encoder as the
+//! shipped heads set it up (answer depth, 8-bit activations), cut to each number of tokens
+//! (opening and ending, as the tier cuts at 128), and prints the same table per cut.
+//!
 //! Embedding the ~14,600 texts through all 12 layers takes about 16 minutes on two cores;
 //! `RG_PROBE_CACHE=path` keeps the vectors (raw f32, texts × layers × 384) for a rerun.
 use std::io::{Read, Write};
 
 use refusal_guard::classify::e5::E5Encoder;
-use refusal_guard::classify::encoder::E5_ANSWER_TOKENS;
+use refusal_guard::classify::encoder::{Heads, E5_ANSWER_TOKENS};
 use refusal_guard::classify::ResponseLabel;
-use refusal_guard::judge::fit::{answer_subset, final_encoder_head, read_rows, shipped_sources, FitConfig};
+use refusal_guard::judge::fit::{
+    answer_subset, final_encoder_head, read_rows, shipped_sources, FitConfig, Row, Source,
+};
 
 const LAYERS: usize = 12;
 
@@ -37,6 +44,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same subset as `train --encoder-cap 700`.
     let keep = answer_subset(&rows, 700);
     let idx: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+    if let Some(cuts) = std::env::var_os("RG_PROBE_TOKENS") {
+        let cuts: Vec<usize> = cuts
+            .to_string_lossy()
+            .split(',')
+            .map(|c| c.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("RG_PROBE_TOKENS: {e} (want numbers of tokens such as 32,64,128)"))?;
+        let encoder = Heads::shipped_e5()?.configure(E5Encoder::load_default()?)?;
+        let texts: Vec<&str> = idx.iter().map(|&i| rows[i].text.as_str()).collect();
+        let mut by_cut = Vec::new();
+        for &cut in &cuts {
+            let started = std::time::Instant::now();
+            let mut vectors = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(64) {
+                vectors.extend(encoder.embed(chunk, cut)?);
+            }
+            eprintln!(
+                "{cut} tokens: {} texts embedded ({:.0}s)",
+                texts.len(),
+                started.elapsed().as_secs_f64()
+            );
+            by_cut.push(vectors);
+        }
+        let labels: Vec<String> = cuts.iter().map(|c| format!("{c} tokens")).collect();
+        return table("tokens read", &labels, &rows, &idx, &sources, &cfg, |k, c| {
+            by_cut[c][k].clone()
+        });
+    }
     let encoder = E5Encoder::load_default()?;
     let dim = encoder.dim();
     let cache = std::env::var_os("RG_PROBE_CACHE").map(std::path::PathBuf::from);
@@ -74,7 +109,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let vector = |k: usize, layer: usize| flat[(k * LAYERS + layer) * dim..][..dim].to_vec();
+    let labels: Vec<String> = (1..=LAYERS).map(|d| d.to_string()).collect();
+    table("depth", &labels, &rows, &idx, &sources, &cfg, vector)
+}
 
+/// Prints held-out non-answer F1 per source (and speechmap per language) for each reading
+/// `c` of the subset (`vector(k, c)`: text `k`'s vector under reading `c`), the answer head
+/// fitted leave-one-source-out as `train` fits it.
+fn table(
+    title: &str,
+    labels: &[String],
+    rows: &[Row],
+    idx: &[usize],
+    sources: &[Source],
+    cfg: &FitConfig,
+    vector: impl Fn(usize, usize) -> Vec<f32>,
+) -> Result<(), Box<dyn std::error::Error>> {
     // Held-out groups: each source, and speechmap by language too (it is three languages).
     let group = |k: usize| -> Vec<String> {
         let r = &rows[idx[k]];
@@ -88,10 +138,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut names: Vec<String> = (0..idx.len()).flat_map(group).collect();
     names.sort();
     names.dedup();
-    println!("| depth | {} |", names.join(" | "));
+    println!("| {title} | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
     let subset_rows: Vec<_> = idx.iter().map(|&i| rows[i].clone()).collect();
-    for layer in 0..LAYERS {
+    for (layer, label) in labels.iter().enumerate() {
         let mut non_answer = vec![None; idx.len()];
         for s in 0..sources.len() {
             let held: Vec<usize> = (0..idx.len()).filter(|&k| rows[idx[k]].source == s).collect();
@@ -101,7 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let vectors: Vec<Option<Vec<f32>>> = (0..idx.len())
                 .map(|k| (rows[idx[k]].source != s).then(|| vector(k, layer)))
                 .collect();
-            let head = final_encoder_head(&subset_rows, &vectors, &cfg)?;
+            let head = final_encoder_head(&subset_rows, &vectors, cfg)?;
             for &k in &held {
                 let p = head.forward(&vector(k, layer));
                 non_answer[k] = Some(1.0 - p[ResponseLabel::Answer.index()]);
@@ -129,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("{:.3}", 2.0 * tp / (2.0 * tp + fp + fneg))
         };
         let cells: Vec<String> = names.iter().map(|n| f1(n)).collect();
-        println!("| {} | {} |", layer + 1, cells.join(" | "));
+        println!("| {label} | {} |", cells.join(" | "));
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::Config;
 
-use super::packed::{self, PackedDense};
+use super::packed::{self, PackedDense, SharedInput};
 
 /// Which operations a layer runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,21 +130,14 @@ impl Norm {
         })
     }
 
-    /// [`Norm::forward_rows`] compiled for AVX2 and FMA when the CPU has them (as
-    /// [`with_wide_vectors`]; a closure passed there is not inlined into the wide code).
+    /// [`Norm::forward_rows`] compiled for the widest vectors the CPU has
+    /// ([`with_wide_vectors`]).
     fn forward_rows_wide(&self, x: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            fn wide(norm: &Norm, x: &mut [f32]) {
-                norm.forward_rows(x)
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the features `wide` is compiled for were detected just above.
-                return unsafe { wide(self, x) };
-            }
-        }
-        self.forward_rows(x)
+        with_wide_vectors(
+            x,
+            #[inline(always)]
+            |x| self.forward_rows(x),
+        )
     }
 
     /// The norm over each row of `x` (rows of `self.values.0.len()`), in place.
@@ -387,10 +380,12 @@ impl Layer {
         seq: usize,
         bias: &[f32],
     ) -> Option<Vec<f32>> {
+        // The three read the same input: its 8-bit form is made once.
+        let mut shared = SharedInput::default();
         let (q, k, v) = (
-            dense.query.forward(x),
-            dense.key.forward(x),
-            dense.value.forward(x),
+            dense.query.forward_sharing(x, &mut shared),
+            dense.key.forward_sharing(x, &mut shared),
+            dense.value.forward_sharing(x, &mut shared),
         );
         let mut context = vec![0f32; x.len()];
         attention(&mut context, &q, &k, &v, bias, seq, self.heads)?;
@@ -441,9 +436,16 @@ fn attention(
             let keys = PackedDense::new_f32(&kh, bias, dh, seq)?;
             let values = PackedDense::new_f32(&vt, &zeros, seq, dh)?;
             let mut scores = keys.forward(&qh);
-            for r in scores.chunks_exact_mut(seq) {
-                with_wide_vectors(r, softmax_in_place);
-            }
+            // One call for all rows, inlined (see `with_wide_vectors`).
+            with_wide_vectors(
+                &mut scores,
+                #[inline(always)]
+                |s| {
+                    for row in s.chunks_exact_mut(seq) {
+                        softmax_in_place(row)
+                    }
+                },
+            );
             let out = values.forward(&scores);
             for (i, o) in out.chunks_exact(dh).enumerate() {
                 context[row(i, h)..row(i, h) + dh].copy_from_slice(o);
@@ -485,6 +487,21 @@ fn sum(a: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// The largest of `a` (`-inf` when empty), as [`dot`]: eight running maxima, so the loop
+/// vectorises.
+#[inline(always)]
+fn max(a: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let c = a.chunks_exact(8);
+    let tail = c.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in c {
+        for i in 0..8 {
+            acc[i] = if x[i] > acc[i] { x[i] } else { acc[i] };
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
 }
 
 /// A BERT encoder: the embeddings and the layers, in order.
@@ -583,21 +600,34 @@ fn gelu_in_place(values: &mut [f32]) {
     }
 }
 
-/// Runs `f` compiled for AVX2 and FMA when the CPU has them (nearly every x86 server since
-/// 2013), else for the baseline target (SSE2, four floats a step), which is what a plain
-/// `cargo build` targets.
+/// Runs `f` compiled for AVX-512 (sixteen floats a step) or AVX2 and FMA (eight; nearly
+/// every x86 server since 2013), whichever is the widest the CPU has, else for the baseline
+/// target (SSE2, four), which is what a plain `cargo build` targets.
+///
+/// `f` must be inlined into the wide code to be compiled for it: pass a function marked
+/// `#[inline(always)]`, or a closure marked so whose loops are plain `for` loops (an
+/// iterator adapter's closure may stay a call, compiled for the baseline).
 #[inline(always)]
 fn with_wide_vectors(values: &mut [f32], f: impl Fn(&mut [f32])) {
     #[cfg(target_arch = "x86_64")]
     {
-        // Generic, so `f` (always inlined) is compiled into it with these features.
+        // Generic, so `f` (always inlined) is compiled into them with these features. `f`
+        // is passed by value: through a reference it is called via a shim that is not.
+        #[target_feature(enable = "avx512f")]
+        fn widest(values: &mut [f32], f: impl Fn(&mut [f32])) {
+            f(values)
+        }
         #[target_feature(enable = "avx2,fma")]
         fn wide(values: &mut [f32], f: impl Fn(&mut [f32])) {
             f(values)
         }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the features `widest` is compiled for were detected just above.
+            return unsafe { widest(values, f) };
+        }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the features `wide` is compiled for were detected just above.
-            return unsafe { wide(values, &f) };
+            return unsafe { wide(values, f) };
         }
     }
     f(values)
@@ -658,10 +688,9 @@ impl CustomOp1 for FastSoftmax {
 
 #[inline(always)]
 fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(row);
     row.iter_mut().for_each(|v| *v = exp_neg(max - *v));
-    let sum: f32 = row.iter().sum();
-    let scale = 1.0 / sum;
+    let scale = 1.0 / sum(row);
     row.iter_mut().for_each(|v| *v *= scale);
 }
 

@@ -214,6 +214,18 @@ impl PackedDense {
     /// When `x.len()` is not a multiple of `inputs` (the caller's shape check, see
     /// [`CustomOp1::cpu_fwd`] below, makes sure it is).
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        self.forward_sharing(x, &mut SharedInput::default())
+    }
+
+    /// [`Self::forward`] for products that read the same `x` (a layer's query, key and
+    /// value): where this one quantizes its inputs, `x`'s 8-bit form is made once, kept in
+    /// `shared`, and reused by the next product given the same `shared`. Pass a fresh
+    /// `shared` for every new `x`.
+    ///
+    /// # Panics
+    /// As [`Self::forward`]; and when `shared` holds rows of another width.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    pub fn forward_sharing(&self, x: &[f32], shared: &mut SharedInput) -> Vec<f32> {
         assert_eq!(
             x.len() % self.inputs,
             0,
@@ -224,11 +236,18 @@ impl PackedDense {
         let mut y = vec![0f32; rows * self.outputs];
         #[cfg(target_arch = "x86_64")]
         if let (Some(quads), Weights::Int8 { scales, .. }) = (&self.quads, &self.weights) {
-            // SAFETY: AVX-512F was detected where `quads` was set; `x` is whole rows.
-            let (xq, xs) = unsafe { kernel::quantize_rows(x, self.inputs) };
+            let (xq, xs) = shared.0.get_or_insert_with(|| {
+                // SAFETY: AVX-512F was detected where `quads` was set; `x` is whole rows.
+                unsafe { kernel::quantize_rows(x, self.inputs) }
+            });
+            assert_eq!(
+                xs.len(),
+                rows * self.inputs.div_ceil(BLOCK),
+                "shared rows of another width"
+            );
             // SAFETY: `quads` is only set where AVX-512F and VNNI were detected
             // (`quantize_inputs`); `xq` and `xs` are whole rows of whole blocks.
-            unsafe { kernel::product_quads(self, quads, scales, &xq, &xs, rows, &mut y) };
+            unsafe { kernel::product_quads(self, quads, scales, xq, xs, rows, &mut y) };
             return y;
         }
         #[cfg(target_arch = "x86_64")]
@@ -240,6 +259,11 @@ impl PackedDense {
         y
     }
 }
+
+/// An input's 8-bit form ([`quantize_rows`]), made by the first product that needs it and
+/// shared with the others that read the same input ([`PackedDense::forward_sharing`]).
+#[derive(Debug, Default)]
+pub struct SharedInput(Option<(Vec<u8>, Vec<f32>)>);
 
 /// `values` as `scale · q` with integers `|q| <= 8`, if they are exactly that: the scale is
 /// the largest magnitude over `|q|max` for `|q|max` from 8 down (a 4-bit block's extreme is
@@ -369,8 +393,8 @@ mod kernel {
     const CHUNK: usize = 128;
 
     thread_local! {
-        /// Scratch reused from call to call: the widened chunk, and the panel's tiles of
-        /// sums (`rows × PANEL`), which carry over from chunk to chunk.
+        /// Scratch reused from call to call: the widened chunk, and the tiles of sums of a
+        /// panel narrower than `PANEL` ([`by_panel`]).
         static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     }
 
@@ -381,11 +405,11 @@ mod kernel {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product(w: &PackedDense, x: &[f32], rows: usize, y: &mut [f32]) {
         let k = w.inputs;
-        by_panel(w, rows, y, |p, wide, sums| match &w.weights {
+        by_panel(w, rows, y, |p, wide, tiles, ldt| match &w.weights {
             // SAFETY (both arms): the panel and chunk lengths are as `accumulate` and
             // `widen` take them; AVX-512F per this function's contract.
             Weights::F32(panels) => unsafe {
-                accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], x, k, 0, sums);
+                accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], x, k, 0, tiles, ldt);
             },
             Weights::Int8 { q, scales } => {
                 let blocks = k.div_ceil(BLOCK);
@@ -396,7 +420,7 @@ mod kernel {
                     wide.resize(kc * PANEL, 0.0);
                     unsafe {
                         widen(&q[c0 * PANEL..(c0 + kc) * PANEL], scales, c0, wide);
-                        accumulate(wide, x, k, c0, sums);
+                        accumulate(wide, x, k, c0, tiles, ldt);
                     }
                 }
             }
@@ -404,31 +428,81 @@ mod kernel {
     }
 
     /// The walk both products share: `y` panel by panel, so a panel's weights are read from
-    /// memory once whatever the number of rows. Each panel's tiles of sums (`rows × PANEL`,
-    /// scratch reused from call to call) start at the bias; `fill(p, wide, sums)` adds the
-    /// panel's products (`wide`: scratch for widened weights), and the panel's columns are
-    /// copied to `y`. Inlined, so `fill` is compiled for its caller's vector unit.
+    /// memory once whatever the number of rows. `fill(p, wide, tiles, ldt)` adds panel `p`'s
+    /// products to its tiles of sums, which start at the bias: `tiles` holds `rows` rows of
+    /// `PANEL` sums, `ldt` apart (`wide` is scratch for widened weights). A whole panel's
+    /// tiles are `y`'s own columns, so the sums land in place; the last panel, when
+    /// `outputs` is not a multiple of `PANEL`, goes through scratch (reused from call to
+    /// call) and its columns are copied to `y`. Inlined, so `fill` is compiled for its
+    /// caller's vector unit.
     #[inline(always)]
     fn by_panel(
         w: &PackedDense,
         rows: usize,
         y: &mut [f32],
-        mut fill: impl FnMut(usize, &mut Vec<f32>, &mut [f32]),
+        mut fill: impl FnMut(usize, &mut Vec<f32>, &mut [f32], usize),
     ) {
-        SCRATCH.with_borrow_mut(|(wide, sums)| {
-            sums.resize(rows * PANEL, 0.0);
+        debug_assert_eq!(y.len(), rows * w.outputs);
+        if rows == 0 {
+            return;
+        }
+        SCRATCH.with_borrow_mut(|(wide, scratch)| {
             for p in 0..w.bias.len() / PANEL {
-                for row in sums.chunks_exact_mut(PANEL) {
-                    row.copy_from_slice(&w.bias[p * PANEL..(p + 1) * PANEL]);
-                }
-                fill(p, wide, sums);
+                let bias = w.bias[p * PANEL..].as_ptr();
                 let columns = PANEL.min(w.outputs - p * PANEL);
-                for (r, row) in sums.chunks_exact(PANEL).enumerate() {
-                    let out = r * w.outputs + p * PANEL;
-                    y[out..out + columns].copy_from_slice(&row[..columns]);
+                if columns == PANEL {
+                    let tiles = &mut y[p * PANEL..];
+                    // SAFETY: every caller of `by_panel` runs with AVX-512F; `tiles` holds
+                    // `rows` rows of `outputs` from this panel's first column, which has
+                    // `PANEL` columns (the last row: `(rows - 1)·outputs + PANEL` values).
+                    unsafe { panel_rows(tiles.as_mut_ptr(), w.outputs, bias, 0, rows, PANEL) };
+                    fill(p, wide, tiles, w.outputs);
+                } else {
+                    scratch.resize(rows * PANEL, 0.0);
+                    // SAFETY: as above, over scratch's `rows × PANEL` values; then `y`'s
+                    // last `columns` of each row.
+                    unsafe {
+                        panel_rows(scratch.as_mut_ptr(), PANEL, bias, 0, rows, PANEL);
+                        fill(p, wide, scratch, PANEL);
+                        panel_rows(
+                            y.as_mut_ptr().add(p * PANEL),
+                            w.outputs,
+                            scratch.as_ptr(),
+                            PANEL,
+                            rows,
+                            columns,
+                        );
+                    }
                 }
             }
         })
+    }
+
+    /// Copies `rows` rows of `columns <= PANEL` floats from `src` (row stride `src_stride`, 0
+    /// to repeat one row) to `dst` (row stride `dst_stride`), in 16-float vectors, masked at
+    /// the end of a row.
+    ///
+    /// # Safety
+    /// AVX-512F; both pointers cover `rows` rows of `columns` at their strides.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn panel_rows(
+        dst: *mut f32,
+        dst_stride: usize,
+        src: *const f32,
+        src_stride: usize,
+        rows: usize,
+        columns: usize,
+    ) {
+        // SAFETY: the offsets stay inside the rows and columns this function's contract covers.
+        unsafe {
+            for r in 0..rows {
+                let (d, s) = (dst.add(r * dst_stride), src.add(r * src_stride));
+                for v in (0..columns).step_by(16) {
+                    let mask = (u32::MAX >> (32 - 16.min(columns - v))) as __mmask16;
+                    _mm512_mask_storeu_ps(d.add(v), mask, _mm512_maskz_loadu_ps(mask, s.add(v)));
+                }
+            }
+        }
     }
 
     /// Every tile of `y` over 8-bit inputs (`xq`, `xs`: [`super::quantize_rows`]), panel by
@@ -451,7 +525,7 @@ mod kernel {
         let kp = blocks * BLOCK;
         let panel_bytes = kp * PANEL;
         debug_assert!(xq.len() == rows * kp && xs.len() == rows * blocks);
-        by_panel(w, rows, y, |p, _, sums| {
+        by_panel(w, rows, y, |p, _, tiles, ldt| {
             let panel = Panel {
                 q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
                 offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
@@ -462,19 +536,19 @@ mod kernel {
                 let n = ROWS.min(rows - r);
                 let a = &xq[r * kp..(r + n) * kp];
                 let s = &xs[r * blocks..(r + n) * blocks];
-                let tile = &mut sums[r * PANEL..(r + n) * PANEL];
-                // SAFETY: `a` and `s` are `n` whole rows, `tile` `n × PANEL`; the features
-                // per this function's contract.
+                let tile = &mut tiles[r * ldt..];
+                // SAFETY: `a` and `s` are `n` whole rows, `tile` `n` rows of `PANEL` sums,
+                // `ldt` apart; the features per this function's contract.
                 unsafe {
                     match n {
-                        8 => quad_tile::<8>(a, s, &panel, tile),
-                        7 => quad_tile::<7>(a, s, &panel, tile),
-                        6 => quad_tile::<6>(a, s, &panel, tile),
-                        5 => quad_tile::<5>(a, s, &panel, tile),
-                        4 => quad_tile::<4>(a, s, &panel, tile),
-                        3 => quad_tile::<3>(a, s, &panel, tile),
-                        2 => quad_tile::<2>(a, s, &panel, tile),
-                        _ => quad_tile::<1>(a, s, &panel, tile),
+                        8 => quad_tile::<8>(a, s, &panel, tile, ldt),
+                        7 => quad_tile::<7>(a, s, &panel, tile, ldt),
+                        6 => quad_tile::<6>(a, s, &panel, tile, ldt),
+                        5 => quad_tile::<5>(a, s, &panel, tile, ldt),
+                        4 => quad_tile::<4>(a, s, &panel, tile, ldt),
+                        3 => quad_tile::<3>(a, s, &panel, tile, ldt),
+                        2 => quad_tile::<2>(a, s, &panel, tile, ldt),
+                        _ => quad_tile::<1>(a, s, &panel, tile, ldt),
                     }
                 }
                 r += n;
@@ -538,13 +612,19 @@ mod kernel {
     ///
     /// # Safety
     /// AVX-512F and VNNI; `a` holds `R` rows of whole blocks (`blocks · BLOCK` bytes each),
-    /// `s` `R × blocks` scales, `tile` `R × PANEL`.
+    /// `s` `R × blocks` scales, `tile` `R` rows of `PANEL` sums, `ldt` apart.
     #[target_feature(enable = "avx512f,avx512vnni")]
     #[inline]
-    unsafe fn quad_tile<const R: usize>(a: &[u8], s: &[f32], panel: &Panel<'_>, tile: &mut [f32]) {
+    unsafe fn quad_tile<const R: usize>(
+        a: &[u8],
+        s: &[f32],
+        panel: &Panel<'_>,
+        tile: &mut [f32],
+        ldt: usize,
+    ) {
         let blocks = panel.offset.len() / PANEL;
         let kp = blocks * BLOCK;
-        debug_assert!(a.len() >= R * kp && s.len() >= R * blocks && tile.len() >= R * PANEL);
+        debug_assert!(a.len() >= R * kp && s.len() >= R * blocks && tile.len() >= (R - 1) * ldt + PANEL);
         debug_assert!(panel.q.len() >= kp * PANEL && panel.scales.len() >= blocks * PANEL);
         // SAFETY (whole body): every offset stays inside the lengths above; the prefetch
         // address may pass the panel's end, which a prefetch tolerates.
@@ -583,7 +663,7 @@ mod kernel {
                 for (i, row) in acc.iter().enumerate() {
                     let sx = _mm512_set1_ps(*s.as_ptr().add(i * blocks + b));
                     for v in 0..3 {
-                        let at = t.add(i * PANEL + 16 * v);
+                        let at = t.add(i * ldt + 16 * v);
                         let scale = _mm512_mul_ps(sw[v], sx);
                         let sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(row[v]), scale, _mm512_loadu_ps(at));
                         _mm512_storeu_ps(at, sum);
@@ -626,29 +706,29 @@ mod kernel {
     ///
     /// # Safety
     /// AVX-512F; `panel` holds `kc × PANEL` values with `c0 + kc <= k`, `x` whole rows of
-    /// `k`, `sums` `PANEL` values per row.
+    /// `k`, `sums` a row of `PANEL` values per row of `x`, `ldt` apart.
     #[target_feature(enable = "avx512f")]
-    unsafe fn accumulate(panel: &[f32], x: &[f32], k: usize, c0: usize, sums: &mut [f32]) {
+    unsafe fn accumulate(panel: &[f32], x: &[f32], k: usize, c0: usize, sums: &mut [f32], ldt: usize) {
         let kc = panel.len() / PANEL;
         let rows = x.len() / k;
-        debug_assert!(c0 + kc <= k && sums.len() == rows * PANEL);
+        debug_assert!(c0 + kc <= k && (rows == 0 || sums.len() >= (rows - 1) * ldt + PANEL));
         let mut r = 0;
         while r < rows {
             let n = ROWS.min(rows - r);
             let a = &x[r * k + c0..];
-            let tile = &mut sums[r * PANEL..(r + n) * PANEL];
+            let tile = &mut sums[r * ldt..];
             // SAFETY: `a` starts `n` rows of stride `k` with `kc` columns each, `tile` holds
-            // `n × PANEL`; AVX-512F per this function's contract.
+            // `n` rows of `PANEL`, `ldt` apart; AVX-512F per this function's contract.
             unsafe {
                 match n {
-                    8 => tile_of::<8>(a, k, panel, tile),
-                    7 => tile_of::<7>(a, k, panel, tile),
-                    6 => tile_of::<6>(a, k, panel, tile),
-                    5 => tile_of::<5>(a, k, panel, tile),
-                    4 => tile_of::<4>(a, k, panel, tile),
-                    3 => tile_of::<3>(a, k, panel, tile),
-                    2 => tile_of::<2>(a, k, panel, tile),
-                    _ => tile_of::<1>(a, k, panel, tile),
+                    8 => tile_of::<8>(a, k, panel, tile, ldt),
+                    7 => tile_of::<7>(a, k, panel, tile, ldt),
+                    6 => tile_of::<6>(a, k, panel, tile, ldt),
+                    5 => tile_of::<5>(a, k, panel, tile, ldt),
+                    4 => tile_of::<4>(a, k, panel, tile, ldt),
+                    3 => tile_of::<3>(a, k, panel, tile, ldt),
+                    2 => tile_of::<2>(a, k, panel, tile, ldt),
+                    _ => tile_of::<1>(a, k, panel, tile, ldt),
                 }
             }
             r += n;
@@ -661,12 +741,12 @@ mod kernel {
     ///
     /// # Safety
     /// AVX-512F; `a` holds `(R - 1)·lda + kc` values where `kc = panel.len() / PANEL`, and
-    /// `tile` `R × PANEL`.
+    /// `tile` `R` rows of `PANEL` values, `ldt` apart.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile_of<const R: usize>(a: &[f32], lda: usize, panel: &[f32], tile: &mut [f32]) {
+    unsafe fn tile_of<const R: usize>(a: &[f32], lda: usize, panel: &[f32], tile: &mut [f32], ldt: usize) {
         let kc = panel.len() / PANEL;
-        debug_assert!(a.len() >= (R - 1) * lda + kc && tile.len() >= R * PANEL);
+        debug_assert!(a.len() >= (R - 1) * lda + kc && tile.len() >= (R - 1) * ldt + PANEL);
         // SAFETY (whole body): every pointer offset stays inside the lengths above; the
         // prefetch address may pass the panel's end, which a prefetch tolerates.
         unsafe {
@@ -674,9 +754,9 @@ mod kernel {
             let mut acc = [[_mm512_setzero_ps(); 3]; R];
             for (i, row) in acc.iter_mut().enumerate() {
                 *row = [
-                    _mm512_loadu_ps(t.add(i * PANEL)),
-                    _mm512_loadu_ps(t.add(i * PANEL + 16)),
-                    _mm512_loadu_ps(t.add(i * PANEL + 32)),
+                    _mm512_loadu_ps(t.add(i * ldt)),
+                    _mm512_loadu_ps(t.add(i * ldt + 16)),
+                    _mm512_loadu_ps(t.add(i * ldt + 32)),
                 ];
             }
             let a = a.as_ptr();
@@ -699,9 +779,9 @@ mod kernel {
                 }
             }
             for (i, row) in acc.iter().enumerate() {
-                _mm512_storeu_ps(t.add(i * PANEL), row[0]);
-                _mm512_storeu_ps(t.add(i * PANEL + 16), row[1]);
-                _mm512_storeu_ps(t.add(i * PANEL + 32), row[2]);
+                _mm512_storeu_ps(t.add(i * ldt), row[0]);
+                _mm512_storeu_ps(t.add(i * ldt + 16), row[1]);
+                _mm512_storeu_ps(t.add(i * ldt + 32), row[2]);
             }
         }
     }
@@ -833,6 +913,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn products_sharing_an_input_give_what_each_gives_alone() {
+        if !vnni_available() {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI, so inputs are never quantized here");
+            return;
+        }
+        let (inputs, rows) = (64usize, 9usize);
+        let x: Vec<f32> = (0..rows * inputs).map(|i| noise(i + 5)).collect();
+        // Two 8-bit products of different widths and an f32 one, as a layer's query, key
+        // and value, in one order and the other.
+        let packed: Vec<PackedDense> = [(48usize, true), (100, true), (20, false)]
+            .iter()
+            .map(|&(outputs, int8)| {
+                let weight: Vec<f32> = (0..inputs * outputs)
+                    .map(|i| if int8 { four_bit(inputs, i) } else { noise(i + 3) })
+                    .collect();
+                let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 11)).collect();
+                let mut p = PackedDense::new(&weight, &bias, inputs, outputs).expect("AVX-512F present");
+                assert_eq!(p.quantize_inputs(), int8);
+                p
+            })
+            .collect();
+        let alone: Vec<Vec<f32>> = packed.iter().map(|p| p.forward(&x)).collect();
+        for order in [[0, 1, 2], [2, 1, 0]] {
+            let mut shared = SharedInput::default();
+            for i in order {
+                assert_eq!(
+                    packed[i].forward_sharing(&x, &mut shared),
+                    alone[i],
+                    "product {i}"
+                );
+            }
+        }
+        // Rows of another width are refused, not misread.
+        let narrow = PackedDense::new(
+            &(0..32 * 8).map(|i| four_bit(32, i)).collect::<Vec<_>>(),
+            &[0.0; 8],
+            32,
+            8,
+        )
+        .map(|mut p| {
+            assert!(p.quantize_inputs());
+            p
+        })
+        .unwrap();
+        let mut shared = SharedInput::default();
+        packed[0].forward_sharing(&x, &mut shared);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            narrow.forward_sharing(&x[..rows * 32], &mut shared)
+        }));
+        assert!(refused.is_err(), "a shared input of another width was used");
     }
 
     #[test]
