@@ -17,6 +17,15 @@
 //!
 //! Embedding the ~14,600 texts through all 12 layers takes about 16 minutes on two cores;
 //! `RG_PROBE_CACHE=path` keeps the vectors (raw f32, texts × layers × 384) for a rerun.
+//!
+//! With `RG_PROBE_TUNE=12` it asks whether fine-tuning a layer for the answer question
+//! (`judge::tune`, as the prompt layer is tuned) reads held-out sources better than a head
+//! over the frozen layer: for each source nobody here wrote (gptfuzz, jade, speechmap) it
+//! tunes that layer and a head on every other source's rows of the subset, and prints the
+//! same F1 for the frozen layer with `train`'s head, the tuned layer with its own head, and
+//! the tuned layer with `train`'s head refitted over it. `RG_PROBE_TUNE_EPOCHS` (default 2)
+//! sets the passes and `RG_PROBE_TUNE_LR` the layer's learning rate (default 5e-5);
+//! `RG_PROBE_STATES=path` keeps the trunk states for a rerun.
 use std::io::{Read, Write};
 
 use refusal_guard::classify::e5::E5Encoder;
@@ -44,6 +53,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same subset as `train --encoder-cap 700`.
     let keep = answer_subset(&rows, 700);
     let idx: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+    if let Some(depth) = std::env::var_os("RG_PROBE_TUNE") {
+        let depth: usize = depth
+            .to_string_lossy()
+            .trim()
+            .parse()
+            .map_err(|e| format!("RG_PROBE_TUNE: {e} (want the layer to tune, 1-12)"))?;
+        return tuned(depth, &rows, &idx, &sources, &cfg);
+    }
     if let Some(cuts) = std::env::var_os("RG_PROBE_TOKENS") {
         let cuts: Vec<usize> = cuts
             .to_string_lossy()
@@ -125,16 +142,7 @@ fn table(
     cfg: &FitConfig,
     vector: impl Fn(usize, usize) -> Vec<f32>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    // Held-out groups: each source, and speechmap by language too (it is three languages).
-    let group = |k: usize| -> Vec<String> {
-        let r = &rows[idx[k]];
-        let name = sources[r.source].name.clone();
-        let mut g = vec![name.clone()];
-        if name == "speechmap" {
-            g.push(format!("speechmap {}", r.lang));
-        }
-        g
-    };
+    let group = |k: usize| groups_of(&rows[idx[k]], sources);
     let mut names: Vec<String> = (0..idx.len()).flat_map(group).collect();
     names.sort();
     names.dedup();
@@ -158,28 +166,241 @@ fn table(
             }
         }
         let f1 = |name: &str| -> String {
-            let (mut tp, mut fp, mut fneg) = (0f64, 0f64, 0f64);
-            for k in 0..idx.len() {
-                let r = &rows[idx[k]];
-                if r.window || !group(k).iter().any(|g| g == name) {
-                    continue;
-                }
-                let said = non_answer[k].unwrap_or(0.0) >= 0.5;
-                let truth = r.label != ResponseLabel::Answer;
-                match (said, truth) {
-                    (true, true) => tp += 1.0,
-                    (true, false) => fp += 1.0,
-                    (false, true) => fneg += 1.0,
-                    _ => {}
-                }
-            }
-            if tp == 0.0 {
-                return "-".into();
-            }
-            format!("{:.3}", 2.0 * tp / (2.0 * tp + fp + fneg))
+            f1_cell(
+                (0..idx.len())
+                    .filter(|&k| !rows[idx[k]].window && group(k).iter().any(|g| g == name))
+                    .map(|k| (non_answer[k].unwrap_or(0.0), rows[idx[k]].label)),
+            )
         };
         let cells: Vec<String> = names.iter().map(|n| f1(n)).collect();
         println!("| {label} | {} |", cells.join(" | "));
     }
     Ok(())
+}
+
+/// The `RG_PROBE_TUNE` question: a tuned answer layer against a head over the frozen one,
+/// on the sources nobody here wrote, each held out in turn.
+fn tuned(
+    depth: usize,
+    rows: &[Row],
+    idx: &[usize],
+    sources: &[Source],
+    cfg: &FitConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use refusal_guard::judge::tune::{trunk_states, tune, TrainingSet, TuneConfig};
+    if !(1..=LAYERS).contains(&depth) {
+        return Err(format!("RG_PROBE_TUNE={depth}: the layer to tune is 1-{LAYERS}").into());
+    }
+    let epochs: usize = match std::env::var("RG_PROBE_TUNE_EPOCHS") {
+        Ok(e) => e
+            .trim()
+            .parse()
+            .map_err(|e| format!("RG_PROBE_TUNE_EPOCHS: {e}"))?,
+        Err(_) => 2,
+    };
+    let layer_lr: f64 = match std::env::var("RG_PROBE_TUNE_LR") {
+        Ok(e) => e.trim().parse().map_err(|e| format!("RG_PROBE_TUNE_LR: {e}"))?,
+        Err(_) => TuneConfig::default().layer_lr,
+    };
+    let encoder = Heads::shipped_e5()?.configure(E5Encoder::load_default()?)?;
+    let dim = encoder.dim();
+    let texts: Vec<&str> = idx.iter().map(|&i| rows[i].text.as_str()).collect();
+    let states = match std::env::var_os("RG_PROBE_STATES").map(std::path::PathBuf::from) {
+        Some(path) if path.exists() => read_states(&path, dim, texts.len())?,
+        cache => {
+            let started = std::time::Instant::now();
+            let mut last = std::time::Instant::now();
+            let states = trunk_states(&encoder, &texts, E5_ANSWER_TOKENS, depth - 1, |d, n| {
+                if last.elapsed().as_secs() >= 60 || d == n {
+                    eprintln!("trunk states {d}/{n} ({:.0}s)", started.elapsed().as_secs_f64());
+                    last = std::time::Instant::now();
+                }
+            })?;
+            if let Some(path) = cache {
+                write_states(&path, &states)?;
+            }
+            states
+        }
+    };
+    let subset_rows: Vec<Row> = idx.iter().map(|&i| rows[i].clone()).collect();
+    let labels: Vec<usize> = subset_rows.iter().map(|r| r.label.index()).collect();
+    let n_classes = ResponseLabel::ALL.len();
+    let held_out = ["gptfuzz", "jade", "speechmap"];
+    // Per reading: the held-out non-answer probability of each subset row.
+    let readings = ["frozen + train's head", "tuned, own head", "tuned + train's head"];
+    let mut non_answer = vec![vec![None::<f32>; idx.len()]; readings.len()];
+    for name in held_out {
+        let Some(s) = sources.iter().position(|src| src.name == name) else {
+            return Err(format!("no source named {name}").into());
+        };
+        let train: Vec<usize> = (0..idx.len()).filter(|&k| subset_rows[k].source != s).collect();
+        let test: Vec<usize> = (0..idx.len()).filter(|&k| subset_rows[k].source == s).collect();
+        // Classes weighted by frequency^-0.5, as train's head weights them.
+        let mut counts = vec![0f32; n_classes];
+        for &k in &train {
+            counts[labels[k]] += 1.0;
+        }
+        let raw: Vec<f32> = counts
+            .iter()
+            .map(|&c| if c > 0.0 { c.powf(-0.5) } else { 0.0 })
+            .collect();
+        let mean = train.iter().map(|&k| raw[labels[k]]).sum::<f32>() / train.len() as f32;
+        let set = TrainingSet {
+            states: train.iter().map(|&k| &states[k]).collect(),
+            labels: train.iter().map(|&k| labels[k]).collect(),
+            weights: train.iter().map(|&k| raw[labels[k]] / mean).collect(),
+            classes: n_classes,
+        };
+        let all: Vec<&candle_core::Tensor> = states.iter().collect();
+        let refit = |vectors: &[Vec<f32>]| {
+            let vs: Vec<Option<Vec<f32>>> = (0..idx.len())
+                .map(|k| (subset_rows[k].source != s).then(|| vectors[k].clone()))
+                .collect();
+            final_encoder_head(&subset_rows, &vs, cfg)
+        };
+        let answer = ResponseLabel::Answer.index();
+        for (reading, epochs) in [(0usize, 0usize), (1, epochs)] {
+            let started = std::time::Instant::now();
+            let mut last = std::time::Instant::now();
+            let tc = TuneConfig {
+                epochs,
+                layer_lr,
+                ..TuneConfig::default()
+            };
+            let top = tune(
+                encoder.config(),
+                encoder.weights_path(),
+                depth - 1,
+                &set,
+                &tc,
+                |k, total, loss| {
+                    if last.elapsed().as_secs() >= 60 || k == total {
+                        eprintln!(
+                            "without {name}: step {k}/{total}, loss {loss:.3} ({:.0}s)",
+                            started.elapsed().as_secs_f64()
+                        );
+                        last = std::time::Instant::now();
+                    }
+                },
+            )?;
+            let vectors = top.vectors(&all)?;
+            let head = refit(&vectors)?;
+            let refit_reading = if reading == 0 { 0 } else { 2 };
+            for &k in &test {
+                non_answer[refit_reading][k] = Some(1.0 - head.forward(&vectors[k])[answer]);
+            }
+            if reading == 1 {
+                let own = top.head(&refusal_guard::classify::data::RESPONSE_LABELS)?;
+                for &k in &test {
+                    non_answer[1][k] = Some(1.0 - own.forward(&vectors[k])[answer]);
+                }
+            }
+        }
+    }
+    let groups = [
+        "gptfuzz",
+        "jade",
+        "speechmap",
+        "speechmap en",
+        "speechmap fi",
+        "speechmap zh",
+    ];
+    println!(
+        "| layer {depth}, {epochs} passes, layer lr {layer_lr} | {} |",
+        groups.join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(groups.len()));
+    for (reading, label) in readings.iter().enumerate() {
+        let cells: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                f1_cell((0..idx.len()).filter_map(|k| {
+                    let r = &subset_rows[k];
+                    let in_group = groups_of(r, sources).iter().any(|name| name == g);
+                    let p = non_answer[reading][k].filter(|_| in_group && !r.window)?;
+                    Some((p, r.label))
+                }))
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
+/// Trunk states as raw little-endian records: a u32 token count, then that many rows of f32.
+fn write_states(
+    path: &std::path::Path,
+    states: &[candle_core::Tensor],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for s in states {
+        let rows: Vec<Vec<f32>> = s.to_vec2()?;
+        f.write_all(&(rows.len() as u32).to_le_bytes())?;
+        for x in rows.iter().flatten() {
+            f.write_all(&x.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn read_states(
+    path: &std::path::Path,
+    dim: usize,
+    expected: usize,
+) -> Result<Vec<candle_core::Tensor>, Box<dyn std::error::Error>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(expected);
+    while at + 4 <= bytes.len() {
+        let n = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        at += 4;
+        let end = at + n * dim * 4;
+        if end > bytes.len() {
+            return Err(format!("{}: cut short", path.display()).into());
+        }
+        let xs: Vec<f32> = bytes[at..end]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.push(candle_core::Tensor::from_vec(
+            xs,
+            (n, dim),
+            &candle_core::Device::Cpu,
+        )?);
+        at = end;
+    }
+    if out.len() != expected {
+        return Err(format!("{}: {} texts, expected {expected}", path.display(), out.len()).into());
+    }
+    Ok(out)
+}
+
+/// The held-out groups a row is scored in: its source, and for speechmap (three languages)
+/// its source and language too.
+fn groups_of(row: &Row, sources: &[Source]) -> Vec<String> {
+    let name = sources[row.source].name.clone();
+    let mut groups = vec![name.clone()];
+    if name == "speechmap" {
+        groups.push(format!("speechmap {}", row.lang));
+    }
+    groups
+}
+
+/// Non-answer F1 at 0.5 over (non-answer probability, true label) pairs, as a table cell
+/// ("-" when nothing was found).
+fn f1_cell(pairs: impl Iterator<Item = (f32, ResponseLabel)>) -> String {
+    let (mut tp, mut fp, mut fneg) = (0f64, 0f64, 0f64);
+    for (p, label) in pairs {
+        match (p >= 0.5, label != ResponseLabel::Answer) {
+            (true, true) => tp += 1.0,
+            (true, false) => fp += 1.0,
+            (false, true) => fneg += 1.0,
+            _ => {}
+        }
+    }
+    if tp == 0.0 {
+        return "-".into();
+    }
+    format!("{:.3}", 2.0 * tp / (2.0 * tp + fp + fneg))
 }

@@ -109,6 +109,17 @@ fn reference(texts: &[&str]) -> Option<Vec<(Vec<u32>, Vec<f32>)>> {
     Some(rows)
 }
 
+/// Layer `k`'s tensors (0-based) out of a checkpoint's, named as in it.
+fn pretrained_layer(
+    all: &std::collections::HashMap<String, candle_core::Tensor>,
+    k: usize,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    all.iter()
+        .filter(|(name, _)| name.starts_with(&format!("encoder.layer.{k}.")))
+        .map(|(name, t)| (name.clone(), t.clone()))
+        .collect()
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -229,12 +240,7 @@ fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
     let Some(enc) = encoder() else { return };
     // The pretrained last layer given as the prompt layer: prompts read exactly as answers.
     let all = candle_core::safetensors::load(enc.weights_path(), &candle_core::Device::Cpu).unwrap();
-    let layer = |k: usize| -> std::collections::HashMap<String, candle_core::Tensor> {
-        all.iter()
-            .filter(|(name, _)| name.starts_with(&format!("encoder.layer.{k}.")))
-            .map(|(name, t)| (name.clone(), t.clone()))
-            .collect()
-    };
+    let layer = |k: usize| pretrained_layer(&all, k);
     let last = layer(11);
     assert_eq!(last.len(), 16);
     let same = E5Encoder::load_default()
@@ -305,6 +311,179 @@ fn a_prompt_layer_runs_over_the_same_trunk_and_a_wrong_one_is_a_typed_error() {
         Err(e) => assert!(e.to_string().contains("does not fit"), "{e}"),
         Ok(_) => panic!("a layer of the wrong shape was accepted"),
     }
+}
+
+#[test]
+fn an_answer_layer_reads_answers_and_leaves_prompts_alone() {
+    use refusal_guard::classify::encoder::SentenceEncoder;
+    let Some(enc) = encoder() else { return };
+    let all = candle_core::safetensors::load(enc.weights_path(), &candle_core::Device::Cpu).unwrap();
+    let layer = |k: usize| pretrained_layer(&all, k);
+    let texts = [
+        TEXTS[0],
+        TEXTS[4],
+        TEXTS[8],
+        "How do I kill a zombie process on Linux?",
+    ];
+    let plain_answers = enc.embed(&texts, 128).unwrap();
+    let plain_prompts = enc.embed_prompts(&texts, 128).unwrap();
+    // The pretrained last layer as the answer layer reads answers as the encoder does.
+    let same = E5Encoder::load_default()
+        .unwrap()
+        .with_answer_layer(layer(11))
+        .unwrap();
+    assert_eq!(same.answer_depth(), 12);
+    for (a, b) in same.embed(&texts, 128).unwrap().iter().zip(&plain_answers) {
+        assert!(cosine(a, b) > 0.99999, "cosine {}", cosine(a, b));
+    }
+    // A changed layer changes answers, not prompts, and the embedding caches tell the two
+    // layers apart.
+    let mut changed = layer(11);
+    let name = "encoder.layer.11.output.dense.weight".to_string();
+    let halved = (changed[&name].to_dtype(candle_core::DType::F32).unwrap() * 0.5).unwrap();
+    changed.insert(name, halved);
+    let tuned = E5Encoder::load_default()
+        .unwrap()
+        .with_answer_layer(changed)
+        .unwrap();
+    let answers = tuned.embed(&texts, 128).unwrap();
+    assert!(
+        answers
+            .iter()
+            .zip(&plain_answers)
+            .all(|(a, b)| cosine(a, b) < 0.9999),
+        "the changed answer layer did not change the answers"
+    );
+    for (p, q) in tuned
+        .embed_prompts(&texts, 128)
+        .unwrap()
+        .iter()
+        .zip(&plain_prompts)
+    {
+        assert!(
+            cosine(p, q) > 0.99999,
+            "prompts must not change: cosine {}",
+            cosine(p, q)
+        );
+    }
+    assert_ne!(same.answer_layer_id(), tuned.answer_layer_id());
+    assert_ne!(same.cache_salt(), tuned.cache_salt());
+    assert_ne!(enc.cache_salt(), same.cache_salt());
+    // The layer sets the depth answers are read at; another depth is refused by name.
+    let at8 = E5Encoder::load_default()
+        .unwrap()
+        .with_answer_layer(layer(7))
+        .unwrap();
+    assert_eq!(at8.answer_depth(), 8);
+    match at8.with_answer_depth(12) {
+        Err(e) => assert!(e.to_string().contains("answer layer is layer 8"), "{e}"),
+        Ok(_) => panic!("an answer depth beside the tuned answer layer was accepted"),
+    }
+    // The shipped heads, when they carry an answer layer, read answers through it.
+    let mut heads = refusal_guard::classify::encoder::Heads::shipped_e5().unwrap();
+    if heads.answer_layer.is_some() {
+        let shipped = heads.configure(E5Encoder::load_default().unwrap()).unwrap();
+        assert!(shipped.answer_layer_id().is_some());
+        let a = shipped.embed(&texts, 128).unwrap();
+        assert!(a.iter().zip(&plain_answers).any(|(a, b)| cosine(a, b) < 0.999));
+    }
+}
+
+#[test]
+fn a_tuned_answer_layer_reads_each_fold_without_it_and_ships_in_the_heads() {
+    use refusal_guard::classify::encoder::Heads;
+    use refusal_guard::classify::ResponseLabel;
+    use refusal_guard::judge::fit::Row;
+    use refusal_guard::judge::tune::{answers_tuned, TuneConfig};
+    let Some(enc) = encoder() else { return };
+    let refusals = [
+        "I'm sorry, but I can't help with that request.",
+        "I won't provide instructions for that; it could hurt people.",
+        "Sorry, I cannot assist with creating malware.",
+        "I can't help with this. If you're in danger, please contact local emergency services.",
+        "抱歉，我无法协助完成这个请求。",
+        "对不起，这个问题我不能回答。",
+    ];
+    let answers = [
+        "The capital of France is Paris.",
+        "Boil the eggs for seven minutes, then move them to ice water.",
+        "Use `kill -9 <pid>` to stop a process that ignores SIGTERM.",
+        "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+        "北京是中国的首都，位于华北平原北部。",
+        "煮鸡蛋大约需要七分钟，然后放入冷水中。",
+    ];
+    let mut rows = Vec::new();
+    for (i, (r, a)) in refusals.iter().zip(&answers).enumerate() {
+        for (text, label) in [(r, ResponseLabel::Refusal), (a, ResponseLabel::Answer)] {
+            rows.push(Row {
+                source: i % 2,
+                lang: if i >= 4 { "zh" } else { "en" }.into(),
+                prompt: None,
+                text: text.to_string(),
+                label,
+                window: false,
+            });
+        }
+    }
+    let keep: Vec<bool> = (0..rows.len()).map(|i| i != 0).collect();
+    let fold: Vec<usize> = rows.iter().map(|r| r.source).collect();
+    let tc = TuneConfig {
+        epochs: 8,
+        batch: 4,
+        layer_lr: 1e-4,
+        head_lr: 2e-2,
+        ..TuneConfig::default()
+    };
+    let (held_out, tuned) = answers_tuned(enc, &rows, &keep, &fold, 12, &tc, |_| {}).unwrap();
+    // Every kept row is read by the layer tuned without its fold; the row left out is not.
+    assert!(held_out[0].is_none());
+    for p in held_out.iter().skip(1) {
+        let p = p.as_ref().expect("a held-out reading");
+        assert_eq!(p.len(), 4);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
+    }
+    // The final layer is layer 12's and it learned the training rows.
+    let layer = tuned.layer_tensors().unwrap();
+    assert_eq!(layer.len(), 16);
+    assert!(
+        layer.keys().all(|k| k.starts_with("encoder.layer.11.")),
+        "{:?}",
+        layer.keys()
+    );
+    let head = tuned
+        .head(&refusal_guard::classify::data::RESPONSE_LABELS)
+        .unwrap();
+    // Through the heads file and the tier's set-up, the encoder reads answers as training did.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heads.safetensors");
+    Heads {
+        response: Some(head.clone()),
+        prompt: None,
+        encoder_sha256: Some(enc.sha256().to_string()),
+        prompt_layer: None,
+        answer_layer: Some(layer),
+        answer_depth: Some(12),
+        int8_activations: Some(false),
+    }
+    .save(&path)
+    .unwrap();
+    let mut heads = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    let configured = heads.configure(E5Encoder::load_default().unwrap()).unwrap();
+    assert!(configured.answer_layer_id().is_some());
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let non_answer = |v: &Vec<f32>| 1.0 - head.forward(v)[ResponseLabel::Answer.index()];
+    let vs = configured.embed(&texts, 128).unwrap();
+    let mean = |label: ResponseLabel| {
+        let xs: Vec<f32> = rows
+            .iter()
+            .zip(&vs)
+            .filter(|(r, _)| r.label == label)
+            .map(|(_, v)| non_answer(v))
+            .collect();
+        xs.iter().sum::<f32>() / xs.len() as f32
+    };
+    let (r, a) = (mean(ResponseLabel::Refusal), mean(ResponseLabel::Answer));
+    assert!(r > a + 0.3, "refusals {r} vs answers {a}");
 }
 
 #[test]

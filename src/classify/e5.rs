@@ -89,6 +89,9 @@ pub struct E5Encoder {
     /// A layer fine-tuned for prompt harm, when the heads carry one
     /// ([`Self::with_prompt_layer`]).
     prompt_top: Option<Layer>,
+    /// The layer answers are read through last, fine-tuned for the answer question, when
+    /// the heads carry one ([`Self::with_answer_layer`]); it replaces layer `answer_depth - 1`.
+    answer_top: Option<TunedLayer>,
     /// How many layers answers are read through before pooling ([`Self::with_answer_depth`]):
     /// all of them unless the heads say otherwise.
     answer_depth: usize,
@@ -159,6 +162,7 @@ impl E5Encoder {
         Ok(E5Encoder {
             bert,
             prompt_top: None,
+            answer_top: None,
             answer_depth: cfg.num_hidden_layers,
             prompt_depth: cfg.num_hidden_layers,
             tokenizer,
@@ -248,6 +252,34 @@ impl E5Encoder {
         mut self,
         tensors: std::collections::HashMap<String, Tensor>,
     ) -> Result<Self, ClassifyError> {
+        let tuned = self.tuned_layer(tensors, "prompt")?;
+        self.prompt_depth = tuned.index + 1;
+        self.prompt_top = Some(tuned.layer);
+        Ok(self)
+    }
+
+    /// Adds a layer fine-tuned for the answer question ([`crate::judge::tune`],
+    /// `train --answer-tune-epochs`), from tensors named as in the checkpoint
+    /// (`encoder.layer.{k}.…`): answers are read through the pretrained layers before `k`,
+    /// then this one, and pooled there, so the answer depth becomes `k + 1`. Prompts are not
+    /// affected.
+    pub fn with_answer_layer(
+        mut self,
+        tensors: std::collections::HashMap<String, Tensor>,
+    ) -> Result<Self, ClassifyError> {
+        let tuned = self.tuned_layer(tensors, "answer")?;
+        self.answer_depth = tuned.index + 1;
+        self.answer_top = Some(tuned);
+        Ok(self)
+    }
+
+    /// A fine-tuned copy of one of the encoder's layers, from tensors named as in the
+    /// checkpoint; which layer it is is read from the names. `what` names it in errors.
+    fn tuned_layer(
+        &self,
+        tensors: std::collections::HashMap<String, Tensor>,
+        what: &str,
+    ) -> Result<TunedLayer, ClassifyError> {
         let mut indices: Vec<usize> = tensors
             .keys()
             .filter_map(|name| {
@@ -264,24 +296,37 @@ impl E5Encoder {
             [k] if k < self.config.num_hidden_layers => k,
             _ => {
                 return Err(err(format!(
-                    "the fine-tuned prompt layer's tensors name layers {indices:?}; expected one of the \
+                    "the fine-tuned {what} layer's tensors name layers {indices:?}; expected one of the \
                      encoder's {} layers",
                     self.config.num_hidden_layers
                 )))
             }
         };
+        // What the layer's values are, for embedding caches: two tunings of the same layer
+        // give other vectors.
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut bytes = Vec::new();
+        for name in names {
+            bytes.extend_from_slice(name.as_bytes());
+            let values = tensors[name]
+                .flatten_all()
+                .and_then(|t| t.to_dtype(DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(err)?;
+            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        let id = format!("{:016x}", super::fnv1a64(&bytes));
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
         let mut layer = Layer::load(vb, &self.config, index, Ops::Fused).map_err(|e| {
             err(format!(
-                "the fine-tuned prompt layer does not fit this encoder: {e}"
+                "the fine-tuned {what} layer does not fit this encoder: {e}"
             ))
         })?;
         if self.int8_activations() {
             layer.quantize_inputs();
         }
-        self.prompt_top = Some(layer);
-        self.prompt_depth = index + 1;
-        Ok(self)
+        Ok(TunedLayer { layer, index, id })
     }
 
     /// Runs the products over 8-bit weights (all of the 4-bit import's, see
@@ -297,6 +342,9 @@ impl E5Encoder {
         self.bert.quantize_inputs();
         if let Some(layer) = self.prompt_top.as_mut() {
             layer.quantize_inputs();
+        }
+        if let Some(tuned) = self.answer_top.as_mut() {
+            tuned.layer.quantize_inputs();
         }
         self
     }
@@ -314,6 +362,12 @@ impl E5Encoder {
         self.prompt_top.is_some()
     }
 
+    /// An identifier of the fine-tuned answer layer's values, when one is loaded
+    /// ([`Self::with_answer_layer`]): embedding caches are keyed by it.
+    pub fn answer_layer_id(&self) -> Option<&str> {
+        self.answer_top.as_ref().map(|t| t.id.as_str())
+    }
+
     /// Reads answers through the first `depth` layers only, pooling there.
     ///
     /// Heads record the depth they were trained at (`answer_depth`, `train --answer-depth`),
@@ -328,6 +382,14 @@ impl E5Encoder {
             return Err(ClassifyError::Invalid(format!(
                 "{MODEL}: answer depth {depth} is not between 1 and the model's {layers} layers"
             )));
+        }
+        if let Some(tuned) = &self.answer_top {
+            if depth != tuned.index + 1 {
+                return Err(ClassifyError::Invalid(format!(
+                    "{MODEL}: answer depth {depth}, but the fine-tuned answer layer is layer {}",
+                    tuned.index + 1
+                )));
+            }
         }
         self.answer_depth = depth;
         Ok(self)
@@ -383,10 +445,14 @@ impl E5Encoder {
         }
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let (ids, mask, bias) = self.batch(rows)?;
-            let hidden = match (&self.prompt_top, reading) {
-                (Some(top), Reading::Prompt) => {
+            let hidden = match (reading, &self.prompt_top, &self.answer_top) {
+                (Reading::Prompt, Some(top), _) => {
                     let trunk = self.bert.forward_layers(&ids, &bias, self.prompt_depth - 1)?;
                     top.forward(&trunk, &bias)?
+                }
+                (Reading::Answer, _, Some(top)) => {
+                    let trunk = self.bert.forward_layers(&ids, &bias, top.index)?;
+                    top.layer.forward(&trunk, &bias)?
                 }
                 _ => self.bert.forward_layers(&ids, &bias, self.answer_depth)?,
             };
@@ -473,6 +539,15 @@ impl E5Encoder {
 enum Reading {
     Answer,
     Prompt,
+}
+
+/// A fine-tuned copy of one of the encoder's layers.
+struct TunedLayer {
+    layer: Layer,
+    /// Which pretrained layer it replaces (0-based).
+    index: usize,
+    /// A hash of its values ([`E5Encoder::answer_layer_id`]).
+    id: String,
 }
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ impl SentenceEncoder for super::e5::E5Encoder {
         if self.int8_activations() {
             salt.push_str("|int8_activations");
         }
+        if let Some(id) = self.answer_layer_id() {
+            salt.push_str(&format!("|answer_layer={id}"));
+        }
         salt
     }
 }
@@ -206,6 +209,11 @@ pub struct Heads {
     /// trained over it (e5 only; tensors named as in the checkpoint, `encoder.layer.{k}.…`;
     /// stored as f16 under `prompt_layer.`, read as f32).
     pub prompt_layer: Option<HashMap<String, Tensor>>,
+    /// One of the encoder's layers fine-tuned for the answer question, when the response
+    /// head was trained over it (e5 only; named as the prompt layer's tensors are, stored as
+    /// f16 under `answer_layer.`): answers are read through it and pooled there, see
+    /// [`super::e5::E5Encoder::with_answer_layer`].
+    pub answer_layer: Option<HashMap<String, Tensor>>,
     /// How many of the encoder's layers the answer head reads through (e5 only; all of them
     /// when not recorded): see [`super::e5::E5Encoder::with_answer_depth`].
     pub answer_depth: Option<usize>,
@@ -216,6 +224,9 @@ pub struct Heads {
 
 /// The prefix of the fine-tuned prompt layer's tensors in a heads file.
 const PROMPT_LAYER: &str = "prompt_layer.";
+
+/// The prefix of the fine-tuned answer layer's tensors in a heads file.
+const ANSWER_LAYER: &str = "answer_layer.";
 
 /// The heads file's metadata key for [`Heads::answer_depth`].
 const ANSWER_DEPTH: &str = "answer_depth";
@@ -262,24 +273,28 @@ impl Heads {
                 bias: b.to_vec1().map_err(err)?,
             }))
         };
-        let mut layer = HashMap::new();
-        for (name, t) in &t {
-            if let Some(rest) = name.strip_prefix(PROMPT_LAYER) {
-                layer.insert(rest.to_string(), t.to_dtype(DType::F32).map_err(err)?);
+        let layer = |prefix: &str| -> Result<Option<HashMap<String, Tensor>>, ClassifyError> {
+            let mut layer = HashMap::new();
+            for (name, t) in &t {
+                if let Some(rest) = name.strip_prefix(prefix) {
+                    layer.insert(rest.to_string(), t.to_dtype(DType::F32).map_err(err)?);
+                }
             }
-        }
+            Ok((!layer.is_empty()).then_some(layer))
+        };
         Ok(Heads {
             response: head("response", &RESPONSE_LABELS)?,
             prompt: head("prompt", &PROMPT_LABELS)?,
             encoder_sha256,
-            prompt_layer: (!layer.is_empty()).then_some(layer),
+            prompt_layer: layer(PROMPT_LAYER)?,
+            answer_layer: layer(ANSWER_LAYER)?,
             answer_depth,
             int8_activations,
         })
     }
 
-    /// Sets the encoder up as the heads were trained: their fine-tuned prompt layer (moved
-    /// out of `self`), the depth answers are read at, and 8-bit activations.
+    /// Sets the encoder up as the heads were trained: their fine-tuned prompt and answer
+    /// layers (moved out of `self`), the depth answers are read at, and 8-bit activations.
     pub fn configure(
         &mut self,
         mut encoder: super::e5::E5Encoder,
@@ -298,6 +313,9 @@ impl Heads {
         }
         if let Some(layer) = self.prompt_layer.take() {
             encoder = encoder.with_prompt_layer(layer)?;
+        }
+        if let Some(layer) = self.answer_layer.take() {
+            encoder = encoder.with_answer_layer(layer)?;
         }
         if let Some(depth) = self.answer_depth {
             encoder = encoder.with_answer_depth(depth)?;
@@ -330,11 +348,13 @@ impl Heads {
                 Tensor::from_slice(&h.bias, h.labels.len(), &Device::Cpu).map_err(err)?,
             ));
         }
-        for (name, t) in self.prompt_layer.iter().flatten() {
-            tensors.push((
-                format!("{PROMPT_LAYER}{name}"),
-                t.to_dtype(DType::F16).map_err(err)?,
-            ));
+        for (prefix, layer) in [
+            (PROMPT_LAYER, &self.prompt_layer),
+            (ANSWER_LAYER, &self.answer_layer),
+        ] {
+            for (name, t) in layer.iter().flatten() {
+                tensors.push((format!("{prefix}{name}"), t.to_dtype(DType::F16).map_err(err)?));
+            }
         }
         let mut info = HashMap::new();
         if let Some(sha) = &self.encoder_sha256 {
@@ -460,12 +480,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heads_keep_a_prompt_layer_through_save_and_load() {
+    fn heads_keep_their_tuned_layers_through_save_and_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("heads.safetensors");
         let w = Tensor::new(&[[0.25f32, -1.5], [3.0, 0.001]], &Device::Cpu).unwrap();
         let mut layer = HashMap::new();
         layer.insert("encoder.layer.11.output.dense.weight".to_string(), w.clone());
+        let mut answer_layer = HashMap::new();
+        answer_layer.insert(
+            "encoder.layer.11.output.dense.weight".to_string(),
+            (&w * -2.0).unwrap(),
+        );
         let heads = Heads {
             response: None,
             prompt: Some(LinearHead {
@@ -475,6 +500,7 @@ mod tests {
             }),
             encoder_sha256: Some("ab".repeat(32)),
             prompt_layer: Some(layer),
+            answer_layer: Some(answer_layer),
             answer_depth: Some(7),
             int8_activations: Some(true),
         };
@@ -497,16 +523,25 @@ mod tests {
         {
             assert!((g - want).abs() <= want.abs() * 1e-3 + 1e-6, "{g} vs {want}");
         }
+        // The answer layer comes back as its own, not mixed with the prompt layer's tensors
+        // of the same name.
+        let answer = back.answer_layer.expect("the answer layer");
+        assert_eq!(answer.len(), 1);
+        let got = answer["encoder.layer.11.output.dense.weight"]
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(got[1][0], -6.0);
         // Heads without a layer load without one.
         let plain = Heads {
             prompt_layer: None,
+            answer_layer: None,
             answer_depth: None,
             int8_activations: None,
             ..heads
         };
         plain.save(&path).unwrap();
         let back = Heads::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-        assert!(back.prompt_layer.is_none());
+        assert!(back.prompt_layer.is_none() && back.answer_layer.is_none());
         assert_eq!(
             back.answer_depth, None,
             "heads from before depths read at full depth"

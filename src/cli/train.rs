@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::classify::data::{datasets_dir, short_name, Provenance, PERMISSIVE_PROMPT_FILES, PROMPT_LABELS};
+use crate::classify::data::{
+    datasets_dir, short_name, Provenance, PERMISSIVE_PROMPT_FILES, PROMPT_LABELS, RESPONSE_LABELS,
+};
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
 use crate::classify::features::FeatureConfig;
@@ -24,13 +26,13 @@ use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
     answer_subset, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
-    nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
-    read_rows, render, render_harm_sweep, render_prompts, render_window_escalation, score, score_prompts,
-    shipped_sources, subset, train_combiner, train_prompt_vectors, window_escalation,
+    judgement, nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors,
+    read_prompt_rows, read_rows, render, render_harm_sweep, render_prompts, render_window_escalation, score,
+    score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors, window_escalation,
     window_escalation_sweep, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
     MAX_WINDOW_FALSE_STOPS,
 };
-use crate::judge::tune::{prompts_tuned, TuneConfig};
+use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
 /// Which prompt files the fine-tuned layer is also trained without (`--tune-folds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +131,29 @@ pub struct TrainArgs {
     /// six minutes each), or `none`.
     #[arg(long, value_enum, default_value_t = TuneFolds::Contrast)]
     pub tune_folds: TuneFolds,
+    /// Passes of fine-tuning e5's answer layer (the one at `--answer-depth`) with the
+    /// response head; 0 (shipped): the head reads the frozen sentence vectors. Out of
+    /// source, the layer is tuned once without each source (the team's files held out
+    /// together), then on everything: about three minutes a pass each, on two cores. Tuned
+    /// layer 12 read the shared sources no better than the frozen one
+    /// (models/e5-heads/README.md, `examples/e5_depth_probe.rs` with `RG_PROBE_TUNE`).
+    #[arg(long, default_value_t = 0)]
+    pub answer_tune_epochs: usize,
+}
+
+/// The fold a source is held out in when e5's answer layer is tuned: its own, except the
+/// team's files (`team:` sources), which are held out together, so that each tuning costs
+/// minutes and there are five, not fourteen.
+fn answer_folds(sources: &[Source]) -> Vec<usize> {
+    let team = sources.iter().position(|s| s.name.starts_with("team:"));
+    sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match team {
+            Some(t) if s.name.starts_with("team:") => t,
+            _ => i,
+        })
+        .collect()
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.
@@ -281,20 +306,57 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut response_vectors = None;
+    let mut answer_layer = None;
     let response_head = if rows.is_empty() {
         None
     } else {
         eprintln!("leave-one-source-out over {} sources", sources.len());
-        let vectors = embed(
-            rows.iter().map(|r| r.text.as_str()).collect(),
-            answer_subset(&rows, args.encoder_cap),
-            "answers",
-        )?;
-        let predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| {
+        let keep = answer_subset(&rows, args.encoder_cap);
+        let tuning = encoder.as_ref().filter(|_| args.answer_tune_epochs > 0);
+        // A tuned layer reads its held-out rows itself; the frozen vectors are then not needed.
+        let vectors = match tuning {
+            Some(_) => None,
+            None => embed(
+                rows.iter().map(|r| r.text.as_str()).collect(),
+                keep.clone(),
+                "answers",
+            )?,
+        };
+        let mut predictions = out_of_source(&rows, sources.len(), vectors.as_deref(), &cfg, |m| {
             eprintln!("  {m}")
         })?;
         if let Some(vs) = &vectors {
             response_vectors = Some(final_encoder_head(&rows, vs, &cfg)?);
+        }
+        if let Some(enc) = tuning {
+            let source_fold = answer_folds(&sources);
+            let fold: Vec<usize> = rows.iter().map(|r| source_fold[r.source]).collect();
+            eprintln!(
+                "fine-tuning {}'s layer {} for the answer question: {} held-out folds, then every source",
+                e5::MODEL,
+                args.answer_depth,
+                source_fold
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            );
+            let tc = TuneConfig {
+                epochs: args.answer_tune_epochs,
+                seed: args.seed,
+                ..TuneConfig::default()
+            };
+            let (held_out, tuned) = answers_tuned(enc, &rows, &keep, &fold, args.answer_depth, &tc, |m| {
+                eprintln!("  {m}")
+            })?;
+            let labels: Vec<String> = RESPONSE_LABELS.iter().map(|s| s.to_string()).collect();
+            predictions.encoder = Some(
+                held_out
+                    .into_iter()
+                    .map(|p| p.map(|p| judgement(&labels, p)))
+                    .collect(),
+            );
+            response_vectors = Some(tuned.head(&RESPONSE_LABELS)?);
+            answer_layer = Some(tuned.layer_tensors()?);
         }
         let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
         // The non-answer threshold is part of the fit: each held-out source is scored at
@@ -494,6 +556,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             prompt: prompt_vectors,
             encoder_sha256: Some(enc.sha256().to_string()),
             prompt_layer,
+            answer_layer,
             answer_depth: Some(enc.answer_depth()),
             int8_activations: Some(enc.int8_activations()),
         };

@@ -188,7 +188,8 @@ fn examples(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Example> {
         .collect()
 }
 
-fn judgement(labels: &[String], p: Vec<f32>) -> ResponseJudgement {
+/// A head's class probabilities (in `labels`' order) as a judgement.
+pub fn judgement(labels: &[String], p: Vec<f32>) -> ResponseJudgement {
     let mut probs = [0f32; 4];
     for (l, p) in labels.iter().zip(p) {
         if let Some(l) = ResponseLabel::parse(l) {

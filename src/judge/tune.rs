@@ -71,11 +71,15 @@ pub fn trunk_states(
         let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
         let (hidden, _, _) = encoder.trunk_forward(&rows, layers)?;
         for (j, &i) in chunk.iter().enumerate() {
-            // A copy of its own, so the padded batch is freed.
+            // A storage of its own, so the padded batch is freed: `Tensor::copy` would clone
+            // the whole batch's storage behind the view (32 texts' states per text kept).
+            let n = ids[i].len();
             let state = hidden
                 .get(j)
-                .and_then(|h| h.narrow(0, 0, ids[i].len()))
-                .and_then(|h| h.copy())
+                .and_then(|h| h.narrow(0, 0, n))
+                .and_then(|h| h.flatten_all())
+                .and_then(|h| h.to_vec1::<f32>())
+                .and_then(|v| Tensor::from_vec(v, (n, hidden.dim(2)?), hidden.device()))
                 .map_err(err)?;
             out[i] = Some(state);
         }
@@ -281,9 +285,10 @@ pub fn layer_vectors(layer: &Layer, states: &[&Tensor]) -> Result<Vec<Vec<f32>>,
 /// Prompt harm through a fine-tuned layer (layer `depth` of the encoder, 1-based; the
 /// pretrained layers before it are the trunk and the ones after it are not run),
 /// leave-one-file-out on the files `folds` names, then once on every row: the held-out
-/// probabilities (None outside the folds and for rows `keep` leaves out) and the final
-/// layer and head. `keep` picks the rows that are read at all (the same capped subset as
-/// the frozen head's, so the two compare).
+/// probabilities of harm (None outside the folds and for rows `keep` leaves out) and the
+/// final layer and head. `keep` picks the rows that are read at all (the same capped subset
+/// as the frozen head's, so the two compare). Classes are balanced: benign prompts are the
+/// scarcer and the costlier to miss here.
 pub fn prompts_tuned(
     encoder: &E5Encoder,
     rows: &[super::fit::PromptRow],
@@ -291,16 +296,80 @@ pub fn prompts_tuned(
     folds: &[usize],
     depth: usize,
     tc: &TuneConfig,
-    mut log: impl FnMut(&str),
+    log: impl FnMut(&str),
 ) -> Result<(Vec<Option<f32>>, TunedTop), ClassifyError> {
+    let task = Task {
+        texts: rows.iter().map(|r| r.text.as_str()).collect(),
+        labels: rows.iter().map(|r| usize::from(r.harmful)).collect(),
+        classes: 2,
+        class_weight_power: 1.0,
+        fold: rows.iter().map(|r| r.source).collect(),
+    };
+    let (held_out, tuned) = out_of_fold(encoder, &task, keep, folds, depth, tc, log)?;
+    Ok((held_out.into_iter().map(|p| p.map(|p| p[1])).collect(), tuned))
+}
+
+/// The answer question (answer / refusal / evasion / inability, [`crate::classify::data::RESPONSE_LABELS`])
+/// through a fine-tuned layer (layer `depth`, 1-based; 12 reads answers as deep as the
+/// frozen head does), held out by fold: `fold[i]` is row `i`'s fold (its source, or a group
+/// of sources), and each fold is read by a layer and head tuned without it. Then once on
+/// every row. Returns each kept row's held-out class probabilities and the final layer and
+/// head. Classes are weighted by frequency^-0.5, as the frozen head's are.
+pub fn answers_tuned(
+    encoder: &E5Encoder,
+    rows: &[super::fit::Row],
+    keep: &[bool],
+    fold: &[usize],
+    depth: usize,
+    tc: &TuneConfig,
+    log: impl FnMut(&str),
+) -> Result<(HeldOut, TunedTop), ClassifyError> {
+    let task = Task {
+        texts: rows.iter().map(|r| r.text.as_str()).collect(),
+        labels: rows.iter().map(|r| r.label.index()).collect(),
+        classes: crate::classify::data::RESPONSE_LABELS.len(),
+        class_weight_power: 0.5,
+        fold: fold.to_vec(),
+    };
+    let mut folds = fold.to_vec();
+    folds.sort_unstable();
+    folds.dedup();
+    out_of_fold(encoder, &task, keep, &folds, depth, tc, log)
+}
+
+/// Each row's class probabilities from the layer and head tuned without its fold (None for
+/// rows that were not read).
+pub type HeldOut = Vec<Option<Vec<f32>>>;
+
+/// What a layer is tuned for: labelled texts, each in a fold.
+struct Task<'a> {
+    texts: Vec<&'a str>,
+    labels: Vec<usize>,
+    classes: usize,
+    /// Class weights are frequency^-power over each training set (1: balanced).
+    class_weight_power: f32,
+    fold: Vec<usize>,
+}
+
+/// Tunes layer `depth` once without each fold in `folds` (predicting that fold's kept rows)
+/// and once on every kept row.
+fn out_of_fold(
+    encoder: &E5Encoder,
+    task: &Task,
+    keep: &[bool],
+    folds: &[usize],
+    depth: usize,
+    tc: &TuneConfig,
+    mut log: impl FnMut(&str),
+) -> Result<(HeldOut, TunedTop), ClassifyError> {
     let layers = encoder.config().num_hidden_layers;
     if depth == 0 || depth > layers {
         return Err(ClassifyError::Invalid(format!(
-            "prompt depth {depth} is not between 1 and the encoder's {layers} layers"
+            "tuned layer {depth} is not between 1 and the encoder's {layers} layers"
         )));
     }
-    let chosen: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
-    let texts: Vec<&str> = chosen.iter().map(|&i| rows[i].text.as_str()).collect();
+    let chosen: Vec<usize> = (0..task.texts.len()).filter(|&i| keep[i]).collect();
+    let texts: Vec<&str> = chosen.iter().map(|&i| task.texts[i]).collect();
     let started = std::time::Instant::now();
     let mut last = std::time::Instant::now();
     let states = trunk_states(
@@ -320,29 +389,21 @@ pub fn prompts_tuned(
     )?;
     let cfg = encoder.config().clone();
     let fit = |train: &[usize], what: &str, log: &mut dyn FnMut(&str)| -> Result<TunedTop, ClassifyError> {
-        let harmful = train.iter().filter(|&&k| rows[chosen[k]].harmful).count() as f32;
-        let n = train.len() as f32;
-        let benign = n - harmful;
-        let labels: Vec<usize> = train
+        let labels: Vec<usize> = train.iter().map(|&k| task.labels[chosen[k]]).collect();
+        let examples: Vec<crate::classify::train::Example> = labels
             .iter()
-            .map(|&k| usize::from(rows[chosen[k]].harmful))
-            .collect();
-        // Balanced classes: benign prompts are the scarcer and the costlier to miss here.
-        let weights = labels
-            .iter()
-            .map(|&y| {
-                if y == 1 {
-                    n / (2.0 * harmful.max(1.0))
-                } else {
-                    n / (2.0 * benign.max(1.0))
-                }
+            .map(|&label| crate::classify::train::Example {
+                text: String::new(),
+                label,
+                weight: 1.0,
             })
             .collect();
+        let cw = crate::classify::train::class_weights(&examples, task.classes, task.class_weight_power);
         let set = TrainingSet {
             states: train.iter().map(|&k| &states[k]).collect(),
+            weights: labels.iter().map(|&y| cw[y]).collect(),
             labels,
-            weights,
-            classes: 2,
+            classes: task.classes,
         };
         let t = std::time::Instant::now();
         let mut last = std::time::Instant::now();
@@ -363,26 +424,23 @@ pub fn prompts_tuned(
             },
         )
     };
-    let mut out = vec![None; rows.len()];
+    let labels: Vec<&str> = (0..task.classes).map(|_| "").collect();
+    let mut out = vec![None; task.texts.len()];
     for &f in folds {
-        let train: Vec<usize> = (0..chosen.len())
-            .filter(|&k| rows[chosen[k]].source != f)
-            .collect();
-        let test: Vec<usize> = (0..chosen.len())
-            .filter(|&k| rows[chosen[k]].source == f)
-            .collect();
+        let train: Vec<usize> = (0..chosen.len()).filter(|&k| task.fold[chosen[k]] != f).collect();
+        let test: Vec<usize> = (0..chosen.len()).filter(|&k| task.fold[chosen[k]] == f).collect();
         if test.is_empty() {
             continue;
         }
-        let tuned = fit(&train, &format!("without file {f}"), &mut log)?;
-        let head = tuned.head(&crate::classify::data::PROMPT_LABELS)?;
+        let tuned = fit(&train, &format!("without fold {f}"), &mut log)?;
+        let head = tuned.head(&labels)?;
         let vs = tuned.vectors(&test.iter().map(|&k| &states[k]).collect::<Vec<_>>())?;
         for (&k, v) in test.iter().zip(vs) {
-            out[chosen[k]] = Some(head.forward(&v)[1]);
+            out[chosen[k]] = Some(head.forward(&v));
         }
     }
     let all: Vec<usize> = (0..chosen.len()).collect();
-    let tuned = fit(&all, "every file", &mut log)?;
+    let tuned = fit(&all, "every fold", &mut log)?;
     Ok((out, tuned))
 }
 
