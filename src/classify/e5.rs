@@ -16,7 +16,9 @@
 //!
 //! The network is [`super::bert`] (the same function as candle's `BertModel`, faster on one
 //! core and trainable one layer at a time). Answers run through the pretrained layers up to
-//! the answer depth the heads were trained at ([`E5Encoder::with_answer_depth`]). Prompts
+//! the answer depth the heads were trained at ([`E5Encoder::with_answer_depth`]), the last
+//! of them a fine-tuned copy where the heads carry one ([`E5Encoder::with_answer_layer`];
+//! the shipped heads do not, models/e5-heads/README.md says why). Prompts
 //! run through the pretrained layers below the one fine-tuned for prompt harm, then that
 //! copy ([`E5Encoder::with_prompt_layer`]), and stop there: the layers above it are not run.
 //!
