@@ -93,7 +93,8 @@ pub struct E5Encoder {
     prompt_top: Option<Layer>,
     /// The layer answers are read through last, fine-tuned for the answer question, when
     /// the heads carry one ([`Self::with_answer_layer`]); it replaces layer `answer_depth - 1`.
-    answer_top: Option<TunedLayer>,
+    /// With it, a hash of its values ([`Self::answer_layer_id`]).
+    answer_top: Option<(TunedLayer, String)>,
     /// How many layers answers are read through before pooling ([`Self::with_answer_depth`]):
     /// all of them unless the heads say otherwise.
     answer_depth: usize,
@@ -269,9 +270,24 @@ impl E5Encoder {
         mut self,
         tensors: std::collections::HashMap<String, Tensor>,
     ) -> Result<Self, ClassifyError> {
+        // What the layer's values are, for embedding caches: two tunings of the same layer
+        // give other vectors.
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut bytes = Vec::new();
+        for name in names {
+            bytes.extend_from_slice(name.as_bytes());
+            let values = tensors[name]
+                .flatten_all()
+                .and_then(|t| t.to_dtype(DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(err)?;
+            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        let id = format!("{:016x}", super::fnv1a64(&bytes));
         let tuned = self.tuned_layer(tensors, "answer")?;
         self.answer_depth = tuned.index + 1;
-        self.answer_top = Some(tuned);
+        self.answer_top = Some((tuned, id));
         Ok(self)
     }
 
@@ -304,21 +320,6 @@ impl E5Encoder {
                 )))
             }
         };
-        // What the layer's values are, for embedding caches: two tunings of the same layer
-        // give other vectors.
-        let mut names: Vec<&String> = tensors.keys().collect();
-        names.sort();
-        let mut bytes = Vec::new();
-        for name in names {
-            bytes.extend_from_slice(name.as_bytes());
-            let values = tensors[name]
-                .flatten_all()
-                .and_then(|t| t.to_dtype(DType::F32))
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(err)?;
-            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
-        }
-        let id = format!("{:016x}", super::fnv1a64(&bytes));
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
         let mut layer = Layer::load(vb, &self.config, index, Ops::Fused).map_err(|e| {
             err(format!(
@@ -328,7 +329,7 @@ impl E5Encoder {
         if self.int8_activations() {
             layer.quantize_inputs();
         }
-        Ok(TunedLayer { layer, index, id })
+        Ok(TunedLayer { layer, index })
     }
 
     /// Runs the products over 8-bit weights (all of the 4-bit import's, see
@@ -345,7 +346,7 @@ impl E5Encoder {
         if let Some(layer) = self.prompt_top.as_mut() {
             layer.quantize_inputs();
         }
-        if let Some(tuned) = self.answer_top.as_mut() {
+        if let Some((tuned, _)) = self.answer_top.as_mut() {
             tuned.layer.quantize_inputs();
         }
         self
@@ -367,7 +368,7 @@ impl E5Encoder {
     /// An identifier of the fine-tuned answer layer's values, when one is loaded
     /// ([`Self::with_answer_layer`]): embedding caches are keyed by it.
     pub fn answer_layer_id(&self) -> Option<&str> {
-        self.answer_top.as_ref().map(|t| t.id.as_str())
+        self.answer_top.as_ref().map(|(_, id)| id.as_str())
     }
 
     /// Reads answers through the first `depth` layers only, pooling there.
@@ -385,7 +386,7 @@ impl E5Encoder {
                 "{MODEL}: answer depth {depth} is not between 1 and the model's {layers} layers"
             )));
         }
-        if let Some(tuned) = &self.answer_top {
+        if let Some((tuned, _)) = &self.answer_top {
             if depth != tuned.index + 1 {
                 return Err(ClassifyError::Invalid(format!(
                     "{MODEL}: answer depth {depth}, but the fine-tuned answer layer is layer {}",
@@ -452,7 +453,7 @@ impl E5Encoder {
                     let trunk = self.bert.forward_layers(&ids, &bias, self.prompt_depth - 1)?;
                     top.forward(&trunk, &bias)?
                 }
-                (Reading::Answer, _, Some(top)) => {
+                (Reading::Answer, _, Some((top, _))) => {
                     let trunk = self.bert.forward_layers(&ids, &bias, top.index)?;
                     top.layer.forward(&trunk, &bias)?
                 }
@@ -548,8 +549,6 @@ struct TunedLayer {
     layer: Layer,
     /// Which pretrained layer it replaces (0-based).
     index: usize,
-    /// A hash of its values ([`E5Encoder::answer_layer_id`]).
-    id: String,
 }
 
 #[cfg(test)]

@@ -260,8 +260,9 @@ impl PackedDense {
     }
 }
 
-/// An input's 8-bit form (a scale per row and block of 32, see [`PackedDense::quantize_inputs`]), made by the first product that needs it and
-/// shared with the others that read the same input ([`PackedDense::forward_sharing`]).
+/// An input's 8-bit form (a scale per row and block of 32, see
+/// [`PackedDense::quantize_inputs`]), made by the first product that needs it and shared
+/// with the others that read the same input ([`PackedDense::forward_sharing`]).
 #[derive(Debug, Default)]
 pub struct SharedInput(Option<(Vec<u8>, Vec<f32>)>);
 

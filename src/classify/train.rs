@@ -85,17 +85,18 @@ fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model("train", e)
 }
 
-/// Per-class loss weights: `frequency^-power`, normalised to mean 1 over the examples.
-pub fn class_weights(examples: &[Example], n_labels: usize, power: f32) -> Vec<f32> {
+/// Per-class loss weights: `frequency^-power`, normalised to mean 1 over the examples'
+/// labels.
+pub fn class_weights(labels: &[usize], n_labels: usize, power: f32) -> Vec<f32> {
     let mut counts = vec![0usize; n_labels];
-    for e in examples {
-        counts[e.label] += 1;
+    for &label in labels {
+        counts[label] += 1;
     }
     let raw: Vec<f32> = counts
         .iter()
         .map(|&c| if c == 0 { 0.0 } else { (c as f32).powf(-power) })
         .collect();
-    let mean: f32 = examples.iter().map(|e| raw[e.label]).sum::<f32>() / examples.len().max(1) as f32;
+    let mean: f32 = labels.iter().map(|&l| raw[l]).sum::<f32>() / labels.len().max(1) as f32;
     raw.iter().map(|w| w / mean.max(1e-12)).collect()
 }
 
@@ -137,7 +138,8 @@ pub fn train_ngram_head(
             f
         })
         .collect();
-    let cw = class_weights(examples, n_labels, cfg.class_weight_power);
+    let labels: Vec<usize> = examples.iter().map(|e| e.label).collect();
+    let cw = class_weights(&labels, n_labels, cfg.class_weight_power);
 
     let scale = 1.0 / dim as f32;
     let mut emb: Vec<f32> = (0..buckets * dim)
@@ -271,15 +273,7 @@ pub fn train_linear_head(
     let n = xs.len();
     let flat: Vec<f32> = xs.iter().flatten().copied().collect();
     let x = Tensor::from_vec(flat, (n, dim), &dev).map_err(err)?;
-    let examples: Vec<Example> = ys
-        .iter()
-        .map(|&label| Example {
-            text: String::new(),
-            label,
-            weight: 1.0,
-        })
-        .collect();
-    let cw = class_weights(&examples, labels.len(), class_weight_power);
+    let cw = class_weights(ys, labels.len(), class_weight_power);
     let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
     let targets =
         Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;

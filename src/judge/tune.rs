@@ -301,7 +301,7 @@ pub fn prompts_tuned(
     let task = Task {
         texts: rows.iter().map(|r| r.text.as_str()).collect(),
         labels: rows.iter().map(|r| usize::from(r.harmful)).collect(),
-        classes: 2,
+        names: &crate::classify::data::PROMPT_LABELS,
         class_weight_power: 1.0,
         fold: rows.iter().map(|r| r.source).collect(),
     };
@@ -327,7 +327,7 @@ pub fn answers_tuned(
     let task = Task {
         texts: rows.iter().map(|r| r.text.as_str()).collect(),
         labels: rows.iter().map(|r| r.label.index()).collect(),
-        classes: crate::classify::data::RESPONSE_LABELS.len(),
+        names: &crate::classify::data::RESPONSE_LABELS,
         class_weight_power: 0.5,
         fold: fold.to_vec(),
     };
@@ -345,7 +345,8 @@ pub type HeldOut = Vec<Option<Vec<f32>>>;
 struct Task<'a> {
     texts: Vec<&'a str>,
     labels: Vec<usize>,
-    classes: usize,
+    /// The classes' names, in the labels' order.
+    names: &'static [&'static str],
     /// Class weights are frequency^-power over each training set (1: balanced).
     class_weight_power: f32,
     fold: Vec<usize>,
@@ -390,20 +391,13 @@ fn out_of_fold(
     let cfg = encoder.config().clone();
     let fit = |train: &[usize], what: &str, log: &mut dyn FnMut(&str)| -> Result<TunedTop, ClassifyError> {
         let labels: Vec<usize> = train.iter().map(|&k| task.labels[chosen[k]]).collect();
-        let examples: Vec<crate::classify::train::Example> = labels
-            .iter()
-            .map(|&label| crate::classify::train::Example {
-                text: String::new(),
-                label,
-                weight: 1.0,
-            })
-            .collect();
-        let cw = crate::classify::train::class_weights(&examples, task.classes, task.class_weight_power);
+        let classes = task.names.len();
+        let cw = crate::classify::train::class_weights(&labels, classes, task.class_weight_power);
         let set = TrainingSet {
             states: train.iter().map(|&k| &states[k]).collect(),
             weights: labels.iter().map(|&y| cw[y]).collect(),
             labels,
-            classes: task.classes,
+            classes,
         };
         let t = std::time::Instant::now();
         let mut last = std::time::Instant::now();
@@ -424,7 +418,6 @@ fn out_of_fold(
             },
         )
     };
-    let labels: Vec<&str> = (0..task.classes).map(|_| "").collect();
     let mut out = vec![None; task.texts.len()];
     for &f in folds {
         let train: Vec<usize> = (0..chosen.len()).filter(|&k| task.fold[chosen[k]] != f).collect();
@@ -433,7 +426,7 @@ fn out_of_fold(
             continue;
         }
         let tuned = fit(&train, &format!("without fold {f}"), &mut log)?;
-        let head = tuned.head(&labels)?;
+        let head = tuned.head(task.names)?;
         let vs = tuned.vectors(&test.iter().map(|&k| &states[k]).collect::<Vec<_>>())?;
         for (&k, v) in test.iter().zip(vs) {
             out[chosen[k]] = Some(head.forward(&v));
