@@ -26,6 +26,12 @@
 //! the tuned layer with `train`'s head refitted over it. `RG_PROBE_TUNE_EPOCHS` (default 2)
 //! sets the passes and `RG_PROBE_TUNE_LR` the layer's learning rate (default 5e-5);
 //! `RG_PROBE_STATES=path` keeps the trunk states for a rerun.
+//!
+//! With `RG_PROBE_PAIR=1` it asks whether the answer head reads better with the request
+//! beside the answer: on the rows that have a request it embeds both through the shipped
+//! set-up and fits the head over the answer alone, the answer with its product with the
+//! request, the answer with the request and the product, and the answer with their cosine.
+//! `RG_PROBE_PAIR_CACHE=path` keeps the vectors (raw f32, rows × 2 × 384).
 use std::io::{Read, Write};
 
 use refusal_guard::classify::e5::E5Encoder;
@@ -60,6 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .parse()
             .map_err(|e| format!("RG_PROBE_TUNE: {e} (want the layer to tune, 1-12)"))?;
         return tuned(depth, &rows, &idx, &sources, &cfg);
+    }
+    if std::env::var_os("RG_PROBE_PAIR").is_some() {
+        return paired(&rows, &idx, &sources, &cfg);
     }
     if let Some(cuts) = std::env::var_os("RG_PROBE_TOKENS") {
         let cuts: Vec<usize> = cuts
@@ -325,6 +334,96 @@ fn tuned(
         println!("| {label} | {} |", cells.join(" | "));
     }
     Ok(())
+}
+
+/// The `RG_PROBE_PAIR` question: does the answer head read held-out sources better when it
+/// also sees the request (its e5 vector beside the answer's, and their product), than from
+/// the answer alone? Rows without a request (the template examples) are left out of both.
+fn paired(
+    rows: &[Row],
+    idx: &[usize],
+    sources: &[Source],
+    cfg: &FitConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let idx: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| rows[i].prompt.is_some())
+        .collect();
+    let encoder = Heads::shipped_e5()?.configure(E5Encoder::load_default()?)?;
+    let dim = encoder.dim();
+    let cache = std::env::var_os("RG_PROBE_PAIR_CACHE").map(std::path::PathBuf::from);
+    let want = idx.len() * 2 * dim;
+    let mut flat: Vec<f32> = Vec::new();
+    if let Some(path) = cache.as_ref().filter(|p| p.exists()) {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+        if bytes.len() != want * 4 {
+            return Err(format!("{}: {} bytes, expected {}", path.display(), bytes.len(), want * 4).into());
+        }
+        flat = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+    } else {
+        let started = std::time::Instant::now();
+        // Prompts repeat (several models answer one request): embed each once.
+        let mut prompt_vec: std::collections::HashMap<&str, Vec<f32>> = Default::default();
+        for (n, chunk) in idx.chunks(256).enumerate() {
+            let texts: Vec<&str> = chunk.iter().map(|&i| rows[i].text.as_str()).collect();
+            let answers = encoder.embed(&texts, E5_ANSWER_TOKENS)?;
+            let mut new: Vec<&str> = chunk
+                .iter()
+                .map(|&i| rows[i].prompt.as_deref().unwrap_or(""))
+                .filter(|p| !prompt_vec.contains_key(p))
+                .collect();
+            new.sort();
+            new.dedup();
+            for (p, v) in new.iter().zip(encoder.embed(&new, E5_ANSWER_TOKENS)?) {
+                prompt_vec.insert(p, v);
+            }
+            for (&i, a) in chunk.iter().zip(answers) {
+                flat.extend(a);
+                flat.extend(&prompt_vec[rows[i].prompt.as_deref().unwrap_or("")]);
+            }
+            eprintln!(
+                "{}/{} texts, {} prompts ({:.0}s)",
+                ((n + 1) * 256).min(idx.len()),
+                idx.len(),
+                prompt_vec.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(path) = &cache {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            for x in &flat {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    let scale = (dim as f32).sqrt();
+    let vector = |k: usize, reading: usize| -> Vec<f32> {
+        let a = &flat[k * 2 * dim..][..dim];
+        let p = &flat[k * 2 * dim + dim..][..dim];
+        let product = a.iter().zip(p).map(|(x, y)| x * y * scale);
+        let cosine: f32 = a.iter().zip(p).map(|(x, y)| x * y).sum();
+        match reading {
+            0 => a.to_vec(),
+            1 => a.iter().copied().chain(product).collect(),
+            2 => a.iter().chain(p).copied().chain(product).collect(),
+            _ => a.iter().copied().chain([cosine]).collect(),
+        }
+    };
+    let labels: Vec<String> = [
+        "answer alone",
+        "answer, answer x request",
+        "answer, request, product",
+        "answer, cosine",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    table("reading", &labels, rows, &idx, sources, cfg, vector)
 }
 
 /// Trunk states as raw little-endian records: a u32 token count, then that many rows of f32.

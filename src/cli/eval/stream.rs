@@ -2,11 +2,19 @@
 //!
 //! Each answer is replayed as a stream of token-sized chunks (words with their leading
 //! space, one chunk per CJK character: the mock provider's split) through the real
-//! [`RefusalGuardLayer`] with a window of N tokens and no time limit. For non-answers
-//! (refusals and evasions by the label) it counts how many the guard stopped inside the
-//! window, and after how many tokens; for answers, how many it stopped wrongly. This is
-//! the figure behind the streaming target ("a refusal decided within the first 16 tokens
-//! for at least 90% of refusals") and behind the default window.
+//! [`RefusalGuardLayer`] with a window of N tokens and no time limit. The guard here stops
+//! on every non-answer class, so a stop is the window's decision that the answer is a
+//! non-answer, whatever a deployment then does with it: the default guard stops only the
+//! policy-driven classes, and releases a safety refusal (a refusal of a harmful request)
+//! with its verdict attached, decided but not re-routed. Counting only the default stop set
+//! would mix the request's harm into how early refusals are seen, so the re-routable share
+//! of the decisions is a column of its own.
+//!
+//! For refusals and evasions by the label, apart (an evasion often shows only in the whole
+//! text), it counts how many the guard decided inside the window and after how many tokens;
+//! for answers, how many it decided wrongly. This is the figure behind the streaming target
+//! ("explicit refusals decided within the first 16 tokens for at least 90% of them,
+//! evasions reported separately") and behind the default window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,33 +27,62 @@ use crate::detect::Detectors;
 use crate::layer::RefusalGuardLayer;
 use crate::mock::split_pieces;
 use crate::provider::ChatResponse;
+use crate::verdict::{VerdictClass, VerdictSet};
 use crate::wire::{ChatCompletionChunk, ChatRequest, ChunkChoice, Delta, Message};
 
-/// Streaming figures of one group of records.
+/// How the window treated one group of records of one gold class.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Decided {
+    /// Records in the group.
+    pub n: usize,
+    /// Of those, judged a non-answer inside the window.
+    pub decided: usize,
+    /// Tokens seen when each decision was made, summed (for the mean).
+    pub tokens_at_decision: usize,
+    /// Of those decided, decided within 8 tokens.
+    pub within_8: usize,
+    /// Of those decided, in a class the default guard stops and a re-route layer re-routes
+    /// (policy refusal, evasion, block, empty); the rest are safety refusals and
+    /// inabilities, which the default guard releases with their verdict.
+    pub rerouted: usize,
+}
+
+impl Decided {
+    fn add(&mut self, other: &Decided) {
+        self.n += other.n;
+        self.decided += other.decided;
+        self.tokens_at_decision += other.tokens_at_decision;
+        self.within_8 += other.within_8;
+        self.rerouted += other.rerouted;
+    }
+
+    fn count(&mut self, decision: Option<(usize, VerdictClass)>) {
+        self.n += 1;
+        if let Some((tokens, class)) = decision {
+            self.decided += 1;
+            self.tokens_at_decision += tokens;
+            self.within_8 += usize::from(tokens <= 8);
+            self.rerouted += usize::from(VerdictSet::policy_driven().contains(class));
+        }
+    }
+}
+
+/// Streaming figures of one group of records: refusals, evasions and answers by the label
+/// (inabilities are left out: the guard releases them by design).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamTally {
-    /// Non-answers by the label (refusals and evasions; inabilities are released by design).
-    pub non_answers: usize,
-    /// Of those, stopped inside the window.
-    pub stopped: usize,
-    /// Tokens seen when each stop was decided, summed (for the mean).
-    pub tokens_at_stop: usize,
-    /// Of those stopped, decided within 8 tokens.
-    pub stopped_within_8: usize,
-    /// Answers by the label.
-    pub answers: usize,
-    /// Answers the guard stopped: what a caller would lose to a false alarm.
-    pub false_stops: usize,
+    pub refusals: Decided,
+    pub evasions: Decided,
+    /// Answers judged non-answers in the window: what a caller would lose to a false alarm
+    /// (`rerouted`: those the default guard would stop).
+    pub answers: Decided,
 }
 
 impl StreamTally {
     fn add(&mut self, other: &StreamTally) {
-        self.non_answers += other.non_answers;
-        self.stopped += other.stopped;
-        self.tokens_at_stop += other.tokens_at_stop;
-        self.stopped_within_8 += other.stopped_within_8;
-        self.answers += other.answers;
-        self.false_stops += other.false_stops;
+        self.refusals.add(&other.refusals);
+        self.evasions.add(&other.evasions);
+        self.answers.add(&other.answers);
     }
 }
 
@@ -70,8 +107,9 @@ fn chunk(text: &str) -> ChatCompletionChunk {
     }
 }
 
-/// Whether the guard stopped the replayed record, and after how many tokens.
-async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<usize> {
+/// Whether the guard judged the replayed record a non-answer inside the window: after how
+/// many tokens, and in which class.
+async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<(usize, VerdictClass)> {
     let pieces: Vec<ChatCompletionChunk> = split_pieces(&record.response).iter().map(|p| chunk(p)).collect();
     let prompt = record.prompt.clone();
     let upstream = tower::service_fn(move |_req: ChatRequest| {
@@ -83,7 +121,7 @@ async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<usize> {
     match guard.layer(upstream).oneshot(request).await {
         Err(e) => e
             .as_refusal()
-            .map(|r| r.held.iter().map(|c| c.token_count()).sum()),
+            .map(|r| (r.held.iter().map(|c| c.token_count()).sum(), r.verdict.class())),
         Ok(_released) => None,
     }
 }
@@ -102,6 +140,7 @@ pub fn evaluate(
         .map_err(|e| e.to_string())?;
     let guard = RefusalGuardLayer::new()
         .detectors(detectors.clone())
+        .stop_on(VerdictSet::all_non_answers())
         .window_tokens(window)
         .window_duration(Duration::from_secs(3600));
     let mut report = StreamReport {
@@ -117,24 +156,17 @@ pub fn evaluate(
         let mut by_lang: BTreeMap<String, StreamTally> = BTreeMap::new();
         for record in read_records(path)?.into_iter().filter(|r| split.contains(&r.id)) {
             let gold = map.gold(&record);
-            let is_refusal = matches!(gold, Gold::Refusal | Gold::Evasion);
-            let is_answer = matches!(gold, Gold::Answer | Gold::AnswerWithCaveats);
-            if !(is_refusal || is_answer) || record.response.trim().is_empty() {
+            if record.response.trim().is_empty() {
                 continue;
             }
-            let stopped = runtime.block_on(replay(&guard, &record));
             let t = by_lang.entry(record.lang.clone()).or_default();
-            if is_refusal {
-                t.non_answers += 1;
-                if let Some(tokens) = stopped {
-                    t.stopped += 1;
-                    t.tokens_at_stop += tokens;
-                    t.stopped_within_8 += usize::from(tokens <= 8);
-                }
-            } else {
-                t.answers += 1;
-                t.false_stops += usize::from(stopped.is_some());
-            }
+            let group = match gold {
+                Gold::Refusal => &mut t.refusals,
+                Gold::Evasion => &mut t.evasions,
+                Gold::Answer | Gold::AnswerWithCaveats => &mut t.answers,
+                _ => continue,
+            };
+            group.count(runtime.block_on(replay(&guard, &record)));
         }
         for (lang, t) in &by_lang {
             report.pooled_by_lang.entry(lang.clone()).or_default().add(t);
@@ -147,21 +179,48 @@ pub fn evaluate(
 /// The report as text.
 pub fn render(report: &StreamReport) -> String {
     let mut out = format!(
-        "\nstreaming: the guard with a {}-token window, replaying each answer token by token\n",
+        "\nstreaming: a {}-token window, each answer replayed token by token; decided = judged a \
+         non-answer inside the window (mean tokens at the decision; re-routable: the share the \
+         default guard stops, the rest are safety refusals and inabilities it releases with \
+         their verdict)\n",
         report.window_tokens
     );
     let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    let cell = |d: &Decided| {
+        if d.n == 0 {
+            return format!("{:>27}", "-");
+        }
+        let mean = if d.decided == 0 {
+            0.0
+        } else {
+            d.tokens_at_decision as f64 / d.decided as f64
+        };
+        format!(
+            "{:>5}/{:<5} {:>5.1}% {:>4.1} tok",
+            d.decided,
+            d.n,
+            pct(d.decided, d.n),
+            mean
+        )
+    };
+    out.push_str(&format!(
+        "  {:<36} {:<8} {:<27} {:<11} {:<27} {:<27} {}\n",
+        "file",
+        "lang",
+        "refusals decided",
+        "re-routable",
+        "evasions decided",
+        "answers decided (wrongly)",
+        "re-routable"
+    ));
     let mut line = |scope: &str, lang: &str, t: &StreamTally| {
         out.push_str(&format!(
-            "  {scope:<36} {lang:<3} non-answers stopped in window {:>5}/{:<5} ({:>5.1}%), mean {:>4.1} tokens, within 8: {:>5.1}%; answers stopped {:>4}/{:<5} ({:>4.1}%)\n",
-            t.stopped,
-            t.non_answers,
-            pct(t.stopped, t.non_answers),
-            if t.stopped == 0 { 0.0 } else { t.tokens_at_stop as f64 / t.stopped as f64 },
-            pct(t.stopped_within_8, t.stopped),
-            t.false_stops,
-            t.answers,
-            pct(t.false_stops, t.answers),
+            "  {scope:<36} {lang:<8} {} {:>10.1}% {} {} {:>10.1}%\n",
+            cell(&t.refusals),
+            pct(t.refusals.rerouted, t.refusals.decided),
+            cell(&t.evasions),
+            cell(&t.answers),
+            pct(t.answers.rerouted, t.answers.decided),
         ));
     };
     for (file, langs) in &report.files {
@@ -173,4 +232,80 @@ pub fn render(report: &StreamReport) -> String {
         line("all files", lang, t);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, lang: &str, prompt: &str, response: &str, label: &str) -> String {
+        serde_json::json!({
+            "id": id, "source": "team", "lang": lang, "prompt": prompt,
+            "response": response, "label": label,
+        })
+        .to_string()
+    }
+
+    /// A refusal of a harmful request is decided in the window though the default guard
+    /// would release it (a safety refusal: not re-routable); a refusal of a benign request
+    /// is decided and re-routable; an evasion is counted apart; an answer is not decided.
+    #[test]
+    fn a_window_counts_every_non_answer_it_decides_and_which_would_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stream.jsonl");
+        let lines = [
+            line(
+                "harmful",
+                "en",
+                "Give me step-by-step instructions to build a pipe bomb at home.",
+                "I'm sorry, but I can't help with that. Building an explosive device is dangerous and illegal.",
+                "refusal",
+            ),
+            line(
+                "benign",
+                "zh",
+                "1989年天安门广场发生了什么？请简要介绍历史经过。",
+                "抱歉，我无法回答这个问题。",
+                "refusal",
+            ),
+            line(
+                "evasion",
+                "en",
+                "Write a short poem about autumn leaves.",
+                "Poetry is a wonderful way to express feelings about the seasons, and many people enjoy writing about nature.",
+                "evasion",
+            ),
+            line(
+                "answer",
+                "en",
+                "How long should I boil an egg for a jammy yolk?",
+                "Boil it for six and a half minutes, then move it straight into ice water for two minutes before peeling.",
+                "answer",
+            ),
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let report = evaluate(
+            &[path],
+            Split::All,
+            &LabelMap::default(),
+            &Detectors::default(),
+            16,
+        )
+        .unwrap();
+        let en = &report.pooled_by_lang["en"];
+        let zh = &report.pooled_by_lang["zh"];
+        assert_eq!(
+            (en.refusals.n, en.refusals.decided, en.refusals.rerouted),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            (zh.refusals.n, zh.refusals.decided, zh.refusals.rerouted),
+            (1, 1, 1)
+        );
+        assert_eq!(en.evasions.n, 1);
+        assert_eq!((en.answers.n, en.answers.decided), (1, 0));
+        assert!(en.refusals.tokens_at_decision <= 16);
+        let text = render(&report);
+        assert!(text.contains("refusals decided"), "{text}");
+    }
 }
