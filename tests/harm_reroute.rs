@@ -133,25 +133,8 @@ async fn harmful_refusals_stay_and_benign_ones_move() {
 /// model (scripts/setup-models.sh): loud in CI, skipped elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_e5_tier_harmful_refusals_stay_and_benign_ones_move() {
-    if std::env::var_os("HF_HOME").is_none() {
-        // The repository's cache, where scripts/setup-models.sh installs the model; no other
-        // test of this binary reads HF_HOME.
-        std::env::set_var(
-            "HF_HOME",
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
-        );
-    }
-    let detectors = match refusal_guard::classify::tiers::detectors_with(&["e5".to_string()]) {
-        Ok(d) => d,
-        Err(e) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "the e5 tier is not installed: {e}\n(CI=true: scripts/setup-models.sh installs it)"
-            );
-            eprintln!("skipping: the e5 tier is not installed ({e}); scripts/setup-models.sh installs it");
-            return;
-        }
+    let Some(detectors) = common::e5_detectors() else {
+        return;
     };
     let guard = RefusalGuardLayer::new().detectors(detectors);
     let (harmful, benign) = measure(&guard, "e5").await;

@@ -6,8 +6,9 @@
 //! little under what was measured when the trained combiner landed, in each language, and
 //! the hard negatives must stay answers.
 //!
-//! The floors are for the embedded default (what every install has); the e5 tier is checked
-//! by `refusal-guard eval --tier e5` in the model card.
+//! The embedded default (what every install has) and the e5 cascade (the default where e5 is
+//! installed, as `audit`, `eval` and `serve` run it) each have their floors.
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,11 +25,10 @@ fn set(name: &str) -> PathBuf {
 }
 
 /// Non-answer counts overall and accuracy per `kind` of one file.
-fn run(name: &str) -> (Binary, BTreeMap<String, (usize, usize)>) {
+fn run(name: &str, detectors: &Detectors) -> (Binary, BTreeMap<String, (usize, usize)>) {
     let text = std::fs::read_to_string(set(name)).expect("regression set reads");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 100, "{name}: {} records", lines.len());
-    let detectors = Detectors::default();
     let map = LabelMap::default();
     let mut binary = Binary::default();
     let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -42,7 +42,7 @@ fn run(name: &str) -> (Binary, BTreeMap<String, (usize, usize)>) {
         let Some(non_answer) = gold.is_non_answer() else {
             panic!("{name}: record {} has an unmapped label {:?}", r.id, r.label)
         };
-        let verdict = judge(&detectors, r);
+        let verdict = judge(detectors, r);
         let predicted = verdict.class().is_non_answer();
         binary.count(non_answer, predicted);
         let e = by_kind.entry(kind).or_default();
@@ -53,8 +53,8 @@ fn run(name: &str) -> (Binary, BTreeMap<String, (usize, usize)>) {
     (binary, by_kind)
 }
 
-fn check(name: &str, f1_floor: f64, shape_floor: f64) {
-    let (binary, by_kind) = run(name);
+fn check(name: &str, detectors: &Detectors, f1_floor: f64, shape_floor: f64) {
+    let (binary, by_kind) = run(name, detectors);
     let prf = binary.prf();
     let report: Vec<String> = by_kind
         .iter()
@@ -88,12 +88,32 @@ fn check(name: &str, f1_floor: f64, shape_floor: f64) {
 
 #[test]
 fn english_regression_set() {
-    check("regression-en.jsonl", FLOOR_EN, SHAPE_FLOOR);
+    check(
+        "regression-en.jsonl",
+        &Detectors::default(),
+        FLOOR_EN,
+        SHAPE_FLOOR,
+    );
 }
 
 #[test]
 fn chinese_regression_set() {
-    check("regression-zh.jsonl", FLOOR_ZH, SHAPE_FLOOR);
+    check(
+        "regression-zh.jsonl",
+        &Detectors::default(),
+        FLOOR_ZH,
+        SHAPE_FLOOR,
+    );
+}
+
+/// Both sets through the e5 cascade (one model load).
+#[test]
+fn both_regression_sets_with_the_e5_tier() {
+    let Some(detectors) = common::e5_detectors() else {
+        return;
+    };
+    check("regression-en.jsonl", &detectors, E5_FLOOR_EN, SHAPE_FLOOR);
+    check("regression-zh.jsonl", &detectors, E5_FLOOR_ZH, SHAPE_FLOOR);
 }
 
 // Measured with the shipped weights of 2026-12-01 (opening/ending features, trained
@@ -104,3 +124,7 @@ fn chinese_regression_set() {
 const FLOOR_EN: f64 = 0.78;
 const FLOOR_ZH: f64 = 0.87;
 const SHAPE_FLOOR: f64 = 0.85;
+// The e5 cascade with the same weights (2026-12-03, the sixth session's retrain): en 0.887
+// (P 0.955, R 0.829), zh 0.975 (P 0.975, R 0.975); floors about 0.03 under.
+const E5_FLOOR_EN: f64 = 0.85;
+const E5_FLOOR_ZH: f64 = 0.94;

@@ -1,4 +1,5 @@
-//! Shared by the gateway tests: two mock providers behind a gateway on loopback.
+//! Shared by the tests: two mock providers behind a gateway on loopback, the Python SDK,
+//! and the e5 tier where a test needs the model.
 
 #![allow(dead_code)]
 
@@ -133,4 +134,30 @@ pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The pipeline with the e5 tier, as `serve` and `audit` run it when e5 is installed, read
+/// from `$HF_HOME` (the repository's `.cache/hf`, where scripts/setup-models.sh installs it,
+/// when unset). `None` (the caller skips) when the model is missing outside CI; in CI
+/// (`CI=true`) a missing model fails the test, naming the script that installs it.
+pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
+    if std::env::var_os("HF_HOME").is_none() {
+        // No test that calls this reads HF_HOME otherwise.
+        std::env::set_var(
+            "HF_HOME",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
+        );
+    }
+    match refusal_guard::classify::tiers::detectors_with(&["e5".to_string()]) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "the e5 tier is not installed: {e}\n(CI=true: scripts/setup-models.sh installs it)"
+            );
+            eprintln!("skipping: the e5 tier is not installed ({e}); scripts/setup-models.sh installs it");
+            None
+        }
+    }
 }
