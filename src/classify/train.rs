@@ -138,8 +138,8 @@ pub fn train_ngram_head(
             f
         })
         .collect();
-    let labels: Vec<usize> = examples.iter().map(|e| e.label).collect();
-    let cw = class_weights(&labels, n_labels, cfg.class_weight_power);
+    let label_ids: Vec<usize> = examples.iter().map(|e| e.label).collect();
+    let cw = class_weights(&label_ids, n_labels, cfg.class_weight_power);
 
     let scale = 1.0 / dim as f32;
     let mut emb: Vec<f32> = (0..buckets * dim)
@@ -352,6 +352,24 @@ mod tests {
         assert!(head.forward("I'm sorry, but I can't do that.")[1] > 0.8);
         assert!(head.forward("Here is a detailed answer: mix the sugar.")[0] > 0.8);
         assert!(head.forward("抱歉，我无法提供帮助。")[1] > 0.8);
+        // The head names its classes (not its examples' labels), and saves and loads as a
+        // model with them.
+        assert_eq!(
+            head.config.labels,
+            vec!["answer".to_string(), "refusal".to_string()]
+        );
+        let model = super::super::ngram::NgramModel {
+            response: Some(head),
+            prompt: None,
+            info: Default::default(),
+        };
+        let loaded = super::super::ngram::NgramModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+        let again = loaded.response.expect("a response head");
+        assert_eq!(
+            again.config.labels,
+            vec!["answer".to_string(), "refusal".to_string()]
+        );
+        assert!(again.forward("I'm sorry, but I can't do that.")[1] > 0.8);
     }
 
     #[test]

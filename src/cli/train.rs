@@ -25,12 +25,12 @@ use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
-    answer_subset, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram, is_contrast_style,
-    judgement, nested_thresholds, out_of_source, prompts_out_of_source, prompts_out_of_source_vectors,
-    read_prompt_rows, read_rows, render, render_harm_sweep, render_prompts, render_window_escalation, score,
-    score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors, window_escalation,
-    window_escalation_sweep, window_recall, FitConfig, Source, Thresholds, BAND_F1_SLACK,
-    MAX_WINDOW_FALSE_STOPS,
+    answer_subset, band_sweep, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram,
+    is_contrast_style, judgement, nested_thresholds, out_of_source, prompts_out_of_source,
+    prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_band_sweep, render_harm_sweep,
+    render_prompts, render_window_escalation, score, score_prompts, shipped_sources, subset, train_combiner,
+    train_prompt_vectors, window_escalation, window_escalation_sweep, window_recall, FitConfig, Source,
+    Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
@@ -394,6 +394,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             BAND_F1_SLACK
         ));
         if predictions.encoder.is_some() {
+            table.push_str(
+                "\n## What the escalation band costs and buys\n\n\
+                 Held-out non-answer F1 of the cascade (whole answers, encoder subset) when each source's band is \
+                 the best of those asking the encoder for at most the capped share of the other sources' rows, and \
+                 the share of the held-out source's rows escalated. The subset over-represents non-answers, so \
+                 read the rates against each other; the traffic's rate is `benches/cascade_cost.rs`'s.\n\n",
+            );
+            let sweep = band_sweep(&rows, sources.len(), &decisions, &nested, &BAND_SWEEP_CAPS);
+            table.push_str(&render_band_sweep(&sweep, &sources));
             // Windows are never escalated today; this measures what asking would do.
             let (windows, chosen) = window_escalation(&rows, &sources, &decisions, &nested);
             table.push_str(

@@ -754,8 +754,8 @@ impl Thresholds {
 }
 
 /// The bands [`choose_band`] tries: every (from, to) of these bounds with from < to.
-const BAND_BOUNDS: [f32; 14] = [
-    0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01,
+const BAND_BOUNDS: [f32; 17] = [
+    0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01,
 ];
 
 /// How much mean F0.5 the chosen band may give up against the best band.
@@ -787,6 +787,25 @@ pub fn cascade_mean_f1(
     (mean_f_half(&per_source), escalated as f64 / n.max(1) as f64)
 }
 
+/// Every band of [`BAND_BOUNDS`] with the cascade's mean F0.5 and escalation rate it gives
+/// on the rows `use_source` admits, at the thresholds of `t`.
+fn scored_bands(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    t: &Thresholds,
+    use_source: impl Fn(usize) -> bool + Copy,
+) -> Vec<(EscalationBand, f64, f64)> {
+    let mut scored = Vec::new();
+    for (i, from) in BAND_BOUNDS.iter().enumerate() {
+        for to in &BAND_BOUNDS[i + 1..] {
+            let band = EscalationBand { from: *from, to: *to };
+            let (f1, rate) = cascade_mean_f1(rows, decisions, &Thresholds { band, ..*t }, use_source);
+            scored.push((band, f1, rate));
+        }
+    }
+    scored
+}
+
 /// The escalation band: of the bands whose cascade mean F0.5 is within [`BAND_F1_SLACK`] of
 /// the best band's, the one that asks the encoder least often. The encoder costs about a
 /// thousand times what the embedded default does, so its share of answers is the cost.
@@ -796,14 +815,7 @@ pub fn choose_band(
     t: &Thresholds,
     use_source: impl Fn(usize) -> bool + Copy,
 ) -> EscalationBand {
-    let mut scored = Vec::new();
-    for (i, from) in BAND_BOUNDS.iter().enumerate() {
-        for to in &BAND_BOUNDS[i + 1..] {
-            let band = EscalationBand { from: *from, to: *to };
-            let (f1, rate) = cascade_mean_f1(rows, decisions, &Thresholds { band, ..*t }, use_source);
-            scored.push((band, f1, rate));
-        }
-    }
+    let scored = scored_bands(rows, decisions, t, use_source);
     let best = scored.iter().map(|s| s.1).fold(f64::MIN, f64::max);
     scored
         .into_iter()
@@ -811,6 +823,135 @@ pub fn choose_band(
         .min_by(|a, b| a.2.total_cmp(&b.2))
         .map(|s| s.0)
         .unwrap_or(EscalationBand::ALWAYS)
+}
+
+/// The band with the best cascade mean F0.5 among those that ask the encoder for at most
+/// `cap` of the rows (the cheaper band on a tie); the band that asks nothing when none
+/// fits.
+pub fn choose_band_capped(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    t: &Thresholds,
+    use_source: impl Fn(usize) -> bool + Copy,
+    cap: f64,
+) -> EscalationBand {
+    scored_bands(rows, decisions, t, use_source)
+        .into_iter()
+        .filter(|s| s.2 <= cap)
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)))
+        .map(|s| s.0)
+        .unwrap_or(EscalationBand { from: 1.01, to: 1.01 })
+}
+
+/// The caps on the escalation rate [`band_sweep`] tries (1.0: no cap, the best band).
+pub const BAND_SWEEP_CAPS: [f64; 9] = [0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20, 1.0];
+
+/// One cap of [`band_sweep`]: each held-out source's cascade counts and escalations (on its
+/// rows with an encoder reading) at the band chosen without it under the cap.
+#[derive(Debug, Clone)]
+pub struct BandPoint {
+    pub cap: f64,
+    /// Per source: the counts, escalated rows, rows.
+    pub per_source: BTreeMap<usize, (Binary, usize, usize)>,
+}
+
+impl BandPoint {
+    /// Mean non-answer F1 over the sources.
+    pub fn mean_f1(&self) -> f64 {
+        let f: Vec<f64> = self.per_source.values().map(|(b, _, _)| b.prf().f1).collect();
+        f.iter().sum::<f64>() / f.len().max(1) as f64
+    }
+
+    /// Mean escalation rate over the sources.
+    pub fn mean_rate(&self) -> f64 {
+        let r: Vec<f64> = self
+            .per_source
+            .values()
+            .map(|(_, e, n)| *e as f64 / (*n).max(1) as f64)
+            .collect();
+        r.iter().sum::<f64>() / r.len().max(1) as f64
+    }
+}
+
+/// What the cascade's accuracy costs in encoder calls, out of source: for each cap, every
+/// source is scored at the band chosen without it among those under the cap (the other
+/// thresholds as `nested` has them). The shipped rule (the cheapest band within
+/// [`BAND_F1_SLACK`] of the best) is one point on this curve; the curve shows what a
+/// cheaper band would give up.
+pub fn band_sweep(
+    rows: &[Row],
+    n_sources: usize,
+    decisions: &[Option<Decisions>],
+    nested: &[Thresholds],
+    caps: &[f64],
+) -> Vec<BandPoint> {
+    caps.iter()
+        .map(|&cap| {
+            let mut per_source: BTreeMap<usize, (Binary, usize, usize)> = BTreeMap::new();
+            for s in 0..n_sources {
+                let band = choose_band_capped(rows, decisions, &nested[s], |x| x != s, cap);
+                let t = Thresholds { band, ..nested[s] };
+                for (r, d) in rows.iter().zip(decisions) {
+                    let Some(d) = d else { continue };
+                    if r.window || r.source != s {
+                        continue;
+                    }
+                    let Some(label) = d.cascade_at(&t) else { continue };
+                    let e = per_source.entry(s).or_default();
+                    e.0.count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
+                    e.1 += usize::from(d.escalated(&t.band));
+                    e.2 += 1;
+                }
+            }
+            BandPoint { cap, per_source }
+        })
+        .collect()
+}
+
+/// The band sweep as a Markdown table: the mean over sources, then the sources nobody here
+/// wrote, then the team's files pooled.
+pub fn render_band_sweep(points: &[BandPoint], sources: &[Source]) -> String {
+    let shared: Vec<usize> = (0..sources.len())
+        .filter(|&s| !sources[s].name.starts_with("team"))
+        .collect();
+    let mut s = format!(
+        "| cap on the escalation rate | mean held-out F1 over sources | {} | team files pooled | escalated (mean over sources) |\n|---|---|{}---|---|\n",
+        shared.iter().map(|&i| sources[i].name.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(shared.len())
+    );
+    for p in points {
+        let cells: Vec<String> = shared
+            .iter()
+            .map(|i| {
+                p.per_source
+                    .get(i)
+                    .map(|(b, _, _)| format!("{:.3}", b.prf().f1))
+                    .unwrap_or_else(|| "-".into())
+            })
+            .collect();
+        let mut team = Binary::default();
+        for (i, (b, _, _)) in &p.per_source {
+            if sources[*i].name.starts_with("team") {
+                team.tp += b.tp;
+                team.fp += b.fp;
+                team.fn_ += b.fn_;
+                team.tn += b.tn;
+            }
+        }
+        let cap = if p.cap >= 1.0 {
+            "none (the best band)".to_string()
+        } else {
+            format!("{:.0}%", p.cap * 100.0)
+        };
+        s.push_str(&format!(
+            "| {cap} | {:.3} | {} | {:.3} | {:.3} |\n",
+            p.mean_f1(),
+            cells.join(" | "),
+            team.prf().f1,
+            p.mean_rate()
+        ));
+    }
+    s
 }
 
 /// For each source, the thresholds chosen without it.
@@ -1110,6 +1251,62 @@ mod tests {
         // At a threshold above the non-answer mass (0.9) everything is an answer.
         let strict = score(&rows, &sources, &[Some(d), Some(d), Some(d)], &[STRICT]);
         assert_eq!(strict[&("s".to_string(), "all".to_string())].embedded.tp, 0);
+    }
+
+    #[test]
+    fn the_band_sweep_trades_encoder_calls_for_held_out_f1() {
+        let probs = |non_answer: f32| {
+            let mut p = [0f32; 4];
+            p[ResponseLabel::Answer.index()] = 1.0 - non_answer;
+            p[ResponseLabel::Refusal.index()] = non_answer;
+            p
+        };
+        // Each source: an unsure refusal the encoder reads right, an unsure answer, a sure
+        // refusal and a sure answer.
+        let mut rows = Vec::new();
+        let mut decisions = Vec::new();
+        for source in 0..2 {
+            for (label, embedded, encoder) in [
+                (ResponseLabel::Refusal, 0.4, 0.9),
+                (ResponseLabel::Answer, 0.45, 0.1),
+                (ResponseLabel::Refusal, 0.9, 0.9),
+                (ResponseLabel::Answer, 0.05, 0.05),
+            ] {
+                rows.push(row(source, "whole", label));
+                decisions.push(Some(Decisions {
+                    ngram: ResponseLabel::Answer,
+                    embedded: probs(embedded),
+                    with_encoder: Some(probs(encoder)),
+                }));
+            }
+        }
+        let nested = [HALF, HALF];
+        let points = band_sweep(&rows, 2, &decisions, &nested, &[0.0, 0.25, 1.0]);
+        // No encoder: the unsure refusal is missed (P 1, R 0.5).
+        assert!((points[0].mean_f1() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(points[0].mean_rate(), 0.0);
+        // A quarter of the rows is enough to catch it ([0.35, 0.45) holds only it).
+        assert_eq!(points[1].mean_f1(), 1.0);
+        assert_eq!(points[1].mean_rate(), 0.25);
+        // Without a cap the same F1, and a tie goes to the cheaper band.
+        assert_eq!(points[2].mean_f1(), 1.0);
+        assert_eq!(points[2].mean_rate(), 0.25);
+        let sources: Vec<Source> = ["gptfuzz", "team:x"]
+            .iter()
+            .map(|n| Source {
+                name: n.to_string(),
+                files: vec![],
+            })
+            .collect();
+        let table = render_band_sweep(&points, &sources);
+        assert!(
+            table.contains("| 0% | 0.667 | 0.667 | 0.667 | 0.000 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| none (the best band) | 1.000 | 1.000 | 1.000 | 0.250 |"),
+            "{table}"
+        );
     }
 
     #[test]
