@@ -888,9 +888,9 @@ pub fn band_sweep(
     caps.iter()
         .map(|&cap| {
             let mut per_source: BTreeMap<usize, (Binary, usize, usize)> = BTreeMap::new();
-            for s in 0..n_sources {
-                let band = choose_band_capped(rows, decisions, &nested[s], |x| x != s, cap);
-                let t = Thresholds { band, ..nested[s] };
+            for (s, held_out) in nested.iter().enumerate().take(n_sources) {
+                let band = choose_band_capped(rows, decisions, held_out, |x| x != s, cap);
+                let t = Thresholds { band, ..*held_out };
                 for (r, d) in rows.iter().zip(decisions) {
                     let Some(d) = d else { continue };
                     if r.window || r.source != s {

@@ -1,0 +1,70 @@
+//! `refusal-guard train` end to end, on two small team files (each one source), without the
+//! encoder: the binary trains the n-gram model and the combiner leave-one-source-out, writes
+//! both and the report, and what it wrote loads through the pipeline's own loaders and
+//! judges. A training path that runs but writes nothing usable (a head whose classes are
+//! misnamed, a model that does not save) fails here, not at the next release.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use refusal_guard::classify::ngram::NgramModel;
+use refusal_guard::classify::ResponseLabel;
+use refusal_guard::judge::combiner::Combiner;
+
+fn team_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/data")
+        .join(name)
+}
+
+#[test]
+fn train_writes_models_that_load_and_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ngram.safetensors");
+    let combiner = dir.path().join("combiner.safetensors");
+    let report = dir.path().join("loso.md");
+    let run = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args(["train", "--encoder", "none", "--epochs", "20", "--lr", "0.5"])
+        .arg("--responses")
+        .arg(team_file("responses-en.jsonl"))
+        .arg("--responses")
+        .arg(team_file("responses-en2.jsonl"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--combiner-out")
+        .arg(&combiner)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "train failed: {stderr}");
+
+    let model = NgramModel::load(&out).expect("the n-gram model loads");
+    let head = model.response.as_ref().expect("a response head");
+    let mut names = head.config.labels.clone();
+    names.sort();
+    assert_eq!(names, ["answer", "evasion", "inability", "refusal"]);
+    let refusal = model
+        .judge_response("I'm sorry, but I can't help with that request.")
+        .expect("a reading");
+    let answer = model
+        .judge_response("Boil the egg for six and a half minutes, then cool it in ice water.")
+        .expect("a reading");
+    let non_answer = |p: &[f32; 4]| 1.0 - p[ResponseLabel::Answer.index()];
+    assert!(
+        non_answer(&refusal.probs) > non_answer(&answer.probs) + 0.2,
+        "refusal {:?} against answer {:?}",
+        refusal.probs,
+        answer.probs
+    );
+
+    Combiner::load(&combiner).expect("the combiner loads");
+    let table = std::fs::read_to_string(&report).expect("the report is written");
+    for source in ["responses-en.jsonl", "responses-en2.jsonl"] {
+        assert!(
+            table.contains(source),
+            "{source} missing from the report:\n{table}"
+        );
+    }
+}
