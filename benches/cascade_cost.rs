@@ -1,6 +1,7 @@
 //! What a verdict costs per answer on the shared response files, on one core: the
-//! embedded default (patterns + n-gram model + trained combiner) and the cascade (the same,
-//! asking the e5 encoder when the combiner is unsure), with the escalation rate.
+//! embedded default (patterns + n-gram model + trained combiner), the cascade (the same,
+//! asking the e5 encoder when the combiner is unsure), with the escalation rate, and
+//! `e5:prompts` (the encoder on requests only: their harm, never an answer).
 //!
 //! Run: `cargo bench --bench cascade_cost` (release build; N answers per file, default 200:
 //! `RG_BENCH_N=50 cargo bench --bench cascade_cost`). Other settings: `RG_BENCH_SEED`
@@ -270,6 +271,15 @@ fn setups() -> Vec<Setup> {
             });
         }
         Err(e) => eprintln!("skipping the cascade with e5: {e}"),
+    }
+    // The encoder on requests only: answers are the embedded default's.
+    match tiers::detectors_with(&["e5:prompts".to_string()]) {
+        Ok(detectors) => out.push(Setup {
+            name: "e5:prompts",
+            detectors,
+            encoder: Some("e5".to_string()),
+        }),
+        Err(e) => eprintln!("skipping e5:prompts: {e}"),
     }
     out
 }

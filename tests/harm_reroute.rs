@@ -148,6 +148,51 @@ async fn with_the_e5_tier_harmful_refusals_stay_and_benign_ones_move() {
     );
 }
 
+/// `e5:prompts`: the encoder judges the requests' harm and never reads an answer (the
+/// cheaper set-up, see models/combiner/README.md; tests/regression_sets.rs checks that it
+/// reads no answer where the full tier does). The requests' harm is the encoder's, and the
+/// re-route shares hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_e5_for_requests_only_the_harm_is_judged_and_answers_are_not_read() {
+    let Some(detectors) = common::detectors_needing_e5(&["e5:prompts"]) else {
+        return;
+    };
+    let mut harm_by_e5 = 0;
+    for case in cases() {
+        let line = serde_json::json!({
+            "id": case.id, "lang": case.lang, "prompt": case.prompt,
+            "response": case.refusal, "label": "refusal",
+        });
+        let record = refusal_guard::dataset::Record::from_line(&line.to_string())
+            .expect("valid")
+            .expect("not blank");
+        let verdict = refusal_guard::cli::eval::judge(&detectors, &record);
+        assert!(
+            !verdict.evidence.iter().any(|e| e.source == "e5"),
+            "{}: the encoder read the answer: {:?}",
+            case.id,
+            verdict.evidence
+        );
+        harm_by_e5 += usize::from(
+            verdict
+                .evidence
+                .iter()
+                .any(|e| e.source == "prompt_harm" && e.reason.starts_with("e5 ")),
+        );
+    }
+    assert!(harm_by_e5 >= 60, "the encoder judged {harm_by_e5} requests' harm");
+    let guard = RefusalGuardLayer::new().detectors(detectors);
+    let (harmful, benign) = measure(&guard, "e5:prompts").await;
+    assert!(
+        harmful <= E5_HARMFUL_CEILING,
+        "e5:prompts: harmful refusals re-routed {harmful:.3} > {E5_HARMFUL_CEILING}"
+    );
+    assert!(
+        benign >= E5_BENIGN_FLOOR,
+        "e5:prompts: benign refusals re-routed {benign:.3} < {E5_BENIGN_FLOOR}"
+    );
+}
+
 #[tokio::test]
 async fn a_harmful_request_never_reaches_the_fallback() {
     for (prompt, refusal) in [

@@ -116,6 +116,41 @@ fn both_regression_sets_with_the_e5_tier() {
     check("regression-zh.jsonl", &detectors, E5_FLOOR_ZH, SHAPE_FLOOR);
 }
 
+/// `e5:prompts` never asks the encoder about an answer, where the full e5 tier does for many
+/// of these (the unsure ones), and judges the sets with the embedded default's figures.
+#[test]
+fn e5_for_requests_only_never_reads_an_answer() {
+    let (Some(full), Some(prompts_only)) = (
+        common::e5_detectors(),
+        common::detectors_needing_e5(&["e5:prompts"]),
+    ) else {
+        return;
+    };
+    let map = LabelMap::default();
+    let read_by_e5 = |d: &Detectors| {
+        let mut n = 0;
+        for name in ["regression-en.jsonl", "regression-zh.jsonl"] {
+            let text = std::fs::read_to_string(set(name)).expect("regression set reads");
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let r = Record::from_line(line).expect("valid JSON").expect("not blank");
+                assert!(map.gold(&r).is_non_answer().is_some());
+                n += usize::from(judge(d, &r).evidence.iter().any(|e| e.source == "e5"));
+            }
+        }
+        n
+    };
+    let asked = read_by_e5(&full);
+    assert!(asked >= 20, "the full e5 tier read only {asked} answers");
+    assert_eq!(read_by_e5(&prompts_only), 0);
+    let (embedded, _) = run("regression-en.jsonl", &Detectors::default());
+    let (cheap, _) = run("regression-en.jsonl", &prompts_only);
+    assert_eq!(
+        (embedded.tp, embedded.fp, embedded.fn_),
+        (cheap.tp, cheap.fp, cheap.fn_),
+        "answers are the embedded default's to judge"
+    );
+}
+
 // Measured with the shipped weights of 2026-12-01 (opening/ending features, trained
 // thresholds; non-answer F1: en 0.821 (P 0.948, R 0.724), zh 0.913 (P 0.971, R 0.861); hard
 // negatives judged answers: en 30/33, zh 31/33), minus about 0.04. The first combiner scored

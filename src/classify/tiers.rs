@@ -2,6 +2,8 @@
 //!
 //! - `ngram`: the embedded n-gram model (or `ngram:PATH` for a retrained file);
 //! - `e5`: multilingual-e5-small with the project's heads (the best tier most installs have);
+//!   `e5:prompts` asks it about requests only (their harm), never about answers, for about a
+//!   third of the cascade's mean cost (models/combiner/README.md says what that gives up);
 //! - `minilm`: all-MiniLM-L6-v2 with the project's heads (English only);
 //! - `llama-guard:NAME`, `qwen3guard:NAME`: a generative guard from a manifest (see
 //!   `models list`), e.g. `llama-guard:llama-guard-3-1b`, `qwen3guard:qwen3guard-gen-0.6b`;
@@ -51,7 +53,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             )))
         }
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
         ))),
     }
 }
@@ -71,8 +73,9 @@ pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
 /// models and the trained combiner ([`crate::judge`]), plus, per spec:
 /// - `ngram:PATH`: a retrained n-gram model in place of the embedded one (answer and prompt);
 /// - `ngram`: the embedded model (always there; accepted for clarity);
-/// - an encoder tier (`minilm`, and the encoder tiers as they land): asked when the combiner
-///   is unsure, and on prompts the n-gram prompt head does not judge surely harmful;
+/// - an encoder tier (`e5`, `minilm`): asked when the combiner is unsure, and on prompts the
+///   n-gram prompt head does not judge surely harmful; `e5:prompts` (`minilm:prompts`): on
+///   those prompts only, answers are judged by the embedded default alone;
 /// - a generative guard (`guard`, `llama-guard:NAME`, `qwen3guard:NAME`): the last prompt
 ///   tier, asked for the request's harm unless a cheaper tier judged it surely harmful.
 ///
@@ -82,6 +85,10 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
     let mut prompt_tiers: Vec<(Arc<dyn Classifier>, f32)> = vec![(models.fast.clone(), 0.9)];
     for spec in specs {
         let (name, threshold) = split_threshold(spec)?;
+        let (name, prompts_only) = match name.split_once(':') {
+            Some((encoder @ ("e5" | "minilm"), "prompts")) => (encoder, true),
+            _ => (name, false),
+        };
         let tier = build(name)?;
         let kind = name.split(':').next().unwrap_or(name);
         match kind {
@@ -96,7 +103,9 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
                 // encoder there is read as if it were e5.
                 // When the encoder is asked about an answer is the combiner's trained
                 // escalation band; `@T` sets only the prompt tier's threshold.
-                models.escalation = Some(tier.clone());
+                if !prompts_only {
+                    models.escalation = Some(tier.clone());
+                }
                 prompt_tiers.push((tier, threshold));
             }
             _ => prompt_tiers.push((tier, threshold)),

@@ -103,8 +103,9 @@ pub struct GuardConfig {
     /// does not wait for it; costs that judgment's CPU on every request
     /// ([`crate::layer::RefusalGuardLayer::judge_prompts_early`]). Default off.
     pub judge_prompts_early: bool,
-    /// Model tiers of the verdict (as `eval --tier`): `e5`, `ngram:PATH`, `guard`, … Empty
-    /// (the default): the best installed tier; `["none"]`: the embedded default alone.
+    /// Model tiers of the verdict (as `eval --tier`): `e5`, `e5:prompts` (requests only),
+    /// `ngram:PATH`, `guard`, … Empty (the default): the best installed tier; `["none"]`:
+    /// the embedded default alone.
     pub tiers: Vec<String>,
 }
 

@@ -141,6 +141,12 @@ pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
 /// when unset). `None` (the caller skips) when the model is missing outside CI; in CI
 /// (`CI=true`) a missing model fails the test, naming the script that installs it.
 pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
+    detectors_needing_e5(&["e5"])
+}
+
+/// The pipeline with tiers `specs` that need multilingual-e5-small (`e5`, `e5:prompts`),
+/// found and skipped (or failed, in CI) as [`e5_detectors`] does.
+pub fn detectors_needing_e5(specs: &[&str]) -> Option<refusal_guard::detect::Detectors> {
     if std::env::var_os("HF_HOME").is_none() {
         // No test that calls this reads HF_HOME otherwise.
         std::env::set_var(
@@ -148,7 +154,8 @@ pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
         );
     }
-    match refusal_guard::classify::tiers::detectors_with(&["e5".to_string()]) {
+    let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+    match refusal_guard::classify::tiers::detectors_with(&specs) {
         Ok(d) => Some(d),
         Err(e) => {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");

@@ -60,8 +60,9 @@ pub struct EvalArgs {
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
-    /// Model tiers, cheapest first: `e5`, `minilm`, `ngram:PATH`, `guard`,
-    /// `llama-guard:NAME`, `qwen3guard:NAME`, each optionally `@THRESHOLD`; repeatable.
+    /// Model tiers, cheapest first: `e5`, `e5:prompts` (requests only), `minilm`,
+    /// `ngram:PATH`, `guard`, `llama-guard:NAME`, `qwen3guard:NAME`, each optionally
+    /// `@THRESHOLD`; repeatable.
     /// Default: the best installed tier; `none` for the embedded default alone.
     #[arg(long = "tier", value_name = "TIER")]
     pub tiers: Vec<String>,
