@@ -104,15 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let want = idx.len() * LAYERS * dim;
     let mut flat: Vec<f32> = Vec::new();
     if let Some(path) = cache.as_ref().filter(|p| p.exists()) {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
-        if bytes.len() != want * 4 {
-            return Err(format!("{}: {} bytes, expected {}", path.display(), bytes.len(), want * 4).into());
-        }
-        flat = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        flat = read_f32s(path, want)?;
     } else {
         let started = std::time::Instant::now();
         for (n, chunk) in idx.chunks(256).enumerate() {
@@ -128,10 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         if let Some(path) = &cache {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-            for x in &flat {
-                f.write_all(&x.to_le_bytes())?;
-            }
+            write_f32s(path, &flat)?;
         }
     }
     let vector = |k: usize, layer: usize| flat[(k * LAYERS + layer) * dim..][..dim].to_vec();
@@ -356,15 +345,7 @@ fn paired(
     let want = idx.len() * 2 * dim;
     let mut flat: Vec<f32> = Vec::new();
     if let Some(path) = cache.as_ref().filter(|p| p.exists()) {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
-        if bytes.len() != want * 4 {
-            return Err(format!("{}: {} bytes, expected {}", path.display(), bytes.len(), want * 4).into());
-        }
-        flat = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        flat = read_f32s(path, want)?;
     } else {
         let started = std::time::Instant::now();
         // Prompts repeat (several models answer one request): embed each once.
@@ -395,10 +376,7 @@ fn paired(
             );
         }
         if let Some(path) = &cache {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-            for x in &flat {
-                f.write_all(&x.to_le_bytes())?;
-            }
+            write_f32s(path, &flat)?;
         }
     }
     let scale = (dim as f32).sqrt();
@@ -424,6 +402,28 @@ fn paired(
     .map(|s| s.to_string())
     .collect();
     table("reading", &labels, rows, &idx, sources, cfg, vector)
+}
+
+/// A vector cache: `want` raw little-endian f32s, or an error naming the file when it holds
+/// another number (a cache from another subset or model).
+fn read_f32s(path: &std::path::Path, want: usize) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    if bytes.len() != want * 4 {
+        return Err(format!("{}: {} bytes, expected {}", path.display(), bytes.len(), want * 4).into());
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn write_f32s(path: &std::path::Path, values: &[f32]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for x in values {
+        f.write_all(&x.to_le_bytes())?;
+    }
+    Ok(())
 }
 
 /// Trunk states as raw little-endian records: a u32 token count, then that many rows of f32.
