@@ -85,7 +85,8 @@ impl Binary {
         }
     }
 
-    fn add(&mut self, other: &Binary) {
+    /// Adds another group's counts (pooling groups).
+    pub fn add(&mut self, other: &Binary) {
         self.tp += other.tp;
         self.fp += other.fp;
         self.fn_ += other.fn_;

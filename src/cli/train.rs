@@ -145,12 +145,12 @@ pub struct TrainArgs {
 /// team's files (`team:` sources), which are held out together, so that each tuning costs
 /// minutes and there are five, not fourteen.
 fn answer_folds(sources: &[Source]) -> Vec<usize> {
-    let team = sources.iter().position(|s| s.name.starts_with("team:"));
+    let team = sources.iter().position(Source::is_team);
     sources
         .iter()
         .enumerate()
         .map(|(i, s)| match team {
-            Some(t) if s.name.starts_with("team:") => t,
+            Some(t) if s.is_team() => t,
             _ => i,
         })
         .collect()

@@ -40,6 +40,16 @@ pub struct Source {
     pub files: Vec<PathBuf>,
 }
 
+/// The prefix of the team's sources' names ([`shipped_sources`]).
+const TEAM_PREFIX: &str = "team:";
+
+impl Source {
+    /// Whether the team wrote this source (a file in `models/data`), not an outside one.
+    pub fn is_team(&self) -> bool {
+        self.name.starts_with(TEAM_PREFIX)
+    }
+}
+
 /// The team's files in `models/data` whose names start with `prefix` (`responses-`,
 /// `prompts-`), in name order: a new file joins training by its name alone.
 pub fn team_files(repo: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -81,7 +91,7 @@ pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         sources.push(Source {
-            name: format!("team:{stem}"),
+            name: format!("{TEAM_PREFIX}{stem}"),
             files: vec![f],
         });
     }
@@ -840,7 +850,7 @@ pub fn choose_band_capped(
         .filter(|s| s.2 <= cap)
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)))
         .map(|s| s.0)
-        .unwrap_or(EscalationBand { from: 1.01, to: 1.01 })
+        .unwrap_or(EscalationBand::NEVER)
 }
 
 /// The caps on the escalation rate [`band_sweep`] tries (1.0: no cap, the best band).
@@ -911,9 +921,7 @@ pub fn band_sweep(
 /// The band sweep as a Markdown table: the mean over sources, then the sources nobody here
 /// wrote, then the team's files pooled.
 pub fn render_band_sweep(points: &[BandPoint], sources: &[Source]) -> String {
-    let shared: Vec<usize> = (0..sources.len())
-        .filter(|&s| !sources[s].name.starts_with("team"))
-        .collect();
+    let shared: Vec<usize> = (0..sources.len()).filter(|&s| !sources[s].is_team()).collect();
     let mut s = format!(
         "| cap on the escalation rate | mean held-out F1 over sources | {} | team files pooled | escalated (mean over sources) |\n|---|---|{}---|---|\n",
         shared.iter().map(|&i| sources[i].name.as_str()).collect::<Vec<_>>().join(" | "),
@@ -931,11 +939,8 @@ pub fn render_band_sweep(points: &[BandPoint], sources: &[Source]) -> String {
             .collect();
         let mut team = Binary::default();
         for (i, (b, _, _)) in &p.per_source {
-            if sources[*i].name.starts_with("team") {
-                team.tp += b.tp;
-                team.fp += b.fp;
-                team.fn_ += b.fn_;
-                team.tn += b.tn;
+            if sources[*i].is_team() {
+                team.add(b);
             }
         }
         let cap = if p.cap >= 1.0 {

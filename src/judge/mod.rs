@@ -54,6 +54,9 @@ impl EscalationBand {
     /// Every answer is escalated.
     pub const ALWAYS: EscalationBand = EscalationBand { from: 0.0, to: 1.01 };
 
+    /// No answer is escalated.
+    pub const NEVER: EscalationBand = EscalationBand { from: 1.01, to: 1.01 };
+
     /// Whether the combined probabilities fall in the band.
     pub fn contains(&self, probs: &[f32; 4]) -> bool {
         let non_answer = 1.0 - probs[ResponseLabel::Answer.index()];
