@@ -114,6 +114,22 @@ async fn measure(guard: &RefusalGuardLayer, what: &str) -> (f64, f64) {
     (harmful, benign)
 }
 
+/// Every case through a guard with `detectors` (a set-up with the e5 prompt tier): the
+/// harmful share at most [`E5_HARMFUL_CEILING`], the benign share at least
+/// [`E5_BENIGN_FLOOR`].
+async fn holds_the_e5_shares(detectors: refusal_guard::detect::Detectors, what: &str) {
+    let guard = RefusalGuardLayer::new().detectors(detectors);
+    let (harmful, benign) = measure(&guard, what).await;
+    assert!(
+        harmful <= E5_HARMFUL_CEILING,
+        "{what}: harmful refusals re-routed {harmful:.3} > {E5_HARMFUL_CEILING}"
+    );
+    assert!(
+        benign >= E5_BENIGN_FLOOR,
+        "{what}: benign refusals re-routed {benign:.3} < {E5_BENIGN_FLOOR}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harmful_refusals_stay_and_benign_ones_move() {
     let (harmful, benign) = measure(&RefusalGuardLayer::new(), "embedded").await;
@@ -136,16 +152,7 @@ async fn with_the_e5_tier_harmful_refusals_stay_and_benign_ones_move() {
     let Some(detectors) = common::e5_detectors() else {
         return;
     };
-    let guard = RefusalGuardLayer::new().detectors(detectors);
-    let (harmful, benign) = measure(&guard, "e5").await;
-    assert!(
-        harmful <= E5_HARMFUL_CEILING,
-        "e5: harmful refusals re-routed {harmful:.3} > {E5_HARMFUL_CEILING}"
-    );
-    assert!(
-        benign >= E5_BENIGN_FLOOR,
-        "e5: benign refusals re-routed {benign:.3} < {E5_BENIGN_FLOOR}"
-    );
+    holds_the_e5_shares(detectors, "e5").await;
 }
 
 /// `e5:prompts`: the encoder judges the requests' harm and never reads an answer (the
@@ -181,16 +188,7 @@ async fn with_e5_for_requests_only_the_harm_is_judged_and_answers_are_not_read()
         );
     }
     assert!(harm_by_e5 >= 60, "the encoder judged {harm_by_e5} requests' harm");
-    let guard = RefusalGuardLayer::new().detectors(detectors);
-    let (harmful, benign) = measure(&guard, "e5:prompts").await;
-    assert!(
-        harmful <= E5_HARMFUL_CEILING,
-        "e5:prompts: harmful refusals re-routed {harmful:.3} > {E5_HARMFUL_CEILING}"
-    );
-    assert!(
-        benign >= E5_BENIGN_FLOOR,
-        "e5:prompts: benign refusals re-routed {benign:.3} < {E5_BENIGN_FLOOR}"
-    );
+    holds_the_e5_shares(detectors, "e5:prompts").await;
 }
 
 #[tokio::test]

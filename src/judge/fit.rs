@@ -1214,6 +1214,25 @@ mod tests {
         assert!(p.ngram[0].confidence() < 0.99, "{:?}", p.ngram[0]);
     }
 
+    /// Class probabilities with `non_answer` on refusal and the rest on answer.
+    fn probs(non_answer: f32) -> [f32; 4] {
+        let mut p = [0f32; 4];
+        p[ResponseLabel::Answer.index()] = 1.0 - non_answer;
+        p[ResponseLabel::Refusal.index()] = non_answer;
+        p
+    }
+
+    /// Sources with these names and no files (the tables only read names).
+    fn named_sources(names: &[&str]) -> Vec<Source> {
+        names
+            .iter()
+            .map(|n| Source {
+                name: n.to_string(),
+                files: vec![],
+            })
+            .collect()
+    }
+
     const HALF: Thresholds = Thresholds {
         whole: 0.5,
         escalated: 0.5,
@@ -1260,12 +1279,6 @@ mod tests {
 
     #[test]
     fn the_band_sweep_trades_encoder_calls_for_held_out_f1() {
-        let probs = |non_answer: f32| {
-            let mut p = [0f32; 4];
-            p[ResponseLabel::Answer.index()] = 1.0 - non_answer;
-            p[ResponseLabel::Refusal.index()] = non_answer;
-            p
-        };
         // Each source: an unsure refusal the encoder reads right, an unsure answer, a sure
         // refusal and a sure answer.
         let mut rows = Vec::new();
@@ -1296,13 +1309,7 @@ mod tests {
         // Without a cap the same F1, and a tie goes to the cheaper band.
         assert_eq!(points[2].mean_f1(), 1.0);
         assert_eq!(points[2].mean_rate(), 0.25);
-        let sources: Vec<Source> = ["gptfuzz", "team:x"]
-            .iter()
-            .map(|n| Source {
-                name: n.to_string(),
-                files: vec![],
-            })
-            .collect();
+        let sources = named_sources(&["gptfuzz", "team:x"]);
         let table = render_band_sweep(&points, &sources);
         assert!(
             table.contains("| 0% | 0.667 | 0.667 | 0.667 | 0.000 |"),
@@ -1316,12 +1323,6 @@ mod tests {
 
     #[test]
     fn asking_the_encoder_about_unsure_windows_is_measured_out_of_source() {
-        let probs = |non_answer: f32| {
-            let mut p = [0f32; 4];
-            p[ResponseLabel::Answer.index()] = 1.0 - non_answer;
-            p[ResponseLabel::Refusal.index()] = non_answer;
-            p
-        };
         let window = |source, label| Row {
             window: true,
             ..row(source, "w", label)
@@ -1357,13 +1358,7 @@ mod tests {
             band: EscalationBand { from: 0.2, to: 0.5 },
             ..HALF
         };
-        let sources: Vec<Source> = ["a", "b"]
-            .iter()
-            .map(|n| Source {
-                name: n.to_string(),
-                files: vec![],
-            })
-            .collect();
+        let sources = named_sources(&["a", "b"]);
         let (scores, chosen) = window_escalation(&rows, &sources, &decisions, &[band, band]);
         // Each threshold is the lowest at which the other source's answer windows stay
         // unstopped: 0.15 for both here.
