@@ -422,6 +422,8 @@ fn a_tuned_answer_layer_reads_each_fold_without_it_and_ships_in_the_heads() {
                 text: text.to_string(),
                 label,
                 window: false,
+                weight: 1.0,
+                group: i % 2,
             });
         }
     }

@@ -68,3 +68,37 @@ fn train_writes_models_that_load_and_judge() {
         );
     }
 }
+
+/// The measurement flags fail with a message naming the problem, not a panic or a silent
+/// no-op: an unknown source to skip, and prompt parts asked for without the encoder.
+#[test]
+fn train_rejects_flags_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+            .args(["train", "--encoder", "none", "--epochs", "1"])
+            .arg("--responses")
+            .arg(team_file("responses-en.jsonl"))
+            .arg("--out")
+            .arg(dir.path().join("n.safetensors"))
+            .arg("--combiner-out")
+            .arg(dir.path().join("c.safetensors"))
+            .arg("--report")
+            .arg(dir.path().join("r.md"))
+            .args(extra)
+            .output()
+            .expect("the binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stderr) = run(&["--encoder-skip", "gptfuzzz"]);
+    assert!(
+        !ok && stderr.contains("--encoder-skip \"gptfuzzz\": no such source"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run(&["--prompt-parts-from", "models/e5-heads/heads.safetensors"]);
+    assert!(!ok && stderr.contains("has no e5 encoder"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -256,10 +256,12 @@ impl LinearHead {
 
 /// Trains a linear softmax head on fixed vectors (full-batch AdamW). Class weights are
 /// `frequency^-class_weight_power` (0: the data's own class balance, so the probabilities
-/// stay calibrated to it; 1: balanced classes).
+/// stay calibrated to it; 1: balanced classes), multiplied by each example's own weight in
+/// `example_weights` (`None`: 1 each).
 pub fn train_linear_head(
     xs: &[Vec<f32>],
     ys: &[usize],
+    example_weights: Option<&[f32]>,
     labels: &[&str],
     epochs: usize,
     learning_rate: f64,
@@ -274,7 +276,18 @@ pub fn train_linear_head(
     let flat: Vec<f32> = xs.iter().flatten().copied().collect();
     let x = Tensor::from_vec(flat, (n, dim), &dev).map_err(err)?;
     let cw = class_weights(ys, labels.len(), class_weight_power);
-    let weights = Tensor::from_vec(ys.iter().map(|&y| cw[y]).collect::<Vec<f32>>(), n, &dev).map_err(err)?;
+    if example_weights.is_some_and(|w| w.len() != n) {
+        return Err(ClassifyError::Invalid(format!(
+            "{n} training examples but {} example weights",
+            example_weights.map_or(0, <[f32]>::len)
+        )));
+    }
+    let weights: Vec<f32> = ys
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| cw[y] * example_weights.map_or(1.0, |w| w[i]))
+        .collect();
+    let weights = Tensor::from_vec(weights, n, &dev).map_err(err)?;
     let targets =
         Tensor::from_vec(ys.iter().map(|&y| y as u32).collect::<Vec<u32>>(), (n, 1), &dev).map_err(err)?;
     let w = Var::zeros((labels.len(), dim), DType::F32, &dev).map_err(err)?;
@@ -378,8 +391,23 @@ mod tests {
             .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.5])
             .collect();
         let ys: Vec<usize> = (0..20).map(|i| i % 2).collect();
-        let head = train_linear_head(&xs, &ys, &["a", "b"], 200, 0.1, 1.0).unwrap();
+        let head = train_linear_head(&xs, &ys, None, &["a", "b"], 200, 0.1, 1.0).unwrap();
         assert!(head.forward(&[1.0, 0.5])[0] > 0.9);
         assert!(head.forward(&[-1.0, 0.5])[1] > 0.9);
+    }
+
+    #[test]
+    fn example_weights_decide_between_conflicting_examples() {
+        // The same point labelled both ways: the heavier label wins, and a wrong count of
+        // weights is an error, not a panic.
+        let xs: Vec<Vec<f32>> = vec![vec![1.0, 0.0]; 4];
+        let ys = vec![0, 0, 1, 1];
+        let towards = |w: [f32; 4]| {
+            let head = train_linear_head(&xs, &ys, Some(&w), &["a", "b"], 200, 0.1, 0.0).unwrap();
+            head.forward(&[1.0, 0.0])[1]
+        };
+        assert!(towards([1.0, 1.0, 3.0, 3.0]) > 0.65);
+        assert!(towards([3.0, 3.0, 1.0, 1.0]) < 0.35);
+        assert!(train_linear_head(&xs, &ys, Some(&[1.0]), &["a", "b"], 10, 0.1, 0.0).is_err());
     }
 }

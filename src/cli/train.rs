@@ -26,11 +26,11 @@ use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
     answer_subset, band_sweep, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram,
-    is_contrast_style, judgement, nested_thresholds, out_of_source, prompts_out_of_source,
+    is_contrast_style, judgement, nested_thresholds, out_of_source, pool_team_sources, prompts_out_of_source,
     prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_band_sweep, render_harm_sweep,
     render_prompts, render_window_escalation, score, score_prompts, shipped_sources, subset, train_combiner,
-    train_prompt_vectors, window_escalation, window_escalation_sweep, window_recall, FitConfig, Source,
-    Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
+    train_prompt_vectors, weigh_sources, window_escalation, window_escalation_sweep, window_recall,
+    FitConfig, Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
@@ -118,6 +118,19 @@ pub struct TrainArgs {
     /// Class weights are frequency^-POWER (1: balanced classes, 0: none).
     #[arg(long, default_value_t = 1.0)]
     pub class_weight_power: f32,
+    /// Rows are weighted by their source's size to the power -POWER (0: every row alike, 1: every source
+    /// alike; the team's files count as one source), in the n-gram model, the encoder's answer head and the
+    /// combiner.
+    #[arg(long, default_value_t = 0.0)]
+    pub source_weight_power: f32,
+    /// Chooses the thresholds and the escalation band with the team's files scored as one source
+    /// (`judge::fit::pool_team_sources`), not each file as its own.
+    #[arg(long)]
+    pub pool_team_sources: bool,
+    /// Sources (by name, e.g. `gptfuzz`) the encoder's answer head is not trained on; the n-gram model and the
+    /// combiner still are. Repeatable.
+    #[arg(long = "encoder-skip", value_name = "SOURCE")]
+    pub encoder_skip: Vec<String>,
     /// Passes of fine-tuning one of e5's layers (`--prompt-depth`) for prompt harm (0: the prompt head reads the
     /// frozen sentence vectors instead). About two minutes a pass on two cores.
     #[arg(long, default_value_t = 3)]
@@ -131,6 +144,11 @@ pub struct TrainArgs {
     /// six minutes each), or `none`.
     #[arg(long, value_enum, default_value_t = TuneFolds::Contrast)]
     pub tune_folds: TuneFolds,
+    /// Keeps the e5 prompt head and fine-tuned prompt layer of this heads file instead of training them (and skips
+    /// the tuning): for retraining the answer side without moving the prompt-harm judgment, whose tuning takes
+    /// about 36 minutes and moves a held-out file's benign-flagged share by up to 0.15 from run to run.
+    #[arg(long, value_name = "HEADS")]
+    pub prompt_parts_from: Option<PathBuf>,
     /// Passes of fine-tuning e5's answer layer (the one at `--answer-depth`) with the
     /// response head; 0 (shipped): the head reads the frozen sentence vectors. Out of
     /// source, the layer is tuned once without each source (the team's files held out
@@ -257,6 +275,14 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
     };
+    if let (None, Some(path)) = (&encoder, &args.prompt_parts_from) {
+        return Err(format!(
+            "--prompt-parts-from {}: the prompt parts are e5's, and this run has no e5 encoder (--encoder {})",
+            path.display(),
+            args.encoder
+        )
+        .into());
+    }
     // Embedding every training text takes hours on two cores; the encoder's heads and the
     // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
     let embed = |texts: Vec<&str>,
@@ -296,7 +322,19 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ))
     };
 
-    let rows = read_rows(&sources, cfg.window_tokens)?;
+    let mut cfg = cfg;
+    for name in &args.encoder_skip {
+        let i = sources
+            .iter()
+            .position(|s| &s.name == name)
+            .ok_or_else(|| format!("--encoder-skip {name:?}: no such source"))?;
+        cfg.encoder_skip.push(i);
+    }
+    let mut rows = read_rows(&sources, cfg.window_tokens)?;
+    weigh_sources(&mut rows, &sources, args.source_weight_power);
+    if args.pool_team_sources {
+        pool_team_sources(&mut rows, &sources);
+    }
     for (i, s) in sources.iter().enumerate() {
         let whole = rows.iter().filter(|r| r.source == i && !r.window).count();
         let windows = rows.iter().filter(|r| r.source == i && r.window).count();
@@ -477,14 +515,25 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
                  the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}\n\
                  The cascade's trade-off by flag threshold (the shipped policy re-routes a refusal only below \
-                 {}, and below a third of it when the refusal names harm):\n\n{}",
+                 {}, and below {} when the refusal names harm):\n\n{}",
                 render_prompts(&score_prompts(&prompt_rows, &names, &pe, policy.benign_below)),
                 render_prompts(&score_prompts(&prompt_rows, &names, &cascade, policy.benign_below)),
                 policy.benign_below,
+                policy.benign_below_named_harm,
                 render_harm_sweep(&prompt_rows, &names, &cascade)
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
-            if let (Some(enc), true) = (&encoder, args.tune_epochs > 0) {
+            if let (Some(enc), Some(path)) = (&encoder, &args.prompt_parts_from) {
+                let kept = kept_prompt_parts(path, enc)?;
+                table.push_str(&format!(
+                    "\n## Prompt harm through e5's fine-tuned layer\n\nNot trained in this run: the e5 prompt head \
+                     and fine-tuned layer were kept from `{}` (`--prompt-parts-from`); their leave-one-file-out \
+                     tables are in the report of the run that trained them.\n",
+                    path.display()
+                ));
+                prompt_vectors = kept.prompt;
+                prompt_layer = kept.prompt_layer;
+            } else if let (Some(enc), true) = (&encoder, args.tune_epochs > 0) {
                 let folds: Vec<usize> = (0..names.len())
                     .filter(|&i| match args.tune_folds {
                         TuneFolds::All => true,
@@ -582,6 +631,32 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The e5 prompt parts of a heads file (`--prompt-parts-from`), checked to belong to the
+/// encoder being trained on.
+fn kept_prompt_parts(path: &Path, enc: &E5Encoder) -> Result<Heads, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("--prompt-parts-from {}: {e}", path.display()))?;
+    let heads =
+        Heads::from_bytes(&bytes).map_err(|e| format!("--prompt-parts-from {}: {e}", path.display()))?;
+    if heads.prompt.is_none() {
+        return Err(format!(
+            "--prompt-parts-from {}: the file has no prompt head",
+            path.display()
+        )
+        .into());
+    }
+    if let Some(sha) = &heads.encoder_sha256 {
+        if sha != enc.sha256() {
+            return Err(format!(
+                "--prompt-parts-from {}: its prompt parts were trained on other e5 weights ({sha}, here {})",
+                path.display(),
+                enc.sha256()
+            )
+            .into());
+        }
+    }
+    Ok(heads)
 }
 
 /// The prompt cascade as these tables score it: the n-gram reading when it is sure (0.9)

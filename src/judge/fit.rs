@@ -15,7 +15,7 @@
 //! 3. score the combiner leave-one-source-out on those predictions, then fit it on all;
 //! 4. train the shipped n-gram head (and encoder head) on every row.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -109,6 +109,11 @@ pub struct Row {
     pub label: ResponseLabel,
     /// The stream-window view of an answer (its first tokens), not the whole answer.
     pub window: bool,
+    /// The row's weight in every training loss (1 unless [`weigh_sources`] set it).
+    pub weight: f32,
+    /// The group its source is scored in when thresholds are chosen: its own index, unless
+    /// [`pool_team_sources`] put every team source in one.
+    pub group: usize,
 }
 
 /// Reads every labeled row of the sources. Exact duplicate texts within a source count
@@ -118,6 +123,7 @@ pub struct Row {
 pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, ClassifyError> {
     let mut rows = Vec::new();
     for (si, source) in sources.iter().enumerate() {
+        let group = si;
         let mut seen = HashSet::new();
         for file in &source.files {
             for r in read_jsonl(file)? {
@@ -141,6 +147,8 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                             text: w.to_string(),
                             label,
                             window: true,
+                            weight: 1.0,
+                            group,
                         });
                     }
                 }
@@ -151,11 +159,60 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                     text,
                     label,
                     window: false,
+                    weight: 1.0,
+                    group,
                 });
             }
         }
     }
     Ok(rows)
+}
+
+/// Scores the team's sources as one group when thresholds are chosen (each outside source
+/// stays a group of its own).
+///
+/// Why: thresholds maximise the mean score over groups, so with each team file a group,
+/// adding a team file shifts every threshold towards the team's files, which hold 13 of 16
+/// votes against 3 for the sources nobody here wrote.
+pub fn pool_team_sources(rows: &mut [Row], sources: &[Source]) {
+    let Some(first) = sources.iter().position(Source::is_team) else {
+        return;
+    };
+    for r in rows.iter_mut() {
+        r.group = if sources[r.source].is_team() {
+            first
+        } else {
+            r.source
+        };
+    }
+}
+
+/// Weighs each row by its source's size to the power `-power` (0: every row alike, 1: every
+/// source alike), the team's files counted as one source, and scales the weights to a mean
+/// of 1 so a trainer's learning rate keeps its meaning.
+///
+/// Why: the two big outside sources (speechmap, gptfuzz) hold most of the rows, so an
+/// unweighted model learns mostly how those two label a non-answer; a source it has never
+/// seen is better served by a model that heard each labelling about as loudly.
+pub fn weigh_sources(rows: &mut [Row], sources: &[Source], power: f32) {
+    let group = |s: usize| {
+        if sources[s].is_team() {
+            usize::MAX
+        } else {
+            s
+        }
+    };
+    let mut counts: HashMap<usize, usize> = HashMap::new();
+    for r in rows.iter() {
+        *counts.entry(group(r.source)).or_default() += 1;
+    }
+    for r in rows.iter_mut() {
+        r.weight = (counts[&group(r.source)] as f32).powf(-power);
+    }
+    let mean = rows.iter().map(|r| r.weight as f64).sum::<f64>() / rows.len().max(1) as f64;
+    for r in rows.iter_mut() {
+        r.weight = (r.weight as f64 / mean) as f32;
+    }
 }
 
 /// The settings of a fit.
@@ -171,6 +228,9 @@ pub struct FitConfig {
     pub encoder_lr: f64,
     /// Tokens of the stream window.
     pub window_tokens: usize,
+    /// Sources (indices) the encoder's answer head is not trained on, though the other
+    /// models are (`train --encoder-skip`).
+    pub encoder_skip: Vec<usize>,
 }
 
 impl Default for FitConfig {
@@ -183,6 +243,7 @@ impl Default for FitConfig {
             encoder_steps: 300,
             encoder_lr: 0.02,
             window_tokens: 16,
+            encoder_skip: Vec::new(),
         }
     }
 }
@@ -193,7 +254,7 @@ fn examples(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Example> {
         .map(|r| Example {
             text: r.text.clone(),
             label: r.label.index(),
-            weight: 1.0,
+            weight: r.weight,
         })
         .collect()
 }
@@ -242,16 +303,27 @@ pub struct Predictions {
 
 /// A linear head over the sentence vectors of the rows that have one: `(vector, label)`
 /// pairs, the answer head and the prompt head alike.
+/// `(vector, label, weight)` triples.
 fn head_on_vectors<'a>(
-    pairs: impl Iterator<Item = (&'a Option<Vec<f32>>, usize)>,
+    pairs: impl Iterator<Item = (&'a Option<Vec<f32>>, usize, f32)>,
     labels: &[&str],
     class_weight_power: f32,
     cfg: &FitConfig,
 ) -> Result<LinearHead, ClassifyError> {
-    let (xs, ys): (Vec<Vec<f32>>, Vec<usize>) = pairs.filter_map(|(v, y)| Some((v.clone()?, y))).unzip();
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    let mut ws = Vec::new();
+    for (v, y, w) in pairs {
+        if let Some(v) = v {
+            xs.push(v.clone());
+            ys.push(y);
+            ws.push(w);
+        }
+    }
     train_linear_head(
         &xs,
         &ys,
+        Some(&ws),
         labels,
         cfg.encoder_steps,
         cfg.encoder_lr,
@@ -268,8 +340,8 @@ fn train_encoder_head(
     let pairs = rows
         .iter()
         .zip(vectors)
-        .filter(|(r, _)| keep(r))
-        .map(|(r, v)| (v, r.label.index()));
+        .filter(|(r, _)| keep(r) && !cfg.encoder_skip.contains(&r.source))
+        .map(|(r, v)| (v, r.label.index(), r.weight));
     head_on_vectors(pairs, &RESPONSE_LABELS, 0.5, cfg)
 }
 
@@ -358,12 +430,15 @@ pub fn train_combiner(
 ) -> Result<Combiner, ClassifyError> {
     let mut xs = Vec::new();
     let mut ys = Vec::new();
+    let mut ws = Vec::new();
     for (i, r) in rows.iter().enumerate().filter(|(_, r)| keep(r)) {
         xs.push(feature_row(rows, p, i, false).to_vec());
         ys.push(r.label.index());
+        ws.push(r.weight);
         if p.encoder.as_ref().is_some_and(|e| e[i].is_some()) {
             xs.push(feature_row(rows, p, i, true).to_vec());
             ys.push(r.label.index());
+            ws.push(r.weight);
         }
     }
     // The data's own class balance: the combiner's probabilities are what the verdict's
@@ -371,6 +446,7 @@ pub fn train_combiner(
     let head = train_linear_head(
         &xs,
         &ys,
+        Some(&ws),
         &RESPONSE_LABELS,
         cfg.combiner_steps,
         cfg.combiner_lr,
@@ -504,7 +580,7 @@ pub fn choose_threshold(
                 continue;
             }
             if let Some((gold, predicted)) = question.read(r, d, t) {
-                per_source.entry(r.source).or_default().count(gold, predicted);
+                per_source.entry(r.group).or_default().count(gold, predicted);
             }
         }
         let mean = mean_f_half(&per_source);
@@ -552,7 +628,7 @@ fn lowest_window_threshold(
                 continue;
             }
             if let Some(stopped) = stops(r, d, t) {
-                let e = per_source.entry(r.source).or_default();
+                let e = per_source.entry(r.group).or_default();
                 e.0 += usize::from(stopped);
                 e.1 += 1;
             }
@@ -788,7 +864,7 @@ pub fn cascade_mean_f1(
         }
         let Some(label) = d.cascade_at(t) else { continue };
         per_source
-            .entry(r.source)
+            .entry(r.group)
             .or_default()
             .count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
         n += 1;
@@ -1170,7 +1246,89 @@ mod tests {
             text: text.into(),
             label,
             window: false,
+            weight: 1.0,
+            group: source,
         }
+    }
+
+    #[test]
+    fn the_encoder_head_skips_the_sources_it_is_told_to() {
+        // Source 1 labels the same vectors the other way round; skipped, it cannot pull.
+        let mut rows = Vec::new();
+        let mut vectors = Vec::new();
+        for s in 0..2 {
+            for _ in 0..5 {
+                let (r, a) = if s == 0 {
+                    (ResponseLabel::Refusal, ResponseLabel::Answer)
+                } else {
+                    (ResponseLabel::Answer, ResponseLabel::Refusal)
+                };
+                rows.push(row(s, "x", r));
+                vectors.push(Some(vec![1.0, 0.0]));
+                rows.push(row(s, "y", a));
+                vectors.push(Some(vec![0.0, 1.0]));
+            }
+        }
+        let refusal = |cfg: &FitConfig| {
+            let head = final_encoder_head(&rows, &vectors, cfg).unwrap();
+            encoder_judge(&head, &[1.0, 0.0]).probs[ResponseLabel::Refusal.index()]
+        };
+        let skip = FitConfig {
+            encoder_skip: vec![1],
+            ..FitConfig::default()
+        };
+        assert!(refusal(&skip) > 0.8, "{}", refusal(&skip));
+        let both = refusal(&FitConfig::default());
+        assert!(both < 0.7, "with both sources the head cannot tell: {both}");
+    }
+
+    #[test]
+    fn source_weights_even_out_sources_and_count_the_team_as_one() {
+        let sources: Vec<Source> = ["big", "small", "team:a", "team:b"]
+            .iter()
+            .map(|n| Source {
+                name: n.to_string(),
+                files: Vec::new(),
+            })
+            .collect();
+        // 8 rows of "big", 2 of "small", 1 each of the two team files (2 as one source).
+        let mut rows: Vec<Row> = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3]
+            .iter()
+            .map(|&s| row(s, "x", ResponseLabel::Answer))
+            .collect();
+        let total = |rows: &[Row], s: usize| {
+            rows.iter()
+                .filter(|r| r.source == s)
+                .map(|r| r.weight)
+                .sum::<f32>()
+        };
+        weigh_sources(&mut rows, &sources, 0.0);
+        assert!(rows.iter().all(|r| r.weight == 1.0));
+        weigh_sources(&mut rows, &sources, 1.0);
+        let mean = rows.iter().map(|r| r.weight).sum::<f32>() / rows.len() as f32;
+        assert!((mean - 1.0).abs() < 1e-5, "mean {mean}");
+        // Every source (the team's two files together) weighs the same in all.
+        let (big, small, team) = (
+            total(&rows, 0),
+            total(&rows, 1),
+            total(&rows, 2) + total(&rows, 3),
+        );
+        assert!(
+            (big - small).abs() < 1e-4 && (big - team).abs() < 1e-4,
+            "{big} {small} {team}"
+        );
+        assert_eq!(rows[10].weight, rows[11].weight);
+        weigh_sources(&mut rows, &sources, 0.5);
+        assert!(
+            total(&rows, 0) > total(&rows, 1),
+            "half the power keeps some of the size"
+        );
+        assert!(rows[0].weight < rows[8].weight);
+        // Pooling for thresholds: the team's files share one group, the others keep theirs.
+        assert_eq!((rows[10].group, rows[11].group), (2, 3));
+        pool_team_sources(&mut rows, &sources);
+        let groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
+        assert_eq!(groups, [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2]);
     }
 
     #[test]
@@ -1254,6 +1412,7 @@ mod tests {
         ];
         rows.push(Row {
             window: true,
+            weight: 1.0,
             ..row(0, "no", ResponseLabel::Refusal)
         });
         let d = Decisions {
@@ -1325,6 +1484,7 @@ mod tests {
     fn asking_the_encoder_about_unsure_windows_is_measured_out_of_source() {
         let window = |source, label| Row {
             window: true,
+            weight: 1.0,
             ..row(source, "w", label)
         };
         let rows = vec![
@@ -1631,7 +1791,7 @@ pub fn train_prompt_vectors(
         .iter()
         .zip(vectors)
         .filter(|(r, _)| keep(r))
-        .map(|(r, v)| (v, usize::from(r.harmful)));
+        .map(|(r, v)| (v, usize::from(r.harmful), 1.0));
     head_on_vectors(pairs, &crate::classify::data::PROMPT_LABELS, 1.0, cfg)
 }
 

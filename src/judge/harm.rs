@@ -23,6 +23,9 @@ pub struct HarmPolicy {
     pub harmful_from: f32,
     /// Below this probability the request is benign: a policy refusal.
     pub benign_below: f32,
+    /// The same, when the refusal's own words name harm, danger or illegality: that is
+    /// evidence, not the decision, and it narrows what counts as clearly benign.
+    pub benign_below_named_harm: f32,
     /// From this probability up a provider's *block* is held back as justified (a safety
     /// refusal). Higher than `harmful_from`: a DashScope input block is most often a lawful
     /// political question, re-routing those is the product's first job, and the embedded
@@ -31,7 +34,10 @@ pub struct HarmPolicy {
 }
 
 impl Default for HarmPolicy {
-    /// Harmful from 0.5, benign below 0.15, unsure (fail safe) between. The band is wide
+    /// Harmful from 0.5, benign below 0.15 (0.10 when the refusal names harm), unsure
+    /// (fail safe) between. The two benign thresholds were chosen on a development set
+    /// (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`), not on
+    /// the end-to-end set the shares are reported on. The band is wide
     /// on purpose: the shipped prompt judges recall harmful requests poorly on files they
     /// never saw (models/combiner/loso.md), and a refusal kept by mistake costs one answer
     /// while one re-routed by mistake launders a harmful request.
@@ -39,6 +45,7 @@ impl Default for HarmPolicy {
         HarmPolicy {
             harmful_from: 0.5,
             benign_below: 0.15,
+            benign_below_named_harm: 0.10,
             block_harmful_from: 0.9,
         }
     }
@@ -73,8 +80,8 @@ impl HarmPolicy {
     /// The verdict for a refusal, given the prompt's judgment (`None`: no prompt, or no
     /// model could judge it), and the evidence that explains it.
     /// `names_harm`: the refusal's own words name harm, danger or illegality. That is
-    /// evidence, not the decision: it narrows what counts as benign to a third of
-    /// `benign_below`, so only a request judged clearly benign is re-routed.
+    /// evidence, not the decision: it narrows what counts as benign to
+    /// `benign_below_named_harm`, so only a request judged clearly benign is re-routed.
     pub fn refusal_verdict(
         &self,
         judged: Option<(&PromptJudgement, &str)>,
@@ -116,7 +123,11 @@ impl HarmPolicy {
                     format!("{source} judged the request harmful (p={p:.2}){cats}"),
                 ),
             )
-        } else if p < self.benign_below / if names_harm { 3.0 } else { 1.0 } {
+        } else if p < if names_harm {
+            self.benign_below_named_harm
+        } else {
+            self.benign_below
+        } {
             (
                 VerdictKind::PolicyRefusal,
                 evidence(
@@ -191,8 +202,12 @@ mod tests {
         let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")), false);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
-        // Words naming harm narrow "benign": 0.1 is benign alone, unsure with them.
-        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.1), "ngram")), true);
+        // Words naming harm narrow "benign": 0.12 is benign alone, unsure with them.
+        let policy = HarmPolicy::default();
+        assert!(policy.benign_below_named_harm <= 0.12 && 0.12 < policy.benign_below);
+        let (kind, _) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), false);
+        assert_eq!(kind.class(), VerdictClass::PolicyRefusal);
+        let (kind, ev) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), true);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
     }
