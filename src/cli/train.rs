@@ -120,15 +120,15 @@ pub struct TrainArgs {
     pub class_weight_power: f32,
     /// Rows are weighted by their source's size to the power -POWER (0: every row alike, 1: every source
     /// alike; the team's files count as one source), in the n-gram model, the encoder's answer head and the
-    /// combiner.
+    /// combiner. A measurement: weighting was worse held out (models/combiner/README.md).
     #[arg(long, default_value_t = 0.0)]
     pub source_weight_power: f32,
     /// Chooses the thresholds and the escalation band with the team's files scored as one source
-    /// (`judge::fit::pool_team_sources`), not each file as its own.
+    /// (`judge::fit::pool_team_sources`), not each file as its own. A measurement: worse held out.
     #[arg(long)]
     pub pool_team_sources: bool,
     /// Sources (by name, e.g. `gptfuzz`) the encoder's answer head is not trained on; the n-gram model and the
-    /// combiner still are. Repeatable.
+    /// combiner still are. Repeatable. A measurement: no outside source gained.
     #[arg(long = "encoder-skip", value_name = "SOURCE")]
     pub encoder_skip: Vec<String>,
     /// Passes of fine-tuning one of e5's layers (`--prompt-depth`) for prompt harm (0: the prompt head reads the
@@ -241,7 +241,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
         prompt_files.extend(shipped_prompt_files(&dir));
     }
-    let cfg = FitConfig {
+    let mut cfg = FitConfig {
         ngram: TrainConfig {
             dim: args.dim,
             epochs: args.epochs,
@@ -275,14 +275,19 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
     };
-    if let (None, Some(path)) = (&encoder, &args.prompt_parts_from) {
-        return Err(format!(
-            "--prompt-parts-from {}: the prompt parts are e5's, and this run has no e5 encoder (--encoder {})",
-            path.display(),
-            args.encoder
-        )
-        .into());
-    }
+    // Read before the hours of training, so that a wrong path fails at once.
+    let kept_prompt = match (&encoder, &args.prompt_parts_from) {
+        (None, Some(path)) => {
+            return Err(format!(
+                "--prompt-parts-from {}: the prompt parts are e5's, and this run has no e5 encoder (--encoder {})",
+                path.display(),
+                args.encoder
+            )
+            .into())
+        }
+        (Some(enc), Some(path)) => Some((path, kept_prompt_parts(path, enc)?)),
+        _ => None,
+    };
     // Embedding every training text takes hours on two cores; the encoder's heads and the
     // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
     let embed = |texts: Vec<&str>,
@@ -322,7 +327,6 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         ))
     };
 
-    let mut cfg = cfg;
     for name in &args.encoder_skip {
         let i = sources
             .iter()
@@ -523,16 +527,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 render_harm_sweep(&prompt_rows, &names, &cascade)
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
-            if let (Some(enc), Some(path)) = (&encoder, &args.prompt_parts_from) {
-                let kept = kept_prompt_parts(path, enc)?;
+            if let Some((path, kept)) = &kept_prompt {
                 table.push_str(&format!(
                     "\n## Prompt harm through e5's fine-tuned layer\n\nNot trained in this run: the e5 prompt head \
                      and fine-tuned layer were kept from `{}` (`--prompt-parts-from`); their leave-one-file-out \
                      tables are in the report of the run that trained them.\n",
                     path.display()
                 ));
-                prompt_vectors = kept.prompt;
-                prompt_layer = kept.prompt_layer;
+                prompt_vectors = kept.prompt.clone();
+                prompt_layer = kept.prompt_layer.clone();
             } else if let (Some(enc), true) = (&encoder, args.tune_epochs > 0) {
                 let folds: Vec<usize> = (0..names.len())
                     .filter(|&i| match args.tune_folds {

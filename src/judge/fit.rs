@@ -123,7 +123,6 @@ pub struct Row {
 pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, ClassifyError> {
     let mut rows = Vec::new();
     for (si, source) in sources.iter().enumerate() {
-        let group = si;
         let mut seen = HashSet::new();
         for file in &source.files {
             for r in read_jsonl(file)? {
@@ -148,7 +147,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                             label,
                             window: true,
                             weight: 1.0,
-                            group,
+                            group: si,
                         });
                     }
                 }
@@ -160,7 +159,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                     label,
                     window: false,
                     weight: 1.0,
-                    group,
+                    group: si,
                 });
             }
         }
@@ -171,19 +170,24 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
 /// Scores the team's sources as one group when thresholds are chosen (each outside source
 /// stays a group of its own).
 ///
-/// Why: thresholds maximise the mean score over groups, so with each team file a group,
-/// adding a team file shifts every threshold towards the team's files, which hold 13 of 16
-/// votes against 3 for the sources nobody here wrote.
+/// Why one might: thresholds maximise the mean score over groups, and with each team file a
+/// group the team's files hold 10 of the 13 votes (3 for the sources nobody here wrote), so
+/// a new team file moves every threshold. Measured (`train --pool-team-sources`,
+/// models/combiner/README.md): the three outside sources then pull the thresholds to
+/// 0.65-0.95 and a held-out outside source is served far worse, so the shipped training
+/// keeps one group per source.
 pub fn pool_team_sources(rows: &mut [Row], sources: &[Source]) {
-    let Some(first) = sources.iter().position(Source::is_team) else {
-        return;
-    };
     for r in rows.iter_mut() {
-        r.group = if sources[r.source].is_team() {
-            first
-        } else {
-            r.source
-        };
+        r.group = pooled(sources, r.source);
+    }
+}
+
+/// Source `s`'s group with the team's sources as one: the first team source's index for a
+/// team source, its own otherwise.
+fn pooled(sources: &[Source], s: usize) -> usize {
+    match sources.iter().position(Source::is_team) {
+        Some(first) if sources[s].is_team() => first,
+        _ => s,
     }
 }
 
@@ -191,23 +195,18 @@ pub fn pool_team_sources(rows: &mut [Row], sources: &[Source]) {
 /// source alike), the team's files counted as one source, and scales the weights to a mean
 /// of 1 so a trainer's learning rate keeps its meaning.
 ///
-/// Why: the two big outside sources (speechmap, gptfuzz) hold most of the rows, so an
-/// unweighted model learns mostly how those two label a non-answer; a source it has never
-/// seen is better served by a model that heard each labelling about as loudly.
+/// Why one might: the two big outside sources (speechmap, gptfuzz) hold most of the rows,
+/// so an unweighted model learns mostly how those two label a non-answer. Measured
+/// (`train --source-weight-power`, models/combiner/README.md): weighting lowers held-out
+/// speechmap by 0.07 to 0.20, since gptfuzz's rows are what teach a model to read it; the
+/// shipped training weighs every row alike (power 0).
 pub fn weigh_sources(rows: &mut [Row], sources: &[Source], power: f32) {
-    let group = |s: usize| {
-        if sources[s].is_team() {
-            usize::MAX
-        } else {
-            s
-        }
-    };
     let mut counts: HashMap<usize, usize> = HashMap::new();
     for r in rows.iter() {
-        *counts.entry(group(r.source)).or_default() += 1;
+        *counts.entry(pooled(sources, r.source)).or_default() += 1;
     }
     for r in rows.iter_mut() {
-        r.weight = (counts[&group(r.source)] as f32).powf(-power);
+        r.weight = (counts[&pooled(sources, r.source)] as f32).powf(-power);
     }
     let mean = rows.iter().map(|r| r.weight as f64).sum::<f64>() / rows.len().max(1) as f64;
     for r in rows.iter_mut() {
