@@ -24,20 +24,31 @@ fn set(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The records of one set, each with its `kind` (the failure shape it holds).
+fn records(name: &str) -> Vec<(Record, String)> {
+    let text = std::fs::read_to_string(set(name)).expect("regression set reads");
+    let records: Vec<(Record, String)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let r = Record::from_line(line).expect("valid JSON").expect("not blank");
+            let kind = serde_json::from_str::<serde_json::Value>(line).expect("valid JSON")["kind"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
+            (r, kind)
+        })
+        .collect();
+    assert!(records.len() >= 100, "{name}: {} records", records.len());
+    records
+}
+
 /// Non-answer counts overall and accuracy per `kind` of one file.
 fn run(name: &str, detectors: &Detectors) -> (Binary, BTreeMap<String, (usize, usize)>) {
-    let text = std::fs::read_to_string(set(name)).expect("regression set reads");
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(lines.len() >= 100, "{name}: {} records", lines.len());
     let map = LabelMap::default();
     let mut binary = Binary::default();
     let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for line in lines {
-        let r = &Record::from_line(line).expect("valid JSON").expect("not blank");
-        let kind = serde_json::from_str::<serde_json::Value>(line).expect("valid JSON")["kind"]
-            .as_str()
-            .unwrap_or("?")
-            .to_string();
+    for (r, kind) in &records(name) {
         let gold = map.gold(r);
         let Some(non_answer) = gold.is_non_answer() else {
             panic!("{name}: record {} has an unmapped label {:?}", r.id, r.label)
@@ -45,7 +56,7 @@ fn run(name: &str, detectors: &Detectors) -> (Binary, BTreeMap<String, (usize, u
         let verdict = judge(detectors, r);
         let predicted = verdict.class().is_non_answer();
         binary.count(non_answer, predicted);
-        let e = by_kind.entry(kind).or_default();
+        let e = by_kind.entry(kind.clone()).or_default();
         e.1 += 1;
         // Right: an answer judged an answer, a non-answer judged a non-answer.
         e.0 += usize::from(non_answer == predicted);
@@ -130,9 +141,7 @@ fn e5_for_requests_only_never_reads_an_answer() {
     let read_by_e5 = |d: &Detectors| {
         let mut n = 0;
         for name in ["regression-en.jsonl", "regression-zh.jsonl"] {
-            let text = std::fs::read_to_string(set(name)).expect("regression set reads");
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let r = Record::from_line(line).expect("valid JSON").expect("not blank");
+            for (r, _) in records(name) {
                 assert!(map.gold(&r).is_non_answer().is_some());
                 n += usize::from(judge(d, &r).evidence.iter().any(|e| e.source == "e5"));
             }

@@ -4,8 +4,8 @@
 //! judges. A training path that runs but writes nothing usable (a head whose classes are
 //! misnamed, a model that does not save) fails here, not at the next release.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use refusal_guard::classify::ngram::NgramModel;
 use refusal_guard::classify::ResponseLabel;
@@ -17,26 +17,38 @@ fn team_file(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `train --encoder none` on the team files `responses`, writing into `dir` (the n-gram
+/// model, the combiner and the report: `ngram.safetensors`, `combiner.safetensors`,
+/// `loso.md`), with `extra` arguments.
+fn train(dir: &Path, responses: &[&str], extra: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
+    command.args(["train", "--encoder", "none"]);
+    for name in responses {
+        command.arg("--responses").arg(team_file(name));
+    }
+    command
+        .arg("--out")
+        .arg(dir.join("ngram.safetensors"))
+        .arg("--combiner-out")
+        .arg(dir.join("combiner.safetensors"))
+        .arg("--report")
+        .arg(dir.join("loso.md"))
+        .args(extra)
+        .output()
+        .expect("the binary runs")
+}
+
 #[test]
 fn train_writes_models_that_load_and_judge() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ngram.safetensors");
     let combiner = dir.path().join("combiner.safetensors");
     let report = dir.path().join("loso.md");
-    let run = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
-        .args(["train", "--encoder", "none", "--epochs", "20", "--lr", "0.5"])
-        .arg("--responses")
-        .arg(team_file("responses-en.jsonl"))
-        .arg("--responses")
-        .arg(team_file("responses-en2.jsonl"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--combiner-out")
-        .arg(&combiner)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("the binary runs");
+    let run = train(
+        dir.path(),
+        &["responses-en.jsonl", "responses-en2.jsonl"],
+        &["--epochs", "20", "--lr", "0.5"],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "train failed: {stderr}");
 
@@ -75,19 +87,11 @@ fn train_writes_models_that_load_and_judge() {
 fn train_rejects_flags_it_cannot_honour() {
     let dir = tempfile::tempdir().unwrap();
     let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
-            .args(["train", "--encoder", "none", "--epochs", "1"])
-            .arg("--responses")
-            .arg(team_file("responses-en.jsonl"))
-            .arg("--out")
-            .arg(dir.path().join("n.safetensors"))
-            .arg("--combiner-out")
-            .arg(dir.path().join("c.safetensors"))
-            .arg("--report")
-            .arg(dir.path().join("r.md"))
-            .args(extra)
-            .output()
-            .expect("the binary runs");
+        let out = train(
+            dir.path(),
+            &["responses-en.jsonl"],
+            &[&["--epochs", "1"], extra].concat(),
+        );
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).to_string(),

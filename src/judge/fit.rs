@@ -208,7 +208,7 @@ pub fn weigh_sources(rows: &mut [Row], sources: &[Source], power: f32) {
     for r in rows.iter_mut() {
         r.weight = (counts[&pooled(sources, r.source)] as f32).powf(-power);
     }
-    let mean = rows.iter().map(|r| r.weight as f64).sum::<f64>() / rows.len().max(1) as f64;
+    let mean = mean(rows.iter().map(|r| r.weight as f64));
     for r in rows.iter_mut() {
         r.weight = (r.weight as f64 / mean) as f32;
     }
@@ -300,9 +300,8 @@ pub struct Predictions {
     pub patterns: Vec<Vec<Evidence>>,
 }
 
-/// A linear head over the sentence vectors of the rows that have one: `(vector, label)`
-/// pairs, the answer head and the prompt head alike.
-/// `(vector, label, weight)` triples.
+/// A linear head over the sentence vectors of the rows that have one, from `(vector, label,
+/// weight)` triples: the answer head and the prompt head alike.
 fn head_on_vectors<'a>(
     pairs: impl Iterator<Item = (&'a Option<Vec<f32>>, usize, f32)>,
     labels: &[&str],
@@ -552,12 +551,7 @@ fn f_half(b: &Binary) -> f64 {
 /// The mean of the sources' F0.5 ([`f_half`]), each source weighted alike; sources without
 /// a non-answer have no score to average.
 fn mean_f_half(per_source: &BTreeMap<usize, Binary>) -> f64 {
-    let scores: Vec<f64> = per_source
-        .values()
-        .filter(|b| b.tp + b.fn_ > 0)
-        .map(f_half)
-        .collect();
-    scores.iter().sum::<f64>() / scores.len().max(1) as f64
+    mean(per_source.values().filter(|b| b.tp + b.fn_ > 0).map(f_half))
 }
 
 /// The non-answer threshold that maximises the mean non-answer F0.5 (`f_half`) over the
@@ -752,21 +746,16 @@ pub fn window_escalation_sweep(
             e[k] += usize::from(stopped);
             e[k + 1] += 1;
         }
-        let refusals: Vec<f64> = per_source
+        let refusals = per_source
             .values()
             .filter(|e| e[1] > 0)
-            .map(|e| e[0] as f64 / e[1] as f64)
-            .collect();
+            .map(|e| e[0] as f64 / e[1] as f64);
         let answers = per_source
             .values()
             .filter(|e| e[3] > 0)
             .map(|e| e[2] as f64 / e[3] as f64)
             .collect();
-        (
-            encoder_from,
-            refusals.iter().sum::<f64>() / refusals.len().max(1) as f64,
-            median(answers),
-        )
+        (encoder_from, mean(refusals), median(answers))
     };
     std::iter::once(point(None))
         .chain(THRESHOLDS.iter().map(|&t| point(Some(t))))
@@ -943,18 +932,16 @@ pub struct BandPoint {
 impl BandPoint {
     /// Mean non-answer F1 over the sources.
     pub fn mean_f1(&self) -> f64 {
-        let f: Vec<f64> = self.per_source.values().map(|(b, _, _)| b.prf().f1).collect();
-        f.iter().sum::<f64>() / f.len().max(1) as f64
+        mean(self.per_source.values().map(|(b, _, _)| b.prf().f1))
     }
 
     /// Mean escalation rate over the sources.
     pub fn mean_rate(&self) -> f64 {
-        let r: Vec<f64> = self
-            .per_source
-            .values()
-            .map(|(_, e, n)| *e as f64 / (*n).max(1) as f64)
-            .collect();
-        r.iter().sum::<f64>() / r.len().max(1) as f64
+        mean(
+            self.per_source
+                .values()
+                .map(|(_, e, n)| *e as f64 / (*n).max(1) as f64),
+        )
     }
 }
 
@@ -1157,6 +1144,12 @@ fn rate(hit: usize, n: usize) -> String {
     } else {
         format!("{hit}/{n} = {:.3}", hit as f64 / n as f64)
     }
+}
+
+/// The mean of some scores or rates (0 for none).
+fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
 }
 
 /// The median of some rates (0 for none).
@@ -1411,7 +1404,6 @@ mod tests {
         ];
         rows.push(Row {
             window: true,
-            weight: 1.0,
             ..row(0, "no", ResponseLabel::Refusal)
         });
         let d = Decisions {
@@ -1483,7 +1475,6 @@ mod tests {
     fn asking_the_encoder_about_unsure_windows_is_measured_out_of_source() {
         let window = |source, label| Row {
             window: true,
-            weight: 1.0,
             ..row(source, "w", label)
         };
         let rows = vec![
@@ -1662,16 +1653,15 @@ pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Opti
             .map(|(_, h)| h.harmful_flagged as f64 / h.harmful as f64)
             .collect();
         let benign = |keep: &dyn Fn(&str) -> bool| -> f64 {
-            let v: Vec<f64> = all
-                .iter()
-                .filter(|(name, h)| h.benign > 0 && keep(name))
-                .map(|(_, h)| h.benign_flagged as f64 / h.benign as f64)
-                .collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64
+            mean(
+                all.iter()
+                    .filter(|(name, h)| h.benign > 0 && keep(name))
+                    .map(|(_, h)| h.benign_flagged as f64 / h.benign as f64),
+            )
         };
         s.push_str(&format!(
             "| {t} | {:.3} ({:.3}) | {:.3} | {:.3} |\n",
-            harmful.iter().sum::<f64>() / harmful.len().max(1) as f64,
+            mean(harmful.iter().copied()),
             harmful.iter().copied().fold(1.0, f64::min),
             benign(&|_| true),
             benign(&is_contrast_style)
