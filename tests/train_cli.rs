@@ -44,10 +44,18 @@ fn train_writes_models_that_load_and_judge() {
     let out = dir.path().join("ngram.safetensors");
     let combiner = dir.path().join("combiner.safetensors");
     let report = dir.path().join("loso.md");
+    let stack = dir.path().join("stack.jsonl");
     let run = train(
         dir.path(),
         &["responses-en.jsonl", "responses-en2.jsonl"],
-        &["--epochs", "20", "--lr", "0.5"],
+        &[
+            "--epochs",
+            "20",
+            "--lr",
+            "0.5",
+            "--stack-out",
+            stack.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "train failed: {stderr}");
@@ -79,10 +87,39 @@ fn train_writes_models_that_load_and_judge() {
             "{source} missing from the report:\n{table}"
         );
     }
+
+    // The combiner's training rows: a header naming the features, then one line per row
+    // with the row's features out of source (no encoder in this run).
+    let text = std::fs::read_to_string(&stack).expect("--stack-out writes its file");
+    let mut lines = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let header = lines.next().expect("a header");
+    let n = header["feature_names"].as_array().expect("feature names").len();
+    assert_eq!(n, refusal_guard::judge::features::N_FEATURES);
+    let rows: Vec<_> = lines.collect();
+    for source in ["responses-en.jsonl", "responses-en2.jsonl"] {
+        let of: Vec<_> = rows.iter().filter(|r| r["source"] == source).collect();
+        assert!(of.len() > 100, "{source}: {} rows", of.len());
+        assert!(of.iter().any(|r| r["window"] == true) && of.iter().any(|r| r["window"] == false));
+    }
+    let labels: std::collections::BTreeSet<_> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        ["answer", "evasion", "inability", "refusal"]
+    );
+    for r in &rows {
+        assert_eq!(r["features"].as_array().unwrap().len(), n);
+        assert!(
+            r["features_with_encoder"].is_null(),
+            "no encoder in this run: {r}"
+        );
+    }
 }
 
 /// The measurement flags fail with a message naming the problem, not a panic or a silent
-/// no-op: an unknown source to skip, and prompt parts asked for without the encoder.
+/// no-op: an unknown source to skip, prompt parts asked for without the encoder, and a stack
+/// file that cannot be written (before training, not after).
 #[test]
 fn train_rejects_flags_it_cannot_honour() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,5 +141,14 @@ fn train_rejects_flags_it_cannot_honour() {
     );
     let (ok, stderr) = run(&["--prompt-parts-from", "models/e5-heads/heads.safetensors"]);
     assert!(!ok && stderr.contains("has no e5 encoder"), "{stderr}");
+    let (ok, stderr) = run(&["--stack-out", "/nonexistent-dir/stack.jsonl"]);
+    assert!(
+        !ok && stderr.contains("--stack-out /nonexistent-dir/stack.jsonl: "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("leave-one-source-out"),
+        "failed only after training: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -30,7 +30,7 @@ use crate::judge::fit::{
     prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_band_sweep, render_harm_sweep,
     render_prompts, render_window_escalation, score, score_prompts, shipped_sources, subset, train_combiner,
     train_prompt_vectors, weigh_sources, window_escalation, window_escalation_sweep, window_recall,
-    FitConfig, Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
+    write_stack, FitConfig, Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
@@ -157,6 +157,12 @@ pub struct TrainArgs {
     /// (models/e5-heads/README.md, `examples/e5_depth_probe.rs` with `RG_PROBE_TUNE`).
     #[arg(long, default_value_t = 0)]
     pub answer_tune_epochs: usize,
+    /// Also write the combiner's training rows to this file (JSON lines: each row's source,
+    /// language, label, and its features out of source, without and with the encoder's
+    /// reading), so that other combiner forms can be measured on exactly what the shipped one
+    /// is fitted on (`scripts/combiner_probe.py`; models/combiner/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub stack_out: Option<PathBuf>,
 }
 
 /// The fold a source is held out in when e5's answer layer is tuned: its own, except the
@@ -288,6 +294,10 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(enc), Some(path)) => Some((path, kept_prompt_parts(path, enc)?)),
         _ => None,
     };
+    // Likewise the stack file: it is written after the answer side's folds.
+    if let Some(path) = &args.stack_out {
+        std::fs::File::create(path).map_err(|e| format!("--stack-out {}: {e}", path.display()))?;
+    }
     // Embedding every training text takes hours on two cores; the encoder's heads and the
     // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
     let embed = |texts: Vec<&str>,
@@ -399,6 +409,14 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
             response_vectors = Some(tuned.head(&RESPONSE_LABELS)?);
             answer_layer = Some(tuned.layer_tensors()?);
+        }
+        if let Some(path) = &args.stack_out {
+            write_stack(path, &rows, &sources, &predictions)?;
+            eprintln!(
+                "wrote the combiner's {} training rows to {}",
+                rows.len(),
+                path.display()
+            );
         }
         let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
         // The non-answer threshold is part of the fit: each held-out source is scored at

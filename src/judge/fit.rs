@@ -418,6 +418,48 @@ pub fn feature_row(rows: &[Row], p: &Predictions, i: usize, with_encoder: bool) 
     })
 }
 
+/// One line of [`write_stack`]'s file.
+#[derive(Serialize)]
+struct StackLine<'a> {
+    source: &'a str,
+    lang: &'a str,
+    window: bool,
+    label: &'static str,
+    features: [f32; N_FEATURES],
+    /// The same row with the encoder's reading, where the row has one.
+    features_with_encoder: Option<[f32; N_FEATURES]>,
+}
+
+/// Writes the combiner's training rows (the out-of-source features [`train_combiner`] fits
+/// on) as JSON lines, the feature names first (`{"feature_names": [...]}`), so that another
+/// combiner form can be measured on the same rows outside this crate.
+pub fn write_stack(
+    path: &Path,
+    rows: &[Row],
+    sources: &[Source],
+    p: &Predictions,
+) -> Result<(), ClassifyError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| ClassifyError::Invalid(format!("--stack-out {}: {e}", path.display()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let header = serde_json::json!({ "feature_names": features::FEATURE_NAMES });
+    writeln!(out, "{header}").map_err(io)?;
+    for (i, r) in rows.iter().enumerate() {
+        let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
+        let line = StackLine {
+            source: &sources[r.source].name,
+            lang: &r.lang,
+            window: r.window,
+            label: RESPONSE_LABELS[r.label.index()],
+            features: feature_row(rows, p, i, false),
+            features_with_encoder: has_encoder.then(|| feature_row(rows, p, i, true)),
+        };
+        let json = serde_json::to_string(&line).map_err(|e| ClassifyError::Invalid(e.to_string()))?;
+        writeln!(out, "{json}").map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
 /// Trains a combiner on the rows `keep` selects: each row once without the encoder's
 /// reading and, when there is one, once with it.
 pub fn train_combiner(

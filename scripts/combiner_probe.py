@@ -1,0 +1,187 @@
+"""Measures other forms of the combiner on the rows the shipped one is fitted on.
+
+The combiner (src/judge/combiner.rs) is a multinomial logistic regression. This probe asks
+whether its form limits the verdict on sources it has not seen: it fits a logistic
+regression, a small neural network and gradient-boosted trees on the same out-of-source
+features, leave-one-source-out, and scores each held-out source's whole answers as the
+embedded default would be scored (no encoder reading), at a non-answer threshold chosen on
+the other sources. The threshold rule is `train`'s (the best mean F0.5 over sources, each
+source weighted alike); `--criterion f1` chooses by F1 instead.
+
+The rows come from `refusal-guard train --stack-out FILE`. Run it with the pinned
+scikit-learn (it brings numpy; nothing here ships, and the tests do not need it):
+
+    bash scripts/lib/pinned-venv.sh .cache/venv-probe scikit-learn 1.9.1
+    .cache/venv-probe/bin/python scripts/combiner_probe.py /tmp/R/stack.jsonl --forms lr,mlp,gb
+
+`--drop PREFIX,...` leaves features out (an ablation: `--drop length`, `--drop opening`).
+
+Figures from a run are in models/combiner/README.md.
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+LABELS = ["answer", "refusal", "evasion", "inability"]
+# The same grid as `choose_threshold` in src/judge/fit.rs.
+THRESHOLDS = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+# The sources nobody on the team wrote, by language: the figures that predict new traffic.
+OUTSIDE = [("gptfuzz", "en"), ("jade", "zh"), ("speechmap", "en"), ("speechmap", "fi"), ("speechmap", "zh")]
+
+
+def read(path):
+    """The header's feature names and the rows."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = json.loads(f.readline())
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"{path}: {e} (write it with `refusal-guard train --stack-out {path}`)")
+    if "feature_names" not in header:
+        sys.exit(f"{path}: the first line names no features; is it a `train --stack-out` file?")
+    if not rows:
+        sys.exit(f"{path}: no rows after the header")
+    n = len(header["feature_names"])
+    bad = [i for i, r in enumerate(rows) if len(r["features"]) != n]
+    if bad:
+        sys.exit(f"{path}: row {bad[0] + 2} has {len(rows[bad[0]]['features'])} features, the header names {n}")
+    return header["feature_names"], rows
+
+
+class AdamLR:
+    """The shipped combiner's own fit (`train_linear_head` in src/classify/train.rs): a
+    multinomial logistic regression from zero weights, full-batch AdamW (learning rate 0.05,
+    weight decay 1e-4) for a fixed number of steps, every row weighted alike. Its step count
+    is its regularisation: it stops well before the optimum that `lr` finds."""
+
+    def __init__(self, steps, lr=0.05, weight_decay=1e-4):
+        self.steps, self.lr, self.wd = steps, lr, weight_decay
+
+    def fit(self, x, y):
+        self.classes_ = np.arange(len(LABELS))
+        n, d = x.shape
+        w = np.zeros((d + 1, len(LABELS)))
+        xb = np.hstack([x, np.ones((n, 1))])
+        onehot = np.eye(len(LABELS))[y]
+        m = np.zeros_like(w)
+        v = np.zeros_like(w)
+        b1, b2 = 0.9, 0.999
+        for t in range(1, self.steps + 1):
+            g = xb.T @ (self._softmax(xb @ w) - onehot) / n
+            w *= 1 - self.lr * self.wd
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            w -= self.lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + 1e-8)
+        self.w = w
+        return self
+
+    @staticmethod
+    def _softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, x):
+        return self._softmax(np.hstack([x, np.ones((len(x), 1))]) @ self.w)
+
+
+def form(name):
+    """`adamN` (the shipped fit, N steps: `adam400`), `lr` (or `lrC`, e.g. `lr0.01`: the
+    inverse regularisation strength), `mlp`, `gb`."""
+    if name.startswith("lr"):
+        try:
+            c = float(name[2:]) if name[2:] else 1.0
+        except ValueError:
+            sys.exit(f"form {name!r}: expected lr or lr followed by a number (lr0.01)")
+        return LogisticRegression(C=c, max_iter=2000)
+    if name.startswith("adam"):
+        try:
+            return AdamLR(int(name[4:]))
+        except ValueError:
+            sys.exit(f"form {name!r}: expected adam followed by a step count (adam400)")
+    if name == "mlp":
+        return MLPClassifier(hidden_layer_sizes=(16,), alpha=1e-3, max_iter=300, random_state=0)
+    if name == "gb":
+        return HistGradientBoostingClassifier(max_iter=150, max_depth=3, learning_rate=0.1, random_state=0)
+    sys.exit(f"unknown form {name!r}; expected adamN (adam400), lr, lrC (lr0.01), mlp or gb")
+
+
+def counts(gold, predicted):
+    tp = int(np.sum(gold & predicted))
+    return tp, int(np.sum(~gold & predicted)), int(np.sum(gold & ~predicted))
+
+
+def f1(gold, predicted):
+    tp, fp, fn = counts(gold, predicted)
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def f_half(gold, predicted):
+    tp, fp, fn = counts(gold, predicted)
+    if tp == 0:
+        return 0.0
+    p, r = tp / (tp + fp), tp / (tp + fn)
+    return 1.25 * p * r / (0.25 * p + r)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("stack", help="the file `refusal-guard train --stack-out` wrote")
+    ap.add_argument("--forms", default="adam400,lr,mlp,gb", help="comma-separated: adamN (adam400: the shipped fit), lr, lrC (lr0.01), mlp, gb")
+    ap.add_argument("--criterion", choices=["fhalf", "f1"], default="fhalf")
+    ap.add_argument("--drop", default="", help="comma-separated feature-name prefixes to leave out (an ablation)")
+    args = ap.parse_args()
+    criterion = f_half if args.criterion == "fhalf" else f1
+
+    names, rows = read(args.stack)
+    drop = [d for d in args.drop.split(",") if d]
+    unknown = [d for d in drop if not any(n.startswith(d) for n in names)]
+    if unknown:
+        sys.exit(f"--drop {unknown[0]!r} names no feature; the features are {', '.join(names)}")
+    keep = [i for i, n in enumerate(names) if not any(n.startswith(d) for d in drop)]
+    source = np.array([r["source"] for r in rows])
+    lang = np.array([r["lang"] for r in rows])
+    whole = np.array([not r["window"] for r in rows])
+    label = np.array([LABELS.index(r["label"]) for r in rows])
+    plain = np.array([r["features"] for r in rows], dtype=np.float32)[:, keep]
+    has_enc = np.array([r["features_with_encoder"] is not None for r in rows])
+    with_enc = np.array([r["features_with_encoder"] or r["features"] for r in rows], dtype=np.float32)[:, keep]
+    gold = label != 0
+    sources = sorted(set(source))
+
+    print(f"| form | {' | '.join(f'{s} {l}' for s, l in OUTSIDE)} | mean |")
+    print(f"|---|{'---|' * (len(OUTSIDE) + 1)}")
+    for name in args.forms.split(","):
+        # Each source's rows judged by a combiner fitted on the others, on both views of a
+        # row as `train_combiner` does.
+        non_answer = np.zeros(len(rows))
+        for s in sources:
+            train = source != s
+            x = np.concatenate([plain[train], with_enc[train & has_enc]])
+            y = np.concatenate([label[train], label[train & has_enc]])
+            model = form(name).fit(x, y)
+            p = model.predict_proba(plain[~train])
+            non_answer[~train] = 1.0 - p[:, list(model.classes_).index(0)]
+        cells = []
+        for s, l in OUTSIDE:
+            others = [o for o in sources if o != s]
+
+            def mean_at(t):
+                return np.mean([criterion(gold[(source == o) & whole], non_answer[(source == o) & whole] >= t)
+                                for o in others])
+
+            t = max(THRESHOLDS, key=lambda t: (mean_at(t), -t))
+            sel = (source == s) & whole & (lang == l)
+            cells.append(f1(gold[sel], non_answer[sel] >= t))
+        print(f"| {name} ({args.criterion}{', without ' + args.drop if drop else ''}) | {' | '.join(f'{c:.3f}' for c in cells)} | {np.mean(cells):.3f} |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
