@@ -440,7 +440,10 @@ pub fn write_stack(
     p: &Predictions,
 ) -> Result<(), ClassifyError> {
     use std::io::Write;
-    let io = |e: std::io::Error| ClassifyError::Invalid(format!("--stack-out {}: {e}", path.display()));
+    let io = |source| ClassifyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     let header = serde_json::json!({ "feature_names": features::FEATURE_NAMES });
     writeln!(out, "{header}").map_err(io)?;
