@@ -28,7 +28,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-LABELS = ["answer", "refusal", "evasion", "inability"]
 # The same grid as `choose_threshold` in src/judge/fit.rs.
 THRESHOLDS = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 # The sources nobody on the team wrote, by language: the figures that predict new traffic.
@@ -36,22 +35,22 @@ OUTSIDE = [("gptfuzz", "en"), ("jade", "zh"), ("speechmap", "en"), ("speechmap",
 
 
 def read(path):
-    """The header's feature names and the rows."""
+    """The header's feature names and labels (the column orders), and the rows."""
     try:
         with open(path, encoding="utf-8") as f:
             header = json.loads(f.readline())
             rows = [json.loads(line) for line in f if line.strip()]
     except (OSError, json.JSONDecodeError) as e:
         sys.exit(f"{path}: {e} (write it with `refusal-guard train --stack-out {path}`)")
-    if "feature_names" not in header:
-        sys.exit(f"{path}: the first line names no features; is it a `train --stack-out` file?")
+    if "feature_names" not in header or "labels" not in header:
+        sys.exit(f"{path}: the first line names no features or labels; is it a `train --stack-out` file?")
     if not rows:
         sys.exit(f"{path}: no rows after the header")
     n = len(header["feature_names"])
     bad = [i for i, r in enumerate(rows) if len(r["features"]) != n]
     if bad:
         sys.exit(f"{path}: row {bad[0] + 2} has {len(rows[bad[0]]['features'])} features, the header names {n}")
-    return header["feature_names"], rows
+    return header["feature_names"], header["labels"], rows
 
 
 class AdamLR:
@@ -60,15 +59,15 @@ class AdamLR:
     weight decay 1e-4) for a fixed number of steps, every row weighted alike. Its step count
     is its regularisation: it stops well before the optimum that `lr` finds."""
 
-    def __init__(self, steps, lr=0.05, weight_decay=1e-4):
-        self.steps, self.lr, self.wd = steps, lr, weight_decay
+    def __init__(self, steps, n_classes, lr=0.05, weight_decay=1e-4):
+        self.steps, self.k, self.lr, self.wd = steps, n_classes, lr, weight_decay
 
     def fit(self, x, y):
-        self.classes_ = np.arange(len(LABELS))
+        self.classes_ = np.arange(self.k)
         n, d = x.shape
-        w = np.zeros((d + 1, len(LABELS)))
+        w = np.zeros((d + 1, self.k))
         xb = np.hstack([x, np.ones((n, 1))])
-        onehot = np.eye(len(LABELS))[y]
+        onehot = np.eye(self.k)[y]
         m = np.zeros_like(w)
         v = np.zeros_like(w)
         b1, b2 = 0.9, 0.999
@@ -91,7 +90,7 @@ class AdamLR:
         return self._softmax(np.hstack([x, np.ones((len(x), 1))]) @ self.w)
 
 
-def form(name):
+def form(name, n_classes):
     """`adamN` (the shipped fit, N steps: `adam400`), `lr` (or `lrC`, e.g. `lr0.01`: the
     inverse regularisation strength), `mlp`, `gb`."""
     if name.startswith("lr"):
@@ -102,7 +101,7 @@ def form(name):
         return LogisticRegression(C=c, max_iter=2000)
     if name.startswith("adam"):
         try:
-            return AdamLR(int(name[4:]))
+            return AdamLR(int(name[4:]), n_classes)
         except ValueError:
             sys.exit(f"form {name!r}: expected adam followed by a step count (adam400)")
     if name == "mlp":
@@ -139,7 +138,7 @@ def main():
     args = ap.parse_args()
     criterion = f_half if args.criterion == "fhalf" else f1
 
-    names, rows = read(args.stack)
+    names, labels, rows = read(args.stack)
     drop = [d for d in args.drop.split(",") if d]
     unknown = [d for d in drop if not any(n.startswith(d) for n in names)]
     if unknown:
@@ -148,11 +147,12 @@ def main():
     source = np.array([r["source"] for r in rows])
     lang = np.array([r["lang"] for r in rows])
     whole = np.array([not r["window"] for r in rows])
-    label = np.array([LABELS.index(r["label"]) for r in rows])
+    label = np.array([labels.index(r["label"]) for r in rows])
+    answer = labels.index("answer")
     plain = np.array([r["features"] for r in rows], dtype=np.float32)[:, keep]
     has_enc = np.array([r["features_with_encoder"] is not None for r in rows])
     with_enc = np.array([r["features_with_encoder"] or r["features"] for r in rows], dtype=np.float32)[:, keep]
-    gold = label != 0
+    gold = label != answer
     sources = sorted(set(source))
 
     print(f"| form | {' | '.join(f'{s} {l}' for s, l in OUTSIDE)} | mean |")
@@ -165,9 +165,9 @@ def main():
             train = source != s
             x = np.concatenate([plain[train], with_enc[train & has_enc]])
             y = np.concatenate([label[train], label[train & has_enc]])
-            model = form(name).fit(x, y)
+            model = form(name, len(labels)).fit(x, y)
             p = model.predict_proba(plain[~train])
-            non_answer[~train] = 1.0 - p[:, list(model.classes_).index(0)]
+            non_answer[~train] = 1.0 - p[:, list(model.classes_).index(answer)]
         cells = []
         for s, l in OUTSIDE:
             others = [o for o in sources if o != s]
@@ -178,8 +178,12 @@ def main():
 
             t = max(THRESHOLDS, key=lambda t: (mean_at(t), -t))
             sel = (source == s) & whole & (lang == l)
-            cells.append(f1(gold[sel], non_answer[sel] >= t))
-        print(f"| {name} ({args.criterion}{', without ' + args.drop if drop else ''}) | {' | '.join(f'{c:.3f}' for c in cells)} | {np.mean(cells):.3f} |")
+            # A slice the file does not hold (a stack of other sources) is shown as "-".
+            cells.append(f1(gold[sel], non_answer[sel] >= t) if sel.any() else None)
+        scored = [c for c in cells if c is not None]
+        shown = " | ".join("-" if c is None else f"{c:.3f}" for c in cells)
+        mean = f"{np.mean(scored):.3f}" if scored else "-"
+        print(f"| {name} ({args.criterion}{', without ' + args.drop if drop else ''}) | {shown} | {mean} |")
         sys.stdout.flush()
 
 

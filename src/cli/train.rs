@@ -294,10 +294,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(enc), Some(path)) => Some((path, kept_prompt_parts(path, enc)?)),
         _ => None,
     };
-    // Likewise the stack file: it is written after the answer side's folds.
-    if let Some(path) = &args.stack_out {
-        std::fs::File::create(path).map_err(|e| format!("--stack-out {}: {e}", path.display()))?;
-    }
+    // Likewise the stack file, opened now and written after the answer side's folds.
+    let stack_error = |path: &Path, e: std::io::Error| format!("--stack-out {}: {e}", path.display());
+    let mut stack_out = match &args.stack_out {
+        Some(path) => Some((
+            path,
+            std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| stack_error(path, e))?),
+        )),
+        None => None,
+    };
     // Embedding every training text takes hours on two cores; the encoder's heads and the
     // combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
     let embed = |texts: Vec<&str>,
@@ -410,8 +415,8 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             response_vectors = Some(tuned.head(&RESPONSE_LABELS)?);
             answer_layer = Some(tuned.layer_tensors()?);
         }
-        if let Some(path) = &args.stack_out {
-            write_stack(path, &rows, &sources, &predictions)?;
+        if let Some((path, out)) = &mut stack_out {
+            write_stack(out, &rows, &sources, &predictions).map_err(|e| stack_error(path, e))?;
             eprintln!(
                 "wrote the combiner's {} training rows to {}",
                 rows.len(),

@@ -431,22 +431,20 @@ struct StackLine<'a> {
 }
 
 /// Writes the combiner's training rows (the out-of-source features [`train_combiner`] fits
-/// on) as JSON lines, the feature names first (`{"feature_names": [...]}`), so that another
-/// combiner form can be measured on the same rows outside this crate.
+/// on) as JSON lines, a header first (`{"feature_names": [...], "labels": [...]}`: the
+/// column orders, so that a reader outside this crate keeps no copy of them), so that
+/// another combiner form can be measured on the same rows.
 pub fn write_stack(
-    path: &Path,
+    out: &mut impl std::io::Write,
     rows: &[Row],
     sources: &[Source],
     p: &Predictions,
-) -> Result<(), ClassifyError> {
-    use std::io::Write;
-    let io = |source| ClassifyError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    let header = serde_json::json!({ "feature_names": features::FEATURE_NAMES });
-    writeln!(out, "{header}").map_err(io)?;
+) -> std::io::Result<()> {
+    let header = serde_json::json!({
+        "feature_names": features::FEATURE_NAMES,
+        "labels": RESPONSE_LABELS,
+    });
+    writeln!(out, "{header}")?;
     for (i, r) in rows.iter().enumerate() {
         let has_encoder = p.encoder.as_ref().is_some_and(|e| e[i].is_some());
         let line = StackLine {
@@ -457,10 +455,9 @@ pub fn write_stack(
             features: feature_row(rows, p, i, false),
             features_with_encoder: has_encoder.then(|| feature_row(rows, p, i, true)),
         };
-        let json = serde_json::to_string(&line).map_err(|e| ClassifyError::Invalid(e.to_string()))?;
-        writeln!(out, "{json}").map_err(io)?;
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
     }
-    out.flush().map_err(io)
+    out.flush()
 }
 
 /// Trains a combiner on the rows `keep` selects: each row once without the encoder's
