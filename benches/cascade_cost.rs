@@ -1,7 +1,8 @@
 //! What a verdict costs per answer on the shared response files, on one core: the
 //! embedded default (patterns + n-gram model + trained combiner), the cascade (the same,
 //! asking the e5 encoder when the combiner is unsure), with the escalation rate, and
-//! `e5:prompts` (the encoder on requests only: their harm, never an answer).
+//! `e5:wide` (the same over the combiner's wide band, the one `train` chose without its cost
+//! cap), and `e5:prompts` (the encoder on requests only: their harm, never an answer).
 //!
 //! Run: `cargo bench --bench cascade_cost` (release build; N answers per file, default 200:
 //! `RG_BENCH_N=50 cargo bench --bench cascade_cost`). Other settings: `RG_BENCH_SEED`
@@ -271,6 +272,15 @@ fn setups() -> Vec<Setup> {
             });
         }
         Err(e) => eprintln!("skipping the cascade with e5: {e}"),
+    }
+    // The same over the combiner's wide band (the one chosen without the cost cap).
+    match tiers::detectors_with(&["e5:wide".to_string()]) {
+        Ok(detectors) => out.push(Setup {
+            name: "e5:wide",
+            detectors,
+            encoder: Some("e5".to_string()),
+        }),
+        Err(e) => eprintln!("skipping e5:wide: {e}"),
     }
     // The encoder on requests only: answers are the embedded default's.
     match tiers::detectors_with(&["e5:prompts".to_string()]) {

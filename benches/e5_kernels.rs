@@ -23,9 +23,10 @@
 //! That kernel now exists (`src/classify/packed.rs`), and the last two rows time it: the
 //! same products through [`PackedDense`], over f32 weights and over the 8-bit form it keeps
 //! when the weights are 4-bit blocks (here: the random weights rounded through candle's Q4_0,
-//! as the shipped encoder's were). They need AVX-512F and are skipped without it. The
-//! last row ("8-bit in+out") quantizes the inputs to 8 bits as well, for AVX-512 VNNI's
-//! 8-bit multiply-adds ([`PackedDense::quantize_inputs`]); it is skipped without VNNI.
+//! as the shipped encoder's were), once per kernel the CPU has (AVX-512F, AVX2 with FMA:
+//! [`packed::Isa`]), so the two compare in one run where both exist. The rows "8-bit
+//! in+out" quantize the inputs to 8 bits as well ([`PackedDense::quantize_inputs`]: VNNI's
+//! 8-bit multiply-adds on AVX-512, `vpmaddubsw` on AVX2); AVX-512 without VNNI skips it.
 
 mod support;
 
@@ -77,9 +78,13 @@ enum Kind {
     Candle,
     /// candle's quantized kernels.
     Quantized(GgmlDType),
-    /// Our packed kernel; `four_bit`: over 4-bit-rounded weights, which it keeps as 8-bit;
-    /// `int8_inputs`: with the inputs quantized to 8 bits too (AVX-512 VNNI).
-    Packed { four_bit: bool, int8_inputs: bool },
+    /// Our packed kernel on `isa`; `four_bit`: over 4-bit-rounded weights, which it keeps
+    /// as 8-bit; `int8_inputs`: with the inputs quantized to 8 bits too.
+    Packed {
+        isa: packed::Isa,
+        four_bit: bool,
+        int8_inputs: bool,
+    },
 }
 
 /// [`PackedDense`] as a candle module (the encoder calls it the same way).
@@ -94,53 +99,41 @@ impl Module for Packed {
 fn main() {
     support::one_core_setup();
     let dev = Device::Cpu;
-    let kinds: [(&str, Kind); 6] = [
-        ("f32 candle", Kind::Candle),
-        ("Q8_0", Kind::Quantized(GgmlDType::Q8_0)),
-        ("Q4_0", Kind::Quantized(GgmlDType::Q4_0)),
-        (
-            "f32 packed",
-            Kind::Packed {
-                four_bit: false,
-                int8_inputs: false,
-            },
-        ),
-        (
-            "8-bit packed",
-            Kind::Packed {
-                four_bit: true,
-                int8_inputs: false,
-            },
-        ),
-        (
-            "8-bit in+out",
-            Kind::Packed {
-                four_bit: true,
-                int8_inputs: true,
-            },
-        ),
+    let mut kinds: Vec<(String, Kind)> = vec![
+        ("f32 candle".into(), Kind::Candle),
+        ("Q8_0".into(), Kind::Quantized(GgmlDType::Q8_0)),
+        ("Q4_0".into(), Kind::Quantized(GgmlDType::Q4_0)),
     ];
+    let isas = packed::Isa::available();
+    if isas.is_empty() {
+        println!("packed kernel rows skipped: this CPU has neither AVX-512F nor AVX2 with FMA");
+    }
+    for isa in isas {
+        for (name, four_bit, int8_inputs) in [
+            ("f32 packed", false, false),
+            ("8-bit packed", true, false),
+            ("8-bit in+out", true, true),
+        ] {
+            if int8_inputs && !isa.takes_8_bit_inputs() {
+                println!("{name} {isa:?} skipped: this CPU has no AVX-512 VNNI");
+                continue;
+            }
+            kinds.push((
+                format!("{name} {isa:?}"),
+                Kind::Packed {
+                    isa,
+                    four_bit,
+                    int8_inputs,
+                },
+            ));
+        }
+    }
     println!(
         "e5 forward pass, matrix products only ({LAYERS} layers), CPU ms on one core, mean of {REPEATS}"
     );
-    println!("{:>12} {:>12} {:>12}", "weights", "16 tokens", "128 tokens");
+    println!("{:>24} {:>12} {:>12}", "weights", "16 tokens", "128 tokens");
     let mut f32_ms = [0f64; 2];
     for (name, kind) in kinds {
-        if matches!(kind, Kind::Packed { .. }) && !packed::avx512_available() {
-            println!("{name:>12} skipped: this CPU has no AVX-512F");
-            continue;
-        }
-        if matches!(
-            kind,
-            Kind::Packed {
-                int8_inputs: true,
-                ..
-            }
-        ) && !packed::vnni_available()
-        {
-            println!("{name:>12} skipped: this CPU has no AVX-512 VNNI");
-            continue;
-        }
         let layers: Vec<Vec<Box<dyn Module>>> = (0..LAYERS)
             .map(|_| {
                 SHAPES
@@ -154,6 +147,7 @@ fn main() {
                                     .expect("qmatmul"),
                             ),
                             Kind::Packed {
+                                isa,
                                 four_bit,
                                 int8_inputs,
                             } => {
@@ -166,8 +160,8 @@ fn main() {
                                 };
                                 let values =
                                     w.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values");
-                                let mut p =
-                                    PackedDense::new(&values, &vec![0.0; out], inp, out).expect("packs");
+                                let mut p = PackedDense::new_for(isa, &values, &vec![0.0; out], inp, out)
+                                    .expect("packs");
                                 if int8_inputs {
                                     assert!(p.quantize_inputs(), "8-bit weights take 8-bit inputs");
                                 }
@@ -197,7 +191,7 @@ fn main() {
             }
             row.push(format!("{ms:.1} ({:.2}x)", f32_ms[k] / ms.max(1e-9)));
         }
-        println!("{name:>12} {:>12} {:>12}", row[0], row[1]);
+        println!("{name:>24} {:>12} {:>12}", row[0], row[1]);
     }
     println!("(in brackets: candle's f32 time over this one's, measured in this run)");
 }

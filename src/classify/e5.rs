@@ -333,7 +333,8 @@ impl E5Encoder {
     }
 
     /// Runs the products over 8-bit weights (all of the 4-bit import's, see
-    /// [`Self::int8_products`]) on 8-bit activations too, where the CPU has AVX-512 VNNI:
+    /// [`Self::int8_products`]) on 8-bit activations too, where the kernel takes them (AVX2,
+    /// or AVX-512 with VNNI; the two give the same sums):
     /// [`super::packed::PackedDense::quantize_inputs`] says how, and benches/e5.rs what it
     /// saves. It changes the numbers a little (each block of 32 activations is rounded to
     /// 1/254 of its largest magnitude; tests/e5_real.rs bounds what that does to the
@@ -353,7 +354,8 @@ impl E5Encoder {
     }
 
     /// Whether any product runs on 8-bit activations ([`Self::with_int8_activations`]):
-    /// false where the CPU lacks AVX-512 VNNI or the weights are f32.
+    /// false where no kernel takes them (neither AVX2 nor AVX-512 VNNI) or the weights are
+    /// f32.
     pub fn int8_activations(&self) -> bool {
         // The pretrained layers, not the prompt layer: its weights are f32, so it never
         // quantizes, whichever way the encoder runs.

@@ -1,5 +1,5 @@
-//! A dense layer's weight packed once, at load, for the CPU's 512-bit vector unit: the
-//! matrix product the encoders ([`super::bert`]) spend most of their time in.
+//! A dense layer's weight packed once, at load, for the CPU's vector unit (AVX-512, or
+//! AVX2): the matrix product the encoders ([`super::bert`]) spend most of their time in.
 //!
 //! Why our own kernel: an encoder answers while a request waits, on a handful of tokens (a
 //! stream's 16-token window, a 20-token prompt). A general GEMM (candle's `gemm`) is built
@@ -35,10 +35,16 @@
 //! (models/README.md keeps the current figures). benches/e5_kernels.rs times the products
 //! alone.
 //!
-//! The kernel needs AVX-512F (Intel since Skylake-SP, AMD since Zen 4); [`PackedDense::new`]
-//! returns `None` on a CPU without it, and the caller keeps candle's product. The sums are
-//! the same as candle's up to the order of additions (a test holds them within 1e-5
-//! relative, for every row count a tile can end with, in f32 and in 8-bit form).
+//! The kernel runs on AVX-512F (Intel since Skylake-SP, AMD since Zen 4) or, with half-width
+//! vectors, on AVX2 with FMA (Intel since Haswell, AMD since Zen 1: many cloud machines have
+//! no AVX-512) ([`Isa`]); [`PackedDense::new`] returns `None` on a CPU with neither, and the
+//! caller keeps candle's product. The AVX2 kernel takes 8-bit inputs too: without VNNI,
+//! `vpmaddubsw` multiplies pairs of 8-bit values into 16-bit sums and `vpmaddwd` adds those
+//! pairs into 32 bits. The 4-bit checkpoint's weights are at most 8 in magnitude, so no sum
+//! saturates, and the integer sums, hence the results, are bit for bit those of the VNNI
+//! kernel: heads trained over one run the same over the other. The sums are the same as
+//! candle's up to the order of additions (a test holds them within 1e-5 relative, for every
+//! row count a tile can end with, in f32 and in 8-bit form, on each kernel the CPU has).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 
@@ -50,6 +56,66 @@ pub const ROWS: usize = 8;
 pub const BLOCK: usize = 32;
 /// How many input columns ahead the kernels ask for their weights.
 const AHEAD: usize = 64;
+/// Input columns of 8-bit weights widened to f32 at a time: `CHUNK × PANEL` floats (24 kB)
+/// stay in the core's first-level cache while every tile of rows reads them.
+const CHUNK: usize = 128;
+
+/// The vector unit a product runs on, chosen when it is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F: 16 floats a vector, [`ROWS`]-row tiles; 8-bit inputs need VNNI as well.
+    Avx512,
+    /// AVX2 and FMA: 8 floats a vector, tiles of 4 rows by half a panel; 8-bit inputs always.
+    Avx2,
+}
+
+/// The environment variable that picks a kernel other than the best one: `avx2` (to
+/// measure it, or to check it, on a CPU with AVX-512) or `none` (candle's product). Read
+/// once per process.
+pub const KERNEL_ENV: &str = "REFUSAL_GUARD_KERNEL";
+
+impl Isa {
+    /// The kernel products use here: the best the CPU has, unless [`KERNEL_ENV`] asks for a
+    /// lesser one it also has; `None` where there is none (the caller keeps candle's
+    /// product).
+    pub fn detect() -> Option<Isa> {
+        static CHOSEN: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let available = Isa::available();
+            match std::env::var(KERNEL_ENV).as_deref() {
+                Ok("none") => None,
+                Ok("avx2") => available.into_iter().find(|i| *i == Isa::Avx2),
+                _ => available.first().copied(),
+            }
+        })
+    }
+
+    /// Every kernel this CPU can run, best first (the tests check each).
+    pub fn available() -> Vec<Isa> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                out.push(Isa::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                out.push(Isa::Avx2);
+            }
+        }
+        out
+    }
+
+    /// Whether products over 8-bit weights can take 8-bit inputs on this kernel.
+    pub fn takes_8_bit_inputs(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512vnni"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512 => false,
+            Isa::Avx2 => true,
+        }
+    }
+}
 
 /// How the panels hold the weights.
 #[derive(Clone)]
@@ -74,10 +140,13 @@ pub struct PackedDense {
     /// The 8-bit weights again, laid out for products over 8-bit inputs, once
     /// [`PackedDense::quantize_inputs`] turned them on.
     quads: Option<Quads>,
+    /// The kernel that runs the product.
+    isa: Isa,
 }
 
 /// 8-bit weights laid out for AVX-512 VNNI's `vpdpbusd`, which multiplies four unsigned
-/// 8-bit inputs by four signed 8-bit weights and adds the four products to a 32-bit lane:
+/// 8-bit inputs by four signed 8-bit weights and adds the four products to a 32-bit lane
+/// (the AVX2 kernel reads the same layout, see the module's doc):
 /// `q[((p·groups + g)·PANEL + j)·4 + t] = W[p·PANEL + j][4g + t] / scale`, with `groups`
 /// four-input groups per output (whole [`BLOCK`]s, padded with zeros).
 #[derive(Clone)]
@@ -95,29 +164,47 @@ impl std::fmt::Debug for PackedDense {
             .field("outputs", &self.outputs)
             .field("int8", &self.is_int8())
             .field("int8_inputs", &self.quantizes_inputs())
+            .field("isa", &self.isa)
             .finish_non_exhaustive()
     }
 }
 
 impl PackedDense {
     /// Packs `weight` (`[outputs, inputs]`, row-major: a checkpoint's layout) and `bias`
-    /// (`outputs` values). `None` when this CPU lacks AVX-512F, or the shapes do not match.
+    /// (`outputs` values) for the kernel [`Isa::detect`] chooses. `None` when there is none
+    /// here, or the shapes do not match.
     ///
     /// The weights are kept as 8-bit integers with a scale per [`BLOCK`] inputs when every
     /// block is exactly such a product (as a 4-bit checkpoint's weights are after import),
     /// and as f32 otherwise: packing never changes a weight.
     pub fn new(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<Self> {
-        Self::pack(weight, bias, inputs, outputs, true)
+        Self::pack(weight, bias, inputs, outputs, true, Isa::detect()?)
     }
 
     /// As [`PackedDense::new`], always in f32: for operands computed per input (attention's
     /// keys and values), which are never small integers and are packed for one product.
     pub fn new_f32(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<Self> {
-        Self::pack(weight, bias, inputs, outputs, false)
+        Self::pack(weight, bias, inputs, outputs, false, Isa::detect()?)
     }
 
-    fn pack(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize, try_int8: bool) -> Option<Self> {
-        if !avx512_available() || weight.len() != inputs * outputs || bias.len() != outputs || inputs == 0 {
+    /// As [`PackedDense::new`], for the kernel `isa` (one of [`Isa::available`]): to
+    /// compare the kernels in one run.
+    pub fn new_for(isa: Isa, weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<Self> {
+        Isa::available()
+            .contains(&isa)
+            .then(|| Self::pack(weight, bias, inputs, outputs, true, isa))
+            .flatten()
+    }
+
+    fn pack(
+        weight: &[f32],
+        bias: &[f32],
+        inputs: usize,
+        outputs: usize,
+        try_int8: bool,
+        isa: Isa,
+    ) -> Option<Self> {
+        if weight.len() != inputs * outputs || bias.len() != outputs || inputs == 0 {
             return None;
         }
         let panel_count = outputs.div_ceil(PANEL);
@@ -155,11 +242,18 @@ impl PackedDense {
             weights,
             bias: padded,
             quads: None,
+            isa,
         })
     }
 
+    /// The kernel that runs this product.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
     /// Quantizes this product's inputs to 8 bits from now on, where its weights are 8-bit
-    /// ([`PackedDense::is_int8`]) and the CPU has AVX-512 VNNI; returns whether it does.
+    /// ([`PackedDense::is_int8`]) and its kernel takes 8-bit inputs (AVX2, or AVX-512 with
+    /// VNNI); returns whether it does.
     ///
     /// Why: over 8-bit weights, the f32 kernel is bound by its multiply-adds (16 per
     /// instruction); VNNI's `vpdpbusd` does 64 8-bit ones. Each row's inputs are scaled per
@@ -175,7 +269,10 @@ impl PackedDense {
         let Weights::Int8 { q, .. } = &self.weights else {
             return false;
         };
-        if !vnni_available() {
+        // The AVX2 kernel's 16-bit sums hold a block's products only for weights of at most
+        // 8 in magnitude (see `avx2::quad_tile`); packing keeps no larger ones, and this
+        // says so where it counts.
+        if !self.isa.takes_8_bit_inputs() || q.iter().any(|v| v.unsigned_abs() > 8) {
             return false;
         }
         let k = self.inputs;
@@ -236,25 +333,38 @@ impl PackedDense {
         let mut y = vec![0f32; rows * self.outputs];
         #[cfg(target_arch = "x86_64")]
         if let (Some(quads), Weights::Int8 { scales, .. }) = (&self.quads, &self.weights) {
-            let (xq, xs) = shared.0.get_or_insert_with(|| {
-                // SAFETY: AVX-512F was detected where `quads` was set; `x` is whole rows.
-                unsafe { kernel::quantize_rows(x, self.inputs) }
+            let (xq, xs) = shared.0.get_or_insert_with(|| match self.isa {
+                // SAFETY: AVX-512F was detected where this product was packed for it; `x`
+                // is whole rows.
+                Isa::Avx512 => unsafe { kernel::quantize_rows(x, self.inputs) },
+                // SAFETY: AVX2 was detected where this product was packed for it.
+                Isa::Avx2 => unsafe { avx2::quantize_rows(x, self.inputs) },
             });
             assert_eq!(
                 xs.len(),
                 rows * self.inputs.div_ceil(BLOCK),
                 "shared rows of another width"
             );
-            // SAFETY: `quads` is only set where AVX-512F and VNNI were detected
-            // (`quantize_inputs`); `xq` and `xs` are whole rows of whole blocks.
-            unsafe { kernel::product_quads(self, quads, scales, xq, xs, rows, &mut y) };
+            // SAFETY: `quads` is only set where the kernel takes 8-bit inputs
+            // (`quantize_inputs`: VNNI for AVX-512, always for AVX2, which `pack` checked);
+            // `xq` and `xs` are whole rows of whole blocks.
+            unsafe {
+                match self.isa {
+                    Isa::Avx512 => kernel::product_quads(self, quads, scales, xq, xs, rows, &mut y),
+                    Isa::Avx2 => avx2::product_quads(self, quads, scales, xq, xs, rows, &mut y),
+                }
+            };
             return y;
         }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `new` only builds a `PackedDense` where AVX-512F was detected, and the
-        // slices' lengths were checked above (`x`: whole rows) and in `new` (the panels).
+        // SAFETY: a `PackedDense` is only built for a kernel the CPU has (`Isa::detect`,
+        // `new_for`), and the slices' lengths were checked above (`x`: whole rows) and in
+        // `pack` (the panels).
         unsafe {
-            kernel::product(self, x, rows, &mut y)
+            match self.isa {
+                Isa::Avx512 => kernel::product(self, x, rows, &mut y),
+                Isa::Avx2 => avx2::product(self, x, rows, &mut y),
+            }
         };
         y
     }
@@ -337,28 +447,15 @@ fn quantize_rows_by(
     (xq, xs)
 }
 
-/// Whether products over 8-bit weights can take 8-bit inputs here (AVX-512F and VNNI).
-pub fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Whether products over 8-bit weights can take 8-bit inputs here (the kernel of
+/// [`Isa::detect`] does: AVX2, or AVX-512 with VNNI).
+pub fn int8_inputs_available() -> bool {
+    Isa::detect().is_some_and(Isa::takes_8_bit_inputs)
 }
 
-/// Whether the micro-kernel can run here.
-pub fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Whether a kernel runs here ([`Isa::detect`]).
+pub fn kernel_available() -> bool {
+    Isa::detect().is_some()
 }
 
 impl CustomOp1 for PackedDense {
@@ -382,132 +479,199 @@ impl CustomOp1 for PackedDense {
     }
 }
 
+thread_local! {
+    /// Scratch reused from call to call: the widened chunk, and the tiles of sums of a
+    /// panel narrower than `PANEL` ([`by_panel`]).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The walk every kernel's products share: `y` panel by panel, so a panel's weights are
+/// read from memory once whatever the number of rows. `fill(p, wide, tiles, ldt)` adds
+/// panel `p`'s products to its tiles of sums, which start at the bias: `tiles` holds `rows`
+/// rows of `PANEL` sums, `ldt` apart (`wide` is scratch for widened weights). A whole
+/// panel's tiles are `y`'s own columns, so the sums land in place; the last panel, when
+/// `outputs` is not a multiple of `PANEL`, goes through scratch (reused from call to call)
+/// and its columns are copied to `y`. Inlined, so `fill` is compiled for its caller's
+/// vector unit.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn by_panel(
+    w: &PackedDense,
+    rows: usize,
+    y: &mut [f32],
+    mut fill: impl FnMut(usize, &mut Vec<f32>, &mut [f32], usize),
+) {
+    debug_assert_eq!(y.len(), rows * w.outputs);
+    if rows == 0 {
+        return;
+    }
+    SCRATCH.with_borrow_mut(|(wide, scratch)| {
+        for p in 0..w.bias.len() / PANEL {
+            let bias = &w.bias[p * PANEL..(p + 1) * PANEL];
+            let columns = PANEL.min(w.outputs - p * PANEL);
+            if columns == PANEL {
+                let tiles = &mut y[p * PANEL..];
+                for r in 0..rows {
+                    tiles[r * w.outputs..r * w.outputs + PANEL].copy_from_slice(bias);
+                }
+                fill(p, wide, tiles, w.outputs);
+            } else {
+                scratch.resize(rows * PANEL, 0.0);
+                for row in scratch.chunks_exact_mut(PANEL) {
+                    row.copy_from_slice(bias);
+                }
+                fill(p, wide, scratch, PANEL);
+                for (r, row) in scratch.chunks_exact(PANEL).enumerate() {
+                    let at = r * w.outputs + p * PANEL;
+                    y[at..at + columns].copy_from_slice(&row[..columns]);
+                }
+            }
+        }
+    })
+}
+
+/// One panel's share of [`Quads`] and the weight scales.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Panel<'a> {
+    q: &'a [i8],
+    offset: &'a [i32],
+    scales: &'a [f32],
+}
+
+/// The walk of every kernel's product over f32 inputs: panel by panel ([`by_panel`]), then
+/// tiles of at most `tile_rows` rows; 8-bit weights are widened [`CHUNK`] input columns at a
+/// time into scratch that stays in the first-level cache while every tile reads it.
+/// `widen(q, scales, c0, wide)` and `tile(n, a, lda, panel, sums, ldt)` (for `n` rows of `a`,
+/// `lda` apart, over the input columns `panel` holds, into `n` rows of `PANEL` sums, `ldt`
+/// apart) are the kernel's own; inlined, so they are called from code compiled for the
+/// kernel's vector unit.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn product_by(
+    w: &PackedDense,
+    x: &[f32],
+    rows: usize,
+    y: &mut [f32],
+    tile_rows: usize,
+    widen: impl Fn(&[i8], &[f32], usize, &mut [f32]),
+    tile: impl Fn(usize, &[f32], usize, &[f32], &mut [f32], usize),
+) {
+    let k = w.inputs;
+    // Every tile of rows over the input columns `c0..` that `panel` holds.
+    let accumulate = |panel: &[f32], c0: usize, sums: &mut [f32], ldt: usize| {
+        let mut r = 0;
+        while r < rows {
+            let n = tile_rows.min(rows - r);
+            tile(n, &x[r * k + c0..], k, panel, &mut sums[r * ldt..], ldt);
+            r += n;
+        }
+    };
+    by_panel(w, rows, y, |p, wide, tiles, ldt| match &w.weights {
+        Weights::F32(panels) => accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], 0, tiles, ldt),
+        Weights::Int8 { q, scales } => {
+            let blocks = k.div_ceil(BLOCK);
+            let q = &q[p * k * PANEL..(p + 1) * k * PANEL];
+            let scales = &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL];
+            for c0 in (0..k).step_by(CHUNK) {
+                let kc = CHUNK.min(k - c0);
+                wide.resize(kc * PANEL, 0.0);
+                widen(&q[c0 * PANEL..(c0 + kc) * PANEL], scales, c0, wide);
+                accumulate(wide, c0, tiles, ldt);
+            }
+        }
+    })
+}
+
+/// The walk of every kernel's product over 8-bit inputs (`xq`, `xs`: [`quantize_rows`]):
+/// panel by panel ([`by_panel`]), then tiles of at most `tile_rows` rows; `tile(n, a, s,
+/// panel, sums, ldt)` is the kernel's, for `n` rows of 8-bit inputs `a` with their scales
+/// `s` and the `n` rows of `PANEL` sums from `sums` (`ldt` apart). Inlined, as
+/// [`product_by`].
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product_quads_by(
+    w: &PackedDense,
+    quads: &Quads,
+    scales: &[f32],
+    xq: &[u8],
+    xs: &[f32],
+    rows: usize,
+    y: &mut [f32],
+    tile_rows: usize,
+    tile: impl Fn(usize, &[u8], &[f32], &Panel<'_>, &mut [f32], usize),
+) {
+    let blocks = w.inputs.div_ceil(BLOCK);
+    let kp = blocks * BLOCK;
+    let panel_bytes = kp * PANEL;
+    assert!(
+        xq.len() == rows * kp && xs.len() == rows * blocks,
+        "8-bit inputs of another width"
+    );
+    by_panel(w, rows, y, |p, _, tiles, ldt| {
+        let panel = Panel {
+            q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
+            offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+            scales: &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL],
+        };
+        let mut r = 0;
+        while r < rows {
+            let n = tile_rows.min(rows - r);
+            tile(
+                n,
+                &xq[r * kp..(r + n) * kp],
+                &xs[r * blocks..(r + n) * blocks],
+                &panel,
+                &mut tiles[r * ldt..],
+                ldt,
+            );
+            r += n;
+        }
+    })
+}
+
+/// The AVX-512 kernel.
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::*;
-    use std::cell::RefCell;
 
-    use super::{PackedDense, Quads, Weights, AHEAD, BLOCK, PANEL, ROWS};
+    use super::{PackedDense, Panel, Quads, AHEAD, BLOCK, PANEL, ROWS};
 
-    /// Input columns of 8-bit weights widened to f32 at a time: `CHUNK × PANEL` floats
-    /// (24 kB) stay in the core's first-level cache while every tile of rows reads them.
-    const CHUNK: usize = 128;
-
-    thread_local! {
-        /// Scratch reused from call to call: the widened chunk, and the tiles of sums of a
-        /// panel narrower than `PANEL` ([`by_panel`]).
-        static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-    }
-
-    /// Every tile of `y` (`rows × outputs`), panel by panel ([`by_panel`]).
+    /// Every tile of `y` (`rows × outputs`), panel by panel ([`super::product_by`]).
     ///
     /// # Safety
     /// AVX-512F must be available; `x` holds `rows × inputs` values, `y` `rows × outputs`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product(w: &PackedDense, x: &[f32], rows: usize, y: &mut [f32]) {
-        let k = w.inputs;
-        by_panel(w, rows, y, |p, wide, tiles, ldt| match &w.weights {
-            // SAFETY (both arms): the panel and chunk lengths are as `accumulate` and
-            // `widen` take them; AVX-512F per this function's contract.
-            Weights::F32(panels) => unsafe {
-                accumulate(&panels[p * k * PANEL..(p + 1) * k * PANEL], x, k, 0, tiles, ldt);
+        super::product_by(
+            w,
+            x,
+            rows,
+            y,
+            ROWS,
+            // SAFETY (both): the walk hands them chunks and tiles of the lengths they take
+            // (`a`: `n` rows of stride `lda` with the panel's columns each; `tile`: `n` rows
+            // of `PANEL`, `ldt` apart); AVX-512F per this function's contract (the closures
+            // share its features).
+            |q, scales, c0, wide| unsafe { widen(q, scales, c0, wide) },
+            |n, a, lda, panel, tile, ldt| unsafe {
+                match n {
+                    8 => tile_of::<8>(a, lda, panel, tile, ldt),
+                    7 => tile_of::<7>(a, lda, panel, tile, ldt),
+                    6 => tile_of::<6>(a, lda, panel, tile, ldt),
+                    5 => tile_of::<5>(a, lda, panel, tile, ldt),
+                    4 => tile_of::<4>(a, lda, panel, tile, ldt),
+                    3 => tile_of::<3>(a, lda, panel, tile, ldt),
+                    2 => tile_of::<2>(a, lda, panel, tile, ldt),
+                    _ => tile_of::<1>(a, lda, panel, tile, ldt),
+                }
             },
-            Weights::Int8 { q, scales } => {
-                let blocks = k.div_ceil(BLOCK);
-                let q = &q[p * k * PANEL..(p + 1) * k * PANEL];
-                let scales = &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL];
-                for c0 in (0..k).step_by(CHUNK) {
-                    let kc = CHUNK.min(k - c0);
-                    wide.resize(kc * PANEL, 0.0);
-                    unsafe {
-                        widen(&q[c0 * PANEL..(c0 + kc) * PANEL], scales, c0, wide);
-                        accumulate(wide, x, k, c0, tiles, ldt);
-                    }
-                }
-            }
-        })
-    }
-
-    /// The walk both products share: `y` panel by panel, so a panel's weights are read from
-    /// memory once whatever the number of rows. `fill(p, wide, tiles, ldt)` adds panel `p`'s
-    /// products to its tiles of sums, which start at the bias: `tiles` holds `rows` rows of
-    /// `PANEL` sums, `ldt` apart (`wide` is scratch for widened weights). A whole panel's
-    /// tiles are `y`'s own columns, so the sums land in place; the last panel, when
-    /// `outputs` is not a multiple of `PANEL`, goes through scratch (reused from call to
-    /// call) and its columns are copied to `y`. Inlined, so `fill` is compiled for its
-    /// caller's vector unit.
-    #[inline(always)]
-    fn by_panel(
-        w: &PackedDense,
-        rows: usize,
-        y: &mut [f32],
-        mut fill: impl FnMut(usize, &mut Vec<f32>, &mut [f32], usize),
-    ) {
-        debug_assert_eq!(y.len(), rows * w.outputs);
-        if rows == 0 {
-            return;
-        }
-        SCRATCH.with_borrow_mut(|(wide, scratch)| {
-            for p in 0..w.bias.len() / PANEL {
-                let bias = w.bias[p * PANEL..].as_ptr();
-                let columns = PANEL.min(w.outputs - p * PANEL);
-                if columns == PANEL {
-                    let tiles = &mut y[p * PANEL..];
-                    // SAFETY: every caller of `by_panel` runs with AVX-512F; `tiles` holds
-                    // `rows` rows of `outputs` from this panel's first column, which has
-                    // `PANEL` columns (the last row: `(rows - 1)·outputs + PANEL` values).
-                    unsafe { panel_rows(tiles.as_mut_ptr(), w.outputs, bias, 0, rows, PANEL) };
-                    fill(p, wide, tiles, w.outputs);
-                } else {
-                    scratch.resize(rows * PANEL, 0.0);
-                    // SAFETY: as above, over scratch's `rows × PANEL` values; then `y`'s
-                    // last `columns` of each row.
-                    unsafe {
-                        panel_rows(scratch.as_mut_ptr(), PANEL, bias, 0, rows, PANEL);
-                        fill(p, wide, scratch, PANEL);
-                        panel_rows(
-                            y.as_mut_ptr().add(p * PANEL),
-                            w.outputs,
-                            scratch.as_ptr(),
-                            PANEL,
-                            rows,
-                            columns,
-                        );
-                    }
-                }
-            }
-        })
-    }
-
-    /// Copies `rows` rows of `columns <= PANEL` floats from `src` (row stride `src_stride`, 0
-    /// to repeat one row) to `dst` (row stride `dst_stride`), in 16-float vectors, masked at
-    /// the end of a row.
-    ///
-    /// # Safety
-    /// AVX-512F; both pointers cover `rows` rows of `columns` at their strides.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn panel_rows(
-        dst: *mut f32,
-        dst_stride: usize,
-        src: *const f32,
-        src_stride: usize,
-        rows: usize,
-        columns: usize,
-    ) {
-        // SAFETY: the offsets stay inside the rows and columns this function's contract covers.
-        unsafe {
-            for r in 0..rows {
-                let (d, s) = (dst.add(r * dst_stride), src.add(r * src_stride));
-                for v in (0..columns).step_by(16) {
-                    let mask = (u32::MAX >> (32 - 16.min(columns - v))) as __mmask16;
-                    _mm512_mask_storeu_ps(d.add(v), mask, _mm512_maskz_loadu_ps(mask, s.add(v)));
-                }
-            }
-        }
+        )
     }
 
     /// Every tile of `y` over 8-bit inputs (`xq`, `xs`: [`super::quantize_rows`]), panel by
-    /// panel as [`product`].
+    /// panel ([`super::product_quads_by`]).
     ///
     /// # Safety
     /// AVX-512F and VNNI must be available; `xq` and `xs` hold `rows` rows of whole blocks,
@@ -522,39 +686,32 @@ mod kernel {
         rows: usize,
         y: &mut [f32],
     ) {
-        let blocks = w.inputs.div_ceil(BLOCK);
-        let kp = blocks * BLOCK;
-        let panel_bytes = kp * PANEL;
-        debug_assert!(xq.len() == rows * kp && xs.len() == rows * blocks);
-        by_panel(w, rows, y, |p, _, tiles, ldt| {
-            let panel = Panel {
-                q: &quads.q[p * panel_bytes..(p + 1) * panel_bytes],
-                offset: &quads.offset[p * blocks * PANEL..(p + 1) * blocks * PANEL],
-                scales: &scales[p * blocks * PANEL..(p + 1) * blocks * PANEL],
-            };
-            let mut r = 0;
-            while r < rows {
-                let n = ROWS.min(rows - r);
-                let a = &xq[r * kp..(r + n) * kp];
-                let s = &xs[r * blocks..(r + n) * blocks];
-                let tile = &mut tiles[r * ldt..];
-                // SAFETY: `a` and `s` are `n` whole rows, `tile` `n` rows of `PANEL` sums,
-                // `ldt` apart; the features per this function's contract.
+        super::product_quads_by(
+            w,
+            quads,
+            scales,
+            xq,
+            xs,
+            rows,
+            y,
+            ROWS,
+            |n, a, s, panel, tile, ldt| {
+                // SAFETY: `a` and `s` are `n` whole rows, `tile` `n` rows of `PANEL` sums, `ldt`
+                // apart; the features per this function's contract.
                 unsafe {
                     match n {
-                        8 => quad_tile::<8>(a, s, &panel, tile, ldt),
-                        7 => quad_tile::<7>(a, s, &panel, tile, ldt),
-                        6 => quad_tile::<6>(a, s, &panel, tile, ldt),
-                        5 => quad_tile::<5>(a, s, &panel, tile, ldt),
-                        4 => quad_tile::<4>(a, s, &panel, tile, ldt),
-                        3 => quad_tile::<3>(a, s, &panel, tile, ldt),
-                        2 => quad_tile::<2>(a, s, &panel, tile, ldt),
-                        _ => quad_tile::<1>(a, s, &panel, tile, ldt),
+                        8 => quad_tile::<8>(a, s, panel, tile, ldt),
+                        7 => quad_tile::<7>(a, s, panel, tile, ldt),
+                        6 => quad_tile::<6>(a, s, panel, tile, ldt),
+                        5 => quad_tile::<5>(a, s, panel, tile, ldt),
+                        4 => quad_tile::<4>(a, s, panel, tile, ldt),
+                        3 => quad_tile::<3>(a, s, panel, tile, ldt),
+                        2 => quad_tile::<2>(a, s, panel, tile, ldt),
+                        _ => quad_tile::<1>(a, s, panel, tile, ldt),
                     }
                 }
-                r += n;
-            }
-        })
+            },
+        )
     }
 
     /// [`super::quantize_rows`] sixteen values at a time: the same values, since both divide
@@ -599,13 +756,6 @@ mod kernel {
                 largest / 127.0
             }
         })
-    }
-
-    /// One panel's share of [`Quads`] and the weight scales.
-    struct Panel<'a> {
-        q: &'a [i8],
-        offset: &'a [i32],
-        scales: &'a [f32],
     }
 
     /// One `R × PANEL` tile over 8-bit inputs: per block, the 32-bit sums of `u·q` (in
@@ -702,40 +852,6 @@ mod kernel {
         }
     }
 
-    /// `sums[r][j] += Σ_c x[r][c0 + c] · panel[c][j]` for every row, tile by tile, over the
-    /// `kc` input columns `panel` holds.
-    ///
-    /// # Safety
-    /// AVX-512F; `panel` holds `kc × PANEL` values with `c0 + kc <= k`, `x` whole rows of
-    /// `k`, `sums` a row of `PANEL` values per row of `x`, `ldt` apart.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn accumulate(panel: &[f32], x: &[f32], k: usize, c0: usize, sums: &mut [f32], ldt: usize) {
-        let kc = panel.len() / PANEL;
-        let rows = x.len() / k;
-        debug_assert!(c0 + kc <= k && (rows == 0 || sums.len() >= (rows - 1) * ldt + PANEL));
-        let mut r = 0;
-        while r < rows {
-            let n = ROWS.min(rows - r);
-            let a = &x[r * k + c0..];
-            let tile = &mut sums[r * ldt..];
-            // SAFETY: `a` starts `n` rows of stride `k` with `kc` columns each, `tile` holds
-            // `n` rows of `PANEL`, `ldt` apart; AVX-512F per this function's contract.
-            unsafe {
-                match n {
-                    8 => tile_of::<8>(a, k, panel, tile, ldt),
-                    7 => tile_of::<7>(a, k, panel, tile, ldt),
-                    6 => tile_of::<6>(a, k, panel, tile, ldt),
-                    5 => tile_of::<5>(a, k, panel, tile, ldt),
-                    4 => tile_of::<4>(a, k, panel, tile, ldt),
-                    3 => tile_of::<3>(a, k, panel, tile, ldt),
-                    2 => tile_of::<2>(a, k, panel, tile, ldt),
-                    _ => tile_of::<1>(a, k, panel, tile, ldt),
-                }
-            }
-            r += n;
-        }
-    }
-
     /// One `R × PANEL` tile: `tile[i][j] += Σ_c a[i·lda + c] · panel[c][j]`, with the sums
     /// in registers (the loops over `R` and the three vectors unroll, since `R` is a
     /// constant).
@@ -788,6 +904,314 @@ mod kernel {
     }
 }
 
+/// The AVX2 kernel: the AVX-512 one's walk with 8-float vectors. Sixteen vector registers
+/// hold a tile of 4 rows by half a panel (24 columns: three vectors), so each panel is
+/// walked in two halves; the widened chunk stays in the first-level cache for both.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{PackedDense, Panel, Quads, AHEAD, BLOCK, PANEL};
+
+    /// Rows per tile: 4 rows × 3 vectors of sums, 3 of weights and 1 of an input fill the
+    /// 16 registers.
+    const ROWS: usize = 4;
+    /// Columns per tile: half a panel.
+    const HALF: usize = PANEL / 2;
+
+    /// Every tile of `y` (`rows × outputs`), panel by panel ([`super::product_by`]).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `x` holds `rows × inputs` values, `y` `rows × outputs`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(w: &PackedDense, x: &[f32], rows: usize, y: &mut [f32]) {
+        super::product_by(
+            w,
+            x,
+            rows,
+            y,
+            ROWS,
+            // SAFETY (both): the walk hands them chunks and tiles of the lengths they take
+            // (`a`: `n` rows of stride `lda` with the panel's columns each; `tile`: `n` rows
+            // of `PANEL`, `ldt` apart); AVX2 and FMA per this function's contract (the
+            // closures share its features).
+            |q, scales, c0, wide| unsafe { widen(q, scales, c0, wide) },
+            |n, a, lda, panel, tile, ldt| {
+                for h in [0, HALF] {
+                    // SAFETY: as above.
+                    unsafe {
+                        match n {
+                            4 => tile_of::<4>(a, lda, panel, tile, ldt, h),
+                            3 => tile_of::<3>(a, lda, panel, tile, ldt, h),
+                            2 => tile_of::<2>(a, lda, panel, tile, ldt, h),
+                            _ => tile_of::<1>(a, lda, panel, tile, ldt, h),
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// Every tile of `y` over 8-bit inputs (`xq`, `xs`: [`super::quantize_rows`]), panel by
+    /// panel ([`super::product_quads_by`]), each tile in two halves.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `xq` and `xs` hold `rows` rows of whole blocks, `y`
+    /// `rows × outputs`; `quads` and `scales` are `w`'s, with weights of at most 8 in
+    /// magnitude (`PackedDense::quantize_inputs` checks).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product_quads(
+        w: &PackedDense,
+        quads: &Quads,
+        scales: &[f32],
+        xq: &[u8],
+        xs: &[f32],
+        rows: usize,
+        y: &mut [f32],
+    ) {
+        super::product_quads_by(
+            w,
+            quads,
+            scales,
+            xq,
+            xs,
+            rows,
+            y,
+            ROWS,
+            |n, a, s, panel, tile, ldt| {
+                for h in [0, HALF] {
+                    // SAFETY: `a` and `s` are `n` whole rows, `tile` `n` rows of `PANEL` sums,
+                    // `ldt` apart; the features per this function's contract.
+                    unsafe {
+                        match n {
+                            4 => quad_tile::<4>(a, s, panel, tile, ldt, h),
+                            3 => quad_tile::<3>(a, s, panel, tile, ldt, h),
+                            2 => quad_tile::<2>(a, s, panel, tile, ldt, h),
+                            _ => quad_tile::<1>(a, s, panel, tile, ldt, h),
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// [`super::quantize_rows`] a block (32 values, four vectors) at a time: the same values,
+    /// since both multiply by the same inverse and round to even (the vector unit's
+    /// default).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `x` holds whole rows of `inputs`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_rows(x: &[f32], inputs: usize) -> (Vec<u8>, Vec<f32>) {
+        if !inputs.is_multiple_of(BLOCK) {
+            // A row that does not split into whole blocks (no encoder here has one).
+            return super::quantize_rows(x, inputs);
+        }
+        super::quantize_rows_by(x, inputs, |values, out| {
+            // SAFETY: `values` and `out` hold a whole block (inputs is a multiple of
+            // BLOCK); AVX2 per this function's contract.
+            unsafe {
+                let p = values.as_ptr();
+                let v = [
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(8)),
+                    _mm256_loadu_ps(p.add(16)),
+                    _mm256_loadu_ps(p.add(24)),
+                ];
+                let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+                let mut top = _mm256_setzero_ps();
+                let mut unordered = _mm256_setzero_ps();
+                for x in v {
+                    top = _mm256_max_ps(top, _mm256_and_ps(x, magnitude));
+                    unordered = _mm256_or_ps(unordered, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+                }
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), top);
+                let largest = lanes.iter().fold(0f32, |m, &l| m.max(l));
+                if _mm256_movemask_ps(unordered) != 0 || !largest.is_finite() {
+                    return f32::NAN;
+                }
+                if largest == 0.0 {
+                    return 0.0;
+                }
+                let inverse = _mm256_set1_ps(127.0 / largest);
+                let offset = _mm256_set1_epi32(128);
+                let ints = v.map(|x| _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(x, inverse)), offset));
+                // Packing narrows within each 128-bit lane; the permutation puts the eight
+                // groups of four bytes back in input order.
+                let bytes = _mm256_packus_epi16(
+                    _mm256_packs_epi32(ints[0], ints[1]),
+                    _mm256_packs_epi32(ints[2], ints[3]),
+                );
+                let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, ordered);
+                largest / 127.0
+            }
+        })
+    }
+
+    /// Columns `h..h + HALF` of one `R × PANEL` tile over 8-bit inputs. Per group of four
+    /// inputs, `vpmaddubsw` multiplies the four unsigned inputs by each output's four
+    /// signed weights and adds them in pairs (16-bit); the group's pairs add up in 16 bits
+    /// over a block, which holds: a pair is at most 2 · 255 · 8 = 4,080 in magnitude, a
+    /// block's eight groups 32,640 < 32,767. Then `vpmaddwd` by ones adds each output's two
+    /// pairs into 32 bits, the block's offset correction joins, and `tile += sums ·
+    /// scale_w · s` as the VNNI kernel does it, in the same order: the same numbers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `a` holds `R` rows of whole blocks (`blocks · BLOCK` bytes each), `s`
+    /// `R × blocks` scales, `tile` `R` rows of `PANEL` sums, `ldt` apart; `h` is 0 or
+    /// `HALF`; the weights are at most 8 in magnitude.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn quad_tile<const R: usize>(
+        a: &[u8],
+        s: &[f32],
+        panel: &Panel<'_>,
+        tile: &mut [f32],
+        ldt: usize,
+        h: usize,
+    ) {
+        let blocks = panel.offset.len() / PANEL;
+        let kp = blocks * BLOCK;
+        debug_assert!(a.len() >= R * kp && s.len() >= R * blocks && tile.len() >= (R - 1) * ldt + PANEL);
+        debug_assert!(
+            panel.q.len() >= kp * PANEL && panel.scales.len() >= blocks * PANEL && h + HALF <= PANEL
+        );
+        // SAFETY (whole body): every offset stays inside the lengths above; the prefetch
+        // address may pass the panel's end, which a prefetch tolerates.
+        unsafe {
+            let (ap, qp, t) = (a.as_ptr(), panel.q.as_ptr(), tile.as_mut_ptr());
+            let ones = _mm256_set1_epi16(1);
+            for b in 0..blocks {
+                let mut acc = [[_mm256_setzero_si256(); 3]; R];
+                for g in 0..BLOCK / 4 {
+                    // Output j's four weights of group g: bytes ((g·PANEL + j)·4)..+4.
+                    let wq = qp.add(((b * BLOCK / 4 + g) * PANEL + h) * 4);
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4));
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4 + 64));
+                    let w0 = _mm256_loadu_si256(wq as *const __m256i);
+                    let w1 = _mm256_loadu_si256(wq.add(32) as *const __m256i);
+                    let w2 = _mm256_loadu_si256(wq.add(64) as *const __m256i);
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let four = (ap.add(i * kp + b * BLOCK + g * 4) as *const i32).read_unaligned();
+                        let u = _mm256_set1_epi32(four);
+                        row[0] = _mm256_add_epi16(row[0], _mm256_maddubs_epi16(u, w0));
+                        row[1] = _mm256_add_epi16(row[1], _mm256_maddubs_epi16(u, w1));
+                        row[2] = _mm256_add_epi16(row[2], _mm256_maddubs_epi16(u, w2));
+                    }
+                }
+                let off = panel.offset.as_ptr().add(b * PANEL + h);
+                let start = [
+                    _mm256_loadu_si256(off as *const __m256i),
+                    _mm256_loadu_si256(off.add(8) as *const __m256i),
+                    _mm256_loadu_si256(off.add(16) as *const __m256i),
+                ];
+                let sc = panel.scales.as_ptr().add(b * PANEL + h);
+                let sw = [
+                    _mm256_loadu_ps(sc),
+                    _mm256_loadu_ps(sc.add(8)),
+                    _mm256_loadu_ps(sc.add(16)),
+                ];
+                for (i, row) in acc.iter().enumerate() {
+                    let sx = _mm256_set1_ps(*s.as_ptr().add(i * blocks + b));
+                    for v in 0..3 {
+                        let at = t.add(i * ldt + h + 8 * v);
+                        let sums = _mm256_add_epi32(start[v], _mm256_madd_epi16(row[v], ones));
+                        let scale = _mm256_mul_ps(sw[v], sx);
+                        let sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, _mm256_loadu_ps(at));
+                        _mm256_storeu_ps(at, sum);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `wide[c][j] = q[c][j] · scales[(c0 + c) / BLOCK][j]`: a chunk of a panel, starting
+    /// at input `c0` (the same products as the AVX-512 kernel's).
+    ///
+    /// # Safety
+    /// AVX2; `q` and `wide` hold `kc × PANEL` values, `scales` covers input `c0 + kc - 1`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn widen(q: &[i8], scales: &[f32], c0: usize, wide: &mut [f32]) {
+        debug_assert_eq!(q.len(), wide.len());
+        debug_assert!(scales.len() >= (c0 + q.len() / PANEL).div_ceil(BLOCK) * PANEL);
+        // SAFETY (whole body): every offset stays inside the lengths above; the prefetch
+        // address may pass the end, which a prefetch tolerates.
+        unsafe {
+            let (qp, sp, wp) = (q.as_ptr(), scales.as_ptr(), wide.as_mut_ptr());
+            for c in 0..q.len() / PANEL {
+                let row = qp.add(c * PANEL);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD * PANEL));
+                let s = sp.add(((c0 + c) / BLOCK) * PANEL);
+                for v in 0..PANEL / 8 {
+                    let ints = _mm256_cvtepi8_epi32(_mm_loadl_epi64(row.add(8 * v) as *const __m128i));
+                    let values = _mm256_mul_ps(_mm256_cvtepi32_ps(ints), _mm256_loadu_ps(s.add(8 * v)));
+                    _mm256_storeu_ps(wp.add(c * PANEL + 8 * v), values);
+                }
+            }
+        }
+    }
+
+    /// Columns `h..h + HALF` of one `R × PANEL` tile: `tile[i][j] += Σ_c a[i·lda + c] ·
+    /// panel[c][j]`, the sums in registers, each column's added in input order (as the
+    /// AVX-512 kernel adds them: the same numbers).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `a` holds `(R - 1)·lda + kc` values where `kc = panel.len() / PANEL`,
+    /// `tile` `R` rows of `PANEL` values, `ldt` apart; `h` is 0 or `HALF`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile_of<const R: usize>(
+        a: &[f32],
+        lda: usize,
+        panel: &[f32],
+        tile: &mut [f32],
+        ldt: usize,
+        h: usize,
+    ) {
+        let kc = panel.len() / PANEL;
+        debug_assert!(
+            a.len() >= (R - 1) * lda + kc && tile.len() >= (R - 1) * ldt + PANEL && h + HALF <= PANEL
+        );
+        // SAFETY (whole body): every pointer offset stays inside the lengths above; the
+        // prefetch address may pass the panel's end, which a prefetch tolerates.
+        unsafe {
+            let t = tile.as_mut_ptr().add(h);
+            let mut acc = [[_mm256_setzero_ps(); 3]; R];
+            for (i, row) in acc.iter_mut().enumerate() {
+                *row = [
+                    _mm256_loadu_ps(t.add(i * ldt)),
+                    _mm256_loadu_ps(t.add(i * ldt + 8)),
+                    _mm256_loadu_ps(t.add(i * ldt + 16)),
+                ];
+            }
+            let a = a.as_ptr();
+            let w = panel.as_ptr().add(h);
+            for c in 0..kc {
+                let wc = w.add(c * PANEL);
+                let ahead = wc.wrapping_add(AHEAD * PANEL) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+                let w0 = _mm256_loadu_ps(wc);
+                let w1 = _mm256_loadu_ps(wc.add(8));
+                let w2 = _mm256_loadu_ps(wc.add(16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let v = _mm256_set1_ps(*a.add(i * lda + c));
+                    row[0] = _mm256_fmadd_ps(v, w0, row[0]);
+                    row[1] = _mm256_fmadd_ps(v, w1, row[1]);
+                    row[2] = _mm256_fmadd_ps(v, w2, row[2]);
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                _mm256_storeu_ps(t.add(i * ldt), row[0]);
+                _mm256_storeu_ps(t.add(i * ldt + 8), row[1]);
+                _mm256_storeu_ps(t.add(i * ldt + 16), row[2]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,16 +1245,17 @@ mod tests {
     }
 
     /// Checks the packed product against the plain one for several shapes and every row
-    /// count a tile can end with; `weight_of(i)` gives weight `i`.
-    fn check_products(weight_of: impl Fn(usize, usize) -> f32, int8: bool) {
+    /// count a tile can end with, on kernel `isa`; `weight_of(i)` gives weight `i`.
+    fn check_products(isa: Isa, weight_of: impl Fn(usize, usize) -> f32, int8: bool) {
         // Outputs past one panel and not a whole number of panels; inputs past one block
         // and not a whole number of blocks; rows covering every tile height and more than
         // one tile.
         for &(inputs, outputs) in &[(37usize, 100usize), (384, 48), (16, 5)] {
             let weight: Vec<f32> = (0..inputs * outputs).map(|i| weight_of(inputs, i)).collect();
             let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 7_777)).collect();
-            let packed = PackedDense::new(&weight, &bias, inputs, outputs).expect("AVX-512F present");
+            let packed = PackedDense::new_for(isa, &weight, &bias, inputs, outputs).expect("kernel present");
             assert_eq!(packed.is_int8(), int8, "{inputs}x{outputs}");
+            assert_eq!(packed.isa(), isa);
             for rows in 1..=2 * ROWS + 1 {
                 let x: Vec<f32> = (0..rows * inputs).map(|i| noise(i + 99_999)).collect();
                 let want = plain(&weight, &bias, &x, inputs, outputs);
@@ -839,7 +1264,7 @@ mod tests {
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{inputs}x{outputs}, {rows} rows: {g} vs {w}"
+                        "{isa:?} {inputs}x{outputs}, {rows} rows: {g} vs {w}"
                     );
                 }
             }
@@ -848,15 +1273,49 @@ mod tests {
 
     #[test]
     fn the_packed_product_matches_the_plain_one_for_every_tile_shape() {
-        if !avx512_available() {
-            eprintln!("skipped: this CPU has no AVX-512F, so the kernel is never used here");
+        if Isa::available().is_empty() {
+            eprintln!("skipped: this CPU has neither AVX-512F nor AVX2, so no kernel is used here");
             return;
         }
-        // Arbitrary weights stay f32.
-        check_products(|_, i| noise(i), false);
-        // Weights as a 4-bit checkpoint's are held as 8-bit integers, and the product is
-        // the same.
-        check_products(four_bit, true);
+        for isa in Isa::available() {
+            // Arbitrary weights stay f32.
+            check_products(isa, |_, i| noise(i), false);
+            // Weights as a 4-bit checkpoint's are held as 8-bit integers, and the product is
+            // the same.
+            check_products(isa, four_bit, true);
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_numbers() {
+        // Heads trained over one kernel's vectors run over another's: the kernels add in
+        // the same order, so they agree bit for bit, in f32 and over 8-bit inputs.
+        let isas: Vec<Isa> = Isa::available();
+        if isas.len() < 2 {
+            return eprintln!("skipped: this CPU has one kernel ({isas:?})");
+        }
+        let (inputs, outputs, rows) = (384usize, 100usize, 11usize);
+        let x: Vec<f32> = (0..rows * inputs)
+            .map(|i| noise(i + 42) * (1 + i % 5) as f32)
+            .collect();
+        let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 7)).collect();
+        for weight_of in [|i| noise(i), |i| four_bit(384, i)] as [fn(usize) -> f32; 2] {
+            let weight: Vec<f32> = (0..inputs * outputs).map(weight_of).collect();
+            let mut products: Vec<(Isa, Vec<f32>, Option<Vec<f32>>)> = Vec::new();
+            for &isa in &isas {
+                let mut p = PackedDense::new_for(isa, &weight, &bias, inputs, outputs).unwrap();
+                let plain = p.forward(&x);
+                let quantized = p.quantize_inputs().then(|| p.forward(&x));
+                products.push((isa, plain, quantized));
+            }
+            let (first, rest) = products.split_first().unwrap();
+            for other in rest {
+                assert_eq!(first.1, other.1, "{:?} vs {:?}, f32 inputs", first.0, other.0);
+                if let (Some(a), Some(b)) = (&first.2, &other.2) {
+                    assert_eq!(a, b, "{:?} vs {:?}, 8-bit inputs", first.0, other.0);
+                }
+            }
+        }
     }
 
     /// The product over 8-bit inputs, computed plainly from [`quantize_rows`]' values.
@@ -876,15 +1335,24 @@ mod tests {
 
     #[test]
     fn quantized_inputs_give_the_product_of_their_8_bit_values_for_every_tile_shape() {
-        if !vnni_available() {
-            eprintln!("skipped: this CPU has no AVX-512 VNNI, so inputs are never quantized here");
+        let isas: Vec<Isa> = Isa::available()
+            .into_iter()
+            .filter(|i| i.takes_8_bit_inputs())
+            .collect();
+        if isas.is_empty() {
+            eprintln!("skipped: no kernel here takes 8-bit inputs (AVX2, or AVX-512 with VNNI)");
             return;
         }
-        for &(inputs, outputs) in &[(37usize, 100usize), (384, 48), (16, 5), (1536, 50)] {
+        for (isa, &(inputs, outputs)) in isas.iter().flat_map(|i| {
+            [(37usize, 100usize), (384, 48), (16, 5), (1536, 50)]
+                .iter()
+                .map(move |s| (*i, s))
+        }) {
             let weight: Vec<f32> = (0..inputs * outputs).map(|i| four_bit(inputs, i)).collect();
             let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 7_777)).collect();
-            let mut packed = PackedDense::new(&weight, &bias, inputs, outputs).expect("AVX-512F present");
-            assert!(packed.quantize_inputs(), "{inputs}x{outputs}");
+            let mut packed =
+                PackedDense::new_for(isa, &weight, &bias, inputs, outputs).expect("kernel present");
+            assert!(packed.quantize_inputs(), "{isa:?} {inputs}x{outputs}");
             for rows in 1..=2 * ROWS + 1 {
                 // Inputs of mixed magnitudes, one outlier per row, as a layer's hidden states.
                 let x: Vec<f32> = (0..rows * inputs)
@@ -899,7 +1367,7 @@ mod tests {
                 for (n, ((g, w), e)) in got.iter().zip(&want).zip(&exact).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{inputs}x{outputs}, {rows} rows: {g} vs {w}"
+                        "{isa:?} {inputs}x{outputs}, {rows} rows: {g} vs {w}"
                     );
                     // And off the exact product by no more than rounding each input by half
                     // its block's step can make it: Σ |w| · s / 2.
@@ -918,8 +1386,8 @@ mod tests {
 
     #[test]
     fn products_sharing_an_input_give_what_each_gives_alone() {
-        if !vnni_available() {
-            eprintln!("skipped: this CPU has no AVX-512 VNNI, so inputs are never quantized here");
+        if !int8_inputs_available() {
+            eprintln!("skipped: no kernel here takes 8-bit inputs, so inputs are never quantized");
             return;
         }
         let (inputs, rows) = (64usize, 9usize);
@@ -933,7 +1401,7 @@ mod tests {
                     .map(|i| if int8 { four_bit(inputs, i) } else { noise(i + 3) })
                     .collect();
                 let bias: Vec<f32> = (0..outputs).map(|i| noise(i + 11)).collect();
-                let mut p = PackedDense::new(&weight, &bias, inputs, outputs).expect("AVX-512F present");
+                let mut p = PackedDense::new(&weight, &bias, inputs, outputs).expect("kernel present");
                 assert_eq!(p.quantize_inputs(), int8);
                 p
             })
@@ -974,7 +1442,7 @@ mod tests {
         let weight: Vec<f32> = (0..64 * 8).map(noise).collect();
         let mut packed = match PackedDense::new(&weight, &[0.0; 8], 64, 8) {
             Some(p) => p,
-            None => return eprintln!("skipped: this CPU has no AVX-512F"),
+            None => return eprintln!("skipped: no kernel here"),
         };
         assert!(!packed.is_int8());
         assert!(!packed.quantize_inputs(), "f32 weights keep f32 inputs");
@@ -982,9 +1450,9 @@ mod tests {
     }
 
     #[test]
-    fn the_vector_quantizer_gives_the_plain_ones_values() {
-        if !avx512_available() {
-            return eprintln!("skipped: this CPU has no AVX-512F");
+    fn the_vector_quantizers_give_the_plain_ones_values() {
+        if Isa::available().is_empty() {
+            return eprintln!("skipped: no kernel here");
         }
         for inputs in [48usize, 384, 1536] {
             let mut x: Vec<f32> = (0..5 * inputs).map(|i| noise(i) * (1 + i % 7) as f32).collect();
@@ -994,13 +1462,20 @@ mod tests {
             x[3] = -1.5;
             x[inputs..inputs + 32].fill(0.0);
             x[2 * inputs + 5] = f32::NAN;
+            x[3 * inputs + 40] = f32::NEG_INFINITY;
             #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: AVX-512F detected above; `x` is whole rows.
-                let (vq, vs) = unsafe { kernel::quantize_rows(&x, inputs) };
+            for isa in Isa::available() {
+                // SAFETY: the kernel's features were detected (`Isa::available`); `x` is
+                // whole rows.
+                let (vq, vs) = unsafe {
+                    match isa {
+                        Isa::Avx512 => kernel::quantize_rows(&x, inputs),
+                        Isa::Avx2 => avx2::quantize_rows(&x, inputs),
+                    }
+                };
                 let (pq, ps) = quantize_rows(&x, inputs);
-                assert_eq!(vq, pq, "{inputs}");
-                assert_eq!(format!("{vs:?}"), format!("{ps:?}"), "{inputs}");
+                assert_eq!(vq, pq, "{isa:?} {inputs}");
+                assert_eq!(format!("{vs:?}"), format!("{ps:?}"), "{isa:?} {inputs}");
             }
         }
     }

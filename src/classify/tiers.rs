@@ -53,7 +53,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             )))
         }
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, e5:wide, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
         ))),
     }
 }
@@ -75,7 +75,9 @@ pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
 /// - `ngram`: the embedded model (always there; accepted for clarity);
 /// - an encoder tier (`e5`, `minilm`): asked when the combiner is unsure, and on prompts the
 ///   n-gram prompt head does not judge surely harmful; `e5:prompts` (`minilm:prompts`): on
-///   those prompts only, answers are judged by the embedded default alone;
+///   those prompts only, answers are judged by the embedded default alone; `e5:wide`
+///   (`minilm:wide`): asked about answers over the combiner's wide band, the one `train`
+///   chose without its cost cap (more encoder calls; see models/combiner/README.md);
 /// - a generative guard (`guard`, `llama-guard:NAME`, `qwen3guard:NAME`): the last prompt
 ///   tier, asked for the request's harm unless a cheaper tier judged it surely harmful.
 ///
@@ -85,9 +87,12 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
     let mut prompt_tiers: Vec<(Arc<dyn Classifier>, f32)> = vec![(models.fast.clone(), 0.9)];
     for spec in specs {
         let (name, threshold) = split_threshold(spec)?;
-        let (name, prompts_only) = match name.split_once(':') {
-            Some((encoder @ ("e5" | "minilm"), "prompts")) => (encoder, true),
-            _ => (name, false),
+        // What an encoder tier reads: answers in the combiner's band and prompts (the
+        // default), prompts only (`:prompts`), or answers in the wide band too (`:wide`).
+        let (name, prompts_only, wide) = match name.split_once(':') {
+            Some((encoder @ ("e5" | "minilm"), "prompts")) => (encoder, true, false),
+            Some((encoder @ ("e5" | "minilm"), "wide")) => (encoder, false, true),
+            _ => (name, false, false),
         };
         let tier = build(name)?;
         let kind = name.split(':').next().unwrap_or(name);
@@ -102,9 +107,13 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
                 // The combiner was trained with the e5 heads in its encoder slot; another
                 // encoder there is read as if it were e5.
                 // When the encoder is asked about an answer is the combiner's trained
-                // escalation band; `@T` sets only the prompt tier's threshold.
+                // escalation band (the one under the cost cap, or the wide one); `@T` sets
+                // only the prompt tier's threshold.
                 if !prompts_only {
                     models.escalation = Some(tier.clone());
+                }
+                if wide {
+                    models.escalate = models.combiner.wide_escalation_band();
                 }
                 prompt_tiers.push((tier, threshold));
             }
@@ -134,8 +143,15 @@ pub fn with_combiner(
             match detectors.decision() {
                 Decision::Learned(models) => {
                     let mut models = (**models).clone();
-                    // The band belongs to the combiner it was trained with.
-                    models.escalate = combiner.escalation_band();
+                    // The band belongs to the combiner it was trained with (its wide band
+                    // where the tier asked for the wide one).
+                    let wide = models.escalate == models.combiner.wide_escalation_band()
+                        && models.escalate != models.combiner.escalation_band();
+                    models.escalate = if wide {
+                        combiner.wide_escalation_band()
+                    } else {
+                        combiner.escalation_band()
+                    };
                     models.combiner = combiner;
                     Ok(detectors.models(models))
                 }

@@ -25,12 +25,13 @@ use crate::classify::ngram::NgramModel;
 use crate::classify::train::{train_ngram_head, Example, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
-    answer_subset, band_sweep, combiner_out_of_source, embed_cached, final_encoder_head, final_ngram,
-    is_contrast_style, judgement, nested_thresholds, out_of_source, pool_team_sources, prompts_out_of_source,
-    prompts_out_of_source_vectors, read_prompt_rows, read_rows, render, render_band_sweep, render_harm_sweep,
-    render_prompts, render_window_escalation, score, score_prompts, shipped_sources, subset, train_combiner,
-    train_prompt_vectors, weigh_sources, window_escalation, window_escalation_sweep, window_recall,
-    write_stack, FitConfig, Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
+    answer_subset, band_sweep, combiner_out_of_source, embed_cached, escalation_rate, final_encoder_head,
+    final_ngram, is_contrast_style, judgement, nested_thresholds, out_of_source, pool_team_sources,
+    prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
+    render_band_sweep, render_harm_sweep, render_prompts, render_window_escalation, score, score_prompts,
+    shipped_sources, subset, train_combiner, train_prompt_vectors, weigh_sources, window_escalation,
+    window_escalation_sweep, window_recall, write_stack, FitConfig, Source, Thresholds, BAND_F1_SLACK,
+    BAND_SWEEP_CAPS, ESCALATION_CAP, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
@@ -48,7 +49,8 @@ pub enum TuneFolds {
 /// How e5 runs its products over 8-bit weights (`--activations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Activations {
-    /// Quantize the activations to 8 bits too (AVX-512 VNNI; f32 where the CPU lacks it).
+    /// Quantize the activations to 8 bits too (AVX2, or AVX-512 with VNNI; f32 where no
+    /// kernel takes them).
     Int8,
     /// Keep the activations exact.
     F32,
@@ -80,8 +82,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 12)]
     pub answer_depth: usize,
     /// How e5 runs its products over 8-bit weights: `int8` quantizes the activations too
-    /// (AVX-512 VNNI; about twice as fast, cosine >= 0.9995 to f32; f32 where the CPU lacks
-    /// VNNI), `f32` keeps them exact. The heads record it and the tier runs e5 the same way.
+    /// (AVX2, or AVX-512 with VNNI, the same sums on both; about twice as fast, cosine >=
+    /// 0.9995 to f32; f32 where no kernel takes them), `f32` keeps them exact. The heads
+    /// record it and the tier runs e5 the same way.
     #[arg(long, value_enum, default_value_t = Activations::Int8)]
     pub activations: Activations,
     /// The embedding cache (sentence vectors of the training texts).
@@ -163,6 +166,21 @@ pub struct TrainArgs {
     /// is fitted on (`scripts/combiner_probe.py`; models/combiner/README.md).
     #[arg(long, value_name = "FILE")]
     pub stack_out: Option<PathBuf>,
+    /// The most of the training data's whole answers (0 to 1) the escalation band may send to
+    /// the encoder: the band is the best of those under the cap (`judge::fit::choose_band`).
+    /// The encoder is nearly all of the cascade's cost, so this is its mean cost per answer;
+    /// 1 lifts the cap. loso.md's "What the escalation band costs and buys" shows what each
+    /// cap gives out of source.
+    #[arg(long, value_name = "SHARE", default_value_t = ESCALATION_CAP, value_parser = parse_share)]
+    pub escalation_cap: f64,
+}
+
+/// A share from 0 to 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share from 0 to 1 (e.g. 0.04)")),
+    }
 }
 
 /// The fold a source is held out in when e5's answer layer is tuned: its own, except the
@@ -259,6 +277,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             buckets: args.buckets,
             ..FeatureConfig::default()
         },
+        escalation_cap: args.escalation_cap,
         ..FitConfig::default()
     };
 
@@ -426,8 +445,8 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         let decisions = combiner_out_of_source(&rows, sources.len(), &predictions, &cfg)?;
         // The non-answer threshold is part of the fit: each held-out source is scored at
         // the threshold chosen on the other sources; the shipped one is chosen on all.
-        let nested = nested_thresholds(&rows, sources.len(), &decisions);
-        let shipped_threshold = Thresholds::choose(&rows, &decisions, |_| true);
+        let nested = nested_thresholds(&rows, sources.len(), &decisions, cfg.escalation_cap);
+        let shipped_threshold = Thresholds::choose(&rows, &decisions, |_| true, cfg.escalation_cap);
         let mut table = render(
             &score(&rows, &sources, &decisions, &nested),
             &window_recall(&rows, &sources, &decisions, &nested),
@@ -439,8 +458,10 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
              (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on every \
              source's out-of-source predictions and shipped in the combiner. Each row above is scored at the \
              thresholds chosen without its source: {}. The encoder is asked when the embedded default's \
-             non-answer probability is in [{}, {}) (the band that asks it least while keeping the cascade's mean \
-             F0.5 within {} of the best band's).\n",
+             non-answer probability is in [{}, {}) (of the bands that send at most {} of the whole answers to the \
+             encoder, the one that asks it least while keeping the cascade's mean F0.5 within {} of the best of \
+             them); it sends {:.3} of the whole answers of all sources, {:.3} of those of the sources nobody here \
+             wrote.\n",
             shipped_threshold.whole,
             shipped_threshold.escalated,
             shipped_threshold.window,
@@ -456,15 +477,19 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .join(", "),
             shipped_threshold.band.from,
             shipped_threshold.band.to,
-            BAND_F1_SLACK
+            cfg.escalation_cap,
+            BAND_F1_SLACK,
+            escalation_rate(&rows, &decisions, &shipped_threshold.band, |_| true),
+            escalation_rate(&rows, &decisions, &shipped_threshold.band, |s| !sources[s].is_team()),
         ));
         if predictions.encoder.is_some() {
             table.push_str(
                 "\n## What the escalation band costs and buys\n\n\
                  Held-out non-answer F1 of the cascade (whole answers, encoder subset) when each source's band is \
-                 the best of those asking the encoder for at most the capped share of the other sources' rows, and \
-                 the share of the held-out source's rows escalated. The subset over-represents non-answers, so \
-                 read the rates against each other; the traffic's rate is `benches/cascade_cost.rs`'s.\n\n",
+                 chosen without it by the shipped rule under each cap on the share of the other sources' whole \
+                 answers escalated (`--escalation-cap`), and the share of the held-out sources' whole answers (all of \
+                 them, not only the subset) escalated, pooled. The traffic's rate and cost are \
+                 `benches/cascade_cost.rs`'s.\n\n",
             );
             let sweep = band_sweep(&rows, sources.len(), &decisions, &nested, &BAND_SWEEP_CAPS);
             table.push_str(&render_band_sweep(&sweep, &sources));

@@ -39,6 +39,9 @@ pub const NON_ANSWER_FROM_WINDOW: &str = "non_answer_from_window";
 /// The metadata keys of [`Combiner::escalation_band`].
 pub const ESCALATE_FROM: &str = "escalate_from";
 pub const ESCALATE_TO: &str = "escalate_to";
+/// The metadata keys of [`Combiner::wide_escalation_band`].
+pub const ESCALATE_WIDE_FROM: &str = "escalate_wide_from";
+pub const ESCALATE_WIDE_TO: &str = "escalate_wide_to";
 /// The metadata key of [`Combiner::non_answer_from_escalated`].
 pub const NON_ANSWER_FROM_ESCALATED: &str = "non_answer_from_escalated";
 
@@ -65,8 +68,11 @@ pub struct Thresholds {
     pub escalated: f32,
     /// A stream's prefix ([`Combiner::non_answer_from_window`]).
     pub window: f32,
-    /// Where the encoder is asked ([`Combiner::escalation_band`]).
+    /// Where the encoder is asked ([`Combiner::escalation_band`]): chosen under the cost
+    /// cap.
     pub band: super::EscalationBand,
+    /// Where it is asked when cost is no object ([`Combiner::wide_escalation_band`]).
+    pub wide_band: super::EscalationBand,
 }
 
 impl Thresholds {
@@ -75,13 +81,19 @@ impl Thresholds {
     fn from_info(info: &HashMap<String, String>) -> Thresholds {
         let get = |key: &str| info.get(key).and_then(|v| v.parse::<f32>().ok());
         let threshold = |key: &str| get(key).filter(|t| (0.0..=1.0).contains(t)).unwrap_or(0.5);
+        let band = super::EscalationBand {
+            from: get(ESCALATE_FROM).unwrap_or(super::EscalationBand::ALWAYS.from),
+            to: get(ESCALATE_TO).unwrap_or(super::EscalationBand::ALWAYS.to),
+        };
         Thresholds {
             whole: threshold(NON_ANSWER_FROM),
             window: threshold(NON_ANSWER_FROM_WINDOW),
             escalated: threshold(NON_ANSWER_FROM_ESCALATED),
-            band: super::EscalationBand {
-                from: get(ESCALATE_FROM).unwrap_or(super::EscalationBand::ALWAYS.from),
-                to: get(ESCALATE_TO).unwrap_or(super::EscalationBand::ALWAYS.to),
+            band,
+            // A file from before the cost cap (2026-12-03) has one band, chosen without one.
+            wide_band: super::EscalationBand {
+                from: get(ESCALATE_WIDE_FROM).unwrap_or(band.from),
+                to: get(ESCALATE_WIDE_TO).unwrap_or(band.to),
             },
         }
     }
@@ -94,6 +106,8 @@ impl Thresholds {
             (NON_ANSWER_FROM_ESCALATED, self.escalated),
             (ESCALATE_FROM, self.band.from),
             (ESCALATE_TO, self.band.to),
+            (ESCALATE_WIDE_FROM, self.wide_band.from),
+            (ESCALATE_WIDE_TO, self.wide_band.to),
         ] {
             info.insert(key.to_string(), value.to_string());
         }
@@ -221,7 +235,15 @@ impl Combiner {
         self.thresholds.band
     }
 
-    /// All four at once.
+    /// Where the encoder would be asked without the cost cap (`train --escalation-cap`): the
+    /// band of the best cascade F0.5 over the training sources, whatever share of answers
+    /// it sends to the encoder. The tier `e5:wide` uses it (`classify::tiers`). The same as
+    /// [`Combiner::escalation_band`] for a file from before the cap.
+    pub fn wide_escalation_band(&self) -> super::EscalationBand {
+        self.thresholds.wide_band
+    }
+
+    /// All of them at once.
     pub fn thresholds(&self) -> Thresholds {
         self.thresholds
     }
@@ -275,6 +297,7 @@ mod tests {
             escalated: 0.55,
             window: 0.65,
             band: crate::judge::EscalationBand { from: 0.1, to: 0.4 },
+            wide_band: crate::judge::EscalationBand { from: 0.05, to: 0.6 },
         };
         c.set_thresholds(t);
         assert_eq!(c.thresholds(), t);
@@ -282,5 +305,14 @@ mod tests {
         let back = Combiner::load(&path).unwrap();
         assert_eq!(back.thresholds(), t);
         assert_eq!(back.non_answer_from_window(), 0.65);
+        assert_eq!(back.wide_escalation_band().to, 0.6);
+        // A file from before the cap has one band: it serves as the wide one too.
+        let mut old = (*Combiner::embedded()).clone();
+        old.set_thresholds(t);
+        old.info.remove(ESCALATE_WIDE_FROM);
+        old.info.remove(ESCALATE_WIDE_TO);
+        old.save(&path).unwrap();
+        let back = Combiner::load(&path).unwrap();
+        assert_eq!(back.wide_escalation_band(), t.band);
     }
 }

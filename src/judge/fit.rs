@@ -230,7 +230,16 @@ pub struct FitConfig {
     /// Sources (indices) the encoder's answer head is not trained on, though the other
     /// models are (`train --encoder-skip`).
     pub encoder_skip: Vec<usize>,
+    /// The most of the training data's whole answers the escalation band may send to the
+    /// encoder ([`escalation_rate`]; `train --escalation-cap`). The encoder is nearly all of
+    /// the cascade's cost: an escalated answer costs about two hundred times what the
+    /// embedded default does, so this share is what the cascade's mean cost per answer is.
+    pub escalation_cap: f64,
 }
+
+/// The default [`FitConfig::escalation_cap`]: 4% of whole answers keeps the cascade's
+/// mean cost per answer under issue 11's 2 ms on one core (`benches/cascade_cost.rs`).
+pub const ESCALATION_CAP: f64 = 0.04;
 
 impl Default for FitConfig {
     fn default() -> Self {
@@ -243,6 +252,7 @@ impl Default for FitConfig {
             encoder_lr: 0.02,
             window_tokens: 16,
             encoder_skip: Vec::new(),
+            escalation_cap: ESCALATION_CAP,
         }
     }
 }
@@ -852,19 +862,23 @@ pub fn render_window_escalation(
 }
 
 impl Thresholds {
-    /// Chosen on the sources `use_source` admits.
+    /// Chosen on the sources `use_source` admits; the band sends at most `cap` of their
+    /// whole answers to the encoder.
     pub fn choose(
         rows: &[Row],
         decisions: &[Option<Decisions>],
         use_source: impl Fn(usize) -> bool + Copy,
+        cap: f64,
     ) -> Self {
         let mut t = Thresholds {
             whole: choose_threshold(rows, decisions, Question::Whole, use_source),
             escalated: choose_threshold(rows, decisions, Question::Escalated, use_source),
             window: choose_window_threshold(rows, decisions, use_source),
             band: EscalationBand::ALWAYS,
+            wide_band: EscalationBand::ALWAYS,
         };
-        t.band = choose_band(rows, decisions, &t, use_source);
+        t.band = choose_band(rows, decisions, &t, use_source, cap);
+        t.wide_band = choose_band(rows, decisions, &t, use_source, 1.0);
         t
     }
 }
@@ -877,16 +891,15 @@ const BAND_BOUNDS: [f32; 17] = [
 /// How much mean F0.5 the chosen band may give up against the best band.
 pub const BAND_F1_SLACK: f64 = 0.005;
 
-/// The cascade's mean F0.5 over sources and its escalation rate (over the rows with an
-/// encoder reading) at the thresholds `t`.
+/// The cascade's mean F0.5 over sources at the thresholds `t`, on the rows with an encoder
+/// reading (the only ones the cascade can be scored on).
 pub fn cascade_mean_f1(
     rows: &[Row],
     decisions: &[Option<Decisions>],
     t: &Thresholds,
     use_source: impl Fn(usize) -> bool,
-) -> (f64, f64) {
+) -> f64 {
     let mut per_source: BTreeMap<usize, Binary> = BTreeMap::new();
-    let (mut escalated, mut n) = (0usize, 0usize);
     for (r, d) in rows.iter().zip(decisions) {
         let Some(d) = d else { continue };
         if r.window || !use_source(r.source) {
@@ -897,14 +910,35 @@ pub fn cascade_mean_f1(
             .entry(r.group)
             .or_default()
             .count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
-        n += 1;
-        escalated += usize::from(d.escalated(&t.band));
     }
-    (mean_f_half(&per_source), escalated as f64 / n.max(1) as f64)
+    mean_f_half(&per_source)
 }
 
-/// Every band of [`BAND_BOUNDS`] with the cascade's mean F0.5 and escalation rate it gives
-/// on the rows `use_source` admits, at the thresholds of `t`.
+/// The share of the admitted sources' whole answers (pooled) whose embedded-default
+/// probabilities fall in `band`: every whole answer, not only the encoder subset, because
+/// whether an answer is escalated depends on the embedded default alone. The subset holds
+/// more non-answers than the files do, and they are escalated more often, so this is the
+/// rate that predicts traffic, and what [`FitConfig::escalation_cap`] bounds.
+pub fn escalation_rate(
+    rows: &[Row],
+    decisions: &[Option<Decisions>],
+    band: &EscalationBand,
+    use_source: impl Fn(usize) -> bool,
+) -> f64 {
+    let (mut escalated, mut n) = (0usize, 0usize);
+    for (r, d) in rows.iter().zip(decisions) {
+        let Some(d) = d else { continue };
+        if r.window || !use_source(r.source) {
+            continue;
+        }
+        n += 1;
+        escalated += usize::from(band.contains(&d.embedded));
+    }
+    escalated as f64 / n.max(1) as f64
+}
+
+/// Every band of [`BAND_BOUNDS`] with the cascade's mean F0.5 and the escalation rate it
+/// gives on the rows `use_source` admits, at the thresholds of `t`.
 fn scored_bands(
     rows: &[Row],
     decisions: &[Option<Decisions>],
@@ -915,59 +949,48 @@ fn scored_bands(
     for (i, from) in BAND_BOUNDS.iter().enumerate() {
         for to in &BAND_BOUNDS[i + 1..] {
             let band = EscalationBand { from: *from, to: *to };
-            let (f1, rate) = cascade_mean_f1(rows, decisions, &Thresholds { band, ..*t }, use_source);
-            scored.push((band, f1, rate));
+            let f = cascade_mean_f1(rows, decisions, &Thresholds { band, ..*t }, use_source);
+            let rate = escalation_rate(rows, decisions, &band, use_source);
+            scored.push((band, f, rate));
         }
     }
     scored
 }
 
-/// The escalation band: of the bands whose cascade mean F0.5 is within [`BAND_F1_SLACK`] of
-/// the best band's, the one that asks the encoder least often. The encoder costs about a
-/// thousand times what the embedded default does, so its share of answers is the cost.
+/// The escalation band: of the bands that send at most `cap` of the whole answers to the
+/// encoder ([`escalation_rate`]), those whose cascade mean F0.5 is within
+/// [`BAND_F1_SLACK`] of the best of them, and of those the one that asks the encoder least
+/// often (the cost). The band that asks nothing when none fits the cap.
 pub fn choose_band(
-    rows: &[Row],
-    decisions: &[Option<Decisions>],
-    t: &Thresholds,
-    use_source: impl Fn(usize) -> bool + Copy,
-) -> EscalationBand {
-    let scored = scored_bands(rows, decisions, t, use_source);
-    let best = scored.iter().map(|s| s.1).fold(f64::MIN, f64::max);
-    scored
-        .into_iter()
-        .filter(|s| s.1 >= best - BAND_F1_SLACK)
-        .min_by(|a, b| a.2.total_cmp(&b.2))
-        .map(|s| s.0)
-        .unwrap_or(EscalationBand::ALWAYS)
-}
-
-/// The band with the best cascade mean F0.5 among those that ask the encoder for at most
-/// `cap` of the rows (the cheaper band on a tie); the band that asks nothing when none
-/// fits.
-pub fn choose_band_capped(
     rows: &[Row],
     decisions: &[Option<Decisions>],
     t: &Thresholds,
     use_source: impl Fn(usize) -> bool + Copy,
     cap: f64,
 ) -> EscalationBand {
-    scored_bands(rows, decisions, t, use_source)
+    let scored: Vec<_> = scored_bands(rows, decisions, t, use_source)
         .into_iter()
         .filter(|s| s.2 <= cap)
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)))
+        .collect();
+    let best = scored.iter().map(|s| s.1).fold(f64::MIN, f64::max);
+    scored
+        .into_iter()
+        .filter(|s| s.1 >= best - BAND_F1_SLACK)
+        .min_by(|a, b| a.2.total_cmp(&b.2))
         .map(|s| s.0)
         .unwrap_or(EscalationBand::NEVER)
 }
 
-/// The caps on the escalation rate [`band_sweep`] tries (1.0: no cap, the best band).
-pub const BAND_SWEEP_CAPS: [f64; 9] = [0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20, 1.0];
+/// The caps on the escalation rate [`band_sweep`] tries (1.0: no cap).
+pub const BAND_SWEEP_CAPS: [f64; 11] = [0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20, 1.0];
 
-/// One cap of [`band_sweep`]: each held-out source's cascade counts and escalations (on its
-/// rows with an encoder reading) at the band chosen without it under the cap.
+/// One cap of [`band_sweep`]: each held-out source's cascade counts (on its rows with an
+/// encoder reading) and escalations (of all its whole answers) at the band chosen without
+/// it under the cap.
 #[derive(Debug, Clone)]
 pub struct BandPoint {
     pub cap: f64,
-    /// Per source: the counts, escalated rows, rows.
+    /// Per source: the counts, whole answers escalated, whole answers.
     pub per_source: BTreeMap<usize, (Binary, usize, usize)>,
 }
 
@@ -977,21 +1000,22 @@ impl BandPoint {
         mean(self.per_source.values().map(|(b, _, _)| b.prf().f1))
     }
 
-    /// Mean escalation rate over the sources.
-    pub fn mean_rate(&self) -> f64 {
-        mean(
-            self.per_source
-                .values()
-                .map(|(_, e, n)| *e as f64 / (*n).max(1) as f64),
-        )
+    /// The share of the whole answers of the sources `keep` admits that were escalated,
+    /// pooled as [`escalation_rate`] pools them.
+    pub fn rate(&self, keep: impl Fn(usize) -> bool) -> f64 {
+        let (e, n) = self
+            .per_source
+            .iter()
+            .filter(|(s, _)| keep(**s))
+            .fold((0, 0), |(e, n), (_, (_, de, dn))| (e + de, n + dn));
+        e as f64 / n.max(1) as f64
     }
 }
 
 /// What the cascade's accuracy costs in encoder calls, out of source: for each cap, every
-/// source is scored at the band chosen without it among those under the cap (the other
-/// thresholds as `nested` has them). The shipped rule (the cheapest band within
-/// [`BAND_F1_SLACK`] of the best) is one point on this curve; the curve shows what a
-/// cheaper band would give up.
+/// source is scored at the band [`choose_band`] chooses without it under that cap (the
+/// other thresholds as `nested` has them). The cap `train` ships with is one point on this
+/// curve; the curve shows what a wider or narrower one would give.
 pub fn band_sweep(
     rows: &[Row],
     n_sources: usize,
@@ -1003,18 +1027,19 @@ pub fn band_sweep(
         .map(|&cap| {
             let mut per_source: BTreeMap<usize, (Binary, usize, usize)> = BTreeMap::new();
             for (s, held_out) in nested.iter().enumerate().take(n_sources) {
-                let band = choose_band_capped(rows, decisions, held_out, |x| x != s, cap);
+                let band = choose_band(rows, decisions, held_out, |x| x != s, cap);
                 let t = Thresholds { band, ..*held_out };
                 for (r, d) in rows.iter().zip(decisions) {
                     let Some(d) = d else { continue };
                     if r.window || r.source != s {
                         continue;
                     }
-                    let Some(label) = d.cascade_at(&t) else { continue };
                     let e = per_source.entry(s).or_default();
-                    e.0.count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
-                    e.1 += usize::from(d.escalated(&t.band));
+                    e.1 += usize::from(band.contains(&d.embedded));
                     e.2 += 1;
+                    if let Some(label) = d.cascade_at(&t) {
+                        e.0.count(r.label != ResponseLabel::Answer, label != ResponseLabel::Answer);
+                    }
                 }
             }
             BandPoint { cap, per_source }
@@ -1027,7 +1052,7 @@ pub fn band_sweep(
 pub fn render_band_sweep(points: &[BandPoint], sources: &[Source]) -> String {
     let shared: Vec<usize> = (0..sources.len()).filter(|&s| !sources[s].is_team()).collect();
     let mut s = format!(
-        "| cap on the escalation rate | mean held-out F1 over sources | {} | team files pooled | escalated (mean over sources) |\n|---|---|{}---|---|\n",
+        "| cap on the escalation rate | mean held-out F1 over sources | {} | team files pooled | whole answers escalated: all sources | the sources nobody here wrote |\n|---|---|{}---|---|---|\n",
         shared.iter().map(|&i| sources[i].name.as_str()).collect::<Vec<_>>().join(" | "),
         "---|".repeat(shared.len())
     );
@@ -1048,25 +1073,31 @@ pub fn render_band_sweep(points: &[BandPoint], sources: &[Source]) -> String {
             }
         }
         let cap = if p.cap >= 1.0 {
-            "none (the best band)".to_string()
+            "none".to_string()
         } else {
             format!("{:.0}%", p.cap * 100.0)
         };
         s.push_str(&format!(
-            "| {cap} | {:.3} | {} | {:.3} | {:.3} |\n",
+            "| {cap} | {:.3} | {} | {:.3} | {:.3} | {:.3} |\n",
             p.mean_f1(),
             cells.join(" | "),
             team.prf().f1,
-            p.mean_rate()
+            p.rate(|_| true),
+            p.rate(|i| !sources[i].is_team())
         ));
     }
     s
 }
 
-/// For each source, the thresholds chosen without it.
-pub fn nested_thresholds(rows: &[Row], n_sources: usize, decisions: &[Option<Decisions>]) -> Vec<Thresholds> {
+/// For each source, the thresholds chosen without it (the band under `cap`).
+pub fn nested_thresholds(
+    rows: &[Row],
+    n_sources: usize,
+    decisions: &[Option<Decisions>],
+    cap: f64,
+) -> Vec<Thresholds> {
     (0..n_sources)
-        .map(|s| Thresholds::choose(rows, decisions, |x| x != s))
+        .map(|s| Thresholds::choose(rows, decisions, |x| x != s, cap))
         .collect()
 }
 
@@ -1430,12 +1461,14 @@ mod tests {
         escalated: 0.5,
         window: 0.5,
         band: EscalationBand::ALWAYS,
+        wide_band: EscalationBand::ALWAYS,
     };
     const STRICT: Thresholds = Thresholds {
         whole: 0.95,
         escalated: 0.95,
         window: 0.95,
         band: EscalationBand::ALWAYS,
+        wide_band: EscalationBand::ALWAYS,
     };
 
     #[test]
@@ -1494,21 +1527,21 @@ mod tests {
         let points = band_sweep(&rows, 2, &decisions, &nested, &[0.0, 0.25, 1.0]);
         // No encoder: the unsure refusal is missed (P 1, R 0.5).
         assert!((points[0].mean_f1() - 2.0 / 3.0).abs() < 1e-9);
-        assert_eq!(points[0].mean_rate(), 0.0);
+        assert_eq!(points[0].rate(|_| true), 0.0);
         // A quarter of the rows is enough to catch it ([0.35, 0.45) holds only it).
         assert_eq!(points[1].mean_f1(), 1.0);
-        assert_eq!(points[1].mean_rate(), 0.25);
+        assert_eq!(points[1].rate(|_| true), 0.25);
         // Without a cap the same F1, and a tie goes to the cheaper band.
         assert_eq!(points[2].mean_f1(), 1.0);
-        assert_eq!(points[2].mean_rate(), 0.25);
+        assert_eq!(points[2].rate(|_| true), 0.25);
         let sources = named_sources(&["gptfuzz", "team:x"]);
         let table = render_band_sweep(&points, &sources);
         assert!(
-            table.contains("| 0% | 0.667 | 0.667 | 0.667 | 0.000 |"),
+            table.contains("| 0% | 0.667 | 0.667 | 0.667 | 0.000 | 0.000 |"),
             "{table}"
         );
         assert!(
-            table.contains("| none (the best band) | 1.000 | 1.000 | 1.000 | 0.250 |"),
+            table.contains("| none | 1.000 | 1.000 | 1.000 | 0.250 | 0.250 |"),
             "{table}"
         );
     }
@@ -1607,11 +1640,58 @@ mod tests {
         assert!(t0 <= 0.3 && t0 > 0.05, "{t0}");
         let t1 = choose_threshold(&rows, &decisions, Question::Whole, |s| s == 1);
         assert!(t1 > 0.6 && t1 <= 0.9, "{t1}");
-        let nested: Vec<f32> = nested_thresholds(&rows, 2, &decisions)
+        let nested: Vec<f32> = nested_thresholds(&rows, 2, &decisions, 1.0)
             .iter()
             .map(|t| t.whole)
             .collect();
         assert_eq!(nested, vec![t1, t0]);
+    }
+
+    #[test]
+    fn the_cap_bounds_escalations_over_every_whole_answer() {
+        // On the encoder subset, two refusals and two answers the embedded default cannot
+        // tell apart (0.42 each) and the encoder can; outside it, eight answers at 0.3 (no
+        // encoder reading: they cannot be scored through the cascade, but a band that holds
+        // them sends them to the encoder all the same).
+        let mut rows = Vec::new();
+        let mut decisions = Vec::new();
+        let mut push = |label, embedded, encoder: Option<f32>, window| {
+            rows.push(Row {
+                window,
+                ..row(0, "t", label)
+            });
+            decisions.push(Some(Decisions {
+                ngram: ResponseLabel::Answer,
+                embedded: probs(embedded),
+                with_encoder: encoder.map(probs),
+            }));
+        };
+        for _ in 0..2 {
+            push(ResponseLabel::Refusal, 0.42, Some(0.9), false);
+            push(ResponseLabel::Answer, 0.42, Some(0.1), false);
+        }
+        for _ in 0..8 {
+            push(ResponseLabel::Answer, 0.3, None, false);
+        }
+        // A window in the band is not a whole answer: it never counts.
+        push(ResponseLabel::Answer, 0.3, None, true);
+        let wide = EscalationBand { from: 0.2, to: 0.5 };
+        let narrow = EscalationBand { from: 0.4, to: 0.45 };
+        assert_eq!(escalation_rate(&rows, &decisions, &wide, |_| true), 1.0);
+        assert_eq!(escalation_rate(&rows, &decisions, &narrow, |_| true), 4.0 / 12.0);
+        // Asking the encoder about the 0.42s makes the cascade right (F0.5 1); without it
+        // the best it can do is P 0.5, R 1. A third of the answers fits a 40% cap; under
+        // 20% no band holds them, and the band chosen asks nothing.
+        for (cap, right) in [(1.0, true), (0.4, true), (0.2, false)] {
+            let t = Thresholds::choose(&rows, &decisions, |_| true, cap);
+            let rate = escalation_rate(&rows, &decisions, &t.band, |_| true);
+            assert!(rate <= cap, "cap {cap}: band {:?} escalates {rate}", t.band);
+            let f = cascade_mean_f1(&rows, &decisions, &t, |_| true);
+            assert_eq!(f == 1.0, right, "cap {cap}: band {:?}, F0.5 {f}", t.band);
+        }
+        assert!(Thresholds::choose(&rows, &decisions, |_| true, 0.4)
+            .band
+            .contains(&probs(0.42)));
     }
 }
 

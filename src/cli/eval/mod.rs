@@ -60,7 +60,7 @@ pub struct EvalArgs {
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
-    /// Model tiers, cheapest first: `e5`, `e5:prompts` (requests only), `minilm`,
+    /// Model tiers, cheapest first: `e5`, `e5:prompts` (requests only), `e5:wide` (answers over the wide escalation band), `minilm`,
     /// `ngram:PATH`, `guard`, `llama-guard:NAME`, `qwen3guard:NAME`, each optionally
     /// `@THRESHOLD`; repeatable.
     /// Default: the best installed tier; `none` for the embedded default alone.
