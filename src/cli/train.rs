@@ -168,8 +168,9 @@ pub struct TrainArgs {
     pub stack_out: Option<PathBuf>,
     /// The most of the training data's whole answers (0 to 1) the escalation band may send to
     /// the encoder: the band is the best of those under the cap (`judge::fit::choose_band`).
-    /// The encoder is nearly all of the cascade's cost, so this is its mean cost per answer;
-    /// 1 lifts the cap. loso.md's "What the escalation band costs and buys" shows what each
+    /// The encoder is nearly all of the cascade's cost, so this share sets its mean cost per
+    /// answer; 1 lifts the cap. The band chosen without the cap is kept as well (the tier
+    /// `e5:wide`). loso.md's "What the escalation band costs and buys" shows what each
     /// cap gives out of source.
     #[arg(long, value_name = "SHARE", default_value_t = ESCALATION_CAP, value_parser = parse_share)]
     pub escalation_cap: f64,
@@ -461,7 +462,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
              non-answer probability is in [{}, {}) (of the bands that send at most {} of the whole answers to the \
              encoder, the one that asks it least while keeping the cascade's mean F0.5 within {} of the best of \
              them); it sends {:.3} of the whole answers of all sources, {:.3} of those of the sources nobody here \
-             wrote.\n",
+             wrote. Without the cap (the tier `e5:wide`) the band is [{}, {}), which sends {:.3} and {:.3}.\n",
             shipped_threshold.whole,
             shipped_threshold.escalated,
             shipped_threshold.window,
@@ -481,6 +482,10 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             BAND_F1_SLACK,
             escalation_rate(&rows, &decisions, &shipped_threshold.band, |_| true),
             escalation_rate(&rows, &decisions, &shipped_threshold.band, |s| !sources[s].is_team()),
+            shipped_threshold.wide_band.from,
+            shipped_threshold.wide_band.to,
+            escalation_rate(&rows, &decisions, &shipped_threshold.wide_band, |_| true),
+            escalation_rate(&rows, &decisions, &shipped_threshold.wide_band, |s| !sources[s].is_team()),
         ));
         if predictions.encoder.is_some() {
             table.push_str(
