@@ -70,22 +70,42 @@ pub enum Isa {
 }
 
 /// The environment variable that picks a kernel other than the best one: `avx2` (to
-/// measure it, or to check it, on a CPU with AVX-512) or `none` (candle's product). Read
-/// once per process.
+/// measure it, or to check it, on a CPU with AVX-512), `avx512`, or `none` (candle's
+/// product); `best` or unset: the best the CPU has. Read once per process; a value the CPU
+/// cannot honour, or an unknown one, gets a one-line notice on stderr (as a missing tier
+/// does, `classify::tiers::best_installed`) and the best kernel is used.
 pub const KERNEL_ENV: &str = "REFUSAL_GUARD_KERNEL";
 
 impl Isa {
-    /// The kernel products use here: the best the CPU has, unless [`KERNEL_ENV`] asks for a
-    /// lesser one it also has; `None` where there is none (the caller keeps candle's
-    /// product).
+    /// The kernel products use here: the best the CPU has, unless [`KERNEL_ENV`] asks for
+    /// another one it also has, or for none; `None` where there is none (the caller keeps
+    /// candle's product).
     pub fn detect() -> Option<Isa> {
         static CHOSEN: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
         *CHOSEN.get_or_init(|| {
             let available = Isa::available();
-            match std::env::var(KERNEL_ENV).as_deref() {
-                Ok("none") => None,
-                Ok("avx2") => available.into_iter().find(|i| *i == Isa::Avx2),
-                _ => available.first().copied(),
+            let best = available.first().copied();
+            let best_name = best.map_or("candle's product".to_string(), |i| format!("{i:?}"));
+            let Ok(asked) = std::env::var(KERNEL_ENV) else {
+                return best;
+            };
+            let wanted = match asked.as_str() {
+                "none" => return None,
+                "" | "best" => return best,
+                "avx2" => Isa::Avx2,
+                "avx512" => Isa::Avx512,
+                other => {
+                    eprintln!(
+                        "note: {KERNEL_ENV}={other:?} is not avx512, avx2, none or best; using {best:?}"
+                    );
+                    return best;
+                }
+            };
+            if available.contains(&wanted) {
+                Some(wanted)
+            } else {
+                eprintln!("note: {KERNEL_ENV}={asked}: this CPU cannot run that kernel; using {best_name}");
+                best
             }
         })
     }
