@@ -96,7 +96,7 @@ impl Isa {
                 "avx512" => Isa::Avx512,
                 other => {
                     eprintln!(
-                        "note: {KERNEL_ENV}={other:?} is not avx512, avx2, none or best; using {best:?}"
+                        "note: {KERNEL_ENV}={other:?} is not avx512, avx2, none or best; using {best_name}"
                     );
                     return best;
                 }
