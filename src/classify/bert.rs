@@ -406,7 +406,10 @@ impl Layer {
 /// position. Per text and head, both products run through the packed kernel: the scores
 /// are `q_h · (k_h / √dh)ᵀ + bias` (a dense layer whose weight is the scaled keys and whose
 /// bias is the attention bias), the context `softmax(scores) · v_h` (weight `v_hᵀ`).
-/// Packing a `seq × dh` operand costs little beside the product it serves.
+/// Packing a `seq × dh` operand costs little beside the product it serves. Plain loops
+/// compiled for wide vectors were measured instead (2026-12-03, AVX2, one core, the shipped
+/// encoder): no faster on a 22-token prompt, where attention is about 4% of the pass, and
+/// about 11% slower on a 128-token answer.
 /// `None` where the kernel cannot run (the caller then takes candle's operations).
 fn attention(
     context: &mut [f32],
