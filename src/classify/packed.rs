@@ -85,21 +85,22 @@ impl Isa {
         *CHOSEN.get_or_init(|| {
             let available = Isa::available();
             let best = available.first().copied();
-            let best_name = best.map_or("candle's product".to_string(), |i| format!("{i:?}"));
+            let best_name = best.map_or("candle's product", Isa::name);
             let Ok(asked) = std::env::var(KERNEL_ENV) else {
                 return best;
             };
             let wanted = match asked.as_str() {
                 "none" => return None,
                 "" | "best" => return best,
-                "avx2" => Isa::Avx2,
-                "avx512" => Isa::Avx512,
-                other => {
-                    eprintln!(
-                        "note: {KERNEL_ENV}={other:?} is not avx512, avx2, none or best; using {best_name}"
-                    );
-                    return best;
-                }
+                name => match Isa::from_name(name) {
+                    Some(isa) => isa,
+                    None => {
+                        eprintln!(
+                            "note: {KERNEL_ENV}={name:?} is not avx512, avx2, none or best; using {best_name}"
+                        );
+                        return best;
+                    }
+                },
             };
             if available.contains(&wanted) {
                 Some(wanted)
@@ -108,6 +109,21 @@ impl Isa {
                 best
             }
         })
+    }
+
+    /// The kernel's name as [`KERNEL_ENV`] takes it, and as notices print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// The kernel [`Isa::name`] names, if any.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.name() == name)
     }
 
     /// Every kernel this CPU can run, best first (the tests check each).
@@ -1289,6 +1305,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_kernel_is_named_as_the_environment_variable_takes_it() {
+        // The notice about an unusable choice names the kernel used instead; the name must
+        // be one the variable accepts, or the notice points a user at a value that fails.
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::from_name("Avx2"), None);
+        assert_eq!(Isa::from_name("none"), None);
     }
 
     #[test]
