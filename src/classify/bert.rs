@@ -65,8 +65,14 @@ enum Dense {
     /// rather than in every product (see the module docs).
     Transposed { weight_t: Tensor, bias: Tensor },
     /// [`Ops::Differentiable`]: `W` (`[outputs, inputs]`), the checkpoint's layout and the
-    /// trained variable.
-    Plain { weight: Tensor, bias: Tensor },
+    /// trained variable. With `four_bit` ([`Layer::with_four_bit_weights`]) the product uses
+    /// `W` rounded to the 8-bit kernels' grid and passes its gradient straight through to
+    /// `W`, so training sees the weights the packed layer will run on.
+    Plain {
+        weight: Tensor,
+        bias: Tensor,
+        four_bit: bool,
+    },
 }
 
 impl Dense {
@@ -74,7 +80,11 @@ impl Dense {
         let weight = vb.get((outputs, inputs), "weight")?;
         let bias = vb.get(outputs, "bias")?;
         if ops == Ops::Differentiable {
-            return Ok(Dense::Plain { weight, bias });
+            return Ok(Dense::Plain {
+                weight,
+                bias,
+                four_bit: false,
+            });
         }
         if weight.dtype() == candle_core::DType::F32 && packed::kernel_available() {
             let w = weight.flatten_all()?.to_vec1::<f32>()?;
@@ -98,7 +108,19 @@ impl Dense {
                 .to_dtype(candle_core::DType::F32)?
                 .apply_op1_no_bwd(p.as_ref()),
             Dense::Transposed { weight_t, bias } => x.matmul(weight_t)?.broadcast_add(bias),
-            Dense::Plain { weight, bias } => x.matmul(&weight.t()?)?.broadcast_add(bias),
+            Dense::Plain {
+                weight,
+                bias,
+                four_bit: false,
+            } => x.matmul(&weight.t()?)?.broadcast_add(bias),
+            Dense::Plain { weight, bias, .. } => {
+                let (outputs, inputs) = weight.dims2()?;
+                let grid = packed::round_to_four_bit_grid(&weight.flatten_all()?.to_vec1::<f32>()?, inputs);
+                let grid = Tensor::from_vec(grid, (outputs, inputs), weight.device())?;
+                // The value of the grid, the gradient of `weight` (a straight-through estimate).
+                let rounded = (weight + (grid - weight)?.detach())?;
+                x.matmul(&rounded.t()?)?.broadcast_add(bias)
+            }
         }
     }
 }
@@ -253,6 +275,25 @@ impl Layer {
         })
     }
 
+    /// Trains (and runs) the dense layers on their weights rounded to the grid of
+    /// [`packed::round_to_four_bit_grid`], for a layer that is to ship as 8-bit integers;
+    /// no change to a layer loaded with [`Ops::Fused`] (its weights are packed as they are).
+    pub fn with_four_bit_weights(mut self) -> Self {
+        for dense in [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ] {
+            if let Dense::Plain { four_bit, .. } = dense {
+                *four_bit = true;
+            }
+        }
+        self
+    }
+
     /// The layer over `x` (`[batch, seq, dim]`) with the attention bias of its mask
     /// ([`attention_bias`]).
     pub fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
@@ -334,6 +375,17 @@ impl Layer {
             _ => 0,
         })
         .sum()
+    }
+
+    /// How many of this layer's dense layers hold their weights as 8-bit integers, of how
+    /// many ([`Bert::int8_products`]).
+    pub fn int8_products(&self) -> (usize, usize) {
+        let denses = self.denses();
+        let int8 = denses
+            .iter()
+            .filter(|d| matches!(d, Dense::Packed(p) if p.is_int8()))
+            .count();
+        (int8, denses.len())
     }
 
     /// How many of this layer's products quantize their inputs ([`Self::quantize_inputs`]).
@@ -554,13 +606,10 @@ impl Bert {
     /// 4-bit e5 import on a CPU with a kernel (AVX-512F or AVX2); none for f32 checkpoints
     /// or elsewhere.
     pub fn int8_products(&self) -> (usize, usize) {
-        let denses = self.layers.iter().flat_map(Layer::denses);
-        denses.fold((0, 0), |(int8, all), d| {
-            (
-                int8 + usize::from(matches!(d, Dense::Packed(p) if p.is_int8())),
-                all + 1,
-            )
-        })
+        self.layers
+            .iter()
+            .map(Layer::int8_products)
+            .fold((0, 0), |(i, a), (int8, all)| (i + int8, a + all))
     }
 
     /// The last hidden states of token ids (`[batch, seq]`) under `mask` (1 for a token, 0

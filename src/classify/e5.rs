@@ -340,7 +340,7 @@ impl E5Encoder {
     /// 1/254 of its largest magnitude; tests/e5_real.rs bounds what that does to the
     /// sentence vectors), so heads record whether they were trained this way
     /// (`int8_activations`) and the tier runs the encoder as they say. Elsewhere, and over
-    /// f32 weights (the Hub's checkpoint, a fine-tuned layer), nothing changes; see
+    /// f32 weights (the Hub's checkpoint, a layer fine-tuned in f32), nothing changes; see
     /// [`Self::int8_activations`].
     pub fn with_int8_activations(mut self) -> Self {
         self.bert.quantize_inputs();
@@ -357,9 +357,16 @@ impl E5Encoder {
     /// false where no kernel takes them (neither AVX2 nor AVX-512 VNNI) or the weights are
     /// f32.
     pub fn int8_activations(&self) -> bool {
-        // The pretrained layers, not the prompt layer: its weights are f32, so it never
-        // quantizes, whichever way the encoder runs.
+        // The pretrained layers, not a tuned layer: one tuned in f32 never quantizes,
+        // whichever way the encoder runs.
         self.bert.quantized_products() > 0
+    }
+
+    /// How many of the fine-tuned prompt layer's dense layers run on 8-bit weights, of how
+    /// many (`None` without one): all six for a layer tuned on the 4-bit grid
+    /// (`train --prompt-weights four-bit`) on a CPU with a kernel, none for one tuned in f32.
+    pub fn prompt_layer_int8_products(&self) -> Option<(usize, usize)> {
+        self.prompt_top.as_ref().map(Layer::int8_products)
     }
 
     /// Whether a fine-tuned prompt layer is loaded.

@@ -116,8 +116,18 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
                     models.escalate = models.combiner.wide_escalation_band();
                 }
                 prompt_tiers.push((tier, threshold));
+                // A benign reading is always the last prompt tier's, so the thresholds
+                // that turn it into a re-route are chosen for that tier's probabilities.
+                models.harm = if kind == "e5" {
+                    crate::judge::HarmPolicy::for_e5()
+                } else {
+                    crate::judge::HarmPolicy::default()
+                };
             }
-            _ => prompt_tiers.push((tier, threshold)),
+            _ => {
+                prompt_tiers.push((tier, threshold));
+                models.harm = crate::judge::HarmPolicy::default();
+            }
         }
     }
     let mut prompt = super::Cascade::new();

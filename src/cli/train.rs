@@ -46,6 +46,16 @@ pub enum TuneFolds {
     None,
 }
 
+/// How the fine-tuned prompt layer's weights are held (`--prompt-weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PromptWeights {
+    /// f32: the tuning's values as they are; the layer runs on the f32 kernel.
+    F32,
+    /// Tuned and shipped on the 4-bit grid of the pretrained layers
+    /// (`classify::packed::round_to_four_bit_grid`): the layer runs on the 8-bit kernel.
+    FourBit,
+}
+
 /// How e5 runs its products over 8-bit weights (`--activations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Activations {
@@ -142,6 +152,17 @@ pub struct TrainArgs {
     /// are not run for prompts). 12 is the last.
     #[arg(long, default_value_t = 8)]
     pub prompt_depth: usize,
+    /// How the fine-tuned prompt layer's weights are tuned and shipped: `four-bit` (on the
+    /// grid of the pretrained layers, so the layer runs on the 8-bit kernel as they do: a
+    /// prompt costs about 14% less on AVX2), or `f32`. models/e5-heads/README.md has what
+    /// each costs and scores.
+    #[arg(long, value_enum, default_value_t = PromptWeights::FourBit)]
+    pub prompt_weights: PromptWeights,
+    /// Learning rate of the fine-tuned prompt layer (its head learns at 2e-3). 3e-4 ships
+    /// with `four-bit`: on the grid a weight moves only once its change passes half a step,
+    /// and at the 5e-5 that f32 layers were tuned with few did (models/e5-heads/README.md).
+    #[arg(long, default_value_t = 3e-4)]
+    pub prompt_layer_lr: f64,
     /// Which prompt files the fine-tuned layer is also trained without, to measure it on
     /// them: `contrast` (the contrast-style files, the hard case), `all` (every file, about
     /// six minutes each), or `none`.
@@ -606,6 +627,8 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let tc = TuneConfig {
                     epochs: args.tune_epochs,
                     seed: args.seed,
+                    four_bit_weights: args.prompt_weights == PromptWeights::FourBit,
+                    layer_lr: args.prompt_layer_lr,
                     ..TuneConfig::default()
                 };
                 let (held_out, tuned) =
@@ -739,9 +762,12 @@ fn render_tuned(
 ) -> String {
     let policy = crate::judge::HarmPolicy::default();
     let heading = format!(
-        "\n## Prompt harm through e5's layer {depth} fine-tuned ({} passes, layer lr {}, head lr {}; \
+        "\n## Prompt harm through e5's layer {depth} fine-tuned ({} passes, layer lr {}, head lr {}, {} weights; \
          `crate::judge::tune`)\n\n",
-        tc.epochs, tc.layer_lr, tc.head_lr
+        tc.epochs,
+        tc.layer_lr,
+        tc.head_lr,
+        if tc.four_bit_weights { "4-bit" } else { "f32" }
     );
     if tuned.iter().all(Option::is_none) {
         // `--tune-folds none`: empty tables and a sweep over no rows would read as measured.

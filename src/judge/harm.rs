@@ -52,6 +52,21 @@ impl Default for HarmPolicy {
 }
 
 impl HarmPolicy {
+    /// The policy where e5's fine-tuned prompt layer is the last prompt tier (the `e5`
+    /// tiers of [`crate::classify::tiers`]): benign below 0.30, below 0.20 when the refusal
+    /// names harm. Chosen by the same rule on the same development set as the default
+    /// (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`), for the
+    /// layer shipped on 2026-12-03, tuned on the 4-bit grid: its probabilities of harm sit
+    /// higher than the f32 layer's for the same ranking (models/e5-heads/README.md), so the
+    /// same thresholds kept more benign refusals. The other tiers keep [`HarmPolicy::default`].
+    pub fn for_e5() -> Self {
+        HarmPolicy {
+            benign_below: 0.30,
+            benign_below_named_harm: 0.20,
+            ..HarmPolicy::default()
+        }
+    }
+
     /// The verdict for a provider's block of a request judged `judged` by `source`: a
     /// safety refusal when the request is clearly harmful (`block_harmful_from`), `None` (the block stands and is
     /// re-routed) otherwise; see [`crate::judge::decide`] for why an unsure judgment does

@@ -35,6 +35,11 @@ pub struct TuneConfig {
     pub scale: f64,
     /// Seed of the batch order.
     pub seed: u64,
+    /// Tunes the layer on its weights rounded to the 8-bit kernels' grid
+    /// ([`crate::classify::packed::round_to_four_bit_grid`], gradients passed straight
+    /// through) and exports them rounded, so the tuned layer runs on the 8-bit kernel as the
+    /// pretrained ones do. Off, it is tuned and shipped in f32.
+    pub four_bit_weights: bool,
 }
 
 impl Default for TuneConfig {
@@ -46,6 +51,7 @@ impl Default for TuneConfig {
             head_lr: 2e-3,
             scale: 20.0,
             seed: 17,
+            four_bit_weights: false,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct TunedTop {
     pub layer: Layer,
     head: Linear,
     scale: f64,
+    /// Whether the layer was tuned on rounded weights ([`TuneConfig::four_bit_weights`]).
+    four_bit: bool,
 }
 
 impl TunedTop {
@@ -172,7 +180,10 @@ pub fn tune(
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
-    let layer = Layer::load(vb.clone(), cfg, index, Ops::Differentiable).map_err(err)?;
+    let mut layer = Layer::load(vb.clone(), cfg, index, Ops::Differentiable).map_err(err)?;
+    if tc.four_bit_weights {
+        layer = layer.with_four_bit_weights();
+    }
     let layer_names: Vec<String> = vars.data().lock().map_err(err)?.keys().cloned().collect();
     // The layer starts from the pretrained values.
     {
@@ -262,6 +273,7 @@ pub fn tune(
         layer,
         head,
         scale: tc.scale,
+        four_bit: tc.four_bit_weights,
     })
 }
 
@@ -438,14 +450,27 @@ fn out_of_fold(
 }
 
 impl TunedTop {
-    /// The tuned layer's tensors, named as in the checkpoint (the head left out).
+    /// The tuned layer's tensors, named as in the checkpoint (the head left out); the dense
+    /// weights rounded as they were tuned, when they were ([`TuneConfig::four_bit_weights`]).
     pub fn layer_tensors(&self) -> Result<std::collections::HashMap<String, Tensor>, ClassifyError> {
         let data = self.vars.data().lock().map_err(err)?;
-        Ok(data
-            .iter()
+        data.iter()
             .filter(|(name, _)| !name.starts_with("head."))
-            .map(|(name, v)| (name.clone(), v.as_tensor().clone()))
-            .collect())
+            .map(|(name, v)| {
+                let t = v.as_tensor();
+                match t.dims() {
+                    // The dense weights, `[outputs, inputs]`; norms and biases are vectors.
+                    &[outputs, inputs] if self.four_bit => {
+                        let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+                        let grid = crate::classify::packed::round_to_four_bit_grid(&values, inputs);
+                        Tensor::from_vec(grid, (outputs, inputs), t.device())
+                            .map(|t| (name.clone(), t))
+                            .map_err(err)
+                    }
+                    _ => Ok((name.clone(), t.clone())),
+                }
+            })
+            .collect()
     }
 }
 
@@ -551,5 +576,75 @@ mod tests {
         let layer = tuned.layer_tensors().unwrap();
         assert_eq!(layer.len(), 16);
         assert!(layer.keys().all(|k| k.starts_with("encoder.layer.0.")));
+    }
+
+    #[test]
+    fn a_layer_tuned_on_the_four_bit_grid_ships_on_it_and_computes_what_was_trained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, weights) = tiny_checkpoint(dir.path());
+        let dev = Device::Cpu;
+        let states: Vec<Tensor> = (0..32usize)
+            .map(|i| {
+                let x = Tensor::randn(0f32, 1.0, (3 + i % 4, 8), &dev).unwrap();
+                let shift = if i % 2 == 1 { 1.5f32 } else { -1.5 };
+                x.broadcast_add(&Tensor::new(&[shift, 0., -shift, 0., 0., 0., 0., 0.], &dev).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let labels: Vec<usize> = (0..32).map(|i| i % 2).collect();
+        let set = TrainingSet {
+            states: states.iter().collect(),
+            labels: labels.clone(),
+            weights: vec![1.0; 32],
+            classes: 2,
+        };
+        let tc = TuneConfig {
+            epochs: 10,
+            batch: 8,
+            layer_lr: 1e-2,
+            head_lr: 2e-2,
+            four_bit_weights: true,
+            ..TuneConfig::default()
+        };
+        let mut losses = Vec::new();
+        let tuned = tune(&cfg, &weights, 0, &set, &tc, |_, _, l| losses.push(l)).unwrap();
+        assert!(
+            losses[losses.len() - 4..].iter().sum::<f32>() < losses[..4].iter().sum::<f32>() * 0.5,
+            "{losses:?}"
+        );
+        let exported = tuned.layer_tensors().unwrap();
+        let mut rounded = 0;
+        for (name, t) in &exported {
+            if let &[_, inputs] = t.dims() {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(
+                    crate::classify::packed::round_to_four_bit_grid(&v, inputs),
+                    v,
+                    "{name}"
+                );
+                rounded += 1;
+            }
+        }
+        assert_eq!(rounded, 6, "the six dense weights");
+        // The tuned variables themselves moved off the grid (gradients pass straight
+        // through), and the export rounded them back onto it.
+        let raw = tuned.vars.data().lock().unwrap()["encoder.layer.0.intermediate.dense.weight"]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_ne!(crate::classify::packed::round_to_four_bit_grid(&raw, 8), raw);
+        // Loaded to run, the exported layer computes what training computed.
+        let vb = VarBuilder::from_tensors(exported, DType::F32, &dev);
+        let mut shipped = Layer::load(vb, &cfg, 0, Ops::Fused).unwrap();
+        let trained = tuned.vectors(&set.states).unwrap();
+        let run = layer_vectors(&shipped, &set.states).unwrap();
+        for (a, b) in trained.iter().flatten().zip(run.iter().flatten()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        if crate::classify::packed::Isa::detect().is_some_and(|isa| isa.takes_8_bit_inputs()) {
+            assert_eq!(shipped.quantize_inputs(), 6, "every product on 8-bit weights");
+        }
     }
 }

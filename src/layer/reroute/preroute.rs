@@ -158,9 +158,11 @@ impl Default for PreRouteConfig {
     /// France/Spain 0.74, 选举/投票 0.65) and keeps prompts that share only a template
     /// apart ("What is the capital of France?" / "What is the meaning of life?": 0.52;
     /// unrelated ones under 0.4). A false match would only send a benign request to the
-    /// fallback, but the primary deserves its chance at a new question. 0.15 is the judge's own "clearly benign" bound
-    /// ([`crate::judge::HarmPolicy`]): only a request judged clearly benign skips a
-    /// provider.
+    /// fallback, but the primary deserves its chance at a new question. 0.15 is the default
+    /// policy's "clearly benign" bound ([`crate::judge::HarmPolicy`]): only a request judged
+    /// clearly benign skips a provider. The e5 tier re-routes a refusal below 0.30
+    /// ([`crate::judge::HarmPolicy::for_e5`]); skipping the primary stays at the stricter
+    /// bound, on the safe side.
     fn default() -> Self {
         PreRouteConfig {
             capacity: 10_000,
