@@ -279,14 +279,7 @@ impl Layer {
     /// [`packed::round_to_four_bit_grid`], for a layer that is to ship as 8-bit integers;
     /// no change to a layer loaded with [`Ops::Fused`] (its weights are packed as they are).
     pub fn with_four_bit_weights(mut self) -> Self {
-        for dense in [
-            &mut self.query,
-            &mut self.key,
-            &mut self.value,
-            &mut self.attention_out,
-            &mut self.intermediate,
-            &mut self.output,
-        ] {
+        for dense in self.denses_mut() {
             if let Dense::Plain { four_bit, .. } = dense {
                 *four_bit = true;
             }
@@ -348,6 +341,17 @@ struct PackedProducts<'a> {
 
 impl Layer {
     /// The six dense layers, in the order they run.
+    fn denses_mut(&mut self) -> [&mut Dense; 6] {
+        [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+
     fn denses(&self) -> [&Dense; 6] {
         [
             &self.query,
@@ -361,20 +365,13 @@ impl Layer {
 
     /// [`Bert::quantize_inputs`] for this layer's products; returns how many now quantize.
     pub fn quantize_inputs(&mut self) -> usize {
-        [
-            &mut self.query,
-            &mut self.key,
-            &mut self.value,
-            &mut self.attention_out,
-            &mut self.intermediate,
-            &mut self.output,
-        ]
-        .into_iter()
-        .map(|d| match d {
-            Dense::Packed(p) => usize::from(Arc::make_mut(p).quantize_inputs()),
-            _ => 0,
-        })
-        .sum()
+        self.denses_mut()
+            .into_iter()
+            .map(|d| match d {
+                Dense::Packed(p) => usize::from(Arc::make_mut(p).quantize_inputs()),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// How many of this layer's dense layers hold their weights as 8-bit integers, of how

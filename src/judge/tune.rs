@@ -521,6 +521,16 @@ mod tests {
         (cfg, path)
     }
 
+    /// Texts of two classes, every one weighted 1.
+    fn two_classes<'a>(states: &'a [Tensor], labels: &[usize]) -> TrainingSet<'a> {
+        TrainingSet {
+            states: states.iter().collect(),
+            labels: labels.to_vec(),
+            weights: vec![1.0; states.len()],
+            classes: 2,
+        }
+    }
+
     #[test]
     fn tuning_learns_a_separable_task_and_padding_does_not_count() {
         let dir = tempfile::tempdir().unwrap();
@@ -540,12 +550,7 @@ mod tests {
             states.push(x);
             labels.push(i % 2);
         }
-        let set = TrainingSet {
-            states: states.iter().collect(),
-            labels: labels.clone(),
-            weights: vec![1.0; 64],
-            classes: 2,
-        };
+        let set = two_classes(&states, &labels);
         let tc = TuneConfig {
             epochs: 15,
             batch: 8,
@@ -592,12 +597,7 @@ mod tests {
             })
             .collect();
         let labels: Vec<usize> = (0..32).map(|i| i % 2).collect();
-        let set = TrainingSet {
-            states: states.iter().collect(),
-            labels: labels.clone(),
-            weights: vec![1.0; 32],
-            classes: 2,
-        };
+        let set = two_classes(&states, &labels);
         let tc = TuneConfig {
             epochs: 10,
             batch: 8,
