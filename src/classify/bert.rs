@@ -287,6 +287,14 @@ impl Layer {
         self
     }
 
+    /// Whether the layer trains on weights rounded to the 4-bit grid
+    /// ([`Self::with_four_bit_weights`]).
+    pub fn has_four_bit_weights(&self) -> bool {
+        self.denses()
+            .iter()
+            .any(|d| matches!(d, Dense::Plain { four_bit: true, .. }))
+    }
+
     /// The layer over `x` (`[batch, seq, dim]`) with the attention bias of its mask
     /// ([`attention_bias`]).
     pub fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
@@ -340,7 +348,7 @@ struct PackedProducts<'a> {
 }
 
 impl Layer {
-    /// The six dense layers, in the order they run.
+    /// The six dense layers, in the order they run, to change them.
     fn denses_mut(&mut self) -> [&mut Dense; 6] {
         [
             &mut self.query,
@@ -352,6 +360,7 @@ impl Layer {
         ]
     }
 
+    /// The six dense layers, in the order they run.
     fn denses(&self) -> [&Dense; 6] {
         [
             &self.query,

@@ -432,7 +432,8 @@ pub fn round_to_four_bit_grid(weight: &[f32], inputs: usize) -> Vec<f32> {
     for row in out.chunks_mut(inputs) {
         for block in row.chunks_mut(BLOCK) {
             let largest = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            if largest == 0.0 || !largest.is_finite() || block.iter().any(|v| !v.is_finite()) {
+            // `max` passes over NaN, so the block itself is checked.
+            if largest == 0.0 || block.iter().any(|v| !v.is_finite()) {
                 continue;
             }
             let scale = round_to_7_bits(largest / 8.0);

@@ -131,8 +131,6 @@ pub struct TunedTop {
     pub layer: Layer,
     head: Linear,
     scale: f64,
-    /// Whether the layer was tuned on rounded weights ([`TuneConfig::four_bit_weights`]).
-    four_bit: bool,
 }
 
 impl TunedTop {
@@ -273,7 +271,6 @@ pub fn tune(
         layer,
         head,
         scale: tc.scale,
-        four_bit: tc.four_bit_weights,
     })
 }
 
@@ -453,6 +450,7 @@ impl TunedTop {
     /// The tuned layer's tensors, named as in the checkpoint (the head left out); the dense
     /// weights rounded as they were tuned, when they were ([`TuneConfig::four_bit_weights`]).
     pub fn layer_tensors(&self) -> Result<std::collections::HashMap<String, Tensor>, ClassifyError> {
+        let four_bit = self.layer.has_four_bit_weights();
         let data = self.vars.data().lock().map_err(err)?;
         data.iter()
             .filter(|(name, _)| !name.starts_with("head."))
@@ -460,7 +458,7 @@ impl TunedTop {
                 let t = v.as_tensor();
                 match t.dims() {
                     // The dense weights, `[outputs, inputs]`; norms and biases are vectors.
-                    &[outputs, inputs] if self.four_bit => {
+                    &[outputs, inputs] if four_bit => {
                         let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
                         let grid = crate::classify::packed::round_to_four_bit_grid(&values, inputs);
                         Tensor::from_vec(grid, (outputs, inputs), t.device())
