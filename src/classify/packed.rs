@@ -995,6 +995,14 @@ mod avx2 {
     const ROWS: usize = 4;
     /// Columns per tile: half a panel.
     const HALF: usize = PANEL / 2;
+    /// Rows per tile over 8-bit inputs: 6 rows × 2 vectors of 16-bit sums, 2 of weights,
+    /// 1 of an input and 1 product fill the 16 registers. (4 rows × 3 vectors, the f32
+    /// kernel's shape, need 17: one sum went to the stack and back at every group of four
+    /// inputs, and the 128-token products of `benches/e5_kernels.rs` took about 1.15x this
+    /// shape's time: models/README.md.)
+    const QUAD_ROWS: usize = 6;
+    /// Columns per tile over 8-bit inputs: a third of a panel, two vectors of eight.
+    const THIRD: usize = PANEL / 3;
 
     /// Every tile of `y` (`rows × outputs`), panel by panel ([`super::product_by`]).
     ///
@@ -1030,7 +1038,7 @@ mod avx2 {
     }
 
     /// Every tile of `y` over 8-bit inputs (`xq`, `xs`: [`super::quantize_rows`]), panel by
-    /// panel ([`super::product_quads_by`]), each tile in two halves.
+    /// panel ([`super::product_quads_by`]), each tile in three thirds.
     ///
     /// # Safety
     /// AVX2 and FMA must be available; `xq` and `xs` hold `rows` rows of whole blocks, `y`
@@ -1054,13 +1062,15 @@ mod avx2 {
             xs,
             rows,
             y,
-            ROWS,
+            QUAD_ROWS,
             |n, a, s, panel, tile, ldt| {
-                for h in [0, HALF] {
+                for h in [0, THIRD, 2 * THIRD] {
                     // SAFETY: `a` and `s` are `n` whole rows, `tile` `n` rows of `PANEL` sums,
                     // `ldt` apart; the features per this function's contract.
                     unsafe {
                         match n {
+                            6 => quad_tile::<6>(a, s, panel, tile, ldt, h),
+                            5 => quad_tile::<5>(a, s, panel, tile, ldt, h),
                             4 => quad_tile::<4>(a, s, panel, tile, ldt, h),
                             3 => quad_tile::<3>(a, s, panel, tile, ldt, h),
                             2 => quad_tile::<2>(a, s, panel, tile, ldt, h),
@@ -1127,7 +1137,7 @@ mod avx2 {
         })
     }
 
-    /// Columns `h..h + HALF` of one `R × PANEL` tile over 8-bit inputs. Per group of four
+    /// Columns `h..h + THIRD` of one `R × PANEL` tile over 8-bit inputs. Per group of four
     /// inputs, `vpmaddubsw` multiplies the four unsigned inputs by each output's four
     /// signed weights and adds them in pairs (16-bit); the group's pairs add up in 16 bits
     /// over a block, which holds: a pair is at most 2 · 255 · 8 = 4,080 in magnitude, a
@@ -1137,8 +1147,8 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 and FMA; `a` holds `R` rows of whole blocks (`blocks · BLOCK` bytes each), `s`
-    /// `R × blocks` scales, `tile` `R` rows of `PANEL` sums, `ldt` apart; `h` is 0 or
-    /// `HALF`; the weights are at most 8 in magnitude.
+    /// `R × blocks` scales, `tile` `R` rows of `PANEL` sums, `ldt` apart; `h` is 0,
+    /// `THIRD` or `2 · THIRD`; the weights are at most 8 in magnitude.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn quad_tile<const R: usize>(
@@ -1153,7 +1163,7 @@ mod avx2 {
         let kp = blocks * BLOCK;
         debug_assert!(a.len() >= R * kp && s.len() >= R * blocks && tile.len() >= (R - 1) * ldt + PANEL);
         debug_assert!(
-            panel.q.len() >= kp * PANEL && panel.scales.len() >= blocks * PANEL && h + HALF <= PANEL
+            panel.q.len() >= kp * PANEL && panel.scales.len() >= blocks * PANEL && h + THIRD <= PANEL
         );
         // SAFETY (whole body): every offset stays inside the lengths above; the prefetch
         // address may pass the panel's end, which a prefetch tolerates.
@@ -1161,38 +1171,32 @@ mod avx2 {
             let (ap, qp, t) = (a.as_ptr(), panel.q.as_ptr(), tile.as_mut_ptr());
             let ones = _mm256_set1_epi16(1);
             for b in 0..blocks {
-                let mut acc = [[_mm256_setzero_si256(); 3]; R];
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
                 for g in 0..BLOCK / 4 {
-                    // Output j's four weights of group g: bytes ((g·PANEL + j)·4)..+4.
+                    // Output j's four weights of group g: bytes ((g·PANEL + j)·4)..+4; a
+                    // third's 64 bytes may straddle two cache lines.
                     let wq = qp.add(((b * BLOCK / 4 + g) * PANEL + h) * 4);
                     _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4));
-                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4 + 64));
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(4 * PANEL * 4 + 63));
                     let w0 = _mm256_loadu_si256(wq as *const __m256i);
                     let w1 = _mm256_loadu_si256(wq.add(32) as *const __m256i);
-                    let w2 = _mm256_loadu_si256(wq.add(64) as *const __m256i);
                     for (i, row) in acc.iter_mut().enumerate() {
                         let four = (ap.add(i * kp + b * BLOCK + g * 4) as *const i32).read_unaligned();
                         let u = _mm256_set1_epi32(four);
                         row[0] = _mm256_add_epi16(row[0], _mm256_maddubs_epi16(u, w0));
                         row[1] = _mm256_add_epi16(row[1], _mm256_maddubs_epi16(u, w1));
-                        row[2] = _mm256_add_epi16(row[2], _mm256_maddubs_epi16(u, w2));
                     }
                 }
                 let off = panel.offset.as_ptr().add(b * PANEL + h);
                 let start = [
                     _mm256_loadu_si256(off as *const __m256i),
                     _mm256_loadu_si256(off.add(8) as *const __m256i),
-                    _mm256_loadu_si256(off.add(16) as *const __m256i),
                 ];
                 let sc = panel.scales.as_ptr().add(b * PANEL + h);
-                let sw = [
-                    _mm256_loadu_ps(sc),
-                    _mm256_loadu_ps(sc.add(8)),
-                    _mm256_loadu_ps(sc.add(16)),
-                ];
+                let sw = [_mm256_loadu_ps(sc), _mm256_loadu_ps(sc.add(8))];
                 for (i, row) in acc.iter().enumerate() {
                     let sx = _mm256_set1_ps(*s.as_ptr().add(i * blocks + b));
-                    for v in 0..3 {
+                    for v in 0..2 {
                         let at = t.add(i * ldt + h + 8 * v);
                         let sums = _mm256_add_epi32(start[v], _mm256_madd_epi16(row[v], ones));
                         let scale = _mm256_mul_ps(sw[v], sx);
