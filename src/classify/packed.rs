@@ -990,10 +990,10 @@ mod avx2 {
 
     use super::{PackedDense, Panel, Quads, AHEAD, BLOCK, PANEL};
 
-    /// Rows per tile: 4 rows × 3 vectors of sums, 3 of weights and 1 of an input fill the
-    /// 16 registers.
+    /// Rows per tile over f32 inputs: 4 rows × 3 vectors of sums, 3 of weights and 1 of an
+    /// input fill the 16 registers (FMA adds into the sum, so no register holds a product).
     const ROWS: usize = 4;
-    /// Columns per tile: half a panel.
+    /// Columns per tile over f32 inputs: half a panel.
     const HALF: usize = PANEL / 2;
     /// Rows per tile over 8-bit inputs: 6 rows × 2 vectors of 16-bit sums, 2 of weights,
     /// 1 of an input and 1 product fill the 16 registers. (4 rows × 3 vectors, the f32
@@ -1003,6 +1003,8 @@ mod avx2 {
     const QUAD_ROWS: usize = 6;
     /// Columns per tile over 8-bit inputs: a third of a panel, two vectors of eight.
     const THIRD: usize = PANEL / 3;
+    // `quad_tile` holds two vectors of sums per row, and `product_quads` walks three thirds.
+    const _: () = assert!(THIRD == 2 * 8 && 3 * THIRD == PANEL);
 
     /// Every tile of `y` (`rows × outputs`), panel by panel ([`super::product_by`]).
     ///
