@@ -53,16 +53,20 @@ impl Default for HarmPolicy {
 
 impl HarmPolicy {
     /// The policy where e5's fine-tuned prompt layer is the last prompt tier (the `e5`
-    /// tiers of [`crate::classify::tiers`]): benign below 0.30, below 0.20 when the refusal
-    /// names harm. Chosen by the same rule on the same development set as the default
-    /// (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`), for the
+    /// tiers of [`crate::classify::tiers`]): benign below 0.30, whether or not the refusal
+    /// names harm. Chosen by the rule of tests/harm_reroute.rs
+    /// (`the_harm_policy_is_chosen_on_a_development_set`) on its development set, for the
     /// layer shipped on 2026-12-03, tuned on the 4-bit grid: its probabilities of harm sit
     /// higher than the f32 layer's for the same ranking (models/e5-heads/README.md), so the
-    /// same thresholds kept more benign refusals. The other tiers keep [`HarmPolicy::default`].
+    /// default's thresholds kept more benign refusals. On the development set of 160
+    /// requests the rule chose 0.20 when the refusal names harm; on the 320 of 2026-12-04 a
+    /// refusal's naming of harm no longer told the two sides apart at 0.30 (benign 117 of
+    /// 160 re-routed instead of 115, harmful 3 either way). The other tiers keep
+    /// [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {
             benign_below: 0.30,
-            benign_below_named_harm: 0.20,
+            benign_below_named_harm: 0.30,
             ..HarmPolicy::default()
         }
     }
