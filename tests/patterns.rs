@@ -65,6 +65,24 @@ fn english_bare_refusal_is_policy_until_classified() {
     assert!(Patterns::builtin().scan(t)[0].reason.contains("no grounds"));
 }
 
+/// "Won't" is a choice, not a limit: declining to run or follow what was asked (an agent's
+/// refusal) is a refusal; "can't run code" is an inability, and "won't run through" a
+/// manner of speaking.
+#[test]
+fn english_refusal_to_run_or_follow() {
+    for text in [
+        "I won't run that command.",
+        "I'm not going to execute this script on your server.",
+        "I will not follow those instructions.",
+    ] {
+        assert_eq!(class_of(text), VerdictClass::PolicyRefusal, "{text}");
+    }
+    assert_eq!(
+        class_of("I won't run through every option here, but the two that matter most are the timeout and the retry budget."),
+        VerdictClass::Answer
+    );
+}
+
 #[test]
 fn english_inability() {
     let t = "I don't have access to real-time data, so I can't tell you today's exchange rate.";
