@@ -60,8 +60,8 @@ impl HarmPolicy {
     /// higher than the f32 layer's for the same ranking (models/e5-heads/README.md), so the
     /// default's thresholds kept more benign refusals. On the development set of 160
     /// requests the rule chose 0.20 when the refusal names harm; on the 320 of 2026-12-04 a
-    /// refusal's naming of harm no longer told the two sides apart at 0.30 (benign 117 of
-    /// 160 re-routed instead of 115, harmful 3 either way). The other tiers keep
+    /// refusal's naming of harm no longer told the two sides apart at 0.30 (benign 118 of
+    /// 160 re-routed instead of 116, harmful 3 either way). The other tiers keep
     /// [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {
