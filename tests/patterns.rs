@@ -83,6 +83,30 @@ fn english_refusal_to_run_or_follow() {
     );
 }
 
+/// Plain refusals in other models' words than the stock "I'm sorry, but I can't".
+#[test]
+fn english_plain_refusals() {
+    for text in [
+        "That's not something I'm willing to do.",
+        "This isn't something I can assist with.",
+        "I'm not comfortable doing that.",
+        "I must refuse.",
+        "I'll have to pass on that.",
+        "I won't be helping with that.",
+        "I'm declining this request.",
+        "I'd rather not help with this one.",
+        "Unfortunately that's off-limits for me.",
+        "Sorry, no can do.",
+    ] {
+        assert_ne!(class_of(text), VerdictClass::Answer, "{text}");
+    }
+    // The same words about something other than the request.
+    assert_eq!(
+        class_of("Next year's exchange rate is not something I can predict with confidence, but the forward rate today implies a small depreciation, and most banks' forecasts cluster within two percent of it."),
+        VerdictClass::Answer
+    );
+}
+
 #[test]
 fn english_inability() {
     let t = "I don't have access to real-time data, so I can't tell you today's exchange rate.";
