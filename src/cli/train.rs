@@ -163,6 +163,12 @@ pub struct TrainArgs {
     /// and at the 5e-5 that f32 layers were tuned with few did (models/e5-heads/README.md).
     #[arg(long, default_value_t = 3e-4)]
     pub prompt_layer_lr: f64,
+    /// The last share of the prompt layer's tuning steps (0 to 1) whose values are averaged
+    /// into the layer and head that ship (stochastic weight averaging); 0 ships the last
+    /// step's values. A measurement: 0.5 read the held-out files and the harm development
+    /// set no better (models/e5-heads/README.md).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub prompt_average_last: f64,
     /// Which prompt files the fine-tuned layer is also trained without, to measure it on
     /// them: `contrast` (the contrast-style files, the hard case), `all` (every file, about
     /// six minutes each), or `none`.
@@ -629,6 +635,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                     seed: args.seed,
                     four_bit_weights: args.prompt_weights == PromptWeights::FourBit,
                     layer_lr: args.prompt_layer_lr,
+                    average_last: args.prompt_average_last,
                     ..TuneConfig::default()
                 };
                 let (held_out, tuned) =
@@ -760,9 +767,16 @@ fn render_tuned(
     depth: usize,
     tc: &TuneConfig,
 ) -> String {
-    let policy = crate::judge::HarmPolicy::default();
+    // The tuned layer is what the e5 tier judges requests with, so its tables flag at that
+    // tier's policy, not the embedded default's.
+    let policy = crate::judge::HarmPolicy::for_e5();
+    let averaged = if tc.average_last > 0.0 {
+        format!(", the last {} of the steps averaged", tc.average_last)
+    } else {
+        String::new()
+    };
     let heading = format!(
-        "\n## Prompt harm through e5's layer {depth} fine-tuned ({} passes, layer lr {}, head lr {}, {} weights; \
+        "\n## Prompt harm through e5's layer {depth} fine-tuned ({} passes, layer lr {}, head lr {}, {} weights{averaged}; \
          `crate::judge::tune`)\n\n",
         tc.epochs,
         tc.layer_lr,
@@ -785,7 +799,7 @@ fn render_tuned(
         .collect();
     let mut s = format!(
         "{heading}Each file below judged by a layer and head tuned without it, on the same \
-         capped rows as the e5 tables above; flagged from {}.\n\ne5 head over frozen vectors (as above):\n\n{}\n\
+         capped rows as the e5 tables above; flagged from {} (the e5 tier's policy, `HarmPolicy::for_e5`).\n\ne5 head over frozen vectors (as above):\n\n{}\n\
          fine-tuned layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
         policy.benign_below,
         render_prompts(&score_prompts(rows, names, &only(frozen), policy.benign_below)),

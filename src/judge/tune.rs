@@ -40,6 +40,12 @@ pub struct TuneConfig {
     /// through) and exports them rounded, so the tuned layer runs on the 8-bit kernel as the
     /// pretrained ones do. Off, it is tuned and shipped in f32.
     pub four_bit_weights: bool,
+    /// The last share of the steps (0 to 1) over which the tuned values are averaged, step
+    /// by step, into the values returned (stochastic weight averaging); 0 returns the last
+    /// step's values. One tuning's last values depend on the last few batches it saw, and
+    /// two tunings of the same data differed by up to 0.15 in a held-out file's benign
+    /// prompts flagged; the average over many steps is a flatter, steadier point.
+    pub average_last: f64,
 }
 
 impl Default for TuneConfig {
@@ -52,6 +58,7 @@ impl Default for TuneConfig {
             scale: 20.0,
             seed: 17,
             four_bit_weights: false,
+            average_last: 0.0,
         }
     }
 }
@@ -234,6 +241,7 @@ pub fn tune(
     by_len.sort_by_key(|&i| (states[i].dim(0).unwrap_or(0) / 8, keys[i]));
     let batches: Vec<Vec<usize>> = by_len.chunks(tc.batch.max(1)).map(|c| c.to_vec()).collect();
     let total = tc.epochs * batches.len();
+    let mut average = WeightAverage::new(&vars, total, tc.average_last)?;
     let mut step = 0;
     for _ in 0..tc.epochs {
         let mut order: Vec<usize> = (0..batches.len()).collect();
@@ -263,15 +271,79 @@ pub fn tune(
             layer_opt.step(&grads).map_err(err)?;
             head_opt.step(&grads).map_err(err)?;
             step += 1;
+            average.add(step)?;
             progress(step, total, loss.to_scalar::<f32>().map_err(err)?);
         }
     }
+    average.apply()?;
     Ok(TunedTop {
         vars,
         layer,
         head,
         scale: tc.scale,
     })
+}
+
+/// The running mean of a tuning's values over its last steps ([`TuneConfig::average_last`]).
+struct WeightAverage<'a> {
+    vars: &'a VarMap,
+    /// The first step (1-based) that joins the mean; past the last step when off.
+    from: usize,
+    /// Each variable's mean so far, by name.
+    means: std::collections::HashMap<String, Tensor>,
+    count: usize,
+}
+
+impl<'a> WeightAverage<'a> {
+    fn new(vars: &'a VarMap, total: usize, share: f64) -> Result<Self, ClassifyError> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(ClassifyError::Invalid(format!(
+                "the share of steps to average is {share}, not between 0 and 1"
+            )));
+        }
+        let averaged = (total as f64 * share).round() as usize;
+        Ok(WeightAverage {
+            vars,
+            from: if averaged == 0 {
+                usize::MAX
+            } else {
+                total - averaged.min(total) + 1
+            },
+            means: std::collections::HashMap::new(),
+            count: 0,
+        })
+    }
+
+    /// Adds the values after `step` to the mean, if the step is one of the averaged ones.
+    fn add(&mut self, step: usize) -> Result<(), ClassifyError> {
+        if step < self.from {
+            return Ok(());
+        }
+        self.count += 1;
+        let k = self.count as f64;
+        let data = self.vars.data().lock().map_err(err)?;
+        for (name, var) in data.iter() {
+            let now = var.as_tensor().detach();
+            let mean = match self.means.remove(name) {
+                // mean += (now - mean) / k, so no sum grows with the step count.
+                Some(mean) => (&mean + ((&now - &mean).map_err(err)? / k).map_err(err)?).map_err(err)?,
+                None => now.copy().map_err(err)?,
+            };
+            self.means.insert(name.clone(), mean);
+        }
+        Ok(())
+    }
+
+    /// Sets every variable to its mean (nothing when no step was averaged).
+    fn apply(self) -> Result<(), ClassifyError> {
+        let data = self.vars.data().lock().map_err(err)?;
+        for (name, mean) in &self.means {
+            if let Some(var) = data.get(name) {
+                var.set(mean).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Pooled vectors of a (frozen) layer over trunk states.
@@ -527,6 +599,34 @@ mod tests {
             weights: vec![1.0; states.len()],
             classes: 2,
         }
+    }
+
+    #[test]
+    fn the_average_is_over_the_last_steps_only() {
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        let v = vb.get_with_hints(2, "w", candle_nn::Init::Const(0.0)).unwrap();
+        let set = |x: f32| {
+            let t = Tensor::new(&[x, 2.0 * x], &Device::Cpu).unwrap();
+            vars.data().lock().unwrap()["w"].set(&t).unwrap();
+        };
+        // Four steps, the last half averaged: the values after steps 3 and 4.
+        let mut average = WeightAverage::new(&vars, 4, 0.5).unwrap();
+        for (step, x) in [(1, 10.0), (2, 20.0), (3, 1.0), (4, 3.0)] {
+            set(x);
+            average.add(step).unwrap();
+        }
+        average.apply().unwrap();
+        assert_eq!(v.to_vec1::<f32>().unwrap(), vec![2.0, 4.0]);
+        // Off: the last values stand.
+        let mut average = WeightAverage::new(&vars, 4, 0.0).unwrap();
+        for (step, x) in [(1, 1.0), (2, 5.0)] {
+            set(x);
+            average.add(step).unwrap();
+        }
+        average.apply().unwrap();
+        assert_eq!(v.to_vec1::<f32>().unwrap(), vec![5.0, 10.0]);
+        assert!(WeightAverage::new(&vars, 4, 1.5).is_err());
     }
 
     #[test]
