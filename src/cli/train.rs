@@ -145,7 +145,8 @@ pub struct TrainArgs {
     #[arg(long = "encoder-skip", value_name = "SOURCE")]
     pub encoder_skip: Vec<String>,
     /// Passes of fine-tuning one of e5's layers (`--prompt-depth`) for prompt harm (0: the prompt head reads the
-    /// frozen sentence vectors instead). About two minutes a pass on two cores.
+    /// frozen sentence vectors instead). About two minutes a pass on two cores. Two passes
+    /// were measured and launder more framed harmful requests (models/e5-heads/README.md).
     #[arg(long, default_value_t = 3)]
     pub tune_epochs: usize,
     /// Which of e5's 12 layers is fine-tuned for prompt harm (1-based; the layers after it
