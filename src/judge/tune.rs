@@ -291,7 +291,6 @@ struct WeightAverage<'a> {
     from: usize,
     /// Each variable's mean so far, by name.
     means: std::collections::HashMap<String, Tensor>,
-    count: usize,
 }
 
 impl<'a> WeightAverage<'a> {
@@ -301,16 +300,16 @@ impl<'a> WeightAverage<'a> {
                 "the share of steps to average is {share}, not between 0 and 1"
             )));
         }
+        // At most `total`, since the share is at most 1.
         let averaged = (total as f64 * share).round() as usize;
         Ok(WeightAverage {
             vars,
             from: if averaged == 0 {
                 usize::MAX
             } else {
-                total - averaged.min(total) + 1
+                total - averaged + 1
             },
             means: std::collections::HashMap::new(),
-            count: 0,
         })
     }
 
@@ -319,8 +318,8 @@ impl<'a> WeightAverage<'a> {
         if step < self.from {
             return Ok(());
         }
-        self.count += 1;
-        let k = self.count as f64;
+        // 1 for the first averaged step, 2 for the next (steps come once each, in order).
+        let k = (step - self.from + 1) as f64;
         let data = self.vars.data().lock().map_err(err)?;
         for (name, var) in data.iter() {
             let now = var.as_tensor().detach();
