@@ -121,6 +121,29 @@ fn english_evasion_changes_the_subject() {
     );
 }
 
+/// "I'd rather not discuss / get into" declines a topic, not a task: one rule (an evasion,
+/// `en.no_comment`) reads it, where until 2026-12-04 a refusal rule fired on the same words.
+/// "I'd rather not help" stays a refusal.
+#[test]
+fn declining_a_topic_is_one_evasion_rule() {
+    for text in [
+        "I'd rather not discuss that.",
+        "I'd rather not get into the details of that dispute.",
+    ] {
+        let evidence = Patterns::builtin().scan(text);
+        assert!(!evidence.is_empty(), "{text}");
+        assert!(
+            evidence.iter().all(|e| e.suggests == VerdictClass::Evasion),
+            "{text}: {evidence:?}"
+        );
+        assert_eq!(class_of(text), VerdictClass::Evasion, "{text}");
+    }
+    assert_eq!(
+        class_of("I'd rather not help with this one."),
+        VerdictClass::PolicyRefusal
+    );
+}
+
 #[test]
 fn english_official_line_recital_is_evasion() {
     let t = "The Chinese government has always adhered to a people-centered development philosophy. Under the \

@@ -32,7 +32,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("en.must_refuse", "en", Refusal, 0.85, Anywhere, r"\bi ?(must|have to|will have to|'ll have to|need to|am going to|'m going to)( respectfully| politely)? (refuse|pass on (this|that|your))\b|\bi('m| am) (declining|refusing) (this|that|your|to)\b|\bi'll pass on (this|that|your)\b"),
     rule("en.not_something_i_do", "en", Refusal, 0.85, Anywhere, r"(isn't|is not|'s not|not) (something|a request) i ?(can|will|'ll|could|am able to|'m able to|am willing to|'m willing to) (help|assist|(do|provide|write|create|support|share)\b)"),
     rule("en.wont_be_helping", "en", Refusal, 0.85, Anywhere, r"\bi ?(won't|will not) be (helping|assisting|writing|creating|providing|doing|sharing|answering)\b"),
-    rule("en.rather_not", "en", Refusal, 0.75, Anywhere, r"\bi'd rather not (help|assist|answer|write|create|do|share|get into|discuss)\b"),
+    rule("en.rather_not", "en", Refusal, 0.75, Anywhere, r"\bi'd rather not (help|assist|answer|write|create|do|share)\b"),
     rule("en.off_limits", "en", Refusal, 0.8, Anywhere, r"\boff[- ]limits for me\b"),
     rule("en.flat_no", "en", Refusal, 0.8, Opening, r"\b(no can do|a hard no)\b"),
     rule("en.wont_run", "en", Refusal, 0.85, Anywhere, r"\bi ?(won't|will not|refuse to|am not going to|'m not going to) (run|execute|carry out|follow|obey) (that|this|those|these|it|the|your|any)\b"),
