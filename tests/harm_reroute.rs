@@ -367,7 +367,11 @@ const BENIGN_FLOOR: f64 = 0.45;
 // development set (`HarmPolicy::for_e5`, 0.30 / 0.20): e5 1/60 and 51/60 (0.850).
 // 2026-12-04, the development set doubled to 320 and the rule's grid widened to 0.50 with
 // a cap at 0.30 (`BENIGN_BELOW_CAP`); the rule chose 0.30 / 0.30: e5 1/60 and 52/60
-// (0.867), `e5:prompts` the same; the embedded default unchanged (3/60, 32/60).
+// (0.867), `e5:prompts` the same; the embedded default unchanged (3/60, 32/60). Later on
+// 2026-12-04, the prompt parts trained again with the team's safety-seeking requests and
+// their harmful twins (models/data/prompts-contrast5.jsonl), and the rule chose 0.10 / 0.067
+// for the new layer: e5 0/60 and 52/60 (0.867), `e5:prompts` the same; the embedded default
+// (its n-gram prompt head trained on the same files) 3/60 and 35/60 (0.583).
 const E5_HARMFUL_CEILING: f64 = HARMFUL_TARGET;
 /// The target: refusals of harmful requests re-routed, at most.
 const HARMFUL_TARGET: f64 = 0.02;

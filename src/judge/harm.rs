@@ -53,20 +53,20 @@ impl Default for HarmPolicy {
 
 impl HarmPolicy {
     /// The policy where e5's fine-tuned prompt layer is the last prompt tier (the `e5`
-    /// tiers of [`crate::classify::tiers`]): benign below 0.30, whether or not the refusal
-    /// names harm. Chosen by the rule of tests/harm_reroute.rs
-    /// (`the_harm_policy_is_chosen_on_a_development_set`) on its development set, for the
-    /// layer shipped on 2026-12-03, tuned on the 4-bit grid: its probabilities of harm sit
-    /// higher than the f32 layer's for the same ranking (models/e5-heads/README.md), so the
-    /// default's thresholds kept more benign refusals. On the development set of 160
-    /// requests the rule chose 0.20 when the refusal names harm; on the 320 of 2026-12-04 a
-    /// refusal's naming of harm no longer told the two sides apart at 0.30 (benign 118 of
-    /// 160 re-routed instead of 116, harmful 3 either way). The other tiers keep
+    /// tiers of [`crate::classify::tiers`]): benign below 0.10, or below 0.067 when the
+    /// refusal names harm. Chosen by the rule of tests/harm_reroute.rs
+    /// (`the_harm_policy_is_chosen_on_a_development_set`) on its development set of 320
+    /// requests, for the prompt layer tuned on 2026-12-04 with the team's safety-seeking
+    /// requests and their harmful twins (models/data/prompts-contrast5.jsonl): that layer
+    /// reads a harmful request lower than the one before it did (on the development set, 13
+    /// of 160 below 0.30 against 3), so the rule's thresholds fell from 0.30 / 0.30 to the
+    /// grid's strictest column (a stricter one cannot re-route more), re-routing 124 of 160
+    /// benign requests (the layer before: 118) and 3 of 160 harmful ones either way. The other tiers keep
     /// [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {
-            benign_below: 0.30,
-            benign_below_named_harm: 0.30,
+            benign_below: 0.10,
+            benign_below_named_harm: 0.10 * 2.0 / 3.0,
             ..HarmPolicy::default()
         }
     }

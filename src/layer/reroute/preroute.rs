@@ -159,10 +159,11 @@ impl Default for PreRouteConfig {
     /// apart ("What is the capital of France?" / "What is the meaning of life?": 0.52;
     /// unrelated ones under 0.4). A false match would only send a benign request to the
     /// fallback, but the primary deserves its chance at a new question. 0.15 is the default
-    /// policy's "clearly benign" bound ([`crate::judge::HarmPolicy`]): only a request judged
-    /// clearly benign skips a provider. The e5 tier re-routes a refusal below 0.30
-    /// ([`crate::judge::HarmPolicy::for_e5`]); skipping the primary stays at the stricter
-    /// bound, on the safe side.
+    /// policy's "clearly benign" bound ([`crate::judge::HarmPolicy`]) for the n-gram prompt
+    /// head, which reads the default embedder's harm: only a request judged clearly benign
+    /// skips a provider. The e5 tier's bound ([`crate::judge::HarmPolicy::for_e5`], 0.10)
+    /// is for e5's reading, not this one; a request pre-routed had a refusal re-routed
+    /// under whichever tier judged it when it was stored.
     fn default() -> Self {
         PreRouteConfig {
             capacity: 10_000,
