@@ -61,8 +61,8 @@ impl HarmPolicy {
     /// reads a harmful request lower than the one before it did (on the development set, 13
     /// of 160 below 0.30 against 3), so the rule's thresholds fell from 0.30 / 0.30 to the
     /// grid's strictest column (a stricter one cannot re-route more), re-routing 124 of 160
-    /// benign requests (the layer before: 118) and 3 of 160 harmful ones either way. The other tiers keep
-    /// [`HarmPolicy::default`].
+    /// benign requests (the layer before: 118) and 3 of 160 harmful ones either way; 0.067
+    /// is the grid's two thirds of 0.10. The other tiers keep [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {
             benign_below: 0.10,
