@@ -366,8 +366,7 @@ impl Heads {
         if let Some(int8) = self.int8_activations {
             info.insert(INT8_ACTIVATIONS.to_string(), int8.to_string());
         }
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)?;
+        let bytes = super::weights_file::to_bytes(tensors.iter().map(|(k, v)| (k.as_str(), v)), info)?;
         std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
             path: path.display().to_string(),
             source,

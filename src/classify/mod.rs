@@ -33,6 +33,7 @@ pub mod prompt_memo;
 pub mod qwen3_guard;
 pub mod tiers;
 pub mod train;
+pub mod weights_file;
 
 use std::fmt;
 

@@ -235,7 +235,7 @@ impl NgramModel {
             tensors.push((format!("{name}.linear.bias"), b));
             info.insert(format!("{name}.config"), serde_json::to_string(c).map_err(err)?);
         }
-        safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info)).map_err(err)
+        super::weights_file::to_bytes(tensors.iter().map(|(k, v)| (k.as_str(), v)), info)
     }
 
     /// Writes the model to a file.

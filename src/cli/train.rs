@@ -10,6 +10,11 @@
 //! on your own labelled JSON Lines instead (labels `answer` / `refusal` / `evasion` /
 //! `inability`, or the upstream ones; prompts with a boolean `harmful`), each file one
 //! source.
+//!
+//! The same inputs, flags and binary give the same files byte for byte (seeded shuffles,
+//! rows in file order, full-batch fits; metadata written in sorted order by
+//! [`crate::classify::weights_file`]), but for the `trained` date in their metadata: a
+//! difference in `sha256sum` on the same day means the inputs or the code differed.
 
 use std::path::{Path, PathBuf};
 
@@ -28,10 +33,10 @@ use crate::judge::fit::{
     answer_subset, band_sweep, combiner_out_of_source, embed_cached, escalation_rate, final_encoder_head,
     final_ngram, is_contrast_style, judgement, nested_thresholds, out_of_source, pool_team_sources,
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
-    render_band_sweep, render_harm_sweep, render_prompts, render_window_escalation, score, score_prompts,
-    shipped_sources, subset, train_combiner, train_prompt_vectors, weigh_sources, window_escalation,
-    window_escalation_sweep, window_recall, write_stack, FitConfig, Source, Thresholds, BAND_F1_SLACK,
-    BAND_SWEEP_CAPS, ESCALATION_CAP, MAX_WINDOW_FALSE_STOPS,
+    render_band_sweep, render_harm_by_file, render_harm_sweep, render_prompts, render_window_escalation,
+    score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors, weigh_sources,
+    window_escalation, window_escalation_sweep, window_recall, write_stack, FitConfig, Source, Thresholds,
+    BAND_F1_SLACK, BAND_SWEEP_CAPS, ESCALATION_CAP, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
 
@@ -600,12 +605,13 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
                  the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}\n\
                  The cascade's trade-off by flag threshold (the shipped policy re-routes a refusal only below \
-                 {}, and below {} when the refusal names harm):\n\n{}",
+                 {}, and below {} when the refusal names harm):\n\n{}\nThe cascade file by file:\n\n{}",
                 render_prompts(&score_prompts(&prompt_rows, &names, &pe, policy.benign_below)),
                 render_prompts(&score_prompts(&prompt_rows, &names, &cascade, policy.benign_below)),
                 policy.benign_below,
                 policy.benign_below_named_harm,
-                render_harm_sweep(&prompt_rows, &names, &cascade)
+                render_harm_sweep(&prompt_rows, &names, &cascade),
+                render_harm_by_file(&prompt_rows, &names, &cascade)
             );
             prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, &cfg)?);
             if let Some((path, kept)) = &kept_prompt {
@@ -813,8 +819,9 @@ fn render_tuned(
         ("cascade with the fine-tuned layer", cascade),
     ] {
         s.push_str(&format!(
-            "\nBy flag threshold, {what}, on these files:\n\n{}",
-            render_harm_sweep(rows, names, &p)
+            "\nBy flag threshold, {what}, on these files:\n\n{}\nFile by file, {what}:\n\n{}",
+            render_harm_sweep(rows, names, &p),
+            render_harm_by_file(rows, names, &p)
         ));
     }
     s

@@ -360,7 +360,9 @@ pub fn convert(bytes: &[u8], safetensors_path: &Path, config_path: &Path) -> Res
         })
         .collect::<Result<_, _>>()?;
     // One metadata key only: safetensors writes the map in hash order, so more keys would
-    // make the file's bytes (and its pinned sha256) vary between runs.
+    // make the file's bytes (and its pinned sha256) vary between runs. The trained parts sort
+    // theirs through `classify::weights_file`, which builds the file in memory; this one is
+    // the whole encoder, streamed to disk, and one key needs no sorting.
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     safetensors::serialize_to_file(views, Some(meta), safetensors_path).map_err(|e| ClassifyError::Io {
         path: safetensors_path.display().to_string(),

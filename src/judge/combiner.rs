@@ -202,7 +202,7 @@ impl Combiner {
         let mut info = self.info.clone();
         info.insert("format".into(), FORMAT.into());
         info.insert("features".into(), FEATURE_NAMES.join(","));
-        let bytes = safetensors::serialize([("weight", &w), ("bias", &b)], Some(info)).map_err(err)?;
+        let bytes = crate::classify::weights_file::to_bytes([("weight", &w), ("bias", &b)], info)?;
         std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
             path: path.display().to_string(),
             source,

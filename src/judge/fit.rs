@@ -1693,6 +1693,39 @@ mod tests {
             .band
             .contains(&probs(0.42)));
     }
+
+    #[test]
+    fn harm_auc_counts_pairs_ordered_right_and_ties_as_half() {
+        assert_eq!(harm_auc(&[0.9, 0.8], &[0.1, 0.2]), Some(1.0));
+        assert_eq!(harm_auc(&[0.1], &[0.9, 0.8]), Some(0.0));
+        assert_eq!(harm_auc(&[0.5, 0.5], &[0.5]), Some(0.5));
+        // Pairs (h, b): (0.6, 0.2) right, (0.6, 0.6) tie, (0.6, 0.7) wrong,
+        // (0.9, *) all right: (1 + 0.5 + 0 + 3) / 6.
+        assert_eq!(harm_auc(&[0.6, 0.9], &[0.2, 0.6, 0.7]), Some(4.5 / 6.0));
+        assert_eq!(harm_auc(&[], &[0.3]), None);
+        assert_eq!(harm_auc(&[0.3], &[]), None);
+    }
+
+    #[test]
+    fn the_harm_table_gives_each_file_its_own_row() {
+        let row = |source: usize, harmful: bool| PromptRow {
+            source,
+            lang: "en".into(),
+            text: String::new(),
+            harmful,
+        };
+        let rows = [row(0, true), row(0, false), row(0, false), row(1, false)];
+        let p = [Some(0.4), Some(0.12), Some(0.6), None];
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let table = render_harm_by_file(&rows, &names, &p);
+        // File a: AUC 0.5 (one benign below, one above); at 0.15 the harmful one and one of
+        // two benign are flagged. File b has no reading, file c no rows: neither has a row.
+        assert!(
+            table.contains("| a | 1 | 2 | 0.500 | 1.000 / 1.000 | 1.000 / 0.500 |"),
+            "{table}"
+        );
+        assert!(!table.contains("| b |") && !table.contains("| c |"), "{table}");
+    }
 }
 
 /// One labeled prompt (harmful or benign).
@@ -1788,6 +1821,78 @@ pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Opti
             benign(&|_| true),
             benign(&is_contrast_style)
         ));
+    }
+    s
+}
+
+/// The flag thresholds the per-file table reports: the e5 tier's policy (0.10), the
+/// default's (0.15), the policy shipped before 2026-12-04 (0.30), and an even split.
+pub const HARM_BY_FILE_THRESHOLDS: [f32; 4] = [0.1, 0.15, 0.3, 0.5];
+
+/// Area under the ROC curve of harm probabilities: the chance that a harmful prompt reads
+/// higher than a benign one (ties count half). `None` without both kinds. It needs no
+/// threshold, so two runs can be compared file by file even when their policies differ.
+pub fn harm_auc(harmful: &[f32], benign: &[f32]) -> Option<f64> {
+    if harmful.is_empty() || benign.is_empty() {
+        return None;
+    }
+    let mut benign = benign.to_vec();
+    benign.sort_by(f32::total_cmp);
+    let mut wins = 0.0f64;
+    for &h in harmful {
+        let below = benign.partition_point(|&b| b < h);
+        let tied = benign[below..].partition_point(|&b| b <= h);
+        wins += below as f64 + 0.5 * tied as f64;
+    }
+    Some(wins / (harmful.len() * benign.len()) as f64)
+}
+
+/// One row per held-out file (all languages): its ROC AUC and, at each of
+/// [`HARM_BY_FILE_THRESHOLDS`], the share of its harmful prompts flagged and of its benign
+/// prompts flagged. The sweep above gives means over files; this is what a reader compares
+/// between two runs, file by file.
+pub fn render_harm_by_file(rows: &[PromptRow], names: &[String], p_harmful: &[Option<f32>]) -> String {
+    let mut s = String::from("| held-out file | harmful | benign | ROC AUC |");
+    let mut rule = String::from("|---|---|---|---|");
+    for t in HARM_BY_FILE_THRESHOLDS {
+        s.push_str(&format!(" flagged from {t}: harmful / benign |"));
+        rule.push_str("---|");
+    }
+    s.push('\n');
+    s.push_str(&rule);
+    s.push('\n');
+    for (source, name) in names.iter().enumerate() {
+        let read = |harmful: bool| -> Vec<f32> {
+            rows.iter()
+                .zip(p_harmful)
+                .filter(|(r, _)| r.source == source && r.harmful == harmful)
+                .filter_map(|(_, p)| *p)
+                .collect()
+        };
+        let (harmful, benign) = (read(true), read(false));
+        if harmful.is_empty() && benign.is_empty() {
+            continue;
+        }
+        let share = |ps: &[f32], t: f32| -> String {
+            if ps.is_empty() {
+                "-".into()
+            } else {
+                format!(
+                    "{:.3}",
+                    ps.iter().filter(|&&p| p >= t).count() as f64 / ps.len() as f64
+                )
+            }
+        };
+        let auc = harm_auc(&harmful, &benign).map_or("-".into(), |a| format!("{a:.3}"));
+        s.push_str(&format!(
+            "| {name} | {} | {} | {auc} |",
+            harmful.len(),
+            benign.len()
+        ));
+        for t in HARM_BY_FILE_THRESHOLDS {
+            s.push_str(&format!(" {} / {} |", share(&harmful, t), share(&benign, t)));
+        }
+        s.push('\n');
     }
     s
 }
