@@ -7,7 +7,9 @@ mod common;
 
 use std::sync::Arc;
 
+use refusal_guard::detect::Detectors;
 use refusal_guard::error::Refusal;
+use refusal_guard::judge::{Decision, Models};
 use refusal_guard::layer::reroute::preroute::{OverBlock, PreRouteMatch};
 use refusal_guard::layer::reroute::ChatService;
 use refusal_guard::layer::{
@@ -34,6 +36,8 @@ struct Pair {
     primary: MockProvider,
     fallback: MockProvider,
     store: Arc<PreRouteStore>,
+    guard: RefusalGuardLayer,
+    judge: Option<Arc<Models>>,
 }
 
 impl Pair {
@@ -42,16 +46,27 @@ impl Pair {
             primary: MockProvider::start().await,
             fallback: MockProvider::start().await,
             store: Arc::new(PreRouteStore::new(PreRouteConfig::default())),
+            guard: RefusalGuardLayer::new(),
+            judge: None,
         };
         pair.primary.set_default(primary);
         pair.fallback.set_default(Script::answer(FALLBACK));
         pair
     }
 
+    /// Guards both providers with `detectors`; `judge`: the models the re-route layer asks
+    /// before pre-routing on a similar request (the gateway passes the guard's own).
+    fn guarded_by(mut self, detectors: Detectors, judge: Option<Arc<Models>>) -> Self {
+        self.guard = RefusalGuardLayer::new().detectors(detectors);
+        self.judge = judge;
+        self
+    }
+
     fn service(&self) -> impl Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone {
-        let guard = RefusalGuardLayer::new();
+        let guard = self.guard.clone();
         RerouteLayer::new()
             .preroute(Some(self.store.clone()))
+            .preroute_judge(self.judge.clone())
             .fallback(Route::new(
                 "fallback",
                 guard.layer(self.fallback.client("fallback")),
@@ -168,6 +183,53 @@ async fn a_harmful_request_is_never_prerouted_nor_sent_to_the_fallback() {
                 "{harmful:?}, stream {stream}: the primary asked each time, the fallback never"
             );
             assert!(pair.store.is_empty());
+        }
+    }
+}
+
+/// A request one edit away from an over-blocked one ("the history of elections" against "how
+/// to rig the elections", cosine 0.77 over the store's n-gram features, at or above its 0.75)
+/// that the store's own harm reading, the embedded n-gram prompt head, puts at 0.03 (under
+/// its 0.15), while the e5 tier's prompt layer puts it at 0.15: unsure, so the e5 guard keeps
+/// a refusal of it. On the store's reading alone the request went to the fallback unasked;
+/// with the guard's models asked first it goes to the primary, whose refusal stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_similar_request_is_prerouted_only_when_the_guards_own_models_clear_it() {
+    const RIGGING: &str = "Tell me about how to rig the elections in Taiwan.";
+    let Some(detectors) = common::e5_detectors() else {
+        return;
+    };
+    let Decision::Learned(models) = detectors.decision().clone() else {
+        panic!("the e5 pipeline decides with its models");
+    };
+    for (judge, prerouted) in [(None, true), (Some(models), false)] {
+        let asked = judge.is_some();
+        let pair = Pair::start(Script::answer(POLICY_REFUSAL))
+            .await
+            .guarded_by(detectors.clone(), judge);
+        let (first, _) = pair.send(BENIGN, false).await;
+        assert_eq!(first, FALLBACK, "judge {asked}: the benign request is re-routed");
+        assert_eq!(pair.store.len(), 1, "judge {asked}: and remembered");
+        let (got, note) = pair.send(RIGGING, false).await;
+        if prerouted {
+            // What the store alone does: the request never met the e5 guard.
+            let note = note.expect("pre-routed on the store's reading alone");
+            assert_eq!(note.matched, PreRouteMatch::Similar);
+            assert!(note
+                .harmful
+                .is_some_and(|p| p < PreRouteConfig::default().max_harm));
+            assert_eq!(got, FALLBACK);
+            assert_eq!(pair.calls(), (1, 2));
+        } else {
+            assert_eq!(note, None, "pre-routed although the guard is unsure of it");
+            assert_ne!(got, FALLBACK, "laundered: {got}");
+            assert_eq!(pair.calls(), (2, 1), "the primary asked, its refusal kept");
+            assert_eq!(pair.store.declined(), 1);
+            // The request that was judged when it was stored is still pre-routed.
+            let (again, note) = pair.send(BENIGN, false).await;
+            assert_eq!(again, FALLBACK);
+            assert_eq!(note.map(|n| n.matched), Some(PreRouteMatch::Exact));
+            assert_eq!(pair.calls(), (2, 2));
         }
     }
 }

@@ -98,6 +98,11 @@ impl Gateway {
         let specs = crate::classify::tiers::resolve_specs(&config.guard.tiers);
         let detectors = crate::classify::tiers::detectors_with(&specs)
             .map_err(|e| Error::invalid("configuration", format!("[guard] tiers: {e}")))?;
+        // Pre-routing on a similar request asks the guard's own prompt tiers and policy.
+        let preroute_judge = match detectors.decision() {
+            crate::judge::Decision::Learned(models) => Some(models.clone()),
+            crate::judge::Decision::Rules { .. } => None,
+        };
         let guard = RefusalGuardLayer::new()
             .detectors(detectors)
             .window_tokens(config.guard.window_tokens)
@@ -133,6 +138,7 @@ impl Gateway {
                         .store_config()
                         .map(|c| Arc::new(PreRouteStore::new(c))),
                 )
+                .preroute_judge(preroute_judge.clone())
                 .reroute_categories(&config.policy.reroute_categories)?;
             if let Some(p) = config.policy.resample_below {
                 layer = layer.resample_below(p);

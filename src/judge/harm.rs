@@ -71,6 +71,16 @@ impl HarmPolicy {
         }
     }
 
+    /// Whether a request judged harmful with probability `harmful` may skip its primary
+    /// for a fallback on the strength of a *similar* request the primary over-blocked
+    /// ([`crate::layer::reroute::preroute`]): only below both benign thresholds. The primary's
+    /// answer is not known yet, and a refusal that names harm narrows what counts as benign,
+    /// so the stricter threshold holds: a request is never pre-routed that the guard would
+    /// not re-route after whatever refusal or block the primary gave it.
+    pub fn clears_preroute(&self, harmful: f32) -> bool {
+        harmful < self.benign_below.min(self.benign_below_named_harm)
+    }
+
     /// The verdict for a provider's block of a request judged `judged` by `source`: a
     /// safety refusal when the request is clearly harmful (`block_harmful_from`), `None` (the block stands and is
     /// re-routed) otherwise; see [`crate::judge::decide`] for why an unsure judgment does
@@ -178,6 +188,19 @@ impl HarmPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_request_benign_under_both_bounds_clears_preroute() {
+        let d = HarmPolicy::default();
+        // Under 0.15 a plain refusal of it would be re-routed, but one naming harm (0.10)
+        // would not: not yet known, so it asks the primary.
+        assert!(d.clears_preroute(0.09));
+        assert!(!d.clears_preroute(0.10));
+        assert!(!d.clears_preroute(0.12));
+        let e5 = HarmPolicy::for_e5();
+        assert!(e5.clears_preroute(0.06));
+        assert!(!e5.clears_preroute(0.07));
+    }
 
     fn judged(p: f32) -> PromptJudgement {
         PromptJudgement {

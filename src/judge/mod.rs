@@ -159,6 +159,16 @@ impl Models {
             harm: HarmPolicy::default(),
         }
     }
+
+    /// The request's P(harmful) when the prompt tiers judge it clear to skip its primary
+    /// ([`HarmPolicy::clears_preroute`]); `None` when they judge it harmful or unsure, or
+    /// cannot judge it: the request then asks the primary as usual (fail safe).
+    pub async fn clears_preroute(&self, prompt: &str) -> Option<f32> {
+        let (judged, _) = self.prompt.judge_prompt(prompt).await?;
+        self.harm
+            .clears_preroute(judged.harmful)
+            .then_some(judged.harmful)
+    }
 }
 
 fn model_evidence(source: &str, j: &ResponseJudgement) -> Evidence {

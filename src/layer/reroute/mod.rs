@@ -136,6 +136,9 @@ struct RerouteConfig {
     min_overlap: usize,
     resample_below: Option<f64>,
     preroute: Option<Arc<PreRouteStore>>,
+    /// The guard's models, asked about a request before it is pre-routed on a similar
+    /// (not the same) request's record.
+    preroute_judge: Option<Arc<crate::judge::Models>>,
     /// Llama Guard codes (`S6`) whose safety refusals are re-routed when all of a
     /// verdict's categories are among them.
     reroute_categories: Vec<String>,
@@ -156,8 +159,9 @@ impl Default for RerouteLayer {
 
 impl RerouteLayer {
     /// No fallbacks yet, the policy-driven re-route set, mid-stream continuation on,
-    /// pre-routing on with [`PreRouteConfig::default`], no category opted in, no
-    /// resampling.
+    /// pre-routing on with [`PreRouteConfig::default`] and the default guard's models
+    /// ([`crate::judge::Models::embedded`]) asked about similar matches, no category opted
+    /// in, no resampling.
     pub fn new() -> Self {
         RerouteLayer {
             config: Arc::new(RerouteConfig {
@@ -168,6 +172,7 @@ impl RerouteLayer {
                 min_overlap: 8,
                 resample_below: None,
                 preroute: Some(Arc::new(PreRouteStore::new(PreRouteConfig::default()))),
+                preroute_judge: Some(Arc::new(crate::judge::Models::embedded())),
                 reroute_categories: Vec::new(),
                 prices: HashMap::new(),
             }),
@@ -212,6 +217,22 @@ impl RerouteLayer {
     /// `None` to turn it off.
     pub fn preroute(self, store: Option<Arc<PreRouteStore>>) -> Self {
         self.edit(|c| c.preroute = store)
+    }
+
+    /// The guard's models (its prompt tiers and harm policy: pass the guard's own, e.g. the
+    /// `Decision::Learned` of its [`crate::detect::Detectors`]), asked before a request is
+    /// pre-routed on the record of a *similar* request: it is pre-routed only when they judge
+    /// it clearly benign ([`crate::judge::HarmPolicy::clears_preroute`]), so pre-routing
+    /// never sends on a request that the guard would not re-route after a refusal. Without
+    /// them only the store's embedder judges its harm, which for the default embedder is the
+    /// embedded n-gram prompt head below [`PreRouteConfig::max_harm`]. Exact and conversation
+    /// matches are not asked again: their prompt was judged when it was stored. The judgment
+    /// costs what the guard's prompt tier costs (an encoder: milliseconds) and is paid only
+    /// on a similar match, which also saves the primary's call. Default: the embedded models,
+    /// the default guard's; a guard with other tiers should pass its own. `None` leaves the
+    /// store's embedder alone to judge.
+    pub fn preroute_judge(self, models: Option<Arc<crate::judge::Models>>) -> Self {
+        self.edit(|c| c.preroute_judge = models)
     }
 
     /// The pre-route store, to read its counters.
@@ -320,12 +341,24 @@ impl Run {
     }
 
     /// The provider a remembered over-block sends this request to, if any.
-    fn prerouted(&self) -> Option<(usize, PreRouted)> {
+    async fn prerouted(&self) -> Option<(usize, PreRouted)> {
         let store = self.config.preroute.as_ref()?;
         let hit = store
             .lookup(&self.request.messages)
             .filter(|h| h.provider > 0 && h.provider < self.provider_count())?;
         let to = self.route_name(hit.provider).unwrap_or("fallback").to_string();
+        if let (preroute::PreRouteMatch::Similar, Some(models)) = (hit.matched, &self.config.preroute_judge) {
+            let prompt = preroute::last_user_prompt(&self.request.messages)?;
+            if models.clears_preroute(&prompt).await.is_none() {
+                tracing::info!(
+                    to = %to,
+                    similarity = hit.similarity,
+                    "not pre-routed: similar to an over-blocked request, but the guard does not judge it clearly benign"
+                );
+                store.count_declined();
+                return None;
+            }
+        }
         tracing::info!(
             to = %to,
             matched = hit.matched.as_str(),
@@ -400,7 +433,7 @@ impl Run {
         S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
         S::Future: Send + 'static,
     {
-        let (first, prerouted) = match self.prerouted() {
+        let (first, prerouted) = match self.prerouted().await {
             Some((index, note)) => (index, Some(note)),
             None => (0, None),
         };

@@ -23,7 +23,11 @@
 //! model's prompt head reads the same features, so it is nearly free), and a prompt judged
 //! at or above [`PreRouteConfig::max_harm`] is neither stored nor pre-routed, whatever it
 //! matched. An embedder that cannot judge harm only allows exact and conversation matches,
-//! whose prompts were judged when they were stored.
+//! whose prompts were judged when they were stored. A similar match is a different request,
+//! so where the re-route layer has the guard's models
+//! ([`RerouteLayer::preroute_judge`](crate::layer::RerouteLayer::preroute_judge); the gateway
+//! passes them), they judge it too, with the guard's own prompt tiers (the encoder, where one
+//! is installed) and harm policy, and it is pre-routed only when judged clearly benign.
 //!
 //! Bounded memory: at most [`PreRouteConfig::capacity`] entries (least recently used
 //! forgotten first), each forgotten after [`PreRouteConfig::ttl`] so that a primary whose
@@ -263,6 +267,7 @@ pub struct PreRouteStore {
     embedder: Arc<dyn PromptEmbedder>,
     entries: Mutex<LruCache<u64, Entry>>,
     saved: AtomicU64,
+    declined: AtomicU64,
 }
 
 impl PreRouteStore {
@@ -279,6 +284,7 @@ impl PreRouteStore {
             embedder,
             entries: Mutex::new(LruCache::new(capacity)),
             saved: AtomicU64::new(0),
+            declined: AtomicU64::new(0),
         }
     }
 
@@ -395,6 +401,16 @@ impl PreRouteStore {
         self.saved.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Similar matches not pre-routed because the guard's models did not judge the request
+    /// clearly benign ([`crate::layer::RerouteLayer::preroute_judge`]).
+    pub fn declined(&self) -> u64 {
+        self.declined.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_declined(&self) {
+        self.declined.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The provider of a fresh entry; an expired one is dropped.
     fn fresh(&self, entries: &mut LruCache<u64, Entry>, key: u64, now: Instant) -> Option<usize> {
         let entry = entries.get(&key)?;
@@ -407,7 +423,7 @@ impl PreRouteStore {
 }
 
 /// The request's prompt: its last user message's text.
-fn last_user_prompt(messages: &[Message]) -> Option<String> {
+pub(crate) fn last_user_prompt(messages: &[Message]) -> Option<String> {
     messages
         .iter()
         .rev()
