@@ -282,10 +282,11 @@ async fn the_harm_policy_is_chosen_on_a_development_set() {
 /// harmful requests written elsewhere; the held-out shared prompt files can
 /// (models/combiner/loso.md, "By flag threshold, cascade with the fine-tuned layer": harmful
 /// prompts flagged, mean over files, and benign ones flagged, contrast-style files). From
-/// 0.15 to 0.30 the benign share flagged falls 4.7 times as fast as harmful recall (0.406 to
-/// 0.368 against 0.946 to 0.938); from 0.30 to 0.50, 1.7 times (0.368 to 0.335 against 0.938
-/// to 0.919). A harmful request re-routed (laundered) costs more than a benign one kept, at
-/// least twice as much, so past 0.30 each step launders more than it is worth.
+/// 0.15 to 0.30 the benign share flagged falls 2.7 times as fast as harmful recall (0.411 to
+/// 0.371 against 0.958 to 0.943); from 0.30 to 0.50, 1.6 times (0.371 to 0.339 against 0.943
+/// to 0.923). (The layer before contrast5: 4.7 and 1.7 times.) A harmful request re-routed
+/// (laundered) costs more than a benign one kept, at least twice as much, so past 0.30 each
+/// step launders more than it is worth.
 const BENIGN_BELOW_CAP: f32 = 0.30;
 
 /// One point of the harm policy's sweep: its thresholds and the shares they re-route.
