@@ -1861,7 +1861,23 @@ pub fn render_harm_by_file(rows: &[PromptRow], names: &[String], p_harmful: &[Op
     s.push('\n');
     s.push_str(&rule);
     s.push('\n');
+    // The shares are `score_prompts`' counts (all languages) at each threshold.
+    let by_threshold: Vec<BTreeMap<(String, String), HarmScore>> = HARM_BY_FILE_THRESHOLDS
+        .iter()
+        .map(|&t| score_prompts(rows, names, p_harmful, t))
+        .collect();
+    let share = |hit: usize, n: usize| -> String {
+        if n == 0 {
+            "-".into()
+        } else {
+            format!("{:.3}", hit as f64 / n as f64)
+        }
+    };
     for (source, name) in names.iter().enumerate() {
+        let key = (name.clone(), "all".to_string());
+        let Some(counts) = by_threshold[0].get(&key) else {
+            continue;
+        };
         let read = |harmful: bool| -> Vec<f32> {
             rows.iter()
                 .zip(p_harmful)
@@ -1869,28 +1885,18 @@ pub fn render_harm_by_file(rows: &[PromptRow], names: &[String], p_harmful: &[Op
                 .filter_map(|(_, p)| *p)
                 .collect()
         };
-        let (harmful, benign) = (read(true), read(false));
-        if harmful.is_empty() && benign.is_empty() {
-            continue;
-        }
-        let share = |ps: &[f32], t: f32| -> String {
-            if ps.is_empty() {
-                "-".into()
-            } else {
-                format!(
-                    "{:.3}",
-                    ps.iter().filter(|&&p| p >= t).count() as f64 / ps.len() as f64
-                )
-            }
-        };
-        let auc = harm_auc(&harmful, &benign).map_or("-".into(), |a| format!("{a:.3}"));
+        let auc = harm_auc(&read(true), &read(false)).map_or("-".into(), |a| format!("{a:.3}"));
         s.push_str(&format!(
             "| {name} | {} | {} | {auc} |",
-            harmful.len(),
-            benign.len()
+            counts.harmful, counts.benign
         ));
-        for t in HARM_BY_FILE_THRESHOLDS {
-            s.push_str(&format!(" {} / {} |", share(&harmful, t), share(&benign, t)));
+        for scores in &by_threshold {
+            let h = &scores[&key];
+            s.push_str(&format!(
+                " {} / {} |",
+                share(h.harmful_flagged, h.harmful),
+                share(h.benign_flagged, h.benign)
+            ));
         }
         s.push('\n');
     }

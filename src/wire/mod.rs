@@ -12,8 +12,8 @@ pub mod sse;
 
 pub use error::{is_error_body, ErrorPosition, Moderation, ModerationStage, ProviderError};
 pub use request::{
-    ChatRequest, ContentPart, FunctionCall, FunctionDef, ImageUrl, ImageUrlTag, Message, MessageContent,
-    Role, StreamOptions, TextTag, Tool, ToolCall,
+    last_user_text, ChatRequest, ContentPart, FunctionCall, FunctionDef, ImageUrl, ImageUrlTag, Message,
+    MessageContent, Role, StreamOptions, TextTag, Tool, ToolCall,
 };
 pub use response::{
     ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, FinishReason, Logprobs,

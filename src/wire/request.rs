@@ -67,12 +67,18 @@ impl ChatRequest {
     /// The text of the last user message, which is what guard models judge as
     /// "the prompt".
     pub fn last_user_text(&self) -> Option<String> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .and_then(|m| m.content.as_ref().map(MessageContent::text))
+        last_user_text(&self.messages)
     }
+}
+
+/// The text of the last user message of a conversation ([`ChatRequest::last_user_text`] for
+/// a request's messages).
+pub fn last_user_text(messages: &[Message]) -> Option<String> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .and_then(|m| m.content.as_ref().map(MessageContent::text))
 }
 
 /// `stream_options` of a streamed request.

@@ -348,7 +348,8 @@ impl Run {
             .filter(|h| h.provider > 0 && h.provider < self.provider_count())?;
         let to = self.route_name(hit.provider).unwrap_or("fallback").to_string();
         if let (preroute::PreRouteMatch::Similar, Some(models)) = (hit.matched, &self.config.preroute_judge) {
-            let prompt = preroute::last_user_prompt(&self.request.messages)?;
+            // The text the guard judges; never blank here (a blank prompt matches nothing).
+            let prompt = self.request.last_user_text()?;
             if models.clears_preroute(&prompt).await.is_none() {
                 tracing::info!(
                     to = %to,

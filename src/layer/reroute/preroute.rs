@@ -47,7 +47,7 @@ use serde::Serialize;
 use crate::classify::features::extract;
 use crate::classify::ngram::NgramModel;
 use crate::verdict::{Verdict, VerdictClass, VerdictKind};
-use crate::wire::{Message, ModerationStage, Role};
+use crate::wire::{Message, ModerationStage};
 
 /// A prompt's embedding and, when the embedder can tell, its harm.
 #[derive(Debug, Clone, PartialEq)]
@@ -422,15 +422,10 @@ impl PreRouteStore {
     }
 }
 
-/// The request's prompt: its last user message's text.
-pub(crate) fn last_user_prompt(messages: &[Message]) -> Option<String> {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .and_then(|m| m.content.as_ref())
-        .map(|c| c.text())
-        .filter(|t| !t.trim().is_empty())
+/// The request's prompt: its last user message's text (what the guard judges), when it
+/// is not blank.
+fn last_user_prompt(messages: &[Message]) -> Option<String> {
+    crate::wire::last_user_text(messages).filter(|t| !t.trim().is_empty())
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
