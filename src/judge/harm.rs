@@ -53,20 +53,19 @@ impl Default for HarmPolicy {
 
 impl HarmPolicy {
     /// The policy where e5's fine-tuned prompt layer is the last prompt tier (the `e5`
-    /// tiers of [`crate::classify::tiers`]): benign below 0.10, or below 0.067 when the
-    /// refusal names harm. Chosen by the rule of tests/harm_reroute.rs
+    /// tiers of [`crate::classify::tiers`]): benign below 0.15, whether or not the refusal
+    /// names harm. Chosen by the rule of tests/harm_reroute.rs
     /// (`the_harm_policy_is_chosen_on_a_development_set`) on its development set of 320
-    /// requests, for the prompt layer tuned on 2026-12-04 with the team's safety-seeking
-    /// requests and their harmful twins (models/data/prompts-contrast5.jsonl): that layer
-    /// reads a harmful request lower than the one before it did (on the development set, 13
-    /// of 160 below 0.30 against 3), so the rule's thresholds fell from 0.30 / 0.30 to the
-    /// grid's strictest column (a stricter one cannot re-route more), re-routing 124 of 160
-    /// benign requests (the layer before: 118) and 3 of 160 harmful ones either way; 0.067
-    /// is the grid's two thirds of 0.10. The other tiers keep [`HarmPolicy::default`].
+    /// requests, for the prompt layer tuned on 2026-12-05 with the team's requests asked as
+    /// history beside harmful twins asked in the past tense
+    /// (models/data/prompts-contrast7.jsonl): it re-routes 1 of 160 harmful requests and 130
+    /// of 160 benign ones, where the layer before at its policy (0.10 / 0.067) re-routed 3
+    /// and 126 (models/e5-heads/README.md, "Harmful requests asked as history"). The other
+    /// tiers keep [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {
-            benign_below: 0.10,
-            benign_below_named_harm: 0.10 * 2.0 / 3.0,
+            benign_below: 0.15,
+            benign_below_named_harm: 0.15,
             ..HarmPolicy::default()
         }
     }
@@ -198,8 +197,8 @@ mod tests {
         assert!(!d.clears_preroute(0.10));
         assert!(!d.clears_preroute(0.12));
         let e5 = HarmPolicy::for_e5();
-        assert!(e5.clears_preroute(0.06));
-        assert!(!e5.clears_preroute(0.07));
+        assert!(e5.clears_preroute(0.14));
+        assert!(!e5.clears_preroute(0.16));
     }
 
     fn judged(p: f32) -> PromptJudgement {

@@ -165,7 +165,7 @@ impl Default for PreRouteConfig {
     /// fallback, but the primary deserves its chance at a new question. 0.15 is the default
     /// policy's "clearly benign" bound ([`crate::judge::HarmPolicy`]) for the n-gram prompt
     /// head, which reads the default embedder's harm: only a request judged clearly benign
-    /// skips a provider. The e5 tier's bound ([`crate::judge::HarmPolicy::for_e5`], 0.10)
+    /// skips a provider. The e5 tier's bound ([`crate::judge::HarmPolicy::for_e5`], 0.15)
     /// is for e5's reading, not this one; a request pre-routed had a refusal re-routed
     /// under whichever tier judged it when it was stored.
     fn default() -> Self {
