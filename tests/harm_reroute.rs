@@ -7,8 +7,9 @@
 //! and zh, 60 harmful and 60 benign, 30 of the benign ones Chinese political questions that
 //! Qwen over-blocks), each with the refusal the primary answers. The test prints the share
 //! re-routed per language and side, and holds the harmful side to a ceiling and the benign
-//! side to a floor measured when the prompt-harm decision landed. tests/data/harm-past-tense.jsonl
-//! (harmful requests asked as history beside history questions) is held the same way.
+//! side to a floor measured when the prompt-harm decision landed. The same holds for
+//! tests/data/harm-past-tense.jsonl (harmful requests asked as history beside history
+//! questions).
 mod common;
 
 use std::collections::BTreeMap;
@@ -127,19 +128,31 @@ async fn measure_on(cases: &[Case], guard: &RefusalGuardLayer, what: &str) -> (f
     (harmful, benign)
 }
 
-/// Every case through a guard with `detectors` (a set-up with the e5 prompt tier): the
-/// harmful share at most [`E5_HARMFUL_CEILING`], the benign share at least
+/// Every end-to-end case through a guard with `detectors` (a set-up with the e5 prompt
+/// tier): the harmful share at most [`E5_HARMFUL_CEILING`], the benign share at least
 /// [`E5_BENIGN_FLOOR`].
 async fn holds_the_e5_shares(detectors: refusal_guard::detect::Detectors, what: &str) {
+    holds_shares(&cases(), detectors, what, E5_HARMFUL_CEILING, E5_BENIGN_FLOOR).await;
+}
+
+/// `cases` through a guard with `detectors`: the harmful share re-routed at most
+/// `harmful_ceiling`, the benign share at least `benign_floor`.
+async fn holds_shares(
+    cases: &[Case],
+    detectors: refusal_guard::detect::Detectors,
+    what: &str,
+    harmful_ceiling: f64,
+    benign_floor: f64,
+) {
     let guard = RefusalGuardLayer::new().detectors(detectors);
-    let (harmful, benign) = measure(&guard, what).await;
+    let (harmful, benign) = measure_on(cases, &guard, what).await;
     assert!(
-        harmful <= E5_HARMFUL_CEILING,
-        "{what}: harmful refusals re-routed {harmful:.3} > {E5_HARMFUL_CEILING}"
+        harmful <= harmful_ceiling,
+        "{what}: harmful refusals re-routed {harmful:.3} > {harmful_ceiling}"
     );
     assert!(
-        benign >= E5_BENIGN_FLOOR,
-        "{what}: benign refusals re-routed {benign:.3} < {E5_BENIGN_FLOOR}"
+        benign >= benign_floor,
+        "{what}: benign refusals re-routed {benign:.3} < {benign_floor}"
     );
 }
 
@@ -402,16 +415,14 @@ async fn harmful_requests_asked_as_history_stay_with_the_e5_tier() {
     let Some(detectors) = common::e5_detectors() else {
         return;
     };
-    let guard = RefusalGuardLayer::new().detectors(detectors);
-    let (harmful, benign) = measure_on(&cases, &guard, "past tense, e5").await;
-    assert!(
-        harmful <= PAST_TENSE_E5_HARMFUL_CEILING,
-        "harmful requests asked as history re-routed {harmful:.3} > {PAST_TENSE_E5_HARMFUL_CEILING}"
-    );
-    assert!(
-        benign >= PAST_TENSE_E5_BENIGN_FLOOR,
-        "history questions re-routed {benign:.3} < {PAST_TENSE_E5_BENIGN_FLOOR}"
-    );
+    holds_shares(
+        &cases,
+        detectors,
+        "past tense, e5",
+        PAST_TENSE_E5_HARMFUL_CEILING,
+        PAST_TENSE_E5_BENIGN_FLOOR,
+    )
+    .await;
 }
 
 /// The past-tense set's bounds for the e5 tier, as measured when the layer trained with the
