@@ -409,19 +409,30 @@ const E5_BENIGN_FLOOR: f64 = 0.85;
 /// the 67 harmful ones (models/e5-heads/README.md, "Harmful requests asked as history").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harmful_requests_asked_as_history_stay_with_the_e5_tier() {
-    let cases = cases_from("harm-past-tense.jsonl");
-    // The embedded default, for the record (its n-gram prompt head learned from the same
-    // files); the bounds are the e5 tier's.
-    measure_on(&cases, &RefusalGuardLayer::new(), "past tense, embedded").await;
+    holds_the_e5_shares_on(
+        "harm-past-tense.jsonl",
+        "past tense",
+        PAST_TENSE_E5_HARMFUL_CEILING,
+        PAST_TENSE_E5_BENIGN_FLOOR,
+    )
+    .await;
+}
+
+/// The cases of `file` through the embedded default, printed for the record (its n-gram
+/// prompt head learned from the same files), then through the e5 tier, held to
+/// `harmful_ceiling` and `benign_floor` ([`holds_shares`]).
+async fn holds_the_e5_shares_on(file: &str, what: &str, harmful_ceiling: f64, benign_floor: f64) {
+    let cases = cases_from(file);
+    measure_on(&cases, &RefusalGuardLayer::new(), &format!("{what}, embedded")).await;
     let Some(detectors) = common::e5_detectors() else {
         return;
     };
     holds_shares(
         &cases,
         detectors,
-        "past tense, e5",
-        PAST_TENSE_E5_HARMFUL_CEILING,
-        PAST_TENSE_E5_BENIGN_FLOOR,
+        &format!("{what}, e5"),
+        harmful_ceiling,
+        benign_floor,
     )
     .await;
 }
@@ -448,15 +459,9 @@ const PAST_TENSE_E5_BENIGN_FLOOR: f64 = 0.85;
 /// refusals, fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn election_fraud_asked_in_a_political_frame_stays_with_the_e5_tier() {
-    let cases = cases_from("reroute-dev-election.jsonl");
-    measure_on(&cases, &RefusalGuardLayer::new(), "election, embedded").await;
-    let Some(detectors) = common::e5_detectors() else {
-        return;
-    };
-    holds_shares(
-        &cases,
-        detectors,
-        "election, e5",
+    holds_the_e5_shares_on(
+        "reroute-dev-election.jsonl",
+        "election",
         ELECTION_E5_HARMFUL_CEILING,
         ELECTION_E5_BENIGN_FLOOR,
     )
