@@ -4,7 +4,10 @@
 //! anything that could cause harm"), so the words of a refusal cannot tell a policy
 //! over-block from a safety refusal. What can is the request itself: a refusal of a harmful
 //! request is a [`VerdictKind::SafetyRefusal`] (never re-routed by default), a refusal of a
-//! benign one a [`VerdictKind::PolicyRefusal`] (re-routed).
+//! benign one a [`VerdictKind::PolicyRefusal`] (re-routed). A deflection (an evasion) is
+//! split the same way (`judge::split_evasion`): it stays an [`VerdictKind::Evasion`] only
+//! when the request is judged benign, so a provider that changes the subject of a harmful
+//! request is not a way around the judgment.
 //!
 //! The harm probability comes from the prompt tiers of the pipeline, cheapest first (the
 //! embedded n-gram prompt head, the encoder's prompt head, a generative guard where one is
@@ -60,7 +63,9 @@ impl HarmPolicy {
     /// history beside harmful twins asked in the past tense
     /// (models/data/prompts-contrast7.jsonl): it re-routes 1 of 160 harmful requests and 130
     /// of 160 benign ones, where the layer before at its policy (0.10 / 0.067) re-routed 3
-    /// and 126 (models/e5-heads/README.md, "Harmful requests asked as history"). The other
+    /// and 126 (models/e5-heads/README.md, "Harmful requests asked as history"). Chosen
+    /// again when the development set gained 39 election-framed pairs (2026-12-05, with
+    /// evasions split by harm): 2 of 199 harmful and 155 of 199 benign. The other
     /// tiers keep [`HarmPolicy::default`].
     pub fn for_e5() -> Self {
         HarmPolicy {

@@ -314,6 +314,27 @@ async fn split_refusal(
         .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())), names_harm)
 }
 
+/// An evasion, split by the request's harm as a refusal is ([`split_refusal`]): a
+/// deflection ("Let's talk about something else.") of a request judged harmful, or not
+/// clearly benign, is as justified as a refusal of it and becomes a
+/// [`VerdictKind::SafetyRefusal`], so it is never re-routed; only the deflection of a request
+/// judged benign stays an [`VerdictKind::Evasion`] (re-routable: Qwen's usual answer to a
+/// lawful political question). Whether a text refuses or deflects is the combiner's call and
+/// says nothing about the request, so it must not open a way around the harm judgment.
+async fn split_evasion(
+    models: &Models,
+    evidence: &[Evidence],
+    observation: &Observation<'_>,
+) -> (VerdictKind, Evidence) {
+    let (kind, mut ev) = split_refusal(models, evidence, observation).await;
+    if matches!(kind, VerdictKind::SafetyRefusal { .. }) {
+        (kind, ev)
+    } else {
+        ev.suggests = VerdictClass::Evasion;
+        (VerdictKind::Evasion, ev)
+    }
+}
+
 /// A provider's moderation block, split by the request's harm: a block of a request judged
 /// clearly harmful (at or above [`HarmPolicy::block_harmful_from`]) is justified and becomes a
 /// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider. Unlike a
@@ -361,16 +382,21 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     if observation.text.trim().is_empty() || short || cut {
         // Nothing to read, or an answer that an error or a cut ended (the provider signals'
         // rules say what those are; the models were trained on whole answers), or a text
-        // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal found there is
-        // still split by the request's harm, never by its wording alone.
+        // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal or an evasion found
+        // there is still split by the request's harm, never by its wording alone.
         let mut verdict = rules::combine(evidence, 0.5, observation);
-        if matches!(
-            verdict.class(),
-            VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
-        ) {
-            let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
-            verdict.kind = kind;
-            verdict.evidence.insert(0, ev);
+        match verdict.class() {
+            VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => {
+                let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
+                verdict.kind = kind;
+                verdict.evidence.insert(0, ev);
+            }
+            VerdictClass::Evasion => {
+                let (kind, ev) = split_evasion(models, &verdict.evidence, observation).await;
+                verdict.kind = kind;
+                verdict.evidence.insert(0, ev);
+            }
+            _ => {}
         }
         return split_block(models, verdict, observation).await;
     }
@@ -407,8 +433,12 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         ResponseLabel::Refusal => VerdictKind::PolicyRefusal,
     };
     let mut harm_evidence = None;
-    if label == ResponseLabel::Refusal {
-        let (k, ev) = split_refusal(models, &evidence, observation).await;
+    if matches!(label, ResponseLabel::Refusal | ResponseLabel::Evasion) {
+        let (k, ev) = if label == ResponseLabel::Refusal {
+            split_refusal(models, &evidence, observation).await
+        } else {
+            split_evasion(models, &evidence, observation).await
+        };
         kind = k;
         combined.suggests = kind.class();
         harm_evidence = Some(ev);
