@@ -335,6 +335,24 @@ async fn split_evasion(
     }
 }
 
+/// A refusal ([`split_refusal`]) or an evasion ([`split_evasion`]) of class `class`, split by
+/// the request's harm; `None` for any other class, which the request's harm does not change
+/// here (a provider's block is [`split_block`]'s).
+async fn split_by_harm(
+    class: VerdictClass,
+    models: &Models,
+    evidence: &[Evidence],
+    observation: &Observation<'_>,
+) -> Option<(VerdictKind, Evidence)> {
+    match class {
+        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => {
+            Some(split_refusal(models, evidence, observation).await)
+        }
+        VerdictClass::Evasion => Some(split_evasion(models, evidence, observation).await),
+        _ => None,
+    }
+}
+
 /// A provider's moderation block, split by the request's harm: a block of a request judged
 /// clearly harmful (at or above [`HarmPolicy::block_harmful_from`]) is justified and becomes a
 /// [`VerdictKind::SafetyRefusal`], so it is never re-routed to a laxer provider. Unlike a
@@ -385,18 +403,10 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal or an evasion found
         // there is still split by the request's harm, never by its wording alone.
         let mut verdict = rules::combine(evidence, 0.5, observation);
-        match verdict.class() {
-            VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => {
-                let (kind, ev) = split_refusal(models, &verdict.evidence, observation).await;
-                verdict.kind = kind;
-                verdict.evidence.insert(0, ev);
-            }
-            VerdictClass::Evasion => {
-                let (kind, ev) = split_evasion(models, &verdict.evidence, observation).await;
-                verdict.kind = kind;
-                verdict.evidence.insert(0, ev);
-            }
-            _ => {}
+        if let Some((kind, ev)) = split_by_harm(verdict.class(), models, &verdict.evidence, observation).await
+        {
+            verdict.kind = kind;
+            verdict.evidence.insert(0, ev);
         }
         return split_block(models, verdict, observation).await;
     }
@@ -433,12 +443,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         ResponseLabel::Refusal => VerdictKind::PolicyRefusal,
     };
     let mut harm_evidence = None;
-    if matches!(label, ResponseLabel::Refusal | ResponseLabel::Evasion) {
-        let (k, ev) = if label == ResponseLabel::Refusal {
-            split_refusal(models, &evidence, observation).await
-        } else {
-            split_evasion(models, &evidence, observation).await
-        };
+    if let Some((k, ev)) = split_by_harm(kind.class(), models, &evidence, observation).await {
         kind = k;
         combined.suggests = kind.class();
         harm_evidence = Some(ev);
