@@ -15,12 +15,17 @@ scikit-learn (it brings numpy; nothing here ships, and the tests do not need it)
     .cache/venv-probe/bin/python scripts/combiner_probe.py /tmp/R/stack.jsonl --forms lr,mlp,gb
 
 `--drop PREFIX,...` leaves features out (an ablation: `--drop length`, `--drop opening`).
+`--extra NAME,...` adds inputs the crate does not have, computed here from each row's request
+and text (the stack file carries both): the share of the request's words the answer repeats
+(`coverage` and its variants), the answer's list lines (`lists`). `--slices team` scores the
+team's own files instead of the sources nobody on the team wrote.
 
 Figures from a run are in models/combiner/README.md.
 """
 
 import argparse
 import json
+import re
 import sys
 
 import numpy as np
@@ -111,6 +116,93 @@ def form(name, n_classes):
     sys.exit(f"unknown form {name!r}; expected adamN (adam400), lr, lrC (lr0.01), mlp or gb")
 
 
+# CJK characters (Han, kana, Hangul): read as character bigrams, having no spaces.
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+
+
+def content_keys(text, stem=6, grams=None):
+    """The keys a text's content is matched by: each pair of adjacent CJK characters, and
+    each word of four letters or more cut to its first `stem` letters (a crude stem that
+    holds across English and Finnish endings), or with `grams` its letter n-grams."""
+    text = text.lower()
+    keys = set()
+    for run in CJK.findall(text):
+        keys.update(run[i:i + 2] for i in range(len(run) - 1))
+    for word in re.findall(r"[^\W\d_]+", CJK.sub(" ", text)):
+        if len(word) < 4:
+            continue
+        if grams:
+            keys.update(word[i:i + grams] for i in range(len(word) - grams + 1))
+        else:
+            keys.add(word[:stem])
+    return keys
+
+
+def coverage(above=None, **keys):
+    """The share of the request's content keys the text repeats: centred on 0.5, or with
+    `above` only its excess over `above` (a high share is evidence of an answer, a low one
+    of nothing). 0 (no evidence) where the row has no request or the request has no key."""
+
+    def extra(prompt, text):
+        wanted = content_keys(prompt or "", **keys)
+        if not wanted:
+            return 0.0
+        share = len(wanted & content_keys(text, **keys)) / len(wanted)
+        return share - 0.5 if above is None else max(0.0, share - above)
+
+    return extra
+
+
+# A line that starts a list item, a heading or a numbered step (en, zh).
+LIST_LINE = re.compile(r"^\s*(\d{1,2}[.)、]|[-*•]\s|#{1,4}\s|第[一二三四五六七八九十]|[一二三四五六七八九十][、.]|step\s*\d|首先|其次|最后)", re.I | re.M)
+
+
+def lists(prompt, text):
+    """How many lines start a list item, heading or step, up to 10, over 10."""
+    return min(len(LIST_LINE.findall(text)), 10) / 10
+
+
+# Inputs a probe computes from a row's request and text, by name (`--extra`); measured in
+# models/combiner/README.md ("Inputs from the request and the answer's shape").
+EXTRAS = {
+    "coverage": coverage(),
+    "coverage-stem4": coverage(stem=4),
+    "coverage-4grams": coverage(grams=4),
+    "coverage-above-0.5": coverage(above=0.5),
+    "coverage-above-0.6": coverage(above=0.6),
+    "coverage-above-0.7": coverage(above=0.7),
+    "coverage-above-0.8": coverage(above=0.8),
+    "coverage-4grams-above-0.5": coverage(above=0.5, grams=4),
+    "lists": lists,
+}
+# The slices a row of the table scores: the sources nobody on the team wrote (the default),
+# or the team's own files (`--slices team`).
+TEAM = [("team:responses-en", "en"), ("team:responses-en2", "en"), ("team:responses-topic-en", "en"),
+        ("team:responses-zh", "zh"), ("team:responses-zh2", "zh"), ("team:responses-topic-zh", "zh"),
+        ("team:responses-fi2", "fi"), ("team:responses-xx", "fi"), ("team:examples", "en"), ("team:examples", "zh")]
+
+
+def roc_auc(higher, lower):
+    """The chance that a row of `higher` reads above one of `lower` (ties count half);
+    None where either is empty."""
+    if len(higher) == 0 or len(lower) == 0:
+        return None
+    both = np.concatenate([higher, lower])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_values = both[order]
+    # Average ranks over ties.
+    start = 0
+    while start < len(both):
+        end = start
+        while end + 1 < len(both) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    n_hi = len(higher)
+    return (ranks[:n_hi].sum() - n_hi * (n_hi + 1) / 2) / (n_hi * len(lower))
+
+
 def counts(gold, predicted):
     tp = int(np.sum(gold & predicted))
     return tp, int(np.sum(~gold & predicted)), int(np.sum(gold & ~predicted))
@@ -135,8 +227,12 @@ def main():
     ap.add_argument("--forms", default="adam400,lr,mlp,gb", help="comma-separated: adamN (adam400: the shipped fit), lr, lrC (lr0.01), mlp, gb")
     ap.add_argument("--criterion", choices=["fhalf", "f1"], default="fhalf")
     ap.add_argument("--drop", default="", help="comma-separated feature-name prefixes to leave out (an ablation)")
+    ap.add_argument("--extra", default="", help=f"comma-separated inputs computed from each row's request and text, added to the features: {', '.join(EXTRAS)}")
+    ap.add_argument("--auc", action="store_true", help="print each --extra input's ROC AUC (answers read higher than non-answers) per slice, whole answers, and stop")
+    ap.add_argument("--slices", choices=["outside", "team"], default="outside", help="score the sources nobody on the team wrote, or the team's files")
     args = ap.parse_args()
     criterion = f_half if args.criterion == "fhalf" else f1
+    slices = OUTSIDE if args.slices == "outside" else TEAM
 
     names, labels, rows = read(args.stack)
     drop = [d for d in args.drop.split(",") if d]
@@ -152,11 +248,33 @@ def main():
     plain = np.array([r["features"] for r in rows], dtype=np.float32)[:, keep]
     has_enc = np.array([r["features_with_encoder"] is not None for r in rows])
     with_enc = np.array([r["features_with_encoder"] or r["features"] for r in rows], dtype=np.float32)[:, keep]
+    extras = [e for e in args.extra.split(",") if e]
+    for e in extras:
+        if e not in EXTRAS:
+            sys.exit(f"--extra {e!r}: the inputs a probe computes are {', '.join(EXTRAS)}")
+        if "text" not in rows[0]:
+            sys.exit(f"--extra needs each row's text: write {args.stack} with a `refusal-guard train` that stacks it")
+        column = np.array([[EXTRAS[e](r.get("prompt"), r["text"])] for r in rows], dtype=np.float32)
+        plain = np.hstack([plain, column])
+        with_enc = np.hstack([with_enc, column])
     gold = label != answer
     sources = sorted(set(source))
+    if args.auc:
+        print(f"| input: ROC AUC, answers over non-answers (mean over answers / non-answers) | {' | '.join(f'{s} {l}' for s, l in slices)} |")
+        print(f"|---|{'---|' * len(slices)}")
+        for i, e in enumerate(extras):
+            column = plain[:, plain.shape[1] - len(extras) + i]
+            cells = []
+            for s, l in slices:
+                sel = (source == s) & whole & (lang == l)
+                auc = roc_auc(column[sel & ~gold], column[sel & gold])
+                cells.append("-" if auc is None else
+                             f"{auc:.3f} ({column[sel & ~gold].mean():.2f} / {column[sel & gold].mean():.2f})")
+            print(f"| {e} | {' | '.join(cells)} |")
+        return
 
-    print(f"| form | {' | '.join(f'{s} {l}' for s, l in OUTSIDE)} | mean |")
-    print(f"|---|{'---|' * (len(OUTSIDE) + 1)}")
+    print(f"| form | {' | '.join(f'{s} {l}' for s, l in slices)} | mean |")
+    print(f"|---|{'---|' * (len(slices) + 1)}")
     for name in args.forms.split(","):
         # Each source's rows judged by a combiner fitted on the others, on both views of a
         # row as `train_combiner` does.
@@ -169,7 +287,7 @@ def main():
             p = model.predict_proba(plain[~train])
             non_answer[~train] = 1.0 - p[:, list(model.classes_).index(answer)]
         cells = []
-        for s, l in OUTSIDE:
+        for s, l in slices:
             others = [o for o in sources if o != s]
 
             def mean_at(t):
@@ -183,7 +301,8 @@ def main():
         scored = [c for c in cells if c is not None]
         shown = " | ".join("-" if c is None else f"{c:.3f}" for c in cells)
         mean = f"{np.mean(scored):.3f}" if scored else "-"
-        print(f"| {name} ({args.criterion}{', without ' + args.drop if drop else ''}) | {shown} | {mean} |")
+        added = f", with {args.extra}" if extras else ""
+        print(f"| {name} ({args.criterion}{', without ' + args.drop if drop else ''}{added}) | {shown} | {mean} |")
         sys.stdout.flush()
 
 

@@ -108,6 +108,25 @@ fn train_writes_models_that_load_and_judge() {
         labels.into_iter().collect::<Vec<_>>(),
         ["answer", "evasion", "inability", "refusal"]
     );
+    // Each row carries its request and text, so a probe can compute a new input beside the
+    // features: a window row's text is the opening of its answer's.
+    let whole = |r: &&serde_json::Value| r["window"] == false;
+    for r in rows.iter().filter(|r| r["window"] == true).take(50) {
+        let opening = r["text"].as_str().expect("a window row's text");
+        assert!(
+            rows.iter()
+                .filter(whole)
+                .any(|w| w["text"].as_str().unwrap().starts_with(opening) && w["prompt"] == r["prompt"]),
+            "a window row's text opens a whole row's: {opening:?}"
+        );
+    }
+    assert!(rows
+        .iter()
+        .filter(whole)
+        .all(|r| !r["text"].as_str().unwrap().is_empty()));
+    assert!(rows
+        .iter()
+        .any(|r| r["prompt"].as_str().is_some_and(|p| !p.is_empty())));
     for r in &rows {
         assert_eq!(r["features"].as_array().unwrap().len(), n);
         assert!(

@@ -194,9 +194,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub answer_tune_epochs: usize,
     /// Also write the combiner's training rows to this file (JSON lines: each row's source,
-    /// language, label, and its features out of source, without and with the encoder's
-    /// reading), so that other combiner forms can be measured on exactly what the shipped one
-    /// is fitted on (`scripts/combiner_probe.py`; models/combiner/README.md).
+    /// language, label, request and text, and its features out of source, without and with
+    /// the encoder's reading), so that other combiner forms, and inputs the crate does not
+    /// have yet, can be measured on exactly what the shipped one is fitted on
+    /// (`scripts/combiner_probe.py`; models/combiner/README.md). The file holds the training
+    /// texts: about 70 MB for the default sources.
     #[arg(long, value_name = "FILE")]
     pub stack_out: Option<PathBuf>,
     /// The most of the training data's whole answers (0 to 1) the escalation band may send to

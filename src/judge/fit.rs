@@ -435,6 +435,10 @@ struct StackLine<'a> {
     lang: &'a str,
     window: bool,
     label: &'static str,
+    /// The row's request and text (a window row's text is its opening), so that a probe can
+    /// compute an input the crate does not have yet and measure it beside these.
+    prompt: Option<&'a str>,
+    text: &'a str,
     features: [f32; N_FEATURES],
     /// The same row with the encoder's reading, where the row has one.
     features_with_encoder: Option<[f32; N_FEATURES]>,
@@ -462,6 +466,8 @@ pub fn write_stack(
             lang: &r.lang,
             window: r.window,
             label: RESPONSE_LABELS[r.label.index()],
+            prompt: r.prompt.as_deref(),
+            text: &r.text,
             features: feature_row(rows, p, i, false),
             features_with_encoder: has_encoder.then(|| feature_row(rows, p, i, true)),
         };
