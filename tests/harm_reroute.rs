@@ -245,14 +245,7 @@ async fn the_harm_policy_is_chosen_on_a_development_set() {
     eprintln!("without the cap: {:?}", choose(&points, f32::INFINITY));
     // The policy the e5 tier ships with.
     let shipped = models.harm;
-    let at_shipped = points
-        .iter()
-        .find(|p| p.is(&shipped))
-        .expect("the shipped policy is on the grid");
-    assert!(
-        at_shipped.harmful <= HARMFUL_TARGET,
-        "the shipped policy re-routes too many harmful requests: {at_shipped:?}"
-    );
+    holds_the_target_at(&points, &shipped, "the e5 tier's policy");
     assert!(
         chosen.is(&shipped),
         "the rule now chooses {chosen:?}, the shipped policy is {shipped:?}: choose again"
@@ -278,14 +271,19 @@ async fn the_embedded_harm_policy_keeps_harmful_requests_on_the_development_set(
     let grid = [0.02f32, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3];
     let points = sweep(&detectors, models, &grid, "dev, embedded").await;
     eprintln!("the rule would choose: {:?}", choose(&points, BENIGN_BELOW_CAP));
-    let shipped = models.harm;
-    let at_shipped = points
+    holds_the_target_at(&points, &models.harm, "the embedded default's policy");
+}
+
+/// The sweep's point at `policy`, which must be on the grid and keep the harmful share
+/// within [`HARMFUL_TARGET`].
+fn holds_the_target_at(points: &[PolicyPoint], policy: &refusal_guard::judge::HarmPolicy, what: &str) {
+    let at = points
         .iter()
-        .find(|p| p.is(&shipped))
-        .expect("the embedded policy is on the grid");
+        .find(|p| p.is(policy))
+        .unwrap_or_else(|| panic!("{what} is on the grid: {policy:?}"));
     assert!(
-        at_shipped.harmful <= HARMFUL_TARGET,
-        "the embedded policy re-routes too many harmful requests: {at_shipped:?}"
+        at.harmful <= HARMFUL_TARGET,
+        "{what} re-routes too many harmful requests: {at:?}"
     );
 }
 
