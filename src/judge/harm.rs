@@ -43,11 +43,11 @@ impl Default for HarmPolicy {
     /// reported on. The band is wide on purpose: the shipped prompt judges recall harmful
     /// requests poorly on files they never saw (models/combiner/loso.md), and a refusal kept
     /// by mistake costs one answer while one re-routed by mistake launders a harmful
-    /// request. For the same reason they were not loosened when the rule, run again on
-    /// 2026-12-05 over the 199-pair development set with the n-gram prompt head of that day
-    /// (`the_embedded_harm_policy_keeps_harmful_requests_on_the_development_set`), would
-    /// have chosen 0.20 / 0.20: that set is team-written, and the head alone recalls only
-    /// 0.75 to 0.99 of the harmful prompts of the shared files it never saw at 0.15.
+    /// request. Run again on 2026-12-05 over the 199-pair development set with the n-gram
+    /// prompt head of that day, the rule chose them again
+    /// (`the_embedded_harm_policy_is_chosen_on_the_development_set`); without its cap it
+    /// would choose 0.20 / 0.20, which the head does not earn: alone it recalls only 0.75
+    /// to 0.99 of the harmful prompts of the shared files it never saw at 0.15.
     fn default() -> Self {
         HarmPolicy {
             harmful_from: 0.5,
