@@ -249,6 +249,8 @@ def main():
     has_enc = np.array([r["features_with_encoder"] is not None for r in rows])
     with_enc = np.array([r["features_with_encoder"] or r["features"] for r in rows], dtype=np.float32)[:, keep]
     extras = [e for e in args.extra.split(",") if e]
+    if args.auc and not extras:
+        sys.exit("--auc measures the --extra inputs: name at least one (--extra coverage)")
     for e in extras:
         if e not in EXTRAS:
             sys.exit(f"--extra {e!r}: the inputs a probe computes are {', '.join(EXTRAS)}")
