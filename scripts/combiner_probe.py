@@ -31,6 +31,7 @@ import sys
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.neural_network import MLPClassifier
 
 # The same grid as `choose_threshold` in src/judge/fit.rs.
@@ -187,20 +188,7 @@ def roc_auc(higher, lower):
     None where either is empty."""
     if len(higher) == 0 or len(lower) == 0:
         return None
-    both = np.concatenate([higher, lower])
-    order = both.argsort(kind="mergesort")
-    ranks = np.empty(len(both))
-    sorted_values = both[order]
-    # Average ranks over ties.
-    start = 0
-    while start < len(both):
-        end = start
-        while end + 1 < len(both) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    n_hi = len(higher)
-    return (ranks[:n_hi].sum() - n_hi * (n_hi + 1) / 2) / (n_hi * len(lower))
+    return roc_auc_score(np.r_[np.ones(len(higher)), np.zeros(len(lower))], np.r_[higher, lower])
 
 
 def counts(gold, predicted):

@@ -5,7 +5,7 @@
 //! over-block from a safety refusal. What can is the request itself: a refusal of a harmful
 //! request is a [`VerdictKind::SafetyRefusal`] (never re-routed by default), a refusal of a
 //! benign one a [`VerdictKind::PolicyRefusal`] (re-routed). A deflection (an evasion) is
-//! split the same way (`judge::split_evasion`): it stays an [`VerdictKind::Evasion`] only
+//! split the same way ([`HarmPolicy::refusal_verdict`]): it stays an [`VerdictKind::Evasion`] only
 //! when the request is judged benign, so a provider that changes the subject of a harmful
 //! request is not a way around the judgment.
 //!
@@ -114,8 +114,12 @@ impl HarmPolicy {
         })
     }
 
-    /// The verdict for a refusal, given the prompt's judgment (`None`: no prompt, or no
-    /// model could judge it), and the evidence that explains it.
+    /// The verdict for a refusal, or for a deflection (`deflection`: an evasion), given the
+    /// prompt's judgment (`None`: no prompt, or no model could judge it), and the evidence
+    /// that explains it. Of a request judged harmful, or not clearly benign, either is a
+    /// safety refusal (fail safe): whether a text refuses or deflects says nothing about the
+    /// request. Of a benign or unjudged request, a refusal is a policy refusal and a
+    /// deflection stays an evasion.
     /// `names_harm`: the refusal's own words name harm, danger or illegality. That is
     /// evidence, not the decision: it narrows what counts as benign to
     /// `benign_below_named_harm`, so only a request judged clearly benign is re-routed.
@@ -123,7 +127,13 @@ impl HarmPolicy {
         &self,
         judged: Option<(&PromptJudgement, &str)>,
         names_harm: bool,
+        deflection: bool,
     ) -> (VerdictKind, Evidence) {
+        let (benign_kind, shape) = if deflection {
+            (VerdictKind::Evasion, "evasion")
+        } else {
+            (VerdictKind::PolicyRefusal, "refusal")
+        };
         let evidence = |suggests, score: f32, reason: String| Evidence {
             source: "prompt_harm".into(),
             suggests,
@@ -135,11 +145,11 @@ impl HarmPolicy {
         let Some((j, source)) = judged else {
             // Nothing says the request was harmful (an audited answer without its prompt).
             return (
-                VerdictKind::PolicyRefusal,
+                benign_kind.clone(),
                 evidence(
-                    VerdictClass::PolicyRefusal,
+                    benign_kind.class(),
                     0.5,
-                    "refusal; the prompt was not available to judge".into(),
+                    format!("{shape}; the prompt was not available to judge"),
                 ),
             );
         };
@@ -166,9 +176,9 @@ impl HarmPolicy {
             self.benign_below
         } {
             (
-                VerdictKind::PolicyRefusal,
+                benign_kind.clone(),
                 evidence(
-                    VerdictClass::PolicyRefusal,
+                    benign_kind.class(),
                     1.0 - p,
                     format!("{source} judged the request benign (p harmful={p:.2})"),
                 ),
@@ -222,14 +232,14 @@ mod tests {
         let policy = HarmPolicy::default();
         assert_eq!(
             policy
-                .refusal_verdict(Some((&judged(0.9), "ngram")), false)
+                .refusal_verdict(Some((&judged(0.9), "ngram")), false, false)
                 .0
                 .class(),
             VerdictClass::SafetyRefusal
         );
         assert_eq!(
             policy
-                .refusal_verdict(Some((&judged(0.1), "ngram")), false)
+                .refusal_verdict(Some((&judged(0.1), "ngram")), false, false)
                 .0
                 .class(),
             VerdictClass::PolicyRefusal
@@ -249,15 +259,15 @@ mod tests {
 
     #[test]
     fn unsure_fails_safe_and_says_so() {
-        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")), false);
+        let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")), false, false);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
         // Words naming harm narrow "benign": 0.12 is benign alone, unsure with them.
         let policy = HarmPolicy::default();
         assert!(policy.benign_below_named_harm <= 0.12 && 0.12 < policy.benign_below);
-        let (kind, _) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), false);
+        let (kind, _) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), false, false);
         assert_eq!(kind.class(), VerdictClass::PolicyRefusal);
-        let (kind, ev) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), true);
+        let (kind, ev) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), true, false);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
     }

@@ -294,13 +294,23 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
     }
 }
 
-/// A refusal, split by the request's harm (see [`harm`]): the kind and the evidence that
-/// explains it.
-async fn split_refusal(
+/// A refusal or an evasion of class `class`, split by the request's harm
+/// ([`HarmPolicy::refusal_verdict`]); `None` for any other class, which the request's harm
+/// does not change here (a provider's block is [`split_block`]'s). A deflection ("Let's talk
+/// about something else.") is split as a refusal is: whether a text refuses or deflects is
+/// the combiner's call and says nothing about the request, so it must not open a way around
+/// the harm judgment.
+async fn split_by_harm(
+    class: VerdictClass,
     models: &Models,
     evidence: &[Evidence],
     observation: &Observation<'_>,
-) -> (VerdictKind, Evidence) {
+) -> Option<(VerdictKind, Evidence)> {
+    let deflection = match class {
+        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => false,
+        VerdictClass::Evasion => true,
+        _ => return None,
+    };
     let prompt = observation.prompt.filter(|p| !p.trim().is_empty());
     let judged_prompt = match prompt {
         Some(p) => models.prompt.judge_prompt(p).await,
@@ -309,48 +319,11 @@ async fn split_refusal(
     let names_harm = evidence
         .iter()
         .any(|e| e.source == "patterns" && e.suggests == VerdictClass::SafetyRefusal);
-    models
-        .harm
-        .refusal_verdict(judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())), names_harm)
-}
-
-/// An evasion, split by the request's harm as a refusal is ([`split_refusal`]): a
-/// deflection ("Let's talk about something else.") of a request judged harmful, or not
-/// clearly benign, is as justified as a refusal of it and becomes a
-/// [`VerdictKind::SafetyRefusal`], so it is never re-routed; only the deflection of a request
-/// judged benign stays an [`VerdictKind::Evasion`] (re-routable: Qwen's usual answer to a
-/// lawful political question). Whether a text refuses or deflects is the combiner's call and
-/// says nothing about the request, so it must not open a way around the harm judgment.
-async fn split_evasion(
-    models: &Models,
-    evidence: &[Evidence],
-    observation: &Observation<'_>,
-) -> (VerdictKind, Evidence) {
-    let (kind, mut ev) = split_refusal(models, evidence, observation).await;
-    if matches!(kind, VerdictKind::SafetyRefusal { .. }) {
-        (kind, ev)
-    } else {
-        ev.suggests = VerdictClass::Evasion;
-        (VerdictKind::Evasion, ev)
-    }
-}
-
-/// A refusal ([`split_refusal`]) or an evasion ([`split_evasion`]) of class `class`, split by
-/// the request's harm; `None` for any other class, which the request's harm does not change
-/// here (a provider's block is [`split_block`]'s).
-async fn split_by_harm(
-    class: VerdictClass,
-    models: &Models,
-    evidence: &[Evidence],
-    observation: &Observation<'_>,
-) -> Option<(VerdictKind, Evidence)> {
-    match class {
-        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => {
-            Some(split_refusal(models, evidence, observation).await)
-        }
-        VerdictClass::Evasion => Some(split_evasion(models, evidence, observation).await),
-        _ => None,
-    }
+    Some(models.harm.refusal_verdict(
+        judged_prompt.as_ref().map(|(j, s)| (j, s.as_str())),
+        names_harm,
+        deflection,
+    ))
 }
 
 /// A provider's moderation block, split by the request's harm: a block of a request judged
