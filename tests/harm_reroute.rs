@@ -289,15 +289,75 @@ async fn the_rule_chooses_the_shipped_policy(
 /// (models/combiner/loso.md, "By flag threshold, cascade with the fine-tuned layer": harmful
 /// prompts flagged, mean over files, and benign ones flagged, contrast-style files). A
 /// harmful request re-routed (laundered) costs more than a benign one kept, at least twice
-/// as much, so the cap sits where a step up stops lowering the benign share at least twice
-/// as fast as harmful recall. For the layer shipped on 2026-12-05, measured file by file
-/// that day (seven held-out files): from 0.15 to 0.30 the benign share falls 1.3 times as
-/// fast (0.294 to 0.258 against 0.840 to 0.813), from 0.30 to 0.50 0.8 times; so the cap
-/// is 0.15 (it was 0.30 for the layer before, whose ratios were 2.7 and 1.6). The step from
-/// 0.10 to 0.15 reads 1.6 on the seven files and 2.9 on the five the earlier table held,
-/// within a tuning's spread of 2, so the cap stays at the policy the rule chooses rather
-/// than moving it.
+/// as much ([`LAUNDERING_WEIGHT`]), so each threshold's held-out cost is twice the harmful
+/// share let through plus the benign share kept, and the cap is the highest threshold whose
+/// cost is within [`CAP_COST_SLACK`] of the lowest (`the_cap_is_read_from_the_report`
+/// computes it from loso.md). For the layer shipped on 2026-12-05, scored as the pipeline
+/// runs it (twenty-third session), the cost is flat from 0.02 to 0.15 (0.597, 0.599, 0.605,
+/// 0.606) and rises above (0.611 at 0.20, 0.622 at 0.30, 0.652 at 0.50): 0.15 sits 0.009
+/// above the lowest, so the cap is 0.15, where the rule chooses. The held-out files do not
+/// prefer any threshold on the flat; the development set's rule chooses among them. (Read
+/// as ratios, each step up to 0.15 lowers the benign share 1.7 to 1.9 times as fast as it
+/// lowers harmful recall, under 2 but within a tuning's spread: the twenty-second session's
+/// tables, which took a sure-benign n-gram reading as final, read the step from 0.10 to
+/// 0.15 at 1.6.)
 const BENIGN_BELOW_CAP: f32 = 0.15;
+
+/// How many benign refusals kept one laundered harmful request is worth (see
+/// [`BENIGN_BELOW_CAP`]).
+const LAUNDERING_WEIGHT: f64 = 2.0;
+
+/// A held-out cost difference below this (one prompt in a hundred) is not read as a
+/// preference between thresholds: the cost is a mean over seven or eight files of 55 to
+/// 350 prompts each, and a retraining moves it by more.
+const CAP_COST_SLACK: f64 = 0.01;
+
+/// The cap follows the report: retraining the prompt layer rewrites loso.md, and a cap read
+/// from the old one would let the rule choose on stale evidence. Reads the sweep of the
+/// cascade with the fine-tuned layer, and holds [`BENIGN_BELOW_CAP`] to its highest
+/// threshold within [`CAP_COST_SLACK`] of the lowest cost.
+#[test]
+fn the_cap_is_read_from_the_report() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/combiner/loso.md");
+    let report = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let heading = "By flag threshold, cascade with the fine-tuned layer, on these files:";
+    let table = report
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}: no section {heading:?}", path.display()));
+    // Rows: | threshold | harmful flagged (worst) | benign flagged | benign, contrast-style |
+    let mut costs: Vec<(f32, f64)> = Vec::new();
+    for line in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Ok(t), Some(harmful), Some(benign)) = (
+            cells[1].parse::<f32>(),
+            cells[2]
+                .split_whitespace()
+                .next()
+                .and_then(|h| h.parse::<f64>().ok()),
+            cells[4].parse::<f64>().ok(),
+        ) else {
+            continue;
+        };
+        costs.push((t, LAUNDERING_WEIGHT * (1.0 - harmful) + benign));
+    }
+    assert!(costs.len() >= 8, "the sweep has its rows: {costs:?}");
+    let lowest = costs.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+    let cap = costs
+        .iter()
+        .filter(|c| c.1 <= lowest + CAP_COST_SLACK)
+        .map(|c| c.0)
+        .fold(f32::NEG_INFINITY, f32::max);
+    eprintln!("held-out cost by threshold: {costs:?}; lowest {lowest:.3}; cap {cap}");
+    assert!(
+        (cap - BENIGN_BELOW_CAP).abs() < 1e-6,
+        "loso.md puts the cap at {cap}, the rule uses {BENIGN_BELOW_CAP}: choose again ({costs:?})"
+    );
+}
 
 /// The development set: reroute-dev.jsonl and the election-framed pairs beside it.
 fn dev_cases() -> Vec<Case> {

@@ -136,6 +136,57 @@ fn train_writes_models_that_load_and_judge() {
     }
 }
 
+/// `--prompt-stack-out` writes every prompt row once, with the n-gram prompt head's harm
+/// probability trained without the row's file, and no encoder reading in a run without one.
+#[test]
+fn train_writes_the_prompt_rows_out_of_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("prompts.jsonl");
+    let files = ["prompts-contrast.jsonl", "prompts-contrast2.jsonl"];
+    let mut extra = vec!["--epochs", "2", "--prompt-stack-out", stack.to_str().unwrap()];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| team_file(f).to_string_lossy().into_owned())
+        .collect();
+    for p in &paths {
+        extra.extend(["--prompts", p.as_str()]);
+    }
+    let run = train(dir.path(), &["responses-en.jsonl", "responses-en2.jsonl"], &extra);
+    assert!(
+        run.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&stack).expect("--prompt-stack-out writes its file");
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (file, path) in files.iter().zip(&paths) {
+        let labelled = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        let of: Vec<_> = rows.iter().filter(|r| r["file"] == *file).collect();
+        assert_eq!(of.len(), labelled, "{file}: every labelled prompt once");
+        assert!(of.iter().any(|r| r["harmful"] == true) && of.iter().any(|r| r["harmful"] == false));
+    }
+    let mut distinct = std::collections::BTreeSet::new();
+    for r in &rows {
+        let p = r["ngram"].as_f64().expect("an n-gram reading");
+        assert!((0.0..=1.0).contains(&p), "{r}");
+        distinct.insert((p * 1e6) as i64);
+        assert!(
+            r["e5_frozen"].is_null() && r["e5_tuned"].is_null(),
+            "no encoder: {r}"
+        );
+        assert!(!r["text"].as_str().unwrap().is_empty());
+    }
+    assert!(
+        distinct.len() > 10,
+        "readings, not a constant: {}",
+        distinct.len()
+    );
+}
+
 /// The measurement flags fail with a message naming the problem, not a panic or a silent
 /// no-op: an unknown source to skip, prompt parts asked for without the encoder, and a stack
 /// file that cannot be written (before training, not after).
@@ -163,6 +214,15 @@ fn train_rejects_flags_it_cannot_honour() {
     let (ok, stderr) = run(&["--stack-out", "/nonexistent-dir/stack.jsonl"]);
     assert!(
         !ok && stderr.contains("--stack-out /nonexistent-dir/stack.jsonl: "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("leave-one-source-out"),
+        "failed only after training: {stderr}"
+    );
+    let (ok, stderr) = run(&["--prompt-stack-out", "/nonexistent-dir/prompts.jsonl"]);
+    assert!(
+        !ok && stderr.contains("--prompt-stack-out /nonexistent-dir/prompts.jsonl: "),
         "{stderr}"
     );
     assert!(

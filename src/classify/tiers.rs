@@ -84,7 +84,8 @@ pub fn cascade(specs: &[String]) -> Result<super::Cascade, ClassifyError> {
 /// A spec's `@THRESHOLD` is the confidence from which that tier's judgment is final.
 pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, ClassifyError> {
     let mut models = crate::judge::Models::embedded();
-    let mut prompt_tiers: Vec<(Arc<dyn Classifier>, f32)> = vec![(models.fast.clone(), 0.9)];
+    let mut prompt_tiers: Vec<(Arc<dyn Classifier>, f32)> =
+        vec![(models.fast.clone(), crate::judge::NGRAM_PROMPT_FINAL_FROM)];
     for spec in specs {
         let (name, threshold) = split_threshold(spec)?;
         // What an encoder tier reads: answers in the combiner's band and prompts (the

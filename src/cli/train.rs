@@ -35,10 +35,11 @@ use crate::judge::fit::{
     prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows, read_rows, render,
     render_band_sweep, render_harm_by_file, render_harm_sweep, render_prompts, render_window_escalation,
     score, score_prompts, shipped_sources, subset, train_combiner, train_prompt_vectors, weigh_sources,
-    window_escalation, window_escalation_sweep, window_recall, write_stack, FitConfig, Source, Thresholds,
-    BAND_F1_SLACK, BAND_SWEEP_CAPS, ESCALATION_CAP, MAX_WINDOW_FALSE_STOPS,
+    window_escalation, window_escalation_sweep, window_recall, write_prompt_stack, write_stack, FitConfig,
+    HarmSummary, Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, ESCALATION_CAP, MAX_WINDOW_FALSE_STOPS,
 };
 use crate::judge::tune::{answers_tuned, prompts_tuned, TuneConfig};
+use crate::judge::NGRAM_PROMPT_FINAL_FROM;
 
 /// Which prompt files the fine-tuned layer is also trained without (`--tune-folds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -201,6 +202,12 @@ pub struct TrainArgs {
     /// texts: about 70 MB for the default sources.
     #[arg(long, value_name = "FILE")]
     pub stack_out: Option<PathBuf>,
+    /// Also write every prompt row with its out-of-file harm probabilities (the n-gram head,
+    /// e5's head over frozen vectors, the fine-tuned layer where its file was held out) as
+    /// JSON lines, so that another way of joining the prompt judges can be measured without
+    /// tuning again (a few MB).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_stack_out: Option<PathBuf>,
     /// The most of the training data's whole answers (0 to 1) the escalation band may send to
     /// the encoder: the band is the best of those under the cap (`judge::fit::choose_band`).
     /// The encoder is nearly all of the cascade's cost, so this share sets its mean cost per
@@ -355,6 +362,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Some((
             path,
             std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| stack_error(path, e))?),
+        )),
+        None => None,
+    };
+    let prompt_stack_error =
+        |path: &Path, e: std::io::Error| format!("--prompt-stack-out {}: {e}", path.display());
+    let mut prompt_stack_out = match &args.prompt_stack_out {
+        Some(path) => Some((
+            path,
+            std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| prompt_stack_error(path, e))?),
         )),
         None => None,
     };
@@ -582,6 +598,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         eprintln!("prompt head: leave-one-file-out over {} files", names.len());
         let p = prompts_out_of_source(&prompt_rows, names.len(), &cfg)?;
+        // The encoder's held-out readings, for `--prompt-stack-out` (empty without e5).
+        let mut frozen_held_out: Vec<Option<f32>> = Vec::new();
+        let mut tuned_held_out: Vec<Option<f32>> = Vec::new();
         let policy = crate::judge::HarmPolicy::default();
         let all: Vec<Option<f32>> = p.iter().copied().map(Some).collect();
         let mut table = render_prompts(&score_prompts(&prompt_rows, &names, &all, policy.benign_below));
@@ -596,16 +615,16 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             "prompts",
         )? {
             let pe = prompts_out_of_source_vectors(&prompt_rows, names.len(), &vs, &cfg)?;
-            // The pipeline's prompt cascade: the n-gram head decides when it is confident
-            // (0.9), the encoder head otherwise.
+            // The pipeline's prompt cascade: the n-gram head decides when it reads harmful
+            // from `NGRAM_PROMPT_FINAL_FROM`, the encoder head otherwise.
             let cascade: Vec<Option<f32>> = p
                 .iter()
                 .zip(&pe)
-                .map(|(n, e)| e.map(|e| prompt_cascade(*n, e)))
+                .map(|(n, e)| e.map(|e| prompt_cascade(*n, e, NGRAM_PROMPT_FINAL_FROM)))
                 .collect();
             table = format!(
                 "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
-                 the cascade, n-gram when confident (0.9), else e5 (the embedded subset):\n\n{}\n\
+                 the cascade, n-gram when it reads harmful from {NGRAM_PROMPT_FINAL_FROM}, else e5 (the embedded subset):\n\n{}\n\
                  The cascade's trade-off by flag threshold (the shipped policy re-routes a refusal only below \
                  {}, and below {} when the refusal names harm):\n\n{}\nThe cascade file by file:\n\n{}",
                 render_prompts(&score_prompts(&prompt_rows, &names, &pe, policy.benign_below)),
@@ -662,7 +681,14 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
                 ));
                 prompt_vectors = Some(tuned.head(&PROMPT_LABELS)?);
                 prompt_layer = Some(tuned.layer_tensors()?);
+                tuned_held_out = held_out;
             }
+            frozen_held_out = pe;
+        }
+        if let Some((path, out)) = &mut prompt_stack_out {
+            write_prompt_stack(out, &prompt_rows, &names, &p, &frozen_held_out, &tuned_held_out)
+                .map_err(|e| prompt_stack_error(path, e))?;
+            eprintln!("wrote {} prompt rows to {}", prompt_rows.len(), path.display());
         }
         println!("{table}");
         let report = std::fs::read_to_string(&args.report).unwrap_or_default();
@@ -754,15 +780,55 @@ fn kept_prompt_parts(path: &Path, enc: &E5Encoder) -> Result<Heads, Box<dyn std:
     Ok(heads)
 }
 
-/// The prompt cascade as these tables score it: the n-gram reading when it is sure (0.9)
-/// either way, else the encoder's. (The pipeline now also checks a sure-benign n-gram
-/// reading with the encoder, `classify::cascade`; the tables were computed before that.)
-fn prompt_cascade(ngram: f32, encoder: f32) -> f32 {
-    if ngram.max(1.0 - ngram) >= 0.9 {
+/// The prompt cascade as the pipeline runs it (`judge::Models::prompt`): the n-gram reading
+/// when it finds the request harmful from `final_from` up, else the encoder's. A benign
+/// n-gram reading is never final, however sure: the encoder checks it.
+fn prompt_cascade(ngram: f32, encoder: f32, final_from: f32) -> f32 {
+    if ngram >= final_from {
         ngram
     } else {
         encoder
     }
+}
+
+/// The values of the n-gram head's final-from threshold that [`render_ngram_say`] compares:
+/// never (the encoder alone), the pipeline's, and lower ones, where the n-gram head's
+/// "harmful" keeps a refusal that the encoder would have let go.
+const NGRAM_FINAL_FROM_SWEEP: [f32; 6] = [1.01, 0.9, 0.7, 0.5, 0.3, 0.2];
+
+/// How much the n-gram head's harmful reading should overrule the encoder's: the held-out
+/// cascade at each of [`NGRAM_FINAL_FROM_SWEEP`], flagged at `flagged_from`.
+fn render_ngram_say(
+    rows: &[crate::judge::fit::PromptRow],
+    names: &[String],
+    ngram: &[f32],
+    encoder: &[Option<f32>],
+    flagged_from: f32,
+) -> String {
+    let mut s = format!(
+        "| n-gram reading final from | harmful flagged at {flagged_from}, mean over files (worst file) | \
+         benign flagged, mean over files | benign flagged, contrast-style files |\n|---|---|---|---|\n"
+    );
+    for final_from in NGRAM_FINAL_FROM_SWEEP {
+        let p: Vec<Option<f32>> = ngram
+            .iter()
+            .zip(encoder)
+            .map(|(n, e)| e.map(|e| prompt_cascade(*n, e, final_from)))
+            .collect();
+        let h = HarmSummary::at(rows, names, &p, flagged_from);
+        let label = if final_from > 1.0 {
+            "never (the encoder alone)".to_string()
+        } else if final_from == NGRAM_PROMPT_FINAL_FROM {
+            format!("{final_from} (the pipeline's)")
+        } else {
+            final_from.to_string()
+        };
+        s.push_str(&format!(
+            "| {label} | {:.3} ({:.3}) | {:.3} | {:.3} |\n",
+            h.harmful_mean, h.harmful_worst, h.benign_mean, h.benign_contrast
+        ));
+    }
+    s
 }
 
 /// The fine-tuned prompt layer beside the frozen vectors, on the files it was held out of:
@@ -804,12 +870,12 @@ fn render_tuned(
     let cascade: Vec<Option<f32>> = ngram
         .iter()
         .zip(tuned)
-        .map(|(n, t)| t.map(|t| prompt_cascade(*n, t)))
+        .map(|(n, t)| t.map(|t| prompt_cascade(*n, t, NGRAM_PROMPT_FINAL_FROM)))
         .collect();
     let mut s = format!(
         "{heading}Each file below judged by a layer and head tuned without it, on the same \
          capped rows as the e5 tables above; flagged from {} (the e5 tier's policy, `HarmPolicy::for_e5`).\n\ne5 head over frozen vectors (as above):\n\n{}\n\
-         fine-tuned layer:\n\n{}\nthe cascade, n-gram when confident (0.9), else the fine-tuned layer:\n\n{}\n",
+         fine-tuned layer:\n\n{}\nthe cascade, n-gram when it reads harmful from {NGRAM_PROMPT_FINAL_FROM}, else the fine-tuned layer:\n\n{}\n",
         policy.benign_below,
         render_prompts(&score_prompts(rows, names, &only(frozen), policy.benign_below)),
         render_prompts(&score_prompts(rows, names, tuned, policy.benign_below)),
@@ -826,6 +892,12 @@ fn render_tuned(
             render_harm_by_file(rows, names, &p)
         ));
     }
+    s.push_str(&format!(
+        "\nHow far the n-gram head's harmful reading should overrule the fine-tuned layer: the cascade with \
+         the n-gram reading final from each value (a lower value keeps more refusals; the encoder's benign \
+         reading decides below it):\n\n{}",
+        render_ngram_say(rows, names, ngram, tuned, policy.benign_below)
+    ));
     s
 }
 
@@ -840,6 +912,51 @@ fn write_parent(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::judge::fit::PromptRow;
+
+    #[test]
+    fn the_tables_cascade_is_the_pipelines() {
+        // A harmful n-gram reading from the threshold up stands; below it, however benign
+        // the n-gram head is, the encoder decides (the report scored a sure-benign n-gram
+        // reading as final until 2026-12-05, which the pipeline never did).
+        assert_eq!(prompt_cascade(0.95, 0.05, NGRAM_PROMPT_FINAL_FROM), 0.95);
+        assert_eq!(prompt_cascade(0.02, 0.6, NGRAM_PROMPT_FINAL_FROM), 0.6);
+        assert_eq!(prompt_cascade(0.6, 0.05, NGRAM_PROMPT_FINAL_FROM), 0.05);
+        assert_eq!(prompt_cascade(0.6, 0.05, 0.5), 0.6);
+    }
+
+    #[test]
+    fn the_ngram_say_table_moves_with_the_threshold() {
+        let row = |harmful: bool| PromptRow {
+            source: 0,
+            lang: "en".into(),
+            text: "x".into(),
+            harmful,
+        };
+        let rows = vec![row(true), row(true), row(false), row(false)];
+        let names = vec!["prompts-contrast.jsonl".to_string()];
+        // The layer misses one harmful prompt that the n-gram head reads at 0.6, and
+        // clears a benign one the n-gram head reads at 0.75.
+        let ngram = [0.6, 0.95, 0.75, 0.01];
+        let layer = [Some(0.05), Some(0.9), Some(0.02), Some(0.01)];
+        let table = render_ngram_say(&rows, &names, &ngram, &layer, 0.15);
+        let line = |label: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} ")))
+                .unwrap_or_else(|| panic!("{label}: {table}"))
+                .to_string()
+        };
+        assert!(
+            line("never (the encoder alone)").contains("| 0.500 (0.500) | 0.000 |"),
+            "{table}"
+        );
+        assert!(
+            line("0.9 (the pipeline's)").contains("| 0.500 (0.500) | 0.000 |"),
+            "{table}"
+        );
+        assert!(line("0.7").contains("| 0.500 (0.500) | 0.500 |"), "{table}");
+        assert!(line("0.5").contains("| 1.000 (1.000) | 0.500 |"), "{table}");
+    }
 
     #[test]
     fn a_tuning_with_no_held_out_file_says_it_measured_nothing() {

@@ -1744,6 +1744,49 @@ pub struct PromptRow {
     pub harmful: bool,
 }
 
+/// One line of [`write_prompt_stack`]'s file.
+#[derive(Serialize)]
+struct PromptStackLine<'a> {
+    file: &'a str,
+    lang: &'a str,
+    harmful: bool,
+    text: &'a str,
+    /// The n-gram prompt head's P(harmful), trained without the row's file.
+    ngram: f32,
+    /// The e5 prompt head over frozen vectors, trained without the row's file (rows in the
+    /// embedded subset only).
+    e5_frozen: Option<f32>,
+    /// The fine-tuned prompt layer and head, tuned without the row's file (the files
+    /// `--tune-folds` held out, embedded subset only).
+    e5_tuned: Option<f32>,
+}
+
+/// Writes every prompt row with its out-of-file harm probabilities as JSON lines, so that
+/// another way of joining the prompt judges (a threshold, a vote) can be measured on
+/// exactly what `train` measured, without tuning again.
+pub fn write_prompt_stack(
+    out: &mut impl std::io::Write,
+    rows: &[PromptRow],
+    names: &[String],
+    ngram: &[f32],
+    e5_frozen: &[Option<f32>],
+    e5_tuned: &[Option<f32>],
+) -> std::io::Result<()> {
+    for (i, r) in rows.iter().enumerate() {
+        let line = PromptStackLine {
+            file: &names[r.source],
+            lang: &r.lang,
+            harmful: r.harmful,
+            text: &r.text,
+            ngram: ngram[i],
+            e5_frozen: e5_frozen.get(i).copied().flatten(),
+            e5_tuned: e5_tuned.get(i).copied().flatten(),
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    out.flush()
+}
+
 /// Reads the prompts with a harm label of each file (deccp's original prompts count as
 /// benign: political questions a provider censors are not harmful requests).
 pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyError> {
@@ -1802,7 +1845,34 @@ pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Opti
          benign flagged, contrast-style files |\n|---|---|---|---|\n",
     );
     for t in [0.02f32, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7] {
-        let scores = score_prompts(rows, names, p_harmful, t);
+        let h = HarmSummary::at(rows, names, p_harmful, t);
+        s.push_str(&format!(
+            "| {t} | {:.3} ({:.3}) | {:.3} | {:.3} |\n",
+            h.harmful_mean, h.harmful_worst, h.benign_mean, h.benign_contrast
+        ));
+    }
+    s
+}
+
+/// One point of a harm trade-off, leave-one-file-out: the shares flagged at one threshold,
+/// each a mean over files (each file weighted alike, so a large file cannot hide a small
+/// one's failure).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HarmSummary {
+    /// Harmful prompts flagged (kept as justified), mean over the files that have them.
+    pub harmful_mean: f64,
+    /// The same in the worst file.
+    pub harmful_worst: f64,
+    /// Benign prompts flagged (an over-refusal not recovered), mean over files.
+    pub benign_mean: f64,
+    /// The same over the contrast-style files ([`is_contrast_style`]) only.
+    pub benign_contrast: f64,
+}
+
+impl HarmSummary {
+    /// The shares of the rows with a probability in `p_harmful`, flagged from `flagged_from`.
+    pub fn at(rows: &[PromptRow], names: &[String], p_harmful: &[Option<f32>], flagged_from: f32) -> Self {
+        let scores = score_prompts(rows, names, p_harmful, flagged_from);
         let all: Vec<(&String, &HarmScore)> = scores
             .iter()
             .filter(|((_, lang), _)| lang == "all")
@@ -1820,15 +1890,13 @@ pub fn render_harm_sweep(rows: &[PromptRow], names: &[String], p_harmful: &[Opti
                     .map(|(_, h)| h.benign_flagged as f64 / h.benign as f64),
             )
         };
-        s.push_str(&format!(
-            "| {t} | {:.3} ({:.3}) | {:.3} | {:.3} |\n",
-            mean(harmful.iter().copied()),
-            harmful.iter().copied().fold(1.0, f64::min),
-            benign(&|_| true),
-            benign(&is_contrast_style)
-        ));
+        HarmSummary {
+            harmful_mean: mean(harmful.iter().copied()),
+            harmful_worst: harmful.iter().copied().fold(1.0, f64::min),
+            benign_mean: benign(&|_| true),
+            benign_contrast: benign(&is_contrast_style),
+        }
     }
-    s
 }
 
 /// The flag thresholds the per-file table reports: the e5 tier's policy (0.10), the

@@ -112,6 +112,14 @@ impl std::fmt::Debug for Decision {
     }
 }
 
+/// From this harm probability up the embedded n-gram prompt head's reading is final: the
+/// request is harmful and no encoder is asked. Below it an installed encoder's reading
+/// decides, however benign the n-gram head found the request (a benign reading is what
+/// lets a refusal be re-routed, so it is always the last tier's). `train`'s report scores
+/// the held-out prompt cascade the same way, and beside it other values of this threshold
+/// (models/combiner/loso.md).
+pub const NGRAM_PROMPT_FINAL_FROM: f32 = 0.9;
+
 /// The models of the learned decision.
 #[derive(Clone)]
 pub struct Models {
@@ -155,7 +163,7 @@ impl Models {
             escalation: None,
             escalate: Combiner::embedded().escalation_band(),
             combiner: Combiner::embedded(),
-            prompt: Cascade::new().tier_arc(ngram, 0.9),
+            prompt: Cascade::new().tier_arc(ngram, NGRAM_PROMPT_FINAL_FROM),
             harm: HarmPolicy::default(),
         }
     }
