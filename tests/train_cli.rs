@@ -211,24 +211,20 @@ fn train_rejects_flags_it_cannot_honour() {
     );
     let (ok, stderr) = run(&["--prompt-parts-from", "models/e5-heads/heads.safetensors"]);
     assert!(!ok && stderr.contains("has no e5 encoder"), "{stderr}");
-    let (ok, stderr) = run(&["--stack-out", "/nonexistent-dir/stack.jsonl"]);
-    assert!(
-        !ok && stderr.contains("--stack-out /nonexistent-dir/stack.jsonl: "),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("leave-one-source-out"),
-        "failed only after training: {stderr}"
-    );
-    let (ok, stderr) = run(&["--prompt-stack-out", "/nonexistent-dir/prompts.jsonl"]);
-    assert!(
-        !ok && stderr.contains("--prompt-stack-out /nonexistent-dir/prompts.jsonl: "),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("leave-one-source-out"),
-        "failed only after training: {stderr}"
-    );
+    // An output file that cannot be created fails before any training, not after it.
+    for flag in ["--stack-out", "--prompt-stack-out"] {
+        let path = "/nonexistent-dir/out.jsonl";
+        let (ok, stderr) = run(&[flag, path]);
+        assert!(
+            !ok && stderr.contains(&format!("{flag} {path}: ")),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("leave-one-source-out"),
+            "{flag}: failed only after training: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
+    }
     assert!(!stderr.contains("panicked"), "{stderr}");
     for share in ["1.5", "-0.1", "four"] {
         let (ok, stderr) = run(&[&format!("--escalation-cap={share}")]);
