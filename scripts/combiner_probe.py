@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.neural_network import MLPClassifier
 
-# The same grid as `choose_threshold` in src/judge/fit.rs.
+# The same grid as `choose_threshold` in src/judge/fit/mod.rs.
 THRESHOLDS = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 # The sources nobody on the team wrote, by language: the figures that predict new traffic.
 OUTSIDE = [("gptfuzz", "en"), ("jade", "zh"), ("speechmap", "en"), ("speechmap", "fi"), ("speechmap", "zh")]

@@ -12,7 +12,7 @@ use crate::classify::train::{train_ngram_head, Example};
 use crate::judge::fit::{
     is_contrast_style, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
     render_harm_by_file, render_harm_sweep, render_prompts, score_prompts, subset, train_prompt_vectors,
-    write_prompt_stack, FitConfig, HarmSummary,
+    write_prompt_stack, FitConfig, HarmSummary, PromptRow,
 };
 use crate::judge::tune::{prompts_tuned, TuneConfig};
 use crate::judge::NGRAM_PROMPT_FINAL_FROM;
@@ -221,7 +221,7 @@ const NGRAM_FINAL_FROM_SWEEP: [f32; 6] = [1.01, 0.9, 0.7, 0.5, 0.3, 0.2];
 /// How much the n-gram head's harmful reading should overrule the encoder's: the held-out
 /// cascade at each of [`NGRAM_FINAL_FROM_SWEEP`], flagged at `flagged_from`.
 fn render_ngram_say(
-    rows: &[crate::judge::fit::PromptRow],
+    rows: &[PromptRow],
     names: &[String],
     ngram: &[f32],
     encoder: &[Option<f32>],
@@ -256,7 +256,7 @@ fn render_ngram_say(
 /// The fine-tuned prompt layer beside the frozen vectors, on the files it was held out of:
 /// at the shipped flag threshold and a sweep.
 fn render_tuned(
-    rows: &[crate::judge::fit::PromptRow],
+    rows: &[PromptRow],
     names: &[String],
     ngram: &[f32],
     frozen: &[Option<f32>],
@@ -326,7 +326,6 @@ fn render_tuned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::fit::PromptRow;
 
     #[test]
     fn the_tables_cascade_is_the_pipelines() {
