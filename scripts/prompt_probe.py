@@ -43,6 +43,8 @@ def read(path):
         for line in f:
             r = json.loads(line)
             if r.get("e5_tuned") is not None:
+                if r.get("e5_frozen") is None:
+                    sys.exit(f"{path}: a row has e5_tuned but no e5_frozen; was it written by `train --prompt-stack-out`?")
                 rows.append(r)
     if not rows:
         sys.exit(f"{path}: no row has e5_tuned; run train with --tune-folds contrast or all")
@@ -56,7 +58,7 @@ def cascade(final_from):
 def fixed_joins():
     joins = {
         "tuned layer alone": lambda r: r["e5_tuned"],
-        "frozen head alone": lambda r: r["e5_frozen"] if r["e5_frozen"] is not None else r["e5_tuned"],
+        "frozen head alone": lambda r: r["e5_frozen"],
         "n-gram alone": lambda r: r["ngram"],
     }
     for t in (0.9, 0.7, 0.5):
@@ -71,11 +73,7 @@ def stacked(rows, files, columns):
     """Logistic regression over the judges' logits, fitted without each file in turn."""
 
     def x(r):
-        out = []
-        for c in columns:
-            v = r[c] if r[c] is not None else r["e5_tuned"]
-            out.append(logit(v))
-        return out
+        return [logit(r[c]) for c in columns]
 
     p = [None] * len(rows)
     for f in files:

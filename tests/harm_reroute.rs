@@ -333,13 +333,15 @@ fn the_cap_is_read_from_the_report() {
         .take_while(|l| l.starts_with('|'))
     {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (Ok(t), Some(harmful), Some(benign)) = (
-            cells[1].parse::<f32>(),
-            cells[2]
+        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+        // The header and rule rows parse to nothing and are skipped.
+        let (Ok(t), Some(harmful), Ok(benign)) = (
+            cell(1).parse::<f32>(),
+            cell(2)
                 .split_whitespace()
                 .next()
                 .and_then(|h| h.parse::<f64>().ok()),
-            cells[4].parse::<f64>().ok(),
+            cell(4).parse::<f64>(),
         ) else {
             continue;
         };
