@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::classify::data::{short_name, Provenance, PROMPT_LABELS};
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
-use crate::classify::train::{train_ngram_head, Example};
 use crate::judge::fit::{
     is_contrast_style, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
-    render_harm_by_file, render_harm_sweep, render_prompts, score_prompts, subset, train_prompt_vectors,
-    write_prompt_stack, FitConfig, HarmSummary, PromptRow,
+    render_harm_by_file, render_harm_sweep, render_prompts, score_prompts, subset, train_prompt_ngram,
+    train_prompt_vectors, write_prompt_stack, FitConfig, HarmSummary, PromptRow,
 };
 use crate::judge::tune::{prompts_tuned, TuneConfig};
 use crate::judge::NGRAM_PROMPT_FINAL_FROM;
@@ -159,16 +158,11 @@ pub(super) fn train(
             crate::judge::HarmPolicy::default().benign_below
         ),
     )?;
-    let train: Vec<Example> = prompt_rows
-        .iter()
-        .map(|r| Example {
-            text: r.text.clone(),
-            label: usize::from(r.harmful),
-            weight: 1.0,
-        })
-        .collect();
-    eprintln!("training the shipped prompt head on {} prompts", train.len());
-    let head = train_ngram_head(&train, &PROMPT_LABELS, cfg.features, &cfg.ngram, |_, _| {})?;
+    eprintln!(
+        "training the shipped prompt head on {} prompts",
+        prompt_rows.len()
+    );
+    let head = train_prompt_ngram(&prompt_rows, |_| true, cfg)?;
     Ok(Trained {
         ngram: Some(head),
         encoder_head: prompt_vectors,

@@ -1125,14 +1125,33 @@ pub fn combiner_out_of_source(
     p: &Predictions,
     cfg: &FitConfig,
 ) -> Result<Vec<Option<Decisions>>, ClassifyError> {
-    let mut out = vec![None; rows.len()];
+    let source_of: Vec<usize> = rows.iter().map(|r| r.source).collect();
+    held_out(
+        &source_of,
+        n_sources,
+        |s| train_combiner(rows, p, |r| r.source != s, cfg),
+        |c, i| Some(decide_row(c, rows, p, i)),
+    )
+}
+
+/// Leave-one-source-out, the loop every out-of-source figure runs: for each source that has
+/// rows (`source_of` gives each row's), `fit` a model without it (it is told which source is
+/// held out) and let `predict` judge that source's rows. Rows of a source with no rows
+/// cannot exist; a row `predict` cannot judge stays `None`.
+pub(crate) fn held_out<M, T>(
+    source_of: &[usize],
+    n_sources: usize,
+    mut fit: impl FnMut(usize) -> Result<M, ClassifyError>,
+    predict: impl Fn(&M, usize) -> Option<T>,
+) -> Result<Vec<Option<T>>, ClassifyError> {
+    let mut out: Vec<Option<T>> = source_of.iter().map(|_| None).collect();
     for s in 0..n_sources {
-        if !rows.iter().any(|r| r.source == s) {
+        if !source_of.contains(&s) {
             continue;
         }
-        let c = train_combiner(rows, p, |r| r.source != s, cfg)?;
-        for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            out[i] = Some(decide_row(&c, rows, p, i));
+        let model = fit(s)?;
+        for (i, _) in source_of.iter().enumerate().filter(|(_, &r)| r == s) {
+            out[i] = predict(&model, i);
         }
     }
     Ok(out)

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{head_on_vectors, mean, rate, FitConfig};
-use crate::classify::data::read_jsonl;
+use super::{head_on_vectors, held_out, mean, rate, FitConfig};
+use crate::classify::data::{read_jsonl, PROMPT_LABELS};
+use crate::classify::ngram::NgramHead;
 use crate::classify::train::{train_ngram_head, Example, LinearHead};
 use crate::classify::ClassifyError;
 
@@ -262,32 +263,32 @@ pub fn prompts_out_of_source(
     n_files: usize,
     cfg: &FitConfig,
 ) -> Result<Vec<f32>, ClassifyError> {
-    let mut out = vec![0.5; rows.len()];
-    for s in 0..n_files {
-        if !rows.iter().any(|r| r.source == s) {
-            continue;
-        }
-        let train: Vec<Example> = rows
-            .iter()
-            .filter(|r| r.source != s)
-            .map(|r| Example {
-                text: r.text.clone(),
-                label: usize::from(r.harmful),
-                weight: 1.0,
-            })
-            .collect();
-        let head = train_ngram_head(
-            &train,
-            &crate::classify::data::PROMPT_LABELS,
-            cfg.features,
-            &cfg.ngram,
-            |_, _| {},
-        )?;
-        for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            out[i] = head.forward(&r.text)[1];
-        }
-    }
-    Ok(out)
+    let source_of: Vec<usize> = rows.iter().map(|r| r.source).collect();
+    let p = held_out(
+        &source_of,
+        n_files,
+        |s| train_prompt_ngram(rows, |r| r.source != s, cfg),
+        |head, i| Some(head.forward(&rows[i].text)[1]),
+    )?;
+    Ok(p.into_iter().map(|p| p.unwrap_or(0.5)).collect())
+}
+
+/// The n-gram prompt head (benign / harmful) trained on the rows `keep` selects.
+pub fn train_prompt_ngram(
+    rows: &[PromptRow],
+    keep: impl Fn(&PromptRow) -> bool,
+    cfg: &FitConfig,
+) -> Result<NgramHead, ClassifyError> {
+    let train: Vec<Example> = rows
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| Example {
+            text: r.text.clone(),
+            label: usize::from(r.harmful),
+            weight: 1.0,
+        })
+        .collect();
+    train_ngram_head(&train, &PROMPT_LABELS, cfg.features, &cfg.ngram, |_, _| {})
 }
 
 /// Scores harm probabilities by (file, language) with a policy's "flagged" threshold (the
@@ -341,17 +342,13 @@ pub fn prompts_out_of_source_vectors(
     vectors: &[Option<Vec<f32>>],
     cfg: &FitConfig,
 ) -> Result<Vec<Option<f32>>, ClassifyError> {
-    let mut out = vec![None; rows.len()];
-    for s in 0..n_files {
-        if !rows.iter().any(|r| r.source == s) {
-            continue;
-        }
-        let head = train_prompt_vectors(rows, vectors, |r| r.source != s, cfg)?;
-        for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            out[i] = vectors[i].as_ref().map(|v| head.forward(v)[1]);
-        }
-    }
-    Ok(out)
+    let source_of: Vec<usize> = rows.iter().map(|r| r.source).collect();
+    held_out(
+        &source_of,
+        n_files,
+        |s| train_prompt_vectors(rows, vectors, |r| r.source != s, cfg),
+        |head, i| vectors[i].as_ref().map(|v| head.forward(v)[1]),
+    )
 }
 
 /// An encoder prompt head trained on the rows `keep` selects.
@@ -366,7 +363,7 @@ pub fn train_prompt_vectors(
         .zip(vectors)
         .filter(|(r, _)| keep(r))
         .map(|(r, v)| (v, usize::from(r.harmful), 1.0));
-    head_on_vectors(pairs, &crate::classify::data::PROMPT_LABELS, 1.0, cfg)
+    head_on_vectors(pairs, &PROMPT_LABELS, 1.0, cfg)
 }
 
 #[cfg(test)]
