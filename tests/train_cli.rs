@@ -187,6 +187,41 @@ fn train_writes_the_prompt_rows_out_of_file() {
     );
 }
 
+/// A run on prompts alone writes a report of its own: run twice to the same path, the
+/// report holds one prompt-harm section, not the first run's with the second's appended.
+#[test]
+fn a_prompts_only_run_starts_its_own_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        team_file("prompts-contrast.jsonl"),
+        team_file("prompts-contrast2.jsonl"),
+    );
+    let args = [
+        "--epochs",
+        "1",
+        "--prompts",
+        a.to_str().unwrap(),
+        "--prompts",
+        b.to_str().unwrap(),
+    ];
+    for _ in 0..2 {
+        let run = train(dir.path(), &[], &args);
+        assert!(
+            run.status.success(),
+            "train failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let report = std::fs::read_to_string(dir.path().join("loso.md")).unwrap();
+    assert_eq!(
+        report.matches("## Prompt harm, leave-one-file-out").count(),
+        1,
+        "{report}"
+    );
+    assert!(report.contains("No labelled answers in this run"), "{report}");
+    assert!(report.contains("| prompts-contrast.jsonl |"), "{report}");
+}
+
 /// The measurement flags fail with a message naming the problem, not a panic or a silent
 /// no-op: an unknown source to skip, prompt parts asked for without the encoder, and a stack
 /// file that cannot be written (before training, not after).

@@ -463,6 +463,16 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let answers = if rows.is_empty() {
+        // No answers to judge: the report starts here, so that the prompt side, which
+        // appends, never appends to an earlier run's report.
+        write_parent(&args.report)?;
+        std::fs::write(
+            &args.report,
+            format!(
+                "# Leave-one-source-out (refusal-guard train, {})\n\nNo labelled answers in this run: prompt harm only.\n",
+                today()
+            ),
+        )?;
         Trained::default()
     } else {
         answers::train(&args, &cfg, &sources, &rows, &embedder, stack_out.as_mut())?

@@ -148,7 +148,8 @@ pub(super) fn train(
         );
     }
     println!("{table}");
-    let report = std::fs::read_to_string(&args.report).unwrap_or_default();
+    // `run` started the report (the answer side's, or a header when there were no answers).
+    let report = std::fs::read_to_string(&args.report)?;
     std::fs::write(
         &args.report,
         format!(
