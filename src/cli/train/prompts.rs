@@ -61,13 +61,7 @@ pub(super) fn train(
         "prompts",
     )? {
         let pe = prompts_out_of_source_vectors(&prompt_rows, names.len(), &vs, cfg)?;
-        // The pipeline's prompt cascade: the n-gram head decides when it reads harmful
-        // from `NGRAM_PROMPT_FINAL_FROM`, the encoder head otherwise.
-        let cascade: Vec<Option<f32>> = p
-            .iter()
-            .zip(&pe)
-            .map(|(n, e)| e.map(|e| prompt_cascade(*n, e, NGRAM_PROMPT_FINAL_FROM)))
-            .collect();
+        let cascade = cascade_readings(&p, &pe, NGRAM_PROMPT_FINAL_FROM);
         table = format!(
             "n-gram prompt head alone, every prompt:\n\n{table}\ne5 prompt head alone (the embedded subset):\n\n{}\n\
              the cascade, n-gram when it reads harmful from {NGRAM_PROMPT_FINAL_FROM}, else e5 (the embedded subset):\n\n{}\n\
@@ -80,7 +74,6 @@ pub(super) fn train(
             render_harm_sweep(&prompt_rows, &names, &cascade),
             render_harm_by_file(&prompt_rows, &names, &cascade)
         );
-        prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, cfg)?);
         if let Some((path, kept)) = kept_prompt {
             table.push_str(&format!(
                 "\n## Prompt harm through e5's fine-tuned layer\n\nNot trained in this run: the e5 prompt head \
@@ -128,6 +121,9 @@ pub(super) fn train(
             prompt_vectors = Some(tuned.head(&PROMPT_LABELS)?);
             prompt_layer = Some(tuned.layer_tensors()?);
             tuned_held_out = held_out;
+        } else {
+            // No tuning: e5's prompt head reads the frozen vectors.
+            prompt_vectors = Some(train_prompt_vectors(&prompt_rows, &vs, |_| true, cfg)?);
         }
         frozen_held_out = pe;
     }
@@ -156,7 +152,7 @@ pub(super) fn train(
             "{report}\n## Prompt harm, leave-one-file-out (n-gram prompt head)\n\n\
              A prompt counts as flagged when its harm probability is not confidently benign \
              (>= {:.2}): its refusal is kept as justified.\n\n{table}",
-            crate::judge::HarmPolicy::default().benign_below
+            policy.benign_below
         ),
     )?;
     eprintln!(
@@ -208,6 +204,15 @@ fn prompt_cascade(ngram: f32, encoder: f32, final_from: f32) -> f32 {
     }
 }
 
+/// [`prompt_cascade`] over every row the encoder read (`None` where it did not).
+fn cascade_readings(ngram: &[f32], encoder: &[Option<f32>], final_from: f32) -> Vec<Option<f32>> {
+    ngram
+        .iter()
+        .zip(encoder)
+        .map(|(n, e)| e.map(|e| prompt_cascade(*n, e, final_from)))
+        .collect()
+}
+
 /// The values of the n-gram head's final-from threshold that [`render_ngram_say`] compares:
 /// never (the encoder alone), the pipeline's, and lower ones, where the n-gram head's
 /// "harmful" keeps a refusal that the encoder would have let go.
@@ -227,11 +232,7 @@ fn render_ngram_say(
          benign flagged, mean over files | benign flagged, contrast-style files |\n|---|---|---|---|\n"
     );
     for final_from in NGRAM_FINAL_FROM_SWEEP {
-        let p: Vec<Option<f32>> = ngram
-            .iter()
-            .zip(encoder)
-            .map(|(n, e)| e.map(|e| prompt_cascade(*n, e, final_from)))
-            .collect();
+        let p = cascade_readings(ngram, encoder, final_from);
         let h = HarmSummary::at(rows, names, &p, flagged_from);
         let label = if final_from > 1.0 {
             "never (the encoder alone)".to_string()
@@ -284,11 +285,7 @@ fn render_tuned(
     // Only the rows the tuned layer was held out on, for every column.
     let only =
         |p: &[Option<f32>]| -> Vec<Option<f32>> { p.iter().zip(tuned).map(|(p, t)| t.and(*p)).collect() };
-    let cascade: Vec<Option<f32>> = ngram
-        .iter()
-        .zip(tuned)
-        .map(|(n, t)| t.map(|t| prompt_cascade(*n, t, NGRAM_PROMPT_FINAL_FROM)))
-        .collect();
+    let cascade = cascade_readings(ngram, tuned, NGRAM_PROMPT_FINAL_FROM);
     let mut s = format!(
         "{heading}Each file below judged by a layer and head tuned without it, on the same \
          capped rows as the e5 tables above; flagged from {} (the e5 tier's policy, `HarmPolicy::for_e5`).\n\ne5 head over frozen vectors (as above):\n\n{}\n\
