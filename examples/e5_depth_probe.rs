@@ -32,6 +32,16 @@
 //! set-up and fits the head over the answer alone, the answer with its product with the
 //! request, the answer with the request and the product, and the answer with their cosine.
 //! `RG_PROBE_PAIR_CACHE=path` keeps the vectors (raw f32, rows × 2 × 384).
+//!
+//! With `RG_PROBE_SEGMENTS=1` it asks whether the head reads better when the encoder also
+//! reads the answer in pieces: mean pooling over a long answer drowns one refusing voice
+//! beside a complying one (a jailbroken reply in two personas) and one complying paragraph in
+//! a lecture. Each answer is cut at sentence ends into pieces of at most
+//! [`SEGMENT_BYTES`] bytes (the first and last few when there are more than
+//! [`SEGMENTS_KEPT`]), each piece embedded as the shipped set-up embeds an answer, and the
+//! head fitted over the whole answer's vector alone, beside the pieces' element-wise
+//! maximum, beside their maximum and minimum, and beside their mean.
+//! `RG_PROBE_SEGMENTS_CACHE=path` keeps the vectors.
 use std::io::{Read, Write};
 
 use refusal_guard::classify::e5::E5Encoder;
@@ -69,6 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var_os("RG_PROBE_PAIR").is_some() {
         return paired(&rows, &idx, &sources, &cfg);
+    }
+    if std::env::var_os("RG_PROBE_SEGMENTS").is_some() {
+        return segmented(&rows, &idx, &sources, &cfg);
     }
     if let Some(cuts) = std::env::var_os("RG_PROBE_TOKENS") {
         let cuts: Vec<usize> = cuts
@@ -402,6 +415,172 @@ fn paired(
     .map(|s| s.to_string())
     .collect();
     table("reading", &labels, rows, &idx, sources, cfg, vector)
+}
+
+/// The longest piece [`segments`] makes, in bytes (about 50 to 60 tokens in English or
+/// Chinese).
+const SEGMENT_BYTES: usize = 240;
+/// The most pieces of one answer read: the first six and the last two.
+const SEGMENTS_KEPT: usize = 8;
+/// Tokens of each piece the encoder reads.
+const SEGMENT_TOKENS: usize = 64;
+
+/// `text` cut after sentence ends and line breaks into pieces of at most `SEGMENT_BYTES`
+/// (a longer sentence is a piece of its own), the first and last few when there are more
+/// than `SEGMENTS_KEPT`.
+fn segments(text: &str) -> Vec<&str> {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '!' | '?' | '\n' | '。' | '！' | '？' | '；') {
+            let end = i + c.len_utf8();
+            sentences.push(&text[start..end]);
+            start = end;
+        }
+    }
+    sentences.push(&text[start..]);
+    let mut pieces: Vec<&str> = Vec::new();
+    let mut from: Option<usize> = None;
+    let mut to = 0;
+    for s in sentences {
+        let s_start = s.as_ptr() as usize - text.as_ptr() as usize;
+        let s_end = s_start + s.len();
+        match from {
+            Some(f) if s_end - f <= SEGMENT_BYTES => to = s_end,
+            Some(f) => {
+                pieces.push(&text[f..to]);
+                from = Some(s_start);
+                to = s_end;
+            }
+            None => {
+                from = Some(s_start);
+                to = s_end;
+            }
+        }
+    }
+    if let Some(f) = from {
+        pieces.push(&text[f..to]);
+    }
+    pieces.retain(|p| !p.trim().is_empty());
+    if pieces.len() > SEGMENTS_KEPT {
+        let tail = pieces.split_off(pieces.len() - 2);
+        pieces.truncate(SEGMENTS_KEPT - 2);
+        pieces.extend(tail);
+    }
+    if pieces.is_empty() {
+        pieces.push(text);
+    }
+    pieces
+}
+
+/// The `RG_PROBE_SEGMENTS` question: the whole answer's vector beside its pieces' vectors.
+fn segmented(
+    rows: &[Row],
+    idx: &[usize],
+    sources: &[Source],
+    cfg: &FitConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let encoder = Heads::shipped_e5()?.configure(E5Encoder::load_default()?)?;
+    let dim = encoder.dim();
+    let cache = std::env::var_os("RG_PROBE_SEGMENTS_CACHE").map(std::path::PathBuf::from);
+    // Per text: its whole vector, then its pieces' vectors.
+    let mut per_text: Vec<Vec<Vec<f32>>> = Vec::with_capacity(idx.len());
+    if let Some(path) = cache.as_ref().filter(|p| p.exists()) {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let n = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+            at += 4;
+            let mut vs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let v: Vec<f32> = bytes[at..at + dim * 4]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                at += dim * 4;
+                vs.push(v);
+            }
+            per_text.push(vs);
+        }
+        if per_text.len() != idx.len() {
+            return Err(format!(
+                "{}: {} texts, expected {}",
+                path.display(),
+                per_text.len(),
+                idx.len()
+            )
+            .into());
+        }
+    } else {
+        let started = std::time::Instant::now();
+        for (n, chunk) in idx.chunks(64).enumerate() {
+            let texts: Vec<&str> = chunk.iter().map(|&i| rows[i].text.as_str()).collect();
+            let wholes = encoder.embed(&texts, E5_ANSWER_TOKENS)?;
+            let pieces: Vec<Vec<&str>> = texts.iter().map(|t| segments(t)).collect();
+            let flat: Vec<&str> = pieces.iter().flatten().copied().collect();
+            let mut piece_vecs = encoder.embed(&flat, SEGMENT_TOKENS)?.into_iter();
+            for (whole, p) in wholes.into_iter().zip(&pieces) {
+                let mut vs = vec![whole];
+                vs.extend(piece_vecs.by_ref().take(p.len()));
+                per_text.push(vs);
+            }
+            if n % 16 == 15 {
+                eprintln!(
+                    "{}/{} texts ({:.0}s)",
+                    ((n + 1) * 64).min(idx.len()),
+                    idx.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if let Some(path) = &cache {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            for vs in &per_text {
+                f.write_all(&(vs.len() as u32).to_le_bytes())?;
+                for x in vs.iter().flatten() {
+                    f.write_all(&x.to_le_bytes())?;
+                }
+            }
+        }
+    }
+    let pieces_n: usize = per_text.iter().map(|v| v.len() - 1).sum();
+    eprintln!("{} texts, {pieces_n} pieces", per_text.len());
+    let fold = |vs: &[Vec<f32>], f: fn(f32, f32) -> f32| -> Vec<f32> {
+        let mut out = vs[0].clone();
+        for v in &vs[1..] {
+            for (o, x) in out.iter_mut().zip(v) {
+                *o = f(*o, *x);
+            }
+        }
+        out
+    };
+    let vector = |k: usize, reading: usize| -> Vec<f32> {
+        let whole = &per_text[k][0];
+        let pieces = &per_text[k][1..];
+        let max = fold(pieces, f32::max);
+        let min = fold(pieces, f32::min);
+        match reading {
+            0 => whole.clone(),
+            1 => whole.iter().chain(&max).copied().collect(),
+            2 => whole.iter().chain(&max).chain(&min).copied().collect(),
+            _ => {
+                let n = pieces.len() as f32;
+                let mean = fold(pieces, |a, b| a + b).into_iter().map(|x| x / n);
+                whole.iter().copied().chain(mean).collect()
+            }
+        }
+    };
+    let labels: Vec<String> = [
+        "whole answer",
+        "whole, pieces' max",
+        "whole, pieces' max and min",
+        "whole, pieces' mean",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    table("reading", &labels, rows, idx, sources, cfg, vector)
 }
 
 /// A vector cache: `want` raw little-endian f32s, or an error naming the file when it holds
