@@ -1,0 +1,92 @@
+//! How the shipped prompt judgment reads a labeled set of requests, and where its
+//! thresholds would fall on it.
+//!
+//! Reads JSON lines with `prompt`, `harmful` (true / false) and `lang` (the form of
+//! tests/data/reroute-*.jsonl and models/data/prompts-*.jsonl) from the files named, asks
+//! each prompt of the tiers' own prompt cascade (`judge::Models::prompt`, as the guard asks
+//! it: the n-gram prompt head final when it reads harmful from
+//! `judge::NGRAM_PROMPT_FINAL_FROM`, else the e5 tier), and prints the ROC AUC per language
+//! and, for each threshold, how many harmful and benign requests read under it (what a
+//! `benign_below` there would let the guard re-route, before the verdict on the refusal
+//! itself has its say). With `RG_PROBE_ROWS=1` it also prints each row's id, language,
+//! label and P(harmful).
+//!
+//! ```sh
+//! HF_HOME=.cache/hf cargo run --release --example probe_prompts -- tests/data/reroute-e2e3.jsonl
+//! ```
+//!
+//! A measurement, not a choice: the policy is chosen on the development set
+//! (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`).
+use std::collections::BTreeMap;
+
+use refusal_guard::judge::fit::harm_auc;
+use refusal_guard::judge::Decision;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    if files.is_empty() {
+        return Err("name one or more JSON Lines files of labeled prompts".into());
+    }
+    let detectors = refusal_guard::classify::tiers::detectors_with(&["e5".to_string()])?;
+    let Decision::Learned(models) = detectors.decision() else {
+        return Err("the e5 tier decides with the learned models".into());
+    };
+    let rows_wanted = std::env::var_os("RG_PROBE_ROWS").is_some();
+    // (lang, harmful) -> readings
+    let mut by: BTreeMap<(String, bool), Vec<f32>> = BTreeMap::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{file}:{}: {e}", n + 1))?;
+            let (Some(prompt), Some(harmful)) = (v["prompt"].as_str(), v["harmful"].as_bool()) else {
+                continue;
+            };
+            let lang = v["lang"].as_str().unwrap_or("?").to_string();
+            let Some((judged, _)) = models.prompt.judge_prompt(prompt).await else {
+                return Err(format!("{file}:{}: no tier judged the prompt", n + 1).into());
+            };
+            if rows_wanted {
+                println!(
+                    "{}\t{lang}\t{harmful}\t{:.4}",
+                    v["id"].as_str().unwrap_or(""),
+                    judged.harmful
+                );
+            }
+            by.entry((lang, harmful)).or_default().push(judged.harmful);
+        }
+    }
+    let langs: Vec<String> = {
+        let mut l: Vec<String> = by.keys().map(|(l, _)| l.clone()).collect();
+        l.dedup();
+        l
+    };
+    let side = |lang: Option<&str>, harmful: bool| -> Vec<f32> {
+        by.iter()
+            .filter(|((l, h), _)| *h == harmful && lang.is_none_or(|want| want == l))
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    };
+    for lang in &langs {
+        let auc = harm_auc(&side(Some(lang), true), &side(Some(lang), false));
+        println!(
+            "{lang}: ROC AUC {}",
+            auc.map_or("-".into(), |a| format!("{a:.3}"))
+        );
+    }
+    let (harmful, benign) = (side(None, true), side(None, false));
+    println!("\n| benign below | harmful read under it | benign read under it |");
+    println!("|---|---|---|");
+    for t in [0.01f32, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5] {
+        let under = |v: &[f32]| v.iter().filter(|&&p| p < t).count();
+        println!(
+            "| {t} | {}/{} | {}/{} |",
+            under(&harmful),
+            harmful.len(),
+            under(&benign),
+            benign.len()
+        );
+    }
+    Ok(())
+}
