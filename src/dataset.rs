@@ -242,12 +242,25 @@ impl Default for LabelMap {
 }
 
 impl LabelMap {
-    /// The class for a record; labels the map does not know are excluded.
+    /// The class for a record: the mapping's entry for its label key, else the label read as
+    /// a class name (`refusal`, `policy_refusal`, `provider_block`…: the names the audit's
+    /// fixtures and the team's sets use); a label neither knows is excluded
+    /// ([`Self::knows`] tells it from a label mapped to `exclude`). `eval` and `audit` both
+    /// score through here, so one file scores the same in both.
     pub fn gold(&self, record: &Record) -> Gold {
+        self.lookup(record).unwrap_or(Gold::Exclude)
+    }
+
+    /// Whether the mapping, or the class names, know the record's label.
+    pub fn knows(&self, record: &Record) -> bool {
+        self.lookup(record).is_some()
+    }
+
+    fn lookup(&self, record: &Record) -> Option<Gold> {
         self.map
             .get(&record.label_key())
             .copied()
-            .unwrap_or(Gold::Exclude)
+            .or_else(|| record.label.parse().ok())
     }
 
     /// Sets one entry from `LABEL=class`.
@@ -320,6 +333,15 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Reads the records of a JSON Lines file. A line that does not parse is an error that
 /// names the file and the line: a silently skipped line would skew every figure.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
+    // Opening a folder succeeds on Unix and fails on the first read, which would be
+    // reported as a bad line 1.
+    if path.is_dir() {
+        return Err(format!(
+            "{}: a folder; name the JSON Lines files in it (a shell glob such as {}/*.jsonl)",
+            path.display(),
+            path.display()
+        ));
+    }
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -400,6 +422,26 @@ mod tests {
         assert_eq!(m.gold(&record("x", "ERROR_ORIGINAL_RESPONSE")), Gold::Exclude);
         assert_eq!(m.gold(&record("deccp-orig-0", "censored")), Gold::PromptLevel);
         assert_eq!(m.gold(&record("x", "SOMETHING_NEW")), Gold::Exclude);
+        assert!(!m.knows(&record("x", "SOMETHING_NEW")));
+        assert!(
+            m.knows(&record("x", "ERROR_ORIGINAL_RESPONSE")),
+            "mapped to exclude"
+        );
+    }
+
+    #[test]
+    fn class_names_are_labels_too() {
+        let m = LabelMap::default();
+        assert_eq!(m.gold(&record("x", "policy_refusal")), Gold::Refusal);
+        assert_eq!(m.gold(&record("x", "safety_refusal")), Gold::Refusal);
+        assert_eq!(m.gold(&record("x", "provider_block")), Gold::ProviderBlock);
+        assert_eq!(m.gold(&record("x", "empty")), Gold::Empty);
+        assert!(m.knows(&record("x", "empty")));
+        // The mapping comes first: a dataset's label that happens to be a class name is
+        // mapped as the mapping says.
+        let mut m = m;
+        m.set("empty=answer").unwrap();
+        assert_eq!(m.gold(&record("x", "empty")), Gold::Answer);
     }
 
     #[test]
@@ -421,6 +463,13 @@ mod tests {
         assert!((2_700..3_300).contains(&fit), "{fit}");
         let id = "speechmap-china_criticism-x";
         assert_ne!(Split::Fit.contains(id), Split::Holdout.contains(id));
+    }
+
+    #[test]
+    fn a_folder_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_records(dir.path()).unwrap_err();
+        assert!(e.contains("a folder") && !e.contains(":1:"), "{e}");
     }
 
     #[test]

@@ -77,8 +77,10 @@ impl Item {
     }
 }
 
-/// Reads one line of a JSON Lines file.
+/// Reads one line of a JSON Lines file (its line ending, if kept, is not part of the value:
+/// serde would place an error in a cut-short line at "line 2 column 0", after it).
 pub fn from_json_line(line: &str, at: &Location) -> Result<Item, String> {
+    let line = line.trim_end_matches(['\n', '\r']);
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     from_value(value, at, None)
 }
@@ -519,6 +521,9 @@ mod tests {
         assert!(from_json_line(r#"{"foo":1}"#, &at())
             .unwrap_err()
             .contains("neither"));
+        // A line cut short, read with its line ending: the error is placed in the line.
+        let e = from_json_line("{\"id\": \"bad\", \"response\": \r\n", &at()).unwrap_err();
+        assert!(e.contains("line 1 column 26"), "{e}");
         assert!(from_json_line("{oops", &at())
             .unwrap_err()
             .starts_with("not JSON"));

@@ -110,18 +110,14 @@ pub struct Judged {
     pub verdict: Verdict,
 }
 
-/// What a record's label says, for the confusion matrix: the dataset mapping
-/// ([`LabelMap`], the one `eval` uses) first; a label it does not know may be a class name
-/// itself (`answer`, `policy_refusal`, `provider_block`…, as the audit fixtures use), else
-/// the record is labeled but not scored ([`Gold::Exclude`]). `None` when unlabeled.
+/// What a record's label says, for the confusion matrix: [`LabelMap::gold`], the mapping
+/// `eval` scores through (a label it does not know is labeled but not scored,
+/// [`Gold::Exclude`]). `None` when unlabeled.
 pub fn gold_of(map: &LabelMap, record: &Record) -> Option<Gold> {
     if record.label.trim().is_empty() {
         return None;
     }
-    Some(match map.gold(record) {
-        Gold::Exclude => record.label.parse().unwrap_or(Gold::Exclude),
-        gold => gold,
-    })
+    Some(map.gold(record))
 }
 
 /// Labels against verdicts.

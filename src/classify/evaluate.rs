@@ -161,13 +161,15 @@ pub async fn score_responses(
 }
 
 /// The non-answer rate of a file whose records carry no per-answer label (deccp), per
-/// language and per id prefix (`deccp-orig`, `deccp-abliterated`).
+/// language and per id prefix (`deccp-orig`, `deccp-abliterated`); `limit` caps the records
+/// per language as [`score_responses`]'s does.
 pub async fn non_answer_rate(
     classifier: &dyn Classifier,
     path: &Path,
+    limit: Option<usize>,
 ) -> Result<BTreeMap<String, (usize, usize)>, ClassifyError> {
     let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for r in read_jsonl(path)? {
+    for r in sample(read_jsonl(path)?, limit) {
         let group = format!(
             "{} {}",
             r.id.rsplit_once('-').map(|(a, _)| a).unwrap_or(&r.id),

@@ -52,8 +52,11 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
                 m.name,
             )))
         }
+        ("none" | "embedded", None) => Err(ClassifyError::Invalid(format!(
+            "tier {spec:?} stands alone: it means the embedded default without other tiers (leave it out to add tiers to the embedded default)"
+        ))),
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, e5:wide, minilm, guard, llama-guard:NAME or qwen3guard:NAME"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, e5:wide, minilm, guard, llama-guard:NAME, qwen3guard:NAME, or none alone (the embedded default)"
         ))),
     }
 }
@@ -205,15 +208,22 @@ pub fn resolve_specs(specs: &[String]) -> Vec<String> {
     }
 }
 
+/// A spec's name and its threshold (0.9 when it names none). A threshold is a confidence, so
+/// one outside 0 to 1 (or not a number) is refused: `nan` or `2` would otherwise make the
+/// tier's judgment never final, silently.
 fn split_threshold(spec: &str) -> Result<(&str, f32), ClassifyError> {
-    match spec.rsplit_once('@') {
-        Some((n, t)) => Ok((
-            n,
-            t.parse::<f32>()
-                .map_err(|e| ClassifyError::Invalid(format!("bad threshold in {spec:?}: {e}")))?,
-        )),
-        None => Ok((spec, 0.9)),
+    let Some((name, t)) = spec.rsplit_once('@') else {
+        return Ok((spec, 0.9));
+    };
+    let threshold = t
+        .parse::<f32>()
+        .map_err(|e| ClassifyError::Invalid(format!("bad threshold in {spec:?}: {e}")))?;
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(ClassifyError::Invalid(format!(
+            "bad threshold in {spec:?}: a confidence from 0 to 1"
+        )));
     }
+    Ok((name, threshold))
 }
 
 /// Routes each question to one of two classifiers by the script of the text: Qwen3Guard for
@@ -288,7 +298,32 @@ mod tests {
     #[test]
     fn unknown_tier_names_the_choices() {
         let e = build("nope").err().unwrap().to_string();
-        assert!(e.contains("ngram"), "{e}");
+        assert!(e.contains("ngram") && e.contains("none"), "{e}");
+        let e = detectors_with(&["none".into(), "ngram".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("stands alone"), "{e}");
+    }
+
+    #[test]
+    fn a_threshold_is_a_confidence() {
+        assert_eq!(split_threshold("ngram").unwrap(), ("ngram", 0.9));
+        assert_eq!(split_threshold("ngram@0.5").unwrap(), ("ngram", 0.5));
+        assert_eq!(split_threshold("ngram:/m@1").unwrap(), ("ngram:/m", 1.0));
+        for bad in [
+            "ngram@nan",
+            "ngram@inf",
+            "ngram@-1",
+            "ngram@2",
+            "ngram@x",
+            "ngram@",
+        ] {
+            let e = split_threshold(bad).err().unwrap().to_string();
+            assert!(e.contains("bad threshold") && e.contains(bad), "{bad}: {e}");
+        }
+        // Refused where the tiers are built, before anything loads.
+        assert!(detectors_with(&["ngram@5".into()]).is_err());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum Command {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_when_the_reader_goes();
+    }
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Serve(args) => serve::run(&args),
@@ -54,5 +57,20 @@ pub fn main() -> ExitCode {
             eprintln!("refusal-guard: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a command piped into `head` end quietly when the reader goes, as `cat` and `grep`
+/// do. The Rust runtime ignores SIGPIPE, so a write to a closed pipe is an error, and
+/// `println!` panics on it (a panic message and exit 101 after `audit … | head -1`). The
+/// one-shot commands take the default action back (ended by the signal, status 141 in a
+/// shell); `serve` keeps ignoring it, so a closed log pipe cannot end a gateway. Sockets are
+/// unaffected either way: Rust's socket writes pass `MSG_NOSIGNAL`.
+fn end_quietly_when_the_reader_goes() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with a valid signal number and `SIG_DFL` only changes this process's
+    // disposition; it runs before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

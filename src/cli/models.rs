@@ -99,13 +99,15 @@ fn runtime() -> tokio::runtime::Runtime {
 pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         ModelsCommand::List { manifests: extra } => {
+            // Read first: a bad `--manifest` fails before anything is printed.
+            let all = manifests(&extra)?;
             let cache = hub::cache();
             println!("hf-hub cache: {}", cache.path().display());
             println!(
                 "{:<28} {:<11} {:<9} {:<44} license",
                 "name", "kind", "status", "repo"
             );
-            for m in manifests(&extra)? {
+            for m in all {
                 let status = if hub::is_available(&cache, &m) {
                     "ready"
                 } else {
@@ -180,6 +182,19 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
             let dir = datasets
                 .or_else(datasets_dir)
                 .ok_or("the shared datasets folder was not found; pass --datasets")?;
+            // Every file is optional (a user's folder may hold some of them), so a wrong
+            // folder would otherwise print empty tables and succeed.
+            if !dir.is_dir() {
+                return Err(format!("--datasets {}: not a folder", dir.display()).into());
+            }
+            if !DATASET_ENTRIES.iter().any(|f| dir.join(f).exists()) {
+                return Err(format!(
+                    "--datasets {}: none of the shared datasets is there ({})",
+                    dir.display(),
+                    DATASET_ENTRIES.join(", ")
+                )
+                .into());
+            }
             let rt = runtime();
             for name in names {
                 let tier = tiers::build(&name)?;
@@ -191,6 +206,11 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
         ModelsCommand::Classify { tiers: specs, prompt } => {
             let mut answer = String::new();
             std::io::stdin().read_to_string(&mut answer)?;
+            // An empty answer is a verdict of its own (`empty`, which the guard and the
+            // audit give without asking a model); the models would read it as an answer.
+            if answer.trim().is_empty() {
+                return Err("no answer on standard input: pipe the answer's text in (an empty answer needs no model: the guard and `audit` call it `empty`)".into());
+            }
             let cascade = tiers::cascade(&specs)?;
             let c = runtime().block_on(cascade.classify(prompt.as_deref(), &answer))?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -198,6 +218,15 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 }
+
+/// What `models eval` reads in the shared datasets folder: answer files, and the prompt
+/// files' folder.
+const DATASET_ENTRIES: [&str; 4] = [
+    "speechmap_criticism_nonqwen.jsonl",
+    "do_not_answer_en.jsonl",
+    "deccp_qwen2_7b.jsonl",
+    "prompts",
+];
 
 async fn eval_tier(
     tier: &dyn Classifier,
@@ -240,7 +269,7 @@ async fn eval_tier(
         if deccp.is_file() {
             println!("\ndeccp_qwen2_7b.jsonl (no per-answer labels): share judged a non-answer\n");
             println!("| group | n | non-answer rate |\n|---|---|---|");
-            for (g, (n, k)) in non_answer_rate(tier, &deccp).await? {
+            for (g, (n, k)) in non_answer_rate(tier, &deccp, limit).await? {
                 println!("| {g} | {n} | {:.3} |", k as f64 / n.max(1) as f64);
             }
         }

@@ -55,8 +55,8 @@ pub struct EvalArgs {
     pub json: bool,
     /// Also replays each answer as a stream through the guard with a window of N tokens
     /// and reports how many non-answers it stopped inside the window.
-    #[arg(long, value_name = "N")]
-    pub stream_window: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_window: Option<u64>,
     /// Prints up to N misjudged records per file (only with `--split fit`).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
@@ -109,6 +109,10 @@ pub struct FileReport {
     pub records: usize,
     pub overall: View,
     pub by_lang: BTreeMap<String, View>,
+    /// Labels neither the mapping nor the class names know, with their counts: their
+    /// records are excluded, and the report names them so a typo or a new dataset's label
+    /// is not silently dropped (`--map LABEL=class` maps one).
+    pub unmapped_labels: BTreeMap<String, usize>,
 }
 
 /// The whole report.
@@ -165,10 +169,14 @@ pub fn evaluate(
         let mut overall = Tally::default();
         let mut by_lang: BTreeMap<String, Tally> = BTreeMap::new();
         let mut count = 0;
+        let mut unmapped_labels: BTreeMap<String, usize> = BTreeMap::new();
         for record in records.into_iter().filter(|r| split.contains(&r.id)) {
             count += 1;
             let gold = map.gold(&record);
             if gold == Gold::Exclude {
+                if !map.knows(&record) {
+                    *unmapped_labels.entry(record.label_key()).or_default() += 1;
+                }
                 overall.excluded += 1;
                 by_lang.entry(record.lang.clone()).or_default().excluded += 1;
                 continue;
@@ -201,6 +209,7 @@ pub fn evaluate(
             records: count,
             overall: View::from(&overall),
             by_lang: by_lang.iter().map(|(l, t)| (l.clone(), View::from(t))).collect(),
+            unmapped_labels,
         });
     }
     let report = Report {
@@ -241,7 +250,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         print!("{}", render::misses(&misses, args.show_errors));
     }
     if let Some(window) = args.stream_window {
-        let streaming = stream::evaluate(&args.files, args.split, &map, &detectors, window)?;
+        let streaming = stream::evaluate(&args.files, args.split, &map, &detectors, window as usize)?;
         if args.json {
             let json = serde_json::to_string_pretty(&streaming).map_err(|e| e.to_string())?;
             println!("{json}");

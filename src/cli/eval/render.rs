@@ -175,7 +175,20 @@ pub fn text(report: &Report) -> String {
             );
         }
         if f.overall.counts.excluded > 0 {
-            let _ = writeln!(out, "excluded by the mapping: {}\n", f.overall.counts.excluded);
+            let _ = write!(out, "excluded by the mapping: {}", f.overall.counts.excluded);
+            if !f.unmapped_labels.is_empty() {
+                let named: Vec<String> = f
+                    .unmapped_labels
+                    .iter()
+                    .map(|(label, n)| format!("{label:?} {n}"))
+                    .collect();
+                let _ = write!(
+                    out,
+                    " (labels it does not know: {}; `--map LABEL=class` maps one)",
+                    named.join(", ")
+                );
+            }
+            let _ = writeln!(out, "\n");
         }
     }
     if report.files.len() > 1 {
