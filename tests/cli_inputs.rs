@@ -77,6 +77,26 @@ fn eval_names_the_labels_it_does_not_know() {
     );
 }
 
+/// The audit's headline over records whose labels map to nothing says none was scored,
+/// not "0.0% agree".
+#[test]
+fn audit_says_when_no_label_was_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("odd.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\":\"a\",\"response\":\"Sure.\",\"label\":\"refusl\"}\n",
+    )
+    .unwrap();
+    let out = run(&["audit", "--tier", "none", file.to_str().unwrap()]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        summary.contains("labels: none scored (1 labeled records") && !summary.contains("0.0% agree"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn wrong_paths_and_values_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,12 +154,23 @@ pub fn headline(report: &Report) -> String {
     if report.bad_records > 0 {
         let _ = write!(s, "; {} bad records skipped", report.bad_records);
     }
-    if let Some(l) = &report.labels {
-        let _ = write!(
-            s,
-            "; labels: {} agree on the class, {} on answer vs non-answer ({} scored)",
-            l.accuracy, l.non_answer_accuracy, l.scored
-        );
+    match &report.labels {
+        // Agreement over nothing would print as 0.0%, which reads as a score.
+        Some(l) if l.scored == 0 => {
+            let _ = write!(
+                s,
+                "; labels: none scored ({} labeled records, none with a label mapped to a class; `--map LABEL=class` maps one)",
+                l.excluded
+            );
+        }
+        Some(l) => {
+            let _ = write!(
+                s,
+                "; labels: {} agree on the class, {} on answer vs non-answer ({} scored)",
+                l.accuracy, l.non_answer_accuracy, l.scored
+            );
+        }
+        None => {}
     }
     s
 }
