@@ -194,21 +194,52 @@ impl Norm {
 /// then a layer norm; as candle's and Hugging Face's `BertEmbeddings`.
 #[derive(Debug, Clone)]
 pub struct Embeddings {
-    words: Embedding,
+    words: Words,
     positions: Tensor,
     token_type: Tensor,
     norm: Norm,
     ops: Ops,
 }
 
+/// Where the word vectors are read from.
+#[derive(Debug, Clone)]
+enum Words {
+    /// Loaded into memory (a checkpoint in memory, a trained variable).
+    Loaded(Embedding),
+    /// Read in place from the checkpoint file ([`MappedTable`]).
+    Mapped(Arc<MappedTable>),
+}
+
+/// The name of the word table in a BERT checkpoint.
+const WORD_TABLE: &str = "embeddings.word_embeddings.weight";
+
 impl Embeddings {
-    /// Loads `embeddings.*` of a BERT checkpoint, to run with `ops`.
-    pub fn load(vb: VarBuilder, cfg: &Config, ops: Ops) -> candle_core::Result<Self> {
-        let vb = vb.pp("embeddings");
+    /// Loads `embeddings.*` of a BERT checkpoint, to run with `ops`; with `mapped_from` (the
+    /// safetensors file `vb` reads), the word table is read in place from that file instead
+    /// of loaded ([`MappedTable`], which says why), where it is stored as f32.
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        ops: Ops,
+        mapped_from: Option<&std::path::Path>,
+    ) -> candle_core::Result<Self> {
         let d = cfg.hidden_size;
+        let mapped = match mapped_from {
+            Some(path) => MappedTable::open(path, WORD_TABLE, cfg.vocab_size, d)?,
+            None => None,
+        };
+        let words = match mapped {
+            Some(table) => Words::Mapped(Arc::new(table)),
+            None => Words::Loaded(candle_nn::embedding(
+                cfg.vocab_size,
+                d,
+                vb.pp("embeddings.word_embeddings"),
+            )?),
+        };
+        let vb = vb.pp("embeddings");
         let types = vb.get((cfg.type_vocab_size, d), "token_type_embeddings.weight")?;
         Ok(Embeddings {
-            words: candle_nn::embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
+            words,
             positions: vb.get((cfg.max_position_embeddings, d), "position_embeddings.weight")?,
             // Every text is one segment, so the token-type row is one constant vector.
             token_type: types.get(0)?,
@@ -220,12 +251,112 @@ impl Embeddings {
     /// `ids` is `[batch, seq]`; returns `[batch, seq, dim]`.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (_, seq) = ids.dims2()?;
-        let x = self
-            .words
-            .forward(ids)?
+        let words = match &self.words {
+            Words::Loaded(table) => table.forward(ids)?,
+            Words::Mapped(table) => table.forward(ids)?,
+        };
+        let x = words
             .broadcast_add(&self.positions.narrow(0, 0, seq)?)?
             .broadcast_add(&self.token_type)?;
         self.norm.forward(&x, self.ops)
+    }
+}
+
+/// A `[rows, dim]` f32 tensor of a safetensors file, read row by row through a memory map.
+///
+/// Why: multilingual-e5-small's word table is 250,037 × 384 f32 values, 384 MB, more than
+/// the rest of the encoder and its tokenizer together, and a request reads a few hundred of
+/// its rows. Loaded, the whole table is copied into memory and stays there; mapped, loading
+/// copies nothing and only the pages of rows read are resident, pages the OS may drop and
+/// read again. The values are the file's, so the vectors are bit for bit those of the loaded
+/// table (a test holds the two together).
+pub struct MappedTable {
+    map: memmap2::Mmap,
+    /// Byte offset of row 0 in the map.
+    start: usize,
+    rows: usize,
+    dim: usize,
+}
+
+impl std::fmt::Debug for MappedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedTable")
+            .field("rows", &self.rows)
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+impl MappedTable {
+    /// Maps tensor `name` of the safetensors file at `path`, which must be `[rows, dim]`;
+    /// `None` when it is stored as another type than f32 (it is then loaded and converted).
+    pub fn open(
+        path: &std::path::Path,
+        name: &str,
+        rows: usize,
+        dim: usize,
+    ) -> candle_core::Result<Option<Self>> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+        // SAFETY: a read-only map of a model file in the cache, which must not change while
+        // the model is loaded (the same condition as candle's mapped loading).
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+        let (start, len) = {
+            let tensors = safetensors::SafeTensors::deserialize(&map)
+                .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+            let view = tensors
+                .tensor(name)
+                .map_err(|e| candle_core::Error::Msg(format!("{}: {name}: {e}", path.display())))?;
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Ok(None);
+            }
+            if view.shape() != [rows, dim] {
+                return Err(candle_core::Error::Msg(format!(
+                    "{}: {name} is {:?}, expected [{rows}, {dim}]",
+                    path.display(),
+                    view.shape()
+                )));
+            }
+            (
+                view.data().as_ptr() as usize - map.as_ptr() as usize,
+                view.data().len(),
+            )
+        };
+        debug_assert_eq!(len, rows * dim * 4);
+        Ok(Some(MappedTable {
+            map,
+            start,
+            rows,
+            dim,
+        }))
+    }
+
+    /// The rows of `ids` (any shape): `[ids' shape…, dim]`, as candle's `Embedding`. An id
+    /// past the table is an error naming it.
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let mut shape = ids.dims().to_vec();
+        shape.push(self.dim);
+        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+        let row_bytes = self.dim * 4;
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
+        for id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(candle_core::Error::Msg(format!(
+                    "token id {id} is past the word table's {} rows",
+                    self.rows
+                )));
+            }
+            let at = self.start + id * row_bytes;
+            // The file is little-endian and need not be aligned for f32: read bytes.
+            out.extend(
+                self.map[at..at + row_bytes]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+        Tensor::from_vec(out, shape, &candle_core::Device::Cpu)
     }
 }
 
@@ -575,8 +706,28 @@ pub struct Bert {
 impl Bert {
     /// Loads a BERT checkpoint (Hugging Face names, no `bert.` prefix) to run with `ops`.
     pub fn load(vb: VarBuilder, cfg: &Config, ops: Ops) -> candle_core::Result<Self> {
+        Self::load_from(vb, cfg, ops, None)
+    }
+
+    /// As [`Self::load`], from the safetensors file `vb` maps (`weights`): its word table is
+    /// read in place ([`MappedTable`]) rather than copied into memory.
+    pub fn load_file(
+        vb: VarBuilder,
+        weights: &std::path::Path,
+        cfg: &Config,
+        ops: Ops,
+    ) -> candle_core::Result<Self> {
+        Self::load_from(vb, cfg, ops, Some(weights))
+    }
+
+    fn load_from(
+        vb: VarBuilder,
+        cfg: &Config,
+        ops: Ops,
+        mapped_from: Option<&std::path::Path>,
+    ) -> candle_core::Result<Self> {
         Ok(Bert {
-            embeddings: Embeddings::load(vb.clone(), cfg, ops)?,
+            embeddings: Embeddings::load(vb.clone(), cfg, ops, mapped_from)?,
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(vb.clone(), cfg, i, ops))
                 .collect::<candle_core::Result<_>>()?,
@@ -795,6 +946,63 @@ mod tests {
             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 1
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_mapped_word_table_reads_as_the_loaded_one() {
+        let cfg = tiny();
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        Bert::load(vb, &cfg, Ops::Fused).unwrap();
+        for var in vars.all_vars() {
+            let r = Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu).unwrap();
+            var.set(&r).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        vars.save(&path).unwrap();
+        let load = |mapped: bool| {
+            // SAFETY: a file this test wrote and does not change.
+            let vb =
+                unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.unwrap();
+            if mapped {
+                Bert::load_file(vb, &path, &cfg, Ops::Fused).unwrap()
+            } else {
+                Bert::load(vb, &cfg, Ops::Fused).unwrap()
+            }
+        };
+        let (mapped, loaded) = (load(true), load(false));
+        assert!(matches!(mapped.embeddings.words, Words::Mapped(_)));
+        assert!(matches!(loaded.embeddings.words, Words::Loaded(_)));
+        let ids: Vec<u32> = (0..3 * 7).map(|i| (i * 11 % 50) as u32).collect();
+        let ids = Tensor::from_vec(ids, (3, 7), &Device::Cpu).unwrap();
+        let a = mapped.embeddings.forward(&ids).unwrap();
+        let b = loaded.embeddings.forward(&ids).unwrap();
+        assert_eq!(a.dims(), [3, 7, 16]);
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "bit for bit"
+        );
+        let past = Tensor::new(&[[3u32, 50]], &Device::Cpu).unwrap();
+        let e = mapped.embeddings.forward(&past).unwrap_err().to_string();
+        assert!(e.contains("50") && e.contains("50 rows"), "{e}");
+        // A table stored as another type is loaded (and converted) instead.
+        let half = dir.path().join("half.safetensors");
+        let w = Tensor::randn(0f32, 1.0, (50, 16), &Device::Cpu).unwrap();
+        candle_core::safetensors::save(
+            &std::collections::HashMap::from([(WORD_TABLE.to_string(), w.to_dtype(DType::F16).unwrap())]),
+            &half,
+        )
+        .unwrap();
+        assert!(MappedTable::open(&half, WORD_TABLE, 50, 16).unwrap().is_none());
+        let e = MappedTable::open(&path, WORD_TABLE, 49, 16)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[49, 16]"), "{e}");
     }
 
     #[test]

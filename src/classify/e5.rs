@@ -160,8 +160,8 @@ impl E5Encoder {
         if cfg.num_hidden_layers == 0 {
             return Err(err(format!("{}: a BERT config with no layers", config.display())));
         }
-        let bert =
-            Bert::load(vb, &cfg, Ops::Fused).map_err(|e| err(format!("{}: {e}", weights.display())))?;
+        let bert = Bert::load_file(vb, weights, &cfg, Ops::Fused)
+            .map_err(|e| err(format!("{}: {e}", weights.display())))?;
         Ok(E5Encoder {
             bert,
             prompt_top: None,

@@ -145,7 +145,7 @@ impl Encoder {
         // SAFETY: read-only memory map of a file that must not change while loaded.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(err)?;
-        let model = super::bert::Bert::load(vb, &cfg, super::bert::Ops::Fused).map_err(err)?;
+        let model = super::bert::Bert::load_file(vb, weights, &cfg, super::bert::Ops::Fused).map_err(err)?;
         Ok(Encoder {
             model,
             tokenizer,
