@@ -7,6 +7,8 @@
 //! deliberate change to the detectors or the fixtures, regenerate the expected report with
 //! `REFUSAL_GUARD_BLESS=1 cargo test --release --test audit` and review the diff.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,16 +25,9 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary with an empty model cache: the counts below are the embedded default's.
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
-    c.current_dir(root());
-    // An empty model cache: the counts below are the embedded default's, whatever the
-    // machine has installed (with e5 in the cache `audit` would use it).
-    c.env(
-        "HF_HOME",
-        std::env::temp_dir().join("refusal-guard-tests-no-models"),
-    );
-    c
+    common::bin_without_models()
 }
 
 /// A fresh scratch folder for one test.

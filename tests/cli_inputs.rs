@@ -3,21 +3,12 @@
 //! piped into a reader that goes away (`| head`), ends them quietly instead of in a panic.
 //! The real binary, with an empty model cache (the embedded default answers).
 
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
-    c.current_dir(root());
-    c.env(
-        "HF_HOME",
-        std::env::temp_dir().join("refusal-guard-tests-no-models"),
-    );
-    c
+    common::bin_without_models()
 }
 
 fn run(args: &[&str]) -> Output {

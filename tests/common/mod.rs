@@ -168,3 +168,16 @@ pub fn detectors_needing_e5(specs: &[&str]) -> Option<refusal_guard::detect::Det
         }
     }
 }
+
+/// The `refusal-guard` binary, run from the repository root with an empty model cache: its
+/// verdicts are the embedded default's whatever the machine has installed (with e5 in the
+/// cache, `audit` and `eval` would use it).
+pub fn bin_without_models() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env(
+        "HF_HOME",
+        std::env::temp_dir().join("refusal-guard-tests-no-models"),
+    );
+    c
+}
