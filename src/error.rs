@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::layer::Attempts;
 use crate::verdict::Verdict;
 use crate::wire::{ChatCompletion, ChatCompletionChunk, ProviderError};
 
@@ -73,6 +74,53 @@ pub enum Error {
     /// An error from another layer (tower's timeout, buffer, …).
     #[error(transparent)]
     Other(BoxError),
+
+    /// A route gave no answer: the error it ends with, and the record of every provider
+    /// it tried, so that the caller can say who was asked even when nobody answered (a
+    /// response carries the same record as its [`Attempts`] extension). Made by
+    /// [`crate::layer::RerouteLayer`]; [`Error::as_refusal`], [`Error::provider_error`],
+    /// [`Error::provider`] and [`Error::is_retryable`] look through it.
+    #[error("{0}")]
+    Route(Box<RouteError>),
+}
+
+/// What a route that gave no answer leaves behind (see [`Error::Route`]).
+#[derive(Debug)]
+pub struct RouteError {
+    /// The error the route ends with: when every provider failed or refused, the most
+    /// informative of their outcomes (the first provider's), else the one that ended it.
+    pub error: Error,
+    /// Every attempt, in order.
+    pub attempts: Attempts,
+}
+
+impl std::fmt::Display for RouteError {
+    /// The error alone after one attempt; after several, every provider with what it
+    /// ended in, since the error alone would name only one of them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attempts = self.attempts.snapshot();
+        if attempts.len() < 2 {
+            return write!(f, "{}", self.error);
+        }
+        write!(f, "no provider answered ({} attempts): ", attempts.len())?;
+        for (i, a) in attempts.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            match (&a.error, a.verdict) {
+                (Some(e), _) => write!(f, "{}: {e}", a.provider)?,
+                (None, Some(v)) => write!(f, "{}: {v}", a.provider)?,
+                (None, None) => write!(f, "{}: no answer", a.provider)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RouteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 /// What the guard knows about an answer it stopped.
@@ -104,6 +152,7 @@ impl Error {
     pub fn as_refusal(&self) -> Option<&Refusal> {
         match self {
             Error::Refused(r) => Some(r),
+            Error::Route(r) => r.error.as_refusal(),
             _ => None,
         }
     }
@@ -113,7 +162,39 @@ impl Error {
         match self {
             Error::Provider(e) => Some(e),
             Error::Refused(r) => r.cause.as_ref().and_then(Error::provider_error),
+            Error::Route(r) => r.error.provider_error(),
             _ => None,
+        }
+    }
+
+    /// The name of the provider the error came from, when it names one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Error::Provider(e) => Some(&e.provider),
+            Error::Transport { provider, .. }
+            | Error::Malformed { provider, .. }
+            | Error::Truncated { provider, .. }
+            | Error::TooLarge { provider, .. }
+            | Error::Timeout { provider, .. } => Some(provider),
+            Error::Refused(r) => r.provider.as_deref(),
+            Error::Route(r) => r.error.provider(),
+            Error::Invalid { .. } | Error::Other(_) => None,
+        }
+    }
+
+    /// The attempts of the route that ended in this error, when a route did.
+    pub fn attempts(&self) -> Option<&Attempts> {
+        match self {
+            Error::Route(r) => Some(&r.attempts),
+            _ => None,
+        }
+    }
+
+    /// The error itself, without the route's record of attempts around it.
+    pub fn into_inner(self) -> Error {
+        match self {
+            Error::Route(r) => r.error.into_inner(),
+            other => other,
         }
     }
 
@@ -132,6 +213,7 @@ impl Error {
             Error::Transport { mid_response, .. } => !mid_response,
             Error::Timeout { .. } => true,
             Error::Truncated { .. } => false,
+            Error::Route(r) => r.error.is_retryable(),
             _ => false,
         }
     }

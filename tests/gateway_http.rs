@@ -28,6 +28,41 @@ async fn bad_requests_get_openai_shaped_errors() {
     assert_eq!(body["error"]["code"], "invalid_json");
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
+    // JSON, but not a chat-completions request: said as OpenAI says it, not "invalid_json".
+    let r = client
+        .post(&url)
+        .json(&json!({"model": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_required_parameter", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert_eq!(body["error"]["param"], "messages", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("'messages'"),
+        "{body}"
+    );
+    let r = client
+        .post(&url)
+        .json(&json!({"model": "m", "messages": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+
+    // A known path with a method it does not serve: a 405 in the same shape, with Allow.
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+
     let big = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
     let r = client.post(&url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);

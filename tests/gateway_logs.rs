@@ -229,3 +229,205 @@ fallbacks = ["fallback"]
         assert!(!text.contains(secret), "{secret:?} is in the log:\n{text}");
     }
 }
+
+/// A base URL nothing listens on: a provider that is down (connection refused).
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/v1")
+}
+
+/// The gateway's Prometheus text.
+async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    let url = format!("{}/metrics", base.trim_end_matches("/v1"));
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_tried_is_named_in_events_headers_and_metrics() {
+    // Providers named neither "primary" nor "fallback", so a placeholder cannot pass for
+    // a configured name: `up` answers (or fails) as scripted, `fb` likewise, `gone` and
+    // `gone2` are down.
+    let up = MockProvider::start().await;
+    let fb = MockProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gateway.log");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[logging]
+file = "{log}"
+
+[preroute]
+enabled = false
+
+[providers.up]
+base_url = "{up}"
+max_retries = 0
+
+[providers.fb]
+base_url = "{fb}"
+max_retries = 0
+
+[providers.gone]
+base_url = "{gone}"
+max_retries = 0
+
+[providers.gone2]
+base_url = "{gone2}"
+max_retries = 0
+
+[[routes]]
+model = "failover"
+primary = "gone"
+fallbacks = ["fb"]
+
+[[routes]]
+model = "nowhere"
+primary = "gone"
+fallbacks = ["gone2"]
+
+[[routes]]
+model = "*"
+primary = "up"
+fallbacks = ["fb"]
+"#,
+            log = log.display(),
+            up = up.base_url(),
+            fb = fb.base_url(),
+            gone = dead_url(),
+            gone2 = dead_url(),
+        ),
+    )
+    .unwrap();
+    let (_serve, base) = spawn_serve(&config);
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/chat/completions");
+    let body = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]});
+    let header =
+        |r: &reqwest::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+
+    // 1. The primary is down; the fallback answers.
+    fb.push(Script::answer(ANSWER));
+    let r = client
+        .post(&url)
+        .json(&body("failover", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "x-refusal-guard-providers").as_deref(),
+        Some("gone,fb")
+    );
+    r.text().await.unwrap();
+
+    // 2. Both answer 500: the error names both, in its headers and in its message.
+    let broken = r#"{"error":{"message":"broken","code":"internal"}}"#;
+    up.push(Script::status(500, broken));
+    fb.push(Script::status(500, broken));
+    let r = client
+        .post(&url)
+        .json(&body("qwen-plus", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
+    assert_eq!(header(&r, "x-refusal-guard-providers").as_deref(), Some("up,fb"));
+    assert_eq!(header(&r, "x-refusal-guard-provider").as_deref(), Some("fb"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["code"], "internal",
+        "the first provider's code passes through: {v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("up:") && message.contains("fb:"), "{message}");
+
+    // 3. Both refuse a stream: the held-back refusal, with both attempts.
+    up.push(Script::answer(REFUSAL));
+    fb.push(Script::answer(REFUSAL));
+    let r = client
+        .post(&url)
+        .json(&body("qwen-plus", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
+    assert_eq!(header(&r, "x-refusal-guard-provider").as_deref(), Some("fb"));
+    assert_eq!(header(&r, "x-refusal-guard-providers").as_deref(), Some("up,fb"));
+    let text = r.text().await.unwrap();
+    let last: Value = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .rfind(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(last["refusal_guard"]["attempts"], 2, "{text}");
+
+    // 4. Both are down: a 502 whose message names both.
+    let r = client
+        .post(&url)
+        .json(&body("nowhere", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        header(&r, "x-refusal-guard-providers").as_deref(),
+        Some("gone,gone2")
+    );
+    let v: Value = r.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("talking to gone:") && message.contains("talking to gone2:"),
+        "{message}"
+    );
+
+    let (text, events) = request_events(&log, 4).await;
+    assert_eq!(events.len(), 4, "one event per request:\n{text}");
+    let failover = &events[0];
+    assert_eq!(failover["providers"], "gone,fb", "{failover}");
+    assert_eq!(failover["provider"], "fb", "{failover}");
+    assert_eq!(failover["attempts"], 2, "{failover}");
+    assert_eq!(failover["reroute_reason"], "failover", "{failover}");
+    for (event, status, error) in [
+        (&events[1], 500, "internal"),
+        (&events[2], 200, "refused_by_all_providers"),
+    ] {
+        assert_eq!(event["status"], status, "{event}");
+        assert_eq!(event["providers"], "up,fb", "{event}");
+        assert_eq!(event["provider"], "fb", "{event}");
+        assert_eq!(event["attempts"], 2, "{event}");
+        assert_eq!(event["error"], error, "{event}");
+    }
+    let nowhere = &events[3];
+    assert_eq!(nowhere["status"], 502, "{nowhere}");
+    assert_eq!(nowhere["providers"], "gone,gone2", "{nowhere}");
+    assert_eq!(nowhere["attempts"], 2, "{nowhere}");
+    assert_eq!(nowhere["error"], "upstream_unavailable", "{nowhere}");
+
+    // Each failed attempt is warned about under the provider's configured name.
+    let failed: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "provider attempt failed")
+        .map(|v| v["provider"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(failed, ["gone", "up", "fb", "gone", "gone2"], "{text}");
+
+    let metrics = metrics(&client, &base).await;
+    assert!(
+        metrics.contains(r#"refusal_guard_reroutes_total{from="gone",to="fb"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"refusal_guard_reroutes_total{from="up",to="fb"} 2"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"from="primary""#), "{metrics}");
+}

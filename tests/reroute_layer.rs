@@ -270,6 +270,75 @@ async fn complete_policy_refusal_is_rerouted_and_attempts_recorded() {
 }
 
 #[tokio::test]
+async fn a_failed_primary_is_named_and_an_exhausted_route_keeps_its_attempts() {
+    let down = || Error::Transport {
+        provider: "qwen".into(),
+        message: "connection refused".into(),
+        mid_response: false,
+    };
+    let primary = Fake::new("qwen", move |_, _| Reply::Fail(down()));
+    let fallback = Fake::new("other", |_, _| Reply::Chunks(words(ANSWER), None));
+
+    // A failure names the primary as an answer does: by its configured name, else by
+    // the name its error reports; never a placeholder.
+    for (layer, name) in [
+        (RerouteLayer::new().primary("up"), "up"),
+        (RerouteLayer::new(), "qwen"),
+    ] {
+        let response = service(&primary, &fallback, layer)
+            .oneshot(request(false))
+            .await
+            .unwrap();
+        let attempts = response.extensions.get::<Attempts>().unwrap().snapshot();
+        let names: Vec<&str> = attempts.iter().map(|a| a.provider.as_str()).collect();
+        assert_eq!(names, [name, "other"]);
+        assert!(attempts[0].error.is_some() && attempts[0].verdict.is_none());
+    }
+
+    // Every provider fails: the error carries every attempt, and says who was asked.
+    let broken = Fake::new("other", |_, _| {
+        Reply::Fail(ProviderError::from_body("other", 500, b"broken", ErrorPosition::Response).into())
+    });
+    let e = service(&primary, &broken, RerouteLayer::new().primary("up"))
+        .oneshot(request(false))
+        .await
+        .unwrap_err();
+    let attempts = e.attempts().expect("a route's error has its attempts").snapshot();
+    let names: Vec<&str> = attempts.iter().map(|a| a.provider.as_str()).collect();
+    assert_eq!(names, ["up", "other"]);
+    let message = e.to_string();
+    assert!(
+        message.contains("up: transport error") && message.contains("other: provider other answered 500"),
+        "{message}"
+    );
+    assert_eq!(
+        e.provider(),
+        Some("qwen"),
+        "the first provider's error is the one kept"
+    );
+
+    // Every provider refuses a stream: the refusal is still reachable, with the attempts.
+    let refuses = |name| {
+        Fake::new(name, |_, _| {
+            Reply::Chunks(words("Sorry, I cannot discuss that."), None)
+        })
+    };
+    let e = service(
+        &refuses("qwen"),
+        &refuses("other"),
+        RerouteLayer::new().primary("up"),
+    )
+    .oneshot(request(true))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.as_refusal().unwrap().verdict.class(),
+        VerdictClass::PolicyRefusal
+    );
+    assert_eq!(e.attempts().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn moderation_400_is_rerouted() {
     let primary = Fake::new("qwen", |_, _| {
         Reply::Fail(moderation(

@@ -334,7 +334,11 @@ impl GatewayConfig {
         crate::layer::reroute::hazard_codes(&self.policy.reroute_categories)
             .map_err(|e| Error::invalid("configuration", format!("[policy] {e}")))?;
         let s = &self.server;
+        // Zero is never meant: a body limit of 0 starts a gateway that answers every
+        // request 413, and a concurrency of 0 reads as "unlimited" but would be one.
         for (name, value) in [
+            ("max_body_bytes", s.max_body_bytes as u64),
+            ("max_concurrency", s.max_concurrency as u64),
             ("header_read_timeout_ms", s.header_read_timeout_ms),
             ("idle_timeout_ms", s.idle_timeout_ms),
             ("max_connections", s.max_connections as u64),
@@ -490,6 +494,11 @@ fallbacks = ["backup"]
         let log = format!("[verdict_log]\ndir = \"logs\"\nmax_file_bytes = 0\n{SAMPLE}");
         let e = GatewayConfig::parse(&log).unwrap_err().to_string();
         assert!(e.contains("max_file_bytes"), "{e}");
+        for key in ["max_body_bytes", "max_concurrency"] {
+            let zero = SAMPLE.replace("[server]", &format!("[server]\n{key} = 0"));
+            let e = GatewayConfig::parse(&zero).unwrap_err().to_string();
+            assert!(e.contains(&format!("server.{key} is 0")), "{key}: {e}");
+        }
         let reroute = format!("[policy]\nreroute = [\"policy_refusal\", \"bogus\"]\n{SAMPLE}");
         let e = GatewayConfig::parse(&reroute).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");

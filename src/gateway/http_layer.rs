@@ -59,10 +59,11 @@ impl RefusalGuardHttpLayer {
     /// A layer whose route is known to verdicts and attempts as provider `name`, with the
     /// default guard and no fallbacks.
     pub fn new(name: impl Into<String>) -> Self {
+        let name: Arc<str> = Arc::from(name.into());
         RefusalGuardHttpLayer {
-            name: Arc::from(name.into()),
             guard: RefusalGuardLayer::new(),
-            reroute: RerouteLayer::new(),
+            reroute: RerouteLayer::new().primary(&*name),
+            name,
             max_request_bytes: 4 << 20,
             limits: BodyLimits::default(),
         }
@@ -75,9 +76,9 @@ impl RefusalGuardHttpLayer {
         self
     }
 
-    /// The re-route policy and fallbacks.
+    /// The re-route policy and fallbacks; the route is its primary, under this layer's name.
     pub fn reroute(mut self, reroute: RerouteLayer) -> Self {
-        self.reroute = reroute;
+        self.reroute = reroute.primary(&*self.name);
         self
     }
 
@@ -155,15 +156,9 @@ where
                     ))
                 }
             };
-            let chat: ChatRequest = match serde_json::from_slice(&bytes) {
+            let chat = match super::server::read_chat_request(&bytes) {
                 Ok(r) => r,
-                Err(e) => {
-                    return Ok(gateway_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_json",
-                        format!("request body is not a chat-completions request: {e}"),
-                    ))
-                }
+                Err(response) => return Ok(*response),
             };
             let route = RouteProvider {
                 inner,

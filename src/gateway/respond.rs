@@ -2,17 +2,22 @@
 //! streams, OpenAI's error JSON for failures, and the verdict where clients can read it.
 //!
 //! The verdict surfaces twice. As headers (`x-refusal-guard-verdict`, `-provider`,
-//! `-attempts`), decided before the body starts: for streams, that is the hold-back
-//! window's verdict. And, for streams, in the final chunk: a `refusal_guard` field with
-//! the verdict over the whole answer. To put it there without delaying any content, the
-//! writer holds back only the trailing chunks that carry no content (the finish chunk
-//! and the usage chunk), and adds the field to the last of them when the stream ends.
+//! `-providers`, `-attempts`), decided before the body starts: for streams, that is the
+//! hold-back window's verdict. And, for streams, in the final chunk: a `refusal_guard`
+//! field with the verdict over the whole answer. To put it there without delaying any
+//! content, the writer holds back only the trailing chunks that carry no content (the
+//! finish chunk and the usage chunk), and adds the field to the last of them when the
+//! stream ends.
+//!
+//! A route's error carries the same headers, read from the attempts the error carries
+//! ([`Error::Route`]): a client learns who was asked whether or not anyone answered.
 
 use std::convert::Infallible;
 
 use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
+use http::response::Builder;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -25,63 +30,97 @@ use crate::wire::{ChatCompletionChunk, ChunkChoice, Delta, ErrorPosition, Finish
 
 /// The verdict class of the answer (`answer`, `policy_refusal`, …).
 pub const VERDICT_HEADER: &str = "x-refusal-guard-verdict";
-/// The provider that produced the answer.
+/// The provider that produced the answer; when none did, the last one tried.
 pub const PROVIDER_HEADER: &str = "x-refusal-guard-provider";
-/// How many provider attempts the answer took.
+/// Every provider tried, in order, comma-separated (a provider asked twice, twice).
+pub const PROVIDERS_HEADER: &str = "x-refusal-guard-providers";
+/// How many provider attempts the answer (or the error) took.
 pub const ATTEMPTS_HEADER: &str = "x-refusal-guard-attempts";
 
 /// The HTTP response for a chat service's result.
 pub fn respond(result: Result<ChatResponse, Error>) -> Response<Body> {
     match result {
         Ok(response) => respond_ok(response),
-        Err(Error::Refused(refusal)) if !refusal.held.is_empty() => {
-            // Every provider refused a stream inside its window: the caller gets what was
-            // held back of the first refusal, closed as a content filter would close it.
-            let verdict = refusal.verdict.clone();
-            let mut chunks: Vec<Result<ChatCompletionChunk, Error>> =
-                refusal.held.into_iter().map(Ok).collect();
-            let last_id = chunks
-                .iter()
-                .rev()
-                .find_map(|c| c.as_ref().ok().and_then(|c| c.id.clone()));
-            chunks.push(Ok(ChatCompletionChunk {
-                id: last_id,
-                object: Some("chat.completion.chunk".into()),
-                choices: vec![ChunkChoice {
-                    delta: Delta::default(),
-                    finish_reason: Some(FinishReason::ContentFilter),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }));
-            let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks)));
-            response.extensions.insert(verdict);
-            respond_ok(response)
-        }
+        Err(error) if error.as_refusal().is_some_and(|r| !r.held.is_empty()) => held_refusal(error),
         Err(error) => error_response(&error),
     }
+}
+
+/// Every provider refused a stream inside its window: the caller gets what was held back
+/// of the first refusal, closed as a content filter would close it, with the attempts.
+fn held_refusal(error: Error) -> Response<Body> {
+    let attempts = error.attempts().cloned();
+    let refusal = match error.into_inner() {
+        Error::Refused(refusal) => refusal,
+        other => return error_response(&other),
+    };
+    let verdict = refusal.verdict.clone();
+    let mut chunks: Vec<Result<ChatCompletionChunk, Error>> = refusal.held.into_iter().map(Ok).collect();
+    let last_id = chunks
+        .iter()
+        .rev()
+        .find_map(|c| c.as_ref().ok().and_then(|c| c.id.clone()));
+    chunks.push(Ok(ChatCompletionChunk {
+        id: last_id,
+        object: Some("chat.completion.chunk".into()),
+        choices: vec![ChunkChoice {
+            delta: Delta::default(),
+            finish_reason: Some(FinishReason::ContentFilter),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }));
+    let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks)));
+    response.extensions.insert(verdict);
+    if let Some(attempts) = attempts {
+        response.extensions.insert(attempts);
+    }
+    respond_ok(response)
+}
+
+/// The verdict and attempt headers, the same on answers and on a route's errors.
+fn route_headers(
+    mut builder: Builder,
+    verdict: Option<&Verdict>,
+    attempts: Option<&Attempts>,
+    reported: Option<&str>,
+) -> Builder {
+    if let Some(v) = verdict {
+        builder = builder.header(VERDICT_HEADER, v.class().as_str());
+    }
+    let tried = attempts.map(Attempts::snapshot).unwrap_or_default();
+    let provider = tried.last().map(|a| a.provider.as_str()).or(reported);
+    if let Some(p) = provider.and_then(|p| HeaderValue::from_str(p).ok()) {
+        builder = builder.header(PROVIDER_HEADER, p);
+    }
+    let providers = if tried.is_empty() {
+        provider.map(str::to_string)
+    } else {
+        Some(
+            tried
+                .iter()
+                .map(|a| a.provider.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    };
+    if let Some(p) = providers.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        builder = builder.header(PROVIDERS_HEADER, p);
+    }
+    builder.header(ATTEMPTS_HEADER, tried.len().max(1))
 }
 
 fn respond_ok(response: ChatResponse) -> Response<Body> {
     let ChatResponse { body, extensions } = response;
     let verdict = extensions.get::<Verdict>().cloned();
     let attempts = extensions.get::<Attempts>().cloned();
-    let provider = attempts
-        .as_ref()
-        .and_then(|a| a.snapshot().last().map(|a| a.provider.clone()))
-        .or_else(|| {
-            extensions
-                .get::<crate::provider::ProviderName>()
-                .map(|p| p.0.to_string())
-        });
-    let mut builder = Response::builder().status(StatusCode::OK);
-    if let Some(v) = &verdict {
-        builder = builder.header(VERDICT_HEADER, v.class().as_str());
-    }
-    if let Some(p) = provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
-        builder = builder.header(PROVIDER_HEADER, p);
-    }
-    builder = builder.header(ATTEMPTS_HEADER, attempts.as_ref().map_or(1, |a| a.len().max(1)));
+    let reported = extensions.get::<crate::provider::ProviderName>().map(|p| &*p.0);
+    let builder = route_headers(
+        Response::builder().status(StatusCode::OK),
+        verdict.as_ref(),
+        attempts.as_ref(),
+        reported,
+    );
     match body {
         ResponseBody::Complete(completion) => {
             let json = serde_json::to_vec(&completion).expect("wire types always serialise");
@@ -217,21 +256,28 @@ fn merge_marker(extra: &mut Map<String, Value>, marker: Value) {
     }
 }
 
-/// An error as an HTTP response in OpenAI's error shape.
+/// An error as an HTTP response in OpenAI's error shape; a route's error (one that
+/// carries its attempts) with the same `x-refusal-guard-*` headers as an answer.
 pub fn error_response(error: &Error) -> Response<Body> {
     let status = error_status(error);
     let json = serde_json::to_vec(&error_body(error)).expect("json values serialise");
-    Response::builder()
+    let mut builder = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json))
-        .expect("valid response parts")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(attempts) = error.attempts() {
+        let verdict = error.as_refusal().map(|r| &r.verdict);
+        builder = route_headers(builder, verdict, Some(attempts), None);
+    }
+    builder.body(Body::from(json)).expect("valid response parts")
 }
 
 /// The status a gateway answers for an error: a provider's own status passes through, so
 /// clients see the 400 of a moderation block or the 429 of a rate limit as the provider
 /// sent it.
 pub fn error_status(error: &Error) -> StatusCode {
+    if let Error::Route(r) = error {
+        return error_status(&r.error);
+    }
     if let Some(p) = error.provider_error() {
         if p.position == ErrorPosition::Response {
             return StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -248,8 +294,16 @@ pub fn error_status(error: &Error) -> StatusCode {
 }
 
 /// OpenAI's error JSON: `{"error":{"message","type","param","code"}}`, plus the verdict
-/// when the guard stopped the answer.
+/// when the guard stopped the answer. A route's error keeps the type and code of the error
+/// it ends with; after several attempts its message names every provider tried.
 pub fn error_body(error: &Error) -> Value {
+    if let Error::Route(r) = error {
+        let mut body = error_body(&r.error);
+        if r.attempts.len() > 1 {
+            body["error"]["message"] = json!(r.to_string());
+        }
+        return body;
+    }
     if let Some(p) = error.provider_error() {
         let mut body = json!({
             "error": {

@@ -38,7 +38,9 @@ use super::stack::{self, RecordSlot};
 use crate::error::Error;
 use crate::layer::failover::{ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
-use crate::layer::{Attempts, HoldBack, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route};
+use crate::layer::{
+    Attempt, Attempts, HoldBack, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route,
+};
 use crate::observe::request::{ErrorCode, RequestRecord};
 use crate::observe::{Exchange, VerdictLog};
 use crate::provider::{ApiKey, ChatResponse, ModelMap, OpenAiCompatible, UpstreamTiming};
@@ -126,6 +128,7 @@ impl Gateway {
         let mut routes = Vec::new();
         for r in &config.routes {
             let mut layer = RerouteLayer::new()
+                .primary(r.primary.clone())
                 .reroute_on(if config.guard.observe_only {
                     crate::verdict::VerdictSet::empty()
                 } else {
@@ -272,7 +275,18 @@ fn build_client(name: &str, p: &ProviderConfig) -> Result<OpenAiCompatible, Erro
 
 /// An error response in OpenAI's shape.
 pub(crate) fn openai_error(status: StatusCode, kind: &str, code: &str, message: String) -> Response<Body> {
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    openai_error_for(status, kind, code, None, message)
+}
+
+/// An error response in OpenAI's shape about one request parameter (`param`).
+pub(crate) fn openai_error_for(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    param: Option<&str>,
+    message: String,
+) -> Response<Body> {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -281,6 +295,54 @@ pub(crate) fn openai_error(status: StatusCode, kind: &str, code: &str, message: 
         .into_response();
     response.extensions_mut().insert(ErrorCode(code.into()));
     response
+}
+
+/// A chat-completions request body, or the 400 that says what is wrong with it as OpenAI
+/// says it: `invalid_json` only for a body that is not JSON; a missing field is
+/// `missing_required_parameter` naming it in `param`; any other mismatch (a wrong type, a
+/// body that is not an object) `invalid_request`.
+pub(crate) fn read_chat_request(bytes: &[u8]) -> Result<ChatRequest, Box<Response<Body>>> {
+    let bad = |code: &str, param: Option<&str>, message: String| {
+        Box::new(openai_error_for(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            param,
+            message,
+        ))
+    };
+    let error = match serde_json::from_slice::<ChatRequest>(bytes) {
+        Ok(request) => return Ok(request),
+        Err(e) if e.is_data() => e,
+        Err(e) => {
+            return Err(bad(
+                "invalid_json",
+                None,
+                format!("request body is not JSON: {e}"),
+            ))
+        }
+    };
+    // Read again as a value: its error has no position, so a missing field's name can be
+    // read off serde's "missing field `name`".
+    let detail = serde_json::from_slice::<serde_json::Value>(bytes)
+        .and_then(serde_json::from_value::<ChatRequest>)
+        .err()
+        .map_or_else(|| error.to_string(), |e| e.to_string());
+    match detail
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(field) => Err(bad(
+            "missing_required_parameter",
+            Some(field),
+            format!("Missing required parameter: '{field}'."),
+        )),
+        None => Err(bad(
+            "invalid_request",
+            None,
+            format!("request body is not a chat-completions request: {detail}"),
+        )),
+    }
 }
 
 /// `POST /v1/chat/completions`, under the stack's trace, auth and concurrency layers: the
@@ -321,16 +383,9 @@ async fn chat_inner(g: &Inner, body: Body, record: &mut RequestRecord) -> Respon
             )
         }
     };
-    let request: ChatRequest = match serde_json::from_slice(&bytes) {
+    let request = match read_chat_request(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            return openai_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_json",
-                format!("request body is not a chat-completions request: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     record.request(&request);
     let Some(service) = g
@@ -364,17 +419,22 @@ async fn chat_inner(g: &Inner, body: Body, record: &mut RequestRecord) -> Respon
     g.metrics.duration.observe(elapsed.as_secs_f64());
     match &result {
         Ok(response) => observe(g, response, elapsed),
-        Err(e) => {
-            if let Some(r) = e.as_refusal() {
-                g.metrics
-                    .verdicts
-                    .get_or_create(&VerdictLabels {
-                        provider: r.provider.clone().unwrap_or_default(),
-                        verdict: r.verdict.class().as_str().into(),
-                    })
-                    .inc();
+        // A route's error carries its attempts: their verdicts and re-routes count as an
+        // answer's do.
+        Err(e) => match e.attempts() {
+            Some(attempts) => count_attempts(g, &attempts.snapshot()),
+            None => {
+                if let Some(r) = e.as_refusal() {
+                    g.metrics
+                        .verdicts
+                        .get_or_create(&VerdictLabels {
+                            provider: r.provider.clone().unwrap_or_default(),
+                            verdict: r.verdict.class().as_str().into(),
+                        })
+                        .inc();
+                }
             }
-        }
+        },
     }
     match result {
         Err(e) if e.as_refusal().is_none() && e.provider_error().is_none() => error_response(&e),
@@ -389,32 +449,13 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
         .get::<Attempts>()
         .map(Attempts::snapshot)
         .unwrap_or_default();
-    for a in &attempts {
-        if let Some(v) = a.verdict {
-            g.metrics
-                .verdicts
-                .get_or_create(&VerdictLabels {
-                    provider: a.provider.clone(),
-                    verdict: v.as_str().into(),
-                })
-                .inc();
-        }
-    }
+    count_attempts(g, &attempts);
     if let Some(p) = response.extensions.get::<PreRouted>() {
         g.metrics
             .prerouted
             .get_or_create(&PreRouteLabels {
                 to: p.to.clone(),
                 matched: p.matched.as_str().into(),
-            })
-            .inc();
-    }
-    for pair in attempts.windows(2) {
-        g.metrics
-            .reroutes
-            .get_or_create(&RerouteLabels {
-                from: pair[0].provider.clone(),
-                to: pair[1].provider.clone(),
             })
             .inc();
     }
@@ -428,6 +469,30 @@ fn observe(g: &Inner, response: &ChatResponse, elapsed: Duration) {
             let overhead = elapsed.saturating_sub(t.0 + waited);
             g.metrics.overhead.observe(overhead.as_secs_f64());
         }
+    }
+}
+
+/// The verdicts of a request's attempts, and its re-routes (one per provider left).
+fn count_attempts(g: &Inner, attempts: &[Attempt]) {
+    for a in attempts {
+        if let Some(v) = a.verdict {
+            g.metrics
+                .verdicts
+                .get_or_create(&VerdictLabels {
+                    provider: a.provider.clone(),
+                    verdict: v.as_str().into(),
+                })
+                .inc();
+        }
+    }
+    for pair in attempts.windows(2) {
+        g.metrics
+            .reroutes
+            .get_or_create(&RerouteLabels {
+                from: pair[0].provider.clone(),
+                to: pair[1].provider.clone(),
+            })
+            .inc();
     }
 }
 

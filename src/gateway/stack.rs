@@ -79,7 +79,20 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
         .merge(passthrough)
         .merge(open)
         .fallback(passthrough::not_found)
+        // After the merges: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway.clone())
+}
+
+/// A known path asked with a method it does not serve: a 405 in OpenAI's error shape, as
+/// a 404 is, instead of an empty body. The router adds the `Allow` header.
+async fn method_not_allowed(request: Request) -> Response<Body> {
+    openai_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
 }
 
 /// One route's chat service (step 6 of the module docs): the total deadline over the

@@ -7,7 +7,8 @@
 //! `refusal_guard::request` event at `info` (`warn` for a 5xx):
 //!
 //! `request_id`, `route`, `model`, `stream`, `status`, `provider` (the one that
-//! answered), `providers` (all tried, in order), `attempts`, `verdict`, `confidence`,
+//! answered; when none did, the last one tried), `providers` (all tried, in order, also
+//! when none answered), `attempts`, `verdict`, `confidence`,
 //! `reroute_reason` (why the first provider was left: a verdict class, or `failover` for
 //! an error), `error` (the OpenAI error code sent back, if any), `ttfb_ms` (to the first
 //! body byte), `total_ms` (to the body's end), `prompt_tokens`, `completion_tokens`,
@@ -127,6 +128,8 @@ impl RequestRecord {
                 }
             }
             Err(error) => {
+                // A route's error names every provider it tried, as an answer does.
+                self.attempts = error.attempts().cloned();
                 if let Some(r) = error.as_refusal() {
                     self.verdict = Some(r.verdict.clone());
                     self.refused_by = r.provider.clone();

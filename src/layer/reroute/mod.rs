@@ -52,7 +52,8 @@
 //!   request again after its policy may have changed, and it saves a full round trip
 //!   (often seconds) per repeat;
 //! - every attempt is recorded in the [`Attempts`] extension: provider, model, verdict,
-//!   latency, tokens and estimated cost;
+//!   latency, tokens and estimated cost; when no provider answers, the error carries the
+//!   same record ([`Error::Route`]), so who was asked is known either way;
 //! - when every provider refuses, the most informative outcome comes back: the primary's
 //!   original complete answer (with its verdict), else its refusal or error.
 
@@ -75,7 +76,7 @@ pub use attempts::{Attempt, Attempts, Prices};
 pub use continuation::ContinuationStyle;
 pub use preroute::{PreRouteConfig, PreRouteStore, PreRouted};
 
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, RouteError};
 use crate::layer::StreamVerdict;
 use crate::provider::{ChatResponse, ModelMap, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass, VerdictKind, VerdictSet};
@@ -129,6 +130,8 @@ impl Route {
 
 #[derive(Debug, Clone)]
 struct RerouteConfig {
+    /// The primary's name in attempts, logs and metrics, when the operator gave one.
+    primary: Option<Arc<str>>,
     fallbacks: Vec<Route>,
     reroute_on: VerdictSet,
     continue_mid_stream: bool,
@@ -165,6 +168,7 @@ impl RerouteLayer {
     pub fn new() -> Self {
         RerouteLayer {
             config: Arc::new(RerouteConfig {
+                primary: None,
                 fallbacks: Vec::new(),
                 reroute_on: VerdictSet::policy_driven(),
                 continue_mid_stream: true,
@@ -182,6 +186,16 @@ impl RerouteLayer {
     fn edit(mut self, f: impl FnOnce(&mut RerouteConfig)) -> Self {
         f(Arc::make_mut(&mut self.config));
         self
+    }
+
+    /// The primary's name, as attempts, logs and metrics give it (a fallback's is its
+    /// [`Route`]'s). Without it, the name the primary reports (its response's
+    /// [`ProviderName`](crate::provider::ProviderName), its refusal's or error's provider),
+    /// else `primary`; set it where the primary's failures may name no provider (another
+    /// layer's error) or a different one.
+    pub fn primary(self, name: impl Into<String>) -> Self {
+        let name: Arc<str> = Arc::from(name.into());
+        self.edit(|c| c.primary = Some(name))
     }
 
     /// Adds a fallback, tried after the primary and the fallbacks added before it.
@@ -389,6 +403,17 @@ impl Run {
         index.checked_sub(1).map(|i| self.config.fallbacks[i].name())
     }
 
+    /// The one place that names provider `index` for attempts, spans, logs and metrics:
+    /// a fallback by its route, the primary by its configured name, else by the name it
+    /// `reported` (on its response, refusal or error), else `primary`. Configured names
+    /// win so that every path (answer, refusal, failure) names a provider the same way.
+    pub(crate) fn provider_name<'a>(&'a self, index: usize, reported: Option<&'a str>) -> &'a str {
+        self.route_name(index)
+            .or(self.config.primary.as_deref())
+            .or(reported)
+            .unwrap_or("primary")
+    }
+
     async fn call_fallback(&self, index: usize, request: ChatRequest) -> Result<ChatResponse, Error> {
         let route = &self.config.fallbacks[index - 1];
         route.service.clone().oneshot(request).await
@@ -411,12 +436,9 @@ impl Run {
         self.attempts.push(attempt)
     }
 
-    fn attempt(&self, index: usize, provider: Option<&str>, model: &str, latency: Duration) -> Attempt {
+    fn attempt(&self, index: usize, reported: Option<&str>, model: &str, latency: Duration) -> Attempt {
         Attempt {
-            provider: provider
-                .or(self.route_name(index))
-                .unwrap_or("primary")
-                .to_string(),
+            provider: self.provider_name(index, reported).to_string(),
             model: model.to_string(),
             verdict: None,
             error: None,
@@ -450,7 +472,7 @@ impl Run {
             let sent = self.request_for(index, &request);
             let model = sent.model.clone();
             let started = Instant::now();
-            let provider = self.route_name(index).unwrap_or("primary");
+            let provider = self.provider_name(index, None);
             let span = tracing::info_span!("attempt", provider, %model);
             let result = match index {
                 0 => tracing::Instrument::instrument(primary.clone().oneshot(sent), span).await,
@@ -511,17 +533,17 @@ impl Run {
                     best.get_or_insert(Outcome::Refused(refusal));
                 }
                 Err(error) if fails_over(&error) => {
-                    let mut attempt = self.attempt(index, None, &model, latency);
+                    let mut attempt = self.attempt(index, error.provider(), &model, latency);
                     attempt.error = Some(error.to_string());
                     self.record(attempt);
                     best.get_or_insert(Outcome::Failed(error));
                 }
                 Err(error) => {
-                    let mut attempt = self.attempt(index, None, &model, latency);
+                    let mut attempt = self.attempt(index, error.provider(), &model, latency);
                     attempt.verdict = error.as_refusal().map(|r| r.verdict.class());
                     attempt.error = Some(error.to_string());
                     self.record(attempt);
-                    return Err(error);
+                    return Err(self.failed(error));
                 }
             }
             pos += 1;
@@ -562,11 +584,20 @@ impl Run {
                     r.extensions.insert(self.attempts);
                     Ok(r)
                 }
-                refusal => Err(Error::Refused(Box::new(refusal))),
+                refusal => Err(self.failed(Error::Refused(Box::new(refusal)))),
             },
-            Some(Outcome::Failed(e)) => Err(e),
+            Some(Outcome::Failed(e)) => Err(self.failed(e)),
             None => Err(Error::invalid("route", "no provider was tried")),
         }
+    }
+
+    /// The route's error, with its attempts: who was asked travels with an error as it
+    /// travels with an answer (the [`Attempts`] extension).
+    fn failed(self, error: Error) -> Error {
+        Error::Route(Box::new(RouteError {
+            error,
+            attempts: self.attempts,
+        }))
     }
 
     /// The answer goes back to the caller, with the attempts and, for streams, the watch
@@ -644,6 +675,8 @@ fn fails_over(error: &Error) -> bool {
         Error::Malformed { .. } | Error::TooLarge { .. } => true,
         Error::Provider(e) => e.is_retryable() || e.status == 401 || e.status == 403 || e.status == 404,
         Error::Other(_) => true,
+        // A route nested in a route: its own providers are spent, but another may answer.
+        Error::Route(r) => fails_over(&r.error),
         _ => false,
     }
 }

@@ -248,7 +248,6 @@ impl Continuing {
             attempt.continuation = true;
             match result {
                 Ok(response) => {
-                    attempt.provider = response.provider().unwrap_or(&attempt.provider).to_string();
                     attempt.verdict = response.extensions.get::<Verdict>().map(Verdict::class);
                     self.verdict_source = response.extensions.get::<StreamVerdict>().cloned().or_else(|| {
                         response
