@@ -98,7 +98,7 @@ pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyErr
 }
 
 /// Harm scores of one group of prompts: harmful recall and the benign false-positive rate,
-/// at the [`super::HarmPolicy`] thresholds (a prompt in the unsure band counts as flagged:
+/// at the [`crate::judge::HarmPolicy`] thresholds (a prompt in the unsure band counts as flagged:
 /// its refusal would not be re-routed).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct HarmScore {
