@@ -191,6 +191,8 @@ fallbacks = ["fallback"]
     assert_eq!(streamed["verdict"], "answer");
     assert!(streamed.get("reroute_reason").is_none(), "{streamed}");
     assert!(streamed["completion_tokens"].as_u64().unwrap() > 0, "{streamed}");
+    // The mock's stream reports no usage: the request's tokens are estimated, not 0.
+    assert!(streamed["prompt_tokens"].as_u64().unwrap() > 0, "{streamed}");
     assert!(streamed["ttfb_ms"].as_f64().unwrap() <= streamed["total_ms"].as_f64().unwrap());
     assert_eq!(streamed["completed"], true);
 

@@ -333,6 +333,17 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// The request's prompt tokens, estimated ([`estimate_tokens`] of every message's text)
+    /// for a provider that reports no usage: the prompt is sent to every provider tried.
+    pub(crate) fn estimated_prompt_tokens(&self) -> u64 {
+        self.request
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_ref())
+            .map(|c| estimate_tokens(&c.text()))
+            .sum()
+    }
+
     fn provider_count(&self) -> usize {
         self.config.fallbacks.len() + 1
     }
@@ -491,7 +502,11 @@ impl Run {
                     attempt.verdict = verdict;
                     attempt.resample = resampled && index == 0;
                     if let ResponseBody::Complete(c) = &response.body {
-                        (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
+                        (attempt.usage, attempt.usage_estimated) = usage_of(
+                            c.usage.as_ref(),
+                            self.estimated_prompt_tokens(),
+                            estimate_tokens(&c.text()),
+                        );
                     }
                     let at = self.record(attempt);
                     if rerouting && pos + 1 < order.len() {
@@ -681,23 +696,29 @@ fn fails_over(error: &Error) -> bool {
     }
 }
 
-/// The usage a provider reported, or an estimate from the text (about four characters
-/// a token in English; Chinese runs closer to one or two, so this errs low there).
-fn usage_of(reported: Option<&Usage>, text: &str) -> (Option<Usage>, bool) {
+/// An attempt's usage: the provider's, else estimated (`true`) from the request it was
+/// sent (`prompt_tokens`, see [`Run::estimated_prompt_tokens`]) and `completion_tokens`,
+/// the answer's tokens (counted by the stream, or [`estimate_tokens`] of a complete text).
+fn usage_of(reported: Option<&Usage>, prompt_tokens: u64, completion_tokens: u64) -> (Option<Usage>, bool) {
     match reported {
         Some(u) => (Some(u.clone()), false),
-        None => {
-            let completion = (text.chars().count() as u64).div_ceil(4);
-            (
-                Some(Usage {
-                    completion_tokens: completion,
-                    total_tokens: completion,
-                    ..Default::default()
-                }),
-                true,
-            )
-        }
+        None => (
+            Some(Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+                ..Default::default()
+            }),
+            true,
+        ),
     }
+}
+
+/// Tokens of a text by the usual rule of thumb (four characters a token), for a usage the
+/// provider did not report: logs and cost estimates need a figure, not an exact one.
+/// Chinese runs closer to one or two characters a token, so this errs low there.
+fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
 }
 
 fn fresh_seed() -> i64 {

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::continuation::{continuation_request, overlap};
-use super::{fails_over, usage_of, Run};
+use super::{estimate_tokens, fails_over, usage_of, Run};
 use crate::error::Error;
 use crate::layer::StreamVerdict;
 use crate::provider::{ChunkStream, ResponseBody};
@@ -200,12 +200,8 @@ impl Continuing {
     /// The current provider is done: estimate its usage if it reported none.
     fn close_attempt(&mut self) {
         if !self.usage_seen {
-            let usage = Usage {
-                completion_tokens: self.tokens,
-                total_tokens: self.tokens,
-                ..Default::default()
-            };
-            self.set_usage(usage, true);
+            let (usage, _) = usage_of(None, self.run.estimated_prompt_tokens(), self.tokens);
+            self.set_usage(usage.unwrap_or_default(), true);
         }
     }
 
@@ -270,7 +266,11 @@ impl Continuing {
                             }
                         }
                         ResponseBody::Complete(c) => {
-                            (attempt.usage, attempt.usage_estimated) = usage_of(c.usage.as_ref(), &c.text());
+                            (attempt.usage, attempt.usage_estimated) = usage_of(
+                                c.usage.as_ref(),
+                                self.run.estimated_prompt_tokens(),
+                                estimate_tokens(&c.text()),
+                            );
                             let chunk = completion_as_chunk(&c);
                             (Box::pin(futures::stream::empty()) as ChunkStream, vec![chunk])
                         }
