@@ -293,6 +293,12 @@ primary = "gone"
 fallbacks = ["gone2"]
 
 [[routes]]
+model = "slow"
+primary = "up"
+fallbacks = ["fb"]
+total_timeout_ms = 500
+
+[[routes]]
 model = "*"
 primary = "up"
 fallbacks = ["fb"]
@@ -390,8 +396,24 @@ fallbacks = ["fb"]
         "{message}"
     );
 
-    let (text, events) = request_events(&log, 4).await;
-    assert_eq!(events.len(), 4, "one event per request:\n{text}");
+    // 5. The primary fails, the fallback is still silent when the route's total deadline
+    // passes: a 504 that names both, the one waited for as timed out.
+    up.push(Script::status(500, broken));
+    fb.push(Script::answer(ANSWER).delay_first_byte(Duration::from_secs(3)));
+    let r = client.post(&url).json(&body("slow", false)).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(header(&r, "x-refusal-guard-providers").as_deref(), Some("up,fb"));
+    assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_timeout", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("up:") && message.contains("total deadline") && message.contains("fb"),
+        "{message}"
+    );
+
+    let (text, events) = request_events(&log, 5).await;
+    assert_eq!(events.len(), 5, "one event per request:\n{text}");
     let failover = &events[0];
     assert_eq!(failover["providers"], "gone,fb", "{failover}");
     assert_eq!(failover["provider"], "fb", "{failover}");
@@ -412,6 +434,11 @@ fallbacks = ["fb"]
     assert_eq!(nowhere["providers"], "gone,gone2", "{nowhere}");
     assert_eq!(nowhere["attempts"], 2, "{nowhere}");
     assert_eq!(nowhere["error"], "upstream_unavailable", "{nowhere}");
+    let slow = &events[4];
+    assert_eq!(slow["status"], 504, "{slow}");
+    assert_eq!(slow["providers"], "up,fb", "{slow}");
+    assert_eq!(slow["attempts"], 2, "{slow}");
+    assert_eq!(slow["error"], "upstream_timeout", "{slow}");
 
     // Each failed attempt is warned about under the provider's configured name.
     let failed: Vec<String> = text
@@ -420,7 +447,11 @@ fallbacks = ["fb"]
         .filter(|v| v["message"] == "provider attempt failed")
         .map(|v| v["provider"].as_str().unwrap_or("?").to_string())
         .collect();
-    assert_eq!(failed, ["gone", "up", "fb", "gone", "gone2"], "{text}");
+    assert_eq!(
+        failed,
+        ["gone", "up", "fb", "gone", "gone2", "up", "fb"],
+        "{text}"
+    );
 
     let metrics = metrics(&client, &base).await;
     assert!(
@@ -428,7 +459,7 @@ fallbacks = ["fb"]
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"refusal_guard_reroutes_total{from="up",to="fb"} 2"#),
+        metrics.contains(r#"refusal_guard_reroutes_total{from="up",to="fb"} 3"#),
         "{metrics}"
     );
     assert!(!metrics.contains(r#"from="primary""#), "{metrics}");

@@ -411,3 +411,46 @@ async fn a_stalled_writer_drops_and_counts_and_never_holds_a_request() {
     );
     assert_eq!(log.written().get(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_on_every_provider_logs_each_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[preroute]\nenabled = false\n[verdict_log]\ndir = {:?}\n",
+        dir.path().display().to_string()
+    );
+    let run = start("EVERY", &extra, None).await;
+    run.primary.push(Script::moderation_error(ModerationStage::Input));
+    run.fallback
+        .push(Script::moderation_error(ModerationStage::Output));
+    let http = reqwest::Client::new();
+    let (status, body) = send(&http, &run.base, EN_PROMPT, false).await;
+    assert_ne!(status, 200, "both blocked: {body}");
+    assert_eq!(run.fallback.requests().len(), 1, "the block was re-routed");
+    let log = run.gateway.verdict_log().expect("the log is on").clone();
+    for _ in 0..200 {
+        if log.written().get() >= 2 {
+            break;
+        }
+        flush(&log).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    flush(&log).await;
+    let (_, text) = read_all(dir.path());
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // One line per provider that blocked, as for a request some provider answered.
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, (n, provider)) in lines.iter().zip([(1, "primary"), (2, "fallback")]) {
+        assert_eq!(line["attempt"], n, "{line}");
+        assert_eq!(line["attempts"], 2, "{line}");
+        assert_eq!(line["provider"], provider, "{line}");
+        assert_eq!(line["verdict"], "provider_block", "{line}");
+    }
+    // The verdict returned (the primary's input block) and its error body stay with the
+    // primary's line; the fallback's block is named in its line's reason.
+    assert_eq!(lines[0]["stage"], "input", "{}", lines[0]);
+    assert_eq!(lines[0]["status"], 400, "{}", lines[0]);
+    assert!(lines[1].get("error").is_none(), "{}", lines[1]);
+    let reason = lines[1]["reason"].as_str().unwrap();
+    assert!(reason.contains("Output stage"), "{reason}");
+}

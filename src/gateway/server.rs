@@ -4,8 +4,8 @@
 //! `/metrics`; every other `/v1/…` path passes through to a provider
 //! ([`super::routes::passthrough`]). Each configured route is a [`RerouteLayer`] over its
 //! primary provider, every provider wrapped by [`ProviderPolicy::stack`] (retry with a
-//! budget, a first-token deadline, the guard), all under a
-//! [`crate::layer::failover::DeadlineLayer`] for the total budget. With `[verdict_log]`,
+//! budget, a first-token deadline, the guard), with the route's total budget kept by the
+//! re-route layer ([`RerouteLayer::total_timeout`]). With `[verdict_log]`,
 //! each judged exchange is also written to the verdict log ([`crate::observe::verdict_log`]).
 //!
 //! Auth, limits and the order of everything a request passes through are assembled in

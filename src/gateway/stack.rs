@@ -17,8 +17,9 @@
 //! 5. **body limit** (`server.max_body_bytes`, a 413) and **routing** by the request's
 //!    `model`: in the handlers ([`super::server`], [`super::routes::passthrough`]), which
 //!    read the body once, under the limit, to find the model.
-//! 6. **per route** (`route_service`): the total deadline ([`DeadlineLayer`]) over the
-//!    re-route layer ([`RerouteLayer`]) over the primary; each provider is wrapped by
+//! 6. **per route** (`route_service`): the re-route layer ([`RerouteLayer`]) with the
+//!    route's total deadline ([`RerouteLayer::total_timeout`], which keeps the attempts
+//!    of a route that runs out of time) over the primary; each provider is wrapped by
 //!    [`crate::layer::failover::ProviderPolicy::stack`] (retry with a budget, the
 //!    first-token deadline, the guard).
 //!
@@ -41,7 +42,6 @@ use tracing::Instrument;
 use super::metrics::StatusLabels;
 use super::routes::passthrough;
 use super::server::{self, openai_error, Gateway};
-use crate::layer::failover::DeadlineLayer;
 use crate::layer::reroute::ChatService;
 use crate::layer::RerouteLayer;
 use crate::observe::request::RequestRecord;
@@ -98,7 +98,7 @@ async fn method_not_allowed(request: Request) -> Response<Body> {
 /// One route's chat service (step 6 of the module docs): the total deadline over the
 /// re-route layer over the primary's provider stack.
 pub(crate) fn route_service(total: Duration, reroute: RerouteLayer, primary: ChatService) -> ChatService {
-    ChatService::new(DeadlineLayer::new(total).layer(reroute.layer(primary)))
+    ChatService::new(reroute.total_timeout(total).layer(primary))
 }
 
 /// The chat route's request record, handed to the handler for what only it knows (the

@@ -158,7 +158,10 @@ fn timeout_error(e: BoxError, provider: &str, what: &'static str, after: Duratio
     }
 }
 
-/// Bounds a whole exchange, response and stream, by one deadline.
+/// Bounds a whole exchange, response and stream, by one deadline. Over a
+/// [`RerouteLayer`](crate::layer::RerouteLayer), use its own
+/// [`total_timeout`](crate::layer::RerouteLayer::total_timeout) instead: this layer
+/// drops the future when time runs out, and with it the record of who was asked.
 #[derive(Debug, Clone, Copy)]
 pub struct DeadlineLayer {
     total: Duration,
@@ -218,23 +221,35 @@ where
                 Err(_) => return Err(expired()),
             };
             if let ResponseBody::Stream(stream) = response.body {
-                let sleep = Box::pin(tokio::time::sleep_until(deadline));
-                let bounded = DeadlineStream {
-                    stream,
-                    sleep,
-                    expired: Some(Box::new(expired)),
-                };
-                response.body = ResponseBody::Stream(Box::pin(bounded));
+                response.body = ResponseBody::Stream(DeadlineStream::bound(stream, deadline, expired()));
             }
             Ok(response)
         })
     }
 }
 
-struct DeadlineStream {
+/// A stream that ends in `expired` when `deadline` passes before its end: what came
+/// before stays sent, nothing comes after. Shared by [`Deadline`] and the reroute layer's
+/// own total timeout.
+pub(crate) struct DeadlineStream {
     stream: crate::provider::ChunkStream,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    expired: Option<Box<dyn FnOnce() -> Error + Send>>,
+    expired: Option<Error>,
+}
+
+impl DeadlineStream {
+    /// `stream`, ended in `expired` at `deadline`.
+    pub(crate) fn bound(
+        stream: crate::provider::ChunkStream,
+        deadline: tokio::time::Instant,
+        expired: Error,
+    ) -> crate::provider::ChunkStream {
+        Box::pin(DeadlineStream {
+            stream,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            expired: Some(expired),
+        })
+    }
 }
 
 impl futures::Stream for DeadlineStream {
@@ -253,7 +268,7 @@ impl futures::Stream for DeadlineStream {
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 let expired = self.expired.take().expect("checked above");
-                Poll::Ready(Some(Err(expired())))
+                Poll::Ready(Some(Err(expired)))
             }
             Poll::Pending => Poll::Pending,
         }

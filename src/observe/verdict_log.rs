@@ -424,20 +424,27 @@ impl VerdictLog {
                 Ok(response)
             }
             Err(error) => {
-                if let Some(refusal) = error.as_refusal() {
-                    let seen = Seen {
-                        attempts: Vec::new(),
-                        window: None,
-                        final_verdict: None,
-                        provider: refusal.provider.clone(),
-                        handle: None,
-                    };
-                    let text = self.include_text.then(|| refusal.text());
+                // A route that ended in an error keeps its attempts: each judged one gets
+                // its line, as for an answer, so a block on every provider shows them all.
+                let handle = error.attempts().cloned();
+                let refusal = error.as_refusal();
+                let seen = Seen {
+                    attempts: handle.as_ref().map(Attempts::snapshot).unwrap_or_default(),
+                    window: None,
+                    final_verdict: None,
+                    provider: refusal.and_then(|r| r.provider.clone()),
+                    handle,
+                };
+                if refusal.is_some() || seen.attempts.iter().any(|a| a.verdict.is_some()) {
+                    let text = self.include_text.then(|| refusal.map(|r| r.text())).flatten();
+                    // A provider's error body belongs with its refusal (a moderation
+                    // error), not with whichever attempt was judged last.
+                    let provider_error = refusal.and(error.provider_error());
                     let entries = self.entries(
                         &exchange,
                         &seen,
-                        Some(refusal.verdict.clone()),
-                        error.provider_error(),
+                        refusal.map(|r| r.verdict.clone()),
+                        provider_error,
                         text,
                     );
                     self.log(entries);
@@ -447,8 +454,9 @@ impl VerdictLog {
         }
     }
 
-    /// The lines of one answered exchange: one per judged attempt; the full verdict goes
-    /// to the attempt that gave it, the text and error to the last.
+    /// The lines of one exchange: one per judged attempt; the full verdict, the text and
+    /// the provider's error go to the attempt that gave the verdict returned (the primary's
+    /// block when every provider blocked), else to the last; the prompt to the last.
     fn entries(
         &self,
         exchange: &Exchange,
@@ -490,7 +498,7 @@ impl VerdictLog {
                 prompt: prompt.clone(),
                 response: String::new(),
             };
-        let finish = |entry: &mut Entry, full: Option<&Verdict>, last: bool| {
+        let finish = |entry: &mut Entry, full: Option<&Verdict>, holder: bool| {
             if let Some(v) = full {
                 entry.confidence = Some(v.confidence);
                 entry.evidence = v.evidence.clone();
@@ -500,7 +508,7 @@ impl VerdictLog {
                     _ => {}
                 }
             }
-            if last {
+            if holder {
                 if let Some(e) = error {
                     entry.status = Some(e.status);
                     entry.error = Some(e.raw.clone());
@@ -545,6 +553,7 @@ impl VerdictLog {
                 .or_else(|| judged.iter().rev().copied().find(|&i| of_class(i)))
         });
         let last = *judged.last().expect("not empty");
+        let holder = full_at.unwrap_or(last);
         judged
             .iter()
             .map(|&i| {
@@ -559,7 +568,7 @@ impl VerdictLog {
                 entry.reason = a.error.clone();
                 entry.latency_ms = Some(a.latency.as_secs_f64() * 1e3);
                 let full = (Some(i) == full_at).then_some(verdict.as_ref()).flatten();
-                finish(&mut entry, full, i == last);
+                finish(&mut entry, full, i == holder);
                 if i != last {
                     // Only one line per exchange carries the prompt.
                     entry.prompt = None;

@@ -77,6 +77,7 @@ pub use continuation::ContinuationStyle;
 pub use preroute::{PreRouteConfig, PreRouteStore, PreRouted};
 
 use crate::error::{Error, Refusal, RouteError};
+use crate::layer::failover::DeadlineStream;
 use crate::layer::StreamVerdict;
 use crate::provider::{ChatResponse, ModelMap, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass, VerdictKind, VerdictSet};
@@ -146,6 +147,8 @@ struct RerouteConfig {
     /// verdict's categories are among them.
     reroute_categories: Vec<String>,
     prices: HashMap<String, Prices>,
+    /// One deadline over the whole exchange, every provider and the stream to its end.
+    total_timeout: Option<Duration>,
 }
 
 /// A layer that re-routes policy-driven blocks (see the [module docs](self)).
@@ -179,6 +182,7 @@ impl RerouteLayer {
                 preroute_judge: Some(Arc::new(crate::judge::Models::embedded())),
                 reroute_categories: Vec::new(),
                 prices: HashMap::new(),
+                total_timeout: None,
             }),
         }
     }
@@ -196,6 +200,18 @@ impl RerouteLayer {
     pub fn primary(self, name: impl Into<String>) -> Self {
         let name: Arc<str> = Arc::from(name.into());
         self.edit(|c| c.primary = Some(name))
+    }
+
+    /// Bounds the whole exchange by one deadline: every provider tried, then the stream
+    /// to its end. A provider still answering when it passes is recorded in the
+    /// [`Attempts`] as timed out and no other is asked (no time is left); the error
+    /// ([`Error::Route`] around an [`Error::Timeout`] of `what: "total"`) keeps every
+    /// attempt, which a [`DeadlineLayer`](crate::layer::failover::DeadlineLayer) put
+    /// outside this layer would drop with the future. A stream past it ends in that
+    /// error after the text already sent. Off by default (the gateway sets each route's
+    /// `total_timeout_ms`).
+    pub fn total_timeout(self, total: Duration) -> Self {
+        self.edit(|c| c.total_timeout = Some(total))
     }
 
     /// Adds a fallback, tried after the primary and the fallbacks added before it.
@@ -310,6 +326,7 @@ where
         let clone = self.primary.clone();
         let primary = std::mem::replace(&mut self.primary, clone);
         let run = Run {
+            deadline: self.config.total_timeout.map(|t| tokio::time::Instant::now() + t),
             config: self.config.clone(),
             attempts: Attempts::default(),
             request,
@@ -330,6 +347,8 @@ pub(crate) struct Run {
     config: Arc<RerouteConfig>,
     attempts: Attempts,
     request: ChatRequest,
+    /// When the route's [`RerouteLayer::total_timeout`] passes, if it has one.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Run {
@@ -485,9 +504,30 @@ impl Run {
             let started = Instant::now();
             let provider = self.provider_name(index, None);
             let span = tracing::info_span!("attempt", provider, %model);
-            let result = match index {
-                0 => tracing::Instrument::instrument(primary.clone().oneshot(sent), span).await,
-                _ => tracing::Instrument::instrument(self.call_fallback(index, sent), span).await,
+            let call: BoxFuture<'_, Result<ChatResponse, Error>> = match index {
+                0 => Box::pin(tracing::Instrument::instrument(
+                    primary.clone().oneshot(sent),
+                    span,
+                )),
+                _ => Box::pin(tracing::Instrument::instrument(
+                    self.call_fallback(index, sent),
+                    span,
+                )),
+            };
+            let result = match self.deadline {
+                None => call.await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // Out of time: this provider is recorded as timed out, and none
+                        // after it is asked.
+                        let error = self.expired(self.provider_name(index, None).to_string());
+                        let mut attempt = self.attempt(index, None, &model, started.elapsed());
+                        attempt.error = Some(error.to_string());
+                        self.record(attempt);
+                        return Err(self.failed(error));
+                    }
+                },
             };
             let latency = started.elapsed();
             match result {
@@ -568,6 +608,16 @@ impl Run {
         self.exhausted(best)
     }
 
+    /// The error of a route whose [`RerouteLayer::total_timeout`] passed while `provider`
+    /// was being waited for.
+    fn expired(&self, provider: String) -> Error {
+        Error::Timeout {
+            provider,
+            what: "total",
+            after: self.config.total_timeout.unwrap_or_default(),
+        }
+    }
+
     /// Whether a refusal was a low-confidence coin flip that a new sample may answer.
     fn coin_flip(&self, verdict: &Verdict) -> bool {
         let Some(limit) = self.config.resample_below else {
@@ -625,9 +675,13 @@ impl Run {
             let source = response.extensions.remove::<StreamVerdict>();
             let (tx, handle) = StreamVerdict::channel();
             response.extensions.insert(handle);
-            response.body = ResponseBody::Stream(stream::Continuing::start(
-                self, upstream, index, attempt, source, tx,
-            ));
+            let deadline = self.deadline;
+            let expired = self.expired(format!("route for {}", self.request.model));
+            let continuing = stream::Continuing::start(self, upstream, index, attempt, source, tx);
+            response.body = ResponseBody::Stream(match deadline {
+                Some(at) => DeadlineStream::bound(continuing, at, expired),
+                None => continuing,
+            });
         }
         response
     }
