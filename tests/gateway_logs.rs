@@ -3,8 +3,10 @@
 //! model, providers tried, verdict and confidence, attempts, re-route reason, latencies,
 //! tokens and cost; and nowhere in the file a key, a prompt or an answer.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,21 @@ fn spawn_serve(config: &Path) -> (Serve, String) {
     (Serve(child), url)
 }
 
+/// Writes a configuration (logging to `gateway.log` in `dir`, pre-routing off so that
+/// every scripted request reaches its primary first, then `rest`) and starts the binary
+/// on it: the process, its base URL and the log file.
+fn serve_logged(dir: &Path, rest: &str) -> (Serve, String, PathBuf) {
+    let log = dir.join("gateway.log");
+    let config = dir.join("gateway.toml");
+    let text = format!(
+        "[logging]\nfile = {:?}\n\n[preroute]\nenabled = false\n{rest}",
+        log.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let (serve, base) = spawn_serve(&config);
+    (serve, base, log)
+}
+
 /// The request events in the log file, once `n` of them are there.
 async fn request_events(log: &Path, n: usize) -> (String, Vec<Value>) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -79,19 +96,10 @@ async fn each_request_leaves_one_json_event_with_its_fields_and_no_secrets() {
     let primary = MockProvider::start().await;
     let fallback = MockProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("gateway.log");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_serve, base, log) = serve_logged(
+        dir.path(),
+        &format!(
             r#"
-[logging]
-file = "{log}"
-
-# The scripted order needs every request to reach the primary first.
-[preroute]
-enabled = false
-
 [providers.primary]
 base_url = "{p}"
 api_key_env = "RG_LOGTEST_PRIMARY_KEY"
@@ -109,13 +117,10 @@ model = "*"
 primary = "primary"
 fallbacks = ["fallback"]
 "#,
-            log = log.display(),
             p = primary.base_url(),
             f = fallback.base_url()
         ),
-    )
-    .unwrap();
-    let (_serve, base) = spawn_serve(&config);
+    );
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/chat/completions");
     let body = |stream: bool| json!({"model": "qwen-plus", "stream": stream, "messages": [{"role": "user", "content": PROMPT}]});
@@ -240,12 +245,6 @@ fn dead_url() -> String {
     format!("http://{addr}/v1")
 }
 
-/// The gateway's Prometheus text.
-async fn metrics(client: &reqwest::Client, base: &str) -> String {
-    let url = format!("{}/metrics", base.trim_end_matches("/v1"));
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_tried_is_named_in_events_headers_and_metrics() {
     // Providers named neither "primary" nor "fallback", so a placeholder cannot pass for
@@ -254,18 +253,10 @@ async fn every_provider_tried_is_named_in_events_headers_and_metrics() {
     let up = MockProvider::start().await;
     let fb = MockProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("gateway.log");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_serve, base, log) = serve_logged(
+        dir.path(),
+        &format!(
             r#"
-[logging]
-file = "{log}"
-
-[preroute]
-enabled = false
-
 [providers.up]
 base_url = "{up}"
 max_retries = 0
@@ -303,15 +294,12 @@ model = "*"
 primary = "up"
 fallbacks = ["fb"]
 "#,
-            log = log.display(),
             up = up.base_url(),
             fb = fb.base_url(),
             gone = dead_url(),
             gone2 = dead_url(),
         ),
-    )
-    .unwrap();
-    let (_serve, base) = spawn_serve(&config);
+    );
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/chat/completions");
     let body = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]});
@@ -453,7 +441,7 @@ fallbacks = ["fb"]
         "{text}"
     );
 
-    let metrics = metrics(&client, &base).await;
+    let metrics = common::metrics_text(&client, &base).await;
     assert!(
         metrics.contains(r#"refusal_guard_reroutes_total{from="gone",to="fb"} 1"#),
         "{metrics}"

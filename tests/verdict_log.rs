@@ -151,6 +151,19 @@ async fn flush(log: &VerdictLog) {
         .unwrap();
 }
 
+/// Flushes the log once `n` lines are written (a stream's line is queued when its verdict
+/// is final, just after its last byte), or after two seconds, whichever comes first.
+async fn flush_after(log: &VerdictLog, n: u64) {
+    for _ in 0..200 {
+        if log.written().get() >= n {
+            break;
+        }
+        flush(log).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    flush(log).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_session_reads_back_with_the_scripted_counts() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,16 +195,8 @@ async fn a_scripted_session_reads_back_with_the_scripted_counts() {
         let answered = if stream { "data: [DONE]" } else { "Lee Teng-hui" };
         assert!(body.contains(answered), "request {i} was answered: {body}");
     }
-    // A stream's line is queued when its verdict is final, just after its last byte.
     let log = run.gateway.verdict_log().expect("the log is on").clone();
-    for _ in 0..200 {
-        if log.written().get() >= 17 {
-            break;
-        }
-        flush(&log).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    flush(&log).await;
+    flush_after(&log, 17).await;
     let (_, text) = read_all(dir.path());
     assert_eq!(
         run.fallback.requests().len(),
@@ -428,14 +433,7 @@ async fn a_block_on_every_provider_logs_each_attempt() {
     assert_ne!(status, 200, "both blocked: {body}");
     assert_eq!(run.fallback.requests().len(), 1, "the block was re-routed");
     let log = run.gateway.verdict_log().expect("the log is on").clone();
-    for _ in 0..200 {
-        if log.written().get() >= 2 {
-            break;
-        }
-        flush(&log).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    flush(&log).await;
+    flush_after(&log, 2).await;
     let (_, text) = read_all(dir.path());
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     // One line per provider that blocked, as for a request some provider answered.
