@@ -557,11 +557,21 @@ async fn stream_without_done_is_truncated() {
     let mock = MockProvider::start().await;
     mock.push(Script::answer("one two").no_done());
     let (chunks, err) = drain(&mock.client("mock"), request(true)).await;
-    assert_eq!(chunks.len(), 4, "role, two pieces, finish");
+    assert_eq!(chunks.len(), 3, "role, two pieces, no finish");
     match err {
-        Some(Error::Truncated { chunks, provider }) => assert_eq!((chunks, provider.as_str()), (4, "mock")),
+        Some(Error::Truncated { chunks, provider }) => assert_eq!((chunks, provider.as_str()), (3, "mock")),
         other => panic!("expected Truncated, got {other:?}"),
     }
+    assert_eq!(mock.wait_for_end(0, HANG).await, Some(Outcome::Finished));
+}
+
+#[tokio::test]
+async fn a_finished_stream_without_done_is_whole() {
+    let mock = MockProvider::start().await;
+    mock.push(Script::answer("one two").finish_without_done());
+    let (chunks, err) = drain(&mock.client("mock"), request(true)).await;
+    assert!(err.is_none(), "every choice gave its finish reason: {err:?}");
+    assert_eq!(chunks.len(), 4, "role, two pieces, finish");
     assert_eq!(mock.wait_for_end(0, HANG).await, Some(Outcome::Finished));
 }
 

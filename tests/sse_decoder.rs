@@ -290,6 +290,50 @@ fn ending_without_done_is_truncated() {
 }
 
 #[test]
+fn a_stream_whose_choices_all_finished_is_whole_without_done() {
+    let finish = |index: u32| {
+        encode_data(&json!({"choices": [{"index": index, "delta": {}, "finish_reason": "stop"}]}))
+    };
+    let two = |index: u32, content: &str| {
+        encode_data(&json!({"choices": [{"index": index, "delta": {"content": content}}]}))
+    };
+    // The body ends after the finish chunk (and a usage chunk): whole, no error.
+    let usage = encode_data(
+        &json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}),
+    );
+    let (chunks, err) = split(decode_parts(vec![chunk("Paris."), finish(0), usage]));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!((text(&chunks).as_str(), chunks.len()), ("Paris.", 3));
+    // `[DONE]` without its blank line is never dispatched; the answer is still whole.
+    let mut body = body_of(&[chunk("Paris."), finish(0)]);
+    body.extend_from_slice(b"data: [DONE]");
+    let (_, err) = split(decode(&body));
+    assert!(err.is_none(), "{err:?}");
+    // The connection drops after the finish chunk: whole; before it: cut.
+    let reset = |parts: Vec<Bytes>| {
+        let items = parts
+            .into_iter()
+            .map(Ok)
+            .chain([Err(std::io::Error::other("connection reset"))]);
+        block_on(ChunkDecoder::new(Arc::from("test"), 200, stream::iter(items)).collect::<Items>())
+    };
+    let (chunks, err) = split(reset(vec![chunk("Paris."), finish(0)]));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(chunks.len(), 2);
+    let (_, err) = split(reset(vec![chunk("Paris.")]));
+    assert!(matches!(err, Some(Error::Transport { .. })), "{err:?}");
+    // With n = 2, one choice unfinished: still cut.
+    let (_, err) = split(decode_parts(vec![two(0, "a"), two(1, "b"), finish(0)]));
+    assert!(matches!(err, Some(Error::Truncated { .. })), "{err:?}");
+    let (_, err) = split(decode_parts(vec![two(0, "a"), two(1, "b"), finish(0), finish(1)]));
+    assert!(err.is_none(), "{err:?}");
+    // OpenRouter's `error` finish reason is a failure, not an end.
+    let failed = encode_data(&json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}));
+    let (_, err) = split(decode_parts(vec![chunk("Par"), failed]));
+    assert!(matches!(err, Some(Error::Truncated { .. })), "{err:?}");
+}
+
+#[test]
 fn byte_limit() {
     let request = ChatRequest::new("qwen-plus", vec![Message::user("hi")]);
     let body = Script::answer("a fairly ordinary answer of some words").render_stream(&request);

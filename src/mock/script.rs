@@ -151,6 +151,7 @@ pub struct Script {
     malformed_at: Option<usize>,
     pause_after: Option<(usize, Gate)>,
     no_done: bool,
+    no_finish: bool,
     with_usage: bool,
     delay_first_byte: Duration,
     delay_between_chunks: Duration,
@@ -180,6 +181,7 @@ impl Script {
             malformed_at: None,
             pause_after: None,
             no_done: false,
+            no_finish: false,
             with_usage: false,
             delay_first_byte: Duration::ZERO,
             delay_between_chunks: Duration::ZERO,
@@ -333,8 +335,18 @@ impl Script {
         self
     }
 
-    /// Ends the stream cleanly (the HTTP body completes) but without `data: [DONE]`.
+    /// Ends the stream cleanly (the HTTP body completes) after the last content chunk,
+    /// with neither the finish chunk nor `data: [DONE]`: an answer cut short by something
+    /// that closed the body politely.
     pub fn no_done(mut self) -> Self {
+        self.no_done = true;
+        self.no_finish = true;
+        self
+    }
+
+    /// Sends the finish chunk (and the usage chunk, when asked) but not `data: [DONE]`:
+    /// a whole answer from a provider that leaves the terminator out.
+    pub fn finish_without_done(mut self) -> Self {
         self.no_done = true;
         self
     }
@@ -602,6 +614,9 @@ impl Script {
                 send(&mut steps, bytes.clone(), Sent::Content);
                 steps.push(Step::Repeat(bytes, times - 1, Sent::Content));
             }
+        }
+        if self.no_finish {
+            return Plan::stream(headers, steps);
         }
         let finish = ChunkChoice {
             finish_reason: Some(self.finish_reason.clone()),

@@ -18,7 +18,7 @@ use serde::Serialize;
 use sse_stream::{Sse, SseByteStream};
 
 use super::error::{is_error_body, ErrorPosition, ProviderError};
-use super::response::ChatCompletionChunk;
+use super::response::{ChatCompletionChunk, FinishReason};
 use crate::error::Error;
 
 /// The default limit on the bytes one stream may carry (64 MiB).
@@ -32,6 +32,11 @@ pub const DEFAULT_STREAM_BYTE_LIMIT: usize = 64 << 20;
 /// connection ([`Error::Transport`]), more bytes than the limit ([`Error::TooLarge`]), or
 /// the end of the bytes without `[DONE]` ([`Error::Truncated`]). Comments, empty events
 /// and events without data are skipped.
+///
+/// A stream whose every choice has already given its finish reason is complete: if its
+/// bytes then end, or its connection drops, before `[DONE]`, it ends cleanly. Nothing of
+/// the answer is missing, and calling it cut would make a gateway continue (and so
+/// lengthen) an answer that was whole.
 pub struct ChunkDecoder {
     events: SseByteStream<Limited>,
     provider: Arc<str>,
@@ -39,6 +44,8 @@ pub struct ChunkDecoder {
     chunks: usize,
     chars_streamed: usize,
     finished: bool,
+    /// The choice indexes seen, each with whether it has given a finish reason.
+    choices: Vec<(u32, bool)>,
 }
 
 /// The bytes under a decoder, boxed so that any body or byte stream fits.
@@ -73,7 +80,13 @@ impl ChunkDecoder {
             chunks: 0,
             chars_streamed: 0,
             finished: false,
+            choices: Vec::new(),
         }
+    }
+
+    /// Whether every choice seen has given its finish reason: the answer is whole.
+    fn complete(&self) -> bool {
+        !self.choices.is_empty() && self.choices.iter().all(|(_, done)| *done)
     }
 
     fn finish(&mut self, item: Result<ChatCompletionChunk, Error>) -> Poll<Option<<Self as Stream>::Item>> {
@@ -125,6 +138,17 @@ impl ChunkDecoder {
             Ok(chunk) => {
                 self.chunks += 1;
                 self.chars_streamed += chunk.content().chars().count();
+                for c in &chunk.choices {
+                    // OpenRouter's `finish_reason: "error"` ends a choice that failed.
+                    let done = c
+                        .finish_reason
+                        .as_ref()
+                        .is_some_and(|r| !matches!(r, FinishReason::Other(o) if o == "error"));
+                    match self.choices.iter_mut().find(|(i, _)| *i == c.index) {
+                        Some(seen) => seen.1 |= done,
+                        None => self.choices.push((c.index, done)),
+                    }
+                }
                 Some(Ok(chunk))
             }
             Err(e) => {
@@ -176,7 +200,16 @@ impl Stream for ChunkDecoder {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let err = self.framing_error(e);
+                    if self.complete() && matches!(err, Error::Transport { .. }) {
+                        tracing::debug!(provider = %self.provider, error = %err, "connection dropped after the last finish reason; the answer is whole");
+                        self.finished = true;
+                        return Poll::Ready(None);
+                    }
                     return self.finish(Err(err));
+                }
+                Poll::Ready(None) if self.complete() => {
+                    self.finished = true;
+                    return Poll::Ready(None);
                 }
                 Poll::Ready(None) => {
                     let err = Error::Truncated {
