@@ -20,7 +20,7 @@ use refusal_guard::provider::{ChatResponse, ProviderName, ResponseBody};
 use refusal_guard::verdict::{Evidence, VerdictClass, VerdictSet};
 use refusal_guard::wire::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta, ErrorPosition,
-    FinishReason, Logprobs, Message, ProviderError, TokenLogprob, Usage,
+    FinishReason, FunctionCall, Logprobs, Message, ProviderError, TokenLogprob, ToolCall, Usage,
 };
 use refusal_guard::{Error, Verdict};
 use tower::{Layer, Service, ServiceExt};
@@ -70,6 +70,8 @@ enum Reply {
     Chunks(Vec<String>, Option<(usize, Error)>),
     /// Text in chunks with one logprob per chunk.
     WithLogprobs(Vec<(String, f64)>),
+    /// These chunks and errors, as they are (streamed requests only).
+    Raw(Vec<Result<ChatCompletionChunk, Error>>),
     Fail(Error),
 }
 
@@ -160,6 +162,14 @@ impl Service<ChatRequest> for Fake {
                         }
                         None => items.push(Ok(finish_chunk())),
                     }
+                    (items, text)
+                }
+                Reply::Raw(items) => {
+                    let text = items
+                        .iter()
+                        .filter_map(|i| i.as_ref().ok())
+                        .map(|c| c.content())
+                        .collect();
                     (items, text)
                 }
                 Reply::WithLogprobs(pieces) => {
@@ -663,4 +673,160 @@ proptest! {
         });
         prop_assert_eq!(got, text);
     }
+}
+
+fn cut(provider: &str) -> Error {
+    Error::Transport {
+        provider: provider.into(),
+        message: "connection reset".into(),
+        mid_response: true,
+    }
+}
+
+/// The caller's side of a stream: its text, and the error it ended in, if any.
+async fn text_and_error(response: ChatResponse) -> (String, Option<Error>) {
+    let ResponseBody::Stream(s) = response.body else {
+        panic!("a stream was asked for");
+    };
+    let mut text = String::new();
+    let mut s = s;
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(c) => text.push_str(c.content()),
+            Err(e) => {
+                assert!(s.next().await.is_none(), "nothing after an error");
+                return (text, Some(e));
+            }
+        }
+    }
+    (text, None)
+}
+
+#[tokio::test]
+async fn a_refusal_is_never_spliced_onto_a_continued_answer() {
+    // Found by a bug hunt: a fallback that refused the continuation had its refusal
+    // streamed on after the primary's half answer, as one garbled reply.
+    for refusal in [
+        "Sorry, I cannot discuss that at all.",
+        "I cannot help with weapons of any kind.",
+    ] {
+        let pieces: Vec<String> = (0..40).map(|i| format!("part{i} ")).collect();
+        let prefix: String = pieces[..20].concat();
+        let primary = Fake::new("qwen", move |_, _| {
+            Reply::Chunks(pieces.clone(), Some((20, cut("qwen"))))
+        });
+        let fallback = Fake::new("other", move |_, _| Reply::Chunks(words(refusal), None));
+        let response = service(&primary, &fallback, RerouteLayer::new())
+            .oneshot(request(true))
+            .await
+            .unwrap();
+        let attempts = response.extensions.get::<Attempts>().unwrap().clone();
+        let (text, error) = text_and_error(response).await;
+        assert_eq!(text, prefix, "{refusal}: only the released text");
+        // A refusal the route re-routes ends it as every provider's failure does (the
+        // last one's); any other ends it with the cut that started the continuation.
+        assert!(
+            matches!(&error, Some(Error::Transport { provider, .. }) if provider == "qwen")
+                || error.as_ref().and_then(Error::as_refusal).is_some(),
+            "{refusal}: {error:?}"
+        );
+        assert_eq!(fallback.calls(), 1, "{refusal}");
+        let log = attempts.snapshot();
+        assert_eq!(log.len(), 2, "{refusal}: {log:?}");
+        assert!(log[1].continuation && log[1].verdict.is_some_and(|v| v != VerdictClass::Answer));
+    }
+}
+
+#[tokio::test]
+async fn a_cut_tool_call_is_not_continued() {
+    // A tool call's arguments are not text a fallback can continue: handed an empty
+    // partial answer, it would start a new one after half a call.
+    let call = |id: Option<&str>, name: Option<&str>, args: &str| ChatCompletionChunk {
+        id: Some("c1".into()),
+        choices: vec![ChunkChoice {
+            delta: Delta {
+                tool_calls: Some(vec![ToolCall {
+                    index: Some(0),
+                    id: id.map(str::to_string),
+                    kind: id.map(|_| "function".to_string()),
+                    function: Some(FunctionCall {
+                        name: name.map(str::to_string),
+                        arguments: Some(args.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let primary = Fake::new("qwen", move |_, _| {
+        let mut items = vec![Ok(call(Some("call_1"), Some("write_file"), ""))];
+        for piece in [
+            "{\"pa", "th\": ", "\"/tmp", "/x.tx", "t\", \"c", "onten", "t\": \"", "hello", " worl", "d thi",
+        ] {
+            items.push(Ok(call(None, None, piece)));
+        }
+        items.push(Err(cut("qwen")));
+        Reply::Raw(items)
+    });
+    let fallback = Fake::new("other", |_, _| Reply::Chunks(words(ANSWER), None));
+    let response = service(&primary, &fallback, RerouteLayer::new())
+        .oneshot(request(true))
+        .await
+        .unwrap();
+    let (text, error) = text_and_error(response).await;
+    assert_eq!(text, "");
+    assert!(matches!(error, Some(Error::Transport { .. })), "{error:?}");
+    assert_eq!(fallback.calls(), 0, "no continuation of a tool call");
+}
+
+#[tokio::test]
+async fn a_connection_lost_before_any_text_is_a_failure_not_an_empty_answer() {
+    // Found by a bug hunt: a reset after the role chunk came back as an `empty` refusal
+    // (a 422 or a content-filter close), not as the failure it was.
+    let role_only = || ChatCompletionChunk {
+        id: Some("c1".into()),
+        choices: vec![ChunkChoice {
+            delta: Delta {
+                role: Some(refusal_guard::wire::Role::Assistant),
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let primary = Fake::new("qwen", move |_, _| {
+        Reply::Raw(vec![Ok(role_only()), Err(cut("qwen"))])
+    });
+    // The guard alone: the failure itself.
+    let error = guard()
+        .layer(primary.clone())
+        .oneshot(request(true))
+        .await
+        .err()
+        .expect("no response");
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    // Under the re-route layer: the fallback is asked the request anew, not to continue.
+    let fallback = Fake::new("other", |_, _| Reply::Chunks(words(ANSWER), None));
+    let response = service(&primary, &fallback, RerouteLayer::new())
+        .oneshot(request(true))
+        .await
+        .unwrap();
+    let attempts = response.extensions.get::<Attempts>().unwrap().clone();
+    let (text, error) = text_and_error(response).await;
+    assert_eq!((text.as_str(), error.is_none()), (ANSWER, true));
+    assert_eq!(
+        fallback.requests.lock().unwrap()[0].messages.len(),
+        1,
+        "the request as sent"
+    );
+    let log = attempts.snapshot();
+    assert_eq!(log[0].verdict, None, "{log:?}");
+    assert!(
+        log[0].error.as_deref().unwrap().contains("connection reset"),
+        "{log:?}"
+    );
 }

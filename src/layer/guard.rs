@@ -401,6 +401,7 @@ async fn guard_response(
             let window = watcher.hold_back(stream).await;
             match window {
                 Window::Stop(refusal) => Err(Error::Refused(refusal)),
+                Window::Fail(error) => Err(error),
                 Window::Release {
                     verdict,
                     hold_back,
@@ -441,6 +442,10 @@ fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
 /// What the hold-back window decided.
 enum Window {
     Stop(Box<Refusal>),
+    /// The upstream failed before saying anything (a dropped connection, a body cut off,
+    /// a malformed chunk): nothing was released, so the failure is the whole outcome. It
+    /// is not an empty answer, and a fallback is asked the request anew, not to continue.
+    Fail(Error),
     Release {
         verdict: Verdict,
         hold_back: HoldBack,
@@ -536,7 +541,9 @@ impl StreamWatch {
     }
 
     async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
-        if self.tool_calls && error.is_none() {
+        // A tool call cut by a broken connection is still a call, not an empty answer; a
+        // moderation error after it is still a block.
+        if self.tool_calls && error.is_none_or(|e| e.provider_error().is_none()) {
             return tool_call_verdict();
         }
         let observation = Observation {
@@ -616,6 +623,12 @@ impl StreamWatch {
                     (Completeness::Partial, None)
                 }
             };
+            if let Some(e) = error.as_ref().filter(|e| e.provider_error().is_none()) {
+                if self.text.trim().is_empty() {
+                    tracing::debug!(error = %e, chunks = held.len(), "upstream failed inside the window before any text");
+                    return Window::Fail(error.expect("matched Some"));
+                }
+            }
             let mut verdict = self.judge(completeness, error.as_ref()).await;
             verdict.elapsed = started.elapsed();
             let hb = hold_back(&held, self.token_count, false);

@@ -39,6 +39,10 @@ pub(super) struct Continuing {
     continuations: usize,
     marked: bool,
     done: bool,
+    /// Whether all that was released is the text of choice 0: a tool call, a legacy
+    /// function call or a second choice cannot be continued from released text (a
+    /// fallback would be handed an empty answer and start a new one after a half call).
+    text_only: bool,
     /// The final verdict of the provider answering now, and the caller's handle to feed.
     verdict_source: Option<StreamVerdict>,
     verdict_tx: Option<watch::Sender<Option<Verdict>>>,
@@ -67,6 +71,7 @@ impl Continuing {
             continuations: 0,
             marked: false,
             done: false,
+            text_only: true,
             verdict_source,
             verdict_tx: Some(verdict_tx),
         };
@@ -124,6 +129,11 @@ impl Continuing {
             chunk.id = self.stream_id.clone();
         }
         self.released.push_str(chunk.content());
+        self.text_only &= chunk.choices.iter().all(|c| {
+            c.index == 0
+                && c.delta.tool_calls.as_ref().is_none_or(Vec::is_empty)
+                && !c.delta.extra.contains_key("function_call")
+        });
         self.tokens += chunk.token_count() as u64;
         if let Some(usage) = &chunk.usage {
             self.usage_seen = true;
@@ -206,7 +216,10 @@ impl Continuing {
     }
 
     fn continuable(&self, error: &Error) -> bool {
-        if !self.run.config.continue_mid_stream || self.index + 1 >= self.run.provider_count() {
+        if !self.run.config.continue_mid_stream
+            || !self.text_only
+            || self.index + 1 >= self.run.provider_count()
+        {
             return false;
         }
         match error {
@@ -245,6 +258,23 @@ impl Continuing {
             match result {
                 Ok(response) => {
                     attempt.verdict = response.extensions.get::<Verdict>().map(Verdict::class);
+                    if let Some(v) = response
+                        .extensions
+                        .get::<Verdict>()
+                        .filter(|v| !continues_answer(v.class()))
+                    {
+                        // A refusal is not the rest of an answer: spliced after the released
+                        // text it would read as one garbled reply. A class the route
+                        // re-routes asks the next provider; any other ends the stream with
+                        // the cut that started this.
+                        let moves_on = self.run.reroutes(v);
+                        attempt.error = Some(format!("continuation not used: {v}"));
+                        self.run.record(attempt);
+                        if moves_on {
+                            continue;
+                        }
+                        return Err(last);
+                    }
                     self.verdict_source = response.extensions.get::<StreamVerdict>().cloned().or_else(|| {
                         response
                             .extensions
@@ -394,4 +424,10 @@ fn completion_as_chunk(c: &crate::wire::ChatCompletion) -> ChatCompletionChunk {
         usage: c.usage.clone(),
         ..Default::default()
     }
+}
+
+/// Whether a continuation judged `class` may be streamed on after the released text: an
+/// answer, or nothing (the answer was all but complete when it was cut).
+fn continues_answer(class: VerdictClass) -> bool {
+    matches!(class, VerdictClass::Answer | VerdictClass::Empty)
 }
