@@ -802,12 +802,9 @@ async fn a_connection_lost_before_any_text_is_a_failure_not_an_empty_answer() {
         Reply::Raw(vec![Ok(role_only()), Err(cut("qwen"))])
     });
     // The guard alone: the failure itself.
-    let error = guard()
-        .layer(primary.clone())
-        .oneshot(request(true))
-        .await
-        .err()
-        .expect("no response");
+    let Err(error) = guard().layer(primary.clone()).oneshot(request(true)).await else {
+        panic!("a response from a stream that said nothing");
+    };
     assert!(matches!(error, Error::Transport { .. }), "{error:?}");
     // Under the re-route layer: the fallback is asked the request anew, not to continue.
     let fallback = Fake::new("other", |_, _| Reply::Chunks(words(ANSWER), None));
