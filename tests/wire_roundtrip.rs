@@ -261,3 +261,45 @@ fn openai_content_filter_fixture() {
     assert_eq!(usage.completion_tokens_details.unwrap()["reasoning_tokens"], 0);
     assert_eq!(c.extra["service_tier"], "default");
 }
+
+#[test]
+fn nulls_where_openai_omits_a_field_read_as_its_default() {
+    // Found by a bug hunt: each of these ended a good stream as `upstream_malformed`.
+    let chunk: ChatCompletionChunk = serde_json::from_value(json!({
+        "id": "c", "created": 1_700_000_000.5, "choices": [{"index": null, "delta": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": null, "total_tokens": 3}
+    }))
+    .expect("parses");
+    assert_eq!(chunk.created, Some(1_700_000_000));
+    assert_eq!(chunk.choices[0].index, 0);
+    assert_eq!(chunk.finish_reason(), Some(&FinishReason::Stop));
+    assert_eq!(chunk.usage.as_ref().unwrap().completion_tokens, 0);
+    let usage_only: ChatCompletionChunk = serde_json::from_value(json!({"choices": null})).unwrap();
+    assert!(usage_only.choices.is_empty());
+    let complete: ChatCompletion = serde_json::from_value(json!({"created": 5, "choices": null})).unwrap();
+    assert_eq!((complete.created, complete.choices.len()), (Some(5), 0));
+    // A time that is not a number is still an error, and says what it expected.
+    let e = serde_json::from_value::<ChatCompletionChunk>(json!({"created": -3.0})).unwrap_err();
+    assert!(e.to_string().contains("time in seconds"), "{e}");
+}
+
+#[tokio::test]
+async fn an_event_stream_is_known_whatever_the_case_of_its_media_type() {
+    use refusal_guard::provider::{read_response, BodyLimits, ResponseBody};
+    let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    for media in [
+        "text/event-stream",
+        "Text/Event-Stream; charset=UTF-8",
+        "TEXT/EVENT-STREAM",
+    ] {
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", media)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let read = read_response(&std::sync::Arc::from("p"), response, BodyLimits::default())
+            .await
+            .unwrap_or_else(|e| panic!("{media}: {e}"));
+        assert!(matches!(read.body, ResponseBody::Stream(_)), "{media}");
+    }
+}

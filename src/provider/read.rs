@@ -53,7 +53,12 @@ where
     let is_sse = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .is_some_and(|v| {
+            // Media types are case-insensitive (RFC 9110): `Text/Event-Stream` is SSE too.
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+        });
     let body = response.into_body();
 
     if !(200..300).contains(&status) {

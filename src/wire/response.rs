@@ -3,7 +3,8 @@
 //! Both share the per-token log-probabilities, the usage block and the finish reason, so
 //! they live together. As in the request types, unknown fields are kept in `extra`.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::request::{Message, Role, ToolCall};
@@ -15,11 +16,15 @@ pub struct ChatCompletion {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub created: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<Choice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
@@ -55,7 +60,7 @@ impl ChatCompletion {
 /// One choice of a complete answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub index: u32,
     pub message: Message,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,11 +123,11 @@ pub struct TopLogprob {
 /// `prompt_tokens_details.cached_tokens`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub completion_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
@@ -148,12 +153,16 @@ pub struct ChatCompletionChunk {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub created: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Empty in the final usage chunk of `stream_options.include_usage`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
@@ -201,9 +210,9 @@ impl ChatCompletionChunk {
 /// One choice of a chunk.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChunkChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub index: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub delta: Delta,
     /// Serialised as `null` rather than omitted: OpenAI clients expect the key.
     #[serde(default)]
@@ -230,4 +239,30 @@ pub struct Delta {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `null` read as the field's default. OpenAI omits a field it has nothing for; some
+/// compatible providers send `"delta": null`, `"index": null` or `"choices": null`
+/// instead, and one such chunk must not end a good stream as malformed.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A timestamp that may come as a float (`1700000000.5`): its whole seconds.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a time in seconds, got {n}")))
 }
