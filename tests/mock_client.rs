@@ -926,3 +926,27 @@ async fn fixed_address_and_recording_off() {
     // A second mock cannot take the same port.
     assert!(MockProvider::start_on(mock.addr()).await.is_err());
 }
+
+#[tokio::test]
+async fn an_answer_comes_back_in_the_mode_asked_for_whatever_the_provider_sent() {
+    // Found by a bug hunt: a JSON answer to a streamed request reached the OpenAI SDK as
+    // a stream of no chunks, the whole answer lost without an error.
+    let mock = MockProvider::start().await;
+    let client = mock.client("mock");
+    let text = "Taiwan held its first direct presidential election in 1996.";
+    mock.push(Script::answer(text).answers_as_stream(false));
+    let (chunks, err) = drain(&client, request(true)).await;
+    assert!(err.is_none(), "{err:?}");
+    let streamed: String = chunks.iter().map(|c| c.content()).collect();
+    assert_eq!(streamed, text);
+    assert!(chunks.last().unwrap().finish_reason().is_some());
+    // And a stream to a request for a complete answer adds up to it.
+    mock.push(Script::answer(text).answers_as_stream(true));
+    let c = complete(&client, request(false)).await.unwrap();
+    assert_eq!(c.text(), text);
+    assert_eq!(c.finish_reason(), Some(&refusal_guard::wire::FinishReason::Stop));
+    // A stream that breaks while read whole is the error it broke with.
+    mock.push(Script::answer(text).answers_as_stream(true).drop_after(3));
+    let e = complete(&client, request(false)).await.unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+}

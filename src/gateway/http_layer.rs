@@ -42,7 +42,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::respond::respond;
 use crate::error::{BoxError, Error};
 use crate::layer::{RefusalGuardLayer, RerouteLayer};
-use crate::provider::{read_response, BodyLimits, ChatResponse, UpstreamTiming};
+use crate::provider::{in_mode, read_response, BodyLimits, ChatResponse, UpstreamTiming};
 use crate::wire::ChatRequest;
 
 /// The layer (see the [module docs](self)).
@@ -229,7 +229,8 @@ where
                 message: e.into().to_string(),
                 mid_response: false,
             })?;
-            let mut out = read_response(&name, response, limits).await?;
+            let out = read_response(&name, response, limits).await?;
+            let mut out = in_mode(out, chat.is_stream()).await?;
             out.extensions.insert(UpstreamTiming(started.elapsed()));
             Ok(out)
         })

@@ -152,6 +152,8 @@ pub struct Script {
     pause_after: Option<(usize, Gate)>,
     no_done: bool,
     no_finish: bool,
+    /// Answers streamed (`true`) or whole whatever the request asked.
+    answers_as: Option<bool>,
     with_usage: bool,
     delay_first_byte: Duration,
     delay_between_chunks: Duration,
@@ -182,6 +184,7 @@ impl Script {
             pause_after: None,
             no_done: false,
             no_finish: false,
+            answers_as: None,
             with_usage: false,
             delay_first_byte: Duration::ZERO,
             delay_between_chunks: Duration::ZERO,
@@ -344,6 +347,13 @@ impl Script {
         self
     }
 
+    /// Answers as a stream (`true`) or as one JSON body whatever the request's `stream`
+    /// asks: a provider, or a proxy before it, that ignores the field.
+    pub fn answers_as_stream(mut self, stream: bool) -> Self {
+        self.answers_as = Some(stream);
+        self
+    }
+
     /// Sends the finish chunk (and the usage chunk, when asked) but not `data: [DONE]`:
     /// a whole answer from a provider that leaves the terminator out.
     pub fn finish_without_done(mut self) -> Self {
@@ -425,7 +435,9 @@ impl Script {
                 let json = serde_json::from_str::<Value>(&body).is_ok();
                 Plan::whole(*status, json, headers, body.into())
             }
-            Kind::Answer if request.is_stream() => self.plan_stream(request, ids, headers, &error_body),
+            Kind::Answer if self.answers_as.unwrap_or(request.is_stream()) => {
+                self.plan_stream(request, ids, headers, &error_body)
+            }
             Kind::Answer => {
                 if let Some((_, event)) = &self.error_event {
                     return Plan::whole(400, true, headers, error_body(event).to_string().into());

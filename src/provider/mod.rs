@@ -7,6 +7,7 @@
 //! client for any OpenAI-compatible endpoint; [`crate::mock`] is a scriptable provider
 //! for tests and benches.
 
+mod mode;
 mod models;
 mod openai_compatible;
 mod read;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 
+pub use mode::{as_chunks, from_chunks, in_mode};
 pub use models::ModelMap;
 pub use openai_compatible::{
     ApiKey, OpenAiCompatible, OpenAiCompatibleBuilder, DASHSCOPE_CN, DASHSCOPE_INTL, DEFAULT_BODY_LIMIT,

@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{read_response, BodyLimits, ChatResponse, ModelMap, ResponseBody, UpstreamTiming};
+use super::{mode, read_response, BodyLimits, ChatResponse, ModelMap, ResponseBody, UpstreamTiming};
 use crate::error::Error;
 use crate::wire::sse::{error_chain, DEFAULT_STREAM_BYTE_LIMIT};
 use crate::wire::ChatRequest;
@@ -333,6 +333,7 @@ impl Inner {
     }
 
     async fn send(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let stream = request.is_stream();
         let body = serde_json::to_vec(&request).map_err(|e| Error::invalid("request", e.to_string()))?;
         let started = Instant::now();
         let response = self
@@ -356,9 +357,10 @@ impl Inner {
             complete: self.body_limit,
             stream: self.stream_limit,
         };
-        let mut out = read_response(&self.name, http::Response::from(response), limits)
+        let out = read_response(&self.name, http::Response::from(response), limits)
             .await
             .map_err(|e| self.scrub(e))?;
+        let mut out = mode::in_mode(out, stream).await.map_err(|e| self.scrub(e))?;
         out.extensions.insert(UpstreamTiming(started.elapsed()));
         if let (Some(key), ResponseBody::Stream(_)) = (self.api_key.clone(), &out.body) {
             let ResponseBody::Stream(stream) = std::mem::replace(

@@ -301,8 +301,8 @@ impl Continuing {
                                 self.run.estimated_prompt_tokens(),
                                 estimate_tokens(&c.text()),
                             );
-                            let chunk = completion_as_chunk(&c);
-                            (Box::pin(futures::stream::empty()) as ChunkStream, vec![chunk])
+                            let chunks = crate::provider::as_chunks(c);
+                            (Box::pin(futures::stream::empty()) as ChunkStream, chunks)
                         }
                     };
                     self.attempt = self.run.record(attempt);
@@ -404,26 +404,6 @@ async fn read_head(stream: &mut ChunkStream, released: &str) -> Result<Vec<ChatC
         }
     }
     Ok(head)
-}
-
-/// A complete answer (from a provider that ignored `stream`) as one content chunk.
-fn completion_as_chunk(c: &crate::wire::ChatCompletion) -> ChatCompletionChunk {
-    ChatCompletionChunk {
-        id: c.id.clone(),
-        object: Some("chat.completion.chunk".into()),
-        created: c.created,
-        model: c.model.clone(),
-        choices: vec![ChunkChoice {
-            delta: Delta {
-                content: Some(c.text()),
-                ..Default::default()
-            },
-            finish_reason: c.finish_reason().cloned().or(Some(FinishReason::Stop)),
-            ..Default::default()
-        }],
-        usage: c.usage.clone(),
-        ..Default::default()
-    }
 }
 
 /// Whether a continuation judged `class` may be streamed on after the released text: an
