@@ -427,6 +427,48 @@ async fn a_stall_between_chunks_hits_the_total_deadline() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_after_the_head_is_a_first_token_timeout_and_the_fallback_answers() {
+    // Found by a bug hunt: a provider that sent its headers and role chunk and then
+    // nothing was released by the window as an answer and waited on past the
+    // first-token deadline.
+    bounded(async {
+        let primary = MockProvider::start().await;
+        let fallback = MockProvider::start().await;
+        let gate = Gate::new(); // never opened: the primary stalls after its role chunk
+        primary.set_default(Script::answer(TEXT).pause_after(0, &gate));
+        fallback.set_default(Script::answer(TEXT));
+        let gw = gateway_over(
+            &primary.base_url(),
+            Some(&fallback.base_url()),
+            "",
+            "first_token_timeout_ms = 600",
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let r = post(&gw, &body(true)).await;
+        assert_eq!(r.status(), 200);
+        let providers = r.headers()["x-refusal-guard-providers"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let got = parse_sse(&r.text().await.unwrap());
+        assert_eq!(got.text, TEXT, "{got:?}");
+        assert!(got.error.is_none() && got.done, "{got:?}");
+        assert_eq!(providers, "primary,fallback");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered after the deadline, not after the stall: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            primary.wait_for_disconnect(0, Duration::from_secs(10)).await,
+            "the stalled upstream was let go"
+        );
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Cuts at chunk boundaries.
 

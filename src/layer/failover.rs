@@ -27,7 +27,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::Policy;
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::error::{BoxError, Error};
+use crate::error::Error;
 use crate::layer::reroute::ChatService;
 use crate::layer::RefusalGuardLayer;
 use crate::provider::{ChatResponse, ResponseBody};
@@ -127,35 +127,128 @@ impl Default for ProviderPolicy {
 }
 
 impl ProviderPolicy {
-    /// Wraps a provider client: retry (budgeted) around a first-token timeout around the guard.
+    /// Wraps a provider client: retry (budgeted) around the guard around the first-token
+    /// deadline ([`FirstTokenLayer`]), so that the guard judges a stall as the failure it
+    /// is and a retry or a fallback answers instead.
     pub fn stack<S>(&self, name: &str, client: S) -> ChatService
     where
         S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        let name: Arc<str> = Arc::from(name);
-        let first_token = self.first_token;
         let timed = ServiceBuilder::new()
-            .map_err(move |e: BoxError| timeout_error(e, &name, "first token", first_token))
-            .timeout(first_token)
             .layer(self.guard.clone())
+            .layer(FirstTokenLayer::new(name, self.first_token))
             .service(client);
         let retried = ServiceBuilder::new().retry(self.retry.clone()).service(timed);
         ChatService::new(retried)
     }
 }
 
-/// Turns tower's `Elapsed` into [`Error::Timeout`], and any other boxed error back into [`Error`].
-fn timeout_error(e: BoxError, provider: &str, what: &'static str, after: Duration) -> Error {
-    if e.is::<tower::timeout::error::Elapsed>() {
-        Error::Timeout {
-            provider: provider.to_string(),
-            what,
+/// Bounds the time from a request to its answer's first token: the head of a complete
+/// answer, or a stream's first chunk that carries content, reasoning or a tool call. A
+/// provider that sends its headers, or a role chunk, and then nothing is as stalled as one
+/// that sends nothing at all; a timeout around the call alone would let it through.
+#[derive(Debug, Clone)]
+pub struct FirstTokenLayer {
+    provider: Arc<str>,
+    after: Duration,
+}
+
+impl FirstTokenLayer {
+    /// A first-token deadline of `after` for `provider` (named in the timeout error).
+    pub fn new(provider: &str, after: Duration) -> Self {
+        FirstTokenLayer {
+            provider: Arc::from(provider),
             after,
         }
-    } else {
-        Error::from_boxed(e)
     }
+}
+
+impl<S> Layer<S> for FirstTokenLayer {
+    type Service = FirstToken<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FirstToken {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+/// The service [`FirstTokenLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct FirstToken<S> {
+    inner: S,
+    config: FirstTokenLayer,
+}
+
+impl<S> Service<ChatRequest> for FirstToken<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let deadline = tokio::time::Instant::now() + self.config.after;
+        let expired = Error::Timeout {
+            provider: self.config.provider.to_string(),
+            what: "first token",
+            after: self.config.after,
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = match tokio::time::timeout_at(deadline, future).await {
+                Ok(r) => r?,
+                Err(_) => return Err(expired),
+            };
+            if let ResponseBody::Stream(stream) = response.body {
+                let mut stream = Some(stream);
+                let mut sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                let mut expired = Some(expired);
+                let bounded = futures::stream::poll_fn(move |cx| {
+                    let Some(inner) = stream.as_mut() else {
+                        return Poll::Ready(None);
+                    };
+                    if let Poll::Ready(item) = inner.poll_next_unpin(cx) {
+                        if let Some(Ok(chunk)) = &item {
+                            if first_token(chunk) {
+                                sleep = None;
+                            }
+                        }
+                        return Poll::Ready(item);
+                    }
+                    match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+                        Some(Poll::Ready(())) => {
+                            stream = None;
+                            Poll::Ready(expired.take().map(Err))
+                        }
+                        _ => Poll::Pending,
+                    }
+                });
+                response.body = ResponseBody::Stream(Box::pin(bounded));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Whether a chunk carries a token of the answer (not only a role, a usage or nothing).
+fn first_token(chunk: &crate::wire::ChatCompletionChunk) -> bool {
+    chunk.choices.iter().any(|c| {
+        let d = &c.delta;
+        d.content.as_deref().is_some_and(|t| !t.is_empty())
+            || d.reasoning_content.as_deref().is_some_and(|t| !t.is_empty())
+            || d.refusal.as_deref().is_some_and(|t| !t.is_empty())
+            || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+            || c.finish_reason.is_some()
+    })
 }
 
 /// Bounds a whole exchange, response and stream, by one deadline. Over a

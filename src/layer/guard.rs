@@ -715,6 +715,9 @@ impl Released {
     /// recorded as the final verdict and, when the stop set covers it, handed on as a
     /// refusal so that an outer layer can continue elsewhere.
     async fn after_window_error(&mut self, error: Error) -> Error {
+        // A stall or a cut before any text (the window closed on time with nothing) is a
+        // failure, which a fallback answers anew; not an empty answer to stop.
+        let failed_before_text = error.provider_error().is_none() && self.watch.text.trim().is_empty();
         let completeness = if error.provider_error().is_some() {
             Completeness::Complete
         } else {
@@ -722,7 +725,7 @@ impl Released {
         };
         let verdict = self.watch.judge(completeness, Some(&error)).await;
         self.send(verdict.clone());
-        if stops(&self.watch.config, &verdict) {
+        if stops(&self.watch.config, &verdict) && !failed_before_text {
             Error::Refused(Box::new(self.watch.refusal(verdict, Vec::new(), Some(error))))
         } else {
             error

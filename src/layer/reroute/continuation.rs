@@ -35,13 +35,18 @@ impl Default for ContinuationStyle {
     }
 }
 
-/// The request that asks a provider to continue `released`.
+/// The request that asks a provider to continue `released`; with nothing released (a
+/// stream that failed before its first word), the request itself, asked anew.
 pub fn continuation_request(
     original: &ChatRequest,
     released: &str,
     style: &ContinuationStyle,
 ) -> ChatRequest {
     let mut request = original.clone();
+    if released.is_empty() {
+        request.seed = None;
+        return request;
+    }
     let mut partial = Message::assistant(released);
     match style {
         ContinuationStyle::Instruction(instruction) => {
