@@ -217,3 +217,27 @@ async fn shutdown_lets_open_streams_finish() {
         .await;
     assert!(refused.is_err(), "no new connections after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_passes_on_how_long_to_wait() {
+    // Found by a bug hunt: the 429 came through without the provider's Retry-After.
+    let gw = start("").await;
+    let limited =
+        r#"{"error":{"message":"Requests rate limit exceeded","type":"requests","code":"Throttling"}}"#;
+    gw.primary
+        .push(Script::status(429, limited).header("retry-after", "7"));
+    gw.fallback
+        .push(Script::status(429, limited).header("retry-after", "3"));
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("7"),
+        "the first provider's status, code and wait"
+    );
+}

@@ -137,6 +137,7 @@ fn respond_ok(response: ChatResponse) -> Response<Body> {
                 final_verdict: extensions.get::<StreamVerdict>().cloned(),
                 attempts,
                 done: false,
+                identity: ChatCompletionChunk::default(),
             };
             let body = futures::stream::unfold(writer, |mut w| async move {
                 let bytes = w.next().await?;
@@ -160,6 +161,9 @@ struct SseWriter {
     final_verdict: Option<StreamVerdict>,
     attempts: Option<Attempts>,
     done: bool,
+    /// The stream's `id`, `created` and `model`, for a final chunk the writer adds itself:
+    /// strict clients check every chunk for them.
+    identity: ChatCompletionChunk,
 }
 
 fn carries_content(chunk: &ChatCompletionChunk) -> bool {
@@ -177,7 +181,14 @@ impl SseWriter {
             return None;
         }
         loop {
-            match self.stream.next().await {
+            let next = self.stream.next().await;
+            if let Some(Ok(chunk)) = &next {
+                let identity = &mut self.identity;
+                identity.id = identity.id.take().or_else(|| chunk.id.clone());
+                identity.created = identity.created.or(chunk.created);
+                identity.model = identity.model.take().or_else(|| chunk.model.clone());
+            }
+            match next {
                 Some(Ok(chunk)) if carries_content(&chunk) && !chunk.choices.is_empty() => {
                     let mut out = self.flush_tail();
                     out.extend_from_slice(&encode_data(&chunk));
@@ -200,7 +211,10 @@ impl SseWriter {
                     )
                     .await;
                     let mut last = self.tail.pop().unwrap_or_else(|| ChatCompletionChunk {
+                        id: self.identity.id.clone(),
                         object: Some("chat.completion.chunk".into()),
+                        created: self.identity.created,
+                        model: self.identity.model.clone(),
                         ..Default::default()
                     });
                     let mut out = self.flush_tail();
@@ -267,6 +281,14 @@ pub fn error_response(error: &Error) -> Response<Body> {
     if let Some(attempts) = error.attempts() {
         let verdict = error.as_refusal().map(|r| &r.verdict);
         builder = route_headers(builder, verdict, Some(attempts), None);
+    }
+    // A provider's own status passes through, and with a 429 or 503 how long it asked
+    // callers to wait.
+    let retry_after = error.provider_error().and_then(|p| p.retry_after.as_deref());
+    if let (Some(value), true) = (retry_after, status.as_u16() == 429 || status.as_u16() == 503) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            builder = builder.header(header::RETRY_AFTER, value);
+        }
     }
     builder.body(Body::from(json)).expect("valid response parts")
 }
@@ -337,4 +359,43 @@ pub fn error_body(error: &Error) -> Value {
         body["error"]["refusal_guard"] = json!({"verdict": r.verdict.class().as_str()});
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_final_chunk_the_writer_adds_carries_the_streams_identity() {
+        // The last upstream chunk carries content and the finish reason, so the verdict
+        // needs a chunk of its own; strict clients check each chunk's id and model.
+        let chunk: ChatCompletionChunk = serde_json::from_value(json!({
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "qwen-plus",
+            "choices": [{"index": 0, "delta": {"content": "Paris."}, "finish_reason": "stop"}]
+        }))
+        .unwrap();
+        let response = ChatResponse::stream(Box::pin(futures::stream::iter([Ok(chunk)])));
+        let bytes = respond(Ok(response))
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{text}");
+        let added = &events[1];
+        assert!(added.get("refusal_guard").is_some(), "{added}");
+        assert_eq!(
+            (&added["id"], &added["created"], &added["model"]),
+            (&json!("chatcmpl-1"), &json!(7), &json!("qwen-plus")),
+            "{added}"
+        );
+    }
 }

@@ -59,12 +59,17 @@ where
                 .get(..17)
                 .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
         });
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = response.into_body();
 
     if !(200..300).contains(&status) {
         let bytes = read_limited(provider, body, limits.complete).await?;
         let mut err = ProviderError::from_body(provider, status, &bytes, ErrorPosition::Response);
         err.request_id = err.request_id.or(request_id);
+        err.retry_after = retry_after;
         return Err(err.into());
     }
     let mut out = if is_sse {

@@ -67,6 +67,10 @@ pub struct ProviderError {
     pub moderation: Option<Moderation>,
     /// The body as received (parsed JSON, or a string when it was not JSON).
     pub raw: Value,
+    /// The provider's `Retry-After` header, as sent, on a 429 or 503: the gateway hands it
+    /// on so that a client backs off as long as the provider asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
 }
 
 impl std::fmt::Display for ProviderError {
@@ -121,6 +125,7 @@ impl ProviderError {
             position,
             moderation,
             raw,
+            retry_after: None,
         }
     }
 
