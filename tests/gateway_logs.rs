@@ -290,6 +290,10 @@ fallbacks = ["fb"]
 total_timeout_ms = 500
 
 [[routes]]
+model = "alone"
+primary = "up"
+
+[[routes]]
 model = "*"
 primary = "up"
 fallbacks = ["fb"]
@@ -400,8 +404,29 @@ fallbacks = ["fb"]
         "{message}"
     );
 
-    let (text, events) = request_events(&log, 5).await;
-    assert_eq!(events.len(), 5, "one event per request:\n{text}");
+    // 6. A stream cut after its window with no fallback: a 200 whose body ends in an
+    // error event; the event says so (it logged a success before).
+    let long = format!("{ANSWER} {ANSWER} {ANSWER}");
+    up.push(Script::answer(&long).drop_after(30));
+    let r = client.post(&url).json(&body("alone", true)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let sse = r.text().await.unwrap();
+    assert!(sse.contains("\"error\""), "{sse}");
+
+    // 7. The same cut with a fallback, which continues the answer: a failover.
+    up.push(Script::answer(&long).drop_after(30));
+    fb.push(Script::answer("and the rest."));
+    let r = client
+        .post(&url)
+        .json(&body("qwen-plus", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap();
+
+    let (text, events) = request_events(&log, 7).await;
+    assert_eq!(events.len(), 7, "one event per request:\n{text}");
     let failover = &events[0];
     assert_eq!(failover["providers"], "gone,fb", "{failover}");
     assert_eq!(failover["provider"], "fb", "{failover}");
@@ -427,6 +452,14 @@ fallbacks = ["fb"]
     assert_eq!(slow["providers"], "up,fb", "{slow}");
     assert_eq!(slow["attempts"], 2, "{slow}");
     assert_eq!(slow["error"], "upstream_timeout", "{slow}");
+    let cut = &events[5];
+    assert_eq!(cut["status"], 200, "{cut}");
+    assert_eq!(cut["error"], "upstream_unavailable", "{cut}");
+    assert_eq!(cut["level"], "WARN", "{cut}");
+    let continued = &events[6];
+    assert_eq!(continued["providers"], "up,fb", "{continued}");
+    assert_eq!(continued["reroute_reason"], "failover", "{continued}");
+    assert!(continued.get("error").is_none(), "{continued}");
 
     // Each failed attempt is warned about under the provider's configured name.
     let failed: Vec<String> = text

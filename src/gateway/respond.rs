@@ -23,6 +23,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::Error;
 use crate::layer::{Attempts, StreamVerdict};
+use crate::observe::request::StreamErrorCode;
 use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
 use crate::verdict::Verdict;
 use crate::wire::sse::{encode_data, encode_done};
@@ -138,7 +139,9 @@ fn respond_ok(response: ChatResponse) -> Response<Body> {
                 attempts,
                 done: false,
                 identity: ChatCompletionChunk::default(),
+                error_code: StreamErrorCode::default(),
             };
+            let error_code = writer.error_code.clone();
             let body = futures::stream::unfold(writer, |mut w| async move {
                 let bytes = w.next().await?;
                 Some((Ok::<_, Infallible>(bytes), w))
@@ -146,6 +149,7 @@ fn respond_ok(response: ChatResponse) -> Response<Body> {
             builder
                 .header(header::CONTENT_TYPE, "text/event-stream")
                 .header(header::CACHE_CONTROL, "no-cache")
+                .extension(error_code)
                 .body(Body::from_stream(body))
                 .expect("valid response parts")
         }
@@ -164,6 +168,8 @@ struct SseWriter {
     /// The stream's `id`, `created` and `model`, for a final chunk the writer adds itself:
     /// strict clients check every chunk for them.
     identity: ChatCompletionChunk,
+    /// Where the code of an error event that ends the stream is noted for the request log.
+    error_code: StreamErrorCode,
 }
 
 fn carries_content(chunk: &ChatCompletionChunk) -> bool {
@@ -199,7 +205,11 @@ impl SseWriter {
                     // Headers are gone: the error travels as OpenAI's in-stream error event.
                     self.done = true;
                     let mut out = self.flush_tail();
-                    out.extend_from_slice(&encode_data(&error_body(&error)));
+                    let body = error_body(&error);
+                    if let Some(code) = body["error"]["code"].as_str() {
+                        self.error_code.set(code);
+                    }
+                    out.extend_from_slice(&encode_data(&body));
                     return Some(out.into());
                 }
                 None => {

@@ -20,7 +20,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use tracing::Span;
 use crate::error::Error;
 use crate::layer::{Attempts, StreamVerdict};
 use crate::provider::ChatResponse;
-use crate::verdict::Verdict;
+use crate::verdict::{Verdict, VerdictClass};
 use crate::wire::ChatRequest;
 
 /// The header that carries a request's id both ways: a client's own id (when it is a
@@ -47,6 +47,24 @@ pub const TARGET: &str = "refusal_guard::request";
 /// extension the record reads in [`RequestRecord::finish`].
 #[derive(Debug, Clone)]
 pub struct ErrorCode(pub String);
+
+/// The OpenAI error code of an error event that ended a stream after its headers went
+/// out with a 200 (an extension the SSE writer fills and the record reads when the body
+/// ends): without it a stream cut mid-way would log as a success.
+#[derive(Debug, Clone, Default)]
+pub struct StreamErrorCode(Arc<OnceLock<String>>);
+
+impl StreamErrorCode {
+    /// Notes the code of the error event sent; the first one counts.
+    pub fn set(&self, code: impl Into<String>) {
+        let _ = self.0.set(code.into());
+    }
+
+    /// The code noted, if any.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
 
 /// What one request did, emitted as one event when it is dropped.
 #[derive(Debug)]
@@ -63,6 +81,7 @@ pub struct RequestRecord {
     final_verdict: Option<StreamVerdict>,
     refused_by: Option<String>,
     error: Option<String>,
+    stream_error: Option<StreamErrorCode>,
     first_byte: Option<Duration>,
     completed: bool,
 }
@@ -94,6 +113,7 @@ impl RequestRecord {
             final_verdict: None,
             refused_by: None,
             error: None,
+            stream_error: None,
             first_byte: None,
             completed: false,
         }
@@ -152,6 +172,7 @@ impl RequestRecord {
         if let Some(ErrorCode(code)) = parts.extensions.remove::<ErrorCode>() {
             self.error.get_or_insert(code);
         }
+        self.stream_error = parts.extensions.remove::<StreamErrorCode>();
         if let Ok(v) = HeaderValue::from_str(&self.id) {
             parts.headers.insert(REQUEST_ID_HEADER, v);
         }
@@ -186,9 +207,20 @@ impl RequestRecord {
             .as_ref()
             .and_then(StreamVerdict::get)
             .or_else(|| self.verdict.clone());
-        // Why the first provider was left: its verdict class, or `failover` for an error.
-        let reroute_reason =
-            (attempts.len() > 1).then(|| attempts[0].verdict.map_or("failover", |v| v.as_str()).to_string());
+        // Why the first provider was left: its verdict class, or `failover` for an error
+        // (a stream cut after an answering window, then continued elsewhere, included).
+        let reroute_reason = (attempts.len() > 1).then(|| {
+            let first = &attempts[0];
+            match first.verdict {
+                Some(v) if v != VerdictClass::Answer || first.error.is_none() => v.as_str(),
+                _ => "failover",
+            }
+            .to_string()
+        });
+        let error = self
+            .error
+            .as_deref()
+            .or_else(|| self.stream_error.as_ref().and_then(StreamErrorCode::get));
         let with_usage: Vec<_> = attempts.iter().filter_map(|a| a.usage.as_ref()).collect();
         let prompt_tokens =
             (!with_usage.is_empty()).then(|| with_usage.iter().map(|u| u.prompt_tokens).sum::<u64>());
@@ -216,7 +248,7 @@ impl RequestRecord {
                     verdict = verdict.as_ref().map(|v| v.class().as_str()),
                     confidence = verdict.as_ref().map(|v| f64::from(v.confidence)),
                     reroute_reason = reroute_reason.as_deref(),
-                    error = self.error.as_deref(),
+                    error,
                     ttfb_ms = self.first_byte.map(millis),
                     total_ms = millis(self.started.elapsed()),
                     prompt_tokens,
@@ -227,7 +259,7 @@ impl RequestRecord {
                 )
             };
         }
-        if self.status >= 500 {
+        if self.status >= 500 || error.is_some_and(|_| self.status < 400) {
             event!(tracing::Level::WARN);
         } else {
             event!(tracing::Level::INFO);
