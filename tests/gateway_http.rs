@@ -241,3 +241,31 @@ async fn a_rate_limit_passes_on_how_long_to_wait() {
         "the first provider's status, code and wait"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_blocked_before_its_first_word_is_the_400_of_a_block() {
+    // Found by a bug hunt: DashScope's moderation error as a stream's first event came
+    // back as a 502, where the same block of a request that does not stream is a 400.
+    let gw = start("").await;
+    for stream in [true, false] {
+        for mock in [&gw.primary, &gw.fallback] {
+            mock.push(if stream {
+                Script::stream_error(ModerationStage::Input)
+            } else {
+                Script::moderation_error(ModerationStage::Input)
+            });
+        }
+        let r = reqwest::Client::new()
+            .post(format!("{}/chat/completions", gw.base_url))
+            .json(&chat(stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "stream: {stream}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "data_inspection_failed",
+            "stream: {stream}: {body}"
+        );
+    }
+}

@@ -311,10 +311,13 @@ pub fn error_status(error: &Error) -> StatusCode {
         return error_status(&r.error);
     }
     if let Some(p) = error.provider_error() {
-        if p.position == ErrorPosition::Response {
-            return StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        }
-        return StatusCode::BAD_GATEWAY;
+        return match p.position {
+            ErrorPosition::Response => StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            // A stream blocked by moderation before its first word: nothing was sent, so
+            // the caller gets the 400 the same block answers a request that does not stream.
+            ErrorPosition::StreamBeforeContent if p.is_moderation() => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        };
     }
     match error {
         Error::Invalid { .. } => StatusCode::BAD_REQUEST,
