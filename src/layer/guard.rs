@@ -276,7 +276,7 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let prompt = request.last_user_text();
+        let prompt = crate::layer::reroute::continuation::judged_prompt(&request);
         let config = self.config.clone();
         if config.judge_prompts_early {
             if let (Some(p), Decision::Learned(models)) = (prompt.as_deref(), config.detectors.decision()) {

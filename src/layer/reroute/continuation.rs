@@ -63,6 +63,25 @@ pub fn continuation_request(
     request
 }
 
+/// The request text a guard judges: the last user message, except that the re-route
+/// layer's own [`DEFAULT_CONTINUE_INSTRUCTION`] is passed over for the question before
+/// it. Judged as the request, "continue your previous answer" would turn a fallback's
+/// refusal of a benign question into a safety refusal. (An operator's own instruction
+/// text is judged as it is.)
+pub fn judged_prompt(request: &ChatRequest) -> Option<String> {
+    let mut users = request
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == crate::wire::Role::User)
+        .filter_map(|m| m.content.as_ref().map(|c| c.text()));
+    let last = users.next()?;
+    if last == DEFAULT_CONTINUE_INSTRUCTION {
+        return users.next();
+    }
+    Some(last)
+}
+
 /// How many bytes at the start of `continuation` repeat the end of `released`: the
 /// longest prefix of `continuation` (at least `min_overlap` bytes, at most 512) that
 /// `released` ends with. Shorter coincidences ("the", a space) are not trimmed. A
@@ -112,6 +131,20 @@ mod tests {
             long.len(),
             "a restart repeats all of a long prefix (found by tests/faults.rs)"
         );
+    }
+
+    #[test]
+    fn the_judged_prompt_of_a_continuation_is_the_question_it_continues() {
+        let original = ChatRequest::new("qwen-plus", vec![Message::user("Tell me about 1989.")]);
+        let asked = continuation_request(&original, "In 1989,", &ContinuationStyle::default());
+        assert_eq!(judged_prompt(&asked).as_deref(), Some("Tell me about 1989."));
+        assert_eq!(judged_prompt(&original).as_deref(), Some("Tell me about 1989."));
+        let own = continuation_request(
+            &original,
+            "In 1989,",
+            &ContinuationStyle::Instruction("Go on.".into()),
+        );
+        assert_eq!(judged_prompt(&own).as_deref(), Some("Go on."));
     }
 
     #[test]
