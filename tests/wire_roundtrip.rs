@@ -274,6 +274,11 @@ fn nulls_where_openai_omits_a_field_read_as_its_default() {
     assert_eq!(chunk.choices[0].index, 0);
     assert_eq!(chunk.finish_reason(), Some(&FinishReason::Stop));
     assert_eq!(chunk.usage.as_ref().unwrap().completion_tokens, 0);
+    let scored: ChatCompletionChunk = serde_json::from_value(json!({
+        "choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": null}]}}]
+    }))
+    .expect("a null logprob parses");
+    assert_eq!(scored.token_logprobs()[0].logprob, 0.0);
     let usage_only: ChatCompletionChunk = serde_json::from_value(json!({"choices": null})).unwrap();
     assert!(usage_only.choices.is_empty());
     let complete: ChatCompletion = serde_json::from_value(json!({"created": 5, "choices": null})).unwrap();

@@ -99,6 +99,10 @@ pub struct Logprobs {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TokenLogprob {
     pub token: String,
+    /// `null` (sent by some providers for a token they did not score) reads as 0.0, as if
+    /// the model were sure of it: the logprob checks then find nothing in it, the cautious
+    /// reading, where refusing the chunk would end a good stream.
+    #[serde(deserialize_with = "null_as_default")]
     pub logprob: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Vec<u8>>,
