@@ -135,6 +135,31 @@ pub struct Refusal {
     pub completion: Option<ChatCompletion>,
     /// The error that ended the exchange (a moderation 400, an SSE error event, a cut).
     pub cause: Option<Error>,
+    /// The rest of a stream stopped in its window, left unread. When no provider answers
+    /// instead, the caller gets the whole refusal (the held chunks, then this), not its
+    /// first words; dropping the refusal closes the upstream.
+    pub rest: Option<RefusalRest>,
+}
+
+/// The unread rest of a refused stream (see [`Refusal::rest`]). Taken at most once.
+pub struct RefusalRest(std::sync::Mutex<Option<crate::provider::ChunkStream>>);
+
+impl RefusalRest {
+    /// Keeps `stream` for whoever delivers the refusal.
+    pub fn new(stream: crate::provider::ChunkStream) -> Self {
+        RefusalRest(std::sync::Mutex::new(Some(stream)))
+    }
+
+    /// The stream, the first time it is asked for.
+    pub fn take(&self) -> Option<crate::provider::ChunkStream> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for RefusalRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalRest(..)")
+    }
 }
 
 impl Refusal {

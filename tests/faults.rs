@@ -592,7 +592,8 @@ async fn a_malformed_chunk_is_a_typed_error_and_nothing_follows_it() {
         // Through the gateway without a fallback: what was sent before the bad chunk, then
         // one error event and nothing after it. (Inside the guard's window the guard may
         // instead judge the broken stream a non-answer; with no provider left the caller
-        // then gets what was held back, closed as a content filter closes it.) Before any
+        // then gets what was held back, closed as a content filter closes it, or the rest of
+        // the stream when the refusal was decided before the malformed chunk.) Before any
         // chunk, an error response. Never a token lost or repeated.
         let gw = gateway_over(&mock.base_url(), None, "", "").await;
         for k in [0, 2, 4, 7] {

@@ -269,3 +269,45 @@ async fn a_stream_blocked_before_its_first_word_is_the_400_of_a_block() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_every_provider_refused_reaches_the_caller_whole() {
+    // Found by a bug hunt: the caller got the refusal cut where the window stopped it
+    // ("I can't help with tha"), tokens lost.
+    let gw = start("[preroute]\nenabled = false").await;
+    let first =
+        "I'm sorry, but I cannot discuss political topics. Perhaps we could talk about the history of \
+                 tea, the weather in spring, or how to bake a good loaf of bread instead?";
+    gw.primary.push(Script::answer(first));
+    gw.fallback.push(Script::answer(
+        "I'm sorry, but I cannot discuss political topics.",
+    ));
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-refusal-guard-verdict"], "policy_refusal");
+    assert_eq!(r.headers()["x-refusal-guard-providers"], "primary,fallback");
+    let body = r.text().await.unwrap();
+    let mut text = String::new();
+    let mut finish = None;
+    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert!(v.get("error").is_none(), "{body}");
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+        if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    assert_eq!(text, first, "the primary's refusal, whole and once");
+    assert_eq!(finish.as_deref(), Some("stop"));
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+}

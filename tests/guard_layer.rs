@@ -153,12 +153,12 @@ async fn answer_is_released_byte_identical_and_in_order() {
 }
 
 #[tokio::test]
-async fn refusal_caught_inside_window_releases_nothing_and_drops_upstream() {
+async fn refusal_caught_inside_window_releases_nothing_and_keeps_the_rest_unread() {
     let up = Upstream::new();
-    let mut items = words("Sorry, I can't discuss that topic. ");
-    items.extend(words(
-        "Here is a long tail that should never be pulled from the upstream at all ok.",
-    ));
+    let opening = "Sorry, I can't discuss that topic. ";
+    let tail = "Here is a long tail that is not pulled from the upstream unless it is asked for.";
+    let mut items = words(opening);
+    items.extend(words(tail));
     let total = items.len();
     let layer = RefusalGuardLayer::new().detectors(detectors()).window_tokens(16);
     let err = run_stream(layer, up.stream(items, Duration::ZERO))
@@ -169,6 +169,21 @@ async fn refusal_caught_inside_window_releases_nothing_and_drops_upstream() {
     assert_eq!(texts(&refusal.held), "Sorry, ", "decided on the first chunk");
     assert_eq!(up.pulled.load(Ordering::SeqCst), 1);
     assert!(total > 10);
+    // The rest stays unread for a caller whom no other provider answers; dropping the
+    // refusal (a fallback answered) closes the upstream.
+    assert_eq!(up.dropped.load(Ordering::SeqCst), 0, "the rest is kept, unread");
+    let rest = refusal
+        .rest
+        .as_ref()
+        .and_then(|r| r.take())
+        .expect("the unread rest");
+    let rest: Vec<ChatCompletionChunk> = rest.map(|c| c.unwrap()).collect().await;
+    assert_eq!(
+        format!("Sorry, {}", texts(&rest)),
+        format!("{opening}{tail}"),
+        "whole, once"
+    );
+    drop(err);
     assert_eq!(up.dropped.load(Ordering::SeqCst), 1, "upstream stream dropped");
 }
 

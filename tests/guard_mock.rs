@@ -105,6 +105,9 @@ async fn a_streamed_refusal_is_stopped_in_the_window_and_the_provider_stops_gene
         held_tokens <= 16,
         "decided inside the window: {held_tokens} tokens"
     );
+    // The refusal keeps the rest of the stream unread for a caller no fallback answers;
+    // once it is dropped (a fallback answered), the provider is let go.
+    drop(err);
     assert!(mock.wait_for_disconnect(0, Duration::from_secs(10)).await);
     let sent = mock.response(0).unwrap().content_chunks_sent;
     assert!(sent < 40, "the provider was cut off early: {sent} chunks");

@@ -284,6 +284,7 @@ fn refuses_as(categories: &[&str]) -> ChatService {
                 held: Vec::new(),
                 completion: None,
                 cause: None,
+                rest: None,
             })))
         }
     }))

@@ -21,7 +21,7 @@ use http::response::Builder;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::error::Error;
+use crate::error::{Error, RefusalRest};
 use crate::layer::{Attempts, StreamVerdict};
 use crate::observe::request::StreamErrorCode;
 use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
@@ -47,8 +47,10 @@ pub fn respond(result: Result<ChatResponse, Error>) -> Response<Body> {
     }
 }
 
-/// Every provider refused a stream inside its window: the caller gets what was held back
-/// of the first refusal, closed as a content filter would close it, with the attempts.
+/// Every provider refused a stream inside its window: the caller gets the first refusal
+/// whole, with the attempts: what was held back, then the rest of its stream as the
+/// provider sends it. Where there is no rest (the stream had ended, or failed), what was
+/// held back, closed as a content filter would close it.
 fn held_refusal(error: Error) -> Response<Body> {
     let attempts = error.attempts().cloned();
     let refusal = match error.into_inner() {
@@ -56,7 +58,16 @@ fn held_refusal(error: Error) -> Response<Body> {
         other => return error_response(&other),
     };
     let verdict = refusal.verdict.clone();
+    let rest = refusal.rest.as_ref().and_then(RefusalRest::take);
     let mut chunks: Vec<Result<ChatCompletionChunk, Error>> = refusal.held.into_iter().map(Ok).collect();
+    if let Some(rest) = rest {
+        let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks).chain(rest)));
+        response.extensions.insert(verdict);
+        if let Some(attempts) = attempts {
+            response.extensions.insert(attempts);
+        }
+        return respond_ok(response);
+    }
     let last_id = chunks
         .iter()
         .rev()

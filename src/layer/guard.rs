@@ -57,7 +57,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::logprobs::{rejects_logprobs, strip_chunk, strip_completion, AskLogprobs};
 
 use crate::detect::{Completeness, Detectors, Observation};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, RefusalRest};
 use crate::judge::Decision;
 use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
 use crate::verdict::{Verdict, VerdictSet};
@@ -347,6 +347,7 @@ async fn guard_error(
         held: Vec::new(),
         completion: None,
         cause: Some(error),
+        rest: None,
     })))
 }
 
@@ -390,6 +391,7 @@ async fn guard_response(
                     held: Vec::new(),
                     completion: Some(completion),
                     cause: None,
+                    rest: None,
                 })));
             }
             response.extensions.insert(verdict);
@@ -564,7 +566,31 @@ impl StreamWatch {
             held,
             completion: None,
             cause,
+            rest: None,
         }
+    }
+
+    /// A refusal stopped inside the window, with the unread rest of its stream (its
+    /// logprobs taken out when the guard asked for them).
+    fn stopped(
+        &self,
+        verdict: Verdict,
+        held: Vec<ChatCompletionChunk>,
+        upstream: ChunkStream,
+    ) -> Box<Refusal> {
+        let rest: ChunkStream = if self.hide {
+            Box::pin(upstream.map(|item| {
+                item.map(|mut chunk| {
+                    strip_chunk(&mut chunk);
+                    chunk
+                })
+            }))
+        } else {
+            upstream
+        };
+        let mut refusal = self.refusal(verdict, held, None);
+        refusal.rest = Some(RefusalRest::new(rest));
+        Box::new(refusal)
     }
 
     /// Pulls chunks until the window is full, the deadline passes, the upstream ends, or a
@@ -615,7 +641,7 @@ impl StreamWatch {
                             if stops(&self.config, &verdict)
                                 && verdict.confidence >= self.config.decide_confidence
                             {
-                                return Window::Stop(Box::new(self.refusal(verdict, held, None)));
+                                return Window::Stop(self.stopped(verdict, held, upstream));
                             }
                         }
                         continue;
@@ -634,7 +660,10 @@ impl StreamWatch {
             let hb = hold_back(&held, self.token_count, false);
             let ended = completeness != Completeness::Partial;
             if stops(&self.config, &verdict) {
-                return Window::Stop(Box::new(self.refusal(verdict, held, error)));
+                return Window::Stop(match (ended, error) {
+                    (false, None) => self.stopped(verdict, held, upstream),
+                    (_, error) => Box::new(self.refusal(verdict, held, error)),
+                });
             }
             let upstream = match (ended, error) {
                 (false, _) => Some(UpstreamRest::Stream(upstream)),

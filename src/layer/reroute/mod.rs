@@ -76,7 +76,7 @@ pub use attempts::{Attempt, Attempts, Prices};
 pub use continuation::ContinuationStyle;
 pub use preroute::{PreRouteConfig, PreRouteStore, PreRouted};
 
-use crate::error::{Error, Refusal, RouteError};
+use crate::error::{Error, Refusal, RefusalRest, RouteError};
 use crate::layer::failover::DeadlineStream;
 use crate::layer::StreamVerdict;
 use crate::provider::{ChatResponse, ModelMap, ResponseBody};
@@ -659,6 +659,18 @@ impl Run {
     /// The route's error, with its attempts: who was asked travels with an error as it
     /// travels with an answer (the [`Attempts`] extension).
     fn failed(self, error: Error) -> Error {
+        let error = match (error, self.deadline) {
+            // The unread rest of a refused stream reaches the caller after this returns:
+            // the route's deadline bounds it as it bounds an answer.
+            (Error::Refused(mut refusal), Some(at)) => {
+                if let Some(rest) = refusal.rest.as_ref().and_then(RefusalRest::take) {
+                    let expired = self.expired(format!("route for {}", self.request.model));
+                    refusal.rest = Some(RefusalRest::new(DeadlineStream::bound(rest, at, expired)));
+                }
+                Error::Refused(refusal)
+            }
+            (error, _) => error,
+        };
         Error::Route(Box::new(RouteError {
             error,
             attempts: self.attempts,
