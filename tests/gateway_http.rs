@@ -13,6 +13,16 @@ use serde_json::{json, Value};
 
 const ANSWER: &str = "The Great Wall is not visible to the naked eye from low Earth orbit.";
 
+/// Sends the test's chat request, streamed or not, to the gateway.
+async fn post_chat(gw: &common::TestGateway, stream: bool) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/chat/completions", gw.base_url))
+        .json(&chat(stream))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn chat(stream: bool) -> Value {
     json!({"model": "qwen-plus", "stream": stream, "messages": [{"role": "user", "content": "Is the Great Wall visible from space?"}]})
 }
@@ -167,12 +177,7 @@ async fn a_client_leaving_mid_stream_cancels_the_upstream() {
     let long: String = (0..200).map(|i| format!("word{i} ")).collect();
     gw.primary
         .set_default(Script::answer(&long).delay_between_chunks(Duration::from_millis(10)));
-    let r = reqwest::Client::new()
-        .post(format!("{}/chat/completions", gw.base_url))
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&gw, true).await;
     let mut body = r.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
@@ -191,12 +196,7 @@ async fn shutdown_lets_open_streams_finish() {
     let mut gw = start("[server]\nshutdown_grace_secs = 20").await;
     gw.primary
         .set_default(Script::answer(ANSWER).delay_between_chunks(Duration::from_millis(20)));
-    let r = reqwest::Client::new()
-        .post(format!("{}/chat/completions", gw.base_url))
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&gw, true).await;
     assert_eq!(r.status(), 200);
     gw.shutdown.take().unwrap().send(()).unwrap();
     let text = r.text().await.unwrap();
@@ -228,12 +228,7 @@ async fn a_rate_limit_passes_on_how_long_to_wait() {
         .push(Script::status(429, limited).header("retry-after", "7"));
     gw.fallback
         .push(Script::status(429, limited).header("retry-after", "3"));
-    let r = reqwest::Client::new()
-        .post(format!("{}/chat/completions", gw.base_url))
-        .json(&chat(false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&gw, false).await;
     assert_eq!(r.status(), 429);
     assert_eq!(
         r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
@@ -255,12 +250,7 @@ async fn a_stream_blocked_before_its_first_word_is_the_400_of_a_block() {
                 Script::moderation_error(ModerationStage::Input)
             });
         }
-        let r = reqwest::Client::new()
-            .post(format!("{}/chat/completions", gw.base_url))
-            .json(&chat(stream))
-            .send()
-            .await
-            .unwrap();
+        let r = post_chat(&gw, stream).await;
         assert_eq!(r.status(), 400, "stream: {stream}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(
@@ -282,12 +272,7 @@ async fn a_stream_every_provider_refused_reaches_the_caller_whole() {
     gw.fallback.push(Script::answer(
         "I'm sorry, but I cannot discuss political topics.",
     ));
-    let r = reqwest::Client::new()
-        .post(format!("{}/chat/completions", gw.base_url))
-        .json(&chat(true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&gw, true).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-refusal-guard-verdict"], "policy_refusal");
     assert_eq!(r.headers()["x-refusal-guard-providers"], "primary,fallback");
