@@ -542,6 +542,13 @@ impl StreamWatch {
         self.tokens.push(token);
     }
 
+    /// Whether `error` ended the stream before it said anything: a failure (a stall, a
+    /// cut, a malformed chunk), which a fallback answers anew, not an empty answer to stop.
+    /// A provider's error event (a moderation block) is judged as evidence instead.
+    fn failed_before_text(&self, error: &Error) -> bool {
+        error.provider_error().is_none() && self.text.trim().is_empty()
+    }
+
     async fn judge(&self, completeness: Completeness, error: Option<&Error>) -> Verdict {
         // A tool call cut by a broken connection is still a call, not an empty answer; a
         // moderation error after it is still a block.
@@ -649,11 +656,9 @@ impl StreamWatch {
                     (Completeness::Partial, None)
                 }
             };
-            if let Some(e) = error.as_ref().filter(|e| e.provider_error().is_none()) {
-                if self.text.trim().is_empty() {
-                    tracing::debug!(error = %e, chunks = held.len(), "upstream failed inside the window before any text");
-                    return Window::Fail(error.expect("matched Some"));
-                }
+            if let Some(e) = error.as_ref().filter(|e| self.failed_before_text(e)) {
+                tracing::debug!(error = %e, chunks = held.len(), "upstream failed inside the window before any text");
+                return Window::Fail(error.expect("matched Some"));
             }
             let mut verdict = self.judge(completeness, error.as_ref()).await;
             verdict.elapsed = started.elapsed();
@@ -744,9 +749,8 @@ impl Released {
     /// recorded as the final verdict and, when the stop set covers it, handed on as a
     /// refusal so that an outer layer can continue elsewhere.
     async fn after_window_error(&mut self, error: Error) -> Error {
-        // A stall or a cut before any text (the window closed on time with nothing) is a
-        // failure, which a fallback answers anew; not an empty answer to stop.
-        let failed_before_text = error.provider_error().is_none() && self.watch.text.trim().is_empty();
+        // The window closed on time with nothing, then the upstream stalled or was cut.
+        let failed_before_text = self.watch.failed_before_text(&error);
         let completeness = if error.provider_error().is_some() {
             Completeness::Complete
         } else {
