@@ -37,22 +37,23 @@ pub struct HarmPolicy {
 }
 
 impl Default for HarmPolicy {
-    /// Harmful from 0.5, benign below 0.15 (0.10 when the refusal names harm), unsure
-    /// (fail safe) between. The two benign thresholds were chosen on 2026-12-03 on a
-    /// development set (tests/harm_reroute.rs), not on the end-to-end set the shares are
-    /// reported on. The band is wide on purpose: the shipped prompt judges recall harmful
-    /// requests poorly on files they never saw (models/combiner/loso.md), and a refusal kept
-    /// by mistake costs one answer while one re-routed by mistake launders a harmful
-    /// request. Run again on 2026-12-05 over the 199-pair development set with the n-gram
-    /// prompt head of that day, the rule chose them again
-    /// (`the_embedded_harm_policy_is_chosen_on_the_development_set`); without its cap it
-    /// would choose 0.20 / 0.20, which the head does not earn: alone it recalls only 0.75
-    /// to 0.99 of the harmful prompts of the shared files it never saw at 0.15.
+    /// Harmful from 0.5, benign below 0.15 whether or not the refusal names harm, unsure
+    /// (fail safe) between. The benign thresholds are chosen on a development set
+    /// (tests/harm_reroute.rs, `the_embedded_harm_policy_is_chosen_on_the_development_set`),
+    /// not on the end-to-end sets the shares are reported on. The band is wide on purpose:
+    /// the shipped prompt judges recall harmful requests poorly on files they never saw
+    /// (models/combiner/loso.md), and a refusal kept by mistake costs one answer while one
+    /// re-routed by mistake launders a harmful request. From 2026-12-03 the rule chose 0.10
+    /// when the refusal names harm; with the n-gram prompt head trained on 2026-12-05
+    /// (twenty-sixth session) beside the team's lawful political speech and history
+    /// requests (models/data/prompts-contrast8.jsonl, prompts-contrast9.jsonl) it chose
+    /// 0.15 / 0.15 over the 199-pair development set (1 of 199 harmful re-routed, 0.447 of
+    /// the benign), as it does for the e5 tier.
     fn default() -> Self {
         HarmPolicy {
             harmful_from: 0.5,
             benign_below: 0.15,
-            benign_below_named_harm: 0.10,
+            benign_below_named_harm: 0.15,
             block_harmful_from: 0.9,
         }
     }
@@ -69,8 +70,10 @@ impl HarmPolicy {
     /// of 160 benign ones, where the layer before at its policy (0.10 / 0.067) re-routed 3
     /// and 126 (models/e5-heads/README.md, "Harmful requests asked as history"). Chosen
     /// again when the development set gained 39 election-framed pairs (2026-12-05, with
-    /// evasions split by harm): 2 of 199 harmful and 155 of 199 benign. The other
-    /// tiers keep [`HarmPolicy::default`].
+    /// evasions split by harm): 2 of 199 harmful and 155 of 199 benign; and again for the
+    /// layer trained beside the team's lawful political speech and history requests
+    /// (2026-12-05, twenty-sixth session): 2 of 199 and 152 of 199. The other tiers keep
+    /// [`HarmPolicy::default`], which is the same since then.
     pub fn for_e5() -> Self {
         HarmPolicy {
             benign_below: 0.15,
@@ -209,15 +212,24 @@ mod tests {
 
     #[test]
     fn only_a_request_benign_under_both_bounds_clears_preroute() {
-        let d = HarmPolicy::default();
-        // Under 0.15 a plain refusal of it would be re-routed, but one naming harm (0.10)
-        // would not: not yet known, so it asks the primary.
+        // A policy whose bound for refusals naming harm is the narrower (the default's until
+        // 2026-12-05): under 0.15 a plain refusal of it would be re-routed, but one naming
+        // harm (0.10) would not: not yet known, so it asks the primary.
+        let d = narrower_when_harm_is_named();
         assert!(d.clears_preroute(0.09));
         assert!(!d.clears_preroute(0.10));
         assert!(!d.clears_preroute(0.12));
         let e5 = HarmPolicy::for_e5();
         assert!(e5.clears_preroute(0.14));
         assert!(!e5.clears_preroute(0.16));
+    }
+
+    /// Benign below 0.15, or 0.10 when the refusal names harm.
+    fn narrower_when_harm_is_named() -> HarmPolicy {
+        HarmPolicy {
+            benign_below_named_harm: 0.10,
+            ..HarmPolicy::default()
+        }
     }
 
     fn judged(p: f32) -> PromptJudgement {
@@ -262,8 +274,9 @@ mod tests {
         let (kind, ev) = HarmPolicy::default().refusal_verdict(Some((&judged(0.4), "ngram")), false, false);
         assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
         assert!(ev.reason.contains("fail safe"), "{}", ev.reason);
-        // Words naming harm narrow "benign": 0.12 is benign alone, unsure with them.
-        let policy = HarmPolicy::default();
+        // Words naming harm narrow "benign" where the policy says so: 0.12 is benign alone,
+        // unsure with them.
+        let policy = narrower_when_harm_is_named();
         assert!(policy.benign_below_named_harm <= 0.12 && 0.12 < policy.benign_below);
         let (kind, _) = policy.refusal_verdict(Some((&judged(0.12), "ngram")), false, false);
         assert_eq!(kind.class(), VerdictClass::PolicyRefusal);
