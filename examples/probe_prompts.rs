@@ -11,8 +11,15 @@
 //! itself has its say). With `RG_PROBE_ROWS=1` it also prints each row's id, language,
 //! label and P(harmful).
 //!
+//! `--benign FILE` reads the distinct requests of a labeled *response* file (the shared
+//! datasets' form: `prompt`, `lang`, an answer label) as benign ones, each once: for a file
+//! whose every request is lawful, such as speechmap's political criticism
+//! (models/e5-heads/README.md, "Lawful political speech").
+//!
 //! ```sh
 //! HF_HOME=.cache/hf cargo run --release --example probe_prompts -- tests/data/reroute-e2e3.jsonl
+//! HF_HOME=.cache/hf cargo run --release --example probe_prompts -- \
+//!     --benign ../shared/datasets/speechmap_criticism_nonqwen.jsonl
 //! ```
 //!
 //! A measurement, not a choice: the policy is chosen on the development set
@@ -24,7 +31,17 @@ use refusal_guard::judge::Decision;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files: Vec<String> = std::env::args().skip(1).collect();
+    // (file, whether its distinct requests are all benign: `--benign FILE`)
+    let mut files: Vec<(String, bool)> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--benign" {
+            let file = args.next().ok_or("--benign needs a file")?;
+            files.push((file, true));
+        } else {
+            files.push((arg, false));
+        }
+    }
     if files.is_empty() {
         return Err("name one or more JSON Lines files of labeled prompts".into());
     }
@@ -35,14 +52,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows_wanted = std::env::var_os("RG_PROBE_ROWS").is_some();
     // (lang, harmful) -> readings
     let mut by: BTreeMap<(String, bool), Vec<f32>> = BTreeMap::new();
-    for file in &files {
+    for (file, all_benign) in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let mut seen = std::collections::HashSet::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| format!("{file}:{}: {e}", n + 1))?;
-            let (Some(prompt), Some(harmful)) = (v["prompt"].as_str(), v["harmful"].as_bool()) else {
+            let harmful = if *all_benign {
+                Some(false)
+            } else {
+                v["harmful"].as_bool()
+            };
+            let (Some(prompt), Some(harmful)) = (v["prompt"].as_str(), harmful) else {
                 continue;
             };
+            if *all_benign && !seen.insert(prompt.to_string()) {
+                continue;
+            }
             let lang = v["lang"].as_str().unwrap_or("?").to_string();
             let Some((judged, _)) = models.prompt.judge_prompt(prompt).await else {
                 return Err(format!("{file}:{}: no tier judged the prompt", n + 1).into());
