@@ -307,17 +307,13 @@ fallbacks = ["fb"]
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/chat/completions");
     let body = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]});
+    let post = |model: &str, stream: bool| client.post(&url).json(&body(model, stream)).send();
     let header =
         |r: &reqwest::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
 
     // 1. The primary is down; the fallback answers.
     fb.push(Script::answer(ANSWER));
-    let r = client
-        .post(&url)
-        .json(&body("failover", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post("failover", false).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "x-refusal-guard-providers").as_deref(),
@@ -329,12 +325,7 @@ fallbacks = ["fb"]
     let broken = r#"{"error":{"message":"broken","code":"internal"}}"#;
     up.push(Script::status(500, broken));
     fb.push(Script::status(500, broken));
-    let r = client
-        .post(&url)
-        .json(&body("qwen-plus", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post("qwen-plus", false).await.unwrap();
     assert_eq!(r.status(), 500);
     assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
     assert_eq!(header(&r, "x-refusal-guard-providers").as_deref(), Some("up,fb"));
@@ -350,12 +341,7 @@ fallbacks = ["fb"]
     // 3. Both refuse a stream: the held-back refusal, with both attempts.
     up.push(Script::answer(REFUSAL));
     fb.push(Script::answer(REFUSAL));
-    let r = client
-        .post(&url)
-        .json(&body("qwen-plus", true))
-        .send()
-        .await
-        .unwrap();
+    let r = post("qwen-plus", true).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
     assert_eq!(header(&r, "x-refusal-guard-provider").as_deref(), Some("fb"));
@@ -370,12 +356,7 @@ fallbacks = ["fb"]
     assert_eq!(last["refusal_guard"]["attempts"], 2, "{text}");
 
     // 4. Both are down: a 502 whose message names both.
-    let r = client
-        .post(&url)
-        .json(&body("nowhere", false))
-        .send()
-        .await
-        .unwrap();
+    let r = post("nowhere", false).await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(
         header(&r, "x-refusal-guard-providers").as_deref(),
@@ -392,7 +373,7 @@ fallbacks = ["fb"]
     // passes: a 504 that names both, the one waited for as timed out.
     up.push(Script::status(500, broken));
     fb.push(Script::answer(ANSWER).delay_first_byte(Duration::from_secs(3)));
-    let r = client.post(&url).json(&body("slow", false)).send().await.unwrap();
+    let r = post("slow", false).await.unwrap();
     assert_eq!(r.status(), 504);
     assert_eq!(header(&r, "x-refusal-guard-providers").as_deref(), Some("up,fb"));
     assert_eq!(header(&r, "x-refusal-guard-attempts").as_deref(), Some("2"));
@@ -408,7 +389,7 @@ fallbacks = ["fb"]
     // error event; the event says so (it logged a success before).
     let long = format!("{ANSWER} {ANSWER} {ANSWER}");
     up.push(Script::answer(&long).drop_after(30));
-    let r = client.post(&url).json(&body("alone", true)).send().await.unwrap();
+    let r = post("alone", true).await.unwrap();
     assert_eq!(r.status(), 200);
     let sse = r.text().await.unwrap();
     assert!(sse.contains("\"error\""), "{sse}");
@@ -416,12 +397,7 @@ fallbacks = ["fb"]
     // 7. The same cut with a fallback, which continues the answer: a failover.
     up.push(Script::answer(&long).drop_after(30));
     fb.push(Script::answer("and the rest."));
-    let r = client
-        .post(&url)
-        .json(&body("qwen-plus", true))
-        .send()
-        .await
-        .unwrap();
+    let r = post("qwen-plus", true).await.unwrap();
     assert_eq!(r.status(), 200);
     r.text().await.unwrap();
 

@@ -27,7 +27,7 @@ use crate::observe::request::StreamErrorCode;
 use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
 use crate::verdict::Verdict;
 use crate::wire::sse::{encode_data, encode_done};
-use crate::wire::{ChatCompletionChunk, ChunkChoice, Delta, ErrorPosition, FinishReason};
+use crate::wire::{ChatCompletionChunk, ErrorPosition, FinishReason};
 
 /// The verdict class of the answer (`answer`, `policy_refusal`, …).
 pub const VERDICT_HEADER: &str = "x-refusal-guard-verdict";
@@ -60,29 +60,21 @@ fn held_refusal(error: Error) -> Response<Body> {
     let verdict = refusal.verdict.clone();
     let rest = refusal.rest.as_ref().and_then(RefusalRest::take);
     let mut chunks: Vec<Result<ChatCompletionChunk, Error>> = refusal.held.into_iter().map(Ok).collect();
-    if let Some(rest) = rest {
-        let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks).chain(rest)));
-        response.extensions.insert(verdict);
-        if let Some(attempts) = attempts {
-            response.extensions.insert(attempts);
+    let body: ChunkStream = match rest {
+        Some(rest) => Box::pin(futures::stream::iter(chunks).chain(rest)),
+        None => {
+            let last_id = chunks
+                .iter()
+                .rev()
+                .find_map(|c| c.as_ref().ok().and_then(|c| c.id.clone()));
+            chunks.push(Ok(ChatCompletionChunk::closing(
+                last_id,
+                FinishReason::ContentFilter,
+            )));
+            Box::pin(futures::stream::iter(chunks))
         }
-        return respond_ok(response);
-    }
-    let last_id = chunks
-        .iter()
-        .rev()
-        .find_map(|c| c.as_ref().ok().and_then(|c| c.id.clone()));
-    chunks.push(Ok(ChatCompletionChunk {
-        id: last_id,
-        object: Some("chat.completion.chunk".into()),
-        choices: vec![ChunkChoice {
-            delta: Delta::default(),
-            finish_reason: Some(FinishReason::ContentFilter),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }));
-    let mut response = ChatResponse::stream(Box::pin(futures::stream::iter(chunks)));
+    };
+    let mut response = ChatResponse::stream(body);
     response.extensions.insert(verdict);
     if let Some(attempts) = attempts {
         response.extensions.insert(attempts);

@@ -7,10 +7,12 @@
 //!   with jittered backoff and a shared [`TpsBudget`] so that an outage does not turn
 //!   into a storm of retries. Refusals and moderation blocks are never retried here;
 //!   they repeat on the same provider and are the re-route layer's business;
-//! - `tower::timeout::Timeout` for the time to the first token: the guard's response
-//!   future resolves once the hold-back window is decided, so this deadline covers the
-//!   connection, the provider's queue and the window;
-//! - the [`RefusalGuard`](crate::layer::RefusalGuard) and the provider client.
+//! - the [`RefusalGuard`](crate::layer::RefusalGuard), which judges what comes from below
+//!   it, a missed deadline included;
+//! - [`FirstTokenLayer`] for the time to the first token: it bounds the call and a
+//!   stream's chunks until one carries a token, so a provider that sends headers and then
+//!   stalls misses it as one that sends nothing does;
+//! - the provider client.
 //!
 //! [`DeadlineLayer`] adds the total budget, which tower's timeout cannot give a stream:
 //! it bounds the response future and every chunk after it by one deadline.
@@ -197,45 +199,18 @@ where
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let deadline = tokio::time::Instant::now() + self.config.after;
-        let expired = Error::Timeout {
-            provider: self.config.provider.to_string(),
+        let config = self.config.clone();
+        let expired = move || Error::Timeout {
+            provider: config.provider.to_string(),
             what: "first token",
-            after: self.config.after,
+            after: config.after,
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = match tokio::time::timeout_at(deadline, future).await {
-                Ok(r) => r?,
-                Err(_) => return Err(expired),
-            };
-            if let ResponseBody::Stream(stream) = response.body {
-                let mut stream = Some(stream);
-                let mut sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
-                let mut expired = Some(expired);
-                let bounded = futures::stream::poll_fn(move |cx| {
-                    let Some(inner) = stream.as_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    if let Poll::Ready(item) = inner.poll_next_unpin(cx) {
-                        if let Some(Ok(chunk)) = &item {
-                            if first_token(chunk) {
-                                sleep = None;
-                            }
-                        }
-                        return Poll::Ready(item);
-                    }
-                    match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
-                        Some(Poll::Ready(())) => {
-                            stream = None;
-                            Poll::Ready(expired.take().map(Err))
-                        }
-                        _ => Poll::Pending,
-                    }
-                });
-                response.body = ResponseBody::Stream(Box::pin(bounded));
-            }
-            Ok(response)
-        })
+        Box::pin(bounded(
+            self.inner.call(request),
+            deadline,
+            expired,
+            Some(first_token),
+        ))
     }
 }
 
@@ -302,46 +277,66 @@ where
         let total = self.total;
         let deadline = tokio::time::Instant::now() + total;
         let model = request.model.clone();
-        let future = self.inner.call(request);
         let expired = move || Error::Timeout {
             provider: format!("route for {model}"),
             what: "total",
             after: total,
         };
-        Box::pin(async move {
-            let mut response = match tokio::time::timeout_at(deadline, future).await {
-                Ok(r) => r?,
-                Err(_) => return Err(expired()),
-            };
-            if let ResponseBody::Stream(stream) = response.body {
-                response.body = ResponseBody::Stream(DeadlineStream::bound(stream, deadline, expired()));
-            }
-            Ok(response)
-        })
+        Box::pin(bounded(self.inner.call(request), deadline, expired, None))
     }
 }
 
+/// An exchange bounded by `deadline`: the call, then every chunk of its stream, which ends
+/// in `expired()` when the deadline passes first. With `lifted_by`, the first chunk it
+/// accepts lifts the deadline for the rest (the first-token bound). Shared by
+/// [`FirstToken`] and [`Deadline`].
+async fn bounded(
+    call: impl Future<Output = Result<ChatResponse, Error>>,
+    deadline: tokio::time::Instant,
+    expired: impl FnOnce() -> Error,
+    lifted_by: Option<fn(&crate::wire::ChatCompletionChunk) -> bool>,
+) -> Result<ChatResponse, Error> {
+    let mut response = match tokio::time::timeout_at(deadline, call).await {
+        Ok(r) => r?,
+        Err(_) => return Err(expired()),
+    };
+    if let ResponseBody::Stream(stream) = response.body {
+        let mut bounded = DeadlineStream::new(stream, deadline, expired());
+        bounded.lifted_by = lifted_by;
+        response.body = ResponseBody::Stream(Box::pin(bounded));
+    }
+    Ok(response)
+}
+
 /// A stream that ends in `expired` when `deadline` passes before its end: what came
-/// before stays sent, nothing comes after. Shared by [`Deadline`] and the reroute layer's
-/// own total timeout.
+/// before stays sent, nothing comes after. Shared by [`Deadline`], [`FirstToken`] and the
+/// reroute layer's own total timeout.
 pub(crate) struct DeadlineStream {
     stream: crate::provider::ChunkStream,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// `None` once the deadline is lifted.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: Option<Error>,
+    /// A chunk it accepts lifts the deadline for the rest of the stream.
+    lifted_by: Option<fn(&crate::wire::ChatCompletionChunk) -> bool>,
 }
 
 impl DeadlineStream {
+    fn new(stream: crate::provider::ChunkStream, deadline: tokio::time::Instant, expired: Error) -> Self {
+        DeadlineStream {
+            stream,
+            sleep: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            expired: Some(expired),
+            lifted_by: None,
+        }
+    }
+
     /// `stream`, ended in `expired` at `deadline`.
     pub(crate) fn bound(
         stream: crate::provider::ChunkStream,
         deadline: tokio::time::Instant,
         expired: Error,
     ) -> crate::provider::ChunkStream {
-        Box::pin(DeadlineStream {
-            stream,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            expired: Some(expired),
-        })
+        Box::pin(DeadlineStream::new(stream, deadline, expired))
     }
 }
 
@@ -353,17 +348,19 @@ impl futures::Stream for DeadlineStream {
             return Poll::Ready(None);
         };
         if let Poll::Ready(item) = self.stream.poll_next_unpin(cx) {
-            if item.is_none() {
-                self.expired = None;
+            match &item {
+                None => self.expired = None,
+                Some(Ok(chunk)) if self.lifted_by.is_some_and(|lifts| lifts(chunk)) => self.sleep = None,
+                _ => {}
             }
             return Poll::Ready(item);
         }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
+        match self.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
                 let expired = self.expired.take().expect("checked above");
                 Poll::Ready(Some(Err(expired)))
             }
-            Poll::Pending => Poll::Pending,
+            _ => Poll::Pending,
         }
     }
 }

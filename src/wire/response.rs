@@ -175,6 +175,21 @@ pub struct ChatCompletionChunk {
 }
 
 impl ChatCompletionChunk {
+    /// A chunk that only closes the first choice with `finish` (an empty delta), under the
+    /// stream's `id`: for a stream that ends without its own finish chunk.
+    pub fn closing(id: Option<String>, finish: FinishReason) -> Self {
+        ChatCompletionChunk {
+            id,
+            object: Some("chat.completion.chunk".into()),
+            choices: vec![ChunkChoice {
+                delta: Delta::default(),
+                finish_reason: Some(finish),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     /// The content text this chunk adds to the first choice ("" when none).
     pub fn content(&self) -> &str {
         self.choices

@@ -69,17 +69,15 @@ pub fn continuation_request(
 /// refusal of a benign question into a safety refusal. (An operator's own instruction
 /// text is judged as it is.)
 pub fn judged_prompt(request: &ChatRequest) -> Option<String> {
-    let mut users = request
+    let last = request.last_user_text()?;
+    if last != DEFAULT_CONTINUE_INSTRUCTION {
+        return Some(last);
+    }
+    let at = request
         .messages
         .iter()
-        .rev()
-        .filter(|m| m.role == crate::wire::Role::User)
-        .filter_map(|m| m.content.as_ref().map(|c| c.text()));
-    let last = users.next()?;
-    if last == DEFAULT_CONTINUE_INSTRUCTION {
-        return users.next();
-    }
-    Some(last)
+        .rposition(|m| m.role == crate::wire::Role::User)?;
+    crate::wire::last_user_text(&request.messages[..at])
 }
 
 /// How many bytes at the start of `continuation` repeat the end of `released`: the

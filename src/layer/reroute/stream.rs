@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::layer::StreamVerdict;
 use crate::provider::{ChunkStream, ResponseBody};
 use crate::verdict::{Verdict, VerdictClass};
-use crate::wire::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
+use crate::wire::{ChatCompletionChunk, FinishReason, Usage};
 
 /// How much of a continuation is read before the overlap with the released text is
 /// judged: enough to see a repeated sentence, little enough not to delay the stream.
@@ -170,16 +170,7 @@ impl Continuing {
     /// A final chunk for a re-routed stream that ended without a finish chunk to mark.
     fn marker_chunk(&mut self) -> ChatCompletionChunk {
         self.marked = true;
-        let mut chunk = ChatCompletionChunk {
-            id: self.stream_id.clone(),
-            object: Some("chat.completion.chunk".into()),
-            choices: vec![ChunkChoice {
-                delta: Delta::default(),
-                finish_reason: Some(FinishReason::Stop),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
+        let mut chunk = ChatCompletionChunk::closing(self.stream_id.clone(), FinishReason::Stop);
         chunk.extra.insert("refusal_guard".into(), self.marker());
         chunk
     }
