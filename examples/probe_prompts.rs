@@ -26,6 +26,7 @@
 //! (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`).
 use std::collections::BTreeMap;
 
+use refusal_guard::classify::data::read_jsonl;
 use refusal_guard::judge::fit::harm_auc;
 use refusal_guard::judge::Decision;
 
@@ -53,32 +54,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (lang, harmful) -> readings
     let mut by: BTreeMap<(String, bool), Vec<f32>> = BTreeMap::new();
     for (file, all_benign) in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let records = read_jsonl(std::path::Path::new(file))?;
         let mut seen = std::collections::HashSet::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| format!("{file}:{}: {e}", n + 1))?;
-            let harmful = if *all_benign {
-                Some(false)
-            } else {
-                v["harmful"].as_bool()
-            };
-            let (Some(prompt), Some(harmful)) = (v["prompt"].as_str(), harmful) else {
+        for r in records {
+            let harmful = if *all_benign { Some(false) } else { r.harmful };
+            let (Some(prompt), Some(harmful)) = (r.prompt.as_deref(), harmful) else {
                 continue;
             };
             if *all_benign && !seen.insert(prompt.to_string()) {
                 continue;
             }
-            let lang = v["lang"].as_str().unwrap_or("?").to_string();
             let Some((judged, _)) = models.prompt.judge_prompt(prompt).await else {
-                return Err(format!("{file}:{}: no tier judged the prompt", n + 1).into());
+                return Err(format!("{file}: {}: no tier judged the prompt", r.id).into());
+            };
+            let lang = if r.lang.is_empty() {
+                "?".to_string()
+            } else {
+                r.lang
             };
             if rows_wanted {
-                println!(
-                    "{}\t{lang}\t{harmful}\t{:.4}",
-                    v["id"].as_str().unwrap_or(""),
-                    judged.harmful
-                );
+                println!("{}\t{lang}\t{harmful}\t{:.4}", r.id, judged.harmful);
             }
             by.entry((lang, harmful)).or_default().push(judged.harmful);
         }
