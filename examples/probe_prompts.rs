@@ -26,7 +26,7 @@
 //! (tests/harm_reroute.rs, `the_harm_policy_is_chosen_on_a_development_set`).
 use std::collections::BTreeMap;
 
-use refusal_guard::classify::data::read_jsonl;
+use refusal_guard::dataset::read_records;
 use refusal_guard::judge::fit::harm_auc;
 use refusal_guard::judge::Decision;
 
@@ -54,11 +54,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (lang, harmful) -> readings
     let mut by: BTreeMap<(String, bool), Vec<f32>> = BTreeMap::new();
     for (file, all_benign) in &files {
-        let records = read_jsonl(std::path::Path::new(file))?;
+        let records = read_records(std::path::Path::new(file))?;
         let mut seen = std::collections::HashSet::new();
         for r in records {
-            let harmful = if *all_benign { Some(false) } else { r.harmful };
-            let (Some(prompt), Some(harmful)) = (r.prompt.as_deref(), harmful) else {
+            let harmful = if *all_benign {
+                Some(false)
+            } else {
+                r.request_harm()
+            };
+            let (Some(prompt), Some(harmful)) = (r.request(), harmful) else {
                 continue;
             };
             if *all_benign && !seen.insert(prompt.to_string()) {
@@ -70,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let lang = if r.lang.is_empty() {
                 "?".to_string()
             } else {
-                r.lang
+                r.lang.clone()
             };
             if rows_wanted {
                 println!("{}\t{lang}\t{harmful}\t{:.4}", r.id, judged.harmful);

@@ -6,6 +6,9 @@
 //! that Do-Not-Answer's numeric actions do not collide with anything else: a Do-Not-Answer
 //! label `4` is `DNA:4`; SpeechMap's labels (`COMPLETE`, `EVASIVE`, …) and deccp's
 //! `censored` are used as they are. Any entry can be overridden (`--map DNA:1=refusal`).
+//!
+//! Training reads the same records through the same mapping ([`LabelMap::response_label`],
+//! [`Record::request_harm`]), so a file means the same thing to `train` as to `eval`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,31 +18,44 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::classify::ResponseLabel;
 use crate::verdict::VerdictClass;
 use crate::wire::{ErrorPosition, FinishReason, ProviderError};
 
 /// The environment variable naming the shared datasets folder.
 pub const DATASETS_ENV: &str = "REFUSAL_GUARD_DATASETS";
 
-/// One labeled answer: `{"id","source","lang","prompt","response","label","model","meta"}`.
+/// One labeled answer: `{"id","source","lang","prompt","response","label","model","meta"}`,
+/// or one labeled request of a prompt file (`prompt` and `harmful`, no answer). Absent text
+/// fields, and `null` ones, read as empty; unknown fields are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_null")]
     pub source: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_null")]
     pub lang: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_null")]
     pub prompt: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_null")]
     pub response: String,
-    /// The upstream label, verbatim (a string or a number upstream; read as text).
-    #[serde(deserialize_with = "label_as_string")]
+    /// The upstream label, verbatim (a string or a number upstream; read as text). Empty
+    /// where a file has none (prompt files): such a record is not scored ([`LabelMap::knows`]).
+    #[serde(default, deserialize_with = "label_as_string")]
     pub label: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_null")]
     pub model: String,
     #[serde(default)]
     pub meta: Value,
+    /// Prompt files: whether the request is harmful (`null` or absent where unclear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harmful: Option<bool>,
+}
+
+/// A text field that a file may write as `null` (the project's examples have no request:
+/// `"prompt": null`).
+fn text_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 fn label_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -59,6 +75,27 @@ impl Record {
             return Ok(None);
         }
         serde_json::from_str(line).map(Some)
+    }
+
+    /// The request, when the record has one.
+    pub fn request(&self) -> Option<&str> {
+        Some(self.prompt.as_str()).filter(|p| !p.is_empty())
+    }
+
+    /// The answer, when the record has one.
+    pub fn answer(&self) -> Option<&str> {
+        Some(self.response.as_str()).filter(|r| !r.is_empty())
+    }
+
+    /// Whether the request is harmful, for training and scoring the prompt-harm judgment:
+    /// the file's `harmful`, except in deccp, whose original prompts count as benign
+    /// (political questions a provider censors are not harmful requests) and whose other
+    /// rows (answers of an abliterated model to the same prompts) are not prompt rows.
+    pub fn request_harm(&self) -> Option<bool> {
+        if self.id.starts_with("deccp-") {
+            return self.id.starts_with("deccp-orig").then_some(false);
+        }
+        self.harmful
     }
 
     /// The label with its family prefix, the key of the [`LabelMap`].
@@ -144,6 +181,19 @@ impl Gold {
             Gold::Empty => "empty",
             Gold::PromptLevel => "prompt_level",
             Gold::Exclude => "exclude",
+        }
+    }
+
+    /// The answer question's label this class trains and scores as (answer, refusal,
+    /// evasion, inability): an answer with caveats is an answer; provider blocks, empty
+    /// answers and prompt-level or excluded labels are not answer labels.
+    pub fn response_label(self) -> Option<ResponseLabel> {
+        match self {
+            Gold::Answer | Gold::AnswerWithCaveats => Some(ResponseLabel::Answer),
+            Gold::Refusal => Some(ResponseLabel::Refusal),
+            Gold::Evasion => Some(ResponseLabel::Evasion),
+            Gold::Inability => Some(ResponseLabel::Inability),
+            Gold::ProviderBlock | Gold::Empty | Gold::PromptLevel | Gold::Exclude => None,
         }
     }
 
@@ -249,6 +299,13 @@ impl LabelMap {
     /// score through here, so one file scores the same in both.
     pub fn gold(&self, record: &Record) -> Gold {
         self.lookup(record).unwrap_or(Gold::Exclude)
+    }
+
+    /// The answer label a record trains as ([`Gold::response_label`]); `None` without an
+    /// answer, or for a label that is not about one.
+    pub fn response_label(&self, record: &Record) -> Option<ResponseLabel> {
+        record.answer()?;
+        self.gold(record).response_label()
     }
 
     /// Whether the mapping, or the class names, know the record's label.
@@ -476,5 +533,86 @@ mod tests {
     fn numeric_labels_read_as_text() {
         let r: Record = serde_json::from_str(r#"{"id":"dna-en-1","label":4}"#).unwrap();
         assert_eq!(r.label_key(), "DNA:4");
+    }
+
+    fn line(json: &str) -> Record {
+        Record::from_line(json).unwrap().unwrap()
+    }
+
+    #[test]
+    fn training_reads_answer_labels_through_the_same_mapping() {
+        let m = LabelMap::default();
+        let label = |json: &str| m.response_label(&line(json));
+        assert_eq!(
+            label(r#"{"id":"gptfuzz-1","label":0,"response":"No."}"#),
+            Some(ResponseLabel::Refusal)
+        );
+        assert_eq!(
+            label(r#"{"id":"gptfuzz-1","label":1,"response":"Sure."}"#),
+            Some(ResponseLabel::Answer)
+        );
+        // An answer with caveats trains as an answer; an inability as itself.
+        assert_eq!(
+            label(r#"{"id":"dna-en-1","label":2,"response":"Well,"}"#),
+            Some(ResponseLabel::Answer)
+        );
+        assert_eq!(
+            label(r#"{"id":"dna-en-1","label":4,"response":"I can't see"}"#),
+            Some(ResponseLabel::Inability)
+        );
+        assert_eq!(
+            label(r#"{"id":"j","label":"安全有用回答","response":"不行"}"#),
+            Some(ResponseLabel::Refusal)
+        );
+        assert_eq!(
+            label(r#"{"id":"t","label":"evasion","response":"Well"}"#),
+            Some(ResponseLabel::Evasion)
+        );
+        assert_eq!(
+            label(r#"{"id":"t","label":"policy_refusal","response":"No"}"#),
+            Some(ResponseLabel::Refusal)
+        );
+        // Not an answer label, or no answer to learn from.
+        assert_eq!(
+            label(r#"{"id":"s","label":"ERROR_ORIGINAL_MODERATION","response":"x"}"#),
+            None
+        );
+        assert_eq!(
+            label(r#"{"id":"deccp-orig-1","label":"censored","response":"x"}"#),
+            None
+        );
+        assert_eq!(label(r#"{"id":"s","label":"DENIAL","response":""}"#), None);
+        assert_eq!(label(r#"{"id":"s","label":"DENIAL"}"#), None);
+    }
+
+    #[test]
+    fn prompt_files_and_null_fields_read_as_records() {
+        let r = line(r#"{"id":"p1","lang":"zh","prompt":"怎么做蛋糕","harmful":false,"category":null}"#);
+        assert_eq!(
+            (r.request(), r.request_harm(), r.answer()),
+            (Some("怎么做蛋糕"), Some(false), None)
+        );
+        assert!(!LabelMap::default().knows(&r), "no label: not scored");
+        let r = line(r#"{"id":"rg-ex-0","label":"refusal","response":"No.","prompt":null}"#);
+        assert_eq!((r.request(), r.answer()), (None, Some("No.")));
+        assert_eq!(
+            line(r#"{"id":"p2","prompt":"x","harmful":null}"#).request_harm(),
+            None
+        );
+        // A record needs its id: the split and every report go by it.
+        let err = Record::from_line(r#"{"prompt":"x","harmful":true}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `id`"), "{err}");
+    }
+
+    #[test]
+    fn deccp_original_prompts_are_benign_requests_and_its_other_rows_are_none() {
+        let harm =
+            |id: &str| line(&format!(r#"{{"id":"{id}","prompt":"q","label":"censored"}}"#)).request_harm();
+        assert_eq!(harm("deccp-orig-3"), Some(false));
+        assert_eq!(harm("deccp-abliterated-3"), None);
+        assert_eq!(
+            line(r#"{"id":"x","prompt":"q","harmful":true}"#).request_harm(),
+            Some(true)
+        );
     }
 }

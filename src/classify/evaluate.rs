@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::data::{read_jsonl, Record};
 use super::{is_fit, Classifier, ClassifyError, ResponseLabel};
+use crate::dataset::{read_records, Gold, LabelMap, Record};
 use crate::score::{Binary, Prf};
 
 /// Which records of a file to score.
@@ -101,6 +101,10 @@ impl PromptScores {
 
 /// Keeps at most `limit` records per language, spread evenly over the file (every k-th
 /// record of each language), so that a limited run still sees every part of a file.
+fn read(path: &Path) -> Result<Vec<Record>, ClassifyError> {
+    read_records(path).map_err(ClassifyError::Invalid)
+}
+
 fn sample(records: Vec<Record>, limit: Option<usize>) -> Vec<Record> {
     let Some(limit) = limit else { return records };
     let mut per_lang: BTreeMap<String, usize> = BTreeMap::new();
@@ -129,18 +133,19 @@ pub async fn score_responses(
     limit: Option<usize>,
     filter: impl Fn(&Record) -> bool,
 ) -> Result<BTreeMap<String, ResponseScores>, ClassifyError> {
-    let records: Vec<Record> = read_jsonl(path)?
+    let labels = LabelMap::default();
+    let records: Vec<Record> = read(path)?
         .into_iter()
-        .filter(|r| part.keeps(&r.id) && filter(r) && r.response_label().is_some())
+        .filter(|r| part.keeps(&r.id) && filter(r) && labels.response_label(r).is_some())
         .collect();
     let mut out: BTreeMap<String, ResponseScores> = BTreeMap::new();
     for r in sample(records, limit) {
-        let Some(gold) = r.response_label() else { continue };
+        let Some(gold) = labels.response_label(&r) else {
+            continue;
+        };
         let s = out.entry(r.lang.clone()).or_default();
         let started = std::time::Instant::now();
-        let judged = classifier
-            .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
-            .await?;
+        let judged = classifier.judge_response(r.request(), &r.response).await?;
         s.micros += started.elapsed().as_micros();
         let Some(j) = judged else {
             return Err(ClassifyError::Invalid(format!(
@@ -152,7 +157,7 @@ pub async fn score_responses(
         s.n += 1;
         s.correct += usize::from(pred == gold);
         s.confusion[gold.index()][pred.index()] += 1;
-        if matches!(r.label_str().as_deref(), Some("1" | "2" | "3")) {
+        if labels.gold(&r) == Gold::AnswerWithCaveats {
             s.caveat_answers += 1;
             s.caveat_flagged += usize::from(pred != ResponseLabel::Answer);
         }
@@ -169,14 +174,14 @@ pub async fn non_answer_rate(
     limit: Option<usize>,
 ) -> Result<BTreeMap<String, (usize, usize)>, ClassifyError> {
     let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for r in sample(read_jsonl(path)?, limit) {
+    for r in sample(read(path)?, limit) {
         let group = format!(
             "{} {}",
             r.id.rsplit_once('-').map(|(a, _)| a).unwrap_or(&r.id),
             r.lang
         );
         let j = classifier
-            .judge_response(r.prompt.as_deref(), r.response.as_deref().unwrap_or(""))
+            .judge_response(r.request(), &r.response)
             .await?
             .ok_or_else(|| ClassifyError::Invalid(format!("{} does not judge answers", classifier.name())))?;
         let e = out.entry(group).or_default();
@@ -195,12 +200,12 @@ pub async fn score_prompts(
     limit: Option<usize>,
 ) -> Result<BTreeMap<String, PromptScores>, ClassifyError> {
     let mut out: BTreeMap<String, PromptScores> = BTreeMap::new();
-    let records: Vec<Record> = read_jsonl(path)?
+    let records: Vec<Record> = read(path)?
         .into_iter()
-        .filter(|r| part.keeps(&r.id) && r.harmful.is_some() && r.prompt.is_some())
+        .filter(|r| part.keeps(&r.id) && r.request_harm().is_some() && r.request().is_some())
         .collect();
     for r in sample(records, limit) {
-        let (Some(harmful), Some(prompt)) = (r.harmful, r.prompt.as_deref()) else {
+        let (Some(harmful), Some(prompt)) = (r.request_harm(), r.request()) else {
             continue;
         };
         let s = out.entry(r.lang.clone()).or_default();

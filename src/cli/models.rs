@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use crate::classify::data::{datasets_dir, PERMISSIVE_PROMPT_FILES};
+use crate::classify::data::PERMISSIVE_PROMPT_FILES;
 use crate::classify::evaluate::{
     non_answer_rate, prompt_row, response_row, score_prompts, score_responses, Part, PROMPT_HEADER,
     RESPONSE_HEADER,
@@ -179,9 +179,10 @@ pub fn run(args: ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
             no_prompts,
             no_responses,
         } => {
-            let dir = datasets
-                .or_else(datasets_dir)
-                .ok_or("the shared datasets folder was not found; pass --datasets")?;
+            let dir = match datasets {
+                Some(dir) => dir,
+                None => crate::dataset::datasets_dir().map_err(|e| format!("{e}, or pass --datasets"))?,
+            };
             // Every file is optional (a user's folder may hold some of them), so a wrong
             // folder would otherwise print empty tables and succeed.
             if !dir.is_dir() {

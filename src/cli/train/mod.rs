@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use clap::Args;
 
-use crate::classify::data::{datasets_dir, short_name, Provenance, PERMISSIVE_PROMPT_FILES};
+use crate::classify::data::{short_name, Provenance, PERMISSIVE_PROMPT_FILES};
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
 use crate::classify::features::FeatureConfig;
@@ -267,11 +267,11 @@ pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
 }
 
 fn find_datasets(given: Option<PathBuf>) -> Result<PathBuf, ClassifyError> {
-    given.or_else(datasets_dir).ok_or_else(|| {
-        ClassifyError::Invalid(
-            "the shared datasets folder was not found; pass --datasets or set REFUSAL_GUARD_DATASETS".into(),
-        )
-    })
+    match given {
+        Some(dir) => Ok(dir),
+        None => crate::dataset::datasets_dir()
+            .map_err(|e| ClassifyError::Invalid(format!("{e}, or pass --datasets"))),
+    }
 }
 
 /// What one side of the training made to ship.

@@ -33,11 +33,12 @@ pub use prompts::*;
 pub use super::combiner::Thresholds;
 use super::features::{self, N_FEATURES};
 use super::{Combiner, EscalationBand};
-use crate::classify::data::{read_jsonl, RESPONSE_LABELS};
+use crate::classify::data::RESPONSE_LABELS;
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramHead;
 use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
 use crate::classify::{ClassifyError, ResponseJudgement, ResponseLabel};
+use crate::dataset::{read_records, LabelMap};
 use crate::detect::patterns::Patterns;
 use crate::detect::Completeness;
 use crate::score::{Binary, Prf};
@@ -131,13 +132,16 @@ pub struct Row {
 /// for refusals, inabilities and answers (an evasion's opening looks like an answer: only
 /// the whole text shows it).
 pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, ClassifyError> {
+    let labels = LabelMap::default();
     let mut rows = Vec::new();
     for (si, source) in sources.iter().enumerate() {
         let mut seen = HashSet::new();
         for file in &source.files {
-            for r in read_jsonl(file)? {
-                let Some(label) = r.response_label() else { continue };
-                let Some(text) = r.response.clone() else { continue };
+            for r in read_records(file).map_err(ClassifyError::Invalid)? {
+                let Some(label) = labels.response_label(&r) else {
+                    continue;
+                };
+                let text = r.response.clone();
                 if text.trim().is_empty() || !seen.insert(text.clone()) {
                     continue;
                 }
@@ -152,7 +156,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                         rows.push(Row {
                             source: si,
                             lang: lang.clone(),
-                            prompt: r.prompt.clone(),
+                            prompt: r.request().map(str::to_string),
                             text: w.to_string(),
                             label,
                             window: true,
@@ -164,7 +168,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                 rows.push(Row {
                     source: si,
                     lang,
-                    prompt: r.prompt,
+                    prompt: r.request().map(str::to_string),
                     text,
                     label,
                     window: false,

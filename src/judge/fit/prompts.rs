@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{head_on_vectors, held_out, mean, rate, FitConfig};
-use crate::classify::data::{read_jsonl, PROMPT_LABELS};
+use crate::classify::data::PROMPT_LABELS;
 use crate::classify::ngram::NgramHead;
 use crate::classify::train::{train_ngram_head, Example, LinearHead};
 use crate::classify::ClassifyError;
+use crate::dataset::read_records;
 
 /// One labeled prompt (harmful or benign).
 #[derive(Debug, Clone)]
@@ -66,21 +67,13 @@ pub fn write_prompt_stack(
     out.flush()
 }
 
-/// Reads the prompts with a harm label of each file (deccp's original prompts count as
-/// benign: political questions a provider censors are not harmful requests).
+/// Reads the prompts with a harm label of each file ([`crate::dataset::Record::request_harm`]:
+/// deccp's original prompts count as benign).
 pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyError> {
     let mut rows = Vec::new();
     for (si, f) in files.iter().enumerate() {
-        for r in read_jsonl(f)? {
-            let harmful = if r.id.starts_with("deccp-") {
-                if !r.id.starts_with("deccp-orig") {
-                    continue;
-                }
-                Some(false)
-            } else {
-                r.harmful
-            };
-            let (Some(harmful), Some(text)) = (harmful, r.prompt) else {
+        for r in read_records(f).map_err(ClassifyError::Invalid)? {
+            let (Some(harmful), Some(text)) = (r.request_harm(), r.request()) else {
                 continue;
             };
             if text.trim().is_empty() {
@@ -88,8 +81,12 @@ pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyErr
             }
             rows.push(PromptRow {
                 source: si,
-                lang: if r.lang.is_empty() { "?".into() } else { r.lang },
-                text,
+                lang: if r.lang.is_empty() {
+                    "?".into()
+                } else {
+                    r.lang.clone()
+                },
+                text: text.to_string(),
                 harmful,
             });
         }
