@@ -2,6 +2,16 @@
 //! inability and subject-change formulas of chat models in each language, plus the few
 //! official-line phrases seen in Finnish answers. Fewer phrases than English or Chinese:
 //! enough to catch the formulaic opening refusals that are most of the traffic.
+//!
+//! Each language also has refusals that put the object or an adverb first, or the verb
+//! last, as these languages readily do ("Dabei kann ich nicht helfen", "Eine solche Mail
+//! verfasse ich nicht", "Помочь вам с этим я не могу", "Eso no lo voy a hacer",
+//! "お手伝いできません" beside "手伝えない"): without them (before 2026-12-06) the e5
+//! tier read 16 of 30 German and 17 of 30 Russian refusals of a team-written set as answers
+//! (models/data/unused/responses-xx2.jsonl, which the `*2`, `decline`, `will_not`, `idiom`,
+//! `verb_first_not` and `not_able` rules were written against; its answers include
+//! refusal-like wording in normal use, "No puedo dejar de recomendar…", "Je ne peux pas
+//! garantir…, mais voici…", none of which these rules match).
 
 use super::{rule, Anchor::*, Cue::*, Rule};
 
@@ -29,36 +39,55 @@ pub(super) const RULES: &[Rule] = &[
     // --- Japanese ----------------------------------------------------------------------------
     rule("ja.sorry_cannot", "ja", Refusal, 0.95, Anywhere, r"(申し訳(ありません|ございません|ないのですが)|すみません|ごめんなさい)[^。]{0,40}(できません|できかねます|お答えできません|お手伝いできません|対応できません|控えさせて)"),
     rule("ja.cannot_act", "ja", Refusal, 0.85, Anywhere, r"(お答え|回答|お手伝い|提供|作成|対応|協力|支援)(すること)?(は|が)?(でき|出来)(ません|かねます)|お答えを控え"),
+    rule("ja.cannot_act2", "ja", Refusal, 0.8, Anywhere, r"(お教え|教える|ご案内|お伝え|お応え|応じる|お引き受け|引き受ける)(すること|こと)?(は|が)?(でき|出来)(ません|かねます)|いたしかねます|お断り(します|いたします|させていただきます)|差し控えさせていただきます"),
+    rule("ja.will_not", "ja", Refusal, 0.8, Anywhere, r"(手伝え|教えられ|答えられ|応えられ|書け|作れ)(ない|ません)"),
     rule("ja.no_access", "ja", Inability, 0.85, Anywhere, r"(リアルタイム|最新|個人|インターネット)[^。]{0,12}(アクセスでき|アクセスする(こと|能力)がありません)"),
     rule("ja.change_topic", "ja", Evasion, 0.75, Anywhere, r"(話題|トピック)を変え|別の(話題|トピック)"),
     rule("ja.as_an_ai", "ja", Disclaimer, 0.3, Anywhere, r"ai ?として|言語モデルとして|人工知能として"),
     // --- Korean ------------------------------------------------------------------------------
     rule("ko.sorry_cannot", "ko", Refusal, 0.95, Anywhere, r"(죄송|미안|유감)[^.!]{0,40}(수 없습니다|수 없어요|수 없네요|드릴 수 없|어렵습니다)"),
     rule("ko.cannot_act", "ko", Refusal, 0.85, Anywhere, r"(도와|답변해|답변|제공해|제공|작성해|작성|생성해|생성|응해|참여해)\s?(드릴|할) 수 없"),
+    rule("ko.cannot_act2", "ko", Refusal, 0.8, Anywhere, r"(도와|답변|대답|제공|안내|작성)\s?(드리|해 드리|해드리)기\s?(는\s?)?어렵습니다|도움을\s?(드릴|줄)\s?수\s?없|(응할|응해 드릴|응해드릴)\s?수\s?없"),
+    rule("ko.will_not", "ko", Refusal, 0.8, Anywhere, r"(처리|도와|도와 드릴|해 드릴|써 드릴|써 줄|알려 드릴|알려 줄)\s?수\s?(는\s?)?없|못 도와|정중히 거절|(써|해|알려) 드리지는 않"),
     rule("ko.no_access", "ko", Inability, 0.85, Anywhere, r"(실시간|최신|인터넷|개인)[^.]{0,12}(접근할 수 없|접근 권한이 없|접근할 수 있는 능력이 없)"),
     rule("ko.change_topic", "ko", Evasion, 0.7, Anywhere, r"다른 (주제|이야기|화제)(로|에 대해)"),
     rule("ko.as_an_ai", "ko", Disclaimer, 0.3, Anywhere, r"ai ?(로서|로써|언어 모델로서)|인공지능으로서"),
     // --- Spanish -----------------------------------------------------------------------------
     rule("es.sorry_cannot", "es", Refusal, 0.95, Anywhere, r"(lo siento|lo lamento|disculpa|perdón|lamentablemente|desafortunadamente)[^.!]{0,40}\bno (puedo|me es posible|estoy en condiciones)"),
     rule("es.cannot_act", "es", Refusal, 0.85, Anywhere, r"\bno (puedo|podré|voy a) (ayudar|ayudarte|proporcionar|crear|escribir|generar|cumplir|asistir|participar|responder|redactar|ofrecer|facilitar)"),
+    rule("es.cannot_act2", "es", Refusal, 0.85, Anywhere, r"\bno (te|le|les|os) (puedo|podré|voy a) (ayudar|dar|proporcionar|facilitar|ofrecer|explicar|brindar)|\bno puedo (ayudarle|ayudaros|ayudarles|brindar|explicar|compartir|colaborar|apoyar|hacer eso|hacerlo|atender)"),
+    rule("es.decline", "es", Refusal, 0.85, Anywhere, r"\bno me es posible (ayudar|proporcionar|facilitar|dar|atender|responder|explicar)|\bme veo obligad[oa] a (rechazar|declinar)|\bdebo (declinar|rechazar) (esta|tu|su)|\bno estoy en (condiciones|posición) de (ayudar|proporcionar|facilitar|dar|ofrecer|explicar)"),
+    rule("es.will_not", "es", Refusal, 0.85, Anywhere, r"\bno (lo |la |los |las |te |le )?voy a (hacer|atender|cruzar|ayudar|dar|escribir|redactar|explicar|facilitar)|\bme niego a (ayudar|ayudarte|ayudarle|redactar|escribir|dar|darte|proporcionar|facilitar|hacer eso|participar|crear|colaborar)\b|\bno te ayudo\b|\bprefiero no (entrar en eso|responder|ayudar|participar)\b|\btendré que declinar\b|\bno (facilito|proporciono|redacto)\b|\blamento no poder\b"),
     rule("es.no_access", "es", Inability, 0.8, Anywhere, r"no tengo acceso a|no puedo acceder a|no tengo (la )?capacidad de (acceder|navegar)"),
     rule("es.change_topic", "es", Evasion, 0.7, Anywhere, r"cambiar de tema|hablar de otra cosa|otro tema"),
     rule("es.as_an_ai", "es", Disclaimer, 0.3, Anywhere, r"como (un )?(modelo de lenguaje|ia|asistente de ia|inteligencia artificial)\b"),
     // --- French ------------------------------------------------------------------------------
     rule("fr.sorry_cannot", "fr", Refusal, 0.95, Anywhere, r"(je suis désolée?|désolée?|je regrette|je m'excuse|malheureusement)[^.!]{0,40}(je ne peux pas|je ne suis pas en mesure|il m'est impossible)"),
     rule("fr.cannot_act", "fr", Refusal, 0.85, Anywhere, r"je ne (peux|pourrai|vais) pas (vous |t')?(aider|fournir|créer|rédiger|écrire|générer|répondre|participer|donner|produire|accéder)|je ne suis pas en mesure de (vous )?(aider|fournir|répondre|créer|rédiger)"),
+    rule("fr.cannot_act2", "fr", Refusal, 0.85, Anywhere, r"je ne (peux|pourrai|vais) pas (vous |t')?(en |y )?(expliquer|partager|contribuer|faire (ça|cela|ceci))|je ne peux pas (vous |t')y aider"),
+    rule("fr.decline", "fr", Refusal, 0.85, Anywhere, r"\bje (dois|me vois obligée? de) (refuser|décliner)\b|\bje refuse de (vous |t')?(aider|fournir|donner|expliquer|rédiger|écrire)|\bil ne m'est pas possible de|\bce n'est pas quelque chose (que je peux faire|avec lequel je peux (vous |t')?aider)"),
+    rule("fr.will_not", "fr", Refusal, 0.85, Anywhere, r"\bje ne (le |la |les )?(ferai|franchirai) pas\b|\bje ne (vais|peux) pas (te|vous) donner\b|\bje ne peux pas y (donner suite|répondre)\b|\bil m'est impossible de (répondre|donner suite|vous aider|t'aider|fournir)|\bje préfère ne pas (m'aventurer|répondre|entrer|aborder)\b|\bje regrette de ne (pas )?pouvoir\b|\bje ne communique pas\b"),
     rule("fr.no_access", "fr", Inability, 0.8, Anywhere, r"je n'ai pas accès|je ne peux pas accéder"),
     rule("fr.change_topic", "fr", Evasion, 0.7, Anywhere, r"changer de sujet|parler d'autre chose"),
     rule("fr.as_an_ai", "fr", Disclaimer, 0.3, Anywhere, r"en tant qu'(ia|intelligence artificielle|assistant|modèle de langage)"),
     // --- German ------------------------------------------------------------------------------
     rule("de.sorry_cannot", "de", Refusal, 0.95, Anywhere, r"(es tut mir leid|leider|entschuldigung|bedauerlicherweise)[^.!]{0,60}(kann ich|ich kann)[^.!]{0,40}(nicht|keine)"),
     rule("de.cannot_act", "de", Refusal, 0.85, Anywhere, r"ich kann [^.!]{0,40}(nicht|keine)[^.!]{0,20}(helfen|erfüllen|erstellen|schreiben|beantworten|bereitstellen|unterstützen|nachkommen|liefern|verfassen|geben)"),
+    rule("de.cannot_inverted", "de", Refusal, 0.85, Anywhere, r"\b(dabei|damit|hierbei|hiermit|hierzu|dazu|darauf|darüber|bei dieser anfrage|bei diesem anliegen|bei dieser bitte) kann (und werde )?ich (dir |ihnen |euch )?(leider )?(nicht|keine)\b"),
+    rule("de.will_not", "de", Refusal, 0.85, Anywhere, r"\bich werde (dir |ihnen |euch )?(dabei |hierbei |damit )?(leider )?(nicht|keine|keinen|kein)\b[^.!]{0,50}(helfen|erstellen|schreiben|geben|bereitstellen|liefern|verfassen|unterstützen|beschreiben|anleiten|teilen|mitwirken)"),
+    rule("de.not_able", "de", Refusal, 0.8, Anywhere, r"\bich bin (leider )?nicht in der lage, (dir |ihnen |euch )?(dabei |hierbei |damit )?(zu helfen|[^.!]{0,40}(bereitzustellen|zu geben|zu erstellen|zu schreiben|zu liefern|zu verfassen|zu unterstützen))|\b(es|das) ist mir (leider )?nicht möglich\b"),
+    rule("de.decline", "de", Refusal, 0.85, Anywhere, r"\bich muss (diese|deine|ihre|eure) (anfrage|bitte) (leider )?ablehnen\b|\bich lehne (diese|deine|ihre|eure) (anfrage|bitte) ab\b|\bkann ich (dir |ihnen |euch )?(dabei |hierbei |damit |hier )?(leider )?nicht (weiter)?helfen\b|\bnicht behilflich sein\b"),
+    rule("de.verb_first_not", "de", Refusal, 0.8, Anywhere, r"\b(beantworte|erkläre|verfasse|schreibe|erstelle|liefere|mache|tue|gebe|suche|helfe|unterstütze|verrate|programmiere|entwickle|formuliere) ich [^.!?]{0,40}\b(nicht|keine|keinen|kein)\b"),
+    rule("de.idiom", "de", Refusal, 0.85, Anywhere, r"\blehne ich ab\b|\bich lehne (das|dies|es|diese aufgabe|diesen auftrag) ab\b|\bkommt für mich nicht (in )?frage\b|\bda muss ich passen\b|\bbin ich raus\b|\bmuss ich abstand nehmen\b"),
     rule("de.no_access", "de", Inability, 0.8, Anywhere, r"ich habe keinen zugriff|ich kann nicht auf [^.]{0,30}zugreifen"),
     rule("de.change_topic", "de", Evasion, 0.7, Anywhere, r"(das )?thema wechseln|über etwas anderes sprechen"),
     rule("de.as_an_ai", "de", Disclaimer, 0.3, Anywhere, r"als (ki|künstliche intelligenz|sprachmodell|ki-assistent)\b"),
     // --- Russian -----------------------------------------------------------------------------
     rule("ru.sorry_cannot", "ru", Refusal, 0.95, Anywhere, r"(?i:извините|к сожалению|прошу прощения|простите)[^.!]{0,60}(?i:не могу|не в состоянии)"),
     rule("ru.cannot_act", "ru", Refusal, 0.85, Anywhere, r"(?i:я) не (могу|буду|в состоянии) (помочь|предоставить|создать|написать|выполнить|ответить|обсуждать|генерировать|участвовать)"),
+    rule("ru.cannot_act2", "ru", Refusal, 0.85, Anywhere, r"(?i:не) (могу|смогу|буду|стану) (вам |тебе )?(с этим |в этом |здесь )?(помочь|помогать|предоставить|предоставлять|описать|объяснить|рассказать|дать|давать|написать|создать|участвовать)"),
+    rule("ru.decline", "ru", Refusal, 0.85, Anywhere, r"(?i:вынужден)(а)? (отказаться|отказать)|(?i:я) (отказываюсь|не имею права)|(?i:это) не то, (с чем|в чём|чем) я (могу|готов|готова) помочь"),
+    rule("ru.will_not", "ru", Refusal, 0.85, Anywhere, r"(?i:я) (вам |тебе )?не (дам|помогу|вправе|собираюсь)|(?i:ответить|помочь|сделать|предоставить|рассказать|объяснить|написать|подсказать|консультировать) (вам |тебе )?(с этим |в этом |здесь )?(я )?(вам |тебе )?не (могу|буду|стану)|(?i:делать|писать|помогать) (я )?(вам |тебе )?не (буду|стану|собираюсь)|(?i:вынужден)(а)? (отклонить|ответить отказом)|не помощник"),
     rule("ru.no_access", "ru", Inability, 0.8, Anywhere, r"(?i:у меня нет доступа)|(?i:я) не (могу|имею возможности) (получить доступ|просматривать интернет)"),
     rule("ru.change_topic", "ru", Evasion, 0.7, Anywhere, r"(?i:сменить тему|поговорить о чём-то другом|поговорить о чем-то другом)"),
     rule("ru.as_an_ai", "ru", Disclaimer, 0.3, Anywhere, r"(?i:как (ии|искусственный интеллект|языковая модель))"),
