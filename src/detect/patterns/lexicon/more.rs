@@ -7,7 +7,9 @@
 //! last, as these languages readily do ("Dabei kann ich nicht helfen", "Eine solche Mail
 //! verfasse ich nicht", "Помочь вам с этим я не могу", "Eso no lo voy a hacer",
 //! "お手伝いできません" beside "手伝えない"): without them (before 2026-12-06) the e5
-//! tier read 16 of 30 German and 17 of 30 Russian refusals of a team-written set as answers
+//! tier read 15 of 34 German and 17 of 35 Russian non-answers of a team-written set as
+//! answers (with them 3 and 5; all six languages, non-answer F1 0.697 to 0.848, no answer
+//! flagged more)
 //! (models/data/unused/responses-xx2.jsonl, which the `*2`, `decline`, `will_not`, `idiom`,
 //! `verb_first_not` and `not_able` rules were written against; its answers include
 //! refusal-like wording in normal use, "No puedo dejar de recomendar…", "Je ne peux pas
