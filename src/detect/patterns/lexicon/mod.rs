@@ -9,6 +9,11 @@
 //! ASCII (Cyrillic, accented capitals) need an inline `(?i:…)` where the capital form
 //! matters.
 //!
+//! `\x20` is one space exactly (not expanded): a rule that opens with a short word ("no",
+//! "je", "я") writes the spaces after it that way, so that it keeps a literal prefix of three
+//! bytes or more and the scan's prefilter takes it, not the slower set of the rules without
+//! one (`super::Prefilter`).
+//!
 //! The tables are data, kept apart from the scoring so that adding a language is adding a
 //! file here. Weights are the strength of a match at the opening of an answer, before the
 //! position, code-block and length adjustments of the scanner.
