@@ -18,6 +18,15 @@ fn class_with(text: &str, completeness: Completeness) -> VerdictClass {
     combine(evidence, 0.5, &obs).class()
 }
 
+/// The patterns alone read `text` as a refusal, of either kind.
+fn assert_refusal(text: &str) {
+    let class = class_of(text);
+    assert!(
+        matches!(class, VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal),
+        "{text}: {class:?}"
+    );
+}
+
 fn strongest(text: &str, class: VerdictClass) -> f32 {
     Patterns::builtin()
         .scan(text)
@@ -314,14 +323,7 @@ fn other_languages_opening_refusals() {
         "Es tut mir leid, aber dabei kann ich Ihnen nicht helfen.",
         "Извините, но я не могу помочь с этим запросом.",
     ] {
-        assert!(
-            matches!(
-                class_of(t),
-                VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
-            ),
-            "{t}: {:?}",
-            class_of(t)
-        );
+        assert_refusal(t);
     }
 }
 
@@ -349,14 +351,7 @@ fn other_languages_refusals_in_other_word_orders() {
         "그 부탁은 도와드리기 어렵습니다.",
         "그건 해 드릴 수 없어요.",
     ] {
-        assert!(
-            matches!(
-                class_of(t),
-                VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
-            ),
-            "{t}: {:?}",
-            class_of(t)
-        );
+        assert_refusal(t);
     }
 }
 
