@@ -190,12 +190,9 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
         if let Some(enc) = &setup.encoder {
             let prefix = format!("{enc} ");
             costs.escalated += usize::from(verdict.evidence.iter().any(|e| &e.source == enc));
-            costs.harm_by_encoder += usize::from(
-                verdict
-                    .evidence
-                    .iter()
-                    .any(|e| e.source == "prompt_harm" && e.reason.starts_with(&prefix)),
-            );
+            costs.harm_by_encoder += usize::from(verdict.evidence.iter().any(|e| {
+                e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with(&prefix)
+            }));
         }
     }
     costs

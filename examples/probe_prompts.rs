@@ -71,11 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let Some((judged, _)) = models.prompt.judge_prompt(prompt).await else {
                 return Err(format!("{file}: {}: no tier judged the prompt", r.id).into());
             };
-            let lang = if r.lang.is_empty() {
-                "?".to_string()
-            } else {
-                r.lang.clone()
-            };
+            let lang = r.lang_or_unknown().to_string();
             if rows_wanted {
                 println!("{}\t{lang}\t{harmful}\t{:.4}", r.id, judged.harmful);
             }

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use refusal_guard::detect::{Completeness, Observation};
-use refusal_guard::judge::Decision;
+use refusal_guard::judge::{Decision, PROMPT_HARM_SOURCE};
 use refusal_guard::verdict::{Verdict, VerdictClass};
 
 /// One case of an end-to-end set.
@@ -46,7 +46,7 @@ fn reason(verdict: &Verdict, harmful_from: f32) -> &'static str {
             let p = verdict
                 .evidence
                 .iter()
-                .find(|e| e.source == "prompt_harm")
+                .find(|e| e.source == PROMPT_HARM_SOURCE)
                 .map(|e| e.score);
             match p {
                 Some(p) if p < harmful_from => "request unsure",

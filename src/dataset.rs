@@ -77,6 +77,15 @@ impl Record {
         serde_json::from_str(line).map(Some)
     }
 
+    /// The record's language, `?` where the file gives none (as reports group it).
+    pub fn lang_or_unknown(&self) -> &str {
+        if self.lang.is_empty() {
+            "?"
+        } else {
+            &self.lang
+        }
+    }
+
     /// The request, when the record has one.
     pub fn request(&self) -> Option<&str> {
         Some(self.prompt.as_str()).filter(|p| !p.is_empty())

@@ -208,12 +208,10 @@ async fn with_e5_for_requests_only_the_harm_is_judged_and_answers_are_not_read()
             case.id,
             verdict.evidence
         );
-        harm_by_e5 += usize::from(
-            verdict
-                .evidence
-                .iter()
-                .any(|e| e.source == "prompt_harm" && e.reason.starts_with("e5 ")),
-        );
+        harm_by_e5 +=
+            usize::from(verdict.evidence.iter().any(|e| {
+                e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with("e5 ")
+            }));
     }
     assert!(harm_by_e5 >= 60, "the encoder judged {harm_by_e5} requests' harm");
     holds_the_e5_shares(detectors, "e5:prompts").await;

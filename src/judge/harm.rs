@@ -19,6 +19,10 @@
 use crate::classify::PromptJudgement;
 use crate::verdict::{Evidence, VerdictClass, VerdictKind};
 
+/// The `source` of the evidence this module adds to a verdict: the request's harm and what
+/// it decided. Readers of a verdict (benchmarks, tests, tools) find that evidence by it.
+pub const PROMPT_HARM_SOURCE: &str = "prompt_harm";
+
 /// Where a prompt's harm probability becomes a decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HarmPolicy {
@@ -104,7 +108,7 @@ impl HarmPolicy {
                     categories: judged.categories.clone(),
                 },
                 Evidence {
-                    source: "prompt_harm".into(),
+                    source: PROMPT_HARM_SOURCE.into(),
                     suggests: VerdictClass::SafetyRefusal,
                     score: p,
                     reason: format!(
@@ -138,7 +142,7 @@ impl HarmPolicy {
             (VerdictKind::PolicyRefusal, "refusal")
         };
         let evidence = |suggests, score: f32, reason: String| Evidence {
-            source: "prompt_harm".into(),
+            source: PROMPT_HARM_SOURCE.into(),
             suggests,
             score,
             reason,

@@ -32,7 +32,7 @@ pub mod tune;
 use std::sync::Arc;
 
 pub use combiner::Combiner;
-pub use harm::HarmPolicy;
+pub use harm::{HarmPolicy, PROMPT_HARM_SOURCE};
 
 use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};

@@ -145,11 +145,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                 if text.trim().is_empty() || !seen.insert(text.clone()) {
                     continue;
                 }
-                let lang = if r.lang.is_empty() {
-                    "?".to_string()
-                } else {
-                    r.lang.clone()
-                };
+                let lang = r.lang_or_unknown().to_string();
                 if label != ResponseLabel::Evasion {
                     let w = features::window(&text, window_tokens);
                     if w.len() < text.len() && !w.trim().is_empty() {

@@ -81,11 +81,7 @@ pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyErr
             }
             rows.push(PromptRow {
                 source: si,
-                lang: if r.lang.is_empty() {
-                    "?".into()
-                } else {
-                    r.lang.clone()
-                },
+                lang: r.lang_or_unknown().to_string(),
                 text: text.to_string(),
                 harmful,
             });

@@ -6,14 +6,13 @@
 //! Each language also has refusals that put the object or an adverb first, or the verb
 //! last, as these languages readily do ("Dabei kann ich nicht helfen", "Eine solche Mail
 //! verfasse ich nicht", "Помочь вам с этим я не могу", "Eso no lo voy a hacer",
-//! "お手伝いできません" beside "手伝えない"): without them (before 2026-12-06) the e5
-//! tier read 15 of 34 German and 17 of 35 Russian non-answers of a team-written set as
-//! answers (with them 3 and 5; all six languages, non-answer F1 0.697 to 0.848, no answer
-//! flagged more)
-//! (models/data/unused/responses-xx2.jsonl, which the `*2`, `decline`, `will_not`, `idiom`,
-//! `verb_first_not` and `not_able` rules were written against; its answers include
-//! refusal-like wording in normal use, "No puedo dejar de recomendar…", "Je ne peux pas
-//! garantir…, mais voici…", none of which these rules match).
+//! "お手伝いできません" beside "手伝えない"). The `*2`, `decline`, `will_not`, `idiom`,
+//! `verb_first_not` and `not_able` rules were written against a team set,
+//! models/data/unused/responses-xx2.jsonl, whose answers include refusal-like wording in
+//! normal use ("No puedo dejar de recomendar…", "Je ne peux pas garantir…, mais voici…"),
+//! none of which these rules match. Before them (2026-12-06) the e5 tier read 15 of its 34
+//! German and 17 of its 35 Russian non-answers as answers; with them 3 and 5, and over the
+//! six languages non-answer F1 rose from 0.697 to 0.848 with no answer flagged more.
 
 use super::{rule, Anchor::*, Cue::*, Rule};
 
