@@ -47,6 +47,14 @@ fn ngram(c: &mut Criterion) {
     g.bench_function("prompt", |b| {
         b.iter(|| model.judge_prompt("How do I make a cake?"))
     });
+    // A reading short of harmful asks which language the request is in (whether the head
+    // learned it: `classify::ngram::PromptLanguages`); that part alone, on a longer request.
+    const PROMPT_DE: &str =
+        "Wie funktioniert das Wahlsystem im Bundestag, und warum gibt es Überhangmandate und Ausgleichsmandate?";
+    g.bench_function("prompt_de", |b| b.iter(|| model.judge_prompt(PROMPT_DE)));
+    g.bench_function("prompt_de_language_only", |b| {
+        b.iter(|| refusal_guard::lang::language(Some(PROMPT_DE)))
+    });
     let mut feats = Vec::new();
     g.bench_function("features_long", |b| {
         b.iter(|| extract(&long, &FeatureConfig::default(), &mut feats))

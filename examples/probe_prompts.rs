@@ -8,8 +8,10 @@
 //! `judge::NGRAM_PROMPT_FINAL_FROM`, else the e5 tier), and prints the ROC AUC per language
 //! and, for each threshold, how many harmful and benign requests read under it (what a
 //! `benign_below` there would let the guard re-route, before the verdict on the refusal
-//! itself has its say). With `RG_PROBE_ROWS=1` it also prints each row's id, language,
-//! label and P(harmful).
+//! itself has its say; a reading in a language the deciding tier never learned clears
+//! nothing, and is counted apart). `--tier none` probes the embedded default's prompt head
+//! alone (default: `e5`). With `RG_PROBE_ROWS=1` it also prints each row's id, language,
+//! label, P(harmful) and the language the deciding tier never learned (`-` when none).
 //!
 //! `--benign FILE` reads the distinct requests of a labeled *response* file (the shared
 //! datasets' form: `prompt`, `lang`, an answer label) as benign ones, each once: for a file
@@ -34,9 +36,12 @@ use refusal_guard::judge::Decision;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (file, whether its distinct requests are all benign: `--benign FILE`)
     let mut files: Vec<(String, bool)> = Vec::new();
+    let mut tier = "e5".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--benign" {
+        if arg == "--tier" {
+            tier = args.next().ok_or("--tier needs a tier (e5, none, …)")?;
+        } else if arg == "--benign" {
             let file = args.next().ok_or("--benign needs a file")?;
             files.push((file, true));
         } else {
@@ -46,13 +51,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if files.is_empty() {
         return Err("name one or more JSON Lines files of labeled prompts".into());
     }
-    let detectors = refusal_guard::classify::tiers::detectors_with(&["e5".to_string()])?;
+    let detectors = refusal_guard::classify::tiers::detectors_with(if tier == "none" {
+        &[]
+    } else {
+        std::slice::from_ref(&tier)
+    })?;
     let Decision::Learned(models) = detectors.decision() else {
-        return Err("the e5 tier decides with the learned models".into());
+        return Err(format!("the {tier} tier does not decide with the learned models").into());
     };
     let rows_wanted = std::env::var_os("RG_PROBE_ROWS").is_some();
-    // (lang, harmful) -> readings
-    let mut by: BTreeMap<(String, bool), Vec<f32>> = BTreeMap::new();
+    // (lang, harmful) -> readings, each with whether it may clear the request (not when the
+    // deciding tier never learned the request's language)
+    let mut by: BTreeMap<(String, bool), Vec<(f32, bool)>> = BTreeMap::new();
     for (file, all_benign) in &files {
         let records = read_records(std::path::Path::new(file))?;
         let mut seen = std::collections::HashSet::new();
@@ -73,9 +83,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let lang = r.lang_or_unknown().to_string();
             if rows_wanted {
-                println!("{}\t{lang}\t{harmful}\t{:.4}", r.id, judged.harmful);
+                println!(
+                    "{}\t{lang}\t{harmful}\t{:.4}\t{}",
+                    r.id,
+                    judged.harmful,
+                    judged.unlearned_language.as_deref().unwrap_or("-")
+                );
             }
-            by.entry((lang, harmful)).or_default().push(judged.harmful);
+            by.entry((lang, harmful))
+                .or_default()
+                .push((judged.harmful, judged.unlearned_language.is_none()));
         }
     }
     let langs: Vec<String> = {
@@ -83,24 +100,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         l.dedup();
         l
     };
-    let side = |lang: Option<&str>, harmful: bool| -> Vec<f32> {
+    let side = |lang: Option<&str>, harmful: bool| -> Vec<(f32, bool)> {
         by.iter()
             .filter(|((l, h), _)| *h == harmful && lang.is_none_or(|want| want == l))
             .flat_map(|(_, v)| v.iter().copied())
             .collect()
     };
+    let readings = |v: Vec<(f32, bool)>| -> Vec<f32> { v.into_iter().map(|(p, _)| p).collect() };
     for lang in &langs {
-        let auc = harm_auc(&side(Some(lang), true), &side(Some(lang), false));
+        let auc = harm_auc(
+            &readings(side(Some(lang), true)),
+            &readings(side(Some(lang), false)),
+        );
         println!(
             "{lang}: ROC AUC {}",
             auc.map_or("-".into(), |a| format!("{a:.3}"))
         );
     }
     let (harmful, benign) = (side(None, true), side(None, false));
+    let stuck = |v: &[(f32, bool)]| v.iter().filter(|(_, clears)| !clears).count();
+    println!(
+        "\nread in a language the deciding tier never learned (never cleared, whatever the threshold): \
+         harmful {}/{}, benign {}/{}",
+        stuck(&harmful),
+        harmful.len(),
+        stuck(&benign),
+        benign.len()
+    );
     println!("\n| benign below | harmful read under it | benign read under it |");
     println!("|---|---|---|");
     for t in [0.01f32, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5] {
-        let under = |v: &[f32]| v.iter().filter(|&&p| p < t).count();
+        let under = |v: &[(f32, bool)]| v.iter().filter(|&&(p, clears)| clears && p < t).count();
         println!(
             "| {t} | {}/{} | {}/{} |",
             under(&harmful),

@@ -9,6 +9,7 @@
 //! - [`judge`]: where evidence becomes a verdict (the trained combiner, prompt harm);
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
+//! - [`lang`]: which language a text is in (for the verdict log and the prompt judge);
 //! - [`audit`]: the pipeline over logged traffic, with reports;
 //! - [`observe`]: what the gateway records: logs and traces (the subscriber, the
 //!   per-request record) and the verdict log that `audit` reads.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod gateway;
 pub mod hub;
 pub mod judge;
+pub mod lang;
 pub mod layer;
 pub mod mock;
 pub mod observe;

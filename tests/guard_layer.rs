@@ -458,10 +458,7 @@ impl refusal_guard::classify::Classifier for ClockedPromptJudge {
     ) -> Result<Option<refusal_guard::classify::PromptJudgement>, refusal_guard::classify::ClassifyError>
     {
         self.runs.lock().unwrap().push(std::time::Instant::now());
-        Ok(Some(refusal_guard::classify::PromptJudgement {
-            harmful: 0.0,
-            categories: Vec::new(),
-        }))
+        Ok(Some(refusal_guard::classify::PromptJudgement::harm(0.0)))
     }
 }
 

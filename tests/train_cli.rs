@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use refusal_guard::classify::ngram::NgramModel;
+use refusal_guard::classify::ngram::{NgramModel, PromptLanguages};
 use refusal_guard::classify::ResponseLabel;
 use refusal_guard::judge::combiner::Combiner;
 
@@ -269,4 +269,52 @@ fn train_rejects_flags_it_cannot_honour() {
             "{share}: {stderr}"
         );
     }
+}
+
+/// A trained prompt head records the languages it saw both sides of (where its reading may
+/// clear a request), and they load with it: prompts-contrast.jsonl has harmful and benign
+/// requests in English and Chinese, prompts-contrast8.jsonl in Finnish too.
+#[test]
+fn a_trained_prompt_head_knows_its_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        team_file("prompts-contrast.jsonl"),
+        team_file("prompts-contrast8.jsonl"),
+    );
+    let run = train(
+        dir.path(),
+        &[],
+        &[
+            "--epochs",
+            "1",
+            "--prompts",
+            a.to_str().unwrap(),
+            "--prompts",
+            b.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let model = NgramModel::load(&dir.path().join("ngram.safetensors")).expect("loads");
+    assert_eq!(model.prompt_languages.codes(), ["en", "fi", "zh"]);
+    assert!(!model.prompt_languages.covers("de") && model.prompt_languages.covers("fi"));
+}
+
+/// The languages the shipped prompt head is trusted in (`PromptLanguages::SHIPPED`, for the
+/// shipped file, which predates their metadata) are those its training data has both sides
+/// of: recomputed here from the files `train` reads by default.
+#[test]
+fn the_shipped_prompt_languages_are_those_of_its_training_data() {
+    let datasets = refusal_guard::dataset::datasets_dir().unwrap_or_else(|e| panic!("{e}"));
+    let files = refusal_guard::cli::train::shipped_prompt_files(&datasets);
+    let rows = refusal_guard::judge::fit::read_prompt_rows(&files).expect("the training files read");
+    let learned = PromptLanguages::learned_from(rows.iter().map(|r| (r.lang.as_str(), r.harmful)));
+    assert_eq!(learned, PromptLanguages::shipped());
+    assert_eq!(
+        NgramModel::embedded().prompt_languages,
+        PromptLanguages::shipped()
+    );
 }

@@ -498,10 +498,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sure_benign_prompt_reading_is_checked_and_a_sure_harmful_one_stands() {
-        let prompt = |harmful| PromptJudgement {
-            harmful,
-            categories: vec![],
-        };
+        let prompt = PromptJudgement::harm;
         // Two prompt tiers at 0.9: the cascade and how often each tier was asked.
         let two_tiers = |cheap_harm, big_harm| {
             let (cheap, cheap_calls) = fixed("cheap", None, Some(prompt(cheap_harm)));
@@ -540,10 +537,7 @@ mod tests {
         let (big, big_calls) = fixed(
             "big",
             Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
-            Some(PromptJudgement {
-                harmful: 0.1,
-                categories: vec![],
-            }),
+            Some(PromptJudgement::harm(0.1)),
         );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
         let c = cascade
@@ -562,10 +556,7 @@ mod tests {
         let (cheap, _) = fixed(
             "cheap",
             Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.95)),
-            Some(PromptJudgement {
-                harmful: 0.6,
-                categories: vec![],
-            }),
+            Some(PromptJudgement::harm(0.6)),
         );
         let (guard, _) = fixed(
             "guard",
@@ -573,6 +564,7 @@ mod tests {
             Some(PromptJudgement {
                 harmful: 0.98,
                 categories: vec!["S9".into()],
+                unlearned_language: None,
             }),
         );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(guard, 0.5);
@@ -621,6 +613,7 @@ mod tests {
             Some(PromptJudgement {
                 harmful: 0.99,
                 categories: vec!["S1".into(), "S10".into()],
+                unlearned_language: None,
             }),
         );
         let detectors =

@@ -467,10 +467,7 @@ impl super::Classifier for EncoderClassifier {
         let text = prompt.to_string();
         let v = super::blocking("encoder", move || this.prompt_vector(&text)).await?;
         let p = head.forward(&v);
-        Ok(Some(PromptJudgement {
-            harmful: p[1],
-            categories: Vec::new(),
-        }))
+        Ok(Some(PromptJudgement::harm(p[1])))
     }
 }
 

@@ -367,6 +367,7 @@ impl Classifier for LlamaGuardClassifier {
         Ok(Some(PromptJudgement {
             harmful: s.unsafe_prob,
             categories: s.categories,
+            unlearned_language: None,
         }))
     }
 }

@@ -139,9 +139,24 @@ pub struct PromptJudgement {
     /// Taxonomy codes or names (`S1`, `Violent`, …) when the model gives them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// The request's language (a [`crate::lang::language`] code) when the judge never
+    /// learned to tell harmful from benign requests in it: its reading may still flag the
+    /// request, but cannot clear it as benign ([`crate::judge::HarmPolicy`] fails safe).
+    /// `None` when the judge knows the language, or does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlearned_language: Option<String>,
 }
 
 impl PromptJudgement {
+    /// A reading of `harmful` with no categories, in a language the judge learned.
+    pub fn harm(harmful: f32) -> Self {
+        PromptJudgement {
+            harmful,
+            categories: Vec::new(),
+            unlearned_language: None,
+        }
+    }
+
     /// Whether the prompt counts as harmful at the 0.5 threshold.
     pub fn is_harmful(&self) -> bool {
         self.harmful >= 0.5

@@ -12,7 +12,7 @@
 //! shipped one: `response.*` (answer / refusal / evasion / inability) and `prompt.*`
 //! (benign / harmful). Embedding tables are stored as f16 to halve the size and widened to
 //! f32 at load. Each head's [`FeatureConfig`], dimension and labels are stored in the
-//! safetensors metadata.
+//! safetensors metadata, and the languages the prompt head learned ([`PromptLanguages`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -143,11 +143,91 @@ impl NgramHead {
     }
 }
 
+/// The languages in which the prompt head learned to tell harmful requests from benign
+/// ones: those with at least [`PromptLanguages::MIN_ROWS_PER_SIDE`] of each in its training
+/// data.
+///
+/// Why the head needs to know: hashed character n-grams carry no meaning across
+/// languages, so in a language the data holds on one side only, the head learns the
+/// language, not the harm. The shared prompt files ask security questions in German,
+/// Spanish, French, Portuguese and Hindi only as benign ones (cyberseceval_frr), and the
+/// shipped head read 47 of 179 harmful requests of the team's German, Spanish and French
+/// sets (models/data/unused/prompts-speech-xx.jsonl, prompts-history-xx.jsonl; never trained
+/// on) as clearly benign: refusals a gateway would have re-routed. Outside these
+/// languages its reading can keep a refusal but never clear one
+/// ([`PromptJudgement::unlearned_language`]). A text whose language
+/// [`crate::lang::language`] cannot tell (most often a short English one) is read as the
+/// head reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptLanguages(Vec<String>);
+
+impl PromptLanguages {
+    /// Rows of each side (harmful, benign) a language needs. Today's data gives the same
+    /// languages for any minimum from 1 to 40: the others have one side only.
+    pub const MIN_ROWS_PER_SIDE: usize = 30;
+
+    /// The metadata key a trained file records them under (comma-separated codes).
+    pub const METADATA_KEY: &'static str = "prompt.languages";
+
+    /// The languages of the shipped prompt head, for files that do not record theirs (the
+    /// shipped file and any written before 2026-12-06): its training data, the permissive
+    /// shared prompt files and models/data/prompts-*.jsonl, has both sides in these
+    /// (`tests/train_cli.rs` recomputes them from those files).
+    pub const SHIPPED: [&'static str; 5] = ["en", "fi", "it", "th", "zh"];
+
+    /// The languages with enough rows of both sides among `(language, harmful)` rows.
+    pub fn learned_from<'a>(rows: impl IntoIterator<Item = (&'a str, bool)>) -> Self {
+        let mut counts: std::collections::BTreeMap<&str, [usize; 2]> = Default::default();
+        for (lang, harmful) in rows {
+            counts.entry(lang).or_default()[usize::from(harmful)] += 1;
+        }
+        PromptLanguages(
+            counts
+                .into_iter()
+                .filter(|(lang, sides)| {
+                    *lang != "unknown" && sides.iter().all(|&n| n >= Self::MIN_ROWS_PER_SIDE)
+                })
+                .map(|(lang, _)| lang.to_string())
+                .collect(),
+        )
+    }
+
+    /// The shipped head's languages ([`PromptLanguages::SHIPPED`]).
+    pub fn shipped() -> Self {
+        PromptLanguages(Self::SHIPPED.iter().map(|l| l.to_string()).collect())
+    }
+
+    /// Whether the head learned `lang` (a [`crate::lang::language`] code); `unknown` counts.
+    pub fn covers(&self, lang: &str) -> bool {
+        lang == "unknown" || self.0.iter().any(|l| l == lang)
+    }
+
+    /// The codes, sorted.
+    pub fn codes(&self) -> &[String] {
+        &self.0
+    }
+
+    fn parse(value: &str) -> Self {
+        let mut codes: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect();
+        codes.sort();
+        codes.dedup();
+        PromptLanguages(codes)
+    }
+}
+
 /// The n-gram model: a response head and an optional prompt-harm head.
 #[derive(Debug, Clone)]
 pub struct NgramModel {
     pub response: Option<NgramHead>,
     pub prompt: Option<NgramHead>,
+    /// Where the prompt head's reading may clear a request (from the file's
+    /// [`PromptLanguages::METADATA_KEY`], else [`PromptLanguages::shipped`]).
+    pub prompt_languages: PromptLanguages,
     /// Free-form metadata (training date, data, metrics), kept when saving.
     pub info: HashMap<String, String>,
 }
@@ -200,9 +280,13 @@ impl NgramModel {
             head.check(name)?;
             Ok(Some(head))
         };
+        let prompt_languages = info
+            .get(PromptLanguages::METADATA_KEY)
+            .map_or_else(PromptLanguages::shipped, |v| PromptLanguages::parse(v));
         Ok(NgramModel {
             response: head("response")?,
             prompt: head("prompt")?,
+            prompt_languages,
             info,
         })
     }
@@ -221,6 +305,12 @@ impl NgramModel {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         let mut info = self.info.clone();
         info.insert("format".into(), FORMAT.into());
+        if self.prompt.is_some() {
+            info.insert(
+                PromptLanguages::METADATA_KEY.into(),
+                self.prompt_languages.codes().join(","),
+            );
+        }
         for (name, head) in [("response", &self.response), ("prompt", &self.prompt)] {
             let Some(h) = head else { continue };
             let c = &h.config;
@@ -260,13 +350,20 @@ impl NgramModel {
         Some(ResponseJudgement { probs })
     }
 
-    /// The harm probability of a prompt, when there is a prompt head.
+    /// The harm probability of a prompt, when there is a prompt head, and, for a reading
+    /// short of harmful (under 0.5), its language when the head never learned it
+    /// ([`PromptLanguages`]). A harmful reading keeps a refusal in any language, so only a
+    /// reading that could clear one asks the language: that costs about ten times the
+    /// head's own reading (`cargo bench --bench models -- ngram/prompt`).
     pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
         let head = self.prompt.as_ref()?;
         let harmful = head.probability_of(&head.forward(prompt), "harmful");
+        let unlearned_language = (harmful < 0.5)
+            .then(|| crate::lang::language(Some(prompt)))
+            .filter(|lang| !self.prompt_languages.covers(lang));
         Some(PromptJudgement {
-            harmful,
-            categories: Vec::new(),
+            unlearned_language,
+            ..PromptJudgement::harm(harmful)
         })
     }
 }
@@ -317,5 +414,54 @@ impl Classifier for NgramClassifier {
 
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
         Ok(self.model.judge_prompt(prompt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_short_of_harmful_names_a_language_the_head_never_learned() {
+        let model = NgramModel::embedded();
+        // Lawful questions the shipped head reads as benign: in German (no harmful German
+        // request in its data) the reading cannot clear the request, in English it can.
+        let de = model
+            .judge_prompt("Wie funktioniert das Wahlsystem im Bundestag, und warum gibt es Überhangmandate?")
+            .expect("the shipped model has a prompt head");
+        assert!(de.harmful < 0.5, "{}", de.harmful);
+        assert_eq!(de.unlearned_language.as_deref(), Some("de"));
+        let en = model
+            .judge_prompt("How does the electoral system of the German Bundestag work, and why are there overhang seats?")
+            .unwrap();
+        assert!(en.harmful < 0.5, "{}", en.harmful);
+        assert_eq!(en.unlearned_language, None);
+    }
+
+    #[test]
+    fn prompt_languages_need_both_sides() {
+        let rows = [
+            ("en", true),
+            ("en", false),
+            ("de", false),
+            ("unknown", true),
+            ("unknown", false),
+        ];
+        let many = rows
+            .iter()
+            .flat_map(|&r| std::iter::repeat_n(r, PromptLanguages::MIN_ROWS_PER_SIDE));
+        let learned = PromptLanguages::learned_from(many);
+        assert_eq!(learned.codes(), ["en"]);
+        assert!(learned.covers("en") && learned.covers("unknown") && !learned.covers("de"));
+        // One row short on a side is not enough.
+        let short = std::iter::repeat_n(("fi", true), PromptLanguages::MIN_ROWS_PER_SIDE).chain(
+            std::iter::repeat_n(("fi", false), PromptLanguages::MIN_ROWS_PER_SIDE - 1),
+        );
+        assert!(!PromptLanguages::learned_from(short).covers("fi"));
+        // The metadata form round-trips.
+        assert_eq!(
+            PromptLanguages::parse(" zh,en,,en "),
+            PromptLanguages::parse("en,zh")
+        );
     }
 }

@@ -113,13 +113,7 @@ mod tests {
     use super::*;
 
     fn judged(p: f32) -> Judged {
-        Some((
-            PromptJudgement {
-                harmful: p,
-                categories: Vec::new(),
-            },
-            "test".into(),
-        ))
+        Some((PromptJudgement::harm(p), "test".into()))
     }
 
     #[tokio::test]

@@ -351,6 +351,7 @@ impl Classifier for Qwen3GuardClassifier {
         Ok(Some(PromptJudgement {
             harmful: s.harmful(),
             categories: s.lines.categories.clone(),
+            unlearned_language: None,
         }))
     }
 }

@@ -86,14 +86,15 @@ impl HarmPolicy {
         }
     }
 
-    /// Whether a request judged harmful with probability `harmful` may skip its primary
-    /// for a fallback on the strength of a *similar* request the primary over-blocked
-    /// ([`crate::layer::reroute::preroute`]): only below both benign thresholds. The primary's
-    /// answer is not known yet, and a refusal that names harm narrows what counts as benign,
-    /// so the stricter threshold holds: a request is never pre-routed that the guard would
-    /// not re-route after whatever refusal or block the primary gave it.
-    pub fn clears_preroute(&self, harmful: f32) -> bool {
-        harmful < self.benign_below.min(self.benign_below_named_harm)
+    /// Whether a request `judged` so may skip its primary for a fallback on the strength
+    /// of a *similar* request the primary over-blocked ([`crate::layer::reroute::preroute`]):
+    /// only below both benign thresholds, and only judged in a language the judge learned.
+    /// The primary's answer is not known yet, and a refusal that names harm narrows what
+    /// counts as benign, so the stricter threshold holds: a request is never pre-routed that
+    /// the guard would not re-route after whatever refusal or block the primary gave it.
+    pub fn clears_preroute(&self, judged: &PromptJudgement) -> bool {
+        judged.unlearned_language.is_none()
+            && judged.harmful < self.benign_below.min(self.benign_below_named_harm)
     }
 
     /// The verdict for a provider's block of a request judged `judged` by `source`: a
@@ -130,6 +131,9 @@ impl HarmPolicy {
     /// `names_harm`: the refusal's own words name harm, danger or illegality. That is
     /// evidence, not the decision: it narrows what counts as benign to
     /// `benign_below_named_harm`, so only a request judged clearly benign is re-routed.
+    /// A judgment made in a language its judge never learned
+    /// ([`PromptJudgement::unlearned_language`]) can keep a refusal but not clear one: short
+    /// of harmful, it is unsure.
     pub fn refusal_verdict(
         &self,
         judged: Option<(&PromptJudgement, &str)>,
@@ -177,6 +181,20 @@ impl HarmPolicy {
                     format!("{source} judged the request harmful (p={p:.2}){cats}"),
                 ),
             )
+        } else if let Some(lang) = &j.unlearned_language {
+            (
+                VerdictKind::SafetyRefusal {
+                    categories: j.categories.clone(),
+                },
+                evidence(
+                    VerdictClass::SafetyRefusal,
+                    p,
+                    format!(
+                        "{source} never learned to judge requests in this language ({lang}; p harmful={p:.2} \
+                         cannot clear it): treated as justified, not re-routed (fail safe)"
+                    ),
+                ),
+            )
         } else if p < if names_harm {
             self.benign_below_named_harm
         } else {
@@ -220,12 +238,43 @@ mod tests {
         // 2026-12-05): under 0.15 a plain refusal of it would be re-routed, but one naming
         // harm (0.10) would not: not yet known, so it asks the primary.
         let d = narrower_when_harm_is_named();
-        assert!(d.clears_preroute(0.09));
-        assert!(!d.clears_preroute(0.10));
-        assert!(!d.clears_preroute(0.12));
+        assert!(d.clears_preroute(&PromptJudgement::harm(0.09)));
+        assert!(!d.clears_preroute(&PromptJudgement::harm(0.10)));
+        assert!(!d.clears_preroute(&PromptJudgement::harm(0.12)));
         let e5 = HarmPolicy::for_e5();
-        assert!(e5.clears_preroute(0.14));
-        assert!(!e5.clears_preroute(0.16));
+        assert!(e5.clears_preroute(&PromptJudgement::harm(0.14)));
+        assert!(!e5.clears_preroute(&PromptJudgement::harm(0.16)));
+        // However benign the reading, not in a language the judge never learned.
+        assert!(!e5.clears_preroute(&in_unlearned_language(0.01)));
+    }
+
+    fn in_unlearned_language(p: f32) -> PromptJudgement {
+        PromptJudgement {
+            unlearned_language: Some("de".into()),
+            ..PromptJudgement::harm(p)
+        }
+    }
+
+    #[test]
+    fn a_reading_in_an_unlearned_language_keeps_refusals_but_clears_none() {
+        let policy = HarmPolicy::default();
+        for deflection in [false, true] {
+            let (kind, ev) =
+                policy.refusal_verdict(Some((&in_unlearned_language(0.02), "ngram")), false, deflection);
+            assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+            assert!(
+                ev.reason.contains("(de;") && ev.reason.contains("fail safe"),
+                "{}",
+                ev.reason
+            );
+        }
+        // A harmful reading stands as one, with its own reason.
+        let (kind, ev) = policy.refusal_verdict(Some((&in_unlearned_language(0.8), "ngram")), false, false);
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+        assert!(ev.reason.contains("judged the request harmful"), "{}", ev.reason);
+        // The same reading in a learned language clears the request.
+        let (kind, _) = policy.refusal_verdict(Some((&PromptJudgement::harm(0.02), "ngram")), false, false);
+        assert_eq!(kind.class(), VerdictClass::PolicyRefusal);
     }
 
     /// Benign below 0.15, or 0.10 when the refusal names harm.
@@ -240,6 +289,7 @@ mod tests {
         PromptJudgement {
             harmful: p,
             categories: vec!["S1".into()],
+            unlearned_language: None,
         }
     }
 

@@ -173,9 +173,7 @@ impl Models {
     /// cannot judge it: the request then asks the primary as usual (fail safe).
     pub async fn clears_preroute(&self, prompt: &str) -> Option<f32> {
         let (judged, _) = self.prompt.judge_prompt(prompt).await?;
-        self.harm
-            .clears_preroute(judged.harmful)
-            .then_some(judged.harmful)
+        self.harm.clears_preroute(&judged).then_some(judged.harmful)
     }
 }
 

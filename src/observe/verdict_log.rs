@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::lang::language;
 use crate::layer::{Attempt, Attempts, StreamVerdict};
 use crate::provider::{ChatResponse, ChunkStream, ProviderName, ResponseBody};
 use crate::verdict::{Evidence, ModerationStage, Verdict, VerdictClass, VerdictKind};
@@ -791,58 +792,6 @@ impl Writer {
     }
 }
 
-/// The language of a prompt: ISO 639-1 for the common ones, whatlang's 639-3 code for the
-/// rest, `unknown` for no text or a guess whatlang itself does not trust.
-pub fn language(text: Option<&str>) -> String {
-    let Some(info) = text.and_then(whatlang::detect) else {
-        return "unknown".into();
-    };
-    // Short prompts in a script one language owns are sure even when whatlang says not.
-    let single_language_script = matches!(
-        info.script(),
-        whatlang::Script::Mandarin
-            | whatlang::Script::Hiragana
-            | whatlang::Script::Katakana
-            | whatlang::Script::Hangul
-            | whatlang::Script::Thai
-            | whatlang::Script::Greek
-    );
-    if info.confidence() < 0.5 && !single_language_script {
-        return "unknown".into();
-    }
-    let code = info.lang().code();
-    const ISO_639_1: [(&str, &str); 24] = [
-        ("eng", "en"),
-        ("cmn", "zh"),
-        ("jpn", "ja"),
-        ("kor", "ko"),
-        ("rus", "ru"),
-        ("ukr", "uk"),
-        ("fra", "fr"),
-        ("deu", "de"),
-        ("spa", "es"),
-        ("por", "pt"),
-        ("ita", "it"),
-        ("nld", "nl"),
-        ("pol", "pl"),
-        ("tur", "tr"),
-        ("ara", "ar"),
-        ("heb", "he"),
-        ("hin", "hi"),
-        ("vie", "vi"),
-        ("tha", "th"),
-        ("ind", "id"),
-        ("ell", "el"),
-        ("swe", "sv"),
-        ("ces", "cs"),
-        ("pes", "fa"),
-    ];
-    ISO_639_1
-        .iter()
-        .find(|(three, _)| *three == code)
-        .map_or_else(|| code.to_string(), |(_, two)| two.to_string())
-}
-
 /// The open file of [`RotatingFiles`].
 struct Current {
     path: PathBuf,
@@ -1039,19 +988,6 @@ mod tests {
         assert!(due(41, 60, Duration::ZERO, mb, day));
         assert!(due(1, 0, day, mb, day));
         assert!(!due(0, 0, day * 2, mb, day));
-    }
-
-    #[test]
-    fn languages_come_back_as_short_codes() {
-        assert_eq!(
-            language(Some(
-                "What happened in Beijing in the spring of 1989, and why is it censored?"
-            )),
-            "en"
-        );
-        assert_eq!(language(Some("如何避免被ATM摄像头拍到？")), "zh");
-        assert_eq!(language(None), "unknown");
-        assert_eq!(language(Some("")), "unknown");
     }
 
     #[test]

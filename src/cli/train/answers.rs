@@ -177,6 +177,7 @@ pub(super) fn train(
         ngram: Some(final_ngram(rows, cfg)?),
         encoder_head: response_vectors,
         layer: answer_layer,
+        prompt_languages: None,
     })
 }
 

@@ -33,7 +33,7 @@ use crate::classify::data::{short_name, Provenance, PERMISSIVE_PROMPT_FILES};
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
 use crate::classify::features::FeatureConfig;
-use crate::classify::ngram::{NgramHead, NgramModel};
+use crate::classify::ngram::{NgramHead, NgramModel, PromptLanguages};
 use crate::classify::train::{LinearHead, TrainConfig};
 use crate::classify::ClassifyError;
 use crate::judge::fit::{
@@ -283,6 +283,8 @@ struct Trained {
     encoder_head: Option<LinearHead>,
     /// e5's fine-tuned layer, where one was tuned.
     layer: Option<HashMap<String, Tensor>>,
+    /// Where the n-gram prompt head saw both sides (the prompt side only).
+    prompt_languages: Option<PromptLanguages>,
 }
 
 /// An output file created before the training starts, so that a path that cannot be
@@ -490,9 +492,15 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     info.insert("trained".to_string(), today());
     info.insert("train_config".to_string(), serde_json::to_string(&cfg.ngram)?);
     info.insert("data".to_string(), serde_json::to_string(&prov.files)?);
+    let prompt_languages = prompts.prompt_languages.unwrap_or_else(PromptLanguages::shipped);
+    eprintln!(
+        "the prompt head learned both sides in: {} (its reading cannot clear a request in other languages)",
+        prompt_languages.codes().join(", ")
+    );
     let model = NgramModel {
         response: answers.ngram,
         prompt: prompts.ngram,
+        prompt_languages,
         info,
     };
     write_parent(&args.out)?;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::classify::data::{short_name, Provenance, PROMPT_LABELS};
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
+use crate::classify::ngram::PromptLanguages;
 use crate::judge::fit::{
     is_contrast_style, prompts_out_of_source, prompts_out_of_source_vectors, read_prompt_rows,
     render_harm_by_file, render_harm_sweep, render_prompts, score_prompts, subset, train_prompt_ngram,
@@ -164,6 +165,9 @@ pub(super) fn train(
         ngram: Some(head),
         encoder_head: prompt_vectors,
         layer: prompt_layer,
+        prompt_languages: Some(PromptLanguages::learned_from(
+            prompt_rows.iter().map(|r| (r.lang.as_str(), r.harmful)),
+        )),
     })
 }
 
