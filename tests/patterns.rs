@@ -372,6 +372,49 @@ fn other_languages_answers_with_refusal_words_stay_answers() {
     }
 }
 
+/// Declining to comment on a topic ("I don't comment on political topics"), the way a
+/// provider's policy often refuses a political question: a non-answer in every language the
+/// patterns claim, read in first person only.
+#[test]
+fn declining_to_comment_is_a_non_answer() {
+    for t in [
+        "I don't comment on political topics.",
+        "Sorry, I won't weigh in on the leadership dispute.",
+        "I'd prefer not to share my views on religion.",
+        "Zu politischen Themen äußere ich mich nicht.",
+        "Dazu möchte ich keine Stellung nehmen.",
+        "Je ne me prononce pas sur les sujets politiques.",
+        "Je préfère ne pas commenter cette affaire.",
+        "No me pronuncio sobre temas políticos.",
+        "Prefiero no opinar sobre ese asunto.",
+        "Я не обсуждаю политические темы.",
+        "Воздержусь от комментариев по этому вопросу.",
+        "En kommentoi poliittisia aiheita.",
+        "En ota kantaa puoluepolitiikkaan.",
+        "政治的な話題についてはコメントを控えさせていただきます。",
+        "정치적인 주제에 대해서는 언급하지 않겠습니다.",
+    ] {
+        assert_ne!(class_of(t), VerdictClass::Answer, "{t}");
+    }
+}
+
+/// Someone else declining to comment, reported in an answer, is not the model declining.
+#[test]
+fn a_reported_no_comment_stays_an_answer() {
+    for t in [
+        "The ministry did not comment on the report, but the documents show three changes to the rules on overtime.",
+        "I won't get into the math, but the short version is that the arch carries the load to the abutments.",
+        "Die Regierung wollte keine Stellung nehmen; Kritiker verweisen jedoch auf drei Punkte im Haushalt.",
+        "Le gouvernement ne commente pas ces chiffres, mais selon l'Insee le chômage a baissé de 0,3 point.",
+        "El portavoz no se pronunció sobre el tema; aun así, los datos muestran un aumento del 4 % en las ventas.",
+        "Министерство воздержалось от комментариев, однако по данным Росстата инфляция снизилась до 7 %.",
+        "政府はコメントを控えたが、統計によれば失業率は2.5%に低下した。",
+        "정부는 언급하지 않겠다고 밝혔지만, 통계에 따르면 실업률은 3%로 낮아졌습니다.",
+    ] {
+        assert_eq!(class_of(t), VerdictClass::Answer, "{t}");
+    }
+}
+
 #[test]
 fn other_languages_inability() {
     for t in [

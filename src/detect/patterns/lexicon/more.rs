@@ -13,6 +13,19 @@
 //! none of which these rules match. Before them (2026-12-06) the e5 tier read 15 of its 34
 //! German and 17 of its 35 Russian non-answers as answers; with them 3 and 5, and over the
 //! six languages non-answer F1 rose from 0.697 to 0.848 with no answer flagged more.
+//!
+//! The `no_comment`, `no_stance`, `prefer_not_comment` and `abstain` rules (and English's
+//! `en.no_comment_on`) are the model declining to comment on a topic, in first person
+//! ("Zu politischen Themen äußere ich mich nicht", "Je ne me prononce pas sur…", "Я не
+//! обсуждаю политические темы"): the form a provider's policy often gives a political
+//! question. Someone else declining ("Die Regierung wollte keine Stellung nehmen",
+//! "政府はコメントを控えた") is reporting, and matches none of them. Added 2026-12-06 after
+//! the embedded default read 11 of 16 such refusals written by the team as answers; over
+//! every shared and team answer file they turn three non-answers the embedded default read
+//! as answers into non-answers, and no answer into a non-answer
+//! (tests/patterns.rs holds both sides). Each French and Finnish form is its own rule: one
+//! rule's alternatives all opening with "je " or "en " would leave the scan's prefilter
+//! only that short prefix.
 
 use super::{rule, Anchor::*, Cue::*, Rule};
 
@@ -37,6 +50,8 @@ pub(super) const RULES: &[Rule] = &[
     rule("fi.off.recognized", "fi", Official, 0.5, Anywhere, r"kansainvälisen yhteisön|laajaa (tukea|tunnustusta)|harmoni(a|sen|nen)|tunnustettuja"),
     rule("fi.off.ethnic", "fi", Official, 0.4, Anywhere, r"kaikki (etniset ryhmät|kansat)|kansallisten vähemmistöjen|etnisen yhtenäisyyden"),
     rule("fi.off.stability", "fi", Official, 0.4, Anywhere, r"yhteiskunnallisen (vakauden|stabiilisuuden)|kansallisen yhtenäisyyden"),
+    rule("fi.no_comment", "fi", Evasion, 0.7, Opening, r"\ben\x20kommentoi\b"),
+    rule("fi.no_stance", "fi", Evasion, 0.7, Opening, r"\ben\x20ota\x20kantaa\b"),
     // --- Japanese ----------------------------------------------------------------------------
     rule("ja.sorry_cannot", "ja", Refusal, 0.95, Anywhere, r"(申し訳(ありません|ございません|ないのですが)|すみません|ごめんなさい)[^。]{0,40}(できません|できかねます|お答えできません|お手伝いできません|対応できません|控えさせて)"),
     rule("ja.cannot_act", "ja", Refusal, 0.85, Anywhere, r"(お答え|回答|お手伝い|提供|作成|対応|協力|支援)(すること)?(は|が)?(でき|出来)(ません|かねます)|お答えを控え"),
@@ -45,6 +60,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("ja.no_access", "ja", Inability, 0.85, Anywhere, r"(リアルタイム|最新|個人|インターネット)[^。]{0,12}(アクセスでき|アクセスする(こと|能力)がありません)"),
     rule("ja.change_topic", "ja", Evasion, 0.75, Anywhere, r"(話題|トピック)を変え|別の(話題|トピック)"),
     rule("ja.as_an_ai", "ja", Disclaimer, 0.3, Anywhere, r"ai ?として|言語モデルとして|人工知能として"),
+    rule("ja.no_comment", "ja", Evasion, 0.7, Opening, r"(コメント|言及|回答|発言|意見(の表明)?|評価)(は|を)(差し)?控え(させていただ|ます|たい)"),
     // --- Korean ------------------------------------------------------------------------------
     rule("ko.sorry_cannot", "ko", Refusal, 0.95, Anywhere, r"(죄송|미안|유감)[^.!]{0,40}(수 없습니다|수 없어요|수 없네요|드릴 수 없|어렵습니다)"),
     rule("ko.cannot_act", "ko", Refusal, 0.85, Anywhere, r"(도와|답변해|답변|제공해|제공|작성해|작성|생성해|생성|응해|참여해)\s?(드릴|할) 수 없"),
@@ -53,6 +69,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("ko.no_access", "ko", Inability, 0.85, Anywhere, r"(실시간|최신|인터넷|개인)[^.]{0,12}(접근할 수 없|접근 권한이 없|접근할 수 있는 능력이 없)"),
     rule("ko.change_topic", "ko", Evasion, 0.7, Anywhere, r"다른 (주제|이야기|화제)(로|에 대해)"),
     rule("ko.as_an_ai", "ko", Disclaimer, 0.3, Anywhere, r"ai ?(로서|로써|언어 모델로서)|인공지능으로서"),
+    rule("ko.no_comment", "ko", Evasion, 0.7, Opening, r"(언급|논평|답변|의견 표명|평가)(은|을|는)?\s?(하지 않겠습니다|삼가겠습니다|삼가하겠습니다|드리지 않겠습니다)"),
     // --- Spanish -----------------------------------------------------------------------------
     rule("es.sorry_cannot", "es", Refusal, 0.95, Anywhere, r"(lo siento|lo lamento|disculpa|perdón|lamentablemente|desafortunadamente)[^.!]{0,40}\bno (puedo|me es posible|estoy en condiciones)"),
     rule("es.cannot_act", "es", Refusal, 0.85, Anywhere, r"\bno (puedo|podré|voy a) (ayudar|ayudarte|proporcionar|crear|escribir|generar|cumplir|asistir|participar|responder|redactar|ofrecer|facilitar)"),
@@ -62,6 +79,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("es.no_access", "es", Inability, 0.8, Anywhere, r"no tengo acceso a|no puedo acceder a|no tengo (la )?capacidad de (acceder|navegar)"),
     rule("es.change_topic", "es", Evasion, 0.7, Anywhere, r"cambiar de tema|hablar de otra cosa|otro tema"),
     rule("es.as_an_ai", "es", Disclaimer, 0.3, Anywhere, r"como (un )?(modelo de lenguaje|ia|asistente de ia|inteligencia artificial)\b"),
+    rule("es.no_comment", "es", Evasion, 0.7, Opening, r"\bno\x20(me pronuncio|opino sobre|comento (sobre )?(temas|asuntos|cuestiones|eso|esto)|tomo (postura|partido))|\bprefiero no (opinar|comentar|pronunciarme|tomar (postura|partido)|dar (mi )?opini[oó]n)|\bme\x20abstengo de (opinar|comentar|pronunciarme)"),
     // --- French ------------------------------------------------------------------------------
     rule("fr.sorry_cannot", "fr", Refusal, 0.95, Anywhere, r"(je suis désolée?|désolée?|je regrette|je m'excuse|malheureusement)[^.!]{0,40}(je ne peux pas|je ne suis pas en mesure|il m'est impossible)"),
     rule("fr.cannot_act", "fr", Refusal, 0.85, Anywhere, r"je ne (peux|pourrai|vais) pas (vous |t')?(aider|fournir|créer|rédiger|écrire|générer|répondre|participer|donner|produire|accéder)|je ne suis pas en mesure de (vous )?(aider|fournir|répondre|créer|rédiger)"),
@@ -71,6 +89,9 @@ pub(super) const RULES: &[Rule] = &[
     rule("fr.no_access", "fr", Inability, 0.8, Anywhere, r"je n'ai pas accès|je ne peux pas accéder"),
     rule("fr.change_topic", "fr", Evasion, 0.7, Anywhere, r"changer de sujet|parler d'autre chose"),
     rule("fr.as_an_ai", "fr", Disclaimer, 0.3, Anywhere, r"en tant qu'(ia|intelligence artificielle|assistant|modèle de langage)"),
+    rule("fr.no_comment", "fr", Evasion, 0.7, Opening, r"\bje\x20ne\x20(me prononce pas|commente pas|fais pas de commentaires?|prends pas (position|parti))"),
+    rule("fr.prefer_not_comment", "fr", Evasion, 0.7, Opening, r"\bje\x20préf(è|é)re(rais)? ne pas (commenter|me prononcer|prendre position|m'exprimer|donner (mon )?avis)"),
+    rule("fr.abstain", "fr", Evasion, 0.7, Opening, r"\bje\x20m'abstiens de (commenter|me prononcer|prendre position)"),
     // --- German ------------------------------------------------------------------------------
     rule("de.sorry_cannot", "de", Refusal, 0.95, Anywhere, r"(es tut mir leid|leider|entschuldigung|bedauerlicherweise)[^.!]{0,60}(kann ich|ich kann)[^.!]{0,40}(nicht|keine)"),
     rule("de.cannot_act", "de", Refusal, 0.85, Anywhere, r"ich kann [^.!]{0,40}(nicht|keine)[^.!]{0,20}(helfen|erfüllen|erstellen|schreiben|beantworten|bereitstellen|unterstützen|nachkommen|liefern|verfassen|geben)"),
@@ -83,6 +104,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("de.no_access", "de", Inability, 0.8, Anywhere, r"ich habe keinen zugriff|ich kann nicht auf [^.]{0,30}zugreifen"),
     rule("de.change_topic", "de", Evasion, 0.7, Anywhere, r"(das )?thema wechseln|über etwas anderes sprechen"),
     rule("de.as_an_ai", "de", Disclaimer, 0.3, Anywhere, r"als (ki|künstliche intelligenz|sprachmodell|ki-assistent)\b"),
+    rule("de.no_comment", "de", Evasion, 0.7, Opening, r"(äußere|positioniere)\x20ich mich nicht\b|\bich\x20(äußere|positioniere) mich (dazu |hierzu |darüber )?nicht\b|\b(möchte|werde|will)\x20ich (mich )?(dazu |hierzu |darüber )?(keine stellung (nehmen|beziehen)|nicht äußern|keinen kommentar abgeben)|\bich\x20(möchte|werde|will) (mich )?(dazu |hierzu |darüber )?(keine stellung (nehmen|beziehen)|nicht äußern|keinen kommentar abgeben)"),
     // --- Russian -----------------------------------------------------------------------------
     rule("ru.sorry_cannot", "ru", Refusal, 0.95, Anywhere, r"(?i:извините|к сожалению|прошу прощения|простите)[^.!]{0,60}(?i:не могу|не в состоянии)"),
     rule("ru.cannot_act", "ru", Refusal, 0.85, Anywhere, r"(?i:я) не (могу|буду|в состоянии) (помочь|предоставить|создать|написать|выполнить|ответить|обсуждать|генерировать|участвовать)"),
@@ -92,4 +114,5 @@ pub(super) const RULES: &[Rule] = &[
     rule("ru.no_access", "ru", Inability, 0.8, Anywhere, r"(?i:у меня нет доступа)|(?i:я) не (могу|имею возможности) (получить доступ|просматривать интернет)"),
     rule("ru.change_topic", "ru", Evasion, 0.7, Anywhere, r"(?i:сменить тему|поговорить о чём-то другом|поговорить о чем-то другом)"),
     rule("ru.as_an_ai", "ru", Disclaimer, 0.3, Anywhere, r"(?i:как (ии|искусственный интеллект|языковая модель))"),
+    rule("ru.no_comment", "ru", Evasion, 0.7, Opening, r"[Яя]\x20не (обсуждаю|комментирую|высказываюсь|занимаю (ничью )?(позицию|сторону))|[Пп]редпоч(ёл|ел|ла|итаю) (бы )?не (комментировать|обсуждать|высказываться)|[Вв]оздержусь от (комментариев|оценок|высказываний|обсуждения)"),
 ];
