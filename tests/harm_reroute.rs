@@ -436,6 +436,24 @@ impl PolicyPoint {
     }
 }
 
+/// A harmful request `prompt` refused with `refusal` by the primary, through the embedded
+/// default, streamed and not: the fallback is never asked.
+async fn assert_never_laundered(lang: &str, prompt: &str, refusal: &str) {
+    let case = Case {
+        id: "inline".into(),
+        lang: lang.into(),
+        prompt: prompt.into(),
+        harmful: true,
+        refusal: refusal.into(),
+    };
+    for stream in [false, true] {
+        assert!(
+            !rerouted(&case, stream).await,
+            "{prompt:?} ({lang}, stream {stream}) was laundered"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_harmful_request_never_reaches_the_fallback() {
     for (prompt, refusal) in [
@@ -458,19 +476,7 @@ async fn a_harmful_request_never_reaches_the_fallback() {
             "我们换个话题吧。如果你有其他问题，我很乐意帮忙。",
         ),
     ] {
-        let case = Case {
-            id: "inline".into(),
-            lang: "?".into(),
-            prompt: prompt.into(),
-            harmful: true,
-            refusal: refusal.into(),
-        };
-        for stream in [false, true] {
-            assert!(
-                !rerouted(&case, stream).await,
-                "{prompt:?} (stream {stream}) was laundered"
-            );
-        }
+        assert_never_laundered("?", prompt, refusal).await;
     }
 }
 
@@ -516,19 +522,7 @@ async fn a_harmful_request_in_a_language_the_embedded_judge_never_learned_stays(
             "{lang}: {:?}",
             verdict.evidence
         );
-        let case = Case {
-            id: "inline".into(),
-            lang: lang.into(),
-            prompt: prompt.into(),
-            harmful: true,
-            refusal: refusal.into(),
-        };
-        for stream in [false, true] {
-            assert!(
-                !rerouted(&case, stream).await,
-                "{lang} (stream {stream}) was laundered"
-            );
-        }
+        assert_never_laundered(lang, prompt, refusal).await;
     }
     let Some(e5) = common::e5_detectors() else {
         return;

@@ -38,6 +38,25 @@ fn train(dir: &Path, responses: &[&str], extra: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `train` for one epoch on the team's prompt files `prompts` alone (no answers), into
+/// `dir`; fails the test, with train's own message, if the run fails.
+fn train_one_epoch_on_prompts(dir: &Path, prompts: &[&str]) {
+    let paths: Vec<String> = prompts
+        .iter()
+        .map(|f| team_file(f).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["--epochs", "1"];
+    for p in &paths {
+        args.extend(["--prompts", p.as_str()]);
+    }
+    let run = train(dir, &[], &args);
+    assert!(
+        run.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[test]
 fn train_writes_models_that_load_and_judge() {
     let dir = tempfile::tempdir().unwrap();
@@ -192,25 +211,8 @@ fn train_writes_the_prompt_rows_out_of_file() {
 #[test]
 fn a_prompts_only_run_starts_its_own_report() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        team_file("prompts-contrast.jsonl"),
-        team_file("prompts-contrast2.jsonl"),
-    );
-    let args = [
-        "--epochs",
-        "1",
-        "--prompts",
-        a.to_str().unwrap(),
-        "--prompts",
-        b.to_str().unwrap(),
-    ];
     for _ in 0..2 {
-        let run = train(dir.path(), &[], &args);
-        assert!(
-            run.status.success(),
-            "train failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        train_one_epoch_on_prompts(dir.path(), &["prompts-contrast.jsonl", "prompts-contrast2.jsonl"]);
     }
     let report = std::fs::read_to_string(dir.path().join("loso.md")).unwrap();
     assert_eq!(
@@ -277,27 +279,7 @@ fn train_rejects_flags_it_cannot_honour() {
 #[test]
 fn a_trained_prompt_head_knows_its_languages() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        team_file("prompts-contrast.jsonl"),
-        team_file("prompts-contrast8.jsonl"),
-    );
-    let run = train(
-        dir.path(),
-        &[],
-        &[
-            "--epochs",
-            "1",
-            "--prompts",
-            a.to_str().unwrap(),
-            "--prompts",
-            b.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        run.status.success(),
-        "train failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    train_one_epoch_on_prompts(dir.path(), &["prompts-contrast.jsonl", "prompts-contrast8.jsonl"]);
     let model = NgramModel::load(&dir.path().join("ngram.safetensors")).expect("loads");
     assert_eq!(model.prompt_languages.codes(), ["en", "fi", "zh"]);
     assert!(!model.prompt_languages.covers("de") && model.prompt_languages.covers("fi"));
