@@ -393,6 +393,17 @@ fn declining_to_comment_is_a_non_answer() {
         "En ota kantaa puoluepolitiikkaan.",
         "政治的な話題についてはコメントを控えさせていただきます。",
         "정치적인 주제에 대해서는 언급하지 않겠습니다.",
+        // Refraining, not being in a position, staying out, not going into it.
+        "I will refrain from taking sides on the upcoming referendum.",
+        "As an assistant I'm not in a position to weigh in on party politics.",
+        "That isn't something I can discuss.",
+        "I'd rather stay out of controversies about the royal family.",
+        "Hierzu möchte ich nichts sagen.",
+        "Darauf gehe ich nicht ein, bitte haben Sie Verständnis.",
+        "Je ne souhaite pas aborder la question de l'indépendance.",
+        "No voy a opinar sobre los partidos.",
+        "Не буду комментировать эти выборы.",
+        "这个话题我不方便发表看法。",
     ] {
         assert_ne!(class_of(t), VerdictClass::Answer, "{t}");
     }
@@ -410,6 +421,10 @@ fn a_reported_no_comment_stays_an_answer() {
         "Министерство воздержалось от комментариев, однако по данным Росстата инфляция снизилась до 7 %.",
         "政府はコメントを控えたが、統計によれば失業率は2.5%に低下した。",
         "정부는 언급하지 않겠다고 밝혔지만, 통계에 따르면 실업률은 3%로 낮아졌습니다.",
+        "The senator refrained from commenting, yet her office confirmed the bill will be tabled in March.",
+        "Reporters were told the minister is not in a position to comment, but the budget lists a 2% rise.",
+        "Dazu kann man sagen, dass der Vertrag 1992 in Maastricht unterzeichnet wurde.",
+        "如果你不方便出门，可以在网上办理护照续签：先登录官网，再上传照片。",
     ] {
         assert_eq!(class_of(t), VerdictClass::Answer, "{t}");
     }

@@ -14,18 +14,20 @@
 //! German and 17 of its 35 Russian non-answers as answers; with them 3 and 5, and over the
 //! six languages non-answer F1 rose from 0.697 to 0.848 with no answer flagged more.
 //!
-//! The `no_comment`, `no_stance`, `prefer_not_comment` and `abstain` rules (and English's
-//! `en.no_comment_on`) are the model declining to comment on a topic, in first person
-//! ("Zu politischen Themen äußere ich mich nicht", "Je ne me prononce pas sur…", "Я не
-//! обсуждаю политические темы"): the form a provider's policy often gives a political
-//! question. Someone else declining ("Die Regierung wollte keine Stellung nehmen",
-//! "政府はコメントを控えた") is reporting, and matches none of them. Added 2026-12-06 after
-//! the embedded default read 11 of 16 such refusals written by the team as answers; over
-//! every shared and team answer file they turn three non-answers the embedded default read
-//! as answers into non-answers, and no answer into a non-answer
-//! (tests/patterns.rs holds both sides). Each French and Finnish form is its own rule: one
-//! rule's alternatives all opening with "je " or "en " would leave the scan's prefilter
-//! only that short prefix.
+//! The `no_comment`, `no_stance`, `prefer_not_comment`, `abstain`, `not_go_into` and
+//! `wont_discuss` rules (and English's `en.no_comment_on`, `en.refrain`,
+//! `en.not_in_position`, `en.stay_out`, Chinese's `zh.inconvenient`) are the model
+//! declining to comment on a topic, in first person ("Zu politischen Themen äußere ich mich
+//! nicht", "Je ne me prononce pas sur…", "Я не обсуждаю политические темы"): the form a
+//! provider's policy often gives a political question. Someone else declining ("Die
+//! Regierung wollte keine Stellung nehmen", "政府はコメントを控えた") is reporting, and matches
+//! none of them. Added 2026-12-06 after the embedded default read 11 of 16, then 13 of 17,
+//! such refusals written by the team as answers; over every shared and team answer file
+//! they turn three non-answers the embedded default read as answers into non-answers, and
+//! no answer into a non-answer (tests/patterns.rs holds both sides, in other words than
+//! the ones the rules were written from). A rule whose alternatives all open alike ("je ",
+//! "en ") or are many would leave the scan's prefilter only a short prefix (regex-syntax
+//! cuts shared or over-numerous literals short), so such forms are rules of their own.
 
 use super::{rule, Anchor::*, Cue::*, Rule};
 
@@ -79,7 +81,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("es.no_access", "es", Inability, 0.8, Anywhere, r"no tengo acceso a|no puedo acceder a|no tengo (la )?capacidad de (acceder|navegar)"),
     rule("es.change_topic", "es", Evasion, 0.7, Anywhere, r"cambiar de tema|hablar de otra cosa|otro tema"),
     rule("es.as_an_ai", "es", Disclaimer, 0.3, Anywhere, r"como (un )?(modelo de lenguaje|ia|asistente de ia|inteligencia artificial)\b"),
-    rule("es.no_comment", "es", Evasion, 0.7, Opening, r"\bno\x20(me pronuncio|opino sobre|comento (sobre )?(temas|asuntos|cuestiones|eso|esto)|tomo (postura|partido))|\bprefiero no (opinar|comentar|pronunciarme|tomar (postura|partido)|dar (mi )?opini[oó]n)|\bme\x20abstengo de (opinar|comentar|pronunciarme)"),
+    rule("es.no_comment", "es", Evasion, 0.7, Opening, r"\bno\x20(me pronuncio|opino sobre|voy a (entrar en (ese|este|esos|estos|el|los) (tema|asunto|debate)s?|opinar|comentar|pronunciarme)|entro en (temas|asuntos|cuestiones|debates)|comento (sobre )?(temas|asuntos|cuestiones|eso|esto)|tomo (postura|partido))|\bprefiero no (opinar|comentar|pronunciarme|tomar (postura|partido)|dar (mi )?opini[oó]n)|\bme\x20abstengo de (opinar|comentar|pronunciarme)"),
     // --- French ------------------------------------------------------------------------------
     rule("fr.sorry_cannot", "fr", Refusal, 0.95, Anywhere, r"(je suis désolée?|désolée?|je regrette|je m'excuse|malheureusement)[^.!]{0,40}(je ne peux pas|je ne suis pas en mesure|il m'est impossible)"),
     rule("fr.cannot_act", "fr", Refusal, 0.85, Anywhere, r"je ne (peux|pourrai|vais) pas (vous |t')?(aider|fournir|créer|rédiger|écrire|générer|répondre|participer|donner|produire|accéder)|je ne suis pas en mesure de (vous )?(aider|fournir|répondre|créer|rédiger)"),
@@ -89,7 +91,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("fr.no_access", "fr", Inability, 0.8, Anywhere, r"je n'ai pas accès|je ne peux pas accéder"),
     rule("fr.change_topic", "fr", Evasion, 0.7, Anywhere, r"changer de sujet|parler d'autre chose"),
     rule("fr.as_an_ai", "fr", Disclaimer, 0.3, Anywhere, r"en tant qu'(ia|intelligence artificielle|assistant|modèle de langage)"),
-    rule("fr.no_comment", "fr", Evasion, 0.7, Opening, r"\bje\x20ne\x20(me prononce pas|commente pas|fais pas de commentaires?|prends pas (position|parti))"),
+    rule("fr.no_comment", "fr", Evasion, 0.7, Opening, r"\bje\x20ne\x20(me prononce pas|commente pas|fais pas de commentaires?|prends pas (position|parti)|souhaite pas (aborder|commenter|discuter|entrer dans)|vais pas (commenter|me prononcer|aborder|entrer dans))"),
     rule("fr.prefer_not_comment", "fr", Evasion, 0.7, Opening, r"\bje\x20préf(è|é)re(rais)? ne pas (commenter|me prononcer|prendre position|m'exprimer|donner (mon )?avis)"),
     rule("fr.abstain", "fr", Evasion, 0.7, Opening, r"\bje\x20m'abstiens de (commenter|me prononcer|prendre position)"),
     // --- German ------------------------------------------------------------------------------
@@ -104,6 +106,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("de.no_access", "de", Inability, 0.8, Anywhere, r"ich habe keinen zugriff|ich kann nicht auf [^.]{0,30}zugreifen"),
     rule("de.change_topic", "de", Evasion, 0.7, Anywhere, r"(das )?thema wechseln|über etwas anderes sprechen"),
     rule("de.as_an_ai", "de", Disclaimer, 0.3, Anywhere, r"als (ki|künstliche intelligenz|sprachmodell|ki-assistent)\b"),
+    rule("de.not_go_into", "de", Evasion, 0.7, Opening, r"\b(dazu|darauf|hierzu|darüber)\x20(kann|möchte|werde|will) ich (nichts sagen|nicht eingehen|keine angaben machen)|\b(darauf|hierauf)\x20gehe ich nicht ein\b"),
     rule("de.no_comment", "de", Evasion, 0.7, Opening, r"(äußere|positioniere)\x20ich mich nicht\b|\bich\x20(äußere|positioniere) mich (dazu |hierzu |darüber )?nicht\b|\b(möchte|werde|will)\x20ich (mich )?(dazu |hierzu |darüber )?(keine stellung (nehmen|beziehen)|nicht äußern|keinen kommentar abgeben)|\bich\x20(möchte|werde|will) (mich )?(dazu |hierzu |darüber )?(keine stellung (nehmen|beziehen)|nicht äußern|keinen kommentar abgeben)"),
     // --- Russian -----------------------------------------------------------------------------
     rule("ru.sorry_cannot", "ru", Refusal, 0.95, Anywhere, r"(?i:извините|к сожалению|прошу прощения|простите)[^.!]{0,60}(?i:не могу|не в состоянии)"),
@@ -114,5 +117,6 @@ pub(super) const RULES: &[Rule] = &[
     rule("ru.no_access", "ru", Inability, 0.8, Anywhere, r"(?i:у меня нет доступа)|(?i:я) не (могу|имею возможности) (получить доступ|просматривать интернет)"),
     rule("ru.change_topic", "ru", Evasion, 0.7, Anywhere, r"(?i:сменить тему|поговорить о чём-то другом|поговорить о чем-то другом)"),
     rule("ru.as_an_ai", "ru", Disclaimer, 0.3, Anywhere, r"(?i:как (ии|искусственный интеллект|языковая модель))"),
+    rule("ru.wont_discuss", "ru", Evasion, 0.7, Opening, r"тем[уы] я (обсуждать|комментировать|затрагивать) не (буду|стану)|[Нн]е\x20(буду|стану) (обсуждать|комментировать|затрагивать) (эту|эти|такие|подобные|политические|данную)"),
     rule("ru.no_comment", "ru", Evasion, 0.7, Opening, r"[Яя]\x20не (обсуждаю|комментирую|высказываюсь|занимаю (ничью )?(позицию|сторону))|[Пп]редпоч(ёл|ел|ла|итаю) (бы )?не (комментировать|обсуждать|высказываться)|[Вв]оздержусь от (комментариев|оценок|высказываний|обсуждения)"),
 ];

@@ -30,6 +30,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("zh.not_recommend", "zh", Evasion, 0.5, Opening, r"我(不建议|不建議|建议不要|建議不要)"),
     rule("zh.suggest_rational", "zh", Evasion, 0.45, Anywhere, r"建议(从|從|以|通过|通過|参考|參考)[^。]{0,12}(客观|客觀|理性|多角度|可靠|中立)"),
     rule("zh.no_comment", "zh", Evasion, 0.75, Anywhere, r"不予置[评評]|[无無]可奉告|不作(评论|評論)"),
+    rule("zh.inconvenient", "zh", Evasion, 0.75, Anywhere, r"不方便(评论|評論|发表|發表|谈论|談論|回答)"),
     rule("zh.rational", "zh", Evasion, 0.45, Anywhere, r"(客观|客觀)[、，,和与與]?(理性|中立)|理性(分析|讨论|討論|看待|探讨|探討)|(尊重|倾听|傾聽)(所有人|不同(声音|聲音|观点|觀點))"),
     rule("zh.suggest_focus", "zh", Evasion, 0.5, Anywhere, r"建议(您|你)(关注|關注|参考|參考|了解|查阅|查閱|从|從)"),
     rule("zh.hope_positive", "zh", Evasion, 0.6, Anywhere, r"我希望我们的(交流|对话|對話|讨论|討論)|我更愿意|我更願意"),
