@@ -184,8 +184,10 @@ impl PromptLanguages {
         PromptLanguages(
             counts
                 .into_iter()
+                // Not a language: "?" is a data file's missing `lang` (`Record::lang_or_unknown`),
+                // "unknown" the guesser's (`lang::language`).
                 .filter(|(lang, sides)| {
-                    *lang != "unknown" && sides.iter().all(|&n| n >= Self::MIN_ROWS_PER_SIDE)
+                    !matches!(*lang, "?" | "unknown") && sides.iter().all(|&n| n >= Self::MIN_ROWS_PER_SIDE)
                 })
                 .map(|(lang, _)| lang.to_string())
                 .collect(),
@@ -280,12 +282,16 @@ impl NgramModel {
             head.check(name)?;
             Ok(Some(head))
         };
+        let (response, prompt) = (head("response")?, head("prompt")?);
+        // The field holds the languages from here on (and `to_bytes` writes them back), so the
+        // metadata map does not keep a second copy.
+        let mut info = info;
         let prompt_languages = info
-            .get(PromptLanguages::METADATA_KEY)
-            .map_or_else(PromptLanguages::shipped, |v| PromptLanguages::parse(v));
+            .remove(PromptLanguages::METADATA_KEY)
+            .map_or_else(PromptLanguages::shipped, |v| PromptLanguages::parse(&v));
         Ok(NgramModel {
-            response: head("response")?,
-            prompt: head("prompt")?,
+            response,
+            prompt,
             prompt_languages,
             info,
         })
@@ -357,14 +363,12 @@ impl NgramModel {
     /// head's own reading (`cargo bench --bench models -- ngram/prompt`).
     pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
         let head = self.prompt.as_ref()?;
-        let harmful = head.probability_of(&head.forward(prompt), "harmful");
-        let unlearned_language = (harmful < 0.5)
-            .then(|| crate::lang::language(Some(prompt)))
-            .filter(|lang| !self.prompt_languages.covers(lang));
-        Some(PromptJudgement {
-            unlearned_language,
-            ..PromptJudgement::harm(harmful)
-        })
+        let mut judged = PromptJudgement::harm(head.probability_of(&head.forward(prompt), "harmful"));
+        if !judged.is_harmful() {
+            judged.unlearned_language =
+                Some(crate::lang::language(Some(prompt))).filter(|lang| !self.prompt_languages.covers(lang));
+        }
+        Some(judged)
     }
 }
 
@@ -446,6 +450,8 @@ mod tests {
             ("de", false),
             ("unknown", true),
             ("unknown", false),
+            ("?", true),
+            ("?", false),
         ];
         let many = rows
             .iter()

@@ -181,49 +181,46 @@ impl HarmPolicy {
                     format!("{source} judged the request harmful (p={p:.2}){cats}"),
                 ),
             )
-        } else if let Some(lang) = &j.unlearned_language {
-            (
-                VerdictKind::SafetyRefusal {
-                    categories: j.categories.clone(),
-                },
-                evidence(
-                    VerdictClass::SafetyRefusal,
-                    p,
-                    format!(
-                        "{source} never learned to judge requests in this language ({lang}; p harmful={p:.2} \
-                         cannot clear it): treated as justified, not re-routed (fail safe)"
+        } else {
+            let benign_below = if names_harm {
+                self.benign_below_named_harm
+            } else {
+                self.benign_below
+            };
+            // Why a reading short of harmful still does not clear the request, if it does not.
+            let unsure = match &j.unlearned_language {
+                Some(lang) => Some(format!(
+                    "{source} never learned to judge requests in this language ({lang}; p harmful={p:.2} \
+                     cannot clear it)"
+                )),
+                None if p >= benign_below => Some(format!(
+                    "{source} is unsure whether the request is harmful (p={p:.2}, under {:.2} but not clearly \
+                     benign{})",
+                    self.harmful_from,
+                    if names_harm { "; the refusal names harm" } else { "" }
+                )),
+                None => None,
+            };
+            match unsure {
+                None => (
+                    benign_kind.clone(),
+                    evidence(
+                        benign_kind.class(),
+                        1.0 - p,
+                        format!("{source} judged the request benign (p harmful={p:.2})"),
                     ),
                 ),
-            )
-        } else if p < if names_harm {
-            self.benign_below_named_harm
-        } else {
-            self.benign_below
-        } {
-            (
-                benign_kind.clone(),
-                evidence(
-                    benign_kind.class(),
-                    1.0 - p,
-                    format!("{source} judged the request benign (p harmful={p:.2})"),
-                ),
-            )
-        } else {
-            (
-                VerdictKind::SafetyRefusal {
-                    categories: j.categories.clone(),
-                },
-                evidence(
-                    VerdictClass::SafetyRefusal,
-                    p,
-                    format!(
-                        "{source} is unsure whether the request is harmful (p={p:.2}, under {:.2} but not clearly \
-                         benign{}): treated as justified, not re-routed (fail safe)",
-                        self.harmful_from,
-                        if names_harm { "; the refusal names harm" } else { "" }
+                Some(why) => (
+                    VerdictKind::SafetyRefusal {
+                        categories: j.categories.clone(),
+                    },
+                    evidence(
+                        VerdictClass::SafetyRefusal,
+                        p,
+                        format!("{why}: treated as justified, not re-routed (fail safe)"),
                     ),
                 ),
-            )
+            }
         }
     }
 }
