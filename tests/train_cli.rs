@@ -285,18 +285,15 @@ fn a_trained_prompt_head_knows_its_languages() {
     assert!(!model.prompt_languages.covers("de") && model.prompt_languages.covers("fi"));
 }
 
-/// The languages the shipped prompt head is trusted in (`PromptLanguages::SHIPPED`, for the
-/// shipped file, which predates their metadata) are those its training data has both sides
-/// of: recomputed here from the files `train` reads by default.
+/// The languages the shipped prompt head is trusted in (the `prompt.languages` its file
+/// records) are those its training data has both sides of: recomputed here from the files
+/// `train` reads by default, the n-gram-only ones (models/data/ngram/) among them.
 #[test]
 fn the_shipped_prompt_languages_are_those_of_its_training_data() {
     let datasets = refusal_guard::dataset::datasets_dir().unwrap_or_else(|e| panic!("{e}"));
-    let files = refusal_guard::cli::train::shipped_prompt_files(&datasets);
+    let mut files = refusal_guard::cli::train::shipped_prompt_files(&datasets);
+    files.extend(refusal_guard::cli::train::shipped_ngram_prompt_files());
     let rows = refusal_guard::judge::fit::read_prompt_rows(&files).expect("the training files read");
     let learned = PromptLanguages::learned_from(rows.iter().map(|r| (r.lang.as_str(), r.harmful)));
-    assert_eq!(learned, PromptLanguages::shipped());
-    assert_eq!(
-        NgramModel::embedded().prompt_languages,
-        PromptLanguages::shipped()
-    );
+    assert_eq!(NgramModel::embedded().prompt_languages, learned);
 }

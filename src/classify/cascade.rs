@@ -255,13 +255,14 @@ impl Cascade {
         // a refusal be re-routed to another provider, and laundering a harmful request is the
         // one mistake a re-router must not make, so a cheap tier's "benign", however sure,
         // is checked by the next tier installed; its "harmful" only keeps a refusal, the safe
-        // side, and stands.
+        // side, and stands, unless the tier never learned the request's language: then its
+        // "harmful" may be the language itself, and the next tier decides.
         self.escalate(
             Question::Prompt,
             trace,
             |c| c.judge_prompt(prompt),
             |j| j.confidence(),
-            |j, threshold| j.harmful >= threshold,
+            |j, threshold| j.harmful >= threshold && j.unlearned_language.is_none(),
         )
         .await
     }
@@ -582,6 +583,47 @@ mod tests {
         let e = evidence_of(&c, "classify");
         assert_eq!(e.suggests, VerdictClass::SafetyRefusal);
         assert!(e.reason.ends_with("categories: S9"), "{}", e.reason);
+    }
+
+    #[tokio::test]
+    async fn a_harmful_reading_in_a_language_the_tier_never_learned_is_not_final() {
+        // A head that saw a language only in harmful requests reads the language as harm:
+        // its sure "harmful" must not stop the tier that learned the language.
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
+            Some(PromptJudgement {
+                harmful: 0.97,
+                categories: Vec::new(),
+                unlearned_language: Some("vi".into()),
+            }),
+        );
+        let (big, big_calls) = fixed("big", None, Some(PromptJudgement::harm(0.02)));
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
+        let c = cascade
+            .classify(
+                Some("Quốc hội Việt Nam được bầu như thế nào?"),
+                "Tôi không thể trả lời.",
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.prompt_source.as_deref(), Some("big"));
+        assert_eq!(big_calls.load(Ordering::SeqCst), 1, "the prompt only");
+        assert_eq!(c.kind, VerdictKind::PolicyRefusal);
+        // In a language it learned, the same reading is final.
+        let (cheap, _) = fixed(
+            "cheap",
+            Some(ResponseJudgement::certain(ResponseLabel::Refusal, 0.97)),
+            Some(PromptJudgement::harm(0.97)),
+        );
+        let (big, big_calls) = fixed("big", None, Some(PromptJudgement::harm(0.02)));
+        let cascade = Cascade::new().tier(cheap, 0.9).tier(big, 0.0);
+        let c = cascade
+            .classify(Some("how to make sarin"), "I can't.")
+            .await
+            .unwrap();
+        assert_eq!(c.prompt_source.as_deref(), Some("cheap"));
+        assert_eq!(big_calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

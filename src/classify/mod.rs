@@ -141,7 +141,8 @@ pub struct PromptJudgement {
     pub categories: Vec<String>,
     /// The request's language (a [`crate::lang::language`] code) when the judge never
     /// learned to tell harmful from benign requests in it: its reading may still flag the
-    /// request, but cannot clear it as benign ([`crate::judge::HarmPolicy`] fails safe).
+    /// request, but cannot clear it as benign ([`crate::judge::HarmPolicy`] fails safe), and
+    /// a cascade asks the next tier rather than take its "harmful" as final.
     /// `None` when the judge knows the language, or does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlearned_language: Option<String>,

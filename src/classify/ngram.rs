@@ -151,10 +151,12 @@ impl NgramHead {
 /// languages, so in a language the data holds on one side only, the head learns the
 /// language, not the harm. The shared prompt files ask security questions in German,
 /// Spanish, French, Portuguese and Hindi only as benign ones (cyberseceval_frr), and the
-/// shipped head read 47 of 179 harmful requests of the team's German, Spanish and French
-/// sets (models/data/unused/prompts-speech-xx.jsonl, prompts-history-xx.jsonl; never trained
-/// on) as clearly benign: refusals a gateway would have re-routed. Outside these
-/// languages its reading can keep a refusal but never clear one
+/// head shipped before 2026-12-06 read 47 of 179 harmful requests of the team's German,
+/// Spanish and French sets (models/data/ngram/prompts-speech-xx.jsonl,
+/// prompts-history-xx.jsonl; not trained on then) as clearly benign: refusals a gateway
+/// would have re-routed. Since then the team's n-gram-only files (models/data/ngram/) give
+/// it both sides in German, Spanish, French, Japanese, Korean and Russian; Portuguese,
+/// Hindi, Arabic, Vietnamese and others stay one-sided. Outside its languages its reading can keep a refusal but never clear one
 /// ([`PromptJudgement::unlearned_language`]). A text whose language
 /// [`crate::lang::language`] cannot tell (most often a short English one) is read as the
 /// head reads it.
@@ -163,17 +165,17 @@ pub struct PromptLanguages(Vec<String>);
 
 impl PromptLanguages {
     /// Rows of each side (harmful, benign) a language needs. Today's data gives the same
-    /// languages for any minimum from 1 to 40: the others have one side only.
+    /// languages for any minimum from 1 to 40: the others have one side only, or none.
     pub const MIN_ROWS_PER_SIDE: usize = 30;
 
     /// The metadata key a trained file records them under (comma-separated codes).
     pub const METADATA_KEY: &'static str = "prompt.languages";
 
-    /// The languages of the shipped prompt head, for files that do not record theirs (the
-    /// shipped file and any written before 2026-12-06): its training data, the permissive
-    /// shared prompt files and models/data/prompts-*.jsonl, has both sides in these
-    /// (`tests/train_cli.rs` recomputes them from those files).
-    pub const SHIPPED: [&'static str; 5] = ["en", "fi", "it", "th", "zh"];
+    /// The languages assumed for a model file that does not record its own: every such file
+    /// was written before 2026-12-06, from the permissive shared prompt files and
+    /// models/data/prompts-*.jsonl, which have both sides in these. The shipped file records
+    /// its own (`tests/train_cli.rs` recomputes them from its training files).
+    pub const UNRECORDED: [&'static str; 5] = ["en", "fi", "it", "th", "zh"];
 
     /// The languages with enough rows of both sides among `(language, harmful)` rows.
     pub fn learned_from<'a>(rows: impl IntoIterator<Item = (&'a str, bool)>) -> Self {
@@ -194,9 +196,9 @@ impl PromptLanguages {
         )
     }
 
-    /// The shipped head's languages ([`PromptLanguages::SHIPPED`]).
-    pub fn shipped() -> Self {
-        PromptLanguages(Self::SHIPPED.iter().map(|l| l.to_string()).collect())
+    /// The languages of a file that records none ([`PromptLanguages::UNRECORDED`]).
+    pub fn unrecorded() -> Self {
+        PromptLanguages(Self::UNRECORDED.iter().map(|l| l.to_string()).collect())
     }
 
     /// Whether the head learned `lang` (a [`crate::lang::language`] code); `unknown` counts.
@@ -228,7 +230,7 @@ pub struct NgramModel {
     pub response: Option<NgramHead>,
     pub prompt: Option<NgramHead>,
     /// Where the prompt head's reading may clear a request (from the file's
-    /// [`PromptLanguages::METADATA_KEY`], else [`PromptLanguages::shipped`]).
+    /// [`PromptLanguages::METADATA_KEY`], else [`PromptLanguages::unrecorded`]).
     pub prompt_languages: PromptLanguages,
     /// Free-form metadata (training date, data, metrics), kept when saving.
     pub info: HashMap<String, String>,
@@ -288,7 +290,7 @@ impl NgramModel {
         let mut info = info;
         let prompt_languages = info
             .remove(PromptLanguages::METADATA_KEY)
-            .map_or_else(PromptLanguages::shipped, |v| PromptLanguages::parse(&v));
+            .map_or_else(PromptLanguages::unrecorded, |v| PromptLanguages::parse(&v));
         Ok(NgramModel {
             response,
             prompt,
@@ -356,18 +358,19 @@ impl NgramModel {
         Some(ResponseJudgement { probs })
     }
 
-    /// The harm probability of a prompt, when there is a prompt head, and, for a reading
-    /// short of harmful (under 0.5), its language when the head never learned it
-    /// ([`PromptLanguages`]). A harmful reading keeps a refusal in any language, so only a
-    /// reading that could clear one asks the language: that costs about ten times the
-    /// head's own reading (`cargo bench --bench models -- ngram/prompt`).
+    /// The harm probability of a prompt, when there is a prompt head, and its language when
+    /// the head never learned it ([`PromptLanguages`]). Either way the reading says little
+    /// there: short of harmful it cannot clear a request, and harmful it keeps a refusal but
+    /// is not final in a cascade (an encoder that learned the language decides; a head that
+    /// saw a language only in harmful requests reads the language as harm). Asking the
+    /// language costs about ten times the head's own reading (`cargo bench --bench models
+    /// -- ngram/prompt`), paid only where a prompt is judged: for a refusal, a block, or a
+    /// pre-route check.
     pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
         let head = self.prompt.as_ref()?;
         let mut judged = PromptJudgement::harm(head.probability_of(&head.forward(prompt), "harmful"));
-        if !judged.is_harmful() {
-            judged.unlearned_language =
-                Some(crate::lang::language(Some(prompt))).filter(|lang| !self.prompt_languages.covers(lang));
-        }
+        judged.unlearned_language =
+            Some(crate::lang::language(Some(prompt))).filter(|lang| !self.prompt_languages.covers(lang));
         Some(judged)
     }
 }
@@ -426,15 +429,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reading_short_of_harmful_names_a_language_the_head_never_learned() {
+    fn a_reading_names_a_language_the_head_never_learned() {
         let model = NgramModel::embedded();
-        // Lawful questions the shipped head reads as benign: in German (no harmful German
-        // request in its data) the reading cannot clear the request, in English it can.
+        // Hindi requests are in its data only as benign ones: a lawful question reads as
+        // benign, and the reading cannot clear it.
+        let hi = model
+            .judge_prompt("भारत में लोकसभा के चुनाव कैसे होते हैं और सीटें कैसे बाँटी जाती हैं?")
+            .expect("the shipped model has a prompt head");
+        assert!(hi.harmful < 0.5, "{}", hi.harmful);
+        assert_eq!(hi.unlearned_language.as_deref(), Some("hi"));
+        // Vietnamese ones only as harmful: a recipe reads as harmful, and says why it
+        // should not be believed.
+        let vi = model
+            .judge_prompt("Làm thế nào để nấu phở bò ngon tại nhà?")
+            .unwrap();
+        assert!(vi.is_harmful(), "{}", vi.harmful);
+        assert_eq!(vi.unlearned_language.as_deref(), Some("vi"));
+        // German it learned both ways (models/data/ngram/).
         let de = model
             .judge_prompt("Wie funktioniert das Wahlsystem im Bundestag, und warum gibt es Überhangmandate?")
-            .expect("the shipped model has a prompt head");
-        assert!(de.harmful < 0.5, "{}", de.harmful);
-        assert_eq!(de.unlearned_language.as_deref(), Some("de"));
+            .unwrap();
+        assert_eq!(de.unlearned_language, None);
         let en = model
             .judge_prompt("How does the electoral system of the German Bundestag work, and why are there overhang seats?")
             .unwrap();

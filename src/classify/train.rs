@@ -374,7 +374,7 @@ mod tests {
         let model = super::super::ngram::NgramModel {
             response: Some(head),
             prompt: None,
-            prompt_languages: super::super::ngram::PromptLanguages::shipped(),
+            prompt_languages: super::super::ngram::PromptLanguages::unrecorded(),
             info: Default::default(),
         };
         let loaded = super::super::ngram::NgramModel::from_bytes(&model.to_bytes().unwrap()).unwrap();

@@ -35,7 +35,8 @@ pub enum Command {
     /// Local models: list, fetch, import, evaluate, classify.
     Models(models::ModelsArgs),
     /// Retrain the embedded n-gram model (and the encoder heads) on labelled JSON Lines.
-    Train(train::TrainArgs),
+    // Boxed: its many options would make every other command as large.
+    Train(Box<train::TrainArgs>),
 }
 
 /// Parses the command line and runs it.
@@ -49,7 +50,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::Models(args) => models::run(args).map_err(|e| e.to_string()),
-        Command::Train(args) => train::run(args).map_err(|e| e.to_string()),
+        Command::Train(args) => train::run(*args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

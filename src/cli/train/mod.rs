@@ -115,6 +115,10 @@ pub struct TrainArgs {
     /// Labelled prompt files of your own (rows with a boolean `harmful`).
     #[arg(long = "prompts", value_name = "FILE")]
     pub prompts: Vec<PathBuf>,
+    /// Labelled prompt files for the n-gram prompt head only: the e5 prompt parts never
+    /// read them (the shipped ones are models/data/ngram/prompts-*.jsonl).
+    #[arg(long = "ngram-prompts", value_name = "FILE")]
+    pub ngram_prompts: Vec<PathBuf>,
     /// Add the shipped training data (licence-cleared shared datasets and the project's
     /// examples) to your files. Implied when no file is given.
     #[arg(long)]
@@ -254,6 +258,7 @@ fn project_file(name: &str) -> PathBuf {
 /// The shipped prompt-head training files: the permissive prompts/ files, deccp's prompts
 /// (benign: political questions a provider censors are not harmful requests), and the
 /// team's prompt files (models/refusal-ngram/prompts.jsonl, models/data/prompts-*.jsonl).
+/// The n-gram prompt head also reads [`shipped_ngram_prompt_files`].
 pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES
         .iter()
@@ -264,6 +269,12 @@ pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
     let team = crate::judge::fit::team_files(Path::new(env!("CARGO_MANIFEST_DIR")), "prompts-");
     files.extend(team);
     files
+}
+
+/// The shipped prompt files the n-gram prompt head reads and e5's prompt parts do not
+/// (models/data/ngram/prompts-*.jsonl; [`crate::judge::fit::ngram_only_prompt_files`]).
+pub fn shipped_ngram_prompt_files() -> Vec<PathBuf> {
+    crate::judge::fit::ngram_only_prompt_files(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn find_datasets(given: Option<PathBuf>) -> Result<PathBuf, ClassifyError> {
@@ -365,7 +376,8 @@ impl Embedder<'_> {
 /// Runs `train`.
 pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
-    let shipped = args.shipped || (args.responses.is_empty() && args.prompts.is_empty());
+    let shipped = args.shipped
+        || (args.responses.is_empty() && args.prompts.is_empty() && args.ngram_prompts.is_empty());
     let mut sources: Vec<Source> = args
         .responses
         .iter()
@@ -376,10 +388,12 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut prov = Provenance::default();
     let mut prompt_files = args.prompts.clone();
+    let mut ngram_prompt_files = args.ngram_prompts.clone();
     if shipped {
         let dir = find_datasets(args.datasets.clone())?;
         sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
         prompt_files.extend(shipped_prompt_files(&dir));
+        ngram_prompt_files.extend(shipped_ngram_prompt_files());
     }
     let mut cfg = FitConfig {
         ngram: TrainConfig {
@@ -479,6 +493,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         answers::train(&args, &cfg, &sources, &rows, &embedder, stack_out.as_mut())?
     };
+    let prompt_files = prompts::PromptFiles::new(prompt_files, ngram_prompt_files);
     let prompts = prompts::train(
         &args,
         &cfg,
@@ -492,7 +507,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     info.insert("trained".to_string(), today());
     info.insert("train_config".to_string(), serde_json::to_string(&cfg.ngram)?);
     info.insert("data".to_string(), serde_json::to_string(&prov.files)?);
-    let prompt_languages = prompts.prompt_languages.unwrap_or_else(PromptLanguages::shipped);
+    let prompt_languages = prompts
+        .prompt_languages
+        .unwrap_or_else(PromptLanguages::unrecorded);
     eprintln!(
         "the prompt head learned both sides in: {} (its reading cannot clear a request in other languages)",
         prompt_languages.codes().join(", ")

@@ -23,15 +23,40 @@ use super::{EarlyFile, Embedder, PromptWeights, TrainArgs, Trained, TuneFolds};
 /// prints the leave-one-file-out tables and appends them to the report, writes the prompt
 /// rows (`--prompt-stack-out`), and returns the heads and layer to ship. `kept_prompt`:
 /// e5's prompt parts kept from a heads file instead of trained (`--prompt-parts-from`).
+/// The prompt files of one run, and which of them only the n-gram prompt head reads.
+pub(super) struct PromptFiles {
+    files: Vec<PathBuf>,
+    /// Per file: e5's prompt parts skip it (`--ngram-prompts`, models/data/ngram/).
+    ngram_only: Vec<bool>,
+}
+
+impl PromptFiles {
+    /// `both` are read by every prompt head, `ngram_only` by the n-gram head alone.
+    pub(super) fn new(both: Vec<PathBuf>, ngram_only: Vec<PathBuf>) -> Self {
+        let mut flags = vec![false; both.len()];
+        flags.resize(both.len() + ngram_only.len(), true);
+        let mut files = both;
+        files.extend(ngram_only);
+        Self {
+            files,
+            ngram_only: flags,
+        }
+    }
+}
+
 pub(super) fn train(
     args: &TrainArgs,
     cfg: &FitConfig,
-    prompt_files: &[PathBuf],
+    prompt_files: &PromptFiles,
     prov: &mut Provenance,
     embedder: &Embedder,
     kept_prompt: Option<&(&PathBuf, Heads)>,
     stack_out: Option<&mut EarlyFile>,
 ) -> Result<Trained, Box<dyn std::error::Error>> {
+    let PromptFiles {
+        files: prompt_files,
+        ngram_only,
+    } = prompt_files;
     let prompt_rows = read_prompt_rows(prompt_files)?;
     if prompt_rows.is_empty() {
         return Ok(Trained::default());
@@ -55,7 +80,14 @@ pub(super) fn train(
         .iter()
         .map(|r| (r.source.to_string(), r.harmful.to_string(), r.text.as_str()))
         .collect();
-    let keep = subset(&keys, args.encoder_cap / 2);
+    let mut keep = subset(&keys, args.encoder_cap / 2);
+    for (k, r) in keep.iter_mut().zip(&prompt_rows) {
+        *k &= !ngram_only[r.source];
+    }
+    let skipped = ngram_only.iter().filter(|&&n| n).count();
+    if skipped > 0 && embedder.encoder.is_some() {
+        eprintln!("  e5's prompt parts skip {skipped} file(s) meant for the n-gram prompt head only");
+    }
     if let Some(vs) = embedder.embed(
         prompt_rows.iter().map(|r| r.text.as_str()).collect(),
         keep.clone(),

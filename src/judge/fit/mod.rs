@@ -64,7 +64,21 @@ impl Source {
 /// The team's files in `models/data` whose names start with `prefix` (`responses-`,
 /// `prompts-`), in name order: a new file joins training by its name alone.
 pub fn team_files(repo: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo.join("models/data"))
+    jsonl_files_in(&repo.join("models/data"), prefix)
+}
+
+/// The team's prompt files that only the n-gram prompt head reads
+/// (`models/data/ngram/prompts-*.jsonl`), in name order. They exist because hashed
+/// character n-grams carry nothing from one language to another: a language the head saw
+/// on one side only (harmful or benign) is learned as the language, not the harm. The e5
+/// encoder transfers across languages and was measured to lose benign recovery when
+/// trained on such files (models/e5-heads/README.md, run I), so it does not read them.
+pub fn ngram_only_prompt_files(repo: &Path) -> Vec<PathBuf> {
+    jsonl_files_in(&repo.join("models/data/ngram"), "prompts-")
+}
+
+fn jsonl_files_in(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
