@@ -285,6 +285,40 @@ fn a_trained_prompt_head_knows_its_languages() {
     assert!(!model.prompt_languages.covers("de") && model.prompt_languages.covers("fi"));
 }
 
+/// `--ngram-prompts` files train the n-gram prompt head like `--prompts` ones (here their
+/// six languages join its learned ones, and the held-out table scores them); only e5's
+/// prompt parts skip them, which a run without e5 cannot show.
+#[test]
+fn ngram_only_prompt_files_teach_the_ngram_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let xx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/data/ngram/prompts-contrast-xx.jsonl");
+    let contrast = team_file("prompts-contrast.jsonl");
+    let run = train(
+        dir.path(),
+        &[],
+        &[
+            "--epochs",
+            "1",
+            "--prompts",
+            &contrast.to_string_lossy(),
+            "--ngram-prompts",
+            &xx.to_string_lossy(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let model = NgramModel::load(&dir.path().join("ngram.safetensors")).expect("loads");
+    assert_eq!(
+        model.prompt_languages.codes(),
+        ["de", "en", "es", "fr", "ja", "ko", "ru", "zh"]
+    );
+    let report = std::fs::read_to_string(dir.path().join("loso.md")).unwrap();
+    assert!(report.contains("| prompts-contrast-xx.jsonl | ko |"), "{report}");
+}
+
 /// The languages the shipped prompt head is trusted in (the `prompt.languages` its file
 /// records) are those its training data has both sides of: recomputed here from the files
 /// `train` reads by default, the n-gram-only ones (models/data/ngram/) among them.
