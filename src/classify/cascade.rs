@@ -204,7 +204,7 @@ impl Cascade {
             trace,
             |c| c.judge_response(prompt, response),
             |j| j.confidence(),
-            |j, threshold| j.confidence() >= threshold,
+            |_, j, threshold| j.confidence() >= threshold,
         )
         .await
     }
@@ -262,13 +262,18 @@ impl Cascade {
             trace,
             |c| c.judge_prompt(prompt),
             |j| j.confidence(),
-            |j, threshold| j.harmful >= threshold && j.unlearned_language.is_none(),
+            |c, j, threshold| {
+                j.harmful >= threshold
+                    && j.unlearned_language.is_none()
+                    && c.learned_language(&crate::lang::language(Some(prompt)))
+            },
         )
         .await
     }
 
     /// Asks the tiers one question, cheapest first, until one's answer `is_final` at its
-    /// threshold; records every tier asked (with its `confidence`) in `trace`. The last tier asked is
+    /// threshold (the last tier's answer is final whatever it is, so it is not asked);
+    /// records every tier asked (with its `confidence`) in `trace`. The last tier asked is
     /// the one that decided, so it is the only run not marked as escalated.
     async fn escalate<'a, J>(
         &'a self,
@@ -276,11 +281,11 @@ impl Cascade {
         trace: &mut Vec<TierRun>,
         ask: impl Fn(&'a dyn Classifier) -> BoxFuture<'a, Result<Option<J>, ClassifyError>>,
         confidence: impl Fn(&J) -> f32,
-        is_final: impl Fn(&J, f32) -> bool,
+        is_final: impl Fn(&dyn Classifier, &J, f32) -> bool,
     ) -> Option<(J, String)> {
         let mut last = None;
         let first = trace.len();
-        for tier in &self.tiers {
+        for (i, tier) in self.tiers.iter().enumerate() {
             let started = Instant::now();
             let result = ask(tier.classifier.as_ref()).await;
             let mut run = TierRun {
@@ -294,7 +299,8 @@ impl Cascade {
             match result {
                 Ok(Some(j)) => {
                     run.confidence = Some(confidence(&j));
-                    let done = is_final(&j, tier.threshold);
+                    let done =
+                        i + 1 == self.tiers.len() || is_final(tier.classifier.as_ref(), &j, tier.threshold);
                     run.escalated = !done;
                     trace.push(run);
                     last = Some((j, tier.classifier.name().to_string()));

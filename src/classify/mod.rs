@@ -142,7 +142,9 @@ pub struct PromptJudgement {
     /// The request's language (a [`crate::lang::language`] code) when the judge never
     /// learned to tell harmful from benign requests in it: its reading may still flag the
     /// request, but cannot clear it as benign ([`crate::judge::HarmPolicy`] fails safe), and
-    /// a cascade asks the next tier rather than take its "harmful" as final.
+    /// a cascade asks the next tier rather than take its "harmful" as final. The n-gram head
+    /// names it for readings short of harmful; for a harmful one a cascade asks the tier
+    /// ([`Classifier::learned_language`]) only when the answer matters.
     /// `None` when the judge knows the language, or does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlearned_language: Option<String>,
@@ -227,6 +229,16 @@ pub trait Classifier: Send + Sync {
     /// Whether the request itself is harmful.
     async fn judge_prompt(&self, _prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
         Ok(None)
+    }
+
+    /// Whether this tier learned to judge requests in `lang` (a [`crate::lang::language`]
+    /// code). A cascade takes a tier's sure "harmful" as final only in a language it
+    /// learned: a head that saw a language only in harmful requests reads the language as
+    /// harm. Asked only when another prompt tier follows, since the guess costs about ten
+    /// times the n-gram head's reading. Multilingual tiers, and tiers that do not say, learned
+    /// every language.
+    fn learned_language(&self, _lang: &str) -> bool {
+        true
     }
 }
 

@@ -358,19 +358,20 @@ impl NgramModel {
         Some(ResponseJudgement { probs })
     }
 
-    /// The harm probability of a prompt, when there is a prompt head, and its language when
-    /// the head never learned it ([`PromptLanguages`]). Either way the reading says little
-    /// there: short of harmful it cannot clear a request, and harmful it keeps a refusal but
-    /// is not final in a cascade (an encoder that learned the language decides; a head that
-    /// saw a language only in harmful requests reads the language as harm). Asking the
-    /// language costs about ten times the head's own reading (`cargo bench --bench models
-    /// -- ngram/prompt`), paid only where a prompt is judged: for a refusal, a block, or a
-    /// pre-route check.
+    /// The harm probability of a prompt, when there is a prompt head, and, for a reading
+    /// short of harmful (under 0.5), its language when the head never learned it
+    /// ([`PromptLanguages`]). A harmful reading keeps a refusal in any language, so only a
+    /// reading that could clear one asks the language: that costs about ten times the
+    /// head's own reading (`cargo bench --bench models -- ngram/prompt`). A cascade asks
+    /// separately whether a harmful reading's language was learned, when another tier could
+    /// decide instead ([`Classifier::learned_language`]).
     pub fn judge_prompt(&self, prompt: &str) -> Option<PromptJudgement> {
         let head = self.prompt.as_ref()?;
         let mut judged = PromptJudgement::harm(head.probability_of(&head.forward(prompt), "harmful"));
-        judged.unlearned_language =
-            Some(crate::lang::language(Some(prompt))).filter(|lang| !self.prompt_languages.covers(lang));
+        if !judged.is_harmful() {
+            judged.unlearned_language =
+                Some(crate::lang::language(Some(prompt))).filter(|lang| !self.prompt_languages.covers(lang));
+        }
         Some(judged)
     }
 }
@@ -422,6 +423,10 @@ impl Classifier for NgramClassifier {
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
         Ok(self.model.judge_prompt(prompt))
     }
+
+    fn learned_language(&self, lang: &str) -> bool {
+        self.model.prompt_languages.covers(lang)
+    }
 }
 
 #[cfg(test)]
@@ -438,13 +443,13 @@ mod tests {
             .expect("the shipped model has a prompt head");
         assert!(hi.harmful < 0.5, "{}", hi.harmful);
         assert_eq!(hi.unlearned_language.as_deref(), Some("hi"));
-        // Vietnamese ones only as harmful: a recipe reads as harmful, and says why it
-        // should not be believed.
-        let vi = model
-            .judge_prompt("Làm thế nào để nấu phở bò ngon tại nhà?")
-            .unwrap();
+        // Vietnamese ones only as harmful: a recipe reads as harmful, in a language the
+        // head never learned (a cascade asks `learned_language` before believing it).
+        let recipe = "Làm thế nào để nấu phở bò ngon tại nhà?";
+        let vi = model.judge_prompt(recipe).unwrap();
         assert!(vi.is_harmful(), "{}", vi.harmful);
-        assert_eq!(vi.unlearned_language.as_deref(), Some("vi"));
+        assert_eq!(crate::lang::language(Some(recipe)), "vi");
+        assert!(!NgramClassifier::new((*model).clone(), "ngram").learned_language("vi"));
         // German it learned both ways (models/data/ngram/).
         let de = model
             .judge_prompt("Wie funktioniert das Wahlsystem im Bundestag, und warum gibt es Überhangmandate?")
