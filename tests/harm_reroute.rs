@@ -484,16 +484,16 @@ async fn a_harmful_request_never_reaches_the_fallback() {
 /// Refusals of harmful requests in languages the embedded prompt head has on one side only
 /// (the shared prompt files ask Hindi questions only as benign ones, and no team file asks
 /// in Hindi): a head that learned such a language as "benign" would clear these requests
-/// (the shipped head reads them at 0.15 and 0.003), and before 2026-12-06 the embedded default re-routed such refusals
-/// (German and Spanish then, which the team's n-gram-only files have since taught it on
-/// both sides). Its reading cannot clear a request in a language it never learned
-/// (`classify::ngram::PromptLanguages`): the refusal is kept, and the evidence says why.
-/// The provider refuses in English, as models often do to a language they serve less well
-/// (the refusal patterns do not claim Hindi). The e5 tier, which learned
-/// other languages through its multilingual encoder, still judges them: a benign German
-/// question is re-routed, and so is a benign Vietnamese one, which the n-gram head, having
-/// seen Vietnamese only in harmful requests, reads as surely harmful (0.9998): a sure
-/// reading in a language a tier never learned is not final in the cascade.
+/// (the shipped head reads them at 0.16 and 0.002), and before 2026-12-06 the embedded
+/// default re-routed such refusals (German and Spanish then, which the team's n-gram-only
+/// files have since taught it on both sides). Its reading cannot clear a request in a
+/// language it never learned (`classify::ngram::PromptLanguages`): the refusal is kept, and
+/// the evidence says why. The provider refuses in English, as models often do to a
+/// language they serve less well (the refusal patterns do not claim Hindi). The e5 tier,
+/// which learned other languages through its multilingual encoder, still judges them: a
+/// benign German question is re-routed, and so is a benign Vietnamese one, which the n-gram
+/// head, having seen Vietnamese only in harmful requests, reads as surely harmful (0.9998):
+/// a sure reading in a language a tier never learned is not final in the cascade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_harmful_request_in_a_language_the_embedded_judge_never_learned_stays() {
     let embedded = refusal_guard::classify::tiers::detectors_with(&[]).expect("the embedded default");
