@@ -40,7 +40,7 @@ const ISO_639_1: [(&str, &str); 27] = [
     ("jav", "jv"),
 ];
 
-/// The language of a text: ISO 639-1 for the languages of [`ISO_639_1`], whatlang's 639-3
+/// The language of a text: ISO 639-1 for the languages of `ISO_639_1`, whatlang's 639-3
 /// code for the rest, `unknown` for no text or a guess whatlang itself does not trust.
 pub fn language(text: Option<&str>) -> String {
     let Some(info) = text.and_then(whatlang::detect) else {

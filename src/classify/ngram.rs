@@ -156,8 +156,10 @@ impl NgramHead {
 /// prompts-history-xx.jsonl; not trained on then) as clearly benign: refusals a gateway
 /// would have re-routed. Since then the team's n-gram-only files (models/data/ngram/) give
 /// it both sides in German, Spanish, French, Japanese, Korean and Russian; Portuguese,
-/// Hindi, Arabic, Vietnamese and others stay one-sided. Outside its languages its reading can keep a refusal but never clear one
-/// ([`PromptJudgement::unlearned_language`]). A text whose language
+/// Hindi, Arabic, Vietnamese and others stay one-sided. Outside its languages its reading
+/// can keep a refusal but never clear one ([`PromptJudgement::unlearned_language`]), and
+/// its "harmful" is not final in a cascade ([`Classifier::learned_language`]). A text
+/// whose language
 /// [`crate::lang::language`] cannot tell (most often a short English one) is read as the
 /// head reads it.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,10 +19,6 @@ use crate::judge::NGRAM_PROMPT_FINAL_FROM;
 
 use super::{EarlyFile, Embedder, PromptWeights, TrainArgs, Trained, TuneFolds};
 
-/// Trains the prompt side on `prompt_files` (nothing when they hold no labelled prompt):
-/// prints the leave-one-file-out tables and appends them to the report, writes the prompt
-/// rows (`--prompt-stack-out`), and returns the heads and layer to ship. `kept_prompt`:
-/// e5's prompt parts kept from a heads file instead of trained (`--prompt-parts-from`).
 /// The prompt files of one run, and which of them only the n-gram prompt head reads.
 pub(super) struct PromptFiles {
     files: Vec<PathBuf>,
@@ -44,6 +40,11 @@ impl PromptFiles {
     }
 }
 
+/// Trains the prompt side on `prompt_files` (nothing when they hold no labelled prompt):
+/// prints the leave-one-file-out tables and appends them to the report, writes the prompt
+/// rows (`--prompt-stack-out`), and returns the heads and layer to ship. `kept_prompt`:
+/// e5's prompt parts kept from a heads file instead of trained (`--prompt-parts-from`);
+/// e5 never reads the files `prompt_files` marks n-gram only.
 pub(super) fn train(
     args: &TrainArgs,
     cfg: &FitConfig,
