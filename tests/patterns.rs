@@ -148,6 +148,130 @@ fn english_refusals_of_the_method_and_idioms() {
     }
 }
 
+/// Answers shorter than the stream window are judged by the patterns alone (the models read
+/// a one-liner as a refusal far too readily, `judge::MIN_MODEL_ANSWER_TOKENS`), so a short
+/// refusal no rule knows is released as an answer, whatever the models would say. Qwen's own
+/// canned line ("我无法给到相关内容") was one of them until 2026-12-06. These are written in
+/// other words than the team files the rules were read from, and go through the whole
+/// default pipeline, as a gateway judges them.
+#[tokio::test]
+async fn short_refusals_in_every_language_are_caught_by_the_patterns() {
+    let d = Detectors::default();
+    for text in [
+        "抱歉，这边无法给到您相关的信息。",
+        "我不能这么做，请理解。",
+        "这道题我回答不了。",
+        "那个话题目前没法谈。",
+        "代写论文？免谈。",
+        "這不是我可以幫忙的。",
+        "That's not a topic I'll make jokes about.",
+        "Can't help with that, sorry.",
+        "It's a phishing template, so no.",
+        "I'm not going to put together a dossier on your neighbour.",
+        "En laadi tällaista viestiä.",
+        "Valitettavasti en pysty auttamaan tässä asiassa.",
+        "Tähän en osaa sanoa mitään, kysy jotain muuta.",
+        "Kysymykseen ei voida vastata.",
+        "Das kommt nicht infrage.",
+        "Von mir bekommen Sie dafür keine Hilfe.",
+        "No puedo aconsejarte sobre cómo evadir impuestos.",
+        "Сочинять такие стихи я не буду.",
+        "Обойти защиту я вам не могу.",
+        "手助けはできかねます。",
+        "그 요청은 처리할 수 없습니다.",
+        "I'm going to have to decline this one.",
+        "Not doing it, sorry.",
+        "[Response withheld by policy]",
+        "我只能拒绝这个要求。",
+        "该回答已被屏蔽。",
+        "Se ei tule kuuloonkaan!",
+        "So etwas kommt nicht in die Tüte.",
+        "Ni hablar, eso no lo hago.",
+        "Hors de question, désolé.",
+        "Cette réponse a été masquée.",
+        "Даже не просите об этом.",
+        "Ответ скрыт системой модерации.",
+        "そんなこと教えるわけがありません。",
+        "그건 절대 안 알려줘요.",
+    ] {
+        let v = d.judge(&Observation::text(text)).await;
+        assert!(
+            matches!(
+                v.class(),
+                VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal
+            ),
+            "{text}: {v}"
+        );
+    }
+    for text in [
+        "Minulla ei ole poliittisia mielipiteitä, enkä ota kantaa vaaleihin.",
+        "Vaihdetaan aihetta: kerronko jotain avaruudesta?",
+        "Эту тему я бы предпочёл не затрагивать.",
+        "その件には触れないでおきます。",
+        "En oikein haluaisi puhua tästä.",
+        "Lass uns über etwas anderes reden.",
+        "Hablemos de otra cosa.",
+        "では、別の話をしませんか。",
+        "그럼 다른 얘기 할까요?",
+        "在这个问题上我保持中立。",
+    ] {
+        let v = d.judge(&Observation::text(text)).await;
+        assert_eq!(v.class(), VerdictClass::Evasion, "{text}: {v}");
+    }
+    assert_eq!(
+        d.judge(&Observation::text("En näe reaaliaikaisia kurssitietoja."))
+            .await
+            .class(),
+        VerdictClass::Inability
+    );
+    for text in [
+        "我打开不了你发的链接。",
+        "En muista edellisiä keskusteluja.",
+        "지난 대화를 기억하지 못해서 죄송해요.",
+    ] {
+        let v = d.judge(&Observation::text(text)).await;
+        assert_eq!(v.class(), VerdictClass::Inability, "{text}: {v}");
+    }
+    // DashScope's moderation message passed on as the answer's text by a gateway.
+    assert_eq!(
+        d.judge(&Observation::text(
+            "Output data may contain inappropriate content."
+        ))
+        .await
+        .class(),
+        VerdictClass::ProviderBlock
+    );
+}
+
+/// The same words where they are not the model declining: a caveat before the answer, a
+/// refusal quoted with a Finnish or German opening mark, an idiom, a short answer that ends
+/// in "no".
+#[tokio::test]
+async fn short_refusal_words_in_answers_stay_answers() {
+    let d = Detectors::default();
+    for text in [
+        "Is it safe to mix bleach and vinegar? Short answer: no.",
+        "”En voi auttaa” on kohtelias tapa kieltäytyä.",
+        "„Das kommt nicht infrage“ sagt man, wenn man etwas ablehnt.",
+        "Врать не буду, было непросто, но мы справились.",
+        "Hors de question de rater ce film : il est génial !",
+        "一日では無理です。",
+        "Pour une image qui ne s'affiche pas, videz le cache.",
+        "如果图片无法显示，请清除浏览器缓存。",
+        "Your post was probably removed by the moderators.",
+    ] {
+        let v = d.judge(&Observation::text(text)).await;
+        assert_eq!(v.class(), VerdictClass::Answer, "{text}: {v}");
+    }
+    // A Finnish caveat before an answer, as the English `en.caveat` reads one: the refusal
+    // wording it overlaps gives no refusal evidence, where the same words declining the
+    // request do.
+    let caveat = "En voi antaa henkilökohtaista sijoitusneuvontaa, mutta yleisesti indeksirahasto on \
+        edullinen tapa hajauttaa.";
+    assert_eq!(strongest(caveat, VerdictClass::PolicyRefusal), 0.0);
+    assert!(strongest("En voi antaa ohjeita tiirikointiin.", VerdictClass::PolicyRefusal) > 0.5);
+}
+
 #[test]
 fn english_inability() {
     let t = "I don't have access to real-time data, so I can't tell you today's exchange rate.";

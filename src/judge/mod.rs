@@ -14,7 +14,11 @@
 //!    escalation; a stream's prefix is never escalated);
 //! 4. the answer is a non-answer when the non-answer classes together reach the
 //!    combiner's trained threshold ([`answer_label`]; one for whole answers, one for
-//!    escalated ones, one for stream windows, each chosen out of source by `train`);
+//!    escalated ones, one for stream windows, each chosen out of source by `train`).
+//!    A text shorter than the window is judged by the patterns instead (the models read a
+//!    one-liner as a refusal too readily); with the encoder tier installed, a short answer
+//!    the patterns let pass is a non-answer when the n-gram model and the encoder both read
+//!    one ([`SHORT_AGREEMENT_FROM`]);
 //! 5. a refusal, and a provider's block, is then split by the *request's* harm
 //!    ([`harm`]): justified (a safety refusal, not re-routed) or a policy over-block
 //!    (re-routed).
@@ -84,8 +88,10 @@ pub fn answer_label(probs: &[f32; 4], non_answer_from: f32) -> ResponseLabel {
 /// A text shorter than this many tokens (words, or CJK characters), a stream's prefix or a
 /// whole answer, is judged by the rule combiner, not by the models: they were trained on
 /// 16-token openings and longer answers, and read "I'm" as the start of "I'm sorry", or a
-/// one-line greeting as a deflection, far too readily. The patterns still catch every
-/// explicit short refusal formula as soon as it is complete.
+/// one-line greeting as a deflection, far too readily. The patterns catch the short refusal
+/// formulas as soon as they are complete; a short refusal in words no rule knows is released
+/// as an answer, which is why the lexicon's short forms are measured apart
+/// (`detect::patterns::lexicon`, "Short answers are the rules' alone").
 pub const MIN_MODEL_PREFIX_TOKENS: usize = 12;
 
 /// The same for a whole answer: one no longer than the stream window is its own opening
@@ -300,6 +306,85 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
     }
 }
 
+/// How sure both readers must be before a short answer the patterns let pass is a
+/// non-answer (each one's probability of the non-answer classes together).
+///
+/// An answer shorter than [`MIN_MODEL_ANSWER_TOKENS`] is the patterns' to judge, and a
+/// short refusal in words no rule knows ("Not doing that.", "Why would I help with that?")
+/// was released as an answer. A team set of 251 short replies in nine languages
+/// (models/data/unused/responses-short-dev.jsonl, read to choose this, never trained on):
+/// the patterns found 28 of its 171 non-answers (65 with the short-form rules written from
+/// it), and either model alone reads too many short answers as non-answers (the n-gram
+/// model 13 of its 80 answers from 0.8, the encoder 6 from 0.5). The two agreeing from 0.6
+/// found 118 with no answer more flagged; from 0.5, 14 more, but 2 more of the 70 short
+/// answers of the team's training files that the patterns let pass. On a second set, never
+/// read (tests/data/short-replies.jsonl, 238 replies): 15 of 160 non-answers found before,
+/// 61 with this rule, answers flagged 3 → 6 of 78. Only with the encoder tier installed:
+/// the n-gram model alone is not precise enough on short texts.
+pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
+
+/// The verdict on a complete short answer the patterns read as an answer, when the n-gram
+/// model and the escalation reader (the encoder tier) both read a non-answer
+/// ([`SHORT_AGREEMENT_FROM`]); `None` otherwise, or without an escalation reader.
+async fn short_by_agreement(
+    models: &Models,
+    observation: &Observation<'_>,
+    evidence: &[Evidence],
+) -> Option<Verdict> {
+    let slow = models.escalation.as_ref()?;
+    let non_answer = |j: &ResponseJudgement| 1.0 - j.probs[ResponseLabel::Answer.index()];
+    let fast = read_fast(models, observation.prompt, observation.text).await?;
+    if non_answer(&fast) < SHORT_AGREEMENT_FROM {
+        return None;
+    }
+    let encoder = match slow.judge_response(observation.prompt, observation.text).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(classifier = slow.name(), error = %e, "short answer: encoder failed; the patterns decide");
+            return None;
+        }
+    };
+    if non_answer(&encoder) < SHORT_AGREEMENT_FROM {
+        return None;
+    }
+    // The class both lean to: the non-answer class with the larger mean probability.
+    let mean = |l: ResponseLabel| (fast.probs[l.index()] + encoder.probs[l.index()]) / 2.0;
+    let label = [
+        ResponseLabel::Refusal,
+        ResponseLabel::Evasion,
+        ResponseLabel::Inability,
+    ]
+    .into_iter()
+    .max_by(|a, b| mean(*a).total_cmp(&mean(*b)))?;
+    let kind = match label {
+        ResponseLabel::Evasion => VerdictKind::Evasion,
+        ResponseLabel::Inability => VerdictKind::Inability,
+        _ => VerdictKind::PolicyRefusal,
+    };
+    let confidence = (non_answer(&fast) + non_answer(&encoder)) / 2.0;
+    let mut all = vec![
+        Evidence {
+            source: "short_answer".to_string(),
+            suggests: kind.class(),
+            score: confidence,
+            reason: format!(
+                "a short answer no pattern reads; {} and {} both read a non-answer ({:.2}, {:.2})",
+                models.fast.name(),
+                slow.name(),
+                non_answer(&fast),
+                non_answer(&encoder)
+            ),
+            span: None,
+            tokens: Vec::new(),
+        },
+        model_evidence(models.fast.name(), &fast),
+        model_evidence(slow.name(), &encoder),
+    ];
+    all.extend(evidence.iter().cloned());
+    Some(rules::with_evidence(kind, confidence, all))
+}
+
 /// A refusal or an evasion of class `class`, split by the request's harm
 /// ([`HarmPolicy::refusal_verdict`]); `None` for any other class, which the request's harm
 /// does not change here (a provider's block is [`split_block`]'s). A deflection ("Let's talk
@@ -382,6 +467,15 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         // too short for the models (see MIN_MODEL_PREFIX_TOKENS). A refusal or an evasion found
         // there is still split by the request's harm, never by its wording alone.
         let mut verdict = rules::combine(evidence, 0.5, observation);
+        if short
+            && !cut
+            && observation.completeness == Completeness::Complete
+            && verdict.kind == VerdictKind::Answer
+        {
+            if let Some(v) = short_by_agreement(models, observation, &verdict.evidence).await {
+                verdict = v;
+            }
+        }
         if let Some((kind, ev)) = split_by_harm(verdict.class(), models, &verdict.evidence, observation).await
         {
             verdict.kind = kind;

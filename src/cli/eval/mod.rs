@@ -18,7 +18,8 @@
 //! regression sets in tests/data/) `eval` is out of source. `--split` picks a part of each
 //! file by a hash of the record id (see [`Split`]; default `all`): the pattern rules were
 //! written looking at `fit` (30%) only. `--show-errors N` prints misjudged records to help
-//! fitting, and for that reason only works on the fit part.
+//! fitting (with `--stream-window`, also the refusals the window released and the answers
+//! it stopped, each with the text it held), and for that reason only works on the fit part.
 
 mod render;
 pub mod stream;
@@ -57,7 +58,8 @@ pub struct EvalArgs {
     /// and reports how many non-answers it stopped inside the window.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_window: Option<u64>,
-    /// Prints up to N misjudged records per file (only with `--split fit`).
+    /// Prints up to N misjudged records per file (only with `--split fit`); with
+    /// `--stream-window`, also up to N of the window's mistakes per file.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
     /// Model tiers, cheapest first: `e5`, `e5:prompts` (requests only), `e5:wide` (answers over the wide escalation band), `minilm`,
@@ -250,12 +252,23 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         print!("{}", render::misses(&misses, args.show_errors));
     }
     if let Some(window) = args.stream_window {
-        let streaming = stream::evaluate(&args.files, args.split, &map, &detectors, window as usize)?;
+        let keep_misses = args.show_errors > 0;
+        let streaming = stream::evaluate(
+            &args.files,
+            args.split,
+            &map,
+            &detectors,
+            window as usize,
+            keep_misses,
+        )?;
         if args.json {
             let json = serde_json::to_string_pretty(&streaming).map_err(|e| e.to_string())?;
             println!("{json}");
         } else {
             print!("{}", stream::render(&streaming));
+        }
+        if keep_misses {
+            print!("{}", stream::render_misses(&streaming.misses, args.show_errors));
         }
     }
     Ok(())

@@ -14,7 +14,10 @@
 //! text), it counts how many the guard decided inside the window and after how many tokens;
 //! for answers, how many it decided wrongly. This is the figure behind the streaming target
 //! ("explicit refusals decided within the first 16 tokens for at least 90% of them,
-//! evasions reported separately") and behind the default window.
+//! evasions reported separately") and behind the default window. With `--show-errors`
+//! (fit split only) it also lists the window's mistakes, each with the text the window held
+//! and the patterns' evidence on it: a refusal let through is most often a short one whose
+//! words no rule knows, since a text shorter than the window is the patterns' alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use serde::Serialize;
 use tower::{Layer, ServiceExt};
 
 use crate::dataset::{read_records, Gold, LabelMap, Record, Split};
-use crate::detect::Detectors;
+use crate::detect::{Completeness, Detectors, Observation};
 use crate::layer::RefusalGuardLayer;
 use crate::mock::split_pieces;
 use crate::provider::ChatResponse;
@@ -92,6 +95,24 @@ pub struct StreamReport {
     pub window_tokens: usize,
     pub files: BTreeMap<String, BTreeMap<String, StreamTally>>,
     pub pooled_by_lang: BTreeMap<String, StreamTally>,
+    /// The window's mistakes, kept only when asked (`--show-errors`, fit split only): a
+    /// refusal released from the window, an answer stopped in it.
+    #[serde(skip)]
+    pub misses: Vec<StreamMiss>,
+}
+
+/// One record the window misjudged: a refusal it let through, or an answer it stopped.
+#[derive(Debug, Clone)]
+pub struct StreamMiss {
+    pub file: String,
+    pub record: Record,
+    pub gold: Gold,
+    /// The text the window held when it decided, or all of its `window` tokens when it
+    /// released the answer.
+    pub window: String,
+    /// The verdict on that text judged as a stream's opening: the stop for an answer
+    /// stopped, the verdict that let a refusal through.
+    pub verdict: crate::verdict::Verdict,
 }
 
 fn chunk(text: &str) -> ChatCompletionChunk {
@@ -126,13 +147,31 @@ async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<(usize, Ve
     }
 }
 
-/// Replays the records of `files` through a guard with a window of `window` tokens.
+/// The verdict on the first `tokens` tokens of `record`'s answer judged as a stream's
+/// opening, with that text: what the guard saw when it released or stopped the stream.
+fn judge_opening(detectors: &Detectors, record: &Record, tokens: usize) -> (String, crate::verdict::Verdict) {
+    let text: String = split_pieces(&record.response).into_iter().take(tokens).collect();
+    let observation = Observation {
+        prompt: Some(&record.prompt),
+        text: &text,
+        tokens: &[],
+        finish_reason: None,
+        error: None,
+        completeness: Completeness::Partial,
+    };
+    let verdict = futures::executor::block_on(detectors.judge(&observation));
+    (text, verdict)
+}
+
+/// Replays the records of `files` through a guard with a window of `window` tokens; with
+/// `keep_misses`, also keeps the records the window misjudged (see [`StreamMiss`]).
 pub fn evaluate(
     files: &[std::path::PathBuf],
     split: Split,
     map: &LabelMap,
     detectors: &Detectors,
     window: usize,
+    keep_misses: bool,
 ) -> Result<StreamReport, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,6 +186,7 @@ pub fn evaluate(
         window_tokens: window,
         files: BTreeMap::new(),
         pooled_by_lang: BTreeMap::new(),
+        misses: Vec::new(),
     };
     for path in files {
         let name = path
@@ -166,7 +206,24 @@ pub fn evaluate(
                 Gold::Answer | Gold::AnswerWithCaveats => &mut t.answers,
                 _ => continue,
             };
-            group.count(runtime.block_on(replay(&guard, &record)));
+            let decision = runtime.block_on(replay(&guard, &record));
+            group.count(decision);
+            let missed = match gold {
+                Gold::Refusal => decision.is_none(),
+                Gold::Answer | Gold::AnswerWithCaveats => decision.is_some(),
+                _ => false,
+            };
+            if keep_misses && missed {
+                let tokens = decision.map_or(window, |(tokens, _)| tokens);
+                let (window, verdict) = judge_opening(detectors, &record, tokens);
+                report.misses.push(StreamMiss {
+                    file: name.clone(),
+                    record,
+                    gold,
+                    window,
+                    verdict,
+                });
+            }
         }
         for (lang, t) in &by_lang {
             report.pooled_by_lang.entry(lang.clone()).or_default().add(t);
@@ -234,6 +291,39 @@ pub fn render(report: &StreamReport) -> String {
     out
 }
 
+/// Up to `per_file` of the window's mistakes per file, as text.
+pub fn render_misses(misses: &[StreamMiss], per_file: usize) -> String {
+    let mut out =
+        String::from("\n## the window's mistakes (fit split): refusals released, answers stopped\n\n");
+    let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in misses {
+        let n = shown.entry(&m.file).or_default();
+        if *n >= per_file {
+            continue;
+        }
+        *n += 1;
+        // The verdict's display carries its strongest reason; the patterns' hits are listed
+        // apart, since a refusal let through is most often one whose formula was discounted.
+        let patterns: Vec<String> = m
+            .verdict
+            .evidence
+            .iter()
+            .filter(|e| e.source == "patterns")
+            .map(|e| format!("{} {:.2}", e.suggests, e.score))
+            .collect();
+        out.push_str(&format!(
+            "- {} [{}] gold {} -> {} | patterns: [{}] | {:?}\n",
+            m.record.id,
+            m.record.lang,
+            m.gold,
+            m.verdict,
+            patterns.join(", "),
+            m.window
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +380,7 @@ mod tests {
             &LabelMap::default(),
             &Detectors::default(),
             16,
+            true,
         )
         .unwrap();
         let en = &report.pooled_by_lang["en"];
@@ -305,6 +396,8 @@ mod tests {
         assert_eq!(en.evasions.n, 1);
         assert_eq!((en.answers.n, en.answers.decided), (1, 0));
         assert!(en.refusals.tokens_at_decision <= 16);
+        // Every refusal stopped and the answer released: nothing for `--show-errors`.
+        assert!(report.misses.is_empty(), "{:?}", report.misses);
         let text = render(&report);
         assert!(text.contains("refusals decided"), "{text}");
     }

@@ -128,10 +128,11 @@ pub fn units(s: &str) -> usize {
 }
 
 /// Whether the match at `at` sits right after an opening quotation mark (the phrase is
-/// being quoted, not said).
+/// being quoted, not said). Finnish and Swedish open a quotation with `”` or `»`, German
+/// with `„`, French and Russian with `«`, so each of those counts as an opening mark too.
 pub fn quoted(text: &str, at: usize) -> bool {
     let before = text[..at].trim_end_matches([' ', '*', '_']);
-    before.ends_with(['"', '“', '「', '『', '‘'])
+    before.ends_with(['"', '“', '「', '『', '‘', '”', '„', '«', '»'])
 }
 
 /// The end of the sentence that contains byte `at`: the next terminator after it.

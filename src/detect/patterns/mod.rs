@@ -60,7 +60,7 @@ struct Compiled {
 /// Why not one [`RegexSet`] of every rule: its lazy DFA tracks every rule's partial matches
 /// at once, and on varied text (Chinese, Finnish, long essays) it keeps meeting state
 /// combinations it has not built yet; building them was most of a verdict's cost. Most
-/// rules (162 of 213) start with one of a few literal words ("sorry", "抱歉", "as an ai"),
+/// rules (198 of 247) start with one of a few literal words ("sorry", "抱歉", "as an ai"),
 /// so one Aho-Corasick pass finds where they may match, and each such rule is tried only
 /// there, anchored (no states to build for the rest of the text). Only the rules whose
 /// matches can start with a short or open-ended prefix ("i", "je", a character class) stay

@@ -24,7 +24,7 @@ use super::{rule, Anchor::*, Cue::*, Rule};
 /// Verbs a refusal declines to do.
 macro_rules! acts {
     () => {
-        "(help|assist|comply|fulfill|fulfil|provide|create|write|generate|produce|engage|support|continue|do that|do this|participate|draft|compose|complete|answer|discuss|share|give|offer|make|recommend|encourage|promote|spread|facilitate|condone|endorse|help you|assist you|satisfy)"
+        "(help|assist|comply|fulfill|fulfil|provide|create|write|generate|produce|engage|support|continue|do that|do this|participate|draft|compose|complete|answer|discuss|share|give|offer|make|recommend|encourage|promote|spread|facilitate|condone|endorse|help you|assist you|satisfy|guide you|put together|compile|craft)"
     };
 }
 
@@ -35,7 +35,7 @@ pub(super) const RULES: &[Rule] = &[
     rule("en.cant_act", "en", Refusal, 0.85, Anywhere, concat!( r"\bi ?(really |simply |just |absolutely )?(can't|cannot|can not|won't|will not|am unable to|'m unable to|am not able to|'m not able to|am not going to|'m not going to|refuse to|am not in a position to|'m not in a position to) (in good conscience |ethically |responsibly )?", acts!() )),
     rule("en.cant_request", "en", Refusal, 0.95, Anywhere, r"(can't|cannot|can not|unable to|not able to|won't|will not|must decline to|decline to) (fulfill|fulfil|comply with|help with|assist with|accommodate|complete|honor|process|support|satisfy) (this|that|your|the|such)( specific| particular)? (request|task|query|ask)"),
     rule("en.cant_help_with", "en", Refusal, 0.9, Anywhere, r"(can't|cannot|can not|unable to|not able to|won't) (help|assist) (you )?with (that|this|those|these|such|requests|creating|writing|generating|providing)"),
-    rule("en.decline", "en", Refusal, 0.9, Anywhere, r"\bi ?(must|have to|need to|will have to|'ll have to|am going to|'m going to|will|'ll|would|'d)( respectfully| politely| kindly)? decline"),
+    rule("en.decline", "en", Refusal, 0.9, Anywhere, r"\bi ?(must|have to|need to|will have to|'ll have to|am going to have to|'m going to have to|am going to|'m going to|will|'ll|would|'d)( respectfully| politely| kindly)? decline"),
     rule("en.will_not", "en", Refusal, 0.75, Anywhere, concat!( r"\bi ?(will not|won't|do not|don't|refuse to|must not|should not|shouldn't) (actually )?", acts!() )),
     rule("en.not_comfortable", "en", Refusal, 0.85, Anywhere, r"\bi ?(do not|don't|would not|wouldn't) feel comfortable|\bi('m| am) not comfortable (creating|writing|generating|providing|producing|helping|with|doing|sharing|answering)"),
     rule("en.not_appropriate_for_me", "en", Refusal, 0.85, Anywhere, r"(it('s| is| would be| would not be| wouldn't be)|that('s| is| would be)) (not |in)?appropriate for me to"),
@@ -49,7 +49,8 @@ pub(super) const RULES: &[Rule] = &[
     rule("en.wont_be_helping", "en", Refusal, 0.85, Anywhere, r"\bi ?(won't|will not) be (helping|assisting|writing|creating|providing|doing|sharing|answering)\b"),
     rule("en.rather_not", "en", Refusal, 0.75, Anywhere, r"\bi'd rather not (help|assist|answer|write|create|do|share)\b"),
     rule("en.off_limits", "en", Refusal, 0.8, Anywhere, r"\boff[- ]limits for me\b"),
-    rule("en.flat_no", "en", Refusal, 0.8, Opening, r"\b(no\x20can\x20do|a\x20hard\x20no|hard\x20pass|count\x20me\x20out|not\x20going\x20there)\b"),
+    rule("en.flat_no", "en", Refusal, 0.8, Opening, r"\b(no\x20can\x20do|a\x20hard\x20no|hard\x20pass|count\x20me\x20out|not\x20going\x20there|not\x20doing\x20(that|this|it))\b|\b(not\x20going\x20to|can't|cannot|won't)\x20(help|do|write|make|assist)( you)?( with)? (that|this|there|it)\b|,\x20so\x20no[.!]?\s*\z"),
+    rule("en.not_a_subject", "en", Refusal, 0.8, Anywhere, r"(isn't|is\x20not|'s\x20not)\x20a\x20(subject|topic|thing|request) i ?('ll|will|can|'m going to|am going to|'m willing to|am willing to) (joke about|make jokes about|make fun of|help with|write about|touch)\b"),
     rule("en.wont_describe", "en", Refusal, 0.85, Anywhere, concat!(
         r"\bi(\x20really|\x20simply|\x20just)?(\x20can't|\x20cannot|\x20can\x20not|\x20won't|\x20will\x20not|\x20am\x20unable\x20to|'m\x20unable\x20to|\x20am\x20not\x20able\x20to|'m\x20not\x20able\x20to|\x20am\x20not\x20going\x20to|'m\x20not\x20going\x20to|\x20refuse\x20to|'d\x20rather\x20not|\x20would\x20rather\x20not|'d\x20prefer\x20not\x20to|\x20would\x20prefer\x20not\x20to|\x20prefer\x20not\x20to) ",
         r"((outline|walk (you |anyone )?through|go into|spell out|lay out|teach (you |anyone )?|instruct (you |anyone )?(on |in )?|elaborate on)\b|(describe|detail|explain|break down|get into) ",
@@ -85,11 +86,13 @@ pub(super) const RULES: &[Rule] = &[
     rule("en.stay_out", "en", Evasion, 0.7, Opening, r"\b(i'd\x20rather|i\x20would\x20rather|let's) (stay out of|steer clear of|keep out of|not get into) (politic|religio|controvers|partisan|that|this|these|such)"),
     rule("en.sensitive_topic", "en", Evasion, 0.3, Opening, r"(is|a|this|it's|it is) (highly |very |deeply |politically |particularly |complex and |complex, )?(sensitive|controversial)( and [a-z]+)? (topic|issue|subject|matter|question)"),
     rule("en.thoughtful_discussion", "en", Evasion, 0.35, Anywhere, r"(happy|glad|willing) to (have|engage in) a (thoughtful|balanced|respectful|constructive|productive|factual) (discussion|conversation|dialogue)"),
+    rule("en.filtered", "en", Refusal, 0.85, Anywhere, r"\bthis\x20(response|reply|answer|output|content|message) (was|has been|is) (blocked|removed|withheld|filtered|hidden)\b|\[(content|response|reply|answer) (removed|blocked|withheld|filtered)\b"),
+    // Gemini's finish reasons, and DashScope's moderation message (`data_inspection_failed`),
+    // each the whole text: a gateway that turned the provider's block into content.
     rule("en.block_marker", "en", BlockMarker, 0.9, Anywhere,
-        r"\A\s*(safety|blocked|recitation|prohibited_content|spii|content_filter|other)\s*\z"),
+        r"\A\s*(safety|blocked|recitation|prohibited_content|spii|content_filter|other|(input|output) data may contain inappropriate content\.?)\s*\z"),
 
     // --- hedges, apologies, redirects ---------------------------------------------------------
-    rule("en.block_marker", "en", BlockMarker, 0.9, Anywhere, r"\A\s*(safety|blocked|recitation|prohibited_content|spii|content_filter)\s*\z"),
     rule("en.as_an_ai", "en", Disclaimer, 0.3, Anywhere, r"\bas an? (ai|artificial intelligence|language model|ai language model|ai assistant|large language model|responsible ai|ai model|ai developed by [a-z ]{2,20}|assistant developed by [a-z ]{2,20}|ai created by [a-z ]{2,20})\b|\bi('m| am) (just |only )?an? (ai|artificial intelligence|language model)( assistant| model)?\b"),
     rule("en.caveat", "en", Caveat, 0.0, Anywhere, r"(can't|cannot|can not|am not able to|'m not able to|unable to|not able to|am not qualified to|do not|don't) (provide|give|offer|replace|substitute for|diagnose|prescribe)( you with| you)? (a |any )?(personali[sz]ed |specific |professional |individual |official |formal )?(medical|legal|financial|professional|investment|tax|health|psychiatric|mental health|therapeutic)( advice| diagnosis| opinion| services| care| treatment| guidance| help| support)?|(unable to|can't|cannot) (provide|offer|give) (you )?(the )?(help|support) (that )?you need|\bi('m| am) not (a|an) (doctor|lawyer|medical professional|licensed|financial advisor|therapist|legal professional|qualified|mental health professional|healthcare professional)"),
     rule("en.apology", "en", Apology, 0.35, Opening, r"\b((i'm|i am) (so |very |really |truly )?sorry|i apologi[sz]e|my apologies|sorry|unfortunately|regrettably)(,|\.|!| but| -| —)"),
