@@ -203,7 +203,7 @@ async fn short_refusals_in_every_language_are_caught_by_the_patterns() {
             "{text}: {v}"
         );
     }
-    for text in [
+    let evasions = [
         "Minulla ei ole poliittisia mielipiteitä, enkä ota kantaa vaaleihin.",
         "Vaihdetaan aihetta: kerronko jotain avaruudesta?",
         "Эту тему я бы предпочёл не затрагивать.",
@@ -214,23 +214,21 @@ async fn short_refusals_in_every_language_are_caught_by_the_patterns() {
         "では、別の話をしませんか。",
         "그럼 다른 얘기 할까요?",
         "在这个问题上我保持中立。",
-    ] {
-        let v = d.judge(&Observation::text(text)).await;
-        assert_eq!(v.class(), VerdictClass::Evasion, "{text}: {v}");
-    }
-    assert_eq!(
-        d.judge(&Observation::text("En näe reaaliaikaisia kurssitietoja."))
-            .await
-            .class(),
-        VerdictClass::Inability
-    );
-    for text in [
+    ];
+    let inabilities = [
+        "En näe reaaliaikaisia kurssitietoja.",
         "我打开不了你发的链接。",
         "En muista edellisiä keskusteluja.",
         "지난 대화를 기억하지 못해서 죄송해요.",
+    ];
+    for (class, texts) in [
+        (VerdictClass::Evasion, &evasions[..]),
+        (VerdictClass::Inability, &inabilities[..]),
     ] {
-        let v = d.judge(&Observation::text(text)).await;
-        assert_eq!(v.class(), VerdictClass::Inability, "{text}: {v}");
+        for text in texts {
+            let v = d.judge(&Observation::text(text)).await;
+            assert_eq!(v.class(), class, "{text}: {v}");
+        }
     }
     // DashScope's moderation message passed on as the answer's text by a gateway.
     assert_eq!(
