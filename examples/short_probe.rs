@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ngram = build("ngram")?;
     let e5 = build("e5").ok();
     let detectors = Detectors::default();
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let mut out = std::io::stdout().lock();
     for path in std::env::args().skip(1) {
         for r in read_records(std::path::Path::new(&path))? {
@@ -28,7 +29,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             let non = |p: [f32; 4]| 1.0 - p[0];
-            let rt = tokio::runtime::Builder::new_current_thread().build()?;
             let n = rt
                 .block_on(ngram.judge_response(Some(&r.prompt), text))?
                 .map(|j| non(j.probs));
