@@ -12,7 +12,12 @@
 //! `\x20` is one space exactly (not expanded): a rule that opens with a short word ("no",
 //! "je", "я") writes the spaces after it that way, so that it keeps a literal prefix of three
 //! bytes or more and the scan's prefilter takes it, not the slower set of the rules without
-//! one (`super::Prefilter`).
+//! one (`super::Prefilter`). Two more ways to lose the prefix or the match: alternatives that
+//! share a short start and go on ("(en|enkä)\x20(voi|pysty) …") are cut back to the shared
+//! "en" by the prefix optimiser, so such forms are rules of their own (`fi.cannot_act`,
+//! `fi.and_cannot`); and `\b` is an ASCII boundary, so it never matches after a letter
+//! outside ASCII ("mielipiteitä\b", "просите\b"): such rules end without it, or with the
+//! punctuation that must follow.
 //!
 //! **Short answers are the rules' alone.** An answer shorter than the stream window (16
 //! tokens) is judged by these rules and nothing else (`judge::MIN_MODEL_ANSWER_TOKENS`: the
