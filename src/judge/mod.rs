@@ -210,6 +210,16 @@ fn class_of(label: ResponseLabel) -> VerdictClass {
     }
 }
 
+/// The verdict a response label stands for, before the request's harm splits a refusal.
+fn kind_of(label: ResponseLabel) -> VerdictKind {
+    match label {
+        ResponseLabel::Answer => VerdictKind::Answer,
+        ResponseLabel::Evasion => VerdictKind::Evasion,
+        ResponseLabel::Inability => VerdictKind::Inability,
+        ResponseLabel::Refusal => VerdictKind::PolicyRefusal,
+    }
+}
+
 fn label_of(class: VerdictClass) -> Option<ResponseLabel> {
     match class {
         VerdictClass::Answer => Some(ResponseLabel::Answer),
@@ -349,20 +359,9 @@ async fn short_by_agreement(
         return None;
     }
     // The class both lean to: the non-answer class with the larger mean probability.
-    let mean = |l: ResponseLabel| (fast.probs[l.index()] + encoder.probs[l.index()]) / 2.0;
-    let label = [
-        ResponseLabel::Refusal,
-        ResponseLabel::Evasion,
-        ResponseLabel::Inability,
-    ]
-    .into_iter()
-    .max_by(|a, b| mean(*a).total_cmp(&mean(*b)))?;
-    let kind = match label {
-        ResponseLabel::Evasion => VerdictKind::Evasion,
-        ResponseLabel::Inability => VerdictKind::Inability,
-        _ => VerdictKind::PolicyRefusal,
-    };
-    let confidence = (non_answer(&fast) + non_answer(&encoder)) / 2.0;
+    let mean: [f32; 4] = std::array::from_fn(|i| (fast.probs[i] + encoder.probs[i]) / 2.0);
+    let kind = kind_of(answer_label(&mean, 0.0));
+    let confidence = 1.0 - mean[ResponseLabel::Answer.index()];
     let mut all = vec![
         Evidence {
             source: "short_answer".to_string(),
@@ -509,12 +508,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     };
     let mut all = Vec::with_capacity(evidence.len() + 4);
     let mut combined = model_evidence("combiner", &judged);
-    let mut kind = match label {
-        ResponseLabel::Answer => VerdictKind::Answer,
-        ResponseLabel::Evasion => VerdictKind::Evasion,
-        ResponseLabel::Inability => VerdictKind::Inability,
-        ResponseLabel::Refusal => VerdictKind::PolicyRefusal,
-    };
+    let mut kind = kind_of(label);
     let mut harm_evidence = None;
     if let Some((k, ev)) = split_by_harm(kind.class(), models, &evidence, observation).await {
         kind = k;

@@ -151,14 +151,9 @@ async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<(usize, Ve
 /// opening, with that text: what the guard saw when it released or stopped the stream.
 fn judge_opening(detectors: &Detectors, record: &Record, tokens: usize) -> (String, crate::verdict::Verdict) {
     let text: String = split_pieces(&record.response).into_iter().take(tokens).collect();
-    let observation = Observation {
-        prompt: Some(&record.prompt),
-        text: &text,
-        tokens: &[],
-        finish_reason: None,
-        error: None,
-        completeness: Completeness::Partial,
-    };
+    let mut observation = Observation::text(&text);
+    observation.prompt = Some(&record.prompt);
+    observation.completeness = Completeness::Partial;
     let verdict = futures::executor::block_on(detectors.judge(&observation));
     (text, verdict)
 }

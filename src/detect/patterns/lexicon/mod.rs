@@ -29,9 +29,9 @@
 //! on as the text ("Input data may contain inappropriate content."), most short Finnish
 //! refusals ("En kirjoita tätä.", "Ei onnistu.") and verb-last Russian ones ("Помочь вам с
 //! этим я не могу."). The rules written for them (`zh.no_related_content`,
-//! `zh.not_mine_to_help`, `zh.cant_answer_colloquial`, `zh.flat_no`, `en.not_a_subject`,
-//! `fi.will_not`, `fi.cannot_say`, `fi.not_answered`, `ru.inverted_cannot`, more verbs in
-//! others) leave 3 of them; on the shared files, which they were not written from, they
+//! `zh.not_mine_to_help`, `zh.cant_answer_colloquial`, `zh.flat_no`, `fi.will_not`,
+//! `fi.cannot_say`, `fi.not_answered`, `ru.inverted_cannot`, more verbs in others, "joke
+//! about" in `en.not_something_i_walk`) leave 3 of them; on the shared files, which they were not written from, they
 //! find 3 more Finnish non-answers of speechmap, and no answer of any shared or team file
 //! changed its verdict. A second batch (`en.filtered`, `zh.filtered`, `fr.filtered`,
 //! `ru.filtered` for a provider filter's canned line, idioms of declining in six
