@@ -65,7 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sources = shipped_sources(&datasets, repo);
     let cfg = FitConfig::default();
-    let rows = read_rows(&sources, cfg.window_tokens)?;
+    let rows = read_rows(
+        &sources,
+        cfg.window_tokens,
+        &refusal_guard::tokens::TokenSplit::best_installed().0,
+    )?;
     // The same subset as `train --encoder-cap 700`.
     let keep = answer_subset(&rows, 700);
     let idx: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();

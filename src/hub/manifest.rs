@@ -141,6 +141,7 @@ pub fn builtin_manifests() -> Vec<Manifest> {
         include_str!("../../models/qwen3guard-gen-0.6b.toml"),
         include_str!("../../models/qwen3guard-gen-4b.toml"),
         include_str!("../../models/multilingual-e5-small.toml"),
+        include_str!("../../models/qwen-tokenizer.toml"),
     ];
     TEXTS
         .iter()

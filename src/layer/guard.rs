@@ -37,6 +37,12 @@
 //!   into [`Error::Refused`] mid-stream, and the final verdict over the whole text is
 //!   published through the [`StreamVerdict`] extension.
 //!
+//! A token of the window is one logprob entry where a chunk carries them, else one chunk
+//! with content. The gateway asks DashScope, OpenAI and DeepSeek for logprobs by default,
+//! so there the window is the provider's own tokens (16 of Qwen's are about 12 English
+//! words, 5 Finnish ones or 22 Chinese characters: [`crate::tokens`]); a provider that
+//! sends several tokens a chunk without logprobs is held back for more text than that.
+//!
 //! With [`RefusalGuardLayer::ask_logprobs`] the guard asks the provider for logprobs the
 //! client did not request, judges with them, and hides them again (see [`super::logprobs`]).
 //!

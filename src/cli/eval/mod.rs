@@ -58,6 +58,11 @@ pub struct EvalArgs {
     /// and reports how many non-answers it stopped inside the window.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_window: Option<u64>,
+    /// What a token of the stream replay is: `qwen` (Qwen's own BPE, the provider's tokens)
+    /// or `words` (a word or a CJK character). Default: `qwen` where Qwen's tokenizer is
+    /// installed (scripts/setup-models.sh), else `words` with a notice.
+    #[arg(long, value_name = "qwen|words")]
+    pub stream_tokens: Option<String>,
     /// Prints up to N misjudged records per file (only with `--split fit`); with
     /// `--stream-window`, also up to N of the window's mistakes per file.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -253,12 +258,19 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     }
     if let Some(window) = args.stream_window {
         let keep_misses = args.show_errors > 0;
+        let (tokens, notice) = crate::tokens::TokenSplit::from_flag(args.stream_tokens.as_deref())?;
+        if let Some(n) = notice {
+            eprintln!("{n}");
+        }
         let streaming = stream::evaluate(
             &args.files,
             args.split,
             &map,
             &detectors,
-            window as usize,
+            stream::Window {
+                tokens: window as usize,
+                split: tokens,
+            },
             keep_misses,
         )?;
         if args.json {

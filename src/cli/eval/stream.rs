@@ -1,8 +1,11 @@
 //! `eval --stream-window N`: how early the guard decides inside a stream.
 //!
-//! Each answer is replayed as a stream of token-sized chunks (words with their leading
-//! space, one chunk per CJK character: the mock provider's split) through the real
-//! [`RefusalGuardLayer`] with a window of N tokens and no time limit. The guard here stops
+//! Each answer is replayed as a stream of one-token chunks through the real
+//! [`RefusalGuardLayer`] with a window of N tokens and no time limit. A token is Qwen's
+//! where its tokenizer is installed ([`crate::tokens`]: the target counts the provider's
+//! tokens, and 16 of Qwen's are about 12 English words, 5 Finnish ones or 22 Chinese
+//! characters), else a word with its leading space or one CJK character (the mock
+//! provider's split), and the report names which. The guard here stops
 //! on every non-answer class, so a stop is the window's decision that the answer is a
 //! non-answer, whatever a deployment then does with it: the default guard stops only the
 //! policy-driven classes, and releases a safety refusal (a refusal of a harmful request)
@@ -28,8 +31,8 @@ use tower::{Layer, ServiceExt};
 use crate::dataset::{read_records, Gold, LabelMap, Record, Split};
 use crate::detect::{Completeness, Detectors, Observation};
 use crate::layer::RefusalGuardLayer;
-use crate::mock::split_pieces;
 use crate::provider::ChatResponse;
+use crate::tokens::TokenSplit;
 use crate::verdict::{VerdictClass, VerdictSet};
 use crate::wire::{ChatCompletionChunk, ChatRequest, ChunkChoice, Delta, Message};
 
@@ -93,6 +96,8 @@ impl StreamTally {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamReport {
     pub window_tokens: usize,
+    /// What a token is: Qwen's tokens, or words and CJK characters.
+    pub token_unit: &'static str,
     pub files: BTreeMap<String, BTreeMap<String, StreamTally>>,
     pub pooled_by_lang: BTreeMap<String, StreamTally>,
     /// The window's mistakes, kept only when asked (`--show-errors`, fit split only): a
@@ -130,8 +135,18 @@ fn chunk(text: &str) -> ChatCompletionChunk {
 
 /// Whether the guard judged the replayed record a non-answer inside the window: after how
 /// many tokens, and in which class.
-async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<(usize, VerdictClass)> {
-    let pieces: Vec<ChatCompletionChunk> = split_pieces(&record.response).iter().map(|p| chunk(p)).collect();
+async fn replay(
+    guard: &RefusalGuardLayer,
+    split: &TokenSplit,
+    record: &Record,
+) -> Option<(usize, VerdictClass)> {
+    // A piece of more than one token (a character Qwen's BPE spells in bytes) is one chunk:
+    // a stream cannot send half a character. The guard counts it as one token.
+    let pieces: Vec<ChatCompletionChunk> = split
+        .chunks(&record.response)
+        .iter()
+        .map(|(p, _)| chunk(p))
+        .collect();
     let prompt = record.prompt.clone();
     let upstream = tower::service_fn(move |_req: ChatRequest| {
         let stream = futures::stream::iter(pieces.clone().into_iter().map(Ok));
@@ -149,8 +164,18 @@ async fn replay(guard: &RefusalGuardLayer, record: &Record) -> Option<(usize, Ve
 
 /// The verdict on the first `tokens` tokens of `record`'s answer judged as a stream's
 /// opening, with that text: what the guard saw when it released or stopped the stream.
-fn judge_opening(detectors: &Detectors, record: &Record, tokens: usize) -> (String, crate::verdict::Verdict) {
-    let text: String = split_pieces(&record.response).into_iter().take(tokens).collect();
+fn judge_opening(
+    detectors: &Detectors,
+    split: &TokenSplit,
+    record: &Record,
+    tokens: usize,
+) -> (String, crate::verdict::Verdict) {
+    let text: String = split
+        .chunks(&record.response)
+        .into_iter()
+        .take(tokens)
+        .map(|(p, _)| p)
+        .collect();
     let mut observation = Observation::text(&text);
     observation.prompt = Some(&record.prompt);
     observation.completeness = Completeness::Partial;
@@ -158,16 +183,27 @@ fn judge_opening(detectors: &Detectors, record: &Record, tokens: usize) -> (Stri
     (text, verdict)
 }
 
-/// Replays the records of `files` through a guard with a window of `window` tokens; with
-/// `keep_misses`, also keeps the records the window misjudged (see [`StreamMiss`]).
+/// The hold-back window of a replay: how many tokens, and what a token is.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub tokens: usize,
+    pub split: TokenSplit,
+}
+
+/// Replays the records of `files` through a guard with `window`; with `keep_misses`, also
+/// keeps the records the window misjudged (see [`StreamMiss`]).
 pub fn evaluate(
     files: &[std::path::PathBuf],
     split: Split,
     map: &LabelMap,
     detectors: &Detectors,
-    window: usize,
+    window: Window,
     keep_misses: bool,
 ) -> Result<StreamReport, String> {
+    let Window {
+        tokens: window,
+        split: tokens,
+    } = window;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,6 +215,7 @@ pub fn evaluate(
         .window_duration(Duration::from_secs(3600));
     let mut report = StreamReport {
         window_tokens: window,
+        token_unit: tokens.unit(),
         files: BTreeMap::new(),
         pooled_by_lang: BTreeMap::new(),
         misses: Vec::new(),
@@ -201,7 +238,7 @@ pub fn evaluate(
                 Gold::Answer | Gold::AnswerWithCaveats => &mut t.answers,
                 _ => continue,
             };
-            let decision = runtime.block_on(replay(&guard, &record));
+            let decision = runtime.block_on(replay(&guard, &tokens, &record));
             group.count(decision);
             let missed = match gold {
                 Gold::Refusal => decision.is_none(),
@@ -209,8 +246,8 @@ pub fn evaluate(
                 _ => false,
             };
             if keep_misses && missed {
-                let tokens = decision.map_or(window, |(tokens, _)| tokens);
-                let (window, verdict) = judge_opening(detectors, &record, tokens);
+                let held = decision.map_or(window, |(held, _)| held);
+                let (window, verdict) = judge_opening(detectors, &tokens, &record, held);
                 report.misses.push(StreamMiss {
                     file: name.clone(),
                     record,
@@ -231,11 +268,11 @@ pub fn evaluate(
 /// The report as text.
 pub fn render(report: &StreamReport) -> String {
     let mut out = format!(
-        "\nstreaming: a {}-token window, each answer replayed token by token; decided = judged a \
+        "\nstreaming: a {}-token window ({}), each answer replayed token by token; decided = judged a \
          non-answer inside the window (mean tokens at the decision; re-routable: the share the \
          default guard stops, the rest are safety refusals and inabilities it releases with \
          their verdict)\n",
-        report.window_tokens
+        report.window_tokens, report.token_unit
     );
     let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     let cell = |d: &Decided| {
@@ -374,7 +411,10 @@ mod tests {
             Split::All,
             &LabelMap::default(),
             &Detectors::default(),
-            16,
+            Window {
+                tokens: 16,
+                split: TokenSplit::Pieces,
+            },
             true,
         )
         .unwrap();

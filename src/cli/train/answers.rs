@@ -93,6 +93,7 @@ pub(super) fn train(
         &score(rows, sources, &decisions, &nested),
         &window_recall(rows, sources, &decisions, &nested),
         predictions.encoder.is_some(),
+        (cfg.window_tokens, cfg.window_unit),
     );
     table.push_str(&format!(
         "\nNon-answer thresholds (probability of the non-answer classes together): whole answer {} / \
@@ -143,7 +144,7 @@ pub(super) fn train(
         let (windows, chosen) = window_escalation(rows, sources, &decisions, &nested);
         table.push_str(
             "\n## Stream windows with the encoder asked when unsure (measured; the guard does not ask yet)\n\n\
-             Each held-out source's explicit refusals and answers, as 16-token windows, on the encoder subset: \
+             Each held-out source's explicit refusals and answers, as stream windows (the table above's), on the encoder subset: \
              judged by the embedded default alone at the window threshold (what the guard does), and with the \
              encoder asked where the embedded default's non-answer probability is in the band.\n\n",
         );

@@ -220,6 +220,12 @@ pub struct TrainArgs {
     /// cap gives out of source.
     #[arg(long, value_name = "SHARE", default_value_t = ESCALATION_CAP, value_parser = parse_share)]
     pub escalation_cap: f64,
+    /// What a token of the stream windows trained on and scored is: `words` (a word or a
+    /// CJK character: what the shipped models were trained with) or `qwen` (Qwen's BPE,
+    /// what the gateway's guard counts; measured and not shipped, models/combiner/README.md,
+    /// "Windows cut in Qwen's tokens").
+    #[arg(long, value_name = "words|qwen", default_value = "words")]
+    pub stream_tokens: String,
 }
 
 /// A share from 0 to 1.
@@ -465,7 +471,12 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("--encoder-skip {name:?}: no such source"))?;
         cfg.encoder_skip.push(i);
     }
-    let mut rows = read_rows(&sources, cfg.window_tokens)?;
+    // The guard counts the provider's tokens (Qwen's, through the logprobs the gateway asks
+    // for); the shipped models were trained on windows of words and CJK characters, which a
+    // retrain on Qwen's windows did not beat (models/combiner/README.md).
+    let (split, _) = crate::tokens::TokenSplit::from_flag(Some(&args.stream_tokens))?;
+    cfg.window_unit = split.unit();
+    let mut rows = read_rows(&sources, cfg.window_tokens, &split)?;
     weigh_sources(&mut rows, &sources, args.source_weight_power);
     if args.pool_team_sources {
         pool_team_sources(&mut rows, &sources);

@@ -144,8 +144,14 @@ pub struct Row {
 /// Reads every labeled row of the sources. Exact duplicate texts within a source count
 /// once (gptfuzz repeats its one-line refusals hundreds of times). Window rows are added
 /// for refusals, inabilities and answers (an evasion's opening looks like an answer: only
-/// the whole text shows it).
-pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, ClassifyError> {
+/// the whole text shows it): the first `window_tokens` tokens as `split` counts them, which
+/// should be what the guard holds in deployment (Qwen's tokens: the gateway asks DashScope
+/// for logprobs and counts one token per entry).
+pub fn read_rows(
+    sources: &[Source],
+    window_tokens: usize,
+    split: &crate::tokens::TokenSplit,
+) -> Result<Vec<Row>, ClassifyError> {
     let labels = LabelMap::default();
     let mut rows = Vec::new();
     for (si, source) in sources.iter().enumerate() {
@@ -161,7 +167,7 @@ pub fn read_rows(sources: &[Source], window_tokens: usize) -> Result<Vec<Row>, C
                 }
                 let lang = r.lang_or_unknown().to_string();
                 if label != ResponseLabel::Evasion {
-                    let w = features::window(&text, window_tokens);
+                    let w = split.opening(&text, window_tokens);
                     if w.len() < text.len() && !w.trim().is_empty() {
                         rows.push(Row {
                             source: si,
@@ -251,6 +257,8 @@ pub struct FitConfig {
     pub encoder_lr: f64,
     /// Tokens of the stream window.
     pub window_tokens: usize,
+    /// What a token of the window is (`TokenSplit::unit`), for the report.
+    pub window_unit: &'static str,
     /// Sources (indices) the encoder's answer head is not trained on, though the other
     /// models are (`train --encoder-skip`).
     pub encoder_skip: Vec<usize>,
@@ -275,6 +283,7 @@ impl Default for FitConfig {
             encoder_steps: 300,
             encoder_lr: 0.02,
             window_tokens: 16,
+            window_unit: crate::tokens::TokenSplit::Pieces.unit(),
             encoder_skip: Vec::new(),
             escalation_cap: ESCALATION_CAP,
         }
@@ -1289,6 +1298,7 @@ pub fn render(
     scores: &BTreeMap<(String, String), GroupScore>,
     windows: &BTreeMap<(String, String), WindowScore>,
     with_encoder: bool,
+    window: (usize, &str),
 ) -> String {
     let f = |p: Prf| format!("{:.3} / {:.3} / {:.3}", p.precision, p.recall, p.f1);
     let mut s = String::from(
@@ -1297,9 +1307,10 @@ pub fn render(
     if with_encoder {
         s.push_str(" n (encoder subset) | cascade P / R / F1 | escalated |");
     }
-    s.push_str(
-        " refusals stopped in the 16-token window | answers stopped in it |\n|---|---|---|---|---|---|",
-    );
+    s.push_str(&format!(
+        " refusals stopped in the {}-token window ({}) | answers stopped in it |\n|---|---|---|---|---|---|",
+        window.0, window.1
+    ));
     if with_encoder {
         s.push_str("---|---|---|");
     }
