@@ -23,9 +23,10 @@
 //! if let Some(n) = notice {
 //!     eprintln!("{n}");
 //! }
-//! let pieces = split.split("抱歉，我无法回答这个问题。");
-//! assert_eq!(pieces.concat(), "抱歉，我无法回答这个问题。");
-//! println!("{} tokens of {}", pieces.len(), split.unit());
+//! let chunks = split.chunks("抱歉，我无法回答这个问题。");
+//! assert_eq!(chunks.iter().map(|(piece, _)| piece.as_str()).collect::<String>(), "抱歉，我无法回答这个问题。");
+//! let tokens: usize = chunks.iter().map(|(_, n)| n).sum();
+//! println!("{tokens} tokens of {}", split.unit());
 //! ```
 
 use std::path::Path;

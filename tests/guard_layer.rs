@@ -21,32 +21,45 @@ use refusal_guard::wire::{
 use refusal_guard::{Error, Verdict};
 use tower::{Layer, ServiceExt};
 
-/// Flags an answer that opens with "Sorry" as a policy refusal, with full confidence.
-struct OpensWithSorry;
+/// A test detector: `read` looks at the text and gives a policy refusal's strength and the
+/// reason, or nothing; the evidence comes from `source`.
+struct TextCue {
+    source: &'static str,
+    read: fn(&str) -> Option<(f32, &'static str)>,
+}
 
 #[async_trait]
-impl Detector for OpensWithSorry {
+impl Detector for TextCue {
     fn name(&self) -> &str {
-        "test_sorry"
+        self.source
     }
     async fn detect(&self, obs: &Observation<'_>) -> Vec<Evidence> {
-        if obs.text.trim_start().starts_with("Sorry") {
-            vec![Evidence {
-                source: "test_sorry".into(),
+        (self.read)(obs.text)
+            .map(|(score, reason)| Evidence {
+                source: self.source.into(),
                 suggests: VerdictClass::PolicyRefusal,
-                score: 1.0,
-                reason: "opens with Sorry".into(),
+                score,
+                reason: reason.into(),
                 span: None,
                 tokens: vec![],
-            }]
-        } else {
-            vec![]
-        }
+            })
+            .into_iter()
+            .collect()
     }
 }
 
+/// Flags an answer that opens with "Sorry" as a policy refusal, with full confidence.
+const OPENS_WITH_SORRY: TextCue = TextCue {
+    source: "test_sorry",
+    read: |text| {
+        text.trim_start()
+            .starts_with("Sorry")
+            .then_some((1.0, "opens with Sorry"))
+    },
+};
+
 fn detectors() -> Detectors {
-    Detectors::empty().with(ProviderSignals).with(OpensWithSorry)
+    Detectors::empty().with(ProviderSignals).with(OPENS_WITH_SORRY)
 }
 
 fn chunk(text: &str) -> ChatCompletionChunk {
@@ -122,6 +135,17 @@ async fn run_stream(layer: RefusalGuardLayer, stream: ChunkStream) -> Result<Cha
         .await
 }
 
+/// The chunks a released stream sends, each as its JSON.
+async fn released_json(response: ChatResponse) -> Vec<String> {
+    let ResponseBody::Stream(stream) = response.body else {
+        panic!("stream expected")
+    };
+    stream
+        .map(|c| serde_json::to_string(&c.unwrap()).unwrap())
+        .collect()
+        .await
+}
+
 fn texts(chunks: &[ChatCompletionChunk]) -> String {
     chunks.iter().map(|c| c.content()).collect()
 }
@@ -141,13 +165,7 @@ async fn answer_is_released_byte_identical_and_in_order() {
     let hold = *response.extensions.get::<HoldBack>().unwrap();
     assert_eq!(hold.tokens, 8, "decided exactly when the window filled");
     let final_verdict = response.extensions.get::<StreamVerdict>().unwrap().clone();
-    let ResponseBody::Stream(stream) = response.body else {
-        panic!("stream expected")
-    };
-    let got: Vec<String> = stream
-        .map(|c| serde_json::to_string(&c.unwrap()).unwrap())
-        .collect()
-        .await;
+    let got = released_json(response).await;
     assert_eq!(got, expected);
     assert_eq!(final_verdict.wait().await.unwrap().class(), VerdictClass::Answer);
 }
@@ -511,4 +529,77 @@ async fn an_early_prompt_judgment_runs_while_the_provider_answers_and_only_once(
             );
         }
     }
+}
+
+/// Stands in for the pattern set (the guard reads pattern evidence as a refusal forming) on
+/// a refusal that forms slowly: "Unfortunately" is a weak sign of one (too weak alone to
+/// stop anything), "can't" a sure one.
+const FORMING_REFUSAL: TextCue = TextCue {
+    source: "patterns",
+    read: |text| {
+        if text.contains("can't") {
+            Some((1.0, "refusal formula"))
+        } else {
+            text.starts_with("Unfortunately")
+                .then_some((0.3, "apology at the opening"))
+        }
+    },
+};
+
+/// `items` through a guard with [`FORMING_REFUSAL`], a window of 8 tokens and `extension`.
+async fn forming(
+    items: Vec<Result<ChatCompletionChunk, Error>>,
+    extension: usize,
+) -> Result<ChatResponse, Error> {
+    let layer = RefusalGuardLayer::new()
+        .detectors(Detectors::empty().with(ProviderSignals).with(FORMING_REFUSAL))
+        .window_tokens(8)
+        .window_extension(extension);
+    run_stream(layer, Upstream::new().stream(items, Duration::ZERO)).await
+}
+
+#[tokio::test]
+async fn a_refusal_still_forming_at_the_window_is_held_into_the_extension_and_stopped() {
+    let text =
+        "Unfortunately, given everything you told me about work, I can't write that note for you today.";
+    // Without the extension the window's end (8 tokens, before "can't") releases it.
+    let response = forming(words(text), 0).await.unwrap();
+    assert_eq!(
+        response.extensions.get::<Verdict>().unwrap().class(),
+        VerdictClass::Answer
+    );
+    assert_eq!(response.extensions.get::<HoldBack>().unwrap().tokens, 8);
+    // With it, the weak sign at the window's end holds the stream on until the formula
+    // completes, and the refusal is stopped before anything reached the caller.
+    let err = forming(words(text), 8).await.unwrap_err();
+    let refusal = err.as_refusal().expect("a refusal");
+    assert_eq!(refusal.verdict.class(), VerdictClass::PolicyRefusal);
+    let held = texts(&refusal.held);
+    assert!(
+        held.contains("can't") && refusal.held.len() > 8 && refusal.held.len() <= 16,
+        "{held:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_held_into_the_extension_is_released_whole_and_in_order() {
+    let text = "Unfortunately the museum is closed on Mondays, but it opens at nine on every other day of the week, \
+                and entry is free on the first Sunday of each month for everyone.";
+    let items = words(text);
+    let expected: Vec<String> = items
+        .iter()
+        .map(|i| serde_json::to_string(i.as_ref().unwrap()).unwrap())
+        .collect();
+    let response = forming(items, 8).await.unwrap();
+    assert_eq!(
+        response.extensions.get::<Verdict>().unwrap().class(),
+        VerdictClass::Answer
+    );
+    assert_eq!(
+        response.extensions.get::<HoldBack>().unwrap().tokens,
+        16,
+        "held to the extension's end"
+    );
+    let got = released_json(response).await;
+    assert_eq!(got, expected, "every chunk once, in order");
 }

@@ -95,6 +95,9 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
     pub window_tokens: usize,
+    /// Tokens held past the window when it ends on a refusal still forming
+    /// ([`crate::layer::RefusalGuardLayer::window_extension`]); 0 turns it off.
+    pub window_extension_tokens: usize,
     pub window_ms: u64,
     pub decide_confidence: f32,
     /// Attach verdicts but never stop or re-route anything.
@@ -113,6 +116,7 @@ impl Default for GuardConfig {
     fn default() -> Self {
         GuardConfig {
             window_tokens: crate::layer::guard::DEFAULT_WINDOW_TOKENS,
+            window_extension_tokens: crate::layer::guard::DEFAULT_WINDOW_EXTENSION,
             window_ms: crate::layer::guard::DEFAULT_WINDOW_DURATION.as_millis() as u64,
             decide_confidence: crate::layer::guard::DEFAULT_DECIDE_CONFIDENCE,
             observe_only: false,

@@ -108,6 +108,7 @@ impl Gateway {
         let guard = RefusalGuardLayer::new()
             .detectors(detectors)
             .window_tokens(config.guard.window_tokens)
+            .window_extension(config.guard.window_extension_tokens)
             .window_duration(Duration::from_millis(config.guard.window_ms))
             .decide_confidence(config.guard.decide_confidence)
             .stop_on(config.policy.reroute)

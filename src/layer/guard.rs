@@ -29,7 +29,8 @@
 //! - **Streams**: the response future does not resolve until the first chunks have been
 //!   judged. The guard holds chunks back until it has seen `window_tokens` tokens or
 //!   `window_duration` has passed, deciding earlier when a detector is already sure
-//!   (`decide_confidence`). Then it either releases the held chunks unchanged and in
+//!   (`decide_confidence`), and up to `window_extension` tokens longer when the window
+//!   ends on a refusal still forming ("I'm sorry, but I"). Then it either releases the held chunks unchanged and in
 //!   order followed by the rest of the stream, or drops the upstream (the provider stops
 //!   generating) and fails with [`Error::Refused`] holding what it had held back. Because
 //!   the decision comes before the response, a gateway can put the verdict in headers.
@@ -73,6 +74,17 @@ use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
 pub const DEFAULT_WINDOW_TOKENS: usize = 16;
 /// Default hold-back window in time: a slow stream is released after this long.
 pub const DEFAULT_WINDOW_DURATION: Duration = Duration::from_millis(1000);
+/// Default extension of the window: tokens held back past `window_tokens` when the window
+/// ends on a refusal still forming (see [`RefusalGuardLayer::window_extension`]).
+///
+/// Measured 2026-12-06 (`refusal-guard eval --tier e5 --stream-window 16 --window-extension
+/// 16`, against `--window-extension 0`, in Qwen's tokens, over the four shared response
+/// files, the team's regression sets and eight team files never trained on): English
+/// refusals stopped before release 6,086 → 6,175 of 7,307, Chinese 809 → 813 of 934
+/// (regression-zh 20 → 23 of 46); English answers stopped 1,712 → 1,760 of 10,416 (35 of the
+/// 48 in gptfuzz, whose "answers" open with a refusal and then comply; none more in the
+/// regression sets); 1.9% of English and 0.9% of Chinese answers held the longer window.
+pub const DEFAULT_WINDOW_EXTENSION: usize = 16;
 /// Default number of tokens between early judgements inside the window.
 pub const DEFAULT_DECIDE_EVERY: usize = 4;
 /// Default confidence at which a verdict inside the window is final at once.
@@ -83,6 +95,7 @@ pub const DEFAULT_DECIDE_CONFIDENCE: f32 = 0.8;
 struct GuardConfig {
     detectors: Detectors,
     window_tokens: usize,
+    window_extension: usize,
     window_duration: Duration,
     decide_confidence: f32,
     decide_every: usize,
@@ -112,6 +125,7 @@ impl RefusalGuardLayer {
             config: Arc::new(GuardConfig {
                 detectors: Detectors::default(),
                 window_tokens: DEFAULT_WINDOW_TOKENS,
+                window_extension: DEFAULT_WINDOW_EXTENSION,
                 window_duration: DEFAULT_WINDOW_DURATION,
                 decide_confidence: DEFAULT_DECIDE_CONFIDENCE,
                 decide_every: DEFAULT_DECIDE_EVERY,
@@ -137,6 +151,16 @@ impl RefusalGuardLayer {
     /// hold-back off (chunks pass at once, and only the final verdict is recorded).
     pub fn window_tokens(self, tokens: usize) -> Self {
         self.edit(|c| c.window_tokens = tokens)
+    }
+
+    /// Tokens held back past the window when it ends on a refusal still forming: the
+    /// window's verdict is an answer, but a pattern read a refusal, an apology or an AI
+    /// disclaimer in it ("I'm sorry, but I", "As an AI developed by OpenAI, I must"). 16
+    /// of Qwen's tokens are about 12 English words, and a refusal after a sentence of
+    /// sympathy is often cut just before its verb. The window's time limit still holds.
+    /// 0 turns it off.
+    pub fn window_extension(self, tokens: usize) -> Self {
+        self.edit(|c| c.window_extension = tokens)
     }
 
     /// How long a stream may be held back before the guard must decide.
@@ -443,6 +467,16 @@ fn tool_call_verdict() -> Verdict {
     verdict
 }
 
+/// Whether a window judged an answer ends on a refusal still forming: a pattern read a
+/// non-answer in it (a refusal formula too weak alone, an apology, an AI disclaimer).
+fn refusal_forming(verdict: &Verdict) -> bool {
+    verdict.class() == crate::verdict::VerdictClass::Answer
+        && verdict
+            .evidence
+            .iter()
+            .any(|e| e.source == "patterns" && e.suggests.is_non_answer())
+}
+
 fn stops(config: &GuardConfig, verdict: &Verdict) -> bool {
     !config.observe_only && !verdict.is_answer() && config.stop_on.contains(verdict.class())
 }
@@ -628,6 +662,10 @@ impl StreamWatch {
                 upstream: Some(UpstreamRest::Stream(upstream)),
             };
         }
+        // The window's end, moved once by the extension when the window ends on a
+        // refusal still forming; `judged` is the verdict that decided not to move it.
+        let mut limit = self.config.window_tokens;
+        let mut judged = None;
         loop {
             let next = tokio::time::timeout_at(deadline, upstream.next()).await;
             let (completeness, error) = match next {
@@ -645,7 +683,7 @@ impl StreamWatch {
                 Ok(Some(Ok(mut chunk))) => {
                     self.record(&mut chunk);
                     held.push(chunk);
-                    if self.token_count < self.config.window_tokens {
+                    if self.token_count < limit {
                         // Judging every chunk would re-scan the growing prefix up to 16
                         // times; every few tokens decides just as early in practice.
                         if self.token_count >= next_check {
@@ -659,6 +697,15 @@ impl StreamWatch {
                         }
                         continue;
                     }
+                    if limit == self.config.window_tokens && self.config.window_extension > 0 {
+                        let verdict = self.judge(Completeness::Partial, None).await;
+                        if !stops(&self.config, &verdict) && refusal_forming(&verdict) {
+                            limit = self.token_count + self.config.window_extension;
+                            next_check = self.token_count + self.config.decide_every;
+                            continue;
+                        }
+                        judged = Some(verdict);
+                    }
                     (Completeness::Partial, None)
                 }
             };
@@ -666,7 +713,10 @@ impl StreamWatch {
                 tracing::debug!(error = %e, chunks = held.len(), "upstream failed inside the window before any text");
                 return Window::Fail(error.expect("matched Some"));
             }
-            let mut verdict = self.judge(completeness, error.as_ref()).await;
+            let mut verdict = match judged.take() {
+                Some(v) => v,
+                None => self.judge(completeness, error.as_ref()).await,
+            };
             verdict.elapsed = started.elapsed();
             let hb = hold_back(&held, self.token_count, false);
             let ended = completeness != Completeness::Partial;

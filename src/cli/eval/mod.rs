@@ -63,6 +63,10 @@ pub struct EvalArgs {
     /// installed (scripts/setup-models.sh), else `words` with a notice.
     #[arg(long, value_name = "qwen|words")]
     pub stream_tokens: Option<String>,
+    /// Tokens the replayed guard may hold past the window when a refusal looks to be
+    /// forming (the guard's `window_extension`; 0 turns it off).
+    #[arg(long, value_name = "N", default_value_t = crate::layer::guard::DEFAULT_WINDOW_EXTENSION)]
+    pub window_extension: usize,
     /// Prints up to N misjudged records per file (only with `--split fit`); with
     /// `--stream-window`, also up to N of the window's mistakes per file.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -269,6 +273,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
             &detectors,
             stream::Window {
                 tokens: window as usize,
+                extension: args.window_extension,
                 split: tokens,
             },
             keep_misses,

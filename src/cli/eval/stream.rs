@@ -30,7 +30,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::dataset::{read_records, Gold, LabelMap, Record, Split};
 use crate::detect::{Completeness, Detectors, Observation};
-use crate::layer::RefusalGuardLayer;
+use crate::layer::{HoldBack, RefusalGuardLayer};
 use crate::provider::ChatResponse;
 use crate::tokens::TokenSplit;
 use crate::verdict::{VerdictClass, VerdictSet};
@@ -47,6 +47,12 @@ pub struct Decided {
     pub tokens_at_decision: usize,
     /// Of those decided, decided within 8 tokens.
     pub within_8: usize,
+    /// Of those decided, decided within the window proper, before any extension: the
+    /// figure the streaming target counts.
+    pub within_window: usize,
+    /// Records held back past the window (its extension: a refusal looked to be forming),
+    /// decided or released there: for answers, the latency the extension costs.
+    pub held_past: usize,
     /// Of those decided, in a class the default guard stops and a re-route layer re-routes
     /// (policy refusal, evasion, block, empty); the rest are safety refusals and
     /// inabilities, which the default guard releases with their verdict.
@@ -59,15 +65,19 @@ impl Decided {
         self.decided += other.decided;
         self.tokens_at_decision += other.tokens_at_decision;
         self.within_8 += other.within_8;
+        self.within_window += other.within_window;
+        self.held_past += other.held_past;
         self.rerouted += other.rerouted;
     }
 
-    fn count(&mut self, decision: Option<(usize, VerdictClass)>) {
+    fn count(&mut self, replayed: &Replayed, window: usize) {
         self.n += 1;
-        if let Some((tokens, class)) = decision {
+        self.held_past += usize::from(replayed.held_tokens > window);
+        if let Some((tokens, class)) = replayed.decision {
             self.decided += 1;
             self.tokens_at_decision += tokens;
             self.within_8 += usize::from(tokens <= 8);
+            self.within_window += usize::from(tokens <= window);
             self.rerouted += usize::from(VerdictSet::policy_driven().contains(class));
         }
     }
@@ -96,6 +106,8 @@ impl StreamTally {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamReport {
     pub window_tokens: usize,
+    /// Tokens the guard could hold past the window ([`Window::extension`]).
+    pub window_extension: usize,
     /// What a token is: Qwen's tokens, or words and CJK characters.
     pub token_unit: &'static str,
     pub files: BTreeMap<String, BTreeMap<String, StreamTally>>,
@@ -133,13 +145,18 @@ fn chunk(text: &str) -> ChatCompletionChunk {
     }
 }
 
-/// Whether the guard judged the replayed record a non-answer inside the window: after how
-/// many tokens, and in which class.
-async fn replay(
-    guard: &RefusalGuardLayer,
-    split: &TokenSplit,
-    record: &Record,
-) -> Option<(usize, VerdictClass)> {
+/// What the guard did with one replayed record.
+#[derive(Debug, Clone, Copy)]
+struct Replayed {
+    /// Judged a non-answer inside the window (or its extension): after how many tokens,
+    /// and in which class.
+    decision: Option<(usize, VerdictClass)>,
+    /// Tokens held back when it decided or released.
+    held_tokens: usize,
+}
+
+/// Replays one record through the guard.
+async fn replay(guard: &RefusalGuardLayer, split: &TokenSplit, record: &Record) -> Replayed {
     // A piece of more than one token (a character Qwen's BPE spells in bytes) is one chunk:
     // a stream cannot send half a character. The guard counts it as one token.
     let pieces: Vec<ChatCompletionChunk> = split
@@ -155,10 +172,19 @@ async fn replay(
     let mut request = ChatRequest::new("replay", vec![Message::user(prompt)]);
     request.stream = Some(true);
     match guard.layer(upstream).oneshot(request).await {
-        Err(e) => e
-            .as_refusal()
-            .map(|r| (r.held.iter().map(|c| c.token_count()).sum(), r.verdict.class())),
-        Ok(_released) => None,
+        Err(e) => {
+            let decision = e
+                .as_refusal()
+                .map(|r| (r.held.iter().map(|c| c.token_count()).sum(), r.verdict.class()));
+            Replayed {
+                decision,
+                held_tokens: decision.map_or(0, |(tokens, _)| tokens),
+            }
+        }
+        Ok(released) => Replayed {
+            decision: None,
+            held_tokens: released.extensions.get::<HoldBack>().map_or(0, |h| h.tokens),
+        },
     }
 }
 
@@ -187,6 +213,9 @@ fn judge_opening(
 #[derive(Debug, Clone)]
 pub struct Window {
     pub tokens: usize,
+    /// Tokens the guard may hold past `tokens` when a refusal looks to be forming
+    /// ([`RefusalGuardLayer::window_extension`]).
+    pub extension: usize,
     pub split: TokenSplit,
 }
 
@@ -202,6 +231,7 @@ pub fn evaluate(
 ) -> Result<StreamReport, String> {
     let Window {
         tokens: window,
+        extension,
         split: tokens,
     } = window;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -212,9 +242,11 @@ pub fn evaluate(
         .detectors(detectors.clone())
         .stop_on(VerdictSet::all_non_answers())
         .window_tokens(window)
+        .window_extension(extension)
         .window_duration(Duration::from_secs(3600));
     let mut report = StreamReport {
         window_tokens: window,
+        window_extension: extension,
         token_unit: tokens.unit(),
         files: BTreeMap::new(),
         pooled_by_lang: BTreeMap::new(),
@@ -238,8 +270,9 @@ pub fn evaluate(
                 Gold::Answer | Gold::AnswerWithCaveats => &mut t.answers,
                 _ => continue,
             };
-            let decision = runtime.block_on(replay(&guard, &tokens, &record));
-            group.count(decision);
+            let replayed = runtime.block_on(replay(&guard, &tokens, &record));
+            let decision = replayed.decision;
+            group.count(&replayed, window);
             let missed = match gold {
                 Gold::Refusal => decision.is_none(),
                 Gold::Answer | Gold::AnswerWithCaveats => decision.is_some(),
@@ -268,11 +301,13 @@ pub fn evaluate(
 /// The report as text.
 pub fn render(report: &StreamReport) -> String {
     let mut out = format!(
-        "\nstreaming: a {}-token window ({}), each answer replayed token by token; decided = judged a \
-         non-answer inside the window (mean tokens at the decision; re-routable: the share the \
-         default guard stops, the rest are safety refusals and inabilities it releases with \
-         their verdict)\n",
-        report.window_tokens, report.token_unit
+        "\nstreaming: a {}-token window ({}) with an extension of {} tokens where a refusal looks to \
+         be forming, each answer replayed token by token; decided = judged a non-answer inside the \
+         window or its extension (mean tokens at the decision; in {}: decided inside the window \
+         proper, the streaming target's figure; re-routable: the share the default guard stops, \
+         the rest are safety refusals and inabilities it releases with their verdict; held longer: \
+         answers the extension held back past the window)\n",
+        report.window_tokens, report.token_unit, report.window_extension, report.window_tokens
     );
     let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     let cell = |d: &Decided| {
@@ -292,24 +327,29 @@ pub fn render(report: &StreamReport) -> String {
             mean
         )
     };
+    let in_window = format!("in {}", report.window_tokens);
     out.push_str(&format!(
-        "  {:<36} {:<8} {:<27} {:<11} {:<27} {:<27} {}\n",
+        "  {:<36} {:<8} {:<27} {:>6} {:<11} {:<27} {:<27} {:<11} {}\n",
         "file",
         "lang",
         "refusals decided",
+        in_window,
         "re-routable",
         "evasions decided",
         "answers decided (wrongly)",
-        "re-routable"
+        "re-routable",
+        "held longer"
     ));
     let mut line = |scope: &str, lang: &str, t: &StreamTally| {
         out.push_str(&format!(
-            "  {scope:<36} {lang:<8} {} {:>10.1}% {} {} {:>10.1}%\n",
+            "  {scope:<36} {lang:<8} {} {:>5.1}% {:>10.1}% {} {} {:>10.1}% {:>10.1}%\n",
             cell(&t.refusals),
+            pct(t.refusals.within_window, t.refusals.n),
             pct(t.refusals.rerouted, t.refusals.decided),
             cell(&t.evasions),
             cell(&t.answers),
             pct(t.answers.rerouted, t.answers.decided),
+            pct(t.answers.held_past, t.answers.n),
         ));
     };
     for (file, langs) in &report.files {
@@ -413,6 +453,7 @@ mod tests {
             &Detectors::default(),
             Window {
                 tokens: 16,
+                extension: 0,
                 split: TokenSplit::Pieces,
             },
             true,
