@@ -172,6 +172,8 @@ async fn short_refusals_in_every_language_are_caught_by_the_patterns() {
         "Valitettavasti en pysty auttamaan tässä asiassa.",
         "Tähän en osaa sanoa mitään, kysy jotain muuta.",
         "Kysymykseen ei voida vastata.",
+        "Jätän sen väliin.",
+        "Tässä en voi opastaa sinua.",
         "Das kommt nicht infrage.",
         "Von mir bekommen Sie dafür keine Hilfe.",
         "No puedo aconsejarte sobre cómo evadir impuestos.",

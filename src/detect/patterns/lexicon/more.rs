@@ -44,7 +44,8 @@ use super::{rule, Anchor::*, Cue::*, Rule};
 pub(super) const RULES: &[Rule] = &[
     // --- Finnish -----------------------------------------------------------------------------
     rule("fi.sorry_cannot", "fi", Refusal, 0.95, Anywhere, r"(valitettavasti|pahoittelen|olen pahoillani|anteeksi)[^.!]{0,40}\ben (voi|pysty|kykene)"),
-    rule("fi.cannot_act", "fi", Refusal, 0.85, Anywhere, r"\ben\x20(voi|pysty|kykene) (valitettavasti )?(esittää|ottaa|kertoa|antaa|käsitellä|auttaa|auttamaan|tarjota|tarjoamaan|tuottaa|tuottamaan|kirjoittaa|kirjoittamaan|laatia|laatimaan|luoda|luomaan|vastata|vastaamaan|osallistua|keskustella|toteuttaa|täyttää|noudattaa)"),
+    rule("fi.cannot_act", "fi", Refusal, 0.85, Anywhere, r"\ben\x20(voi|pysty|kykene) (valitettavasti )?(esittää|ottaa|kertoa|antaa|käsitellä|auttaa|auttamaan|tarjota|tarjoamaan|tuottaa|tuottamaan|kirjoittaa|kirjoittamaan|laatia|laatimaan|luoda|luomaan|vastata|vastaamaan|osallistua|keskustella|toteuttaa|täyttää|noudattaa|neuvoa|opastaa|ohjeistaa|jakaa|avustaa)"),
+    rule("fi.leave_undone", "fi", Refusal, 0.8, Anywhere, r"\bjätän\x20(tämän |sen |nämä |ne |tuon |kysymyksen |pyynnön |yksityiskohdat |ohjeet )?(väliin|kirjoittamatta|tekemättä|vastaamatta|käsittelemättä|kertomatta)\b"),
     rule("fi.cannot_act2", "fi", Refusal, 0.8, Anywhere, r"\ben\x20(pysty|kykene) (valitettavasti )?[a-zåäö]+(maan|mään)\b"),
     rule("fi.unfortunately_cannot", "fi", Refusal, 0.85, Anywhere, r"\ben\x20valitettavasti\x20(voi|pysty|kykene)\b"),
     rule("fi.and_cannot", "fi", Refusal, 0.75, Anywhere, r"\benkä\x20(valitettavasti )?(voi|pysty|kykene)\b"),
