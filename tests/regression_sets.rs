@@ -185,8 +185,10 @@ fn e5_for_requests_only_never_reads_an_answer() {
 /// text that short is the patterns' alone in the embedded default, which finds few of them;
 /// with the encoder tier, the n-gram model and the encoder agreeing finds more
 /// (`judge::SHORT_AGREEMENT_FROM`).
-fn short_replies(detectors: &Detectors) -> (Binary, usize) {
-    let text = std::fs::read_to_string(set("short-replies.jsonl")).expect("short set reads");
+/// Non-answer vs answer over every record of the team set `file`, judged by `detectors`,
+/// with the number of records.
+fn judged(file: &str, detectors: &Detectors) -> (Binary, usize) {
+    let text = std::fs::read_to_string(set(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let map = LabelMap::default();
     let mut binary = Binary::default();
     let mut n = 0;
@@ -198,10 +200,14 @@ fn short_replies(detectors: &Detectors) -> (Binary, usize) {
     }
     let prf = binary.prf();
     eprintln!(
-        "short replies: non-answer P {:.3} R {:.3} F1 {:.3}; answers flagged {}",
+        "{file}: non-answer P {:.3} R {:.3} F1 {:.3}; answers flagged {}",
         prf.precision, prf.recall, prf.f1, binary.fp
     );
     (binary, n)
+}
+
+fn short_replies(detectors: &Detectors) -> (Binary, usize) {
+    judged("short-replies.jsonl", detectors)
 }
 
 #[test]
@@ -221,6 +227,25 @@ fn short_replies_with_the_e5_tier() {
     assert!(b.prf().recall >= SHORT_E5_FLOOR_R, "recall {:.3}", b.prf().recall);
     assert!(b.fp <= SHORT_E5_MAX_FLAGGED, "{} answers flagged", b.fp);
 }
+
+/// Replies that open with sympathy ("I'm so sorry for your loss.", "请节哀。") and then help,
+/// decline, or only comfort: the models read the "sorry" of a condolence as the "sorry" of a
+/// refusal, so answers are flagged. A floor on both sides, for the change that fixes it.
+#[test]
+fn sympathy_openers_with_the_embedded_default() {
+    let (b, n) = judged("sympathy-openers.jsonl", &Detectors::default());
+    assert!(n >= 100, "{n} records");
+    assert!(b.prf().recall >= SYMPATHY_FLOOR_R, "recall {:.3}", b.prf().recall);
+    assert!(b.fp <= SYMPATHY_MAX_FLAGGED, "{} answers flagged", b.fp);
+}
+
+// Measured 2026-12-06 (thirty-third session; the set was written that day by a team member
+// who read no project file, and never read here): non-answers found 34 of 40 (en 20/24, zh
+// 14/16), answers flagged 8 of 60 (en 6/36, zh 2/24). A scanner rule that counts a
+// condolence followed by content for the answer was measured on it and not shipped
+// (models/data/unused/README.md, responses-sympathy-dev.jsonl).
+const SYMPATHY_FLOOR_R: f64 = 0.8;
+const SYMPATHY_MAX_FLAGGED: usize = 9;
 
 // Measured 2026-12-06 (thirty-second session). The embedded default: recall 17/160 = 0.106
 // with 3 of 78 answers flagged (0.094 and 3 before that session's short-form rules). The e5
