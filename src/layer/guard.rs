@@ -70,7 +70,9 @@ use crate::provider::{ChatResponse, ChunkStream, ResponseBody};
 use crate::verdict::{Verdict, VerdictSet};
 use crate::wire::{ChatCompletionChunk, ChatRequest, FinishReason, TokenLogprob};
 
-/// Default hold-back window in tokens (see the README for the measurement behind it).
+/// Default hold-back window in tokens: the streaming target's 16. How many refusals it
+/// decides, in Qwen's tokens, is `refusal-guard eval --stream-window 16` (docs/testing.md;
+/// the figures of 2026-12-06 are in models/combiner/README.md, "Windows cut in Qwen's tokens").
 pub const DEFAULT_WINDOW_TOKENS: usize = 16;
 /// Default hold-back window in time: a slow stream is released after this long.
 pub const DEFAULT_WINDOW_DURATION: Duration = Duration::from_millis(1000);
