@@ -127,6 +127,15 @@ impl QwenBpe {
     }
 }
 
+/// The unit a `--stream-tokens` flag asks for (`eval`, `train`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamTokens {
+    /// Qwen's own BPE: the provider's tokens, what the gateway's guard counts.
+    Qwen,
+    /// A word with its leading space, or one CJK character.
+    Words,
+}
+
 /// How an answer is cut into stream tokens.
 #[derive(Debug, Clone)]
 pub enum TokenSplit {
@@ -153,16 +162,15 @@ impl TokenSplit {
         }
     }
 
-    /// The split a `--stream-tokens` flag names: `qwen` (an error where Qwen's tokenizer is
-    /// not installed), `words`, or, unset, [`TokenSplit::best_installed`] with its notice.
-    pub fn from_flag(flag: Option<&str>) -> Result<(Self, Option<String>), String> {
+    /// The split a `--stream-tokens` flag names: Qwen's (an error where its tokenizer is not
+    /// installed), words, or, unset, [`TokenSplit::best_installed`] with its notice.
+    pub fn from_flag(flag: Option<StreamTokens>) -> Result<(Self, Option<String>), String> {
         match flag {
             None => Ok(Self::best_installed()),
-            Some("qwen") => QwenBpe::from_cache()
+            Some(StreamTokens::Qwen) => QwenBpe::from_cache()
                 .map(|b| (Self::Qwen(Arc::new(b)), None))
                 .map_err(|e| format!("--stream-tokens qwen: {e}")),
-            Some("words") => Ok((Self::Pieces, None)),
-            Some(other) => Err(format!("--stream-tokens takes `qwen` or `words`, not {other:?}")),
+            Some(StreamTokens::Words) => Ok((Self::Pieces, None)),
         }
     }
 

@@ -61,8 +61,8 @@ pub struct EvalArgs {
     /// What a token of the stream replay is: `qwen` (Qwen's own BPE, the provider's tokens)
     /// or `words` (a word or a CJK character). Default: `qwen` where Qwen's tokenizer is
     /// installed (scripts/setup-models.sh), else `words` with a notice.
-    #[arg(long, value_name = "qwen|words")]
-    pub stream_tokens: Option<String>,
+    #[arg(long, value_enum)]
+    pub stream_tokens: Option<crate::tokens::StreamTokens>,
     /// Tokens the replayed guard may hold past the window when a refusal looks to be
     /// forming (the guard's `window_extension`; 0 turns it off).
     #[arg(long, value_name = "N", default_value_t = crate::layer::guard::DEFAULT_WINDOW_EXTENSION)]
@@ -262,7 +262,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     }
     if let Some(window) = args.stream_window {
         let keep_misses = args.show_errors > 0;
-        let (tokens, notice) = crate::tokens::TokenSplit::from_flag(args.stream_tokens.as_deref())?;
+        let (tokens, notice) = crate::tokens::TokenSplit::from_flag(args.stream_tokens)?;
         if let Some(n) = notice {
             eprintln!("{n}");
         }

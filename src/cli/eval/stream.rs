@@ -73,7 +73,7 @@ impl Decided {
     fn count(&mut self, replayed: &Replayed, window: usize) {
         self.n += 1;
         self.held_past += usize::from(replayed.held_tokens > window);
-        if let Some((tokens, class)) = replayed.decision {
+        if let Some((tokens, class)) = replayed.decision() {
             self.decided += 1;
             self.tokens_at_decision += tokens;
             self.within_8 += usize::from(tokens <= 8);
@@ -148,11 +148,18 @@ fn chunk(text: &str) -> ChatCompletionChunk {
 /// What the guard did with one replayed record.
 #[derive(Debug, Clone, Copy)]
 struct Replayed {
-    /// Judged a non-answer inside the window (or its extension): after how many tokens,
-    /// and in which class.
-    decision: Option<(usize, VerdictClass)>,
-    /// Tokens held back when it decided or released.
+    /// Tokens held back when it stopped or released the stream.
     held_tokens: usize,
+    /// The class it stopped the stream in: judged a non-answer inside the window (or its
+    /// extension).
+    stopped: Option<VerdictClass>,
+}
+
+impl Replayed {
+    /// After how many tokens it was judged a non-answer, and in which class.
+    fn decision(&self) -> Option<(usize, VerdictClass)> {
+        self.stopped.map(|class| (self.held_tokens, class))
+    }
 }
 
 /// Replays one record through the guard.
@@ -173,17 +180,15 @@ async fn replay(guard: &RefusalGuardLayer, split: &TokenSplit, record: &Record) 
     request.stream = Some(true);
     match guard.layer(upstream).oneshot(request).await {
         Err(e) => {
-            let decision = e
-                .as_refusal()
-                .map(|r| (r.held.iter().map(|c| c.token_count()).sum(), r.verdict.class()));
+            let refusal = e.as_refusal();
             Replayed {
-                decision,
-                held_tokens: decision.map_or(0, |(tokens, _)| tokens),
+                held_tokens: refusal.map_or(0, |r| r.held.iter().map(|c| c.token_count()).sum()),
+                stopped: refusal.map(|r| r.verdict.class()),
             }
         }
         Ok(released) => Replayed {
-            decision: None,
             held_tokens: released.extensions.get::<HoldBack>().map_or(0, |h| h.tokens),
+            stopped: None,
         },
     }
 }
@@ -271,7 +276,7 @@ pub fn evaluate(
                 _ => continue,
             };
             let replayed = runtime.block_on(replay(&guard, &tokens, &record));
-            let decision = replayed.decision;
+            let decision = replayed.decision();
             group.count(&replayed, window);
             let missed = match gold {
                 Gold::Refusal => decision.is_none(),

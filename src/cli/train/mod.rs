@@ -224,8 +224,8 @@ pub struct TrainArgs {
     /// CJK character: what the shipped models were trained with) or `qwen` (Qwen's BPE,
     /// what the gateway's guard counts; measured and not shipped, models/combiner/README.md,
     /// "Windows cut in Qwen's tokens").
-    #[arg(long, value_name = "words|qwen", default_value = "words")]
-    pub stream_tokens: String,
+    #[arg(long, value_enum, default_value_t = crate::tokens::StreamTokens::Words)]
+    pub stream_tokens: crate::tokens::StreamTokens,
 }
 
 /// A share from 0 to 1.
@@ -474,7 +474,7 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The guard counts the provider's tokens (Qwen's, through the logprobs the gateway asks
     // for); the shipped models were trained on windows of words and CJK characters, which a
     // retrain on Qwen's windows did not beat (models/combiner/README.md).
-    let (split, _) = crate::tokens::TokenSplit::from_flag(Some(&args.stream_tokens))?;
+    let (split, _) = crate::tokens::TokenSplit::from_flag(Some(args.stream_tokens))?;
     cfg.window_unit = split.unit();
     let mut rows = read_rows(&sources, cfg.window_tokens, &split)?;
     weigh_sources(&mut rows, &sources, args.source_weight_power);
