@@ -28,7 +28,10 @@
 //! How to read the table (one row per file, decision and observation, then `all`):
 //! - `escalated`: the share of answers where the encoder was asked about the answer (its
 //!   evidence is in the verdict: [`refusal_guard::judge::decide`] adds it only then);
-//!   the issue-11 figure. Always 0 for the embedded default.
+//!   the issue-11 figure. Always 0 for the embedded default. A short whole answer the
+//!   patterns let pass is also read by e5's short-reply head, whose evidence (`e5:short`)
+//!   is in the verdict only when it reads a non-answer: those calls are not counted here,
+//!   their cost is in the `cpu` columns.
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
 //!   refusal whose prompt the n-gram prompt head did not judge surely harmful: a benign
 //!   reading is always checked, see `classify::cascade`; seen in the `prompt_harm`

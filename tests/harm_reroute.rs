@@ -795,7 +795,8 @@ async fn a_second_set_written_apart_holds_its_shares() {
 /// down by four requests, the price of the real political refusals the same layer recovers
 /// ([`real_refusals_of_lawful_political_requests_move`]: 0.174 to 0.489). With short
 /// refusals read by both models agreeing (2026-12-06, thirty-second session): 3/100 and
-/// 78/90 (0.867); the floor moves up to 0.84.
+/// 78/90 (0.867); the floor moves up to 0.84. With e5's short-reply head deciding short
+/// answers instead (2026-12-06, thirty-fourth session): 3/100 and 77/90 (0.856).
 const SECOND_SET_E5_HARMFUL_CEILING: f64 = 0.03;
 const SECOND_SET_E5_BENIGN_FLOOR: f64 = 0.84;
 

@@ -4,6 +4,8 @@
 //! judges. A training path that runs but writes nothing usable (a head whose classes are
 //! misnamed, a model that does not save) fails here, not at the next release.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -330,4 +332,57 @@ fn the_shipped_prompt_languages_are_those_of_its_training_data() {
     let rows = refusal_guard::judge::fit::read_prompt_rows(&files).expect("the training files read");
     let learned = PromptLanguages::learned_from(rows.iter().map(|r| (r.lang.as_str(), r.harmful)));
     assert_eq!(NgramModel::embedded().prompt_languages, learned);
+}
+
+/// `train --short-head-only` on two team files (plus the short-reply files of
+/// models/data/short/, which it always reads) writes a short-reply head that loads with
+/// its threshold and the encoder's sha256, and a leave-one-source-out report with a row per
+/// source; nothing else is written. Needs multilingual-e5-small (skipped without it, a
+/// failure in CI).
+#[test]
+fn train_short_head_only_writes_a_head_that_loads() {
+    if common::e5_detectors().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = train(
+        dir.path(),
+        &["responses-en.jsonl", "responses-zh.jsonl"],
+        &[
+            "--short-head-only",
+            "--short-out",
+            dir.path().join("short.safetensors").to_str().unwrap(),
+            "--short-report",
+            dir.path().join("short.md").to_str().unwrap(),
+            "--embedding-cache",
+            dir.path().join("e5.bin").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let head = refusal_guard::classify::short_head::ShortHead::from_bytes(
+        &std::fs::read(dir.path().join("short.safetensors")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(head.dim(), 384);
+    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
+    assert_eq!(head.encoder_sha256.as_ref().map(String::len), Some(64));
+    let report = std::fs::read_to_string(dir.path().join("short.md")).unwrap();
+    for source in [
+        "responses-en.jsonl",
+        "responses-zh.jsonl",
+        "team:short/responses-short-dev",
+    ] {
+        assert!(
+            report.contains(&format!("| {source} | all |")),
+            "{source} missing:\n{report}"
+        );
+    }
+    assert!(
+        !dir.path().join("ngram.safetensors").exists() && !dir.path().join("loso.md").exists(),
+        "only the short head is trained"
+    );
 }

@@ -379,6 +379,8 @@ impl Heads {
 pub struct EncoderClassifier {
     encoder: Arc<dyn SentenceEncoder>,
     heads: Arc<Heads>,
+    /// The head for short replies (e5 only), read over the same answer vectors.
+    short: Option<Arc<super::short_head::ShortHead>>,
     name: String,
 }
 
@@ -401,8 +403,16 @@ impl EncoderClassifier {
         EncoderClassifier {
             encoder: Arc::new(encoder),
             heads: Arc::new(heads),
+            short: None,
             name,
         }
+    }
+
+    /// Reads short whole answers with `head` as well ([`super::Classifier::judge_short_answer`]).
+    /// The head must read this encoder's answer vectors: it was trained on them.
+    pub fn with_short_head(mut self, head: super::short_head::ShortHead) -> Self {
+        self.short = Some(Arc::new(head));
+        self
     }
 
     /// all-MiniLM-L6-v2 from the hf-hub cache with the shipped heads (the `minilm` tier).
@@ -414,7 +424,7 @@ impl EncoderClassifier {
     pub fn load_e5() -> Result<Self, ClassifyError> {
         let mut heads = Heads::shipped_e5()?;
         let encoder = heads.configure(super::e5::E5Encoder::load_default()?)?;
-        Ok(Self::new(encoder, heads, "e5"))
+        Ok(Self::new(encoder, heads, "e5").with_short_head(super::short_head::ShortHead::shipped()?))
     }
 
     fn vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
@@ -457,6 +467,19 @@ impl super::Classifier for EncoderClassifier {
             }
         }
         Ok(Some(ResponseJudgement { probs }))
+    }
+
+    async fn judge_short_answer(
+        &self,
+        response: &str,
+    ) -> Result<Option<super::short_head::ShortJudgement>, ClassifyError> {
+        let Some(head) = self.short.clone() else {
+            return Ok(None);
+        };
+        let this = self.clone();
+        let text = response.to_string();
+        let v = super::blocking("encoder", move || this.vector(&text)).await?;
+        Ok(head.judge(&v))
     }
 
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {

@@ -31,6 +31,7 @@ pub mod ngram;
 pub mod packed;
 pub mod prompt_memo;
 pub mod qwen3_guard;
+pub mod short_head;
 pub mod tiers;
 pub mod train;
 pub mod weights_file;
@@ -223,6 +224,16 @@ pub trait Classifier: Send + Sync {
         _prompt: Option<&str>,
         _response: &str,
     ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+        Ok(None)
+    }
+
+    /// What a short whole answer is (a line or less: `judge::MIN_MODEL_ANSWER_TOKENS`), read
+    /// by a head trained on short replies, with that head's own threshold; `None` where the
+    /// tier has no such head (every tier but `e5`).
+    async fn judge_short_answer(
+        &self,
+        _response: &str,
+    ) -> Result<Option<short_head::ShortJudgement>, ClassifyError> {
         Ok(None)
     }
 

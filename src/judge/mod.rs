@@ -38,6 +38,7 @@ use std::sync::Arc;
 pub use combiner::Combiner;
 pub use harm::{HarmPolicy, PROMPT_HARM_SOURCE};
 
+use crate::classify::short_head::ShortJudgement;
 use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};
 use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
@@ -322,8 +323,8 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
 /// An answer shorter than [`MIN_MODEL_ANSWER_TOKENS`] is the patterns' to judge, and a
 /// short refusal in words no rule knows ("Not doing that.", "Why would I help with that?")
 /// was released as an answer. A team set of 251 short replies in nine languages
-/// (models/data/unused/responses-short-dev.jsonl, read to choose this, never trained on):
-/// the patterns found 28 of its 171 non-answers (65 with the short-form rules written from
+/// (models/data/short/responses-short-dev.jsonl, read to choose this; since trained on, by
+/// e5's short-reply head alone): the patterns found 28 of its 171 non-answers (65 with the short-form rules written from
 /// it), and either model alone reads too many short answers as non-answers (the n-gram
 /// model 13 of its 80 answers from 0.8, the encoder 6 from 0.5). The two agreeing from 0.6
 /// found 118 with no answer more flagged; from 0.5, 14 more, but 2 more of the 70 short
@@ -331,17 +332,32 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
 /// read (tests/data/short-replies.jsonl, 238 replies): 15 of 160 non-answers found before,
 /// 61 with this rule, answers flagged 3 → 6 of 78. Only with the encoder tier installed:
 /// the n-gram model alone is not precise enough on short texts.
+///
+/// Since 2026-12-06 (thirty-fourth session) the e5 tier reads short answers with a head of
+/// its own instead ([`crate::classify::short_head`], trained on short replies only, the
+/// development set above among them): on the never-read twin 109 of 160 found, answers
+/// flagged 6 of 78. This rule stays for an escalation tier without such a head (`minilm`).
 pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
 
-/// The verdict on a complete short answer the patterns read as an answer, when the n-gram
-/// model and the escalation reader (the encoder tier) both read a non-answer
-/// ([`SHORT_AGREEMENT_FROM`]); `None` otherwise, or without an escalation reader.
+/// The verdict on a complete short answer the patterns read as an answer: by the escalation
+/// reader's short-reply head where it has one ([`Classifier::judge_short_answer`], the e5
+/// tier), else when the n-gram model and the escalation reader both read a non-answer
+/// ([`SHORT_AGREEMENT_FROM`]); `None` otherwise, or without an escalation reader. Either way
+/// the encoder reads the answer once (a 16-token text: about 3.6 ms on one core).
 async fn short_by_agreement(
     models: &Models,
     observation: &Observation<'_>,
     evidence: &[Evidence],
 ) -> Option<Verdict> {
     let slow = models.escalation.as_ref()?;
+    match slow.judge_short_answer(observation.text).await {
+        Ok(Some(short)) => return by_short_head(slow.name(), &short, evidence),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(classifier = slow.name(), error = %e, "short answer: encoder failed; the patterns decide");
+            return None;
+        }
+    }
     let non_answer = |j: &ResponseJudgement| 1.0 - j.probs[ResponseLabel::Answer.index()];
     let fast = read_fast(models, observation.prompt, observation.text).await?;
     if non_answer(&fast) < SHORT_AGREEMENT_FROM {
@@ -360,28 +376,63 @@ async fn short_by_agreement(
     }
     // The class both lean to: the non-answer class with the larger mean probability.
     let mean: [f32; 4] = std::array::from_fn(|i| (fast.probs[i] + encoder.probs[i]) / 2.0);
-    let kind = kind_of(answer_label(&mean, 0.0));
-    let confidence = 1.0 - mean[ResponseLabel::Answer.index()];
-    let mut all = vec![
-        Evidence {
-            source: "short_answer".to_string(),
-            suggests: kind.class(),
-            score: confidence,
-            reason: format!(
-                "a short answer no pattern reads; {} and {} both read a non-answer ({:.2}, {:.2})",
-                models.fast.name(),
-                slow.name(),
-                non_answer(&fast),
-                non_answer(&encoder)
-            ),
-            span: None,
-            tokens: Vec::new(),
-        },
+    let reason = format!(
+        "{} and {} both read a non-answer ({:.2}, {:.2})",
+        models.fast.name(),
+        slow.name(),
+        non_answer(&fast),
+        non_answer(&encoder)
+    );
+    let readings = [
         model_evidence(models.fast.name(), &fast),
         model_evidence(slow.name(), &encoder),
     ];
+    Some(short_non_answer(&mean, reason, readings, evidence))
+}
+
+/// A short answer's verdict as the non-answer class `probs` lean to, its confidence their
+/// non-answer share, with a `short_answer` evidence saying `why`, then the models'
+/// `readings`, then the patterns' `evidence`.
+fn short_non_answer(
+    probs: &[f32; 4],
+    why: String,
+    readings: impl IntoIterator<Item = Evidence>,
+    evidence: &[Evidence],
+) -> Verdict {
+    let kind = kind_of(answer_label(probs, 0.0));
+    let confidence = 1.0 - probs[ResponseLabel::Answer.index()];
+    let mut all = vec![Evidence {
+        source: "short_answer".to_string(),
+        suggests: kind.class(),
+        score: confidence,
+        reason: format!("a short answer no pattern reads; {why}"),
+        span: None,
+        tokens: Vec::new(),
+    }];
+    all.extend(readings);
     all.extend(evidence.iter().cloned());
-    Some(rules::with_evidence(kind, confidence, all))
+    rules::with_evidence(kind, confidence, all)
+}
+
+/// The verdict on a short answer the patterns let pass, by the escalation tier's short-reply
+/// head (`classify::short_head`): a non-answer of the class it leans to when its reading is
+/// at or above its own threshold; `None` (the patterns' answer stands) otherwise.
+fn by_short_head(tier: &str, short: &ShortJudgement, evidence: &[Evidence]) -> Option<Verdict> {
+    if !short.is_non_answer() {
+        return None;
+    }
+    let reason = format!(
+        "{tier}'s short-reply head reads a non-answer ({:.2}, from {:.2})",
+        short.non_answer(),
+        short.non_answer_from
+    );
+    let readings = [model_evidence(&format!("{tier}:short"), &short.judgement)];
+    Some(short_non_answer(
+        &short.judgement.probs,
+        reason,
+        readings,
+        evidence,
+    ))
 }
 
 /// A refusal or an evasion of class `class`, split by the request's harm

@@ -22,6 +22,7 @@
 
 mod answers;
 mod prompts;
+mod short;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -226,6 +227,18 @@ pub struct TrainArgs {
     /// "Windows cut in Qwen's tokens").
     #[arg(long, value_enum, default_value_t = crate::tokens::StreamTokens::Words)]
     pub stream_tokens: crate::tokens::StreamTokens,
+    /// Trains only the e5 tier's short-reply head (`classify::short_head`) on the short
+    /// whole answers of the sources and models/data/short/, writes it to `--short-out` and
+    /// its leave-one-source-out report to `--short-report`, and nothing else (about a
+    /// minute with the embedding cache).
+    #[arg(long)]
+    pub short_head_only: bool,
+    /// Where `--short-head-only` writes the head.
+    #[arg(long, default_value = "models/e5-heads/short.safetensors")]
+    pub short_out: PathBuf,
+    /// Where `--short-head-only` writes its report.
+    #[arg(long, default_value = "models/e5-heads/short-loso.md")]
+    pub short_report: PathBuf,
 }
 
 /// A share from 0 to 1.
@@ -400,6 +413,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
         prompt_files.extend(shipped_prompt_files(&dir));
         ngram_prompt_files.extend(shipped_ngram_prompt_files());
+    }
+    if args.short_head_only {
+        return short::run(&args, sources);
     }
     let mut cfg = FitConfig {
         ngram: TrainConfig {

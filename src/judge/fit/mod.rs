@@ -26,6 +26,7 @@ use serde::Serialize;
 
 mod embed;
 mod prompts;
+pub mod short;
 
 pub use embed::{answer_subset, embed_cached, subset};
 pub use prompts::*;
@@ -77,6 +78,14 @@ pub fn ngram_only_prompt_files(repo: &Path) -> Vec<PathBuf> {
     jsonl_files_in(&repo.join("models/data/ngram"), "prompts-")
 }
 
+/// The team's short replies that only the e5 tier's short-reply head reads
+/// (`models/data/short/responses-*.jsonl`, one source each): the answer head and the
+/// combiner learn from whole answers, and a set this dense in short answers would teach
+/// them that a short text is an answer ([`short`]).
+pub fn short_only_files(repo: &Path) -> Vec<PathBuf> {
+    jsonl_files_in(&repo.join("models/data/short"), "responses-")
+}
+
 fn jsonl_files_in(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
@@ -110,17 +119,29 @@ pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
     // Each team file is a source of its own: inability is labeled only in the team's
     // files, and stacking needs out-of-source predictions of every class (a single team
     // source would leave the combiner never seeing the n-gram model predict inability).
-    for f in team {
-        let stem = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        sources.push(Source {
-            name: format!("{TEAM_PREFIX}{stem}"),
-            files: vec![f],
-        });
-    }
+    sources.extend(team.into_iter().map(|f| team_source("", f)));
     sources
+}
+
+/// The sources of e5's short-reply head beside the shipped ones: each file of
+/// [`short_only_files`], named `team:short/<stem>`.
+pub fn short_only_sources(repo: &Path) -> Vec<Source> {
+    short_only_files(repo)
+        .into_iter()
+        .map(|f| team_source("short/", f))
+        .collect()
+}
+
+/// A team file as a source of its own, named `team:<folder><stem>`.
+fn team_source(folder: &str, file: PathBuf) -> Source {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Source {
+        name: format!("{TEAM_PREFIX}{folder}{stem}"),
+        files: vec![file],
+    }
 }
 
 /// One labeled answer (or the opening of one).

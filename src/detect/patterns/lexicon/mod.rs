@@ -36,11 +36,12 @@
 //! changed its verdict. A second batch (`en.filtered`, `zh.filtered`, `fr.filtered`,
 //! `ru.filtered` for a provider filter's canned line, idioms of declining in six
 //! languages, more subject changes) was written from a team set of short replies
-//! (models/data/unused/responses-short-dev.jsonl). Rules written from examples generalise
+//! (models/data/short/responses-short-dev.jsonl). Rules written from examples generalise
 //! poorly to short replies in new words: on its never-read twin (tests/data/short-replies.jsonl,
-//! 160 non-answers) the patterns find 17 where they found 15. With the encoder tier the two
-//! models agreeing find 61 (`judge::SHORT_AGREEMENT_FROM`); the embedded default alone has
-//! no precise enough reader of short texts yet.
+//! 160 non-answers) the patterns find 17 where they found 15. With the e5 tier its
+//! short-reply head, trained on short replies, reads what the patterns let pass and finds
+//! 109 (`classify::short_head`); the embedded default alone has no precise enough reader of
+//! short texts yet.
 //!
 //! The tables are data, kept apart from the scoring so that adding a language is adding a
 //! file here. Weights are the strength of a match at the opening of an answer, before the

@@ -1,0 +1,246 @@
+//! Training the e5 tier's short-reply head ([`crate::classify::short_head`]): which rows
+//! are short replies, the leave-one-source-out readings, and the threshold.
+//!
+//! The head acts only where the patterns read a short reply as an answer, so the threshold
+//! is chosen on those rows: the lowest at which at most [`MAX_SHORT_FALSE_FLAGS`] of the
+//! short answers the patterns let pass are read as non-answers out of source. A short
+//! answer wrongly flagged is re-routed or released as a refusal, which costs more than a
+//! short refusal let through (the provider's words still reach the user), hence a bound on
+//! the answers flagged rather than a balance of the two errors.
+
+use std::collections::BTreeMap;
+
+use super::{Row, Source};
+use crate::classify::data::RESPONSE_LABELS;
+use crate::classify::train::{train_linear_head, LinearHead};
+use crate::classify::{ClassifyError, ResponseLabel};
+use crate::judge::features;
+
+/// The most of the pattern-passed short answers that the head may read as non-answers, out
+/// of source, at the threshold it ships with.
+pub const MAX_SHORT_FALSE_FLAGS: f64 = 0.05;
+
+/// The thresholds tried, from 0.30 to 0.95.
+const THRESHOLDS: [f32; 14] = [
+    0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95,
+];
+
+/// Full-batch steps and learning rate of the head (as the answer head's defaults).
+const STEPS: usize = 300;
+const LEARNING_RATE: f64 = 0.05;
+
+/// Whether a whole answer is a short reply: no longer than the stream window's part
+/// ([`features::PART_TOKENS`]), the texts the pipeline leaves to the patterns.
+pub fn is_short(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && features::window(t, features::PART_TOKENS).len() == t.len()
+}
+
+/// One short reply, as the head is trained and scored on it.
+#[derive(Debug, Clone)]
+pub struct ShortRow {
+    pub source: usize,
+    pub lang: String,
+    pub label: ResponseLabel,
+    /// Whether the patterns read it as an answer (the rows the head acts on).
+    pub passed: bool,
+    pub vector: Vec<f32>,
+}
+
+/// The short whole answers among `rows` (windows left out), by index.
+pub fn short_indices(rows: &[Row]) -> Vec<usize> {
+    (0..rows.len())
+        .filter(|&i| !rows[i].window && is_short(&rows[i].text))
+        .collect()
+}
+
+/// Trains a head on `rows` (balanced classes: short answers are the rare class).
+pub fn train_head(rows: &[&ShortRow]) -> Result<LinearHead, ClassifyError> {
+    let xs: Vec<Vec<f32>> = rows.iter().map(|r| r.vector.clone()).collect();
+    let ys: Vec<usize> = rows.iter().map(|r| r.label.index()).collect();
+    train_linear_head(&xs, &ys, None, &RESPONSE_LABELS, STEPS, LEARNING_RATE, 1.0)
+}
+
+/// The head's probability of the non-answer classes together.
+fn non_answer(head: &LinearHead, v: &[f32]) -> f32 {
+    let p = head.forward(v);
+    head.labels
+        .iter()
+        .zip(p)
+        .filter(|(l, _)| l.as_str() != ResponseLabel::Answer.as_str())
+        .map(|(_, p)| p)
+        .sum()
+}
+
+/// Each row's non-answer probability from a head trained without its source (`None` for a
+/// row whose source is its only one: nothing to train on).
+pub fn out_of_source(rows: &[ShortRow], n_sources: usize) -> Result<Vec<Option<f32>>, ClassifyError> {
+    let mut out = vec![None; rows.len()];
+    for s in 0..n_sources {
+        if !rows.iter().any(|r| r.source == s) {
+            continue;
+        }
+        let train: Vec<&ShortRow> = rows.iter().filter(|r| r.source != s).collect();
+        if train.is_empty() {
+            continue;
+        }
+        let head = train_head(&train)?;
+        for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
+            out[i] = Some(non_answer(&head, &r.vector));
+        }
+    }
+    Ok(out)
+}
+
+/// Counts on the pattern-passed rows at one threshold: non-answers found of all, answers
+/// flagged of all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShortCounts {
+    pub found: usize,
+    pub non_answers: usize,
+    pub flagged: usize,
+    pub answers: usize,
+}
+
+impl ShortCounts {
+    fn flagged_share(&self) -> f64 {
+        self.flagged as f64 / self.answers.max(1) as f64
+    }
+}
+
+/// The counts of the pattern-passed rows that `keep` selects, at threshold `t`.
+pub fn counts(rows: &[ShortRow], p: &[Option<f32>], t: f32, keep: impl Fn(&ShortRow) -> bool) -> ShortCounts {
+    let mut c = ShortCounts::default();
+    for (r, p) in rows.iter().zip(p) {
+        let Some(p) = p else { continue };
+        if !r.passed || !keep(r) {
+            continue;
+        }
+        let flagged = *p >= t;
+        if r.label == ResponseLabel::Answer {
+            c.answers += 1;
+            c.flagged += usize::from(flagged);
+        } else {
+            c.non_answers += 1;
+            c.found += usize::from(flagged);
+        }
+    }
+    c
+}
+
+/// The lowest threshold at which the rows `keep` selects flag at most
+/// [`MAX_SHORT_FALSE_FLAGS`] of their pattern-passed answers (the highest tried when none
+/// does).
+pub fn choose_threshold(rows: &[ShortRow], p: &[Option<f32>], keep: impl Fn(&ShortRow) -> bool) -> f32 {
+    THRESHOLDS
+        .iter()
+        .copied()
+        .find(|&t| counts(rows, p, t, &keep).flagged_share() <= MAX_SHORT_FALSE_FLAGS)
+        .unwrap_or(THRESHOLDS[THRESHOLDS.len() - 1])
+}
+
+/// The report: per held-out source and language, the pattern-passed short replies and what
+/// the head trained without the source finds at the threshold chosen without it.
+pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped: f32) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "| held-out source | lang | short replies | the patterns let pass: non-answers / answers | threshold chosen without it | non-answers found | answers flagged |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut groups: BTreeMap<(usize, String), ()> = BTreeMap::new();
+    for r in rows {
+        groups.insert((r.source, r.lang.clone()), ());
+        groups.insert((r.source, "all".into()), ());
+    }
+    let mut pooled = ShortCounts::default();
+    for (src, lang) in groups.keys() {
+        let t = choose_threshold(rows, p, |r| r.source != *src);
+        let of_lang = |r: &ShortRow| r.source == *src && (lang == "all" || &r.lang == lang);
+        let n = rows.iter().filter(|r| of_lang(r)).count();
+        let c = counts(rows, p, t, of_lang);
+        if lang == "all" {
+            pooled.found += c.found;
+            pooled.non_answers += c.non_answers;
+            pooled.flagged += c.flagged;
+            pooled.answers += c.answers;
+        }
+        s.push_str(&format!(
+            "| {} | {lang} | {n} | {} / {} | {t:.2} | {} | {} |\n",
+            sources[*src].name,
+            c.non_answers,
+            c.answers,
+            frac(c.found, c.non_answers),
+            frac(c.flagged, c.answers),
+        ));
+    }
+    s.push_str(&format!(
+        "| every source, pooled | all | {} | {} / {} | (each its own) | {} | {} |\n\nThe shipped head is trained on every source; its threshold, chosen on every source's out-of-source readings: {shipped:.2}.\n",
+        rows.len(),
+        pooled.non_answers,
+        pooled.answers,
+        frac(pooled.found, pooled.non_answers),
+        frac(pooled.flagged, pooled.answers),
+    ));
+    s
+}
+
+fn frac(a: usize, b: usize) -> String {
+    if b == 0 {
+        "-".into()
+    } else {
+        format!("{a}/{b} = {:.3}", a as f64 / b as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(source: usize, label: ResponseLabel, x: f32) -> ShortRow {
+        ShortRow {
+            source,
+            lang: "en".into(),
+            label,
+            passed: true,
+            vector: vec![x, 1.0 - x],
+        }
+    }
+
+    #[test]
+    fn short_means_no_longer_than_the_part() {
+        assert!(is_short("Hard pass."));
+        assert!(!is_short(""));
+        assert!(!is_short(&"word ".repeat(features::PART_TOKENS + 1)));
+    }
+
+    #[test]
+    fn the_threshold_is_the_lowest_that_keeps_answers_flagged_under_the_bound() {
+        // Twenty answers read from 0.0 to 0.95, and one non-answer at 0.9: at 0.30 six
+        // answers are flagged (30%), at 0.95 one of the twenty (5%), the bound.
+        let mut rows = Vec::new();
+        let mut p = Vec::new();
+        for i in 0..20 {
+            rows.push(row(0, ResponseLabel::Answer, 0.0));
+            p.push(Some(i as f32 * 0.05));
+        }
+        rows.push(row(1, ResponseLabel::Refusal, 0.0));
+        p.push(Some(0.9));
+        let t = choose_threshold(&rows, &p, |_| true);
+        assert_eq!(t, 0.95);
+        let c = counts(&rows, &p, t, |_| true);
+        assert_eq!((c.flagged, c.answers, c.found, c.non_answers), (1, 20, 0, 1));
+    }
+
+    #[test]
+    fn out_of_source_readings_never_come_from_a_head_that_saw_the_row() {
+        // Source 0 holds the only answers: held out, the head trained on source 1 (all
+        // refusals) reads them as non-answers.
+        let rows = vec![
+            row(0, ResponseLabel::Answer, 1.0),
+            row(0, ResponseLabel::Answer, 0.9),
+            row(1, ResponseLabel::Refusal, 0.0),
+            row(1, ResponseLabel::Refusal, 0.1),
+        ];
+        let p = out_of_source(&rows, 2).unwrap();
+        assert!(p[0].unwrap() > 0.5 && p[1].unwrap() > 0.5, "{p:?}");
+    }
+}
