@@ -335,42 +335,29 @@ fn the_shipped_prompt_languages_are_those_of_its_training_data() {
 }
 
 /// `train --short-head-only` on two team files (plus the short-reply files of
-/// models/data/short/, which it always reads) writes a short-reply head that loads with
-/// its threshold and the encoder's sha256, and a leave-one-source-out report with a row per
-/// source; nothing else is written. Needs multilingual-e5-small (skipped without it, a
-/// failure in CI).
-#[test]
-fn train_short_head_only_writes_a_head_that_loads() {
-    if common::e5_detectors().is_none() {
-        return;
+/// models/data/short/, which it always reads), with `encoder` (`e5` or `none`), writing into
+/// `dir`; fails the test, with train's own message, if the run fails.
+fn train_short_heads(dir: &Path, encoder: &str) -> String {
+    let out = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
+    command.args(["train", "--short-head-only", "--encoder", encoder]);
+    for name in ["responses-en.jsonl", "responses-zh.jsonl"] {
+        command.arg("--responses").arg(team_file(name));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let run = train(
-        dir.path(),
-        &["responses-en.jsonl", "responses-zh.jsonl"],
-        &[
-            "--short-head-only",
-            "--short-out",
-            dir.path().join("short.safetensors").to_str().unwrap(),
-            "--short-report",
-            dir.path().join("short.md").to_str().unwrap(),
-            "--embedding-cache",
-            dir.path().join("e5.bin").to_str().unwrap(),
-        ],
-    );
+    let run = command
+        .args(["--short-out", &out("e5-short.safetensors")])
+        .args(["--short-ngram-out", &out("ngram-short.safetensors")])
+        .args(["--short-report", &out("short.md")])
+        .args(["--embedding-cache", &out("e5.bin")])
+        .args(["--out", &out("ngram.safetensors"), "--report", &out("loso.md")])
+        .output()
+        .expect("the binary runs");
     assert!(
         run.status.success(),
         "train failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let head = refusal_guard::classify::short_head::ShortHead::from_bytes(
-        &std::fs::read(dir.path().join("short.safetensors")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(head.dim(), 384);
-    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
-    assert_eq!(head.encoder_sha256.as_ref().map(String::len), Some(64));
-    let report = std::fs::read_to_string(dir.path().join("short.md")).unwrap();
+    let report = std::fs::read_to_string(dir.join("short.md")).unwrap();
     for source in [
         "responses-en.jsonl",
         "responses-zh.jsonl",
@@ -382,7 +369,45 @@ fn train_short_head_only_writes_a_head_that_loads() {
         );
     }
     assert!(
-        !dir.path().join("ngram.safetensors").exists() && !dir.path().join("loso.md").exists(),
-        "only the short head is trained"
+        !dir.join("ngram.safetensors").exists() && !dir.join("loso.md").exists(),
+        "only the short heads are trained"
     );
+    report
+}
+
+/// Without the encoder, `train --short-head-only` writes the embedded default's n-gram
+/// short-reply head, which loads with its threshold and reads a refusal idiom above a plain
+/// short answer, and no e5 head.
+#[test]
+fn train_short_head_only_writes_an_ngram_head_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = train_short_heads(dir.path(), "none");
+    assert!(!report.contains("e5 tier's head"), "{report}");
+    assert!(!dir.path().join("e5-short.safetensors").exists());
+    let head = refusal_guard::classify::short_head::NgramShortHead::from_bytes(
+        &std::fs::read(dir.path().join("ngram-short.safetensors")).unwrap(),
+    )
+    .unwrap();
+    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
+    let read = |t: &str| head.judge(t).non_answer();
+    assert!(read("Not something I'll help with.") > read("The train leaves at 9:40."));
+}
+
+/// With multilingual-e5-small, it writes e5's head as well: it loads with its threshold and
+/// the encoder's sha256. Skipped without the model, a failure in CI.
+#[test]
+fn train_short_head_only_writes_an_e5_head_that_loads() {
+    if common::e5_detectors().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = train_short_heads(dir.path(), "e5");
+    assert!(report.contains("e5 tier's head"), "{report}");
+    let head = refusal_guard::classify::short_head::ShortHead::from_bytes(
+        &std::fs::read(dir.path().join("e5-short.safetensors")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(head.dim(), 384);
+    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
+    assert_eq!(head.encoder_sha256.as_ref().map(String::len), Some(64));
 }

@@ -382,22 +382,32 @@ impl NgramModel {
 #[derive(Debug, Clone)]
 pub struct NgramClassifier {
     model: Arc<NgramModel>,
+    /// The head for short replies ([`super::short_head::NgramShortHead`]), when set.
+    short: Option<Arc<super::short_head::NgramShortHead>>,
     name: String,
 }
 
 impl NgramClassifier {
-    /// The embedded model.
+    /// The embedded model, with the embedded short-reply head.
     pub fn embedded() -> Self {
+        static SHORT: OnceLock<Arc<super::short_head::NgramShortHead>> = OnceLock::new();
+        let short = SHORT.get_or_init(|| {
+            Arc::new(
+                super::short_head::NgramShortHead::shipped().expect("embedded short-reply head is valid"),
+            )
+        });
         NgramClassifier {
             model: NgramModel::embedded(),
+            short: Some(short.clone()),
             name: "ngram".into(),
         }
     }
 
-    /// A model of your own (from `refusal-guard train`).
+    /// A model of your own (from `refusal-guard train`), without a short-reply head.
     pub fn new(model: NgramModel, name: impl Into<String>) -> Self {
         NgramClassifier {
             model: Arc::new(model),
+            short: None,
             name: name.into(),
         }
     }
@@ -412,6 +422,13 @@ impl NgramClassifier {
 impl Classifier for NgramClassifier {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn judge_short_answer(
+        &self,
+        response: &str,
+    ) -> Result<Option<super::short_head::ShortJudgement>, ClassifyError> {
+        Ok(self.short.as_ref().map(|h| h.judge(response)))
     }
 
     async fn judge_response(

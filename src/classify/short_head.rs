@@ -1,15 +1,15 @@
-//! The e5 tier's head for short replies: whether an answer of a line or less, one that no
-//! pattern reads as a non-answer, is one all the same ("Hard pass.", "Da bin ich raus.",
-//! "这个就不聊了吧。").
+//! Heads for short replies: whether an answer of a line or less, one that no pattern reads
+//! as a non-answer, is one all the same ("Hard pass.", "Da bin ich raus.", "这个就不聊了吧。").
+//! [`ShortHead`] is the e5 tier's, [`NgramShortHead`] the embedded default's.
 //!
-//! Why a head of its own: the answer head was trained on whole answers, most of them long,
-//! and among its few short ones nearly all are refusals, so it reads any short text as a
-//! refusal ("No, it's a star." included). A short reply is therefore the patterns' to judge
-//! (`judge::MIN_MODEL_ANSWER_TOKENS`), and the patterns know the formulas, not the idioms.
-//! This head reads the same sentence vector as the answer head, but was trained only on
-//! short replies, half of them hard-negative answers, and carries the threshold chosen for
-//! it leave-one-source-out (`refusal-guard train --short-head-only`; the model card is
-//! models/e5-heads/short.md).
+//! Why heads of their own: the answer heads were trained on whole answers, most of them
+//! long, and among their few short ones nearly all are refusals, so they read any short text
+//! as a refusal ("No, it's a star." included). A short reply is therefore the patterns' to
+//! judge (`judge::MIN_MODEL_ANSWER_TOKENS`), and the patterns know the formulas, not the
+//! idioms. These heads were trained only on short replies, a third of them hard-negative
+//! answers, and carry the threshold chosen for them leave-one-source-out (`refusal-guard
+//! train --short-head-only`; the model cards are in models/e5-heads/README.md and
+//! models/refusal-ngram/README.md, "The short-reply head").
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,11 +17,16 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::data::RESPONSE_LABELS;
+use super::ngram::{NgramHead, NgramModel, PromptLanguages};
 use super::train::LinearHead;
 use super::{ClassifyError, ResponseJudgement, ResponseLabel};
 
-/// The shipped short-reply head (models/e5-heads/short.safetensors).
+/// The shipped short-reply head of the e5 tier (models/e5-heads/short.safetensors).
 pub const E5_SHORT_HEAD: &[u8] = include_bytes!("../../models/e5-heads/short.safetensors");
+
+/// The shipped short-reply head of the embedded default
+/// (models/refusal-ngram/short.safetensors).
+pub const NGRAM_SHORT_HEAD: &[u8] = include_bytes!("../../models/refusal-ngram/short.safetensors");
 
 /// The file's metadata key for [`ShortHead::non_answer_from`].
 const NON_ANSWER_FROM: &str = "non_answer_from";
@@ -31,6 +36,33 @@ const ENCODER_SHA256: &str = "encoder_sha256";
 
 fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model("e5 short-reply head", e)
+}
+
+/// The threshold a head file's metadata holds. A file without one, or with one outside
+/// (0, 1], is refused: the head's probabilities mean nothing without the threshold chosen
+/// for them.
+fn threshold_in(info: &HashMap<String, String>) -> Result<f32, ClassifyError> {
+    let t = info
+        .get(NON_ANSWER_FROM)
+        .ok_or_else(|| err(format!("no {NON_ANSWER_FROM} in the file's metadata")))?;
+    t.parse()
+        .ok()
+        .filter(|t: &f32| *t > 0.0 && *t <= 1.0)
+        .ok_or_else(|| err(format!("{NON_ANSWER_FROM} {t:?} is not a probability in (0, 1]")))
+}
+
+/// Class probabilities in [`ResponseLabel::ALL`] order from a head's `labels` and `p`.
+fn judgement(labels: &[String], p: Vec<f32>, non_answer_from: f32) -> ShortJudgement {
+    let mut probs = [0f32; 4];
+    for (l, p) in labels.iter().zip(p) {
+        if let Some(l) = ResponseLabel::parse(l) {
+            probs[l.index()] += p;
+        }
+    }
+    ShortJudgement {
+        judgement: ResponseJudgement { probs },
+        non_answer_from,
+    }
 }
 
 /// A linear head over the e5 answer vector of a short reply, with its decision threshold.
@@ -78,18 +110,7 @@ impl ShortHead {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(err)?;
         let info = meta.metadata().clone().unwrap_or_default();
-        let non_answer_from = info
-            .get(NON_ANSWER_FROM)
-            .ok_or_else(|| err(format!("no {NON_ANSWER_FROM} in the file's metadata")))?;
-        let non_answer_from: f32 = non_answer_from
-            .parse()
-            .ok()
-            .filter(|t: &f32| *t > 0.0 && *t <= 1.0)
-            .ok_or_else(|| {
-                err(format!(
-                    "{NON_ANSWER_FROM} {non_answer_from:?} is not a probability in (0, 1]"
-                ))
-            })?;
+        let non_answer_from = threshold_in(&info)?;
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let (Some(w), Some(b)) = (t.get("short.weight"), t.get("short.bias")) else {
             return Err(err("no short.weight / short.bias tensors"));
@@ -128,16 +149,11 @@ impl ShortHead {
         if vector.len() != self.dim() {
             return None;
         }
-        let mut probs = [0f32; 4];
-        for (l, p) in self.head.labels.iter().zip(self.head.forward(vector)) {
-            if let Some(l) = ResponseLabel::parse(l) {
-                probs[l.index()] += p;
-            }
-        }
-        Some(ShortJudgement {
-            judgement: ResponseJudgement { probs },
-            non_answer_from: self.non_answer_from,
-        })
+        Some(judgement(
+            &self.head.labels,
+            self.head.forward(vector),
+            self.non_answer_from,
+        ))
     }
 
     /// Writes the head as safetensors, the threshold and the encoder's sha256 in its
@@ -163,6 +179,59 @@ impl ShortHead {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+/// An n-gram head over the text of a short reply (the embedded default's), with its decision
+/// threshold. Stored as an n-gram model file (`classify::ngram`) whose response head is this
+/// head, the threshold in its metadata.
+#[derive(Debug, Clone)]
+pub struct NgramShortHead {
+    pub head: NgramHead,
+    /// As [`ShortHead::non_answer_from`].
+    pub non_answer_from: f32,
+}
+
+impl NgramShortHead {
+    /// The shipped head.
+    pub fn shipped() -> Result<Self, ClassifyError> {
+        Self::from_bytes(NGRAM_SHORT_HEAD)
+    }
+
+    /// Reads a head from an n-gram model file's bytes (its response head; the threshold in
+    /// the metadata, refused as [`ShortHead::from_bytes`] refuses it).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
+        let model = NgramModel::from_bytes(bytes)?;
+        let non_answer_from = threshold_in(&model.info)?;
+        let head = model
+            .response
+            .ok_or_else(|| err("an n-gram file without a response head"))?;
+        Ok(NgramShortHead {
+            head,
+            non_answer_from,
+        })
+    }
+
+    /// The head's reading of a short reply.
+    pub fn judge(&self, text: &str) -> ShortJudgement {
+        judgement(
+            &self.head.config.labels,
+            self.head.forward(text),
+            self.non_answer_from,
+        )
+    }
+
+    /// Writes the head as an n-gram model file, the threshold in its metadata with `info`'s
+    /// entries beside it.
+    pub fn save(&self, path: &Path, mut info: HashMap<String, String>) -> Result<(), ClassifyError> {
+        info.insert(NON_ANSWER_FROM.to_string(), self.non_answer_from.to_string());
+        NgramModel {
+            response: Some(self.head.clone()),
+            prompt: None,
+            prompt_languages: PromptLanguages::unrecorded(),
+            info,
+        }
+        .save(path)
     }
 }
 
@@ -221,9 +290,29 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_head_loads() {
+    fn the_shipped_heads_load() {
         let h = ShortHead::shipped().unwrap();
         assert_eq!(h.dim(), 384);
         assert!(h.non_answer_from > 0.0 && h.non_answer_from <= 1.0);
+        let n = NgramShortHead::shipped().unwrap();
+        assert!(n.non_answer_from > 0.0 && n.non_answer_from <= 1.0);
+        let sure = |text: &str| n.judge(text).non_answer();
+        assert!(sure("Ask someone else, friend.") > sure("Paris, on the Seine."));
+    }
+
+    #[test]
+    fn an_ngram_head_saved_reads_back_and_a_model_without_a_threshold_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.safetensors");
+        let shipped = NgramShortHead::shipped().unwrap();
+        shipped.save(&path, HashMap::new()).unwrap();
+        let back = NgramShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back.non_answer_from, shipped.non_answer_from);
+        assert_eq!(
+            back.judge("Not today.").judgement,
+            shipped.judge("Not today.").judgement
+        );
+        let e = NgramShortHead::from_bytes(super::super::ngram::EMBEDDED_WEIGHTS).unwrap_err();
+        assert!(e.to_string().contains("no non_answer_from"), "{e}");
     }
 }

@@ -175,6 +175,18 @@ impl Models {
         }
     }
 
+    /// The embedded default with no short-reply head: a short answer the patterns let pass
+    /// stays an answer. What the short-reply heads are fitted against (which replies the
+    /// patterns alone let pass: `train --short-head-only`), and what tests of the patterns'
+    /// short forms judge with.
+    pub fn embedded_without_short_head() -> Self {
+        let model = (*crate::classify::ngram::NgramModel::embedded()).clone();
+        Models {
+            fast: Arc::new(crate::classify::ngram::NgramClassifier::new(model, "ngram")),
+            ..Models::embedded()
+        }
+    }
+
     /// The request's P(harmful) when the prompt tiers judge it clear to skip its primary
     /// ([`HarmPolicy::clears_preroute`]); `None` when they judge it harmful or unsure, or
     /// cannot judge it: the request then asks the primary as usual (fail safe).
@@ -339,25 +351,27 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
 /// flagged 6 of 78. This rule stays for an escalation tier without such a head (`minilm`).
 pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
 
-/// The verdict on a complete short answer the patterns read as an answer: by the escalation
-/// reader's short-reply head where it has one ([`Classifier::judge_short_answer`], the e5
-/// tier), else when the n-gram model and the escalation reader both read a non-answer
-/// ([`SHORT_AGREEMENT_FROM`]); `None` otherwise, or without an escalation reader. Either way
-/// the encoder reads the answer once (a 16-token text: about 3.6 ms on one core).
-async fn short_by_agreement(
+/// The verdict on a complete short answer the patterns read as an answer: by a short-reply
+/// head ([`Classifier::judge_short_answer`]): the escalation reader's where there is one
+/// (the e5 tier's; an encoder call, a 16-token text: about 3.6 ms on one core), else the
+/// fast reader's (the embedded default's n-gram head: microseconds). An escalation reader
+/// without such a head (`minilm`) decides with the n-gram model by agreement
+/// ([`SHORT_AGREEMENT_FROM`]). `None` where the answer stands.
+async fn short_verdict(
     models: &Models,
     observation: &Observation<'_>,
     evidence: &[Evidence],
 ) -> Option<Verdict> {
-    let slow = models.escalation.as_ref()?;
-    match slow.judge_short_answer(observation.text).await {
-        Ok(Some(short)) => return by_short_head(slow.name(), &short, evidence),
+    let reader = models.escalation.as_ref().unwrap_or(&models.fast);
+    match reader.judge_short_answer(observation.text).await {
+        Ok(Some(short)) => return by_short_head(reader.name(), &short, evidence),
         Ok(None) => {}
         Err(e) => {
-            tracing::warn!(classifier = slow.name(), error = %e, "short answer: encoder failed; the patterns decide");
+            tracing::warn!(classifier = reader.name(), error = %e, "short answer: its reader failed; the patterns decide");
             return None;
         }
     }
+    let slow = models.escalation.as_ref()?;
     let non_answer = |j: &ResponseJudgement| 1.0 - j.probs[ResponseLabel::Answer.index()];
     let fast = read_fast(models, observation.prompt, observation.text).await?;
     if non_answer(&fast) < SHORT_AGREEMENT_FROM {
@@ -522,7 +536,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
             && observation.completeness == Completeness::Complete
             && verdict.kind == VerdictKind::Answer
         {
-            if let Some(v) = short_by_agreement(models, observation, &verdict.evidence).await {
+            if let Some(v) = short_verdict(models, observation, &verdict.evidence).await {
                 verdict = v;
             }
         }

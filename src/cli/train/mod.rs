@@ -227,17 +227,21 @@ pub struct TrainArgs {
     /// "Windows cut in Qwen's tokens").
     #[arg(long, value_enum, default_value_t = crate::tokens::StreamTokens::Words)]
     pub stream_tokens: crate::tokens::StreamTokens,
-    /// Trains only the e5 tier's short-reply head (`classify::short_head`) on the short
-    /// whole answers of the sources and models/data/short/, writes it to `--short-out` and
-    /// its leave-one-source-out report to `--short-report`, and nothing else (about a
-    /// minute with the embedding cache).
+    /// Trains only the short-reply heads (`classify::short_head`: the embedded default's
+    /// n-gram head, and e5's where `--encoder` gives it) on the short whole answers of the
+    /// sources and models/data/short/, writes them to `--short-ngram-out` and `--short-out`
+    /// and their leave-one-source-out report to `--short-report`, and nothing else (seconds
+    /// with the embedding cache).
     #[arg(long)]
     pub short_head_only: bool,
-    /// Where `--short-head-only` writes the head.
+    /// Where `--short-head-only` writes e5's head.
     #[arg(long, default_value = "models/e5-heads/short.safetensors")]
     pub short_out: PathBuf,
+    /// Where `--short-head-only` writes the n-gram head.
+    #[arg(long, default_value = "models/refusal-ngram/short.safetensors")]
+    pub short_ngram_out: PathBuf,
     /// Where `--short-head-only` writes its report.
-    #[arg(long, default_value = "models/e5-heads/short-loso.md")]
+    #[arg(long, default_value = "models/refusal-ngram/short-loso.md")]
     pub short_report: PathBuf,
 }
 

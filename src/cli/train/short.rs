@@ -1,53 +1,79 @@
-//! `train --short-head-only`: the e5 tier's short-reply head
-//! ([`crate::classify::short_head`]), trained on the short whole answers of the shipped
-//! sources and the team's short-reply files (`models/data/short/`), each source judged by a
-//! head trained without it ([`crate::judge::fit::short`]). Nothing else is retrained: the
-//! head reads the shipped encoder's vectors, set up as the shipped heads set it up.
+//! `train --short-head-only`: the short-reply heads ([`crate::classify::short_head`]), the
+//! embedded default's n-gram head and, where multilingual-e5-small is installed, the e5
+//! tier's, trained on the short whole answers of the shipped sources and the team's
+//! short-reply files (`models/data/short/`), each source judged by heads trained without
+//! it ([`crate::judge::fit::short`]). Nothing else is retrained: the e5 head reads the
+//! shipped encoder's vectors, set up as the shipped heads set it up.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::classify::e5::{self, E5Encoder};
 use crate::classify::encoder::Heads;
-use crate::classify::short_head::ShortHead;
+use crate::classify::ngram::NgramHead;
+use crate::classify::short_head::{NgramShortHead, ShortHead};
+use crate::classify::train::LinearHead;
 use crate::detect::{Detectors, Observation};
 use crate::judge::fit::short::{
-    choose_threshold, out_of_source, render, short_indices, train_head, ShortRow,
+    choose_threshold, out_of_source, render, short_indices, ShortReader, ShortRow, MAX_SHORT_FALSE_FLAGS,
 };
 use crate::judge::fit::{embed_cached, read_rows, short_only_sources, Source};
+use crate::judge::Models;
 use crate::verdict::VerdictClass;
 
 use super::{today, write_parent, TrainArgs};
 
-/// Trains, reports and writes the short-reply head.
+/// Trains, reports and writes the short-reply heads.
 pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<dyn std::error::Error>> {
     sources.extend(short_only_sources(Path::new(env!("CARGO_MANIFEST_DIR"))));
-    let mut heads = Heads::shipped_e5()?;
-    let encoder: E5Encoder = heads.configure(E5Encoder::load_default()?)?;
+    let encoder = match args.encoder.as_str() {
+        "none" => None,
+        "e5" => Some(shipped_encoder()?),
+        "auto" => match shipped_encoder() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("note: training the n-gram short-reply head only ({e})");
+                None
+            }
+        },
+        other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
+    };
     let (split, _) = crate::tokens::TokenSplit::from_flag(Some(crate::tokens::StreamTokens::Words))?;
     let rows = read_rows(&sources, 16, &split)?;
     let short = short_indices(&rows);
     let texts: Vec<&str> = short.iter().map(|&i| rows[i].text.trim()).collect();
-    eprintln!(
-        "embedding {} short replies of {} sources with {} (cached in {})",
-        texts.len(),
-        sources.len(),
-        e5::MODEL,
-        args.embedding_cache.display()
-    );
-    let vectors = embed_cached(&encoder, &texts, &args.embedding_cache, |_, _| {})?;
-    let detectors = Detectors::default();
+    let vectors: Vec<Option<Vec<f32>>> = match &encoder {
+        Some(enc) => {
+            eprintln!(
+                "embedding {} short replies of {} sources with {} (cached in {})",
+                texts.len(),
+                sources.len(),
+                e5::MODEL,
+                args.embedding_cache.display()
+            );
+            embed_cached(enc, &texts, &args.embedding_cache, |_, _| {})?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => vec![None; texts.len()],
+    };
+    // Which replies the patterns let pass: the embedded default's verdict with no
+    // short-reply head (the shipped one was trained on these rows).
+    let detectors = Detectors::default().models(Models::embedded_without_short_head());
     let short_rows: Vec<ShortRow> = short
         .iter()
         .zip(vectors)
         .map(|(&i, vector)| {
             let r = &rows[i];
-            let verdict = futures::executor::block_on(detectors.judge(&Observation::text(r.text.trim())));
+            let text = r.text.trim().to_string();
+            let verdict = futures::executor::block_on(detectors.judge(&Observation::text(&text)));
             ShortRow {
                 source: r.source,
                 lang: r.lang.clone(),
                 label: r.label,
                 passed: verdict.class() == VerdictClass::Answer,
+                text,
                 vector,
             }
         })
@@ -56,39 +82,80 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
         let n = short_rows.iter().filter(|r| r.source == i).count();
         eprintln!("  {n:>5} short replies  {}", s.name);
     }
-    let held_out = out_of_source(&short_rows, sources.len())?;
-    let threshold = choose_threshold(&short_rows, &held_out, |_| true);
-    let all: Vec<&ShortRow> = short_rows.iter().collect();
-    let head = ShortHead {
-        head: train_head(&all)?,
-        non_answer_from: threshold,
-        encoder_sha256: Some(encoder.sha256().to_string()),
-    };
-    let table = render(&short_rows, &held_out, &sources, threshold);
-    let report = format!(
-        "# The short-reply head, leave-one-source-out (refusal-guard train --short-head-only, {})\n\n\
-         Short replies: whole answers of at most {} words or CJK characters. Counted on the ones the patterns read as \
-         answers (the only ones the head judges); each source read by a head trained without it, at the lowest \
-         threshold that flags at most {:.0}% of the other sources' pattern-passed short answers.\n\n{table}",
-        today(),
-        crate::judge::features::PART_TOKENS,
-        crate::judge::fit::short::MAX_SHORT_FALSE_FLAGS * 100.0,
-    );
-    print!("{report}");
-    write_parent(&args.short_report)?;
-    std::fs::write(&args.short_report, &report)?;
     let mut info = HashMap::new();
     info.insert("trained".to_string(), today());
     info.insert(
         "data".to_string(),
         serde_json::to_string(&sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())?,
     );
-    write_parent(&args.short_out)?;
-    head.save(&args.short_out, info)?;
-    eprintln!(
-        "wrote {} (threshold {threshold:.2}) and {}",
-        args.short_out.display(),
-        args.short_report.display()
+    let mut report = format!(
+        "# The short-reply heads, leave-one-source-out (refusal-guard train --short-head-only, {})\n\n\
+         Short replies: whole answers of at most {} words or CJK characters. Counted on the ones the patterns read as \
+         answers (the only ones the heads judge); each source read by a head trained without it, at the lowest \
+         threshold that flags at most {:.0}% of the other sources' pattern-passed short answers.\n",
+        today(),
+        crate::judge::features::PART_TOKENS,
+        MAX_SHORT_FALSE_FLAGS * 100.0,
     );
+
+    let (head, threshold, table) = fit::<NgramHead>(&short_rows, &sources)?;
+    let out = &args.short_ngram_out;
+    section(
+        &mut report,
+        "The embedded default's n-gram head",
+        out,
+        threshold,
+        &table,
+    )?;
+    NgramShortHead {
+        head,
+        non_answer_from: threshold,
+    }
+    .save(out, info.clone())?;
+    if let Some(enc) = &encoder {
+        let (head, threshold, table) = fit::<LinearHead>(&short_rows, &sources)?;
+        let out = &args.short_out;
+        section(&mut report, "The e5 tier's head", out, threshold, &table)?;
+        ShortHead {
+            head,
+            non_answer_from: threshold,
+            encoder_sha256: Some(enc.sha256().to_string()),
+        }
+        .save(out, info)?;
+    }
+    print!("{report}");
+    write_parent(&args.short_report)?;
+    std::fs::write(&args.short_report, &report)?;
+    eprintln!("wrote {}", args.short_report.display());
+    Ok(())
+}
+
+/// multilingual-e5-small from the hf-hub cache, set up as the shipped heads were trained
+/// over (the vectors the e5 short-reply head reads at run time).
+fn shipped_encoder() -> Result<E5Encoder, crate::classify::ClassifyError> {
+    Heads::shipped_e5()?.configure(E5Encoder::load_default()?)
+}
+
+/// A head of kind `R` on every row, its threshold from every row's out-of-source reading,
+/// and the leave-one-source-out table.
+fn fit<R: ShortReader>(
+    rows: &[ShortRow],
+    sources: &[Source],
+) -> Result<(R, f32, String), Box<dyn std::error::Error>> {
+    let held_out = out_of_source::<R>(rows, sources.len())?;
+    let threshold = choose_threshold(rows, &held_out, |_| true);
+    let all: Vec<&ShortRow> = rows.iter().collect();
+    Ok((
+        R::fit(&all)?,
+        threshold,
+        render(rows, &held_out, sources, threshold),
+    ))
+}
+
+/// Adds a head's section to the report, makes its file's folder and says where it goes.
+fn section(report: &mut String, title: &str, out: &Path, threshold: f32, table: &str) -> std::io::Result<()> {
+    report.push_str(&format!("\n## {title} ({})\n\n{table}", out.display()));
+    write_parent(out)?;
+    eprintln!("writing {} (threshold {threshold:.2})", out.display());
     Ok(())
 }

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use super::{Row, Source};
 use crate::classify::data::RESPONSE_LABELS;
-use crate::classify::train::{train_linear_head, LinearHead};
+use crate::classify::features::FeatureConfig;
+use crate::classify::ngram::NgramHead;
+use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
 use crate::classify::{ClassifyError, ResponseLabel};
 use crate::judge::features;
 
@@ -20,9 +22,9 @@ use crate::judge::features;
 /// of source, at the threshold it ships with.
 pub const MAX_SHORT_FALSE_FLAGS: f64 = 0.05;
 
-/// The thresholds tried, from 0.30 to 0.95.
-const THRESHOLDS: [f32; 14] = [
-    0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95,
+/// The thresholds tried, from 0.30 to 0.99.
+const THRESHOLDS: [f32; 17] = [
+    0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99,
 ];
 
 /// Full-batch steps and learning rate of the head (as the answer head's defaults).
@@ -36,15 +38,17 @@ pub fn is_short(text: &str) -> bool {
     !t.is_empty() && features::window(t, features::PART_TOKENS).len() == t.len()
 }
 
-/// One short reply, as the head is trained and scored on it.
+/// One short reply, as the heads are trained and scored on it.
 #[derive(Debug, Clone)]
 pub struct ShortRow {
     pub source: usize,
     pub lang: String,
     pub label: ResponseLabel,
-    /// Whether the patterns read it as an answer (the rows the head acts on).
+    /// Whether the patterns read it as an answer (the rows the heads act on).
     pub passed: bool,
-    pub vector: Vec<f32>,
+    pub text: String,
+    /// Its e5 answer vector, when the run has the encoder.
+    pub vector: Option<Vec<f32>>,
 }
 
 /// The short whole answers among `rows` (windows left out), by index.
@@ -54,17 +58,77 @@ pub fn short_indices(rows: &[Row]) -> Vec<usize> {
         .collect()
 }
 
-/// Trains a head on `rows` (balanced classes: short answers are the rare class).
-pub fn train_head(rows: &[&ShortRow]) -> Result<LinearHead, ClassifyError> {
-    let xs: Vec<Vec<f32>> = rows.iter().map(|r| r.vector.clone()).collect();
-    let ys: Vec<usize> = rows.iter().map(|r| r.label.index()).collect();
-    train_linear_head(&xs, &ys, None, &RESPONSE_LABELS, STEPS, LEARNING_RATE, 1.0)
+/// Hash buckets of the n-gram short-reply head: a quarter of the answer head's, since it
+/// reads a line (and is compiled into the binary: 16,384 × 16 f16 values, 0.5 MB).
+pub const NGRAM_BUCKETS: u32 = 1 << 14;
+
+/// Passes and learning rate of the n-gram short-reply head. The answer head's 8 passes at
+/// 0.2 leave a head this small in data (1,404 replies) near its prior: out of source it
+/// reached no threshold with any non-answer found. Leave-one-source-out, pooled non-answers
+/// found at the chosen threshold (answers flagged): 40 passes at 0.5, 80/368 (4.5%); 100 at
+/// 0.5, 93 (5.8%); 40 at 1.0, 99 (5.2%); 200 at 0.5, 94 (5.2%); 100 at 1.0, 104 (5.2%),
+/// the one kept.
+const NGRAM_EPOCHS: usize = 100;
+const NGRAM_LEARNING_RATE: f64 = 1.0;
+
+/// A short-reply head being fitted: what it reads of a row, and how it is trained.
+pub trait ShortReader: Sized {
+    /// Trains on `rows` (balanced classes: short answers are the rare class).
+    fn fit(rows: &[&ShortRow]) -> Result<Self, ClassifyError>;
+    /// The probability of the non-answer classes together; `None` where the row lacks what
+    /// the reader reads.
+    fn non_answer(&self, row: &ShortRow) -> Option<f32>;
 }
 
-/// The head's probability of the non-answer classes together.
-fn non_answer(head: &LinearHead, v: &[f32]) -> f32 {
-    let p = head.forward(v);
-    head.labels
+/// e5's short-reply head: a linear head over the answer vector.
+impl ShortReader for LinearHead {
+    fn fit(rows: &[&ShortRow]) -> Result<Self, ClassifyError> {
+        let rows: Vec<&&ShortRow> = rows.iter().filter(|r| r.vector.is_some()).collect();
+        let xs: Vec<Vec<f32>> = rows.iter().filter_map(|r| r.vector.clone()).collect();
+        let ys: Vec<usize> = rows.iter().map(|r| r.label.index()).collect();
+        train_linear_head(&xs, &ys, None, &RESPONSE_LABELS, STEPS, LEARNING_RATE, 1.0)
+    }
+
+    fn non_answer(&self, row: &ShortRow) -> Option<f32> {
+        row.vector
+            .as_ref()
+            .map(|v| non_answer_of(&self.labels, self.forward(v)))
+    }
+}
+
+/// The embedded default's short-reply head: an n-gram head of its own (the answer head's
+/// recipe over [`NGRAM_BUCKETS`] buckets).
+impl ShortReader for NgramHead {
+    fn fit(rows: &[&ShortRow]) -> Result<Self, ClassifyError> {
+        let examples: Vec<Example> = rows
+            .iter()
+            .map(|r| Example {
+                text: r.text.clone(),
+                label: r.label.index(),
+                weight: 1.0,
+            })
+            .collect();
+        let features = FeatureConfig {
+            buckets: NGRAM_BUCKETS,
+            ..FeatureConfig::default()
+        };
+        let cfg = TrainConfig {
+            class_weight_power: 1.0,
+            epochs: NGRAM_EPOCHS,
+            learning_rate: NGRAM_LEARNING_RATE,
+            ..TrainConfig::default()
+        };
+        train_ngram_head(&examples, &RESPONSE_LABELS, features, &cfg, |_, _| {})
+    }
+
+    fn non_answer(&self, row: &ShortRow) -> Option<f32> {
+        Some(non_answer_of(&self.config.labels, self.forward(&row.text)))
+    }
+}
+
+/// The probability of the non-answer classes together.
+fn non_answer_of(labels: &[String], p: Vec<f32>) -> f32 {
+    labels
         .iter()
         .zip(p)
         .filter(|(l, _)| l.as_str() != ResponseLabel::Answer.as_str())
@@ -72,9 +136,12 @@ fn non_answer(head: &LinearHead, v: &[f32]) -> f32 {
         .sum()
 }
 
-/// Each row's non-answer probability from a head trained without its source (`None` for a
-/// row whose source is its only one: nothing to train on).
-pub fn out_of_source(rows: &[ShortRow], n_sources: usize) -> Result<Vec<Option<f32>>, ClassifyError> {
+/// Each row's non-answer probability from a head of kind `R` trained without its source
+/// (`None` for a row whose source is its only one: nothing to train on).
+pub fn out_of_source<R: ShortReader>(
+    rows: &[ShortRow],
+    n_sources: usize,
+) -> Result<Vec<Option<f32>>, ClassifyError> {
     let mut out = vec![None; rows.len()];
     for s in 0..n_sources {
         if !rows.iter().any(|r| r.source == s) {
@@ -84,9 +151,9 @@ pub fn out_of_source(rows: &[ShortRow], n_sources: usize) -> Result<Vec<Option<f
         if train.is_empty() {
             continue;
         }
-        let head = train_head(&train)?;
+        let head = R::fit(&train)?;
         for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.source == s) {
-            out[i] = Some(non_answer(&head, &r.vector));
+            out[i] = head.non_answer(r);
         }
     }
     Ok(out)
@@ -201,7 +268,8 @@ mod tests {
             lang: "en".into(),
             label,
             passed: true,
-            vector: vec![x, 1.0 - x],
+            text: String::new(),
+            vector: Some(vec![x, 1.0 - x]),
         }
     }
 
@@ -240,7 +308,7 @@ mod tests {
             row(1, ResponseLabel::Refusal, 0.0),
             row(1, ResponseLabel::Refusal, 0.1),
         ];
-        let p = out_of_source(&rows, 2).unwrap();
+        let p = out_of_source::<LinearHead>(&rows, 2).unwrap();
         assert!(p[0].unwrap() > 0.5 && p[1].unwrap() > 0.5, "{p:?}");
     }
 }
