@@ -248,10 +248,11 @@ async fn short_refusals_in_every_language_are_caught_by_the_patterns() {
 /// refusal quoted with a Finnish or German opening mark, an idiom, a short answer that ends
 /// in "no". The patterns read every one as an answer. The whole default pipeline reads a
 /// short answer the patterns let pass once more, with the embedded short-reply head
-/// (`classify::short_head`), which takes the idiom in "Hors de question de rater ce film"
-/// for a refusal (0.99, from 0.98): a known false positive of a head that reads character
-/// n-grams, measured on the team's never-read short replies at 3 answers flagged of 78 both
-/// with and without it. At most that one here.
+/// (`classify::short_head`), a head of character n-grams that can take a refusal's idiom
+/// used in an answer for a refusal: the one trained first read "Hors de question de rater
+/// ce film" as one (0.99, from 0.98); the shipped one reads none of these nine so. At most
+/// one here; on the team's never-read short replies it flags 3 answers of 78, as the
+/// patterns alone do.
 #[tokio::test]
 async fn short_refusal_words_in_answers_stay_answers() {
     let patterns = Detectors::default().models(refusal_guard::judge::Models::embedded_without_short_head());

@@ -22,7 +22,11 @@ use refusal_guard::wire::{ChatRequest, Message, ModerationStage};
 use refusal_guard::{Error, Verdict};
 use tower::{Layer, Service, ServiceExt};
 
-const FALLBACK: &str = "Here is a factual answer from the fallback provider.";
+/// The fallback's answer: a real one, longer than the short-reply heads read. (A line that
+/// only announces an answer, "Here is a factual answer from the fallback provider.", was
+/// the stand-in until e5's short-reply head, rightly, read it as a non-answer.)
+const FALLBACK: &str = "The Great Wall of China runs for about 21,000 kilometres with all its branches; \
+    most of what visitors walk on today was built under the Ming dynasty.";
 const POLICY_REFUSAL: &str = "I'm sorry, but I can't discuss that topic.";
 const ANSWER: &str = "Taiwan held its first direct presidential election in 1996; Lee Teng-hui won it.";
 

@@ -290,7 +290,7 @@ fn the_e5_short_reply_head_reads_what_the_patterns_let_pass() {
 }
 
 /// The embedded default's n-gram short-reply head does the same for the short non-answers
-/// it reads (fewer than e5's: on the never-read short replies 52 of 160 against 109), in
+/// it reads (fewer than e5's: on the never-read short replies 69 of 160 against 117), in
 /// English and Japanese here.
 #[test]
 fn the_embedded_short_reply_head_reads_what_the_patterns_let_pass() {
@@ -329,10 +329,12 @@ const SYMPATHY_MAX_FLAGGED: usize = 9;
 // 11/15, zh 23/31), answers flagged 6 of 78 (the same number, 3 of them by the patterns).
 // The e5 floor moves up to fail without the head. The embedded default with its n-gram
 // short-reply head (the same session): recall 52/160 = 0.325, answers flagged 3 of 78 (the
-// same three); its floor moves up to fail without its head.
-const SHORT_FLOOR_R: f64 = 0.29;
+// same three); its floor moves up to fail without its head. Both heads trained again the
+// same session with two more short-reply files: e5 117/160 = 0.731, 7 flagged; the
+// embedded default 69/160 = 0.431, 3 flagged. Floors a little under again.
+const SHORT_FLOOR_R: f64 = 0.39;
 const SHORT_MAX_FLAGGED: usize = 4;
-const SHORT_E5_FLOOR_R: f64 = 0.64;
+const SHORT_E5_FLOOR_R: f64 = 0.69;
 const SHORT_E5_MAX_FLAGGED: usize = 8;
 
 // Measured with the shipped weights of 2026-12-01 (opening/ending features, trained

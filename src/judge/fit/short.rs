@@ -63,7 +63,7 @@ pub fn short_indices(rows: &[Row]) -> Vec<usize> {
 pub const NGRAM_BUCKETS: u32 = 1 << 14;
 
 /// Passes and learning rate of the n-gram short-reply head. The answer head's 8 passes at
-/// 0.2 leave a head this small in data (1,404 replies) near its prior: out of source it
+/// 0.2 leave a head this small in data (about 1,400 replies when this was chosen) near its prior: out of source it
 /// reached no threshold with any non-answer found. Leave-one-source-out, pooled non-answers
 /// found at the chosen threshold (answers flagged): 40 passes at 0.5, 80/368 (4.5%); 100 at
 /// 0.5, 93 (5.8%); 40 at 1.0, 99 (5.2%); 200 at 0.5, 94 (5.2%); 100 at 1.0, 104 (5.2%),
