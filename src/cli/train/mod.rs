@@ -444,18 +444,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             Activations::F32 => e,
         })
     };
-    let encoder = match args.encoder.as_str() {
-        "none" => None,
-        "e5" => Some(set_up(E5Encoder::load_default()?)?),
-        "auto" => match E5Encoder::load_default() {
-            Ok(e) => Some(set_up(e)?),
-            Err(e) => {
-                eprintln!("note: training without the e5 tier ({e})");
-                None
-            }
-        },
-        other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
-    };
+    let encoder = load_encoder(&args.encoder, "training without the e5 tier")?
+        .map(set_up)
+        .transpose()?;
     // Read before the hours of training, so that a wrong path fails at once.
     let kept_prompt = match (&encoder, &args.prompt_parts_from) {
         (None, Some(path)) => {
@@ -576,6 +567,24 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// multilingual-e5-small as `--encoder` asks for it (`flag`): `none`, none; `e5`, loaded
+/// from the hf-hub cache or the error; `auto`, loaded where it is installed, else none with
+/// a one-line note saying `without` and why.
+fn load_encoder(flag: &str, without: &str) -> Result<Option<E5Encoder>, Box<dyn std::error::Error>> {
+    match flag {
+        "none" => Ok(None),
+        "e5" => Ok(Some(E5Encoder::load_default()?)),
+        "auto" => match E5Encoder::load_default() {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => {
+                eprintln!("note: {without} ({e})");
+                Ok(None)
+            }
+        },
+        other => Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
+    }
 }
 
 fn write_parent(path: &Path) -> std::io::Result<()> {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::classify::e5::{self, E5Encoder};
+use crate::classify::e5;
 use crate::classify::encoder::Heads;
 use crate::classify::ngram::NgramHead;
 use crate::classify::short_head::{NgramShortHead, ShortHead};
@@ -21,23 +21,15 @@ use crate::judge::fit::{embed_cached, read_rows, short_only_sources, Source};
 use crate::judge::Models;
 use crate::verdict::VerdictClass;
 
-use super::{today, write_parent, TrainArgs};
+use super::{load_encoder, today, write_parent, TrainArgs};
 
 /// Trains, reports and writes the short-reply heads.
 pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<dyn std::error::Error>> {
     sources.extend(short_only_sources(Path::new(env!("CARGO_MANIFEST_DIR"))));
-    let encoder = match args.encoder.as_str() {
-        "none" => None,
-        "e5" => Some(shipped_encoder()?),
-        "auto" => match shipped_encoder() {
-            Ok(e) => Some(e),
-            Err(e) => {
-                eprintln!("note: training the n-gram short-reply head only ({e})");
-                None
-            }
-        },
-        other => return Err(format!("unknown --encoder {other:?}; expected auto, e5 or none").into()),
-    };
+    // Set up as the shipped heads set it up: the vectors the e5 head reads at run time.
+    let encoder = load_encoder(&args.encoder, "training the n-gram short-reply head only")?
+        .map(|e| Heads::shipped_e5()?.configure(e))
+        .transpose()?;
     let (split, _) = crate::tokens::TokenSplit::from_flag(Some(crate::tokens::StreamTokens::Words))?;
     let rows = read_rows(&sources, 16, &split)?;
     let short = short_indices(&rows);
@@ -128,12 +120,6 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     std::fs::write(&args.short_report, &report)?;
     eprintln!("wrote {}", args.short_report.display());
     Ok(())
-}
-
-/// multilingual-e5-small from the hf-hub cache, set up as the shipped heads were trained
-/// over (the vectors the e5 short-reply head reads at run time).
-fn shipped_encoder() -> Result<E5Encoder, crate::classify::ClassifyError> {
-    Heads::shipped_e5()?.configure(E5Encoder::load_default()?)
 }
 
 /// A head of kind `R` on every row, its threshold from every row's out-of-source reading,
