@@ -1,6 +1,8 @@
 //! The guard with the real detectors, over real HTTP: the mock provider streams, the
 //! OpenAI-compatible client decodes, the guard judges.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,4 +162,33 @@ async fn an_output_block_after_the_window_is_recorded() {
         VerdictKind::ProviderBlock { stage }
     );
     assert_eq!(mock.response(0).unwrap().outcome, Outcome::Finished);
+}
+
+/// A short refusal in words no pattern knows, streamed whole inside the window, is judged
+/// as the complete answer it is: the embedded default's short-reply head reads it
+/// (`classify::short_head`), and the guard stops it, streamed or not. A short answer that
+/// opens with "No" is released, every byte.
+#[tokio::test]
+async fn a_short_refusal_no_pattern_knows_is_stopped_by_the_short_reply_head() {
+    let mock = MockProvider::start().await;
+    let refusal = "Let's keep politics out of this chat.";
+    mock.push(Script::answer(refusal));
+    mock.push(Script::answer(refusal));
+    let answer = "No, penguins can't fly; they swim.";
+    mock.push(Script::answer(answer));
+    let guard = RefusalGuardLayer::new().layer(mock.client("mock"));
+    for stream in [true, false] {
+        let err = guard.clone().oneshot(request(stream)).await.unwrap_err();
+        let verdict = &err.as_refusal().expect("stopped as a refusal").verdict;
+        assert!(verdict.class().is_non_answer(), "{verdict}");
+        assert!(
+            verdict
+                .evidence
+                .iter()
+                .any(|e| e.source == "short_answer" && e.reason.contains("short-reply head")),
+            "{verdict:?}"
+        );
+    }
+    let response = guard.oneshot(request(true)).await.unwrap();
+    assert_eq!(common::response_text(response).await, answer);
 }
