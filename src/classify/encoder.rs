@@ -30,7 +30,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::data::{PROMPT_LABELS, RESPONSE_LABELS};
 use super::train::LinearHead;
-use super::{ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
+use super::{ClassifyError, PromptJudgement, ResponseJudgement};
 use crate::hub;
 
 /// The manifest name of the encoder.
@@ -459,14 +459,10 @@ impl super::Classifier for EncoderClassifier {
         let this = self.clone();
         let text = response.to_string();
         let v = super::blocking("encoder", move || this.vector(&text)).await?;
-        let p = head.forward(&v);
-        let mut probs = [0f32; 4];
-        for (l, p) in head.labels.iter().zip(p) {
-            if let Some(l) = ResponseLabel::parse(l) {
-                probs[l.index()] += p;
-            }
-        }
-        Ok(Some(ResponseJudgement { probs }))
+        Ok(Some(ResponseJudgement::from_labels(
+            &head.labels,
+            head.forward(&v),
+        )))
     }
 
     async fn judge_short_answer(

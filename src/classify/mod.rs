@@ -126,6 +126,18 @@ impl ResponseJudgement {
         self.probs[self.label().index()]
     }
 
+    /// A head's class probabilities `p`, in the order of its `labels`, as a judgement
+    /// (labels that are not a [`ResponseLabel`] are dropped; repeated ones add up).
+    pub fn from_labels(labels: &[String], p: Vec<f32>) -> Self {
+        let mut probs = [0f32; 4];
+        for (l, p) in labels.iter().zip(p) {
+            if let Some(l) = ResponseLabel::parse(l) {
+                probs[l.index()] += p;
+            }
+        }
+        ResponseJudgement { probs }
+    }
+
     /// The probability that this is not an answer.
     pub fn non_answer(&self) -> f32 {
         1.0 - self.probs[ResponseLabel::Answer.index()]

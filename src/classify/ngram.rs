@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::features::{extract, FeatureConfig};
-use super::{softmax, Classifier, ClassifyError, PromptJudgement, ResponseJudgement, ResponseLabel};
+use super::{softmax, Classifier, ClassifyError, PromptJudgement, ResponseJudgement};
 
 /// The shipped weights (see models/refusal-ngram/README.md, the model card).
 pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../models/refusal-ngram/model.safetensors");
@@ -350,14 +350,10 @@ impl NgramModel {
     /// The answer probabilities in [`ResponseLabel::ALL`] order, when there is a response head.
     pub fn judge_response(&self, response: &str) -> Option<ResponseJudgement> {
         let head = self.response.as_ref()?;
-        let p = head.forward(response);
-        let mut probs = [0f32; 4];
-        for (label, p) in head.config.labels.iter().zip(p) {
-            if let Some(l) = ResponseLabel::parse(label) {
-                probs[l.index()] += p;
-            }
-        }
-        Some(ResponseJudgement { probs })
+        Some(ResponseJudgement::from_labels(
+            &head.config.labels,
+            head.forward(response),
+        ))
     }
 
     /// The harm probability of a prompt, when there is a prompt head, and, for a reading

@@ -19,7 +19,7 @@ use candle_core::{Device, Tensor};
 use super::data::RESPONSE_LABELS;
 use super::ngram::{NgramHead, NgramModel, PromptLanguages};
 use super::train::LinearHead;
-use super::{ClassifyError, ResponseJudgement, ResponseLabel};
+use super::{ClassifyError, ResponseJudgement};
 
 /// The shipped short-reply head of the e5 tier (models/e5-heads/short.safetensors).
 pub const E5_SHORT_HEAD: &[u8] = include_bytes!("../../models/e5-heads/short.safetensors");
@@ -51,16 +51,10 @@ fn threshold_in(info: &HashMap<String, String>) -> Result<f32, ClassifyError> {
         .ok_or_else(|| err(format!("{NON_ANSWER_FROM} {t:?} is not a probability in (0, 1]")))
 }
 
-/// Class probabilities in [`ResponseLabel::ALL`] order from a head's `labels` and `p`.
+/// A head's reading (`p` in the order of its `labels`) with its threshold.
 fn judgement(labels: &[String], p: Vec<f32>, non_answer_from: f32) -> ShortJudgement {
-    let mut probs = [0f32; 4];
-    for (l, p) in labels.iter().zip(p) {
-        if let Some(l) = ResponseLabel::parse(l) {
-            probs[l.index()] += p;
-        }
-    }
     ShortJudgement {
-        judgement: ResponseJudgement { probs },
+        judgement: ResponseJudgement::from_labels(labels, p),
         non_answer_from,
     }
 }
@@ -89,7 +83,7 @@ pub struct ShortJudgement {
 impl ShortJudgement {
     /// The probability of the non-answer classes together.
     pub fn non_answer(&self) -> f32 {
-        1.0 - self.judgement.probs[ResponseLabel::Answer.index()]
+        self.judgement.non_answer()
     }
 
     /// Whether the reply is a non-answer by the head's own threshold.

@@ -168,6 +168,12 @@ pub fn window(text: &str, tokens: usize) -> &str {
     text
 }
 
+/// Whether `text` is no longer than `tokens` tokens as [`window`] counts them (it is its own
+/// window): the texts the pipeline leaves to the patterns and the short-reply heads.
+pub fn fits(text: &str, tokens: usize) -> bool {
+    window(text, tokens).len() == text.len()
+}
+
 /// The opening and the ending the n-gram model reads apart from the whole text, each `None`
 /// where it is the whole text (a short text is its own opening and ending, and is read
 /// once). The pipeline ([`super::answer_probs`]) and training ([`super::fit::read_parts`])

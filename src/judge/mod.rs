@@ -372,9 +372,8 @@ async fn short_verdict(
         }
     }
     let slow = models.escalation.as_ref()?;
-    let non_answer = |j: &ResponseJudgement| 1.0 - j.probs[ResponseLabel::Answer.index()];
     let fast = read_fast(models, observation.prompt, observation.text).await?;
-    if non_answer(&fast) < SHORT_AGREEMENT_FROM {
+    if fast.non_answer() < SHORT_AGREEMENT_FROM {
         return None;
     }
     let encoder = match slow.judge_response(observation.prompt, observation.text).await {
@@ -385,7 +384,7 @@ async fn short_verdict(
             return None;
         }
     };
-    if non_answer(&encoder) < SHORT_AGREEMENT_FROM {
+    if encoder.non_answer() < SHORT_AGREEMENT_FROM {
         return None;
     }
     // The class both lean to: the non-answer class with the larger mean probability.
@@ -394,8 +393,8 @@ async fn short_verdict(
         "{} and {} both read a non-answer ({:.2}, {:.2})",
         models.fast.name(),
         slow.name(),
-        non_answer(&fast),
-        non_answer(&encoder)
+        fast.non_answer(),
+        encoder.non_answer()
     );
     let readings = [
         model_evidence(models.fast.name(), &fast),
@@ -523,7 +522,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     } else {
         MIN_MODEL_ANSWER_TOKENS
     };
-    let short = features::window(observation.text, min_tokens).len() == observation.text.len();
+    let short = features::fits(observation.text, min_tokens);
     let cut = observation.error.is_some() || observation.completeness == Completeness::Truncated;
     if observation.text.trim().is_empty() || short || cut {
         // Nothing to read, or an answer that an error or a cut ended (the provider signals'

@@ -324,13 +324,7 @@ fn examples(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Example> {
 
 /// A head's class probabilities (in `labels`' order) as a judgement.
 pub fn judgement(labels: &[String], p: Vec<f32>) -> ResponseJudgement {
-    let mut probs = [0f32; 4];
-    for (l, p) in labels.iter().zip(p) {
-        if let Some(l) = ResponseLabel::parse(l) {
-            probs[l.index()] += p;
-        }
-    }
-    ResponseJudgement { probs }
+    ResponseJudgement::from_labels(labels, p)
 }
 
 fn ngram_judge(head: &NgramHead, text: &str) -> ResponseJudgement {
@@ -1290,7 +1284,7 @@ pub fn window_recall(
 }
 
 /// `hit/n = rate`, or `-` when there is nothing to count: a cell of the report's tables.
-fn rate(hit: usize, n: usize) -> String {
+pub(super) fn rate(hit: usize, n: usize) -> String {
     if n == 0 {
         "-".to_string()
     } else {

@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Row, Source};
+use super::{rate, Row, Source};
 use crate::classify::data::RESPONSE_LABELS;
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramHead;
 use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
-use crate::classify::{ClassifyError, ResponseLabel};
+use crate::classify::{ClassifyError, ResponseJudgement, ResponseLabel};
 use crate::judge::features;
 
 /// The most of the pattern-passed short answers that the head may read as non-answers, out
@@ -35,7 +35,7 @@ const LEARNING_RATE: f64 = 0.05;
 /// ([`features::PART_TOKENS`]), the texts the pipeline leaves to the patterns.
 pub fn is_short(text: &str) -> bool {
     let t = text.trim();
-    !t.is_empty() && features::window(t, features::PART_TOKENS).len() == t.len()
+    !t.is_empty() && features::fits(t, features::PART_TOKENS)
 }
 
 /// One short reply, as the heads are trained and scored on it.
@@ -92,7 +92,7 @@ impl ShortReader for LinearHead {
     fn non_answer(&self, row: &ShortRow) -> Option<f32> {
         row.vector
             .as_ref()
-            .map(|v| non_answer_of(&self.labels, self.forward(v)))
+            .map(|v| ResponseJudgement::from_labels(&self.labels, self.forward(v)).non_answer())
     }
 }
 
@@ -122,18 +122,8 @@ impl ShortReader for NgramHead {
     }
 
     fn non_answer(&self, row: &ShortRow) -> Option<f32> {
-        Some(non_answer_of(&self.config.labels, self.forward(&row.text)))
+        Some(ResponseJudgement::from_labels(&self.config.labels, self.forward(&row.text)).non_answer())
     }
-}
-
-/// The probability of the non-answer classes together.
-fn non_answer_of(labels: &[String], p: Vec<f32>) -> f32 {
-    labels
-        .iter()
-        .zip(p)
-        .filter(|(l, _)| l.as_str() != ResponseLabel::Answer.as_str())
-        .map(|(_, p)| p)
-        .sum()
 }
 
 /// Each row's non-answer probability from a head of kind `R` trained without its source
@@ -235,8 +225,8 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
             sources[*src].name,
             c.non_answers,
             c.answers,
-            frac(c.found, c.non_answers),
-            frac(c.flagged, c.answers),
+            rate(c.found, c.non_answers),
+            rate(c.flagged, c.answers),
         ));
     }
     s.push_str(&format!(
@@ -244,18 +234,10 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
         rows.len(),
         pooled.non_answers,
         pooled.answers,
-        frac(pooled.found, pooled.non_answers),
-        frac(pooled.flagged, pooled.answers),
+        rate(pooled.found, pooled.non_answers),
+        rate(pooled.flagged, pooled.answers),
     ));
     s
-}
-
-fn frac(a: usize, b: usize) -> String {
-    if b == 0 {
-        "-".into()
-    } else {
-        format!("{a}/{b} = {:.3}", a as f64 / b as f64)
-    }
 }
 
 #[cfg(test)]
