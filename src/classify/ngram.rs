@@ -347,7 +347,7 @@ impl NgramModel {
         })
     }
 
-    /// The answer probabilities in [`ResponseLabel::ALL`] order, when there is a response head.
+    /// The answer probabilities in [`super::ResponseLabel::ALL`] order, when there is a response head.
     pub fn judge_response(&self, response: &str) -> Option<ResponseJudgement> {
         let head = self.response.as_ref()?;
         Some(ResponseJudgement::from_labels(
