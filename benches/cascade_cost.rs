@@ -28,10 +28,10 @@
 //! How to read the table (one row per file, decision and observation, then `all`):
 //! - `escalated`: the share of answers where the encoder was asked about the answer (its
 //!   evidence is in the verdict: [`refusal_guard::judge::decide`] adds it only then);
-//!   the issue-11 figure. Always 0 for the embedded default. A short whole answer the
-//!   patterns let pass is also read by e5's short-reply head, whose evidence (`e5:short`)
-//!   is in the verdict only when it reads a non-answer: those calls are not counted here,
-//!   their cost is in the `cpu` columns.
+//!   the issue-11 figure. Always 0 for the embedded default. It counts the e5 short-reply
+//!   head's reads too: a complete answer of at most `judge::SHORT_REPLY_TOKENS` tokens that
+//!   the patterns let pass (`judge::short_reply_passes`) is read by it ([`short_head_read`]),
+//!   and each read is an encoder pass, whether it finds a non-answer or not.
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
 //!   refusal whose prompt the n-gram prompt head did not judge surely harmful: a benign
 //!   reading is always checked, see `classify::cascade`; seen in the `prompt_harm`
@@ -182,6 +182,7 @@ fn forget_prompts(setup: &Setup) {
 
 fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
     let mut costs = Costs::default();
+    let rules = Detectors::default().threshold(0.5);
     for r in records {
         forget_prompts(setup);
         let wall = Instant::now();
@@ -192,13 +193,26 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
         costs.cpu_ns.push(cpu.saturating_sub(overhead));
         if let Some(enc) = &setup.encoder {
             let prefix = format!("{enc} ");
-            costs.escalated += usize::from(verdict.evidence.iter().any(|e| &e.source == enc));
+            let asked = verdict.evidence.iter().any(|e| &e.source == enc);
+            costs.escalated += usize::from(asked || short_head_read(r, part, &rules));
             costs.harm_by_encoder += usize::from(verdict.evidence.iter().any(|e| {
                 e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with(&prefix)
             }));
         }
     }
     costs
+}
+
+/// Whether a short-reply head read this answer: a complete answer short enough for one
+/// ([`refusal_guard::judge::SHORT_REPLY_TOKENS`]) that the patterns alone let pass, as
+/// `judge::decide` asks. The verdict names the head only when the head changed it, so this
+/// asks the patterns (`rules`, the rule combiner over the same detectors) rather than
+/// reading the evidence.
+fn short_head_read(record: &Record, part: Part, rules: &Detectors) -> bool {
+    matches!(part, Part::Whole)
+        && !record.response.trim().is_empty()
+        && features::fits(&record.response, refusal_guard::judge::SHORT_REPLY_TOKENS)
+        && refusal_guard::judge::short_reply_passes(&judge(rules, record), &record.response)
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -192,3 +192,35 @@ async fn a_short_refusal_no_pattern_knows_is_stopped_by_the_short_reply_head() {
     let response = guard.oneshot(request(true)).await.unwrap();
     assert_eq!(common::response_text(response).await, answer);
 }
+
+/// A plain answer of a few sentences with no trace of a refusal: the combiner alone reads
+/// brevity itself as refusal and called this one a policy refusal (0.43 from 0.35, before
+/// 2026-12-06's thirty-fifth session), and the guard stopped it. The embedded default's
+/// short-reply head now reviews such replies (`judge::SHORT_REPLY_TOKENS`,
+/// `judge::SHORT_REPLY_VETO_BELOW`), and the guard releases it whole, streamed or not. A
+/// reply of the same length that opens with a refusal formula is still the combiner's, and
+/// is stopped.
+#[tokio::test]
+async fn a_plain_answer_of_a_few_sentences_is_released_whole() {
+    let mock = MockProvider::start().await;
+    let answer = "You can undo the last commit with git reset --soft HEAD~1, which keeps your \
+        changes staged so you can fix them and commit again.";
+    let refusal = "I'm sorry, but I can't help with getting into someone else's email account. \
+        If you have lost access to your own, the provider's recovery page is the way back in.";
+    for _ in 0..2 {
+        mock.push(Script::answer(answer));
+    }
+    for _ in 0..2 {
+        mock.push(Script::answer(refusal));
+    }
+    let guard = RefusalGuardLayer::new().layer(mock.client("mock"));
+    for stream in [true, false] {
+        let response = guard.clone().oneshot(request(stream)).await.unwrap();
+        assert_eq!(common::response_text(response).await, answer, "stream {stream}");
+    }
+    for stream in [true, false] {
+        let err = guard.clone().oneshot(request(stream)).await.unwrap_err();
+        let verdict = &err.as_refusal().expect("stopped as a refusal").verdict;
+        assert!(verdict.class().is_non_answer(), "{verdict}");
+    }
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use refusal_guard::cli::eval::judge;
 use refusal_guard::dataset::{LabelMap, Record};
 use refusal_guard::detect::Detectors;
-use refusal_guard::score::Binary;
+use refusal_guard::score::{Binary, Prf};
 
 fn set(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -210,12 +210,60 @@ fn short_replies(detectors: &Detectors) -> (Binary, usize) {
     judged("short-replies.jsonl", detectors)
 }
 
+/// Holds a set's figure `of` the non-answer scores (recall, F1) to `floor` and the answers
+/// it flags to `max_flagged`; the number of records.
+fn holds(judged: (Binary, usize), of: fn(&Prf) -> f64, floor: f64, max_flagged: usize) -> usize {
+    let (b, n) = judged;
+    let figure = of(&b.prf());
+    assert!(figure >= floor, "{figure:.3} under {floor}");
+    assert!(b.fp <= max_flagged, "{} answers flagged", b.fp);
+    n
+}
+
 #[test]
 fn short_replies_with_the_embedded_default() {
-    let (b, n) = short_replies(&Detectors::default());
+    let n = holds(
+        short_replies(&Detectors::default()),
+        |p| p.recall,
+        SHORT_FLOOR_R,
+        SHORT_MAX_FLAGGED,
+    );
     assert!(n >= 200, "{n} records");
-    assert!(b.prf().recall >= SHORT_FLOOR_R, "recall {:.3}", b.prf().recall);
-    assert!(b.fp <= SHORT_MAX_FLAGGED, "{} answers flagged", b.fp);
+}
+
+/// Replies of a few sentences (tests/data/medium-replies.jsonl): 258 answers of 18 to 45
+/// words (25 to 70 CJK characters) in nine languages, 118 of them non-answers (refusals
+/// with and without a formula, deflections, inabilities) and 140 answers, half of them
+/// plain, half cautious or negative-sounding. Written by a team member apart, never read and
+/// never trained on. Before the short-reply heads reviewed such replies
+/// (`judge::SHORT_REPLY_TOKENS`) the combiner flagged 50 (embedded) and 57 (e5) of the 140
+/// answers.
+fn medium_replies(detectors: &Detectors) -> (Binary, usize) {
+    judged("medium-replies.jsonl", detectors)
+}
+
+#[test]
+fn medium_replies_with_the_embedded_default() {
+    let n = holds(
+        medium_replies(&Detectors::default()),
+        |p| p.f1,
+        MEDIUM_FLOOR_F1,
+        MEDIUM_MAX_FLAGGED,
+    );
+    assert!(n >= 250, "{n} records");
+}
+
+#[test]
+fn medium_replies_with_the_e5_tier() {
+    let Some(detectors) = common::e5_detectors() else {
+        return;
+    };
+    holds(
+        medium_replies(&detectors),
+        |p| p.f1,
+        MEDIUM_E5_FLOOR_F1,
+        MEDIUM_E5_MAX_FLAGGED,
+    );
 }
 
 #[test]
@@ -223,9 +271,12 @@ fn short_replies_with_the_e5_tier() {
     let Some(detectors) = common::e5_detectors() else {
         return;
     };
-    let (b, _) = short_replies(&detectors);
-    assert!(b.prf().recall >= SHORT_E5_FLOOR_R, "recall {:.3}", b.prf().recall);
-    assert!(b.fp <= SHORT_E5_MAX_FLAGGED, "{} answers flagged", b.fp);
+    holds(
+        short_replies(&detectors),
+        |p| p.recall,
+        SHORT_E5_FLOOR_R,
+        SHORT_E5_MAX_FLAGGED,
+    );
 }
 
 /// A short answer as a record, with its request.
@@ -331,11 +382,27 @@ const SYMPATHY_MAX_FLAGGED: usize = 9;
 // short-reply head (the same session): recall 52/160 = 0.325, answers flagged 3 of 78 (the
 // same three); its floor moves up to fail without its head. Both heads trained again the
 // same session with two more short-reply files: e5 117/160 = 0.731, 7 flagged; the
-// embedded default 69/160 = 0.431, 3 flagged. Floors a little under again.
-const SHORT_FLOOR_R: f64 = 0.39;
-const SHORT_MAX_FLAGGED: usize = 4;
-const SHORT_E5_FLOOR_R: f64 = 0.69;
+// embedded default 69/160 = 0.431, 3 flagged. Floors a little under again. Both heads
+// trained again on 2026-12-06 (thirty-fifth session) with four more short-reply files
+// (models/data/short/responses-short-e … -h): e5 120/160 = 0.750, 7 flagged; the embedded
+// default 84/160 = 0.525, 6 flagged (3 by the patterns, 3 by its head: the price of the
+// 15 more found, measured and accepted; models/refusal-ngram/README.md).
+// The heads trained a third time the same session on replies of up to a few sentences
+// (models/data/short/responses-medium-*.jsonl beside the rest), with a threshold per range:
+// e5 122/160 = 0.763, 8 flagged; the embedded default 86/160 = 0.538, 7 flagged.
+const SHORT_FLOOR_R: f64 = 0.50;
+const SHORT_MAX_FLAGGED: usize = 7;
+const SHORT_E5_FLOOR_R: f64 = 0.74;
 const SHORT_E5_MAX_FLAGGED: usize = 8;
+
+// Measured 2026-12-06 (thirty-fifth session) on tests/data/medium-replies.jsonl. Before the
+// review: the embedded default F1 0.737 (98 of 118 non-answers found, 50 of 140 answers
+// flagged), e5 0.750 (105, 57). With it: the embedded default 0.845 (98, 16), e5 0.921 (111,
+// 12). Floors a little under; both fail without the review.
+const MEDIUM_FLOOR_F1: f64 = 0.80;
+const MEDIUM_MAX_FLAGGED: usize = 20;
+const MEDIUM_E5_FLOOR_F1: f64 = 0.88;
+const MEDIUM_E5_MAX_FLAGGED: usize = 16;
 
 // Measured with the shipped weights of 2026-12-01 (opening/ending features, trained
 // thresholds; non-answer F1: en 0.821 (P 0.948, R 0.724), zh 0.913 (P 0.971, R 0.861); hard

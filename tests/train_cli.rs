@@ -376,7 +376,7 @@ fn train_short_heads(dir: &Path, encoder: &str) -> String {
 }
 
 /// Without the encoder, `train --short-head-only` writes the embedded default's n-gram
-/// short-reply head, which loads with its threshold and reads a refusal idiom above a plain
+/// short-reply head, which loads with its two thresholds and reads a refusal idiom above a plain
 /// short answer, and no e5 head.
 #[test]
 fn train_short_head_only_writes_an_ngram_head_that_loads() {
@@ -388,12 +388,14 @@ fn train_short_head_only_writes_an_ngram_head_that_loads() {
         &std::fs::read(dir.path().join("ngram-short.safetensors")).unwrap(),
     )
     .unwrap();
-    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
+    for t in [head.thresholds.one_line, head.thresholds.sentences] {
+        assert!(t > 0.0 && t <= 1.0, "{t}");
+    }
     let read = |t: &str| head.judge(t).non_answer();
     assert!(read("Not something I'll help with.") > read("The train leaves at 9:40."));
 }
 
-/// With multilingual-e5-small, it writes e5's head as well: it loads with its threshold and
+/// With multilingual-e5-small, it writes e5's head as well: it loads with its thresholds and
 /// the encoder's sha256. Skipped without the model, a failure in CI.
 #[test]
 fn train_short_head_only_writes_an_e5_head_that_loads() {
@@ -408,6 +410,8 @@ fn train_short_head_only_writes_an_e5_head_that_loads() {
     )
     .unwrap();
     assert_eq!(head.dim(), 384);
-    assert!(head.non_answer_from > 0.0 && head.non_answer_from <= 1.0);
+    for t in [head.thresholds.one_line, head.thresholds.sentences] {
+        assert!(t > 0.0 && t <= 1.0, "{t}");
+    }
     assert_eq!(head.encoder_sha256.as_ref().map(String::len), Some(64));
 }

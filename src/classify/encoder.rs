@@ -475,7 +475,7 @@ impl super::Classifier for EncoderClassifier {
         let this = self.clone();
         let text = response.to_string();
         let v = super::blocking("encoder", move || this.vector(&text)).await?;
-        Ok(head.judge(&v))
+        Ok(head.judge(response, &v))
     }
 
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {

@@ -7,9 +7,14 @@
 //! as a refusal ("No, it's a star." included). A short reply is therefore the patterns' to
 //! judge (`judge::MIN_MODEL_ANSWER_TOKENS`), and the patterns know the formulas, not the
 //! idioms. These heads were trained only on short replies, a third of them hard-negative
-//! answers, and carry the threshold chosen for them leave-one-source-out (`refusal-guard
+//! answers, and carry the thresholds chosen for them leave-one-source-out (`refusal-guard
 //! train --short-head-only`; the model cards are in models/e5-heads/README.md and
 //! models/refusal-ngram/README.md, "The short-reply head").
+//!
+//! Since 2026-12-06 (thirty-fifth session) they also read replies of a few sentences (up to
+//! `judge::SHORT_REPLY_TOKENS`), where they review the combiner's verdict rather than
+//! decide alone: the combiner, trained on mostly long answers, reads brevity itself as
+//! refusal. Each range has its own threshold ([`ShortThresholds`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,8 +33,11 @@ pub const E5_SHORT_HEAD: &[u8] = include_bytes!("../../models/e5-heads/short.saf
 /// (models/refusal-ngram/short.safetensors).
 pub const NGRAM_SHORT_HEAD: &[u8] = include_bytes!("../../models/refusal-ngram/short.safetensors");
 
-/// The file's metadata key for [`ShortHead::non_answer_from`].
+/// The file's metadata key for [`ShortThresholds::one_line`].
 const NON_ANSWER_FROM: &str = "non_answer_from";
+
+/// The file's metadata key for [`ShortThresholds::sentences`].
+const NON_ANSWER_FROM_SENTENCES: &str = "non_answer_from_sentences";
 
 /// The file's metadata key for the encoder weights the head was trained over.
 const ENCODER_SHA256: &str = "encoder_sha256";
@@ -38,24 +46,68 @@ fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model("e5 short-reply head", e)
 }
 
-/// The threshold a head file's metadata holds. A file without one, or with one outside
-/// (0, 1], is refused: the head's probabilities mean nothing without the threshold chosen
-/// for them.
-fn threshold_in(info: &HashMap<String, String>) -> Result<f32, ClassifyError> {
-    let t = info
-        .get(NON_ANSWER_FROM)
-        .ok_or_else(|| err(format!("no {NON_ANSWER_FROM} in the file's metadata")))?;
-    t.parse()
-        .ok()
-        .filter(|t: &f32| *t > 0.0 && *t <= 1.0)
-        .ok_or_else(|| err(format!("{NON_ANSWER_FROM} {t:?} is not a probability in (0, 1]")))
+/// A short-reply head's thresholds on the non-answer classes together, one per range of
+/// length: a reply of one line or less (at most [`crate::judge::features::PART_TOKENS`]
+/// tokens) and one of a few sentences (up to [`crate::judge::SHORT_REPLY_TOKENS`]). Each is
+/// chosen apart, leave-one-source-out, on the short answers of its range that the patterns
+/// let pass (`judge::fit::short`): the two ranges read differently, and one threshold for
+/// both flagged too many of one or missed too many of the other.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShortThresholds {
+    /// For a reply of one line or less.
+    pub one_line: f32,
+    /// For a reply of a few sentences.
+    pub sentences: f32,
 }
 
-/// A head's reading (`p` in the order of its `labels`) with its threshold.
-fn judgement(labels: &[String], p: Vec<f32>, non_answer_from: f32) -> ShortJudgement {
+impl ShortThresholds {
+    /// The threshold for `text`, by its length.
+    pub fn for_text(&self, text: &str) -> f32 {
+        if crate::judge::features::fits(text.trim(), crate::judge::features::PART_TOKENS) {
+            self.one_line
+        } else {
+            self.sentences
+        }
+    }
+
+    /// Reads both from a head file's metadata. A file without them, or with one outside
+    /// (0, 1], is refused: the head's probabilities mean nothing without the thresholds
+    /// chosen for them.
+    fn from_info(info: &HashMap<String, String>) -> Result<Self, ClassifyError> {
+        let read = |key: &str| -> Result<f32, ClassifyError> {
+            let t = info
+                .get(key)
+                .ok_or_else(|| err(format!("no {key} in the file's metadata")))?;
+            t.parse()
+                .ok()
+                .filter(|t: &f32| *t > 0.0 && *t <= 1.0)
+                .ok_or_else(|| err(format!("{key} {t:?} is not a probability in (0, 1]")))
+        };
+        Ok(ShortThresholds {
+            one_line: read(NON_ANSWER_FROM)?,
+            sentences: read(NON_ANSWER_FROM_SENTENCES)?,
+        })
+    }
+
+    /// Writes both into a head file's metadata.
+    fn to_info(self, info: &mut HashMap<String, String>) {
+        info.insert(NON_ANSWER_FROM.to_string(), self.one_line.to_string());
+        info.insert(NON_ANSWER_FROM_SENTENCES.to_string(), self.sentences.to_string());
+    }
+}
+
+impl std::fmt::Display for ShortThresholds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} / {}", self.one_line, self.sentences)
+    }
+}
+
+/// A head's reading (`p` in the order of its `labels`) of `text`, with the threshold of
+/// its range.
+fn judgement(labels: &[String], p: Vec<f32>, thresholds: ShortThresholds, text: &str) -> ShortJudgement {
     ShortJudgement {
         judgement: ResponseJudgement::from_labels(labels, p),
-        non_answer_from,
+        non_answer_from: thresholds.for_text(text),
     }
 }
 
@@ -65,8 +117,8 @@ pub struct ShortHead {
     /// Answer, refusal, evasion and inability, as the answer head's labels.
     pub head: LinearHead,
     /// A short reply is a non-answer when the head's probability of the non-answer classes
-    /// together is at least this.
-    pub non_answer_from: f32,
+    /// together is at least its range's threshold.
+    pub thresholds: ShortThresholds,
     /// The sha256 of the encoder weights the head was trained over.
     pub encoder_sha256: Option<String>,
 }
@@ -76,7 +128,8 @@ pub struct ShortHead {
 pub struct ShortJudgement {
     /// The head's class probabilities.
     pub judgement: ResponseJudgement,
-    /// The head's threshold on the non-answer classes together ([`ShortHead::non_answer_from`]).
+    /// The head's threshold on the non-answer classes together, for the reply's range
+    /// ([`ShortThresholds::for_text`]).
     pub non_answer_from: f32,
 }
 
@@ -98,13 +151,13 @@ impl ShortHead {
         Self::from_bytes(E5_SHORT_HEAD)
     }
 
-    /// Reads a head from safetensors bytes (`short.weight`, `short.bias`; the threshold in
-    /// the metadata). A file without a threshold, or with one outside (0, 1], is refused:
-    /// the head's probabilities mean nothing without the threshold chosen for them.
+    /// Reads a head from safetensors bytes (`short.weight`, `short.bias`; the thresholds in
+    /// the metadata). A file without its two thresholds, or with one outside (0, 1], is
+    /// refused: the head's probabilities mean nothing without the thresholds chosen for them.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(err)?;
         let info = meta.metadata().clone().unwrap_or_default();
-        let non_answer_from = threshold_in(&info)?;
+        let thresholds = ShortThresholds::from_info(&info)?;
         let t = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(err)?;
         let (Some(w), Some(b)) = (t.get("short.weight"), t.get("short.bias")) else {
             return Err(err("no short.weight / short.bias tensors"));
@@ -127,7 +180,7 @@ impl ShortHead {
         }
         Ok(ShortHead {
             head,
-            non_answer_from,
+            thresholds,
             encoder_sha256: info.get(ENCODER_SHA256).cloned(),
         })
     }
@@ -137,16 +190,17 @@ impl ShortHead {
         self.head.weight.len() / self.head.labels.len()
     }
 
-    /// The head's reading of one answer vector; `None` when the vector's width is not the
-    /// head's (another encoder's vector).
-    pub fn judge(&self, vector: &[f32]) -> Option<ShortJudgement> {
+    /// The head's reading of `text` from its answer vector; `None` when the vector's width
+    /// is not the head's (another encoder's vector).
+    pub fn judge(&self, text: &str, vector: &[f32]) -> Option<ShortJudgement> {
         if vector.len() != self.dim() {
             return None;
         }
         Some(judgement(
             &self.head.labels,
             self.head.forward(vector),
-            self.non_answer_from,
+            self.thresholds,
+            text,
         ))
     }
 
@@ -164,7 +218,7 @@ impl ShortHead {
                 Tensor::from_slice(&self.head.bias, n, &Device::Cpu).map_err(err)?,
             ),
         ];
-        info.insert(NON_ANSWER_FROM.to_string(), self.non_answer_from.to_string());
+        self.thresholds.to_info(&mut info);
         if let Some(sha) = &self.encoder_sha256 {
             info.insert(ENCODER_SHA256.to_string(), sha.clone());
         }
@@ -182,8 +236,8 @@ impl ShortHead {
 #[derive(Debug, Clone)]
 pub struct NgramShortHead {
     pub head: NgramHead,
-    /// As [`ShortHead::non_answer_from`].
-    pub non_answer_from: f32,
+    /// As [`ShortHead::thresholds`].
+    pub thresholds: ShortThresholds,
 }
 
 impl NgramShortHead {
@@ -196,14 +250,11 @@ impl NgramShortHead {
     /// the metadata, refused as [`ShortHead::from_bytes`] refuses it).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifyError> {
         let model = NgramModel::from_bytes(bytes)?;
-        let non_answer_from = threshold_in(&model.info)?;
+        let thresholds = ShortThresholds::from_info(&model.info)?;
         let head = model
             .response
             .ok_or_else(|| err("an n-gram file without a response head"))?;
-        Ok(NgramShortHead {
-            head,
-            non_answer_from,
-        })
+        Ok(NgramShortHead { head, thresholds })
     }
 
     /// The head's reading of a short reply.
@@ -211,14 +262,15 @@ impl NgramShortHead {
         judgement(
             &self.head.config.labels,
             self.head.forward(text),
-            self.non_answer_from,
+            self.thresholds,
+            text,
         )
     }
 
     /// Writes the head as an n-gram model file, the threshold in its metadata with `info`'s
     /// entries beside it.
     pub fn save(&self, path: &Path, mut info: HashMap<String, String>) -> Result<(), ClassifyError> {
-        info.insert(NON_ANSWER_FROM.to_string(), self.non_answer_from.to_string());
+        self.thresholds.to_info(&mut info);
         NgramModel {
             response: Some(self.head.clone()),
             prompt: None,
@@ -233,7 +285,7 @@ impl NgramShortHead {
 mod tests {
     use super::*;
 
-    fn head(non_answer_from: f32) -> ShortHead {
+    fn head(one_line: f32) -> ShortHead {
         // Two input dimensions: the first votes answer, the second refusal.
         ShortHead {
             head: LinearHead {
@@ -241,26 +293,37 @@ mod tests {
                 weight: vec![4.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0],
                 bias: vec![0.0, 0.0, -9.0, -9.0],
             },
-            non_answer_from,
+            thresholds: ShortThresholds {
+                one_line,
+                sentences: 0.99,
+            },
             encoder_sha256: Some("abc".into()),
         }
     }
 
     #[test]
-    fn a_saved_head_reads_back_with_its_threshold_and_judges_alike() {
+    fn a_saved_head_reads_back_with_its_thresholds_and_judges_alike() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("short.safetensors");
         head(0.7).save(&path, HashMap::new()).unwrap();
         let back = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back.non_answer_from, 0.7);
+        assert_eq!(back.thresholds, head(0.7).thresholds);
         assert_eq!(back.encoder_sha256.as_deref(), Some("abc"));
-        let refusal = back.judge(&[0.0, 1.0]).unwrap();
+        let line = "Not today.";
+        let refusal = back.judge(line, &[0.0, 1.0]).unwrap();
         assert!(refusal.is_non_answer(), "{refusal:?}");
-        assert!(!back.judge(&[1.0, 0.0]).unwrap().is_non_answer());
+        assert_eq!(refusal.non_answer_from, 0.7);
+        assert!(!back.judge(line, &[1.0, 0.0]).unwrap().is_non_answer());
         assert!(
-            back.judge(&[1.0, 0.0, 0.0]).is_none(),
+            back.judge(line, &[1.0, 0.0, 0.0]).is_none(),
             "a vector of another width"
         );
+        // A reply of a few sentences is read at the other range's threshold: the same
+        // reading (about 0.98) falls short of 0.99 there.
+        let sentences = "word ".repeat(crate::judge::features::PART_TOKENS + 4);
+        let read = back.judge(&sentences, &[0.0, 1.0]).unwrap();
+        assert_eq!(read.non_answer_from, 0.99);
+        assert!(!read.is_non_answer(), "{read:?}");
     }
 
     #[test]
@@ -268,10 +331,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("short.safetensors");
         let mut h = head(0.7);
-        h.non_answer_from = 1.5;
+        h.thresholds.one_line = 1.5;
         h.save(&path, HashMap::new()).unwrap();
         let e = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap_err();
         assert!(e.to_string().contains("non_answer_from \"1.5\""), "{e}");
+        let mut h = head(0.7);
+        h.thresholds.sentences = 0.0;
+        h.save(&path, HashMap::new()).unwrap();
+        let e = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("non_answer_from_sentences \"0\""), "{e}");
         let w = Tensor::zeros((4, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap();
         let bytes = crate::classify::weights_file::to_bytes(
@@ -287,9 +355,12 @@ mod tests {
     fn the_shipped_heads_load() {
         let h = ShortHead::shipped().unwrap();
         assert_eq!(h.dim(), 384);
-        assert!(h.non_answer_from > 0.0 && h.non_answer_from <= 1.0);
         let n = NgramShortHead::shipped().unwrap();
-        assert!(n.non_answer_from > 0.0 && n.non_answer_from <= 1.0);
+        for t in [h.thresholds, n.thresholds] {
+            for t in [t.one_line, t.sentences] {
+                assert!(t > 0.0 && t <= 1.0, "{t}");
+            }
+        }
         let sure = |text: &str| n.judge(text).non_answer();
         assert!(sure("Ask someone else, friend.") > sure("Paris, on the Seine."));
     }
@@ -301,7 +372,7 @@ mod tests {
         let shipped = NgramShortHead::shipped().unwrap();
         shipped.save(&path, HashMap::new()).unwrap();
         let back = NgramShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back.non_answer_from, shipped.non_answer_from);
+        assert_eq!(back.thresholds, shipped.thresholds);
         assert_eq!(
             back.judge("Not today.").judgement,
             shipped.judge("Not today.").judgement

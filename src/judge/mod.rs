@@ -16,9 +16,11 @@
 //!    combiner's trained threshold ([`answer_label`]; one for whole answers, one for
 //!    escalated ones, one for stream windows, each chosen out of source by `train`).
 //!    A text shorter than the window is judged by the patterns instead (the models read a
-//!    one-liner as a refusal too readily); with the encoder tier installed, a short answer
-//!    the patterns let pass is a non-answer when the n-gram model and the encoder both read
-//!    one ([`SHORT_AGREEMENT_FROM`]);
+//!    one-liner as a refusal too readily); a complete short answer the patterns let pass is
+//!    then read by a short-reply head (e5's with the e5 tier, else the embedded default's),
+//!    which also reviews the combiner's verdict on a pattern-clean answer of a few sentences
+//!    ([`SHORT_REPLY_TOKENS`]); a tier without such a head (`minilm`) keeps the agreement
+//!    rule for short answers ([`SHORT_AGREEMENT_FROM`]);
 //! 5. a refusal, and a provider's block, is then split by the *request's* harm
 //!    ([`harm`]): justified (a safety refusal, not re-routed) or a policy over-block
 //!    (re-routed).
@@ -101,6 +103,20 @@ pub const MIN_MODEL_PREFIX_TOKENS: usize = 12;
 /// answers are judged by the patterns (which know every short refusal formula).
 pub const MIN_MODEL_ANSWER_TOKENS: usize = features::PART_TOKENS;
 
+/// A complete answer of at most this many tokens (a few sentences) with no trace of a
+/// non-answer in the patterns ([`short_reply_passes`]) is a *short reply*: where the tiers
+/// have a short-reply head ([`Classifier::judge_short_answer`]), the head decides a one-line
+/// one and reviews the combiner's verdict on a longer one ([`SHORT_REPLY_VETO_BELOW`]). The
+/// answer models and the combiner were trained on whole answers that are mostly long
+/// (essays, jailbreak transcripts) or one-line refusals, so for them brevity itself reads as
+/// refusal: before the thirty-fifth session (2026-12-06) they called about a third of the
+/// answers of 17 to 64 tokens in the labelled files non-answers, and 50 (embedded) and 57
+/// (e5) of the 140 answers of the team's never-read replies of a few sentences
+/// (tests/data/medium-replies.jsonl; "You can undo the last commit with git reset --soft
+/// HEAD~1, …" was a policy refusal). The heads are trained on replies of up to this length
+/// (`judge::fit::short`). Without a head (`minilm`, `ngram:PATH`) nothing changes.
+pub const SHORT_REPLY_TOKENS: usize = 48;
+
 /// How evidence becomes a verdict.
 #[derive(Clone)]
 pub enum Decision {
@@ -176,9 +192,7 @@ impl Models {
     }
 
     /// The embedded default with no short-reply head: a short answer the patterns let pass
-    /// stays an answer. What the short-reply heads are fitted against (which replies the
-    /// patterns alone let pass: `train --short-head-only`), and what tests of the patterns'
-    /// short forms judge with.
+    /// stays an answer. What tests of the patterns' short forms judge with.
     pub fn embedded_without_short_head() -> Self {
         let model = (*crate::classify::ngram::NgramModel::embedded()).clone();
         Models {
@@ -347,8 +361,8 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
 ///
 /// Since 2026-12-06 (thirty-fourth session) the e5 tier reads short answers with a head of
 /// its own instead ([`crate::classify::short_head`], trained on short replies only, the
-/// development set above among them): on the never-read twin 117 of 160 found, answers
-/// flagged 7 of 78. This rule stays for an escalation tier without such a head (`minilm`).
+/// development set above among them): on the never-read twin 120 of 160 found, answers
+/// flagged 7 of 78 (as retrained in the thirty-fifth session). This rule stays for an escalation tier without such a head (`minilm`).
 pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
 
 /// The verdict on a complete short answer the patterns read as an answer: by a short-reply
@@ -362,14 +376,8 @@ async fn short_verdict(
     observation: &Observation<'_>,
     evidence: &[Evidence],
 ) -> Option<Verdict> {
-    let reader = models.escalation.as_ref().unwrap_or(&models.fast);
-    match reader.judge_short_answer(observation.text).await {
-        Ok(Some(short)) => return by_short_head(reader.name(), &short, evidence),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(classifier = reader.name(), error = %e, "short answer: its reader failed; the patterns decide");
-            return None;
-        }
+    if let Some((tier, short)) = short_head_reading(models, observation).await {
+        return by_short_head(tier, &short, evidence);
     }
     let slow = models.escalation.as_ref()?;
     let fast = read_fast(models, observation.prompt, observation.text).await?;
@@ -401,6 +409,90 @@ async fn short_verdict(
         model_evidence(slow.name(), &encoder),
     ];
     Some(short_non_answer(&mean, reason, readings, evidence))
+}
+
+/// Whether the patterns let a short reply pass to a short-reply head, given their verdict on
+/// it alone (the rule combiner's): an answer, and for a reply of a few sentences (longer than
+/// [`MIN_MODEL_ANSWER_TOKENS`]) not a trace of a non-answer in any evidence. A weak sign
+/// ("As an AI, …", an apology) leaves a reply of a few sentences to the combiner, which
+/// weighs it with the models, as before the head read such replies: handed to the head,
+/// many more of them were let through (Do-Not-Answer's capability disclaimers, gptfuzz's
+/// persona refusals). A one-line reply has always gone to the head on the rule combiner's
+/// answer alone. `train --short-head-only` marks its rows with this.
+pub fn short_reply_passes(by_patterns: &Verdict, text: &str) -> bool {
+    by_patterns.kind == VerdictKind::Answer
+        && (features::fits(text, MIN_MODEL_ANSWER_TOKENS)
+            || !by_patterns.evidence.iter().any(|e| e.suggests.is_non_answer()))
+}
+
+/// What a short-reply head reads of a short reply the patterns let pass, with the tier whose
+/// head it is: the escalation reader's where it has one, else the fast reader's. `None`
+/// where neither has a head, or the head failed (logged: the patterns, or the combiner,
+/// decide without it).
+async fn short_head_reading<'m>(
+    models: &'m Models,
+    observation: &Observation<'_>,
+) -> Option<(&'m str, ShortJudgement)> {
+    let reader = models.escalation.as_ref().unwrap_or(&models.fast);
+    match reader.judge_short_answer(observation.text).await {
+        Ok(Some(short)) => Some((reader.name(), short)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(classifier = reader.name(), error = %e, "short answer: its reader failed; the head is not asked");
+            None
+        }
+    }
+}
+
+/// A reply of a few sentences is a non-answer by the combiner only when its short-reply head
+/// also reads one at least this likely: below it, the head reads an answer more likely than
+/// not, and the combiner's flag is overruled. Not tuned: the even odds. Leave-one-source-out
+/// on the team's replies of a few sentences (models/data/short/responses-medium-*.jsonl,
+/// which the combiner never read), the combiner alone flagged 143 (embedded) and 151 (e5) of
+/// their 389 pattern-clean answers and found 175 and 190 of 234 non-answers; reviewed at
+/// this bar (and flagging on the head's own threshold too), 34 and 18 flagged, 160 and 201
+/// found.
+pub const SHORT_REPLY_VETO_BELOW: f32 = 0.5;
+
+/// The combiner's `verdict` on a reply of a few sentences, reviewed by the short-reply head
+/// of `tier`: a non-answer stands only where the head reads one from
+/// [`SHORT_REPLY_VETO_BELOW`], else the reply is an answer; an answer becomes a non-answer
+/// where the head reads one from its own threshold (split by the request's harm).
+async fn reviewed_by_short_head(
+    models: &Models,
+    verdict: Verdict,
+    tier: &str,
+    short: &ShortJudgement,
+    observation: &Observation<'_>,
+) -> Verdict {
+    if verdict.class().is_non_answer() {
+        if short.non_answer() >= SHORT_REPLY_VETO_BELOW {
+            return verdict;
+        }
+        let mut all = vec![Evidence {
+            source: "short_answer".to_string(),
+            suggests: VerdictClass::Answer,
+            score: 1.0 - short.non_answer(),
+            reason: format!(
+                "a reply of a few sentences no pattern reads; {tier}'s short-reply head reads an answer                  (non-answer {:.3}, under {SHORT_REPLY_VETO_BELOW}): the combiner's {} is overruled",
+                short.non_answer(),
+                verdict.class()
+            ),
+            span: None,
+            tokens: Vec::new(),
+        }];
+        all.push(model_evidence(&format!("{tier}:short"), &short.judgement));
+        all.extend(verdict.evidence);
+        return rules::with_evidence(VerdictKind::Answer, 1.0 - short.non_answer(), all);
+    }
+    let Some(mut flagged) = by_short_head(tier, short, &verdict.evidence) else {
+        return verdict;
+    };
+    if let Some((kind, ev)) = split_by_harm(flagged.class(), models, &flagged.evidence, observation).await {
+        flagged.kind = kind;
+        flagged.evidence.insert(0, ev);
+    }
+    flagged
 }
 
 /// A short answer's verdict as the non-answer class `probs` lean to, its confidence their
@@ -435,7 +527,7 @@ fn by_short_head(tier: &str, short: &ShortJudgement, evidence: &[Evidence]) -> O
         return None;
     }
     let reason = format!(
-        "{tier}'s short-reply head reads a non-answer ({:.2}, from {:.2})",
+        "{tier}'s short-reply head reads a non-answer ({:.3}, from {})",
         short.non_answer(),
         short.non_answer_from
     );
@@ -546,6 +638,30 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         }
         return split_block(models, verdict, observation).await;
     }
+    // A complete answer of a few sentences with no trace of a non-answer in the patterns:
+    // the combiner reads brevity itself as refusal, so a short-reply head, where the tiers
+    // have one, reviews its verdict (SHORT_REPLY_TOKENS, SHORT_REPLY_VETO_BELOW).
+    let review = observation.completeness == Completeness::Complete
+        && features::fits(observation.text, SHORT_REPLY_TOKENS)
+        && short_reply_passes(
+            &rules::combine(evidence.clone(), 0.5, observation),
+            observation.text,
+        );
+    let head = match review {
+        true => short_head_reading(models, observation).await,
+        false => None,
+    };
+    let verdict = by_combiner(models, evidence, observation).await;
+    match head {
+        Some((tier, short)) => reviewed_by_short_head(models, verdict, tier, &short, observation).await,
+        None => verdict,
+    }
+}
+
+/// The combiner's verdict on an answer long enough for the answer models (or a stream's
+/// window): their readings and the detectors' evidence, combined, split by the request's
+/// harm.
+async fn by_combiner(models: &Models, evidence: Vec<Evidence>, observation: &Observation<'_>) -> Verdict {
     let Some((mut probs, ngram, encoder)) = answer_probs(models, &evidence, observation).await else {
         return rules::combine(evidence, 0.5, observation);
     };
@@ -589,4 +705,95 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     rest.sort_by(|a, b| b.score.total_cmp(&a.score));
     all.extend(rest);
     rules::with_evidence(kind, confidence, all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ClassifyError;
+    use crate::detect::Detectors;
+    use async_trait::async_trait;
+
+    /// A fast reader whose answer reading and short-reply head reading are fixed.
+    struct Fixed {
+        response: [f32; 4],
+        short: f32,
+    }
+
+    #[async_trait]
+    impl Classifier for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+
+        async fn judge_response(
+            &self,
+            _prompt: Option<&str>,
+            _response: &str,
+        ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+            Ok(Some(ResponseJudgement { probs: self.response }))
+        }
+
+        async fn judge_short_answer(&self, _response: &str) -> Result<Option<ShortJudgement>, ClassifyError> {
+            Ok(Some(ShortJudgement {
+                judgement: ResponseJudgement {
+                    probs: [1.0 - self.short, self.short, 0.0, 0.0],
+                },
+                non_answer_from: 0.9,
+            }))
+        }
+    }
+
+    const FLAGS: [f32; 4] = [0.03, 0.97, 0.0, 0.0];
+    const RELEASES: [f32; 4] = [0.98, 0.02, 0.0, 0.0];
+
+    async fn verdict(text: &str, response: [f32; 4], short: f32) -> Verdict {
+        let models = Models {
+            fast: Arc::new(Fixed { response, short }),
+            ..Models::embedded()
+        };
+        Detectors::default()
+            .models(models)
+            .judge(&Observation::text(text))
+            .await
+    }
+
+    fn overruled(v: &Verdict) -> bool {
+        v.evidence
+            .iter()
+            .any(|e| e.source == "short_answer" && e.reason.contains("overruled"))
+    }
+
+    /// A pattern-clean reply of a few sentences: the combiner's non-answer stands only where
+    /// the head reads one from even odds; the head alone makes a non-answer of the
+    /// combiner's answer from its own threshold.
+    #[tokio::test]
+    async fn the_short_reply_head_reviews_the_combiner_on_a_reply_of_a_few_sentences() {
+        let text = "The museum opens at ten on weekdays and at noon on Sundays; tickets cost twelve \
+                    euros and children under seven get in free.";
+        assert!(!features::fits(text, MIN_MODEL_ANSWER_TOKENS) && features::fits(text, SHORT_REPLY_TOKENS));
+        let v = verdict(text, FLAGS, 0.2).await;
+        assert_eq!(v.kind, VerdictKind::Answer, "{v:?}");
+        assert!(overruled(&v), "{v:?}");
+        let v = verdict(text, FLAGS, 0.6).await;
+        assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
+        let v = verdict(text, RELEASES, 0.95).await;
+        assert!(v.class().is_non_answer(), "{v:?}");
+        assert!(v.evidence.iter().any(|e| e.source == "fixed:short"), "{v:?}");
+        assert_eq!(verdict(text, RELEASES, 0.6).await.kind, VerdictKind::Answer);
+    }
+
+    /// The review reaches neither a reply with a refusal formula (the combiner's, as before)
+    /// nor a longer answer.
+    #[tokio::test]
+    async fn a_reply_with_a_formula_or_a_long_answer_is_the_combiners() {
+        let formula = "I'm sorry, but I can't help with that request. If you have other questions about \
+                       the museum, its opening hours or its tickets, ask me anytime.";
+        let v = verdict(formula, FLAGS, 0.0).await;
+        assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
+        let long = "The museum opens at ten. ".repeat(12);
+        assert!(!features::fits(&long, SHORT_REPLY_TOKENS));
+        let v = verdict(&long, FLAGS, 0.0).await;
+        assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
+    }
 }

@@ -15,11 +15,10 @@ use crate::classify::short_head::{NgramShortHead, ShortHead};
 use crate::classify::train::LinearHead;
 use crate::detect::{Detectors, Observation};
 use crate::judge::fit::short::{
-    choose_threshold, out_of_source, render, short_indices, ShortReader, ShortRow, MAX_SHORT_FALSE_FLAGS,
+    choose_thresholds, out_of_source, render, short_indices, ShortReader, ShortRow, ShortThresholds,
+    MAX_SHORT_FALSE_FLAGS,
 };
 use crate::judge::fit::{embed_cached, read_rows, short_only_sources, Source};
-use crate::judge::Models;
-use crate::verdict::VerdictClass;
 
 use super::{load_encoder, today, write_parent, TrainArgs};
 
@@ -50,9 +49,9 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
         }
         None => vec![None; texts.len()],
     };
-    // Which replies the patterns let pass: the embedded default's verdict with no
-    // short-reply head (the shipped one was trained on these rows).
-    let detectors = Detectors::default().models(Models::embedded_without_short_head());
+    // Which replies the patterns let pass: the patterns' verdict alone, the rule combiner's,
+    // read as `judge::decide` reads it before a short-reply head reads a reply.
+    let detectors = Detectors::default().threshold(0.5);
     let short_rows: Vec<ShortRow> = short
         .iter()
         .zip(vectors)
@@ -64,7 +63,7 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
                 source: r.source,
                 lang: r.lang.clone(),
                 label: r.label,
-                passed: verdict.class() == VerdictClass::Answer,
+                passed: crate::judge::short_reply_passes(&verdict, &text),
                 text,
                 vector,
             }
@@ -82,10 +81,11 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     );
     let mut report = format!(
         "# The short-reply heads, leave-one-source-out (refusal-guard train --short-head-only, {})\n\n\
-         Short replies: whole answers of at most {} words or CJK characters. Counted on the ones the patterns read as \
+         Short replies: whole answers of at most {} words or CJK characters (one line or less: at most {}). Counted on the ones the patterns read as \
          answers (the only ones the heads judge); each source read by a head trained without it, at the lowest \
          threshold that flags at most {:.0}% of the other sources' pattern-passed short answers.\n",
         today(),
+        crate::judge::SHORT_REPLY_TOKENS,
         crate::judge::features::PART_TOKENS,
         MAX_SHORT_FALSE_FLAGS * 100.0,
     );
@@ -101,7 +101,7 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     )?;
     NgramShortHead {
         head,
-        non_answer_from: threshold,
+        thresholds: threshold,
     }
     .save(out, info.clone())?;
     if let Some(enc) = &encoder {
@@ -110,7 +110,7 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
         section(&mut report, "The e5 tier's head", out, threshold, &table)?;
         ShortHead {
             head,
-            non_answer_from: threshold,
+            thresholds: threshold,
             encoder_sha256: Some(enc.sha256().to_string()),
         }
         .save(out, info)?;
@@ -122,14 +122,14 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     Ok(())
 }
 
-/// A head of kind `R` on every row, its threshold from every row's out-of-source reading,
+/// A head of kind `R` on every row, its thresholds from every row's out-of-source reading,
 /// and the leave-one-source-out table.
 fn fit<R: ShortReader>(
     rows: &[ShortRow],
     sources: &[Source],
-) -> Result<(R, f32, String), Box<dyn std::error::Error>> {
+) -> Result<(R, ShortThresholds, String), Box<dyn std::error::Error>> {
     let held_out = out_of_source::<R>(rows, sources.len())?;
-    let threshold = choose_threshold(rows, &held_out, |_| true);
+    let threshold = choose_thresholds(rows, &held_out, |_| true);
     let all: Vec<&ShortRow> = rows.iter().collect();
     Ok((
         R::fit(&all)?,
@@ -139,9 +139,18 @@ fn fit<R: ShortReader>(
 }
 
 /// Adds a head's section to the report, makes its file's folder and says where it goes.
-fn section(report: &mut String, title: &str, out: &Path, threshold: f32, table: &str) -> std::io::Result<()> {
+fn section(
+    report: &mut String,
+    title: &str,
+    out: &Path,
+    threshold: ShortThresholds,
+    table: &str,
+) -> std::io::Result<()> {
     report.push_str(&format!("\n## {title} ({})\n\n{table}", out.display()));
     write_parent(out)?;
-    eprintln!("writing {} (threshold {threshold:.2})", out.display());
+    eprintln!(
+        "writing {} (thresholds, one line / a few sentences: {threshold})",
+        out.display()
+    );
     Ok(())
 }

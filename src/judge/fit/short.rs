@@ -14,6 +14,7 @@ use super::{rate, Row, Source};
 use crate::classify::data::RESPONSE_LABELS;
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramHead;
+pub use crate::classify::short_head::ShortThresholds;
 use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
 use crate::classify::{ClassifyError, ResponseJudgement, ResponseLabel};
 use crate::judge::features;
@@ -22,20 +23,31 @@ use crate::judge::features;
 /// of source, at the threshold it ships with.
 pub const MAX_SHORT_FALSE_FLAGS: f64 = 0.05;
 
-/// The thresholds tried, from 0.30 to 0.99.
-const THRESHOLDS: [f32; 17] = [
+/// The thresholds tried, from 0.30 to 0.999. The top is fine-grained because the n-gram
+/// head, trained hard on little data, puts many readings past 0.99: at 0.99 its
+/// out-of-source one-liners flagged 6.3% of answers, over the bound.
+const THRESHOLDS: [f32; 19] = [
     0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99,
+    0.995, 0.999,
 ];
 
 /// Full-batch steps and learning rate of the head (as the answer head's defaults).
 const STEPS: usize = 300;
 const LEARNING_RATE: f64 = 0.05;
 
-/// Whether a whole answer is a short reply: no longer than the stream window's part
-/// ([`features::PART_TOKENS`]), the texts the pipeline leaves to the patterns.
+/// Whether a whole answer is a short reply: no longer than
+/// [`crate::judge::SHORT_REPLY_TOKENS`], the complete answers a short-reply head decides
+/// where the patterns let them pass.
 pub fn is_short(text: &str) -> bool {
     let t = text.trim();
-    !t.is_empty() && features::fits(t, features::PART_TOKENS)
+    !t.is_empty() && features::fits(t, crate::judge::SHORT_REPLY_TOKENS)
+}
+
+/// Whether a short reply is one line or less (at most [`features::PART_TOKENS`] tokens, the
+/// replies no answer model ever read), rather than a few sentences: the report pools the two
+/// apart.
+pub fn is_one_line(text: &str) -> bool {
+    features::fits(text.trim(), features::PART_TOKENS)
 }
 
 /// One short reply, as the heads are trained and scored on it.
@@ -196,9 +208,41 @@ pub fn choose_threshold(rows: &[ShortRow], p: &[Option<f32>], keep: impl Fn(&Sho
         .unwrap_or(THRESHOLDS[THRESHOLDS.len() - 1])
 }
 
+/// The thresholds of each range of short replies, chosen apart on the rows `keep` selects
+/// ([`choose_threshold`]): a reply of one line or less and one of a few sentences read
+/// differently (a few sentences hold more of the answer), so one bound on the answers
+/// flagged is kept in each.
+pub fn choose_thresholds(
+    rows: &[ShortRow],
+    p: &[Option<f32>],
+    keep: impl Fn(&ShortRow) -> bool,
+) -> ShortThresholds {
+    ShortThresholds {
+        one_line: choose_threshold(rows, p, |r| keep(r) && is_one_line(&r.text)),
+        sentences: choose_threshold(rows, p, |r| keep(r) && !is_one_line(&r.text)),
+    }
+}
+
+/// The counts of the rows `keep` selects, each read at its range's threshold.
+pub fn counts_by_range(
+    rows: &[ShortRow],
+    p: &[Option<f32>],
+    t: ShortThresholds,
+    keep: impl Fn(&ShortRow) -> bool,
+) -> ShortCounts {
+    let one = counts(rows, p, t.one_line, |r| keep(r) && is_one_line(&r.text));
+    let more = counts(rows, p, t.sentences, |r| keep(r) && !is_one_line(&r.text));
+    ShortCounts {
+        found: one.found + more.found,
+        non_answers: one.non_answers + more.non_answers,
+        flagged: one.flagged + more.flagged,
+        answers: one.answers + more.answers,
+    }
+}
+
 /// The report: per held-out source and language, the pattern-passed short replies and what
 /// the head trained without the source finds at the threshold chosen without it.
-pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped: f32) -> String {
+pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped: ShortThresholds) -> String {
     let mut s = String::new();
     s.push_str(
         "| held-out source | lang | short replies | the patterns let pass: non-answers / answers | threshold chosen without it | non-answers found | answers flagged |\n|---|---|---|---|---|---|---|\n",
@@ -210,10 +254,10 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
     }
     let mut pooled = ShortCounts::default();
     for (src, lang) in groups.keys() {
-        let t = choose_threshold(rows, p, |r| r.source != *src);
+        let t = choose_thresholds(rows, p, |r| r.source != *src);
         let of_lang = |r: &ShortRow| r.source == *src && (lang == "all" || &r.lang == lang);
         let n = rows.iter().filter(|r| of_lang(r)).count();
-        let c = counts(rows, p, t, of_lang);
+        let c = counts_by_range(rows, p, t, of_lang);
         if lang == "all" {
             pooled.found += c.found;
             pooled.non_answers += c.non_answers;
@@ -221,7 +265,7 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
             pooled.answers += c.answers;
         }
         s.push_str(&format!(
-            "| {} | {lang} | {n} | {} / {} | {t:.2} | {} | {} |\n",
+            "| {} | {lang} | {n} | {} / {} | {t} | {} | {} |\n",
             sources[*src].name,
             c.non_answers,
             c.answers,
@@ -229,8 +273,29 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
             rate(c.flagged, c.answers),
         ));
     }
+    for (name, one_line) in [("one line or less", true), ("a few sentences", false)] {
+        let mut c = ShortCounts::default();
+        for src in groups.keys().filter(|(_, l)| l == "all").map(|(s, _)| *s) {
+            let t = choose_thresholds(rows, p, |r| r.source != src);
+            let part = counts_by_range(rows, p, t, |r| {
+                r.source == src && is_one_line(&r.text) == one_line
+            });
+            c.found += part.found;
+            c.non_answers += part.non_answers;
+            c.flagged += part.flagged;
+            c.answers += part.answers;
+        }
+        let n = rows.iter().filter(|r| is_one_line(&r.text) == one_line).count();
+        s.push_str(&format!(
+            "| every source, pooled: {name} | all | {n} | {} / {} | (each its own) | {} | {} |\n",
+            c.non_answers,
+            c.answers,
+            rate(c.found, c.non_answers),
+            rate(c.flagged, c.answers),
+        ));
+    }
     s.push_str(&format!(
-        "| every source, pooled | all | {} | {} / {} | (each its own) | {} | {} |\n\nThe shipped head is trained on every source; its threshold, chosen on every source's out-of-source readings: {shipped:.2}.\n",
+        "| every source, pooled | all | {} | {} / {} | (each its own) | {} | {} |\n\nThe shipped head is trained on every source; its thresholds, chosen on every source's out-of-source readings: {shipped}.\n",
         rows.len(),
         pooled.non_answers,
         pooled.answers,
@@ -256,10 +321,39 @@ mod tests {
     }
 
     #[test]
-    fn short_means_no_longer_than_the_part() {
-        assert!(is_short("Hard pass."));
+    fn short_means_a_few_sentences_and_one_line_means_the_part() {
+        assert!(is_short("Hard pass.") && is_one_line("Hard pass."));
         assert!(!is_short(""));
-        assert!(!is_short(&"word ".repeat(features::PART_TOKENS + 1)));
+        let sentences = "word ".repeat(features::PART_TOKENS + 1);
+        assert!(is_short(&sentences) && !is_one_line(&sentences));
+        assert!(!is_short(&"word ".repeat(crate::judge::SHORT_REPLY_TOKENS + 1)));
+    }
+
+    #[test]
+    fn each_range_gets_its_own_threshold() {
+        // One-liners: answers read 0.2, a non-answer 0.6. Replies of a few sentences:
+        // answers read 0.7 (the combiner's brevity, say), a non-answer 0.9. One threshold
+        // for both would flag every longer answer at 0.6 or give up the one-liner at 0.9.
+        let long = "word ".repeat(features::PART_TOKENS + 4);
+        let mut rows = Vec::new();
+        let mut p = Vec::new();
+        for (text, label, x) in [
+            ("Sure, 4.", ResponseLabel::Answer, 0.2),
+            ("Not doing that.", ResponseLabel::Refusal, 0.6),
+            (long.as_str(), ResponseLabel::Answer, 0.7),
+            (long.as_str(), ResponseLabel::Refusal, 0.9),
+        ] {
+            for _ in 0..5 {
+                let mut r = row(0, label, x);
+                r.text = text.to_string();
+                rows.push(r);
+                p.push(Some(x));
+            }
+        }
+        let t = choose_thresholds(&rows, &p, |_| true);
+        assert_eq!((t.one_line, t.sentences), (0.30, 0.75));
+        let c = counts_by_range(&rows, &p, t, |_| true);
+        assert_eq!((c.found, c.non_answers, c.flagged, c.answers), (10, 10, 0, 10));
     }
 
     #[test]
