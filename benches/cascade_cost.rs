@@ -183,6 +183,10 @@ fn forget_prompts(setup: &Setup) {
 fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
     let mut costs = Costs::default();
     let rules = Detectors::default().threshold(0.5);
+    // Only an escalation reader's short-reply head is an encoder pass (`e5:prompts` judges
+    // answers with the embedded default, whose head is the n-gram one).
+    let encoder_reads_short =
+        matches!(setup.detectors.decision(), Decision::Learned(m) if m.escalation.is_some());
     for r in records {
         forget_prompts(setup);
         let wall = Instant::now();
@@ -194,7 +198,8 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
         if let Some(enc) = &setup.encoder {
             let prefix = format!("{enc} ");
             let asked = verdict.evidence.iter().any(|e| &e.source == enc);
-            costs.escalated += usize::from(asked || short_head_read(r, part, &rules));
+            costs.escalated +=
+                usize::from(asked || (encoder_reads_short && short_head_read(r, part, &rules)));
             costs.harm_by_encoder += usize::from(verdict.evidence.iter().any(|e| {
                 e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with(&prefix)
             }));
