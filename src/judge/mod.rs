@@ -647,9 +647,10 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
             &rules::combine(evidence.clone(), 0.5, observation),
             observation.text,
         );
-    let head = match review {
-        true => short_head_reading(models, observation).await,
-        false => None,
+    let head = if review {
+        short_head_reading(models, observation).await
+    } else {
+        None
     };
     let verdict = by_combiner(models, evidence, observation).await;
     match head {
