@@ -63,7 +63,7 @@ pub struct ShortThresholds {
 impl ShortThresholds {
     /// The threshold for `text`, by its length.
     pub fn for_text(&self, text: &str) -> f32 {
-        if crate::judge::features::fits(text.trim(), crate::judge::features::PART_TOKENS) {
+        if crate::judge::features::is_one_line(text) {
             self.one_line
         } else {
             self.sentences

@@ -174,6 +174,14 @@ pub fn fits(text: &str, tokens: usize) -> bool {
     window(text, tokens).len() == text.len()
 }
 
+/// Whether `text` is a reply of one line or less: no longer than the stream window's part
+/// ([`PART_TOKENS`]). No answer model reads such a text; a short-reply head does, at its
+/// one-line threshold (`classify::short_head::ShortThresholds`). (Whitespace counts as no
+/// token, so a padded text is as long as its trimmed self.)
+pub fn is_one_line(text: &str) -> bool {
+    fits(text, PART_TOKENS)
+}
+
 /// The opening and the ending the n-gram model reads apart from the whole text, each `None`
 /// where it is the whole text (a short text is its own opening and ending, and is read
 /// once). The pipeline ([`super::answer_probs`]) and training ([`super::fit::read_parts`])

@@ -361,8 +361,9 @@ fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
 ///
 /// Since 2026-12-06 (thirty-fourth session) the e5 tier reads short answers with a head of
 /// its own instead ([`crate::classify::short_head`], trained on short replies only, the
-/// development set above among them): on the never-read twin 120 of 160 found, answers
-/// flagged 7 of 78 (as retrained in the thirty-fifth session). This rule stays for an escalation tier without such a head (`minilm`).
+/// development set above among them): on the never-read twin 122 of 160 found, answers
+/// flagged 8 of 78 (as retrained in the thirty-fifth session). This rule stays for an
+/// escalation tier without such a head (`minilm`).
 pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
 
 /// The verdict on a complete short answer the patterns read as an answer: by a short-reply
@@ -421,8 +422,7 @@ async fn short_verdict(
 /// answer alone. `train --short-head-only` marks its rows with this.
 pub fn short_reply_passes(by_patterns: &Verdict, text: &str) -> bool {
     by_patterns.kind == VerdictKind::Answer
-        && (features::fits(text, MIN_MODEL_ANSWER_TOKENS)
-            || !by_patterns.evidence.iter().any(|e| e.suggests.is_non_answer()))
+        && (features::is_one_line(text) || !by_patterns.evidence.iter().any(|e| e.suggests.is_non_answer()))
 }
 
 /// What a short-reply head reads of a short reply the patterns let pass, with the tier whose
@@ -474,7 +474,8 @@ async fn reviewed_by_short_head(
             suggests: VerdictClass::Answer,
             score: 1.0 - short.non_answer(),
             reason: format!(
-                "a reply of a few sentences no pattern reads; {tier}'s short-reply head reads an answer                  (non-answer {:.3}, under {SHORT_REPLY_VETO_BELOW}): the combiner's {} is overruled",
+                "a reply of a few sentences no pattern reads; {tier}'s short-reply head reads an answer \
+                 (non-answer {:.3}, under {SHORT_REPLY_VETO_BELOW}): the combiner's {} is overruled",
                 short.non_answer(),
                 verdict.class()
             ),

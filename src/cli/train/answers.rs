@@ -5,9 +5,10 @@
 
 use crate::classify::data::RESPONSE_LABELS;
 use crate::classify::e5;
+use crate::classify::ResponseJudgement;
 use crate::judge::fit::{
     answer_subset, band_sweep, combiner_out_of_source, escalation_rate, final_encoder_head, final_ngram,
-    judgement, nested_thresholds, out_of_source, render, render_band_sweep, render_window_escalation, score,
+    nested_thresholds, out_of_source, render, render_band_sweep, render_window_escalation, score,
     train_combiner, window_escalation, window_escalation_sweep, window_recall, write_stack, FitConfig, Row,
     Source, Thresholds, BAND_F1_SLACK, BAND_SWEEP_CAPS, MAX_WINDOW_FALSE_STOPS,
 };
@@ -70,7 +71,7 @@ pub(super) fn train(
         predictions.encoder = Some(
             held_out
                 .into_iter()
-                .map(|p| p.map(|p| judgement(&labels, p)))
+                .map(|p| p.map(|p| ResponseJudgement::from_labels(&labels, p)))
                 .collect(),
         );
         response_vectors = Some(tuned.head(&RESPONSE_LABELS)?);

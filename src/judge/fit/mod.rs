@@ -322,17 +322,12 @@ fn examples(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Example> {
         .collect()
 }
 
-/// A head's class probabilities (in `labels`' order) as a judgement.
-pub fn judgement(labels: &[String], p: Vec<f32>) -> ResponseJudgement {
-    ResponseJudgement::from_labels(labels, p)
-}
-
 fn ngram_judge(head: &NgramHead, text: &str) -> ResponseJudgement {
-    judgement(&head.config.labels, head.forward(text))
+    ResponseJudgement::from_labels(&head.config.labels, head.forward(text))
 }
 
 fn encoder_judge(head: &LinearHead, v: &[f32]) -> ResponseJudgement {
-    judgement(&head.labels, head.forward(v))
+    ResponseJudgement::from_labels(&head.labels, head.forward(v))
 }
 
 /// The n-gram head's reading of a text, of its opening and of its ending, as

@@ -43,13 +43,6 @@ pub fn is_short(text: &str) -> bool {
     !t.is_empty() && features::fits(t, crate::judge::SHORT_REPLY_TOKENS)
 }
 
-/// Whether a short reply is one line or less (at most [`features::PART_TOKENS`] tokens, the
-/// replies no answer model ever read), rather than a few sentences: the report pools the two
-/// apart.
-pub fn is_one_line(text: &str) -> bool {
-    features::fits(text.trim(), features::PART_TOKENS)
-}
-
 /// One short reply, as the heads are trained and scored on it.
 #[derive(Debug, Clone)]
 pub struct ShortRow {
@@ -218,8 +211,8 @@ pub fn choose_thresholds(
     keep: impl Fn(&ShortRow) -> bool,
 ) -> ShortThresholds {
     ShortThresholds {
-        one_line: choose_threshold(rows, p, |r| keep(r) && is_one_line(&r.text)),
-        sentences: choose_threshold(rows, p, |r| keep(r) && !is_one_line(&r.text)),
+        one_line: choose_threshold(rows, p, |r| keep(r) && features::is_one_line(&r.text)),
+        sentences: choose_threshold(rows, p, |r| keep(r) && !features::is_one_line(&r.text)),
     }
 }
 
@@ -230,8 +223,10 @@ pub fn counts_by_range(
     t: ShortThresholds,
     keep: impl Fn(&ShortRow) -> bool,
 ) -> ShortCounts {
-    let one = counts(rows, p, t.one_line, |r| keep(r) && is_one_line(&r.text));
-    let more = counts(rows, p, t.sentences, |r| keep(r) && !is_one_line(&r.text));
+    let one = counts(rows, p, t.one_line, |r| keep(r) && features::is_one_line(&r.text));
+    let more = counts(rows, p, t.sentences, |r| {
+        keep(r) && !features::is_one_line(&r.text)
+    });
     ShortCounts {
         found: one.found + more.found,
         non_answers: one.non_answers + more.non_answers,
@@ -278,14 +273,17 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
         for src in groups.keys().filter(|(_, l)| l == "all").map(|(s, _)| *s) {
             let t = choose_thresholds(rows, p, |r| r.source != src);
             let part = counts_by_range(rows, p, t, |r| {
-                r.source == src && is_one_line(&r.text) == one_line
+                r.source == src && features::is_one_line(&r.text) == one_line
             });
             c.found += part.found;
             c.non_answers += part.non_answers;
             c.flagged += part.flagged;
             c.answers += part.answers;
         }
-        let n = rows.iter().filter(|r| is_one_line(&r.text) == one_line).count();
+        let n = rows
+            .iter()
+            .filter(|r| features::is_one_line(&r.text) == one_line)
+            .count();
         s.push_str(&format!(
             "| every source, pooled: {name} | all | {n} | {} / {} | (each its own) | {} | {} |\n",
             c.non_answers,
@@ -322,10 +320,10 @@ mod tests {
 
     #[test]
     fn short_means_a_few_sentences_and_one_line_means_the_part() {
-        assert!(is_short("Hard pass.") && is_one_line("Hard pass."));
+        assert!(is_short("Hard pass.") && features::is_one_line("Hard pass."));
         assert!(!is_short(""));
         let sentences = "word ".repeat(features::PART_TOKENS + 1);
-        assert!(is_short(&sentences) && !is_one_line(&sentences));
+        assert!(is_short(&sentences) && !features::is_one_line(&sentences));
         assert!(!is_short(&"word ".repeat(crate::judge::SHORT_REPLY_TOKENS + 1)));
     }
 
