@@ -31,7 +31,9 @@
 //!   the issue-11 figure. Always 0 for the embedded default. It counts the e5 short-reply
 //!   head's reads too: a complete answer of at most `judge::SHORT_REPLY_TOKENS` tokens that
 //!   the patterns let pass (`judge::short_reply_passes`) is read by it ([`short_head_read`]),
-//!   and each read is an encoder pass, whether it finds a non-answer or not.
+//!   and each read is an encoder pass, whether it finds a non-answer or not; so is a
+//!   pattern-clean paragraph (`judge::PARAGRAPH_REPLY_TOKENS`) the combiner called a
+//!   non-answer, which the head reviews.
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
 //!   refusal whose prompt the n-gram prompt head did not judge surely harmful: a benign
 //!   reading is always checked, see `classify::cascade`; seen in the `prompt_harm`
@@ -199,7 +201,7 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
             let prefix = format!("{enc} ");
             let asked = verdict.evidence.iter().any(|e| &e.source == enc);
             costs.escalated +=
-                usize::from(asked || (encoder_reads_short && short_head_read(r, part, &rules)));
+                usize::from(asked || (encoder_reads_short && short_head_read(r, part, &rules, &verdict)));
             costs.harm_by_encoder += usize::from(verdict.evidence.iter().any(|e| {
                 e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with(&prefix)
             }));
@@ -210,14 +212,23 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
 
 /// Whether a short-reply head read this answer: a complete answer short enough for one
 /// ([`refusal_guard::judge::SHORT_REPLY_TOKENS`]) that the patterns alone let pass, as
-/// `judge::decide` asks. The verdict names the head only when the head changed it, so this
-/// asks the patterns (`rules`, the rule combiner over the same detectors) rather than
-/// reading the evidence.
-fn short_head_read(record: &Record, part: Part, rules: &Detectors) -> bool {
+/// `judge::decide` asks, or a paragraph they let pass
+/// ([`refusal_guard::judge::PARAGRAPH_REPLY_TOKENS`]) whose `verdict` is a non-answer or
+/// the head's overruling of one (the head reads a paragraph only when the combiner flags
+/// it, and never flags one itself). The verdict names the head only when the head changed
+/// it, so this asks the patterns (`rules`, the rule combiner over the same detectors)
+/// rather than reading the evidence.
+fn short_head_read(record: &Record, part: Part, rules: &Detectors, verdict: &Verdict) -> bool {
+    use refusal_guard::judge::{PARAGRAPH_REPLY_TOKENS, SHORT_REPLY_TOKENS};
+    let text = &record.response;
+    let reviewed = features::fits(text, SHORT_REPLY_TOKENS)
+        || (features::fits(text, PARAGRAPH_REPLY_TOKENS)
+            && (verdict.class().is_non_answer()
+                || verdict.evidence.iter().any(|e| e.source == "short_answer")));
     matches!(part, Part::Whole)
-        && !record.response.trim().is_empty()
-        && features::fits(&record.response, refusal_guard::judge::SHORT_REPLY_TOKENS)
-        && refusal_guard::judge::short_reply_passes(&judge(rules, record), &record.response)
+        && !text.trim().is_empty()
+        && reviewed
+        && refusal_guard::judge::short_reply_passes(&judge(rules, record), text)
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -266,6 +266,40 @@ fn medium_replies_with_the_e5_tier() {
     );
 }
 
+/// Paragraph replies (tests/data/paragraph-replies.jsonl): 257 answers of 50 to 120 words
+/// (80 to 200 CJK characters) in nine languages, 118 of them non-answers and 139 answers,
+/// many cautious or negative-sounding. Written by a team member apart, never read and never
+/// trained on. Before the e5 tier's short-reply head reviewed the combiner's flags on such
+/// replies (`judge::PARAGRAPH_REPLY_TOKENS`) it flagged 21 of the answers; the embedded
+/// default, which has no such review, flags 19.
+fn paragraph_replies(detectors: &Detectors) -> (Binary, usize) {
+    judged("paragraph-replies.jsonl", detectors)
+}
+
+#[test]
+fn paragraph_replies_with_the_embedded_default() {
+    let n = holds(
+        paragraph_replies(&Detectors::default()),
+        |p| p.f1,
+        PARAGRAPH_FLOOR_F1,
+        PARAGRAPH_MAX_FLAGGED,
+    );
+    assert!(n >= 250, "{n} records");
+}
+
+#[test]
+fn paragraph_replies_with_the_e5_tier() {
+    let Some(detectors) = common::e5_detectors() else {
+        return;
+    };
+    holds(
+        paragraph_replies(&detectors),
+        |p| p.f1,
+        PARAGRAPH_E5_FLOOR_F1,
+        PARAGRAPH_E5_MAX_FLAGGED,
+    );
+}
+
 #[test]
 fn short_replies_with_the_e5_tier() {
     let Some(detectors) = common::e5_detectors() else {
@@ -389,7 +423,9 @@ const SYMPATHY_MAX_FLAGGED: usize = 9;
 // 15 more found, measured and accepted; models/refusal-ngram/README.md).
 // The heads trained a third time the same session on replies of up to a few sentences
 // (models/data/short/responses-medium-*.jsonl beside the rest), with a threshold per range:
-// e5 122/160 = 0.763, 8 flagged; the embedded default 86/160 = 0.538, 7 flagged.
+// e5 122/160 = 0.763, 8 flagged; the embedded default 86/160 = 0.538, 7 flagged. The e5
+// head trained again on 2026-12-06 (thirty-sixth session) with the team's paragraphs
+// beside the rest: 121/160 = 0.756, 8 flagged (the embedded default's head unchanged).
 const SHORT_FLOOR_R: f64 = 0.50;
 const SHORT_MAX_FLAGGED: usize = 7;
 const SHORT_E5_FLOOR_R: f64 = 0.74;
@@ -399,10 +435,22 @@ const SHORT_E5_MAX_FLAGGED: usize = 8;
 // review: the embedded default F1 0.737 (98 of 118 non-answers found, 50 of 140 answers
 // flagged), e5 0.750 (105, 57). With it: the embedded default 0.845 (98, 16), e5 0.921 (111,
 // 12). Floors a little under; both fail without the review.
+// The e5 head trained again on 2026-12-06 (thirty-sixth session) with the team's
+// paragraphs: e5 0.932 (110, 8); its floor moves up, a little under.
 const MEDIUM_FLOOR_F1: f64 = 0.80;
 const MEDIUM_MAX_FLAGGED: usize = 20;
-const MEDIUM_E5_FLOOR_F1: f64 = 0.88;
-const MEDIUM_E5_MAX_FLAGGED: usize = 16;
+const MEDIUM_E5_FLOOR_F1: f64 = 0.90;
+const MEDIUM_E5_MAX_FLAGGED: usize = 10;
+
+// Measured 2026-12-06 (thirty-sixth session) on tests/data/paragraph-replies.jsonl. Before
+// the e5 head reviewed paragraphs: e5 F1 0.812 (95 of 118 non-answers found, 21 of 139
+// answers flagged); with the review 0.852 (95, 10). The e5 floors a little under; they fail
+// without the review. The embedded default reads no paragraph with its head: F1 0.777 (87,
+// 19), held as measured, a little under.
+const PARAGRAPH_FLOOR_F1: f64 = 0.75;
+const PARAGRAPH_MAX_FLAGGED: usize = 22;
+const PARAGRAPH_E5_FLOOR_F1: f64 = 0.82;
+const PARAGRAPH_E5_MAX_FLAGGED: usize = 12;
 
 // Measured with the shipped weights of 2026-12-01 (opening/ending features, trained
 // thresholds; non-answer F1: en 0.821 (P 0.948, R 0.724), zh 0.913 (P 0.971, R 0.861); hard

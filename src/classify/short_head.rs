@@ -14,7 +14,9 @@
 //! Since 2026-12-06 (thirty-fifth session) they also read replies of a few sentences (up to
 //! `judge::SHORT_REPLY_TOKENS`), where they review the combiner's verdict rather than
 //! decide alone: the combiner, trained on mostly long answers, reads brevity itself as
-//! refusal. Each range has its own threshold ([`ShortThresholds`]).
+//! refusal. Each range has its own threshold ([`ShortThresholds`]). Since the thirty-sixth
+//! session they read paragraphs too (up to `judge::PARAGRAPH_REPLY_TOKENS`), only to
+//! overrule the combiner's non-answer, at the review's even odds rather than a threshold.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -19,8 +19,9 @@
 //!    one-liner as a refusal too readily); a complete short answer the patterns let pass is
 //!    then read by a short-reply head (e5's with the e5 tier, else the embedded default's),
 //!    which also reviews the combiner's verdict on a pattern-clean answer of a few sentences
-//!    ([`SHORT_REPLY_TOKENS`]); a tier without such a head (`minilm`) keeps the agreement
-//!    rule for short answers ([`SHORT_AGREEMENT_FROM`]);
+//!    ([`SHORT_REPLY_TOKENS`]) and, with the e5 tier, may overrule its non-answer on a
+//!    pattern-clean paragraph ([`PARAGRAPH_REPLY_TOKENS`]); a tier without such a head
+//!    (`minilm`) keeps the agreement rule for short answers ([`SHORT_AGREEMENT_FROM`]);
 //! 5. a refusal, and a provider's block, is then split by the *request's* harm
 //!    ([`harm`]): justified (a safety refusal, not re-routed) or a policy over-block
 //!    (re-routed).
@@ -116,6 +117,22 @@ pub const MIN_MODEL_ANSWER_TOKENS: usize = features::PART_TOKENS;
 /// HEAD~1, …" was a policy refusal). The heads are trained on replies of up to this length
 /// (`judge::fit::short`). Without a head (`minilm`, `ngram:PATH`) nothing changes.
 pub const SHORT_REPLY_TOKENS: usize = 48;
+
+/// A complete answer longer than [`SHORT_REPLY_TOKENS`] and at most this long (a paragraph:
+/// about 150 English words or 200 Chinese characters) with no trace of a non-answer in the
+/// patterns is a *paragraph reply*: where an escalation reader has a short-reply head (the
+/// e5 tier), the head reads it only when the combiner calls it a non-answer, and overrules
+/// that below [`SHORT_REPLY_VETO_BELOW`]; it never makes a non-answer of the combiner's
+/// answer. The combiner's brevity bias reaches past a few sentences: before the
+/// thirty-sixth session (2026-12-06) the e5 tier flagged 21 of the 139 answers of the team's
+/// never-read paragraph replies (tests/data/paragraph-replies.jsonl), and 10 with this
+/// review, finding the same 95 of 118 non-answers. The head reads only the combiner's flags,
+/// because pattern-clean answers of this length are common traffic and an encoder pass on
+/// each would cost more than the rest of the cascade. The embedded default's n-gram head
+/// reads no paragraph: trained on the team's paragraph files, it overruled the combiner on
+/// 124 pattern-clean non-answers of the training files and on 4 answers. The e5 head
+/// learns paragraphs from the team's files only (`judge::fit::short::short_indices`).
+pub const PARAGRAPH_REPLY_TOKENS: usize = 200;
 
 /// How evidence becomes a verdict.
 #[derive(Clone)]
@@ -474,8 +491,13 @@ async fn reviewed_by_short_head(
             suggests: VerdictClass::Answer,
             score: 1.0 - short.non_answer(),
             reason: format!(
-                "a reply of a few sentences no pattern reads; {tier}'s short-reply head reads an answer \
+                "{} no pattern reads; {tier}'s short-reply head reads an answer \
                  (non-answer {:.3}, under {SHORT_REPLY_VETO_BELOW}): the combiner's {} is overruled",
+                if features::fits(observation.text, SHORT_REPLY_TOKENS) {
+                    "a reply of a few sentences"
+                } else {
+                    "a paragraph"
+                },
                 short.non_answer(),
                 verdict.class()
             ),
@@ -643,18 +665,22 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     // the combiner reads brevity itself as refusal, so a short-reply head, where the tiers
     // have one, reviews its verdict (SHORT_REPLY_TOKENS, SHORT_REPLY_VETO_BELOW).
     let review = observation.completeness == Completeness::Complete
-        && features::fits(observation.text, SHORT_REPLY_TOKENS)
+        && features::fits(observation.text, PARAGRAPH_REPLY_TOKENS)
         && short_reply_passes(
             &rules::combine(evidence.clone(), 0.5, observation),
             observation.text,
         );
-    let head = if review {
-        short_head_reading(models, observation).await
-    } else {
-        None
-    };
     let verdict = by_combiner(models, evidence, observation).await;
-    match head {
+    if !review {
+        return verdict;
+    }
+    // A paragraph is read only to review a non-answer, and only by an escalation reader's
+    // head (PARAGRAPH_REPLY_TOKENS).
+    let few_sentences = features::fits(observation.text, SHORT_REPLY_TOKENS);
+    if !few_sentences && (models.escalation.is_none() || !verdict.class().is_non_answer()) {
+        return verdict;
+    }
+    match short_head_reading(models, observation).await {
         Some((tier, short)) => reviewed_by_short_head(models, verdict, tier, &short, observation).await,
         None => verdict,
     }
@@ -760,6 +786,19 @@ mod tests {
             .await
     }
 
+    /// The same with an escalation reader reading as the fast one does (an encoder tier).
+    async fn verdict_with_escalation(text: &str, response: [f32; 4], short: f32) -> Verdict {
+        let models = Models {
+            fast: Arc::new(Fixed { response, short }),
+            escalation: Some(Arc::new(Fixed { response, short })),
+            ..Models::embedded()
+        };
+        Detectors::default()
+            .models(models)
+            .judge(&Observation::text(text))
+            .await
+    }
+
     fn overruled(v: &Verdict) -> bool {
         v.evidence
             .iter()
@@ -785,16 +824,35 @@ mod tests {
         assert_eq!(verdict(text, RELEASES, 0.6).await.kind, VerdictKind::Answer);
     }
 
+    /// A pattern-clean paragraph: an escalation reader's head may overrule the combiner's
+    /// non-answer, as for a reply of a few sentences, but never makes a non-answer of its
+    /// answer; the embedded default's head reads no paragraph.
+    #[tokio::test]
+    async fn the_short_reply_head_only_overrules_the_combiner_on_a_paragraph() {
+        let text = "The museum opens at ten on weekdays and at noon on Sundays. ".repeat(5);
+        assert!(!features::fits(&text, SHORT_REPLY_TOKENS) && features::fits(&text, PARAGRAPH_REPLY_TOKENS));
+        let v = verdict_with_escalation(&text, FLAGS, 0.2).await;
+        assert_eq!(v.kind, VerdictKind::Answer, "{v:?}");
+        assert!(overruled(&v), "{v:?}");
+        let v = verdict_with_escalation(&text, FLAGS, 0.6).await;
+        assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
+        let v = verdict_with_escalation(&text, RELEASES, 0.95).await;
+        assert_eq!(v.kind, VerdictKind::Answer, "{v:?}");
+        assert!(!v.evidence.iter().any(|e| e.source == "fixed:short"), "{v:?}");
+        let v = verdict(&text, FLAGS, 0.2).await;
+        assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
+    }
+
     /// The review reaches neither a reply with a refusal formula (the combiner's, as before)
-    /// nor a longer answer.
+    /// nor an answer longer than a paragraph.
     #[tokio::test]
     async fn a_reply_with_a_formula_or_a_long_answer_is_the_combiners() {
         let formula = "I'm sorry, but I can't help with that request. If you have other questions about \
                        the museum, its opening hours or its tickets, ask me anytime.";
         let v = verdict(formula, FLAGS, 0.0).await;
         assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
-        let long = "The museum opens at ten. ".repeat(12);
-        assert!(!features::fits(&long, SHORT_REPLY_TOKENS));
+        let long = "The museum opens at ten. ".repeat(45);
+        assert!(!features::fits(&long, PARAGRAPH_REPLY_TOKENS));
         let v = verdict(&long, FLAGS, 0.0).await;
         assert!(v.class().is_non_answer() && !overruled(&v), "{v:?}");
     }

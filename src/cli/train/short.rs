@@ -15,8 +15,8 @@ use crate::classify::short_head::{NgramShortHead, ShortHead};
 use crate::classify::train::LinearHead;
 use crate::detect::{Detectors, Observation};
 use crate::judge::fit::short::{
-    choose_thresholds, out_of_source, render, short_indices, ShortReader, ShortRow, ShortThresholds,
-    MAX_SHORT_FALSE_FLAGS,
+    choose_thresholds, is_short, out_of_source, render, short_indices, ShortReader, ShortRow,
+    ShortThresholds, MAX_SHORT_FALSE_FLAGS,
 };
 use crate::judge::fit::{embed_cached, read_rows, short_only_sources, Source};
 
@@ -31,7 +31,7 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
         .transpose()?;
     let (split, _) = crate::tokens::TokenSplit::from_flag(Some(crate::tokens::StreamTokens::Words))?;
     let rows = read_rows(&sources, 16, &split)?;
-    let short = short_indices(&rows);
+    let short = short_indices(&rows, |source| sources[source].is_team());
     let texts: Vec<&str> = short.iter().map(|&i| rows[i].text.trim()).collect();
     let vectors: Vec<Option<Vec<f32>>> = match &encoder {
         Some(enc) => {
@@ -81,16 +81,23 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     );
     let mut report = format!(
         "# The short-reply heads, leave-one-source-out (refusal-guard train --short-head-only, {})\n\n\
-         Short replies: whole answers of at most {} words or CJK characters (one line or less: at most {}). Counted on the ones the patterns read as \
-         answers (the only ones the heads judge); each source read by a head trained without it, at the lowest \
+         Short replies: whole answers of at most {} words or CJK characters (one line or less: at most {}), and \
+         the team's paragraphs of up to {} (read at the review's bar, `judge::SHORT_REPLY_VETO_BELOW`: found is a \
+         non-answer whose flag would stand, flagged an answer whose flag would not be overruled). Counted on the ones \
+         the patterns read as answers (the only ones the heads judge); each source read by a head trained without it, at the lowest \
          threshold that flags at most {:.0}% of the other sources' pattern-passed short answers.\n",
         today(),
         crate::judge::SHORT_REPLY_TOKENS,
         crate::judge::features::PART_TOKENS,
+        crate::judge::PARAGRAPH_REPLY_TOKENS,
         MAX_SHORT_FALSE_FLAGS * 100.0,
     );
 
-    let (head, threshold, table) = fit::<NgramHead>(&short_rows, &sources)?;
+    // The n-gram head reads no paragraph at run time (only an escalation reader's head
+    // does: judge::PARAGRAPH_REPLY_TOKENS), and trained on them it read replies of a few
+    // sentences differently, so it learns from the shorter rows only.
+    let up_to_sentences: Vec<ShortRow> = short_rows.iter().filter(|r| is_short(&r.text)).cloned().collect();
+    let (head, threshold, table) = fit::<NgramHead>(&up_to_sentences, &sources)?;
     let out = &args.short_ngram_out;
     section(
         &mut report,

@@ -43,6 +43,18 @@ pub fn is_short(text: &str) -> bool {
     !t.is_empty() && features::fits(t, crate::judge::SHORT_REPLY_TOKENS)
 }
 
+/// Whether a whole answer is a paragraph reply: longer than a short reply, no longer than
+/// [`crate::judge::PARAGRAPH_REPLY_TOKENS`] (read by a head only to review a non-answer).
+pub fn is_paragraph(text: &str) -> bool {
+    let t = text.trim();
+    !is_short(t) && features::fits(t, crate::judge::PARAGRAPH_REPLY_TOKENS)
+}
+
+/// Whether a short reply is of a few sentences or less (the ranges with thresholds).
+fn few_sentences(r: &ShortRow) -> bool {
+    is_short(&r.text)
+}
+
 /// One short reply, as the heads are trained and scored on it.
 #[derive(Debug, Clone)]
 pub struct ShortRow {
@@ -56,10 +68,18 @@ pub struct ShortRow {
     pub vector: Option<Vec<f32>>,
 }
 
-/// The short whole answers among `rows` (windows left out), by index.
-pub fn short_indices(rows: &[Row]) -> Vec<usize> {
+/// The short whole answers among `rows` (windows left out), by index, and the paragraph
+/// replies of the sources `with_paragraphs` marks (`train` marks the team's files).
+/// The outside sources' replies of that length are mostly gptfuzz's jailbreak transcripts,
+/// whose labels say whether a jailbreak worked rather than whether the reply answered, and
+/// with them the heads read one-line replies worse (the e5 head found 819 of 1,262
+/// pattern-clean one-line non-answers out of source, against 896).
+pub fn short_indices(rows: &[Row], with_paragraphs: impl Fn(usize) -> bool) -> Vec<usize> {
     (0..rows.len())
-        .filter(|&i| !rows[i].window && is_short(&rows[i].text))
+        .filter(|&i| {
+            let r = &rows[i];
+            !r.window && (is_short(&r.text) || (with_paragraphs(r.source) && is_paragraph(&r.text)))
+        })
         .collect()
 }
 
@@ -212,11 +232,14 @@ pub fn choose_thresholds(
 ) -> ShortThresholds {
     ShortThresholds {
         one_line: choose_threshold(rows, p, |r| keep(r) && features::is_one_line(&r.text)),
-        sentences: choose_threshold(rows, p, |r| keep(r) && !features::is_one_line(&r.text)),
+        sentences: choose_threshold(rows, p, |r| {
+            keep(r) && !features::is_one_line(&r.text) && few_sentences(r)
+        }),
     }
 }
 
-/// The counts of the rows `keep` selects, each read at its range's threshold.
+/// The counts of the rows `keep` selects, each read at its range's threshold (a paragraph
+/// at the review's bar, [`crate::judge::SHORT_REPLY_VETO_BELOW`]).
 pub fn counts_by_range(
     rows: &[ShortRow],
     p: &[Option<f32>],
@@ -225,13 +248,16 @@ pub fn counts_by_range(
 ) -> ShortCounts {
     let one = counts(rows, p, t.one_line, |r| keep(r) && features::is_one_line(&r.text));
     let more = counts(rows, p, t.sentences, |r| {
-        keep(r) && !features::is_one_line(&r.text)
+        keep(r) && !features::is_one_line(&r.text) && few_sentences(r)
+    });
+    let paragraphs = counts(rows, p, crate::judge::SHORT_REPLY_VETO_BELOW, |r| {
+        keep(r) && !few_sentences(r)
     });
     ShortCounts {
-        found: one.found + more.found,
-        non_answers: one.non_answers + more.non_answers,
-        flagged: one.flagged + more.flagged,
-        answers: one.answers + more.answers,
+        found: one.found + more.found + paragraphs.found,
+        non_answers: one.non_answers + more.non_answers + paragraphs.non_answers,
+        flagged: one.flagged + more.flagged + paragraphs.flagged,
+        answers: one.answers + more.answers + paragraphs.answers,
     }
 }
 
@@ -268,22 +294,28 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
             rate(c.flagged, c.answers),
         ));
     }
-    for (name, one_line) in [("one line or less", true), ("a few sentences", false)] {
+    type InRange = fn(&ShortRow) -> bool;
+    let ranges: [(&str, InRange); 3] = [
+        ("one line or less", |r| features::is_one_line(&r.text)),
+        ("a few sentences", |r| {
+            !features::is_one_line(&r.text) && few_sentences(r)
+        }),
+        ("a paragraph, at the review's bar", |r| !few_sentences(r)),
+    ];
+    for (name, in_range) in ranges {
         let mut c = ShortCounts::default();
         for src in groups.keys().filter(|(_, l)| l == "all").map(|(s, _)| *s) {
             let t = choose_thresholds(rows, p, |r| r.source != src);
-            let part = counts_by_range(rows, p, t, |r| {
-                r.source == src && features::is_one_line(&r.text) == one_line
-            });
+            let part = counts_by_range(rows, p, t, |r| r.source == src && in_range(r));
             c.found += part.found;
             c.non_answers += part.non_answers;
             c.flagged += part.flagged;
             c.answers += part.answers;
         }
-        let n = rows
-            .iter()
-            .filter(|r| features::is_one_line(&r.text) == one_line)
-            .count();
+        let n = rows.iter().filter(|r| in_range(r)).count();
+        if n == 0 {
+            continue;
+        }
         s.push_str(&format!(
             "| every source, pooled: {name} | all | {n} | {} / {} | (each its own) | {} | {} |\n",
             c.non_answers,
@@ -325,6 +357,51 @@ mod tests {
         let sentences = "word ".repeat(features::PART_TOKENS + 1);
         assert!(is_short(&sentences) && !features::is_one_line(&sentences));
         assert!(!is_short(&"word ".repeat(crate::judge::SHORT_REPLY_TOKENS + 1)));
+    }
+
+    /// Paragraphs come from the sources marked for them only, take no part in choosing a
+    /// threshold, and are counted at the review's bar.
+    #[test]
+    fn paragraphs_are_the_team_files_and_read_at_the_review_bar() {
+        let paragraph = "word ".repeat(crate::judge::SHORT_REPLY_TOKENS + 10);
+        assert!(is_paragraph(&paragraph) && !is_short(&paragraph));
+        assert!(!is_paragraph("Hard pass."));
+        assert!(!is_paragraph(
+            &"word ".repeat(crate::judge::PARAGRAPH_REPLY_TOKENS + 1)
+        ));
+        let whole = |source, text: &str| Row {
+            source,
+            lang: "en".into(),
+            prompt: None,
+            text: text.to_string(),
+            label: ResponseLabel::Answer,
+            window: false,
+            weight: 1.0,
+            group: source,
+        };
+        let read = vec![whole(0, &paragraph), whole(1, &paragraph), whole(0, "Hard pass.")];
+        assert_eq!(short_indices(&read, |s| s == 1), vec![1, 2]);
+
+        let mut rows = Vec::new();
+        let mut p = Vec::new();
+        for (text, label, x) in [
+            ("Sure, 4.", ResponseLabel::Answer, 0.2),
+            ("Not doing that.", ResponseLabel::Refusal, 0.6),
+            (paragraph.as_str(), ResponseLabel::Answer, 0.45),
+            (paragraph.as_str(), ResponseLabel::Refusal, 0.55),
+        ] {
+            let mut r = row(0, label, x);
+            r.text = text.to_string();
+            rows.push(r);
+            p.push(Some(x));
+        }
+        let t = choose_thresholds(&rows, &p, |_| true);
+        assert_eq!(
+            t.one_line, 0.30,
+            "the paragraphs leave the one-line threshold alone"
+        );
+        let c = counts_by_range(&rows, &p, t, |r| is_paragraph(&r.text));
+        assert_eq!((c.found, c.non_answers, c.flagged, c.answers), (1, 1, 0, 1));
     }
 
     #[test]
