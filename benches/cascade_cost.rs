@@ -219,10 +219,9 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
 /// it, so this asks the patterns (`rules`, the rule combiner over the same detectors)
 /// rather than reading the evidence.
 fn short_head_read(record: &Record, part: Part, rules: &Detectors, verdict: &Verdict) -> bool {
-    use refusal_guard::judge::{PARAGRAPH_REPLY_TOKENS, SHORT_REPLY_TOKENS};
     let text = &record.response;
-    let reviewed = features::fits(text, SHORT_REPLY_TOKENS)
-        || (features::fits(text, PARAGRAPH_REPLY_TOKENS)
+    let reviewed = features::is_few_sentences(text)
+        || (features::is_paragraph(text)
             && (verdict.class().is_non_answer()
                 || verdict.evidence.iter().any(|e| e.source == "short_answer")));
     matches!(part, Part::Whole)

@@ -182,6 +182,19 @@ pub fn is_one_line(text: &str) -> bool {
     fits(text, PART_TOKENS)
 }
 
+/// Whether `text` is a reply of a few sentences or less: no longer than
+/// [`super::SHORT_REPLY_TOKENS`], the replies a short-reply head reviews both ways.
+pub fn is_few_sentences(text: &str) -> bool {
+    fits(text, super::SHORT_REPLY_TOKENS)
+}
+
+/// Whether `text` is a paragraph: longer than a few sentences, no longer than
+/// [`super::PARAGRAPH_REPLY_TOKENS`], the replies a short-reply head reads only to review a
+/// non-answer.
+pub fn is_paragraph(text: &str) -> bool {
+    !is_few_sentences(text) && fits(text, super::PARAGRAPH_REPLY_TOKENS)
+}
+
 /// The opening and the ending the n-gram model reads apart from the whole text, each `None`
 /// where it is the whole text (a short text is its own opening and ending, and is read
 /// once). The pipeline ([`super::answer_probs`]) and training ([`super::fit::read_parts`])

@@ -493,7 +493,7 @@ async fn reviewed_by_short_head(
             reason: format!(
                 "{} no pattern reads; {tier}'s short-reply head reads an answer \
                  (non-answer {:.3}, under {SHORT_REPLY_VETO_BELOW}): the combiner's {} is overruled",
-                if features::fits(observation.text, SHORT_REPLY_TOKENS) {
+                if features::is_few_sentences(observation.text) {
                     "a reply of a few sentences"
                 } else {
                     "a paragraph"
@@ -665,7 +665,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     // the combiner reads brevity itself as refusal, so a short-reply head, where the tiers
     // have one, reviews its verdict (SHORT_REPLY_TOKENS, SHORT_REPLY_VETO_BELOW).
     let review = observation.completeness == Completeness::Complete
-        && features::fits(observation.text, PARAGRAPH_REPLY_TOKENS)
+        && (features::is_few_sentences(observation.text) || features::is_paragraph(observation.text))
         && short_reply_passes(
             &rules::combine(evidence.clone(), 0.5, observation),
             observation.text,
@@ -676,8 +676,9 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     }
     // A paragraph is read only to review a non-answer, and only by an escalation reader's
     // head (PARAGRAPH_REPLY_TOKENS).
-    let few_sentences = features::fits(observation.text, SHORT_REPLY_TOKENS);
-    if !few_sentences && (models.escalation.is_none() || !verdict.class().is_non_answer()) {
+    if features::is_paragraph(observation.text)
+        && (models.escalation.is_none() || !verdict.class().is_non_answer())
+    {
         return verdict;
     }
     match short_head_reading(models, observation).await {

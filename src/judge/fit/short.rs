@@ -40,19 +40,7 @@ const LEARNING_RATE: f64 = 0.05;
 /// where the patterns let them pass.
 pub fn is_short(text: &str) -> bool {
     let t = text.trim();
-    !t.is_empty() && features::fits(t, crate::judge::SHORT_REPLY_TOKENS)
-}
-
-/// Whether a whole answer is a paragraph reply: longer than a short reply, no longer than
-/// [`crate::judge::PARAGRAPH_REPLY_TOKENS`] (read by a head only to review a non-answer).
-pub fn is_paragraph(text: &str) -> bool {
-    let t = text.trim();
-    !is_short(t) && features::fits(t, crate::judge::PARAGRAPH_REPLY_TOKENS)
-}
-
-/// Whether a short reply is of a few sentences or less (the ranges with thresholds).
-fn few_sentences(r: &ShortRow) -> bool {
-    is_short(&r.text)
+    !t.is_empty() && features::is_few_sentences(t)
 }
 
 /// One short reply, as the heads are trained and scored on it.
@@ -78,7 +66,7 @@ pub fn short_indices(rows: &[Row], with_paragraphs: impl Fn(usize) -> bool) -> V
     (0..rows.len())
         .filter(|&i| {
             let r = &rows[i];
-            !r.window && (is_short(&r.text) || (with_paragraphs(r.source) && is_paragraph(&r.text)))
+            !r.window && (is_short(&r.text) || (with_paragraphs(r.source) && features::is_paragraph(&r.text)))
         })
         .collect()
 }
@@ -184,6 +172,15 @@ pub struct ShortCounts {
     pub answers: usize,
 }
 
+impl std::ops::AddAssign for ShortCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.found += other.found;
+        self.non_answers += other.non_answers;
+        self.flagged += other.flagged;
+        self.answers += other.answers;
+    }
+}
+
 impl ShortCounts {
     fn flagged_share(&self) -> f64 {
         self.flagged as f64 / self.answers.max(1) as f64
@@ -233,7 +230,7 @@ pub fn choose_thresholds(
     ShortThresholds {
         one_line: choose_threshold(rows, p, |r| keep(r) && features::is_one_line(&r.text)),
         sentences: choose_threshold(rows, p, |r| {
-            keep(r) && !features::is_one_line(&r.text) && few_sentences(r)
+            keep(r) && !features::is_one_line(&r.text) && is_short(&r.text)
         }),
     }
 }
@@ -248,17 +245,15 @@ pub fn counts_by_range(
 ) -> ShortCounts {
     let one = counts(rows, p, t.one_line, |r| keep(r) && features::is_one_line(&r.text));
     let more = counts(rows, p, t.sentences, |r| {
-        keep(r) && !features::is_one_line(&r.text) && few_sentences(r)
+        keep(r) && !features::is_one_line(&r.text) && is_short(&r.text)
     });
     let paragraphs = counts(rows, p, crate::judge::SHORT_REPLY_VETO_BELOW, |r| {
-        keep(r) && !few_sentences(r)
+        keep(r) && !is_short(&r.text)
     });
-    ShortCounts {
-        found: one.found + more.found + paragraphs.found,
-        non_answers: one.non_answers + more.non_answers + paragraphs.non_answers,
-        flagged: one.flagged + more.flagged + paragraphs.flagged,
-        answers: one.answers + more.answers + paragraphs.answers,
-    }
+    let mut all = one;
+    all += more;
+    all += paragraphs;
+    all
 }
 
 /// The report: per held-out source and language, the pattern-passed short replies and what
@@ -280,10 +275,7 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
         let n = rows.iter().filter(|r| of_lang(r)).count();
         let c = counts_by_range(rows, p, t, of_lang);
         if lang == "all" {
-            pooled.found += c.found;
-            pooled.non_answers += c.non_answers;
-            pooled.flagged += c.flagged;
-            pooled.answers += c.answers;
+            pooled += c;
         }
         s.push_str(&format!(
             "| {} | {lang} | {n} | {} / {} | {t} | {} | {} |\n",
@@ -298,19 +290,15 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
     let ranges: [(&str, InRange); 3] = [
         ("one line or less", |r| features::is_one_line(&r.text)),
         ("a few sentences", |r| {
-            !features::is_one_line(&r.text) && few_sentences(r)
+            !features::is_one_line(&r.text) && is_short(&r.text)
         }),
-        ("a paragraph, at the review's bar", |r| !few_sentences(r)),
+        ("a paragraph, at the review's bar", |r| !is_short(&r.text)),
     ];
     for (name, in_range) in ranges {
         let mut c = ShortCounts::default();
         for src in groups.keys().filter(|(_, l)| l == "all").map(|(s, _)| *s) {
             let t = choose_thresholds(rows, p, |r| r.source != src);
-            let part = counts_by_range(rows, p, t, |r| r.source == src && in_range(r));
-            c.found += part.found;
-            c.non_answers += part.non_answers;
-            c.flagged += part.flagged;
-            c.answers += part.answers;
+            c += counts_by_range(rows, p, t, |r| r.source == src && in_range(r));
         }
         let n = rows.iter().filter(|r| in_range(r)).count();
         if n == 0 {
@@ -350,6 +338,21 @@ mod tests {
         }
     }
 
+    /// `copies` rows of each (text, label, reading) of source 0, and their readings.
+    fn rows_read_at(spec: &[(&str, ResponseLabel, f32)], copies: usize) -> (Vec<ShortRow>, Vec<Option<f32>>) {
+        let mut rows = Vec::new();
+        let mut p = Vec::new();
+        for &(text, label, x) in spec {
+            for _ in 0..copies {
+                let mut r = row(0, label, x);
+                r.text = text.to_string();
+                rows.push(r);
+                p.push(Some(x));
+            }
+        }
+        (rows, p)
+    }
+
     #[test]
     fn short_means_a_few_sentences_and_one_line_means_the_part() {
         assert!(is_short("Hard pass.") && features::is_one_line("Hard pass."));
@@ -364,9 +367,9 @@ mod tests {
     #[test]
     fn paragraphs_are_the_team_files_and_read_at_the_review_bar() {
         let paragraph = "word ".repeat(crate::judge::SHORT_REPLY_TOKENS + 10);
-        assert!(is_paragraph(&paragraph) && !is_short(&paragraph));
-        assert!(!is_paragraph("Hard pass."));
-        assert!(!is_paragraph(
+        assert!(features::is_paragraph(&paragraph) && !is_short(&paragraph));
+        assert!(!features::is_paragraph("Hard pass."));
+        assert!(!features::is_paragraph(
             &"word ".repeat(crate::judge::PARAGRAPH_REPLY_TOKENS + 1)
         ));
         let whole = |source, text: &str| Row {
@@ -382,25 +385,21 @@ mod tests {
         let read = vec![whole(0, &paragraph), whole(1, &paragraph), whole(0, "Hard pass.")];
         assert_eq!(short_indices(&read, |s| s == 1), vec![1, 2]);
 
-        let mut rows = Vec::new();
-        let mut p = Vec::new();
-        for (text, label, x) in [
-            ("Sure, 4.", ResponseLabel::Answer, 0.2),
-            ("Not doing that.", ResponseLabel::Refusal, 0.6),
-            (paragraph.as_str(), ResponseLabel::Answer, 0.45),
-            (paragraph.as_str(), ResponseLabel::Refusal, 0.55),
-        ] {
-            let mut r = row(0, label, x);
-            r.text = text.to_string();
-            rows.push(r);
-            p.push(Some(x));
-        }
+        let (rows, p) = rows_read_at(
+            &[
+                ("Sure, 4.", ResponseLabel::Answer, 0.2),
+                ("Not doing that.", ResponseLabel::Refusal, 0.6),
+                (paragraph.as_str(), ResponseLabel::Answer, 0.45),
+                (paragraph.as_str(), ResponseLabel::Refusal, 0.55),
+            ],
+            1,
+        );
         let t = choose_thresholds(&rows, &p, |_| true);
         assert_eq!(
             t.one_line, 0.30,
             "the paragraphs leave the one-line threshold alone"
         );
-        let c = counts_by_range(&rows, &p, t, |r| is_paragraph(&r.text));
+        let c = counts_by_range(&rows, &p, t, |r| features::is_paragraph(&r.text));
         assert_eq!((c.found, c.non_answers, c.flagged, c.answers), (1, 1, 0, 1));
     }
 
@@ -410,21 +409,15 @@ mod tests {
         // answers read 0.7 (the combiner's brevity, say), a non-answer 0.9. One threshold
         // for both would flag every longer answer at 0.6 or give up the one-liner at 0.9.
         let long = "word ".repeat(features::PART_TOKENS + 4);
-        let mut rows = Vec::new();
-        let mut p = Vec::new();
-        for (text, label, x) in [
-            ("Sure, 4.", ResponseLabel::Answer, 0.2),
-            ("Not doing that.", ResponseLabel::Refusal, 0.6),
-            (long.as_str(), ResponseLabel::Answer, 0.7),
-            (long.as_str(), ResponseLabel::Refusal, 0.9),
-        ] {
-            for _ in 0..5 {
-                let mut r = row(0, label, x);
-                r.text = text.to_string();
-                rows.push(r);
-                p.push(Some(x));
-            }
-        }
+        let (rows, p) = rows_read_at(
+            &[
+                ("Sure, 4.", ResponseLabel::Answer, 0.2),
+                ("Not doing that.", ResponseLabel::Refusal, 0.6),
+                (long.as_str(), ResponseLabel::Answer, 0.7),
+                (long.as_str(), ResponseLabel::Refusal, 0.9),
+            ],
+            5,
+        );
         let t = choose_thresholds(&rows, &p, |_| true);
         assert_eq!((t.one_line, t.sentences), (0.30, 0.75));
         let c = counts_by_range(&rows, &p, t, |_| true);
