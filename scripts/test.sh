@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, the one README.md and .ci/run name:
 #
-#   bash scripts/test.sh [ARGS…]      # ARGS go to `cargo test --release`, e.g. --test faults
+#   bash scripts/test.sh [ARGS…]      # ARGS go to `cargo test --release`, e.g. --test integration faults::
 #
 # It first runs the project's setup scripts, each idempotent (a second run does nothing):
 # scripts/setup-python.sh (Python with venv and pip), then every other scripts/setup-*.sh

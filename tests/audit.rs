@@ -5,9 +5,9 @@
 //! field by field, except the confidence histogram, which moves whenever a detector's
 //! scoring is tuned (its bins are checked against the verdict counts instead). After a
 //! deliberate change to the detectors or the fixtures, regenerate the expected report with
-//! `REFUSAL_GUARD_BLESS=1 cargo test --release --test audit` and review the diff.
+//! `REFUSAL_GUARD_BLESS=1 cargo test --release --test integration audit::` and review the diff.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -113,12 +113,10 @@ fn nonzero_cells(groups: &Value) -> usize {
 
 #[test]
 fn the_html_report_renders_its_plots_in_a_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("refusal-guard-audit-html-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (html, json) = (dir.join("report.html"), dir.join("report.json"));
-    let out = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
-        .current_dir(root)
+    let out = crate::common::bin_without_models()
         .args(["audit", "fixtures/audit", "-q", "--html"])
         .arg(&html)
         .arg("--json")

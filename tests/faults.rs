@@ -18,7 +18,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use refusal_guard::layer::RefusalGuardLayer;
@@ -123,7 +122,7 @@ struct Gw {
 
 /// Starts a gateway from a TOML text.
 async fn gateway(config: &str) -> Gw {
-    let config = GatewayConfig::parse(config).expect("test config");
+    let config = crate::common::gateway_config(config);
     let gateway = Gateway::from_config(&config).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}/v1", listener.local_addr().unwrap());

@@ -6,7 +6,7 @@
 //! Bounds are loose (several times the configured limit): the tests assert that the
 //! server closes the socket, not how fast.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

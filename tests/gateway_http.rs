@@ -1,7 +1,7 @@
 //! The gateway over plain HTTP: limits, errors in OpenAI's shape, metrics, pass-through
 //! of vendor parameters, cancellation, and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! model, providers tried, verdict and confidence, attempts, re-route reason, latencies,
 //! tokens and cost; and nowhere in the file a key, a prompt or an answer.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -59,14 +59,15 @@ fn spawn_serve(config: &Path) -> (Serve, String) {
     (Serve(child), url)
 }
 
-/// Writes a configuration (logging to `gateway.log` in `dir`, pre-routing off so that
+/// Writes a configuration (logging to `gateway.log` in `dir`, the embedded default's verdict
+/// as `common::gateway_config` gives the in-process gateways, pre-routing off so that
 /// every scripted request reaches its primary first, then `rest`) and starts the binary
 /// on it: the process, its base URL and the log file.
 fn serve_logged(dir: &Path, rest: &str) -> (Serve, String, PathBuf) {
     let log = dir.join("gateway.log");
     let config = dir.join("gateway.toml");
     let text = format!(
-        "[logging]\nfile = {:?}\n\n[preroute]\nenabled = false\n{rest}",
+        "[logging]\nfile = {:?}\n\n[guard]\ntiers = [\"none\"]\n\n[preroute]\nenabled = false\n{rest}",
         log.display().to_string()
     );
     std::fs::write(&config, text).unwrap();

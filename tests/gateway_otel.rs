@@ -4,7 +4,7 @@
 
 #![cfg(feature = "otel")]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! End to end with the official OpenAI Python SDK as the client, the gateway in the
 //! middle, and mock providers upstream.
 
-mod common;
+use crate::common;
 
 use common::{sdk, start};
 use refusal_guard::mock::{split_pieces, Script};

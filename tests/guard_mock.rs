@@ -1,7 +1,7 @@
 //! The guard with the real detectors, over real HTTP: the mock provider streams, the
 //! OpenAI-compatible client decodes, the guard judges.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //! tests/data/harm-past-tense.jsonl and tests/data/harm-past-tense2.jsonl (harmful requests
 //! asked as history beside history questions, two sets written apart) and
 //! tests/data/reroute-e2e3.jsonl (a second end-to-end set, 190 requests written apart).
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

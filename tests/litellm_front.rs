@@ -17,7 +17,7 @@
 //! One LiteLLM process serves every scenario (it takes seconds to start), so they run in
 //! one test, in order, each scripting the mocks for its own requests.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -7,7 +7,6 @@
 //! that installs them. Run in release: `cargo test --release`.
 
 use std::path::PathBuf;
-use std::sync::Once;
 use std::time::Instant;
 
 use refusal_guard::classify::causal_lm::{argmax, CausalLm, Dequantize};
@@ -16,19 +15,7 @@ use refusal_guard::classify::llama_guard::{render, Config, LlamaGuard, Variant};
 use refusal_guard::classify::Classifier;
 use refusal_guard::hub;
 
-fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("HF_HOME").is_none() {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf");
-            // Set once, before any thread of this test binary reads the environment.
-            std::env::set_var("HF_HOME", dir);
-        }
-    });
-}
-
 fn model_path(name: &str, file: &str) -> PathBuf {
-    setup();
     let m = hub::find_manifest(name).unwrap();
     hub::resolve(&m, file)
         .unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh, then the tests again)"))
@@ -197,7 +184,6 @@ async fn minilm_encoder_tier_embeds_and_classifies() {
 #[test]
 fn qwen_tokenizer_matches_the_reference_ids() {
     use refusal_guard::tokens::QwenBpe;
-    setup();
     let bpe = QwenBpe::from_cache().unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-models.sh)"));
     let reference: &[(&str, &[u32])] = &[
         (
@@ -241,7 +227,6 @@ fn qwen_tokenizer_matches_the_reference_ids() {
 /// three tokens on a Finnish word); counting words and CJK characters gives the opposite.
 #[test]
 fn eval_replays_streams_in_qwen_tokens() {
-    setup();
     let dir = std::env::temp_dir().join(format!("rg-qwen-tokens-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("t.jsonl");

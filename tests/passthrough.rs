@@ -2,7 +2,6 @@
 //! the rest reach the primary provider of the request's route with that provider's key,
 //! and come back byte for byte; the gateway's edge (client keys, body limit) still holds.
 
-use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::MockProvider;
 use serde_json::{json, Value};
@@ -61,7 +60,7 @@ primary = "other"
         qwen.base_url(),
         other.base_url()
     );
-    let config = GatewayConfig::parse(&text).expect("test config");
+    let config = crate::common::gateway_config(&text);
     let gateway = Gateway::from_config(&config).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

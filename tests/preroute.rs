@@ -3,7 +3,7 @@
 //! goes straight to the fallback; a harmful one never does. Also the operator's opt-in of
 //! hazard categories for re-routing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //!
 //! The embedded default (what every install has) and the e5 cascade (the default where e5 is
 //! installed, as `audit`, `eval` and `serve` run it) each have their floors.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -10,12 +10,13 @@
 //! gateway key. Everything is captured (a tracing subscriber at TRACE level writes every
 //! log line of every crate to a buffer) and searched for the keys.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
 use refusal_guard::provider::{OpenAiCompatible, ResponseBody};
@@ -181,7 +182,7 @@ fallbacks = ["fallback"]
         fallback.base_url(),
         strict.base_url()
     );
-    let config = GatewayConfig::parse(&config_text).unwrap();
+    let config = common::gateway_config(&config_text);
     out.add("GatewayConfig Debug", format!("{config:?}"));
     out.add("GatewayConfig Debug pretty", format!("{config:#?}"));
     let gateway = Gateway::from_config(&config).unwrap();

@@ -4,7 +4,7 @@
 //! judges. A training path that runs but writes nothing usable (a head whose classes are
 //! misnamed, a model that does not save) fails here, not at the next release.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

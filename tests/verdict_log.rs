@@ -2,7 +2,7 @@
 //! `refusal-guard audit` with exactly the scripted counts; rotated and compressed files
 //! read the same; a stalled writer never holds up a request (the queue drops and counts).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use refusal_guard::audit::{self, input, AuditOptions};
-use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
 use refusal_guard::observe::{Entry, LineSink, VerdictLog, VerdictLogConfig};
@@ -84,7 +83,7 @@ fallbacks = ["fallback"]
         primary.base_url(),
         fallback.base_url()
     );
-    let config = GatewayConfig::parse(&text).expect("test config");
+    let config = crate::common::gateway_config(&text);
     let gateway = match log {
         Some(log) => Gateway::with_verdict_log(&config, log),
         None => Gateway::from_config(&config),
@@ -229,7 +228,7 @@ async fn a_scripted_session_reads_back_with_the_scripted_counts() {
     );
 
     // The audit over the folder, by the real command line.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+    let out = crate::common::bin_without_models()
         .args(["audit", "--bucket", "day", "--json", "-"])
         .arg(dir.path())
         .output()

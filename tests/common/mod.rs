@@ -20,6 +20,23 @@ pub struct TestGateway {
     pub served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// `text` parsed as a gateway configuration, judged by the embedded default unless it names
+/// its tiers (`[guard] tiers`).
+///
+/// A configuration without tiers means "the best installed" to the gateway, and under cargo
+/// the e5 tier is installed wherever the test command ran (.cargo/config.toml points
+/// `$HF_HOME` at .cache/hf): every gateway the tests start would load the encoder, several
+/// times slower, and judge with a tier the test does not name. A test of the verdict names
+/// it; a test of the gateway's plumbing gets the embedded default, as on a machine with no
+/// models.
+pub fn gateway_config(text: &str) -> GatewayConfig {
+    let mut config = GatewayConfig::parse(text).expect("test config");
+    if config.guard.tiers.is_empty() {
+        config.guard.tiers = vec!["none".to_string()];
+    }
+    config
+}
+
 /// Starts a gateway with `extra` TOML added to its configuration (sections other than
 /// providers and routes, e.g. `[server]` settings).
 pub async fn start(extra: &str) -> TestGateway {
@@ -42,7 +59,7 @@ fallbacks = ["fallback"]
         primary.base_url(),
         fallback.base_url()
     );
-    let config = GatewayConfig::parse(&text).expect("test config");
+    let config = gateway_config(&text);
     let gateway = Gateway::from_config(&config).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -137,8 +154,8 @@ pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
 }
 
 /// The pipeline with the e5 tier, as `serve` and `audit` run it when e5 is installed, read
-/// from `$HF_HOME` (the repository's `.cache/hf`, where scripts/setup-models.sh installs it,
-/// when unset). `None` (the caller skips) when the model is missing outside CI; in CI
+/// from `$HF_HOME` (under cargo, the repository's `.cache/hf` unless set: .cargo/config.toml,
+/// where scripts/setup-models.sh installs it). `None` (the caller skips) when the model is missing outside CI; in CI
 /// (`CI=true`) a missing model fails the test, naming the script that installs it.
 pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
     detectors_needing_e5(&["e5"])
@@ -147,13 +164,6 @@ pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
 /// The pipeline with tiers `specs` that need multilingual-e5-small (`e5`, `e5:prompts`),
 /// found and skipped (or failed, in CI) as [`e5_detectors`] does.
 pub fn detectors_needing_e5(specs: &[&str]) -> Option<refusal_guard::detect::Detectors> {
-    if std::env::var_os("HF_HOME").is_none() {
-        // No test that calls this reads HF_HOME otherwise.
-        std::env::set_var(
-            "HF_HOME",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/hf"),
-        );
-    }
     let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
     match refusal_guard::classify::tiers::detectors_with(&specs) {
         Ok(d) => Some(d),
