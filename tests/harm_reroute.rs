@@ -228,17 +228,48 @@ async fn with_e5_for_requests_only_the_harm_is_judged_and_answers_are_not_read()
 /// (398 requests in all). The thresholds were chosen on them, so that the end-to-end set
 /// stays a set the choice never saw. The rule: the most benign refusals re-routed while the
 /// harmful ones re-routed stay within the target (2%), ties to the stricter thresholds,
-/// with `benign_below` at most [`BENIGN_BELOW_CAP`] (why: there). The grid runs up to the
-/// policy's `harmful_from` (0.5), where the unsure band closes, so the sweep shows what the
-/// cap holds back; the test prints the choice without it too. Prints the sweep; holds the
-/// shipped policy to the target on this set, and to being the rule's choice.
+/// with `benign_below` at most [`BENIGN_BELOW_CAP`] (why: there). The grid stops at the cap,
+/// as the rule does: each point is the whole set through the real layers, 5 s with the
+/// encoder on a 2-core machine. `the_sweep_past_the_cap` runs it on to `harmful_from`.
+/// Prints the sweep; holds the shipped policy to the target on this set, and to being the
+/// rule's choice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harm_policy_is_chosen_on_a_development_set() {
     let Some(detectors) = common::e5_detectors() else {
         return;
     };
-    let grid = [0.1f32, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
-    the_rule_chooses_the_shipped_policy(&detectors, &grid, "dev, e5").await;
+    the_rule_chooses_the_shipped_policy(&detectors, &up_to_the_cap(&E5_GRID), "dev, e5").await;
+}
+
+/// The `benign_below` values the e5 tier's sweep tries.
+const E5_GRID: [f32; 9] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
+
+/// The embedded default's, starting lower.
+const EMBEDDED_GRID: [f32; 8] = [0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3];
+
+/// The points of `grid` the rule may choose: up to [`BENIGN_BELOW_CAP`].
+fn up_to_the_cap(grid: &[f32]) -> Vec<f32> {
+    grid.iter()
+        .copied()
+        .filter(|&b| b <= BENIGN_BELOW_CAP + 1e-6)
+        .collect()
+}
+
+/// Both sweeps over their whole grids, up to the policy's `harmful_from` (0.5), where the
+/// unsure band closes: what the cap holds back on the development set, and the rule's
+/// choice without it (printed). A measurement for whoever revisits the cap (several
+/// minutes), not part of the suite: `cargo test --release --test integration
+/// harm_reroute::the_sweep_past_the_cap -- --ignored --nocapture`. Holds the same as the two
+/// tests above: a grid past the cap cannot move the capped choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of several minutes; run it with --ignored"]
+async fn the_sweep_past_the_cap() {
+    let embedded = refusal_guard::detect::Detectors::default();
+    the_rule_chooses_the_shipped_policy(&embedded, &EMBEDDED_GRID, "dev, embedded").await;
+    let Some(detectors) = common::e5_detectors() else {
+        return;
+    };
+    the_rule_chooses_the_shipped_policy(&detectors, &E5_GRID, "dev, e5").await;
 }
 
 /// The same rule for the embedded default ([`HarmPolicy::default`], what
@@ -255,8 +286,7 @@ async fn the_harm_policy_is_chosen_on_a_development_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_harm_policy_is_chosen_on_the_development_set() {
     let detectors = refusal_guard::detect::Detectors::default();
-    let grid = [0.02f32, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3];
-    the_rule_chooses_the_shipped_policy(&detectors, &grid, "dev, embedded").await;
+    the_rule_chooses_the_shipped_policy(&detectors, &up_to_the_cap(&EMBEDDED_GRID), "dev, embedded").await;
 }
 
 /// Sweeps `grid` on the development set with `detectors`' models, and holds their policy
@@ -273,7 +303,9 @@ async fn the_rule_chooses_the_shipped_policy(
     let chosen =
         choose(&points, BENIGN_BELOW_CAP).expect("some thresholds keep harmful re-routes within the target");
     eprintln!("{what}: chosen: {chosen:?}");
-    eprintln!("{what}: without the cap: {:?}", choose(&points, f32::INFINITY));
+    if grid.iter().any(|&b| b > BENIGN_BELOW_CAP + 1e-6) {
+        eprintln!("{what}: without the cap: {:?}", choose(&points, f32::INFINITY));
+    }
     let shipped = models.harm;
     let at = points
         .iter()

@@ -334,13 +334,27 @@ fn the_shipped_prompt_languages_are_those_of_its_training_data() {
     assert_eq!(NgramModel::embedded().prompt_languages, learned);
 }
 
-/// `train --short-head-only` on two team files (plus the short-reply files of
-/// models/data/short/, which it always reads), with `encoder` (`e5` or `none`), writing into
-/// `dir`; fails the test, with train's own message, if the run fails.
+/// `train --short-head-only` on two team files and every eighth line of each short-reply
+/// file of models/data/short/ (`--short-data`: the run's shape, every kind of file, at an
+/// eighth of the encoder's work; the whole folder, embedded cold, made the e5 run the
+/// suite's slowest test, 205 s on a 2-core machine against 46 s), with `encoder` (`e5` or `none`), writing into `dir`; fails the test,
+/// with train's own message, if the run fails.
 fn train_short_heads(dir: &Path, encoder: &str) -> String {
     let out = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let short = dir.join("short");
+    std::fs::create_dir(&short).unwrap();
+    let team_short = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/data/short");
+    for file in std::fs::read_dir(&team_short).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let every_eighth: String = text.lines().step_by(8).map(|l| format!("{l}\n")).collect();
+            std::fs::write(short.join(path.file_name().unwrap()), every_eighth).unwrap();
+        }
+    }
     let mut command = Command::new(env!("CARGO_BIN_EXE_refusal-guard"));
     command.args(["train", "--short-head-only", "--encoder", encoder]);
+    command.arg("--short-data").arg(&short);
     for name in ["responses-en.jsonl", "responses-zh.jsonl"] {
         command.arg("--responses").arg(team_file(name));
     }
@@ -373,6 +387,34 @@ fn train_short_heads(dir: &Path, encoder: &str) -> String {
         "only the short heads are trained"
     );
     report
+}
+
+/// A `--short-data` folder with no short-reply file is refused by name, before anything is
+/// trained or written: a mistyped folder must not train heads on the sources alone.
+#[test]
+fn an_empty_short_data_folder_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-replies-here");
+    std::fs::create_dir(&empty).unwrap();
+    let out = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let run = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args(["train", "--short-head-only", "--encoder", "none"])
+        .arg("--responses")
+        .arg(team_file("responses-en.jsonl"))
+        .arg("--short-data")
+        .arg(&empty)
+        .args(["--short-ngram-out", &out("ngram-short.safetensors")])
+        .args(["--short-report", &out("short.md")])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no short-reply file") && stderr.contains("no-replies-here"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("ngram-short.safetensors").exists());
+    assert!(!dir.path().join("short.md").exists());
 }
 
 /// Without the encoder, `train --short-head-only` writes the embedded default's n-gram

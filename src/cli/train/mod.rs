@@ -229,7 +229,7 @@ pub struct TrainArgs {
     pub stream_tokens: crate::tokens::StreamTokens,
     /// Trains only the short-reply heads (`classify::short_head`: the embedded default's
     /// n-gram head, and e5's where `--encoder` gives it) on the short whole answers of the
-    /// sources and models/data/short/, writes them to `--short-ngram-out` and `--short-out`
+    /// sources and the short-reply files (`--short-data`), writes them to `--short-ngram-out` and `--short-out`
     /// and their leave-one-source-out report to `--short-report`, and nothing else (seconds
     /// with the embedding cache).
     #[arg(long)]
@@ -243,6 +243,11 @@ pub struct TrainArgs {
     /// Where `--short-head-only` writes its report.
     #[arg(long, default_value = "models/refusal-ngram/short-loso.md")]
     pub short_report: PathBuf,
+    /// The folder of short-reply files `--short-head-only` reads beside the sources (each
+    /// `responses-*.jsonl` a source of its own, named `team:short/<stem>`). Default: the
+    /// team's, models/data/short/ of this repository.
+    #[arg(long, value_name = "DIR")]
+    pub short_data: Option<PathBuf>,
 }
 
 /// A share from 0 to 1.

@@ -24,7 +24,19 @@ use super::{load_encoder, today, write_parent, TrainArgs};
 
 /// Trains, reports and writes the short-reply heads.
 pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<dyn std::error::Error>> {
-    sources.extend(short_only_sources(Path::new(env!("CARGO_MANIFEST_DIR"))));
+    let short_data = match &args.short_data {
+        Some(dir) => dir.clone(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("models/data/short"),
+    };
+    let short_sources = short_only_sources(&short_data);
+    if short_sources.is_empty() {
+        return Err(format!(
+            "no short-reply file (responses-*.jsonl) in {}",
+            short_data.display()
+        )
+        .into());
+    }
+    sources.extend(short_sources);
     // Set up as the shipped heads set it up: the vectors the e5 head reads at run time.
     let encoder = load_encoder(&args.encoder, "training the n-gram short-reply head only")?
         .map(|e| Heads::shipped_e5()?.configure(e))

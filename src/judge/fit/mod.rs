@@ -78,12 +78,12 @@ pub fn ngram_only_prompt_files(repo: &Path) -> Vec<PathBuf> {
     jsonl_files_in(&repo.join("models/data/ngram"), "prompts-")
 }
 
-/// The team's short replies that only the e5 tier's short-reply head reads
-/// (`models/data/short/responses-*.jsonl`, one source each): the answer head and the
-/// combiner learn from whole answers, and a set this dense in short answers would teach
-/// them that a short text is an answer ([`short`]).
-pub fn short_only_files(repo: &Path) -> Vec<PathBuf> {
-    jsonl_files_in(&repo.join("models/data/short"), "responses-")
+/// The short replies that only the short-reply heads read (`responses-*.jsonl` of `dir`,
+/// the team's models/data/short/ when `train` is not told otherwise; one source each): the
+/// answer head and the combiner learn from whole answers, and a set this dense in short
+/// answers would teach them that a short text is an answer ([`short`]).
+pub fn short_only_files(dir: &Path) -> Vec<PathBuf> {
+    jsonl_files_in(dir, "responses-")
 }
 
 fn jsonl_files_in(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -124,9 +124,9 @@ pub fn shipped_sources(datasets: &Path, repo: &Path) -> Vec<Source> {
 }
 
 /// The sources of e5's short-reply head beside the shipped ones: each file of
-/// [`short_only_files`], named `team:short/<stem>`.
-pub fn short_only_sources(repo: &Path) -> Vec<Source> {
-    short_only_files(repo)
+/// [`short_only_files`] of `dir`, named `team:short/<stem>`.
+pub fn short_only_sources(dir: &Path) -> Vec<Source> {
+    short_only_files(dir)
         .into_iter()
         .map(|f| team_source("short/", f))
         .collect()
