@@ -220,13 +220,12 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
 /// rather than reading the evidence.
 fn short_head_read(record: &Record, part: Part, rules: &Detectors, verdict: &Verdict) -> bool {
     let text = &record.response;
-    let reviewed = features::is_few_sentences(text)
-        || (features::is_paragraph(text)
-            && (verdict.class().is_non_answer()
-                || verdict.evidence.iter().any(|e| e.source == "short_answer")));
+    // The combiner's own verdict, before the head: a non-answer, or one the head overruled.
+    let combiner_flags =
+        verdict.class().is_non_answer() || verdict.evidence.iter().any(|e| e.source == "short_answer");
     matches!(part, Part::Whole)
         && !text.trim().is_empty()
-        && reviewed
+        && refusal_guard::judge::short_head_reviews(text, combiner_flags, true)
         && refusal_guard::judge::short_reply_passes(&judge(rules, record), text)
 }
 

@@ -187,10 +187,10 @@ fn assert_litellm_400(r: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_guard_behind_litellm() {
-    // The embedded default judge alone, whatever tiers this machine has installed, so the
-    // verdicts do not depend on the machine; pre-routing off, so every request asks the
-    // primary as scripted (tests/preroute.rs covers pre-routing).
-    let gw = start("[guard]\ntiers = [\"none\"]\n[preroute]\nenabled = false").await;
+    // The embedded default judge alone (common::start's, whatever tiers this machine has
+    // installed), so the verdicts do not depend on the machine; pre-routing off, so every
+    // request asks the primary as scripted (tests/preroute.rs covers pre-routing).
+    let gw = start("[preroute]\nenabled = false").await;
     let proxy = Litellm::start(&gw.base_url).await;
     let (primary, fallback) = (&gw.primary, &gw.fallback);
     fallback.set_default(Script::answer(FALLBACK));

@@ -442,6 +442,15 @@ pub fn short_reply_passes(by_patterns: &Verdict, text: &str) -> bool {
         && (features::is_one_line(text) || !by_patterns.evidence.iter().any(|e| e.suggests.is_non_answer()))
 }
 
+/// Whether a short-reply head reads a complete answer the patterns let pass
+/// ([`short_reply_passes`]): one of a few sentences always ([`SHORT_REPLY_TOKENS`]), and a
+/// paragraph ([`PARAGRAPH_REPLY_TOKENS`]) only where the combiner called it a non-answer
+/// (`combiner_flags`) and an escalation reader, whose head may overrule that, is installed
+/// (`escalation`). [`decide`] asks this, and the cost bench counts the encoder passes by it.
+pub fn short_head_reviews(text: &str, combiner_flags: bool, escalation: bool) -> bool {
+    features::is_few_sentences(text) || (escalation && combiner_flags && features::is_paragraph(text))
+}
+
 /// What a short-reply head reads of a short reply the patterns let pass, with the tier whose
 /// head it is: the escalation reader's where it has one, else the fast reader's. `None`
 /// where neither has a head, or the head failed (logged: the patterns, or the combiner,
@@ -661,23 +670,23 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
         }
         return split_block(models, verdict, observation).await;
     }
-    // A complete answer of a few sentences with no trace of a non-answer in the patterns:
-    // the combiner reads brevity itself as refusal, so a short-reply head, where the tiers
-    // have one, reviews its verdict (SHORT_REPLY_TOKENS, SHORT_REPLY_VETO_BELOW).
-    let review = observation.completeness == Completeness::Complete
-        && (features::is_few_sentences(observation.text) || features::is_paragraph(observation.text))
-        && short_reply_passes(
-            &rules::combine(evidence.clone(), 0.5, observation),
-            observation.text,
-        );
+    // A complete answer of a few sentences, or a paragraph, with no trace of a non-answer in
+    // the patterns: the combiner reads brevity itself as refusal, so a short-reply head,
+    // where the tiers have one, reviews its verdict (short_head_reviews). The patterns'
+    // own verdict is combined only for the answers the head would read: most paragraphs
+    // are the combiner's answers, and never reviewed.
+    let kept = (observation.completeness == Completeness::Complete
+        && features::fits(observation.text, PARAGRAPH_REPLY_TOKENS))
+    .then(|| evidence.clone());
     let verdict = by_combiner(models, evidence, observation).await;
-    if !review {
+    let Some(evidence) = kept else {
         return verdict;
-    }
-    // A paragraph is read only to review a non-answer, and only by an escalation reader's
-    // head (PARAGRAPH_REPLY_TOKENS).
-    if features::is_paragraph(observation.text)
-        && (models.escalation.is_none() || !verdict.class().is_non_answer())
+    };
+    if !short_head_reviews(
+        observation.text,
+        verdict.class().is_non_answer(),
+        models.escalation.is_some(),
+    ) || !short_reply_passes(&rules::combine(evidence, 0.5, observation), observation.text)
     {
         return verdict;
     }

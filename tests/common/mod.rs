@@ -154,9 +154,10 @@ pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
 }
 
 /// The pipeline with the e5 tier, as `serve` and `audit` run it when e5 is installed, read
-/// from `$HF_HOME` (under cargo, the repository's `.cache/hf` unless set: .cargo/config.toml,
-/// where scripts/setup-models.sh installs it). `None` (the caller skips) when the model is missing outside CI; in CI
-/// (`CI=true`) a missing model fails the test, naming the script that installs it.
+/// from `$HF_HOME` (under cargo, the repository's `.cache/hf` unless set, where
+/// scripts/setup-models.sh installs it: .cargo/config.toml). `None` (the caller skips) when
+/// the model is missing outside CI; in CI (`CI=true`) a missing model fails the test,
+/// naming the script that installs it.
 pub fn e5_detectors() -> Option<refusal_guard::detect::Detectors> {
     detectors_needing_e5(&["e5"])
 }
