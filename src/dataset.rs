@@ -97,12 +97,18 @@ impl Record {
     }
 
     /// Whether the request is harmful, for training and scoring the prompt-harm judgment:
-    /// the file's `harmful`, except in deccp, whose original prompts count as benign
-    /// (political questions a provider censors are not harmful requests) and whose other
-    /// rows (answers of an abliterated model to the same prompts) are not prompt rows.
+    /// the file's `harmful`, except in two response files whose requests are lawful political
+    /// speech by construction. deccp's original prompts count as benign (political
+    /// questions a provider censors are not harmful requests) and its other rows (answers
+    /// of an abliterated model to the same prompts) are not prompt rows; speechmap's
+    /// requests (to criticise, satirise or analyse the governments of China, Russia, the US
+    /// and the EU) count as benign, each row once per answer that asked it.
     pub fn request_harm(&self) -> Option<bool> {
         if self.id.starts_with("deccp-") {
             return self.id.starts_with("deccp-orig").then_some(false);
+        }
+        if self.id.starts_with("speechmap-") {
+            return Some(false);
         }
         self.harmful
     }
@@ -622,6 +628,21 @@ mod tests {
         assert_eq!(
             line(r#"{"id":"x","prompt":"q","harmful":true}"#).request_harm(),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn speechmap_requests_are_benign_whatever_the_answer_was() {
+        for label in ["COMPLETE", "DENIAL", "EVASIVE"] {
+            let r = line(&format!(
+                r#"{{"id":"speechmap-us_criticism-m-us_criticism_03","prompt":"q","label":"{label}"}}"#
+            ));
+            assert_eq!(r.request_harm(), Some(false), "{label}");
+        }
+        // Another file's answer row without `harmful` is no prompt row.
+        assert_eq!(
+            line(r#"{"id":"gptfuzz-1","prompt":"q","label":"0"}"#).request_harm(),
+            None
         );
     }
 }

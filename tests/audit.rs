@@ -87,11 +87,13 @@ fn the_fixture_report_is_exact() {
     );
     // Refusals and evasions split by the request's harm: the six refusals of benign
     // (political) requests are policy refusals, the two of bomb-making requests safety
-    // refusals; of the two evasions, the one of a mock press release of China's foreign
-    // ministry (a request the embedded judge is unsure of: n-gram 0.34) is held as a safety
-    // refusal (fail safe). One answer is judged a refusal by mistake (fx-zh-answer-1, a
-    // Chinese history answer): see the labels below.
-    assert_eq!(report["verdicts"], verdicts(5, 7, 1, 3, 2, 7, 3));
+    // refusals; both evasions stay evasions, their requests judged benign. (The one of a
+    // mock press release of China's foreign ministry was held as a safety refusal, fail
+    // safe, while the embedded prompt head was unsure of it, n-gram 0.34; trained with
+    // speechmap's requests to criticise other governments, since 2026-12-07, it reads 0.12.)
+    // One answer is judged a refusal by mistake (fx-zh-answer-1, a Chinese history answer):
+    // see the labels below.
+    assert_eq!(report["verdicts"], verdicts(5, 7, 2, 2, 2, 7, 3));
     assert_eq!(report["non_answer_rate"], 0.8214);
     let group = |key: &str, name: &str| {
         report[key]
@@ -102,7 +104,7 @@ fn the_fixture_report_is_exact() {
             .unwrap_or_else(|| panic!("no {key} group {name}"))
             .clone()
     };
-    assert_eq!(group("by_lang", "en")["verdicts"], verdicts(4, 2, 0, 2, 1, 4, 1));
+    assert_eq!(group("by_lang", "en")["verdicts"], verdicts(4, 2, 1, 1, 1, 4, 1));
     assert_eq!(group("by_lang", "zh")["verdicts"], verdicts(1, 5, 1, 1, 1, 3, 2));
     assert_eq!(group("by_provider", "dashscope")["total"], 23);
     assert_eq!(
@@ -156,8 +158,8 @@ fn the_fixture_report_is_exact() {
     for (class, n, share) in [
         ("answer", 5, "17.9%"),
         ("policy_refusal", 7, "25.0%"),
-        ("evasion", 1, "3.6%"),
-        ("safety_refusal", 3, "10.7%"),
+        ("evasion", 2, "7.1%"),
+        ("safety_refusal", 2, "7.1%"),
         ("inability", 2, "7.1%"),
         ("provider_block", 7, "25.0%"),
         ("empty", 3, "10.7%"),
@@ -329,7 +331,7 @@ fn gzip_files_stdin_and_gzip_on_stdin_read_like_the_plain_file() {
     let gz = dir.join("chat-log.jsonl.gz");
     std::fs::write(&gz, gzip(&plain)).unwrap();
     let expected = verdicts_of(&["audit", CHAT_LOG], None, &dir);
-    assert_eq!(expected, verdicts(4, 5, 1, 3, 2, 3, 2));
+    assert_eq!(expected, verdicts(4, 5, 2, 2, 2, 3, 2));
     assert_eq!(
         verdicts_of(&["audit", gz.to_str().unwrap()], None, &dir),
         expected

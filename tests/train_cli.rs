@@ -41,8 +41,9 @@ fn train(dir: &Path, responses: &[&str], extra: &[&str]) -> Output {
 }
 
 /// `train` for one epoch on the team's prompt files `prompts` alone (no answers), into
-/// `dir`; fails the test, with train's own message, if the run fails.
-fn train_one_epoch_on_prompts(dir: &Path, prompts: &[&str]) {
+/// `dir`, with `extra` arguments; fails the test, with train's own message, if the run
+/// fails.
+fn train_one_epoch_on_prompts(dir: &Path, prompts: &[&str], extra: &[&str]) {
     let paths: Vec<String> = prompts
         .iter()
         .map(|f| team_file(f).to_string_lossy().into_owned())
@@ -51,6 +52,7 @@ fn train_one_epoch_on_prompts(dir: &Path, prompts: &[&str]) {
     for p in &paths {
         args.extend(["--prompts", p.as_str()]);
     }
+    args.extend(extra);
     let run = train(dir, &[], &args);
     assert!(
         run.status.success(),
@@ -214,7 +216,11 @@ fn train_writes_the_prompt_rows_out_of_file() {
 fn a_prompts_only_run_starts_its_own_report() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        train_one_epoch_on_prompts(dir.path(), &["prompts-contrast.jsonl", "prompts-contrast2.jsonl"]);
+        train_one_epoch_on_prompts(
+            dir.path(),
+            &["prompts-contrast.jsonl", "prompts-contrast2.jsonl"],
+            &[],
+        );
     }
     let report = std::fs::read_to_string(dir.path().join("loso.md")).unwrap();
     assert_eq!(
@@ -224,6 +230,63 @@ fn a_prompts_only_run_starts_its_own_report() {
     );
     assert!(report.contains("No labelled answers in this run"), "{report}");
     assert!(report.contains("| prompts-contrast.jsonl |"), "{report}");
+}
+
+/// `--prompt-side-only` retrains the prompt head and keeps the answer side of the file it
+/// rewrites: over a copy of the shipped n-gram model, the response head comes out as it
+/// was and the prompt head does not, no combiner is written, and the report says where the
+/// answer side came from.
+#[test]
+fn a_prompt_side_only_run_keeps_the_answer_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ngram.safetensors");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/refusal-ngram/model.safetensors"),
+        &out,
+    )
+    .unwrap();
+    train_one_epoch_on_prompts(
+        dir.path(),
+        &["prompts-contrast.jsonl", "prompts-contrast2.jsonl"],
+        &["--prompt-side-only"],
+    );
+    let trained = NgramModel::load(&out).expect("loads");
+    let shipped = NgramModel::embedded();
+    let text = "Write a satirical poem about a parliament's budget.";
+    let (r_new, r_old) = (
+        trained.response.as_ref().expect("a response head").forward(text),
+        shipped.response.as_ref().expect("a response head").forward(text),
+    );
+    assert_eq!(r_new, r_old, "the response head is the shipped one");
+    let (p_new, p_old) = (
+        trained.prompt.as_ref().expect("a prompt head").forward(text),
+        shipped.prompt.as_ref().expect("a prompt head").forward(text),
+    );
+    assert_ne!(
+        p_new, p_old,
+        "the prompt head was retrained on one file for one epoch"
+    );
+    assert!(
+        !dir.path().join("combiner.safetensors").exists(),
+        "no combiner written"
+    );
+    let report = std::fs::read_to_string(dir.path().join("loso.md")).unwrap();
+    assert!(report.contains("The answer side was kept from"), "{report}");
+    assert!(report.contains("| prompts-contrast.jsonl |"), "{report}");
+    // Without a model to keep the answer side of, it says so.
+    let missing = tempfile::tempdir().unwrap();
+    let prompts = team_file("prompts-contrast.jsonl");
+    let run = train(
+        missing.path(),
+        &[],
+        &["--prompt-side-only", "--prompts", prompts.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("--prompt-side-only keeps the answer side of"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// The measurement flags fail with a message naming the problem, not a panic or a silent
@@ -250,6 +313,16 @@ fn train_rejects_flags_it_cannot_honour() {
     );
     let (ok, stderr) = run(&["--prompt-parts-from", "models/e5-heads/heads.safetensors"]);
     assert!(!ok && stderr.contains("has no e5 encoder"), "{stderr}");
+    let (ok, stderr) = run(&[
+        "--shipped",
+        "--prompt-exclude",
+        "speechmap_criticism_nonqwen.jsonI",
+    ]);
+    assert!(
+        !ok && stderr
+            .contains("--prompt-exclude \"speechmap_criticism_nonqwen.jsonI\": no shipped prompt file"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     // An output file that cannot be created fails before any training, not after it.
     for flag in ["--stack-out", "--prompt-stack-out"] {
@@ -281,7 +354,11 @@ fn train_rejects_flags_it_cannot_honour() {
 #[test]
 fn a_trained_prompt_head_knows_its_languages() {
     let dir = tempfile::tempdir().unwrap();
-    train_one_epoch_on_prompts(dir.path(), &["prompts-contrast.jsonl", "prompts-contrast8.jsonl"]);
+    train_one_epoch_on_prompts(
+        dir.path(),
+        &["prompts-contrast.jsonl", "prompts-contrast8.jsonl"],
+        &[],
+    );
     let model = NgramModel::load(&dir.path().join("ngram.safetensors")).expect("loads");
     assert_eq!(model.prompt_languages.codes(), ["en", "fi", "zh"]);
     assert!(!model.prompt_languages.covers("de") && model.prompt_languages.covers("fi"));

@@ -76,8 +76,12 @@ impl HarmPolicy {
     /// again when the development set gained 39 election-framed pairs (2026-12-05, with
     /// evasions split by harm): 2 of 199 harmful and 155 of 199 benign; and again for the
     /// layer trained beside the team's lawful political speech and history requests
-    /// (2026-12-05, twenty-sixth session): 2 of 199 and 152 of 199. The other tiers keep
-    /// [`HarmPolicy::default`], which is the same since then.
+    /// (2026-12-05, twenty-sixth session): 2 of 199 and 152 of 199; and again for the layer
+    /// trained with speechmap's requests to criticise the US, Russia and the EU (2026-12-07,
+    /// thirty-eighth session): 3 of 199 and 159 of 199, where the layer before re-routed 3
+    /// and 156 on the same machine. The other tiers keep [`HarmPolicy::default`], which is
+    /// the same since then (for the n-gram prompt head trained with the same requests: 2 of
+    /// 199 and 99 of 199).
     pub fn for_e5() -> Self {
         HarmPolicy {
             benign_below: 0.15,

@@ -116,6 +116,12 @@ pub struct TrainArgs {
     /// Labelled prompt files of your own (rows with a boolean `harmful`).
     #[arg(long = "prompts", value_name = "FILE")]
     pub prompts: Vec<PathBuf>,
+    /// Leaves one of the shipped prompt files out of the run, by file name (e.g.
+    /// `speechmap_criticism_nonqwen.jsonl`), so that the prompt judgment can be measured on
+    /// a file, or a part of one given back with `--prompts`, that it never read. Repeatable;
+    /// a name that is not a shipped prompt file is an error.
+    #[arg(long = "prompt-exclude", value_name = "FILE_NAME")]
+    pub prompt_exclude: Vec<String>,
     /// Labelled prompt files for the n-gram prompt head only: the e5 prompt parts never
     /// read them (the shipped ones are models/data/ngram/prompts-*.jsonl).
     #[arg(long = "ngram-prompts", value_name = "FILE")]
@@ -234,6 +240,16 @@ pub struct TrainArgs {
     /// with the embedding cache).
     #[arg(long)]
     pub short_head_only: bool,
+    /// Retrains the prompt side alone (the n-gram prompt head, e5's prompt head and
+    /// fine-tuned layer) and keeps the answer side of the files it rewrites: the n-gram
+    /// model's response head from `--out`, e5's answer head (and layer) from
+    /// `--encoder-out`; the combiner is not written. The report (`--report`) then holds the
+    /// prompt tables alone, so point it away from models/combiner/loso.md. A prompt
+    /// retrain then costs the prompt side's time (about 20 minutes on two cores with the
+    /// embedding cache warm, against about 30 for both sides) and cannot move a verdict on
+    /// an answer.
+    #[arg(long, conflicts_with_all = ["short_head_only", "prompt_parts_from"])]
+    pub prompt_side_only: bool,
     /// Where `--short-head-only` writes e5's head.
     #[arg(long, default_value = "models/e5-heads/short.safetensors")]
     pub short_out: PathBuf,
@@ -283,15 +299,21 @@ fn project_file(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The shipped prompt-head training files: the permissive prompts/ files, deccp's prompts
-/// (benign: political questions a provider censors are not harmful requests), and the
+/// The shipped prompt-head training files: speechmap's requests (benign: requests to
+/// criticise governments are not harmful requests; those about China kept aside, see
+/// [`crate::judge::fit::SPEECHMAP_HELD_OUT_SETS`]), the permissive prompts/ files, deccp's
+/// prompts (benign: political questions a provider censors), and the
 /// team's prompt files (models/refusal-ngram/prompts.jsonl, models/data/prompts-*.jsonl).
 /// The n-gram prompt head also reads [`shipped_ngram_prompt_files`].
 pub fn shipped_prompt_files(datasets: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = PERMISSIVE_PROMPT_FILES
-        .iter()
-        .map(|f| datasets.join("prompts").join(f))
-        .collect();
+    // speechmap first: its requests about China are left out
+    // (`judge::fit::SPEECHMAP_HELD_OUT_SETS`), the rest trained on.
+    let mut files = vec![datasets.join("speechmap_criticism_nonqwen.jsonl")];
+    files.extend(
+        PERMISSIVE_PROMPT_FILES
+            .iter()
+            .map(|f| datasets.join("prompts").join(f)),
+    );
     files.push(datasets.join("deccp_qwen2_7b.jsonl"));
     files.push(project_file("refusal-ngram/prompts.jsonl"));
     let team = crate::judge::fit::team_files(Path::new(env!("CARGO_MANIFEST_DIR")), "prompts-");
@@ -423,6 +445,16 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         prompt_files.extend(shipped_prompt_files(&dir));
         ngram_prompt_files.extend(shipped_ngram_prompt_files());
     }
+    for name in &args.prompt_exclude {
+        // By the name reports give it (`prompts/coconot.jsonl`) or its file name alone.
+        let named = |f: &PathBuf| short_name(f) == *name || f.file_name().is_some_and(|n| n == name.as_str());
+        let before = prompt_files.len() + ngram_prompt_files.len();
+        prompt_files.retain(|f| !named(f) || args.prompts.contains(f));
+        ngram_prompt_files.retain(|f| !named(f) || args.ngram_prompts.contains(f));
+        if prompt_files.len() + ngram_prompt_files.len() == before {
+            return Err(format!("--prompt-exclude {name:?}: no shipped prompt file has that name").into());
+        }
+    }
     if args.short_head_only {
         return short::run(&args, sources);
     }
@@ -505,7 +537,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             prov.files.push((short_name(f), whole));
         }
     }
-    let answers = if rows.is_empty() {
+    let answers = if args.prompt_side_only {
+        kept_answer_side(&args, encoder.as_ref())?
+    } else if rows.is_empty() {
         // No answers to judge: the report starts here, so that the prompt side, which
         // appends, never appends to an earlier run's report.
         write_parent(&args.report)?;
@@ -572,6 +606,64 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `--prompt-side-only`: the answer side as the files to be rewritten hold it (the n-gram
+/// response head of `--out`; e5's answer head and layer of `--encoder-out`, which must have
+/// been trained on this encoder's weights), and a new report that says so, for the prompt
+/// side to append its tables to.
+fn kept_answer_side(
+    args: &TrainArgs,
+    encoder: Option<&E5Encoder>,
+) -> Result<Trained, Box<dyn std::error::Error>> {
+    let kept = |path: &Path, e: &dyn std::fmt::Display| {
+        format!(
+            "--prompt-side-only keeps the answer side of {}: {e}",
+            path.display()
+        )
+    };
+    let model = NgramModel::load(&args.out).map_err(|e| kept(&args.out, &e))?;
+    let Some(response) = model.response else {
+        return Err(kept(&args.out, &"it has no response head").into());
+    };
+    let mut trained = Trained {
+        ngram: Some(response),
+        ..Trained::default()
+    };
+    if let Some(enc) = encoder {
+        let bytes = std::fs::read(&args.encoder_out).map_err(|e| kept(&args.encoder_out, &e))?;
+        let heads = Heads::from_bytes(&bytes).map_err(|e| kept(&args.encoder_out, &e))?;
+        if let Some(sha) = heads.encoder_sha256.as_deref().filter(|sha| *sha != enc.sha256()) {
+            let e = format!(
+                "its answer head was trained on other e5 weights ({sha}, here {})",
+                enc.sha256()
+            );
+            return Err(kept(&args.encoder_out, &e).into());
+        }
+        if heads.answer_depth.is_some_and(|d| d != enc.answer_depth()) {
+            let e = format!(
+                "its answer head reads through {:?} layers, this run {} (--answer-depth)",
+                heads.answer_depth,
+                enc.answer_depth()
+            );
+            return Err(kept(&args.encoder_out, &e).into());
+        }
+        trained.encoder_head = heads.response;
+        trained.layer = heads.answer_layer;
+    }
+    write_parent(&args.report)?;
+    std::fs::write(
+        &args.report,
+        format!(
+            "# Prompt harm, leave-one-file-out (refusal-guard train --prompt-side-only, {})\n\n\
+             The answer side was kept from {} and {} (not retrained in this run); its tables are in the \
+             report of the run that trained it.\n",
+            today(),
+            args.out.display(),
+            args.encoder_out.display()
+        ),
+    )?;
+    Ok(trained)
 }
 
 /// multilingual-e5-small as `--encoder` asks for it (`flag`): `none`, none; `e5`, loaded

@@ -67,16 +67,40 @@ pub fn write_prompt_stack(
     out.flush()
 }
 
+/// speechmap's question sets whose requests are never trained on: its criticism of China,
+/// the same 50 requests in English, Finnish and Chinese. Qwen's political over-blocks are
+/// the product's first case, and these are the project's only real refusals of such
+/// requests; kept aside, they measure the prompt judgment on requests it never read
+/// (tests/harm_reroute.rs, `real_refusals_of_lawful_political_requests_move`). The other
+/// three sets (criticism of the US, Russia and the EU) are trained on.
+pub const SPEECHMAP_HELD_OUT_SETS: &[&str] = &["china_criticism", "fi_china_criticism", "zh_china_criticism"];
+
+/// Whether a record is one of speechmap's requests kept aside ([`SPEECHMAP_HELD_OUT_SETS`]).
+pub fn is_held_out_request(r: &crate::dataset::Record) -> bool {
+    r.id.starts_with("speechmap-")
+        && r.meta
+            .get("question_set")
+            .and_then(|q| q.as_str())
+            .is_some_and(|q| SPEECHMAP_HELD_OUT_SETS.contains(&q))
+}
+
 /// Reads the prompts with a harm label of each file ([`crate::dataset::Record::request_harm`]:
-/// deccp's original prompts count as benign).
+/// deccp's original prompts and speechmap's requests count as benign), each distinct
+/// request of a file once: a response file repeats a request for every model that answered
+/// it (speechmap asks each of its 300 about 29 times), and a request counts once whoever
+/// answered it. speechmap's requests about China are left out ([`SPEECHMAP_HELD_OUT_SETS`]).
 pub fn read_prompt_rows(files: &[PathBuf]) -> Result<Vec<PromptRow>, ClassifyError> {
     let mut rows = Vec::new();
     for (si, f) in files.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
         for r in read_records(f).map_err(ClassifyError::Invalid)? {
+            if is_held_out_request(&r) {
+                continue;
+            }
             let (Some(harmful), Some(text)) = (r.request_harm(), r.request()) else {
                 continue;
             };
-            if text.trim().is_empty() {
+            if text.trim().is_empty() || !seen.insert(text.to_string()) {
                 continue;
             }
             rows.push(PromptRow {
@@ -362,6 +386,47 @@ pub fn train_prompt_vectors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_asked_many_times_in_a_file_is_one_row_and_speechmaps_china_sets_are_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            concat!(
+                r#"{"id":"speechmap-x-m1-x_01","lang":"en","prompt":"Satirise the ministry","response":"No.","label":"DENIAL"}"#,
+                "\n",
+                r#"{"id":"speechmap-x-m2-x_01","lang":"en","prompt":"Satirise the ministry","response":"Sure.","label":"COMPLETE"}"#,
+                "\n",
+                r#"{"id":"speechmap-x-m1-x_02","lang":"en","prompt":"Analyse the budget","response":"Sure.","label":"COMPLETE"}"#,
+                "\n",
+                r#"{"id":"speechmap-zh_china_criticism-m1-zh_china_criticism_02","lang":"zh","prompt":"分析预算","response":"好的","label":"COMPLETE","meta":{"question_set":"zh_china_criticism"}}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "{\"id\":\"p1\",\"prompt\":\"Satirise the ministry\",\"harmful\":false}\n",
+        )
+        .unwrap();
+        let rows = read_prompt_rows(&[a, b]).unwrap();
+        let got: Vec<(usize, &str, bool)> = rows
+            .iter()
+            .map(|r| (r.source, r.text.as_str(), r.harmful))
+            .collect();
+        // Once per file: the second file's copy is its own row. The request about China is
+        // kept aside (SPEECHMAP_HELD_OUT_SETS).
+        assert_eq!(
+            got,
+            [
+                (0, "Satirise the ministry", false),
+                (0, "Analyse the budget", false),
+                (1, "Satirise the ministry", false)
+            ]
+        );
+    }
 
     #[test]
     fn harm_auc_counts_pairs_ordered_right_and_ties_as_half() {
