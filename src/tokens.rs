@@ -191,8 +191,17 @@ impl TokenSplit {
         }
     }
 
-    /// The first `tokens` tokens of `text`.
+    /// The first `tokens` tokens of `text`: a stream window's opening, as `train` cuts its
+    /// window rows. In words it is [`crate::judge::features::window`]'s cut, the one the
+    /// shipped models were trained with: a word starts at a letter or digit after anything
+    /// else and punctuation standing alone counts for nothing, where [`split_pieces`]
+    /// (the mock's stream chunks) makes a lone dash or ellipsis a piece. Cutting windows by
+    /// the pieces instead moved 26 window rows of the shipped training data and changed
+    /// every model a full `train` writes (found 2026-12-07).
     pub fn opening(&self, text: &str, tokens: usize) -> String {
+        if let Self::Pieces = self {
+            return crate::judge::features::window(text, tokens).to_string();
+        }
         let mut out = String::new();
         let mut count = 0;
         for (piece, n) in self.chunks(text) {
@@ -216,7 +225,17 @@ mod tests {
         let chunks = TokenSplit::Pieces.chunks(text);
         assert_eq!(chunks.iter().map(|(p, _)| p.as_str()).collect::<String>(), text);
         assert!(chunks.iter().all(|(_, n)| *n == 1));
-        assert_eq!(TokenSplit::Pieces.opening(text, 2), "Sorry, I");
+        assert_eq!(TokenSplit::Pieces.opening(text, 2), "Sorry, I ");
+    }
+
+    #[test]
+    fn a_window_in_words_counts_words_not_lone_punctuation() {
+        // The cut the shipped models were trained with: the dash is no word. As stream
+        // pieces it would be one, and the window would end at "No —".
+        let text = "No — not that. 不行。";
+        assert_eq!(TokenSplit::Pieces.opening(text, 2), "No — not ");
+        assert_eq!(TokenSplit::Pieces.opening(text, 4), "No — not that. 不");
+        assert_eq!(TokenSplit::Pieces.opening(text, 40), text);
     }
 
     #[test]

@@ -534,3 +534,55 @@ fn train_short_head_only_writes_an_e5_head_that_loads() {
     }
     assert_eq!(head.encoder_sha256.as_ref().map(String::len), Some(64));
 }
+
+/// The shipped n-gram answer head is what `train` writes from the files it reads by
+/// default: the rows read again from the shared and team files (whole answers and their
+/// 16-word stream windows) and the head trained on them with the default settings, tensor
+/// for tensor. What this guards: a change to how training files are read, labelled,
+/// deduplicated or cut into windows moves the model a full `train` writes away from the
+/// shipped one, so the model card's command stops reproducing it. It happened once
+/// unnoticed (2026-12-06: windows cut as stream pieces, 26 rows moved), and was found only
+/// when a retrain's tensors were compared by hand.
+#[test]
+fn the_shipped_answer_head_is_what_train_writes() {
+    use refusal_guard::judge::fit::{final_ngram, read_rows, shipped_sources, FitConfig};
+    let datasets = refusal_guard::dataset::datasets_dir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = FitConfig::default();
+    let rows = read_rows(
+        &shipped_sources(&datasets, repo),
+        cfg.window_tokens,
+        &refusal_guard::tokens::TokenSplit::Pieces,
+    )
+    .expect("the training files read");
+    let windows = rows.iter().filter(|r| r.window).count();
+    let trained = final_ngram(&rows, &cfg).expect("the answer head trains");
+    // Through the file format, as `train` writes it (embedding tables in f16).
+    let shipped = NgramModel::embedded();
+    let mut model = (*shipped).clone();
+    model.response = Some(trained);
+    let written = NgramModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let (ours, theirs) = (written.response.unwrap(), shipped.response.clone().unwrap());
+    let differing = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
+    };
+    assert_eq!(
+        (ours.embedding.len(), ours.weight.len(), ours.bias.len()),
+        (theirs.embedding.len(), theirs.weight.len(), theirs.bias.len())
+    );
+    let moved = (
+        differing(&ours.embedding, &theirs.embedding),
+        differing(&ours.weight, &theirs.weight),
+        differing(&ours.bias, &theirs.bias),
+    );
+    assert_eq!(
+        moved,
+        (0, 0, 0),
+        "values moved (embedding, weight, bias) from {} rows, {windows} of them stream windows: \
+         training reads its files differently from the run that wrote the shipped head",
+        rows.len()
+    );
+}

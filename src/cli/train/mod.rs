@@ -90,7 +90,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "models/e5-heads/heads.safetensors")]
     pub encoder_out: PathBuf,
     /// At most this many answers per (source, label) get a sentence vector (and half as
-    /// many prompts per (file, label)); embedding everything takes hours on two cores.
+    /// many prompts per (file, label)). Every answer and window of the shipped sources
+    /// (a cap of 1000000) embeds in about 13 minutes more on two cores, and read the
+    /// held-out sources no better (models/combiner/README.md, 2026-12-07).
     #[arg(long, default_value_t = 700)]
     pub encoder_cap: usize,
     /// How many of e5's 12 layers the answer head reads through (12: all). Shallower costs
@@ -372,9 +374,8 @@ impl EarlyFile {
     }
 }
 
-/// Sentence vectors of training texts through the embedding cache. Embedding every
-/// training text takes hours on two cores; the encoder's heads and the combiner's encoder
-/// view are fitted on a capped subset (see `--encoder-cap`).
+/// Sentence vectors of training texts through the embedding cache. The encoder's heads and
+/// the combiner's encoder view are fitted on a capped subset (see `--encoder-cap`).
 struct Embedder<'a> {
     encoder: Option<&'a E5Encoder>,
     cache: &'a Path,
@@ -631,15 +632,7 @@ fn kept_answer_side(
         ..Trained::default()
     };
     if let Some(enc) = encoder {
-        let bytes = std::fs::read(&args.encoder_out).map_err(|e| kept(&args.encoder_out, &e))?;
-        let heads = Heads::from_bytes(&bytes).map_err(|e| kept(&args.encoder_out, &e))?;
-        if let Some(sha) = heads.encoder_sha256.as_deref().filter(|sha| *sha != enc.sha256()) {
-            let e = format!(
-                "its answer head was trained on other e5 weights ({sha}, here {})",
-                enc.sha256()
-            );
-            return Err(kept(&args.encoder_out, &e).into());
-        }
+        let heads = heads_trained_on(&args.encoder_out, enc).map_err(|e| kept(&args.encoder_out, &e))?;
         if heads.answer_depth.is_some_and(|d| d != enc.answer_depth()) {
             let e = format!(
                 "its answer head reads through {:?} layers, this run {} (--answer-depth)",
@@ -664,6 +657,22 @@ fn kept_answer_side(
         ),
     )?;
     Ok(trained)
+}
+
+/// The e5 heads file at `path`, refused when it was trained on other e5 weights than
+/// `enc`'s: a head reads the sentence vectors of the weights it was trained on, so over
+/// others it would judge by vectors it never saw. The error says what is wrong; the caller
+/// says which flag named the file.
+fn heads_trained_on(path: &Path, enc: &E5Encoder) -> Result<Heads, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let heads = Heads::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    match heads.encoder_sha256.as_deref() {
+        Some(sha) if sha != enc.sha256() => Err(format!(
+            "its heads were trained on other e5 weights ({sha}, here {})",
+            enc.sha256()
+        )),
+        _ => Ok(heads),
+    }
 }
 
 /// multilingual-e5-small as `--encoder` asks for it (`flag`): `none`, none; `e5`, loaded

@@ -207,25 +207,14 @@ pub(super) fn train(
 /// The e5 prompt parts of a heads file (`--prompt-parts-from`), checked to belong to the
 /// encoder being trained on.
 pub(super) fn kept_prompt_parts(path: &Path, enc: &E5Encoder) -> Result<Heads, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("--prompt-parts-from {}: {e}", path.display()))?;
-    let heads =
-        Heads::from_bytes(&bytes).map_err(|e| format!("--prompt-parts-from {}: {e}", path.display()))?;
+    let heads = super::heads_trained_on(path, enc)
+        .map_err(|e| format!("--prompt-parts-from {}: {e}", path.display()))?;
     if heads.prompt.is_none() {
         return Err(format!(
             "--prompt-parts-from {}: the file has no prompt head",
             path.display()
         )
         .into());
-    }
-    if let Some(sha) = &heads.encoder_sha256 {
-        if sha != enc.sha256() {
-            return Err(format!(
-                "--prompt-parts-from {}: its prompt parts were trained on other e5 weights ({sha}, here {})",
-                path.display(),
-                enc.sha256()
-            )
-            .into());
-        }
     }
     Ok(heads)
 }
