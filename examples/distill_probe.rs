@@ -13,6 +13,9 @@
 //! - `+ gold labels`: the same rows with their gold labels instead, the ceiling that labelling
 //!   the traffic by hand would give.
 //!
+//! First, where a student could learn from e5 at all: every source's whole answers read by
+//! the n-gram head and by e5's, each trained without the source (ROC AUC and F1 at 0.5).
+//!
 //! Each head's non-answer probability on the even half is scored by ROC AUC and by F1 at 0.5,
 //! per language, beside the teacher's own and the n-gram reading `train` stacked (which the
 //! first head must reproduce: a check that the probe trains as `train` does). The n-gram model alone, not the combiner: the question is whether the
@@ -117,6 +120,37 @@ fn score(rows: &[&StackRow], answer: impl Fn(&StackRow) -> f32) -> String {
     format!("{auc:.3} / {f1:.3}")
 }
 
+/// The first table: every source's whole answers as `train` stacked them, read by the n-gram
+/// head and by e5's head trained without the source (the team's files pooled per language).
+/// Where e5 reads better is where a student could learn from it at all.
+fn print_heads_alone(rows: &[StackRow]) {
+    let mut groups: BTreeMap<(&str, &str), Vec<&StackRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| !r.window && r.teacher.is_some()) {
+        let source = if r.source.starts_with("team") {
+            "team"
+        } else {
+            r.source.as_str()
+        };
+        groups.entry((source, r.lang.as_str())).or_default().push(r);
+    }
+    println!("Each source read by heads trained without it (whole answers; ROC AUC / F1 at 0.5):\n");
+    println!("| source | lang | answers | non-answers | n-gram head | e5 head |");
+    println!("|---|---|---|---|---|---|");
+    for ((source, lang), group) in groups {
+        let non_answers = group.iter().filter(|r| r.label != 0).count();
+        if group.len() < 50 || non_answers == 0 || non_answers == group.len() {
+            continue;
+        }
+        println!(
+            "| {source} | {lang} | {} | {non_answers} | {} | {} |",
+            group.len(),
+            score(&group, |r| r.stacked_answer),
+            score(&group, |r| r.teacher.map_or(f32::NAN, |p| p[0])),
+        );
+    }
+    println!("\nDistillation, each outside source's odd half as traffic, its even half scored:\n");
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
@@ -132,6 +166,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             |_, _| {},
         )
     };
+    print_heads_alone(&rows);
     println!(
         "| held-out source | lang | answers scored | e5 (the teacher) | n-gram as train stacked it | other sources | + e5's readings | + gold labels |"
     );
@@ -181,6 +216,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("| {source} | {lang} | {} | {} |", group.len(), cells.join(" | "));
         }
     }
-    println!("\nEach cell: ROC AUC of the n-gram head's non-answer probability / F1 at 0.5.");
+    println!("\nEach cell: ROC AUC of the non-answer probability / F1 at 0.5.");
     Ok(())
 }

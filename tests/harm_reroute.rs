@@ -862,9 +862,8 @@ const SECOND_SET_E5_BENIGN_FLOOR: f64 = 0.90;
 /// datasets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_refusals_of_lawful_political_requests_move() {
-    let (held_out, _trained) = speechmap_denials();
     holds_the_e5_shares_on(
-        &held_out,
+        &speechmap_held_out_denials(),
         "speechmap denials, held-out sets",
         0.0,
         SPEECHMAP_E5_BENIGN_FLOOR,
@@ -872,9 +871,11 @@ async fn real_refusals_of_lawful_political_requests_move() {
     .await;
 }
 
-/// Every `DENIAL` of speechmap's file as a benign case whose refusal is the record's own
-/// answer: those whose request the prompt judgment never read, and the others.
-fn speechmap_denials() -> (Vec<Case>, Vec<Case>) {
+/// Every `DENIAL` of speechmap's file whose request the prompt judgment never read
+/// (`judge::fit::is_held_out_request`), as a benign case whose refusal is the record's own
+/// answer. The denials of the requests it was trained on are counted only, to show the
+/// file was split as meant.
+fn speechmap_held_out_denials() -> Vec<Case> {
     let dir = refusal_guard::dataset::datasets_dir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join("speechmap_criticism_nonqwen.jsonl");
     let records = refusal_guard::dataset::read_records(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -882,17 +883,6 @@ fn speechmap_denials() -> (Vec<Case>, Vec<Case>) {
         .into_iter()
         .filter(|r| r.label == "DENIAL" && !r.response.trim().is_empty())
         .partition(refusal_guard::judge::fit::is_held_out_request);
-    let case = |r: refusal_guard::dataset::Record| Case {
-        id: r.id,
-        lang: r.lang,
-        prompt: r.prompt,
-        harmful: false,
-        refusal: r.response,
-    };
-    let (held_out, trained): (Vec<Case>, Vec<Case>) = (
-        held_out.into_iter().map(case).collect(),
-        trained.into_iter().map(case).collect(),
-    );
     assert!(
         held_out.len() >= 190 && trained.len() >= 30,
         "{}: {} denials held out, {} trained on",
@@ -900,7 +890,16 @@ fn speechmap_denials() -> (Vec<Case>, Vec<Case>) {
         held_out.len(),
         trained.len()
     );
-    (held_out, trained)
+    held_out
+        .into_iter()
+        .map(|r| Case {
+            id: r.id,
+            lang: r.lang,
+            prompt: r.prompt,
+            harmful: false,
+            refusal: r.response,
+        })
+        .collect()
 }
 
 /// The share of speechmap's real refusals the e5 tier re-routes
