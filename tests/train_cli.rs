@@ -323,6 +323,11 @@ fn train_rejects_flags_it_cannot_honour() {
             .contains("--prompt-exclude \"speechmap_criticism_nonqwen.jsonI\": no shipped prompt file"),
         "{stderr}"
     );
+    let (ok, stderr) = run(&["--shipped", "--response-exclude", "gptfuzzz"]);
+    assert!(
+        !ok && stderr.contains("--response-exclude \"gptfuzzz\": no shipped response source"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     // An output file that cannot be created fails before any training, not after it.
     for flag in ["--stack-out", "--prompt-stack-out"] {
@@ -584,5 +589,157 @@ fn the_shipped_answer_head_is_what_train_writes() {
         "values moved (embedding, weight, bias) from {} rows, {windows} of them stream windows: \
          training reads its files differently from the run that wrote the shipped head",
         rows.len()
+    );
+}
+
+/// The operator's loop (docs/operator-labels.md): `audit --review` picks answers of
+/// unlabeled traffic to label, `train --responses` learns from the rows a person labeled
+/// and skips the rest, and the gateway serves the retrained model with the combiner
+/// trained beside it (`[guard] combiner`).
+#[test]
+fn reviewed_traffic_trains_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    // Traffic: a team file with its labels taken away, as a gateway's log has none.
+    let gold: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(team_file("responses-en.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["label"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    let traffic: String = std::fs::read_to_string(team_file("responses-en.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["label"] = serde_json::Value::Null;
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(path("traffic.jsonl"), traffic).unwrap();
+
+    let audit = Command::new(env!("CARGO_BIN_EXE_refusal-guard"))
+        .args([
+            "audit",
+            "--tier",
+            "none",
+            "--quiet",
+            "--review-size",
+            "40",
+            "--review",
+        ])
+        .arg(path("queue.jsonl"))
+        .arg(path("traffic.jsonl"))
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&audit.stderr);
+    assert!(audit.status.success(), "{stderr}");
+    assert!(stderr.contains("40 answers to label"), "{stderr}");
+    let queue: Vec<serde_json::Value> = std::fs::read_to_string(path("queue.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(queue.len(), 40);
+    assert!(queue
+        .iter()
+        .all(|l| l["label"].is_null() && l["suggested"].is_string()));
+    assert!(
+        queue[..20].iter().all(|l| l["why"] == "unsure"),
+        "the least sure first"
+    );
+    assert!(queue[20..].iter().all(|l| l["why"] == "sample"));
+
+    // Unreviewed, the queue teaches nothing, and train says so.
+    let run = train(
+        dir.path(),
+        &["responses-en2.jsonl"],
+        &[
+            "--epochs",
+            "1",
+            "--responses",
+            path("queue.jsonl").to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("no labeled answer to train on"),
+        "{stderr}"
+    );
+
+    // A reviewer labels 35 of the 40 (one with a verdict class, not a label); the other 5
+    // stay null and are skipped.
+    let reviewed: String = queue
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut l = l.clone();
+            if i == 0 {
+                // A verdict class is not a label: said, and skipped.
+                l["label"] = "policy_refusal".into();
+            } else if i % 8 != 7 {
+                l["label"] = gold[l["id"].as_str().unwrap()].clone().into();
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    std::fs::write(path("reviewed.jsonl"), reviewed).unwrap();
+    let run = train(
+        dir.path(),
+        &["responses-en2.jsonl"],
+        &[
+            "--epochs",
+            "1",
+            "--responses",
+            path("reviewed.jsonl").to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("5 of 40 rows have no label yet and are skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("1 of 40 rows have a label train does not learn from (the first: \"policy_refusal\")"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("    34 answers"), "{stderr}");
+
+    // The gateway serves the retrained pair; a combiner that is not there is named.
+    let config = |combiner: &str| {
+        common::gateway_config(&format!(
+            r#"
+[providers.qwen]
+base_url = "http://127.0.0.1:9/v1"
+
+[[routes]]
+model = "qwen-plus"
+primary = "qwen"
+
+[guard]
+tiers = ["ngram:{}"]
+combiner = "{combiner}"
+"#,
+            path("ngram.safetensors").display()
+        ))
+    };
+    refusal_guard::gateway::Gateway::from_config(&config(path("combiner.safetensors").to_str().unwrap()))
+        .expect("the retrained model and its combiner serve");
+    let missing = path("no-combiner.safetensors");
+    let err = match refusal_guard::gateway::Gateway::from_config(&config(missing.to_str().unwrap())) {
+        Ok(_) => panic!("a missing combiner is refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("[guard] combiner") && err.contains("no-combiner.safetensors"),
+        "{err}"
     );
 }

@@ -13,7 +13,8 @@
 //! - [`run`]: the streaming pipeline: a reader thread, a bounded channel, one worker per
 //!   core, an in-order collector (memory stays flat on a million rows);
 //! - [`tally`]: the counts every report is drawn from;
-//! - [`report`]: the terminal table, Markdown, HTML with plots, JSON, per-record lines.
+//! - [`report`]: the terminal table, Markdown, HTML with plots, JSON, per-record lines;
+//! - [`review`]: which of the answers a person should label first, for `train`.
 //!
 //! Bad input (a line that is not JSON, a row of the wrong shape, a cut gzip file) is
 //! reported with its file and line and skipped, never fatal, unless the caller asks to stop
@@ -22,6 +23,7 @@
 pub mod input;
 pub mod item;
 pub mod report;
+pub mod review;
 pub mod run;
 pub mod tally;
 

@@ -103,6 +103,12 @@ pub struct Judged {
     pub provider: String,
     pub model: String,
     pub lang: String,
+    /// The record's `source`, when it has one.
+    pub source: String,
+    /// The request, when the record has it (empty otherwise).
+    pub prompt: String,
+    /// The answer's text (empty for a block or an error with none, or a log without text).
+    pub text: String,
     /// Unix seconds, when the log says.
     pub timestamp: Option<i64>,
     /// What the label says, when there is one (see [`gold_of`]).

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::audit::report::{self, summary::RunStats, Bucket, Report};
+use crate::audit::review::{self, ReviewQueue};
 use crate::audit::{self as audit_lib, input, AuditOptions, Outcome};
 use crate::dataset::LabelMap;
 
@@ -42,6 +43,14 @@ pub struct AuditArgs {
     /// Writes one JSON line per record: {"id","verdict","confidence","evidence"}.
     #[arg(long, value_name = "OUT.jsonl")]
     pub records: Option<PathBuf>,
+    /// Writes a queue of answers for a person to label, in the form `train --responses`
+    /// reads (`label` left null): the least sure verdicts and a uniform sample, labeled
+    /// records and answers with no text left out (docs/operator-labels.md).
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub review: Option<PathBuf>,
+    /// How many answers the review queue holds (half the least sure, half a sample).
+    #[arg(long, value_name = "N", default_value_t = crate::audit::review::DEFAULT_REVIEW_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub review_size: usize,
     /// Stops at the first bad record (exit status 1) instead of skipping it.
     #[arg(long)]
     pub strict: bool,
@@ -173,6 +182,19 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
         None => None,
     };
 
+    // Opened before the run, so that a bad path fails at once, not after it.
+    let review_out = match &args.review {
+        Some(path) => Some((path.clone(), create(path)?)),
+        None => None,
+    };
+    let boundary = match options.detectors.decision() {
+        crate::judge::Decision::Learned(models) => models.combiner.non_answer_from(),
+        crate::judge::Decision::Rules { threshold } => *threshold,
+    };
+    let mut review = review_out
+        .as_ref()
+        .map(|_| ReviewQueue::new(args.review_size, boundary));
+
     let started = Instant::now();
     let mut last_tick = Instant::now();
     let bytes_done = options.bytes_done.clone();
@@ -181,6 +203,9 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
             Outcome::Judged(judged) => {
                 if let Some((path, out)) = &mut records {
                     report::records::write(out, judged).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                if let Some(queue) = &mut review {
+                    queue.offer(judged);
                 }
             }
             Outcome::Bad(bad) => {
@@ -209,6 +234,21 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
     if let Some((path, mut out)) = records {
         out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    if let (Some((path, mut out)), Some(queue)) = (review_out, review) {
+        let candidates = queue.candidates;
+        let lines = queue.finish();
+        review::write(&mut out, &lines)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !is_stdout(&path) {
+            eprintln!(
+                "refusal-guard: {} answers to label in {} (of {candidates} unlabeled answers with text): fill in each `label`, then `refusal-guard train --shipped --responses {}`",
+                lines.len(),
+                path.display(),
+                path.display()
+            );
+        }
+    }
 
     let report = Report::bucketed(
         inputs.iter().map(|i| i.name.to_string()).collect(),
@@ -224,10 +264,16 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
     if let Some(path) = &args.html {
         write_out(path, &report::html::render(&report)?)?;
     }
-    let stdout_taken = [&args.json, &args.markdown, &args.html, &args.records]
-        .into_iter()
-        .flatten()
-        .any(|p| is_stdout(p));
+    let stdout_taken = [
+        &args.json,
+        &args.markdown,
+        &args.html,
+        &args.records,
+        &args.review,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| is_stdout(p));
     if !args.quiet && !stdout_taken {
         let run = RunStats { elapsed, workers };
         print!("{}", report::summary::render(&report, Some(run)));

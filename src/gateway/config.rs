@@ -110,6 +110,11 @@ pub struct GuardConfig {
     /// `e5:wide` (answers over the wide escalation band), `ngram:PATH`, `guard`, … Empty (the default): the best installed tier; `["none"]`:
     /// the embedded default alone.
     pub tiers: Vec<String>,
+    /// How evidence becomes a verdict (as `eval --combiner`): `learned` (the shipped
+    /// combiner, the default), `rules` (the hand-set baseline), or the path of a combiner
+    /// written by `refusal-guard train --combiner-out`: the one trained with a retrained
+    /// `ngram:PATH` model (docs/operator-labels.md), since a combiner reads its own heads.
+    pub combiner: String,
 }
 
 impl Default for GuardConfig {
@@ -122,6 +127,7 @@ impl Default for GuardConfig {
             observe_only: false,
             judge_prompts_early: false,
             tiers: Vec::new(),
+            combiner: "learned".into(),
         }
     }
 }

@@ -100,6 +100,8 @@ impl Gateway {
         let specs = crate::classify::tiers::resolve_specs(&config.guard.tiers);
         let detectors = crate::classify::tiers::detectors_with(&specs)
             .map_err(|e| Error::invalid("configuration", format!("[guard] tiers: {e}")))?;
+        let detectors = crate::classify::tiers::with_combiner(detectors, &config.guard.combiner)
+            .map_err(|e| Error::invalid("configuration", format!("[guard] combiner: {e}")))?;
         // Pre-routing on a similar request asks the guard's own prompt tiers and policy.
         let preroute_judge = match detectors.decision() {
             crate::judge::Decision::Learned(models) => Some(models.clone()),

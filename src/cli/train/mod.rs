@@ -112,9 +112,18 @@ pub struct TrainArgs {
     /// Where to write the leave-one-source-out table (Markdown).
     #[arg(long, default_value = "models/combiner/loso.md")]
     pub report: PathBuf,
-    /// Labelled response files of your own (all rows are used unless --fit-only).
+    /// Labelled response files of your own. Every labeled row is used; a row whose label is
+    /// empty or `null` (a review queue from `audit --review` not yet reviewed) is skipped.
     #[arg(long = "responses", value_name = "FILE")]
     pub responses: Vec<PathBuf>,
+    /// Leaves one shipped response source out of the run, by the name the training log and
+    /// the leave-one-source-out table give it (`gptfuzz`, `speechmap`, `jade`,
+    /// `team:responses-zh`, …) or its file name, so that it can stand for traffic the
+    /// models never read: the part of it an operator labeled comes back with `--responses`,
+    /// and the rest measures what those labels bought (docs/operator-labels.md).
+    /// Repeatable; a name that is not a shipped source is an error.
+    #[arg(long = "response-exclude", value_name = "SOURCE")]
+    pub response_exclude: Vec<String>,
     /// Labelled prompt files of your own (rows with a boolean `harmful`).
     #[arg(long = "prompts", value_name = "FILE")]
     pub prompts: Vec<PathBuf>,
@@ -424,6 +433,50 @@ impl Embedder<'_> {
     }
 }
 
+/// Says how many rows of an operator's own response file were left unlabeled (a review
+/// queue of `audit --review` is written with `label: null`), and fails when none is
+/// labeled: a file that teaches nothing is a mistake worth stopping for.
+fn own_file_labels(file: &Path, used: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let records = crate::dataset::read_records(file)?;
+    let unlabeled = records.iter().filter(|r| r.label.trim().is_empty()).count();
+    if used == 0 {
+        return Err(format!(
+            "{}: no labeled answer to train on ({} rows, {unlabeled} with no label): fill in each \
+             row's `label` (answer, refusal, evasion or inability) first",
+            file.display(),
+            records.len()
+        )
+        .into());
+    }
+    if unlabeled > 0 {
+        eprintln!(
+            "{}: {unlabeled} of {} rows have no label yet and are skipped",
+            file.display(),
+            records.len()
+        );
+    }
+    // A reviewer who writes a verdict class ("policy_refusal") or a typo means a label; a
+    // row skipped for it without a word would be a label silently lost.
+    let labels = crate::dataset::LabelMap::default();
+    let unused: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            !r.label.trim().is_empty() && !r.response.trim().is_empty() && labels.response_label(r).is_none()
+        })
+        .map(|r| r.label.as_str())
+        .collect();
+    if let Some(first) = unused.first() {
+        eprintln!(
+            "{}: {} of {} rows have a label train does not learn from (the first: {first:?}) and are \
+             skipped; the labels it learns from are answer, refusal, evasion and inability",
+            file.display(),
+            unused.len(),
+            records.len()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `train`.
 pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
@@ -445,6 +498,26 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
         prompt_files.extend(shipped_prompt_files(&dir));
         ngram_prompt_files.extend(shipped_ngram_prompt_files());
+    }
+    for name in &args.response_exclude {
+        let own = args.responses.len();
+        let named = |s: &Source| {
+            s.name == *name
+                || s.files
+                    .iter()
+                    .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
+        };
+        let before = sources.len();
+        let mut i = 0;
+        sources.retain(|s| {
+            i += 1;
+            i <= own || !named(s)
+        });
+        if sources.len() == before {
+            return Err(
+                format!("--response-exclude {name:?}: no shipped response source has that name").into(),
+            );
+        }
     }
     for name in &args.prompt_exclude {
         // By the name reports give it (`prompts/coconot.jsonl`) or its file name alone.
@@ -526,6 +599,9 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (split, _) = crate::tokens::TokenSplit::from_flag(Some(args.stream_tokens))?;
     cfg.window_unit = split.unit();
     let mut rows = read_rows(&sources, cfg.window_tokens, &split)?;
+    for (i, f) in args.responses.iter().enumerate() {
+        own_file_labels(f, rows.iter().filter(|r| r.source == i && !r.window).count())?;
+    }
     weigh_sources(&mut rows, &sources, args.source_weight_power);
     if args.pool_team_sources {
         pool_team_sources(&mut rows, &sources);
