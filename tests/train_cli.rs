@@ -323,6 +323,11 @@ fn train_rejects_flags_it_cannot_honour() {
             .contains("--prompt-exclude \"speechmap_criticism_nonqwen.jsonI\": no shipped prompt file"),
         "{stderr}"
     );
+    let (ok, stderr) = run(&["--thresholds-on", "responses-en.jsonI"]);
+    assert!(
+        !ok && stderr.contains("--thresholds-on \"responses-en.jsonI\": no such source"),
+        "{stderr}"
+    );
     let (ok, stderr) = run(&["--shipped", "--response-exclude", "gptfuzzz"]);
     assert!(
         !ok && stderr.contains("--response-exclude \"gptfuzzz\": no shipped response source"),
@@ -656,33 +661,44 @@ fn reviewed_traffic_trains_and_serves() {
     );
     assert!(queue[20..].iter().all(|l| l["why"] == "sample"));
 
+    // One epoch on a team file and the reviewed file, the thresholds chosen on the reviewed
+    // file alone: whether it ran, and what it said.
+    let train_beside_en2 = |reviewed: &Path| {
+        let name = reviewed.file_name().unwrap().to_str().unwrap();
+        let run = train(
+            dir.path(),
+            &["responses-en2.jsonl"],
+            &[
+                "--epochs",
+                "1",
+                "--responses",
+                reviewed.to_str().unwrap(),
+                "--thresholds-on",
+                name,
+            ],
+        );
+        (
+            run.status.success(),
+            String::from_utf8_lossy(&run.stderr).to_string(),
+        )
+    };
+
     // Unreviewed, the queue teaches nothing, and train says so.
-    let run = train(
-        dir.path(),
-        &["responses-en2.jsonl"],
-        &[
-            "--epochs",
-            "1",
-            "--responses",
-            path("queue.jsonl").to_str().unwrap(),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let (ok, stderr) = train_beside_en2(&path("queue.jsonl"));
     assert!(
-        !run.status.success() && stderr.contains("no labeled answer to train on"),
+        !ok && stderr.contains("no labeled answer to train on"),
         "{stderr}"
     );
 
-    // A reviewer labels 35 of the 40 (one with a verdict class, not a label); the other 5
-    // stay null and are skipped.
+    // A reviewer labels 35 of the 40 (one misspelt); the other 5 stay null and are skipped.
     let reviewed: String = queue
         .iter()
         .enumerate()
         .map(|(i, l)| {
             let mut l = l.clone();
             if i == 0 {
-                // A verdict class is not a label: said, and skipped.
-                l["label"] = "policy_refusal".into();
+                // A misspelt label is not learned from: said, and skipped.
+                l["label"] = "refusl".into();
             } else if i % 8 != 7 {
                 l["label"] = gold[l["id"].as_str().unwrap()].clone().into();
             }
@@ -690,28 +706,22 @@ fn reviewed_traffic_trains_and_serves() {
         })
         .collect();
     std::fs::write(path("reviewed.jsonl"), reviewed).unwrap();
-    let run = train(
-        dir.path(),
-        &["responses-en2.jsonl"],
-        &[
-            "--epochs",
-            "1",
-            "--responses",
-            path("reviewed.jsonl").to_str().unwrap(),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    let (ok, stderr) = train_beside_en2(&path("reviewed.jsonl"));
+    assert!(ok, "{stderr}");
     assert!(
         stderr.contains("5 of 40 rows have no label yet and are skipped"),
         "{stderr}"
     );
     assert!(
-        stderr
-            .contains("1 of 40 rows have a label train does not learn from (the first: \"policy_refusal\")"),
+        stderr.contains("1 of 40 rows have a label train does not learn from (the first: \"refusl\")"),
         "{stderr}"
     );
     assert!(stderr.contains("    34 answers"), "{stderr}");
+    let report = std::fs::read_to_string(path("loso.md")).unwrap();
+    assert!(
+        report.contains("chosen on the reviewed.jsonl (`--thresholds-on`) out-of-source predictions"),
+        "{report}"
+    );
 
     // The gateway serves the retrained pair; a combiner that is not there is named.
     let config = |combiner: &str| {

@@ -64,18 +64,6 @@ pub struct ReviewLine {
     pub why: &'static str,
 }
 
-/// The answer label a verdict class stands for; `None` for the classes that are not about
-/// the answer's words.
-fn label_of(class: VerdictClass) -> Option<ResponseLabel> {
-    match class {
-        VerdictClass::Answer => Some(ResponseLabel::Answer),
-        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => Some(ResponseLabel::Refusal),
-        VerdictClass::Evasion => Some(ResponseLabel::Evasion),
-        VerdictClass::Inability => Some(ResponseLabel::Inability),
-        VerdictClass::ProviderBlock | VerdictClass::Empty => None,
-    }
-}
-
 /// A candidate, ordered by how much a label is worth (for the heap of the least sure).
 struct Unsure {
     /// The distance of the verdict's non-answer probability from the boundary, as bits:
@@ -135,7 +123,7 @@ impl ReviewQueue {
 
     /// Offers one judged record.
     pub fn offer(&mut self, judged: &Judged) {
-        let Some(suggested) = label_of(judged.verdict.class()) else {
+        let Some(suggested) = ResponseLabel::of_class(judged.verdict.class()) else {
             return;
         };
         if judged.gold.is_some() || judged.text.trim().is_empty() {

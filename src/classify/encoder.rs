@@ -333,6 +333,14 @@ impl Heads {
         Self::from_bytes(E5_HEADS)
     }
 
+    /// Heads from a file that `train --encoder-out` wrote.
+    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
+        let bytes = super::read_model_file(path)?;
+        Self::from_bytes(&bytes).map_err(|e| {
+            ClassifyError::Invalid(format!("{}: not e5 heads from `train`: {e}", path.display()))
+        })
+    }
+
     /// Writes the heads as safetensors.
     pub fn save(&self, path: &Path) -> Result<(), ClassifyError> {
         let mut tensors = Vec::new();
@@ -422,7 +430,12 @@ impl EncoderClassifier {
 
     /// multilingual-e5-small from the hf-hub cache with the shipped heads (the `e5` tier).
     pub fn load_e5() -> Result<Self, ClassifyError> {
-        let mut heads = Heads::shipped_e5()?;
+        Self::load_e5_with(Heads::shipped_e5()?)
+    }
+
+    /// multilingual-e5-small from the hf-hub cache with heads of your own (the `e5:PATH`
+    /// tier: heads that `train --encoder-out` wrote, e.g. on your own labeled traffic).
+    pub fn load_e5_with(mut heads: Heads) -> Result<Self, ClassifyError> {
         let encoder = heads.configure(super::e5::E5Encoder::load_default()?)?;
         Ok(Self::new(encoder, heads, "e5").with_short_head(super::short_head::ShortHead::shipped()?))
     }

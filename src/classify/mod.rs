@@ -59,6 +59,19 @@ pub enum ResponseLabel {
 }
 
 impl ResponseLabel {
+    /// The label a verdict class stands for (either refusal class is a refusal); `None`
+    /// for the classes that are not about the answer's words (a block, an empty answer).
+    pub fn of_class(class: crate::verdict::VerdictClass) -> Option<ResponseLabel> {
+        use crate::verdict::VerdictClass;
+        match class {
+            VerdictClass::Answer => Some(ResponseLabel::Answer),
+            VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => Some(ResponseLabel::Refusal),
+            VerdictClass::Evasion => Some(ResponseLabel::Evasion),
+            VerdictClass::Inability => Some(ResponseLabel::Inability),
+            VerdictClass::ProviderBlock | VerdictClass::Empty => None,
+        }
+    }
+
     /// Every label, in the order of the models' output columns.
     pub const ALL: [ResponseLabel; 4] = [
         ResponseLabel::Answer,
@@ -182,6 +195,14 @@ impl PromptJudgement {
     pub fn confidence(&self) -> f32 {
         self.harmful.max(1.0 - self.harmful)
     }
+}
+
+/// Reads a model file whole (n-gram model, encoder heads, combiner), the error naming it.
+pub(crate) fn read_model_file(path: &std::path::Path) -> Result<Vec<u8>, ClassifyError> {
+    std::fs::read(path).map_err(|source| ClassifyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Why a classifier could not judge.

@@ -303,10 +303,7 @@ impl NgramModel {
 
     /// Reads a model file.
     pub fn load(path: &Path) -> Result<Self, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = super::read_model_file(path)?;
         Self::from_bytes(&bytes)
     }
 

@@ -1,7 +1,8 @@
 //! Building cascade tiers from short names (command line and configuration).
 //!
 //! - `ngram`: the embedded n-gram model (or `ngram:PATH` for a retrained file);
-//! - `e5`: multilingual-e5-small with the project's heads (the best tier most installs have);
+//! - `e5`: multilingual-e5-small with the project's heads (the best tier most installs have),
+//!   or `e5:PATH` with heads `train --encoder-out` wrote;
 //!   `e5:prompts` asks it about requests only (their harm), never about answers, for about a
 //!   third of the cascade's mean cost (models/combiner/README.md says what that gives up);
 //! - `minilm`: all-MiniLM-L6-v2 with the project's heads (English only);
@@ -31,6 +32,13 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
         ))),
         ("minilm", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_default()?)),
         ("e5", None) => Ok(Arc::new(super::encoder::EncoderClassifier::load_e5()?)),
+        ("e5" | "minilm", Some(part @ ("prompts" | "wide"))) => Err(ClassifyError::Invalid(format!(
+            "tier {spec:?}: `:{part}` says what the verdict asks the encoder (eval, audit, serve); \
+             a tier on its own is `{kind}`, or `e5:PATH` with heads of your own"
+        ))),
+        ("e5", Some(path)) => Ok(Arc::new(super::encoder::EncoderClassifier::load_e5_with(
+            super::encoder::Heads::load(Path::new(path))?,
+        )?)),
         ("llama-guard", name) => {
             let m = crate::hub::find_manifest(name.unwrap_or("llama-guard-3-1b"))?;
             let variant = if m.name.contains("8b") {
@@ -56,7 +64,7 @@ pub fn build(spec: &str) -> Result<Arc<dyn Classifier>, ClassifyError> {
             "tier {spec:?} stands alone: it means the embedded default without other tiers (leave it out to add tiers to the embedded default)"
         ))),
         _ => Err(ClassifyError::Invalid(format!(
-            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:prompts, e5:wide, minilm, guard, llama-guard:NAME, qwen3guard:NAME, or none alone (the embedded default)"
+            "unknown tier {spec:?}; expected ngram, ngram:PATH, e5, e5:PATH, e5:prompts, e5:wide, minilm, guard, llama-guard:NAME, qwen3guard:NAME, or none alone (the embedded default)"
         ))),
     }
 }
@@ -304,6 +312,20 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("stands alone"), "{e}");
+    }
+
+    #[test]
+    fn e5_heads_of_your_own_are_read_from_their_file() {
+        let e = build("e5:/no/such/heads.safetensors").err().unwrap().to_string();
+        assert!(e.contains("/no/such/heads.safetensors"), "{e}");
+        // A file that is not heads is named, before the encoder loads.
+        let e = build(concat!("e5:", env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("gateway.toml: not e5 heads"), "{e}");
+        let e = build("e5:prompts").err().unwrap().to_string();
+        assert!(e.contains("says what the verdict asks the encoder"), "{e}");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct AuditArgs {
     /// Prints no summary (report files and bad-record warnings only).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Model tiers, as in `eval`: `e5`, `e5:prompts` (requests only), `e5:wide` (answers over the wide escalation band), `ngram:PATH`, `guard`,
+    /// Model tiers, as in `eval`: `e5`, `e5:prompts` (requests only), `e5:wide` (answers over the wide escalation band), `ngram:PATH`, `e5:PATH` (retrained models), `guard`,
     /// `llama-guard:NAME`, `qwen3guard:NAME`, each optionally `@THRESHOLD`; repeatable. Default: the best
     /// installed tier (`e5` when multilingual-e5-small is in the hf-hub cache); `none` for
     /// the embedded default alone.

@@ -107,7 +107,7 @@ pub struct GuardConfig {
     /// ([`crate::layer::RefusalGuardLayer::judge_prompts_early`]). Default off.
     pub judge_prompts_early: bool,
     /// Model tiers of the verdict (as `eval --tier`): `e5`, `e5:prompts` (requests only),
-    /// `e5:wide` (answers over the wide escalation band), `ngram:PATH`, `guard`, … Empty (the default): the best installed tier; `["none"]`:
+    /// `e5:wide` (answers over the wide escalation band), `ngram:PATH`, `e5:PATH` (retrained models), `guard`, … Empty (the default): the best installed tier; `["none"]`:
     /// the embedded default alone.
     pub tiers: Vec<String>,
     /// How evidence becomes a verdict (as `eval --combiner`): `learned` (the shipped

@@ -187,10 +187,7 @@ impl Combiner {
 
     /// Reads a combiner file.
     pub fn load(path: &Path) -> Result<Self, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = crate::classify::read_model_file(path)?;
         Self::from_bytes(&bytes)
     }
 

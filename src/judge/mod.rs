@@ -264,16 +264,6 @@ fn kind_of(label: ResponseLabel) -> VerdictKind {
     }
 }
 
-fn label_of(class: VerdictClass) -> Option<ResponseLabel> {
-    match class {
-        VerdictClass::Answer => Some(ResponseLabel::Answer),
-        VerdictClass::PolicyRefusal | VerdictClass::SafetyRefusal => Some(ResponseLabel::Refusal),
-        VerdictClass::Evasion => Some(ResponseLabel::Evasion),
-        VerdictClass::Inability => Some(ResponseLabel::Inability),
-        VerdictClass::ProviderBlock | VerdictClass::Empty => None,
-    }
-}
-
 /// The fast reader's judgement of `text`; `None` (with a warning) when it fails.
 async fn read_fast(models: &Models, prompt: Option<&str>, text: &str) -> Option<ResponseJudgement> {
     match models.fast.judge_response(prompt, text).await {
@@ -348,7 +338,7 @@ pub async fn answer_probs(
 fn fold_unknown(probs: &mut [f32; 4], evidence: &[Evidence], known: &[&str]) {
     let mut changed = false;
     for e in evidence.iter().filter(|e| !known.contains(&e.source.as_str())) {
-        if let Some(label) = label_of(e.suggests) {
+        if let Some(label) = ResponseLabel::of_class(e.suggests) {
             let p = &mut probs[label.index()];
             *p = 1.0 - (1.0 - *p) * (1.0 - e.score.clamp(0.0, 1.0));
             changed = true;

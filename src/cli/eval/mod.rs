@@ -72,7 +72,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_errors: usize,
     /// Model tiers, cheapest first: `e5`, `e5:prompts` (requests only), `e5:wide` (answers over the wide escalation band), `minilm`,
-    /// `ngram:PATH`, `guard`, `llama-guard:NAME`, `qwen3guard:NAME`, each optionally
+    /// `ngram:PATH`, `e5:PATH` (retrained models), `guard`, `llama-guard:NAME`, `qwen3guard:NAME`, each optionally
     /// `@THRESHOLD`; repeatable.
     /// Default: the best installed tier; `none` for the embedded default alone.
     #[arg(long = "tier", value_name = "TIER")]

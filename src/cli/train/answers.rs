@@ -89,7 +89,13 @@ pub(super) fn train(
     // The non-answer threshold is part of the fit: each held-out source is scored at
     // the threshold chosen on the other sources; the shipped one is chosen on all.
     let nested = nested_thresholds(rows, sources.len(), &decisions, cfg.escalation_cap);
-    let shipped_threshold = Thresholds::choose(rows, &decisions, |_| true, cfg.escalation_cap);
+    let on = &cfg.thresholds_on;
+    let shipped_threshold = Thresholds::choose(
+        rows,
+        &decisions,
+        |s| on.is_empty() || on.contains(&s),
+        cfg.escalation_cap,
+    );
     let mut table = render(
         &score(rows, sources, &decisions, &nested),
         &window_recall(rows, sources, &decisions, &nested),
@@ -99,8 +105,8 @@ pub(super) fn train(
     table.push_str(&format!(
         "\nNon-answer thresholds (probability of the non-answer classes together): whole answer {} / \
          whole answer with the encoder's reading {} (each the best mean F0.5 over sources: precision weighted) / stream window {} \
-         (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on every \
-         source's out-of-source predictions and shipped in the combiner. Each row above is scored at the \
+         (the lowest that stops at most {:.0}% of the median source's answer windows), chosen on {} \
+         out-of-source predictions and shipped in the combiner. Each row above is scored at the \
          thresholds chosen without its source: {}. The encoder is asked when the embedded default's \
          non-answer probability is in [{}, {}) (of the bands that send at most {} of the whole answers to the \
          encoder, the one that asks it least while keeping the cascade's mean F0.5 within {} of the best of \
@@ -110,6 +116,12 @@ pub(super) fn train(
         shipped_threshold.escalated,
         shipped_threshold.window,
         MAX_WINDOW_FALSE_STOPS * 100.0,
+        if on.is_empty() {
+            "every source's".to_string()
+        } else {
+            let names: Vec<&str> = on.iter().map(|&i| sources[i].name.as_str()).collect();
+            format!("the {} (`--thresholds-on`)", names.join(", "))
+        },
         sources
             .iter()
             .zip(&nested)

@@ -172,6 +172,14 @@ pub struct TrainArgs {
     /// combiner still are. Repeatable. A measurement: no outside source gained.
     #[arg(long = "encoder-skip", value_name = "SOURCE")]
     pub encoder_skip: Vec<String>,
+    /// Chooses the shipped thresholds and escalation band on these sources alone (by name,
+    /// e.g. the file name of your own `--responses`), not on the mean over every source: the
+    /// thresholds that read your traffic best. Repeatable. The leave-one-source-out table
+    /// still scores each source at thresholds chosen without it. A measurement: on a review
+    /// queue of 200 it read the rest of the traffic no better than the mean over sources,
+    /// and raised the stream window's threshold to 0.85-0.95 (docs/operator-labels.md).
+    #[arg(long = "thresholds-on", value_name = "SOURCE")]
+    pub thresholds_on: Vec<String>,
     /// Passes of fine-tuning one of e5's layers (`--prompt-depth`) for prompt harm (0: the prompt head reads the
     /// frozen sentence vectors instead). About two minutes a pass on two cores. Two passes
     /// were measured and launder more framed harmful requests (models/e5-heads/README.md).
@@ -455,7 +463,7 @@ fn own_file_labels(file: &Path, used: usize) -> Result<(), Box<dyn std::error::E
             records.len()
         );
     }
-    // A reviewer who writes a verdict class ("policy_refusal") or a typo means a label; a
+    // A reviewer who misspells a label ("refusl") means one; a
     // row skipped for it without a word would be a label silently lost.
     let labels = crate::dataset::LabelMap::default();
     let unused: Vec<&str> = records
@@ -586,13 +594,20 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         encoder: encoder.as_ref(),
         cache: &args.embedding_cache,
     };
-    for name in &args.encoder_skip {
-        let i = sources
+    // Flags that name sources of this run, as the training log names them.
+    let named = |flag: &str, names: &[String]| -> Result<Vec<usize>, String> {
+        names
             .iter()
-            .position(|s| &s.name == name)
-            .ok_or_else(|| format!("--encoder-skip {name:?}: no such source"))?;
-        cfg.encoder_skip.push(i);
-    }
+            .map(|name| {
+                sources
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .ok_or_else(|| format!("{flag} {name:?}: no such source"))
+            })
+            .collect()
+    };
+    cfg.encoder_skip = named("--encoder-skip", &args.encoder_skip)?;
+    cfg.thresholds_on = named("--thresholds-on", &args.thresholds_on)?;
     // The guard counts the provider's tokens (Qwen's, through the logprobs the gateway asks
     // for); the shipped models were trained on windows of words and CJK characters, which a
     // retrain on Qwen's windows did not beat (models/combiner/README.md).

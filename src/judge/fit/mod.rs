@@ -288,6 +288,12 @@ pub struct FitConfig {
     /// the cascade's cost: an escalated answer costs about two hundred times what the
     /// embedded default does, so this share is what the cascade's mean cost per answer is.
     pub escalation_cap: f64,
+    /// Sources (indices) the shipped thresholds and band are chosen on (`train
+    /// --thresholds-on`); empty: every source, each weighted alike. An operator whose
+    /// traffic is one labeled file may want the thresholds that read that traffic best,
+    /// not the ones that read the mean source best. The leave-one-source-out table is
+    /// unchanged: each row there is still scored at thresholds chosen without its source.
+    pub thresholds_on: Vec<usize>,
 }
 
 /// The default [`FitConfig::escalation_cap`]: 4% of whole answers keeps the cascade's
@@ -307,6 +313,7 @@ impl Default for FitConfig {
             window_unit: crate::tokens::TokenSplit::Pieces.unit(),
             encoder_skip: Vec::new(),
             escalation_cap: ESCALATION_CAP,
+            thresholds_on: Vec::new(),
         }
     }
 }
