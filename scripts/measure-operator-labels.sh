@@ -14,7 +14,7 @@
 #      the queue's choice with none;
 #   4. `train` again on the shipped data without SOURCE plus each labeled set;
 #   5. `eval` scores every model on the rest of the file: the answers neither set holds.
-# Four trainings of about six minutes each on one core (two run at once). Needs the binary
+# Three trainings of about six minutes each on one core (the last two at once). Needs the binary
 # (`cargo build --release`) and ../shared/datasets. The JSON handling below only moves
 # fields between files; the choosing, training and scoring are the project's own commands.
 set -euo pipefail
