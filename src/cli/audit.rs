@@ -242,7 +242,7 @@ pub fn run(args: &AuditArgs) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         if !is_stdout(&path) {
             eprintln!(
-                "refusal-guard: {} answers to label in {} (of {candidates} unlabeled answers with text): fill in each `label`, then train on it with `refusal-guard train --responses` into files of your own (docs/operator-labels.md)",
+                "refusal-guard: {} answers to label in {} (of {candidates} unlabeled answers with text; labeled records are left out): fill in each `label`, then train on it with `refusal-guard train --responses` into files of your own (docs/operator-labels.md)",
                 lines.len(),
                 path.display(),
             );
