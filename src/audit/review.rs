@@ -22,13 +22,13 @@
 //! likely to correct it: those whose probability of a non-answer lay nearest the point where
 //! the verdict turns (the combiner's whole-answer threshold; a verdict's confidence alone
 //! would rank every near-threshold non-answer before any near-threshold answer, since the
-//! threshold is not one half); half are
-//! a uniform sample of the rest, because a queue of borderline answers alone never shows
-//! the reviewer what the verdict gets confidently wrong, and a model trained only on
-//! borderline rows learns a skewed picture of the traffic. The sample is the answers whose
-//! id hashes lowest ([`sample_hash`]): the same on every run and whatever the input order,
-//! with no random state to seed. Memory is bounded by the queue's
-//! size, whatever the audit's.
+//! threshold is not one half); half are a uniform sample of the rest, because a queue of
+//! borderline answers alone never shows the reviewer what the verdict gets confidently
+//! wrong, and a model trained only on borderline rows learns a skewed picture of the
+//! traffic. The sample is the answers whose id hashes lowest ([`sample_hash`]): the same on
+//! every run and whatever the input order, with no random state to seed. Memory is bounded
+//! by the queue's size, whatever the audit's, and an answer is copied only when it enters
+//! the queue (the audit offers every record from one thread).
 //!
 //! Skipped: answers that already carry a label (they need no review), answers with no text
 //! (a block or an error has nothing for the answer models to learn), and verdicts that are
@@ -60,7 +60,7 @@ pub struct ReviewLine {
     pub suggested: ResponseLabel,
     pub verdict: VerdictClass,
     pub confidence: f32,
-    /// `unsure` (among the least confident verdicts) or `sample` (the uniform sample).
+    /// `unsure` (among the verdicts nearest the boundary) or `sample` (the uniform sample).
     pub why: &'static str,
 }
 
@@ -69,7 +69,7 @@ struct Unsure {
     /// The distance of the verdict's non-answer probability from the boundary, as bits:
     /// positive floats order as their bits do.
     distance: u32,
-    /// The input position breaks ties, so equal confidences keep their input order.
+    /// The input position breaks ties, so equal distances keep their input order.
     seq: u64,
     line: ReviewLine,
 }
@@ -95,14 +95,13 @@ impl Ord for Unsure {
 pub struct ReviewQueue {
     size: usize,
     boundary: f32,
-    seq: u64,
     /// The least sure so far: a max-heap on the distance from the boundary, so the surest
     /// is dropped first.
     unsure: BinaryHeap<Unsure>,
     /// The uniform sample so far: the lowest id hashes (a hash may repeat: ties by input
     /// position).
     sample: BTreeMap<(u64, u64), ReviewLine>,
-    /// Answers offered that could be queued.
+    /// Answers offered that could be queued (also each one's input position).
     pub candidates: usize,
 }
 
@@ -114,7 +113,6 @@ impl ReviewQueue {
         ReviewQueue {
             size,
             boundary,
-            seq: 0,
             unsure: BinaryHeap::new(),
             sample: BTreeMap::new(),
             candidates: 0,
@@ -130,8 +128,27 @@ impl ReviewQueue {
             return;
         }
         self.candidates += 1;
-        self.seq += 1;
+        let seq = self.candidates as u64;
         let confidence = judged.verdict.confidence.clamp(0.0, 1.0);
+        let non_answer = if suggested == ResponseLabel::Answer {
+            1.0 - confidence
+        } else {
+            confidence
+        };
+        // Each half may be asked for the whole queue: answers in both count once, and the
+        // sample fills what the unsure half leaves.
+        let key = (sample_hash(&judged.id), seq);
+        let into_sample = self.sample.len() < self.size
+            || self.sample.last_key_value().is_some_and(|(last, _)| key < *last);
+        let distance = (non_answer - self.boundary).abs().to_bits();
+        let into_unsure = self.unsure.len() < self.size.div_ceil(2)
+            || self
+                .unsure
+                .peek()
+                .is_some_and(|top| (distance, seq) < (top.distance, top.seq));
+        if !into_sample && !into_unsure {
+            return;
+        }
         let line = ReviewLine {
             id: judged.id.clone(),
             source: judged.source.clone(),
@@ -144,37 +161,29 @@ impl ReviewQueue {
             confidence,
             why: "unsure",
         };
-        // Each half may be asked for the whole queue: answers in both count once, and the
-        // sample fills what the unsure half leaves.
-        let key = (sample_hash(&judged.id), self.seq);
-        if self.sample.len() < self.size || key < *self.sample.keys().next_back().expect("not empty") {
+        // Copied once more only when it enters both halves.
+        let (for_sample, for_unsure) = match (into_sample, into_unsure) {
+            (true, true) => (Some(line.clone()), Some(line)),
+            (true, false) => (Some(line), None),
+            (false, _) => (None, Some(line)),
+        };
+        if let Some(line) = for_sample {
             self.sample.insert(
                 key,
                 ReviewLine {
                     why: "sample",
-                    ..line.clone()
+                    ..line
                 },
             );
             if self.sample.len() > self.size {
                 self.sample.pop_last();
             }
         }
-        let unsure = self.size.div_ceil(2);
-        let non_answer = if suggested == ResponseLabel::Answer {
-            1.0 - confidence
-        } else {
-            confidence
-        };
-        let entry = Unsure {
-            distance: (non_answer - self.boundary).abs().to_bits(),
-            seq: self.seq,
-            line,
-        };
-        if self.unsure.len() < unsure {
-            self.unsure.push(entry);
-        } else if self.unsure.peek().is_some_and(|top| entry < *top) {
-            self.unsure.pop();
-            self.unsure.push(entry);
+        if let Some(line) = for_unsure {
+            if self.unsure.len() >= self.size.div_ceil(2) {
+                self.unsure.pop();
+            }
+            self.unsure.push(Unsure { distance, seq, line });
         }
     }
 

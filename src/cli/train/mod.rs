@@ -501,32 +501,30 @@ pub fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut prov = Provenance::default();
     let mut prompt_files = args.prompts.clone();
     let mut ngram_prompt_files = args.ngram_prompts.clone();
+    let mut shipped_responses = Vec::new();
     if shipped {
         let dir = find_datasets(args.datasets.clone())?;
-        sources.extend(shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR"))));
+        shipped_responses = shipped_sources(&dir, Path::new(env!("CARGO_MANIFEST_DIR")));
         prompt_files.extend(shipped_prompt_files(&dir));
         ngram_prompt_files.extend(shipped_ngram_prompt_files());
     }
     for name in &args.response_exclude {
-        let own = args.responses.len();
-        let named = |s: &Source| {
-            s.name == *name
-                || s.files
+        // By the name the training log gives it (`gptfuzz`, `team:responses-zh`) or a file name.
+        let before = shipped_responses.len();
+        shipped_responses.retain(|s: &Source| {
+            s.name != *name
+                && !s
+                    .files
                     .iter()
                     .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
-        };
-        let before = sources.len();
-        let mut i = 0;
-        sources.retain(|s| {
-            i += 1;
-            i <= own || !named(s)
         });
-        if sources.len() == before {
+        if shipped_responses.len() == before {
             return Err(
                 format!("--response-exclude {name:?}: no shipped response source has that name").into(),
             );
         }
     }
+    sources.extend(shipped_responses);
     for name in &args.prompt_exclude {
         // By the name reports give it (`prompts/coconot.jsonl`) or its file name alone.
         let named = |f: &PathBuf| short_name(f) == *name || f.file_name().is_some_and(|n| n == name.as_str());
