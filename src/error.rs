@@ -61,6 +61,19 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A provider was not asked: it failed request after request and is cooling down
+    /// ([`crate::layer::CooldownLayer`]). Another provider may answer; the same one is
+    /// asked again after `retry_in`.
+    #[error(
+        "{provider} not asked: cooling down after {failures} failed requests in a row (asked again in {} s)",
+        seconds_up(*.retry_in)
+    )]
+    CoolingDown {
+        provider: String,
+        failures: u32,
+        retry_in: Duration,
+    },
+
     /// The guard stopped an answer that is not an answer: a stream refused inside the
     /// hold-back window, or a provider moderation error. The verdict says why; the
     /// refusal keeps what was held back and the original error, so nothing is lost.
@@ -200,7 +213,8 @@ impl Error {
             | Error::Malformed { provider, .. }
             | Error::Truncated { provider, .. }
             | Error::TooLarge { provider, .. }
-            | Error::Timeout { provider, .. } => Some(provider),
+            | Error::Timeout { provider, .. }
+            | Error::CoolingDown { provider, .. } => Some(provider),
             Error::Refused(r) => r.provider.as_deref(),
             Error::Route(r) => r.error.provider(),
             Error::Invalid { .. } | Error::Other(_) => None,
@@ -231,6 +245,16 @@ impl Error {
         }
     }
 
+    /// How long until a provider that was not asked because it is cooling down is asked
+    /// again ([`Error::CoolingDown`], also inside a route's error).
+    pub fn cooling_down_for(&self) -> Option<Duration> {
+        match self {
+            Error::CoolingDown { retry_in, .. } => Some(*retry_in),
+            Error::Route(r) => r.error.cooling_down_for(),
+            _ => None,
+        }
+    }
+
     /// Whether sending the same request again (to the same provider) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -257,6 +281,11 @@ impl Error {
             detail: detail.into(),
         }
     }
+}
+
+/// Whole seconds, rounded up, at least 1: what a client waits before asking again.
+pub fn seconds_up(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
 }
 
 impl From<ProviderError> for Error {

@@ -5,7 +5,7 @@
 //! none is duplicated. What the caller received is compared, exactly, with what the mock
 //! sent: either the whole answer once, or a prefix of it ending at a chunk boundary
 //! followed by one typed error and nothing after it. Cases: 503 storms under the retry
-//! budget, a deadline at each stage (connect, first byte, between chunks, total), cuts at
+//! budget, a primary that keeps failing skipped during its cooldown, a deadline at each stage (connect, first byte, between chunks, total), cuts at
 //! many chunk boundaries with and without a fallback, malformed chunks, a slow-loris
 //! upstream, a client that leaves mid-stream (the upstream request must be cancelled and
 //! no task left behind), and an upstream that sends 100 MB.
@@ -109,6 +109,7 @@ fn policy(first_token: Duration, retries: usize) -> ProviderPolicy {
         first_token,
         retry: RetryPolicy::new(retries, 1, 0.1).backoff(Duration::from_millis(1)),
         guard: guard(),
+        cooldown: None,
     }
 }
 
@@ -278,7 +279,14 @@ async fn a_503_storm_on_the_primary_fails_over_with_the_text_once() {
         let fallback = MockProvider::start().await;
         primary.set_default(Script::status(503, ""));
         fallback.set_default(Script::answer(TEXT));
-        let gw = gateway_over(&primary.base_url(), Some(&fallback.base_url()), "", "").await;
+        // Without a cooldown, so that every request asks the primary (the next case has one).
+        let gw = gateway_over(
+            &primary.base_url(),
+            Some(&fallback.base_url()),
+            "",
+            "cooldown_after_failures = 0",
+        )
+        .await;
         for _ in 0..5 {
             let got = stream_through(&gw).await;
             assert_eq!(got.text, TEXT);
@@ -294,6 +302,113 @@ async fn a_503_storm_on_the_primary_fails_over_with_the_text_once() {
             "max_retries = 0: one call per request"
         );
         assert_eq!(fallback.requests().len(), 10);
+    })
+    .await;
+}
+
+/// The gateway's `/metrics` text.
+async fn metrics(gw: &Gw) -> String {
+    let url = gw.base_url.trim_end_matches("/v1").to_string() + "/metrics";
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_keeps_failing_is_skipped_until_a_probe_finds_it_back() {
+    bounded(async {
+        let primary = MockProvider::start().await;
+        let fallback = MockProvider::start().await;
+        primary.set_default(Script::status(503, ""));
+        fallback.set_default(Script::answer(TEXT));
+        let gw = gateway_over(
+            &primary.base_url(),
+            Some(&fallback.base_url()),
+            "",
+            "cooldown_after_failures = 3\ncooldown_ms = 400",
+        )
+        .await;
+        for i in 0..8 {
+            let stream = i % 2 == 1;
+            let r = post(&gw, &body(stream)).await;
+            assert_eq!(r.status(), 200);
+            let providers = r.headers()["x-refusal-guard-providers"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            // A skipped primary is on record as an attempt: who was not asked is known.
+            assert_eq!(providers, "primary,fallback", "request {i}");
+            let raw = r.text().await.unwrap();
+            let text = if stream {
+                let got = parse_sse(&raw);
+                assert!(got.done && got.error.is_none(), "{got:?}");
+                got.text
+            } else {
+                let v: Value = serde_json::from_str(&raw).unwrap();
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            assert_eq!(text, TEXT, "request {i}: the fallback's text, once");
+        }
+        assert_eq!(
+            primary.requests().len(),
+            3,
+            "three failures in a row, then the primary is not called"
+        );
+        assert_eq!(fallback.requests().len(), 8);
+        let m = metrics(&gw).await;
+        assert!(
+            m.contains(r#"refusal_guard_provider_cooldowns_total{provider="primary"} 1"#),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"refusal_guard_provider_cooldown_skips_total{provider="primary"} 5"#),
+            "{m}"
+        );
+        // The primary recovers; after the cooldown one request probes it and it answers again.
+        primary.set_default(Script::answer(TEXT));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for stream in [false, true] {
+            let r = post(&gw, &body(stream)).await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-refusal-guard-providers"], "primary");
+            let _ = r.text().await.unwrap();
+        }
+        assert_eq!(primary.requests().len(), 5);
+        assert_eq!(fallback.requests().len(), 8);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_with_no_fallback_answers_503_with_retry_after_while_its_provider_cools_down() {
+    bounded(async {
+        let primary = MockProvider::start().await;
+        primary.set_default(Script::status(502, r#"{"error":{"message":"bad gateway"}}"#));
+        let gw = gateway_over(
+            &primary.base_url(),
+            None,
+            "",
+            "cooldown_after_failures = 2\ncooldown_ms = 5000",
+        )
+        .await;
+        for _ in 0..2 {
+            assert_eq!(post(&gw, &body(false)).await.status(), 502);
+        }
+        for stream in [false, true] {
+            let r = post(&gw, &body(stream)).await;
+            assert_eq!(r.status(), 503, "stream={stream}");
+            let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=5).contains(&wait), "Retry-After {wait}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "provider_cooling_down", "{v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("primary") && message.contains("2 failed requests"),
+                "{message}"
+            );
+        }
+        assert_eq!(primary.requests().len(), 2, "the cooling provider was not called");
     })
     .await;
 }

@@ -15,7 +15,9 @@ use refusal_guard::detect::logprobs::LogprobCheck;
 use refusal_guard::detect::signals::ProviderSignals;
 use refusal_guard::detect::{Detector, Detectors, Observation};
 use refusal_guard::layer::failover::{ProviderPolicy, RetryPolicy};
-use refusal_guard::layer::{Attempts, Prices, RefusalGuardLayer, RerouteLayer, Route, StreamVerdict};
+use refusal_guard::layer::{
+    Attempts, CooldownLayer, Prices, RefusalGuardLayer, RerouteLayer, Route, StreamVerdict,
+};
 use refusal_guard::provider::{ChatResponse, ProviderName, ResponseBody};
 use refusal_guard::verdict::{Evidence, VerdictClass, VerdictSet};
 use refusal_guard::wire::{
@@ -277,6 +279,54 @@ async fn complete_policy_refusal_is_rerouted_and_attempts_recorded() {
     assert_eq!(attempts[1].verdict, Some(VerdictClass::Answer));
     let cost = attempts[1].cost.expect("priced");
     assert!((cost - (100.0 * 1.0 + 10.0 * 2.0) / 1e6).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn a_cooling_primary_is_skipped_and_the_fallbacks_outcome_is_the_routes() {
+    let primary = Fake::new("qwen", |_, _| {
+        Reply::Fail(ProviderError::from_body("qwen", 503, b"down", ErrorPosition::Response).into())
+    });
+    let broken = Fake::new("other", |_, _| {
+        Reply::Fail(ProviderError::from_body("other", 500, b"broken", ErrorPosition::Response).into())
+    });
+    let cooldown = CooldownLayer::new("qwen").after_failures(2);
+    let g = guard();
+    let svc = RerouteLayer::new()
+        .fallback(Route::new("other", g.layer(broken.clone())))
+        .layer(cooldown.layer(g.layer(primary.clone())));
+    for _ in 0..4 {
+        let e = svc.clone().oneshot(request(false)).await.unwrap_err();
+        let names: Vec<String> = e
+            .attempts()
+            .unwrap()
+            .snapshot()
+            .into_iter()
+            .map(|a| a.provider)
+            .collect();
+        assert_eq!(names, ["qwen", "other"], "a skipped provider is still on record");
+        // Once the primary cools down, the fallback's 500 is the route's outcome, not the
+        // skip: the skip says nothing about the request.
+        let status = e.provider_error().map(|p| p.status);
+        assert!(status == Some(503) || status == Some(500), "{e}");
+    }
+    assert_eq!(primary.calls(), 2, "two failures, then the primary is skipped");
+    assert_eq!(cooldown.skipped().get(), 2);
+    let e = svc.clone().oneshot(request(false)).await.unwrap_err();
+    assert_eq!(e.provider_error().map(|p| p.status), Some(500), "{e}");
+    assert!(e.cooling_down_for().is_none());
+
+    // Every provider cooling down: then the skip is all there is to say.
+    let fallback_cooldown = CooldownLayer::new("other").after_failures(1);
+    let svc = RerouteLayer::new()
+        .fallback(Route::new(
+            "other",
+            fallback_cooldown.layer(g.layer(broken.clone())),
+        ))
+        .layer(cooldown.layer(g.layer(primary.clone())));
+    let _ = svc.clone().oneshot(request(false)).await;
+    let e = svc.clone().oneshot(request(false)).await.unwrap_err();
+    assert!(e.cooling_down_for().is_some(), "{e}");
+    assert!(e.to_string().contains("cooling down"), "{e}");
 }
 
 #[tokio::test]

@@ -260,6 +260,15 @@ pub struct ProviderConfig {
     /// Alternatives per token asked for when the guard asks (`top_logprobs`, at most 20).
     #[serde(default = "default_top_logprobs")]
     pub ask_top_logprobs: u32,
+    /// Failed requests in a row (connection, deadline, 429 or 5xx, after the retries) after
+    /// which this provider is not asked for `cooldown_ms`: its routes fail over at once
+    /// instead of waiting for it. 0 turns it off. Default 5.
+    #[serde(default = "default_cooldown_after")]
+    pub cooldown_after_failures: u32,
+    /// How long a failing provider is skipped before one request probes it again.
+    /// Default 10000.
+    #[serde(default = "default_cooldown_ms")]
+    pub cooldown_ms: u64,
 }
 
 impl ProviderConfig {
@@ -275,6 +284,13 @@ impl ProviderConfig {
         };
         ask.provider(name)
     }
+}
+
+fn default_cooldown_after() -> u32 {
+    crate::layer::cooldown::DEFAULT_AFTER_FAILURES
+}
+fn default_cooldown_ms() -> u64 {
+    crate::layer::cooldown::DEFAULT_COOLDOWN.as_millis() as u64
 }
 
 fn default_top_logprobs() -> u32 {

@@ -46,6 +46,12 @@ pub struct PreRouteLabels {
     pub matched: String,
 }
 
+/// Labels of a provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
 /// Labels of an answered status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -70,6 +76,10 @@ pub struct Metrics {
     pub reroutes: Family<RerouteLabels, Counter>,
     /// Answered requests sent past a primary known to over-block them: calls saved.
     pub prerouted: Family<PreRouteLabels, Counter>,
+    /// Cooldowns begun: a provider failed request after request and is skipped a while.
+    pub cooldowns: Family<ProviderLabels, Counter>,
+    /// Calls not made to a provider in its cooldown.
+    pub cooldown_skips: Family<ProviderLabels, Counter>,
     pub passthrough: Family<PassthroughLabels, Counter>,
     pub duration: Histogram,
     pub upstream: Histogram,
@@ -91,6 +101,8 @@ impl Metrics {
         let verdicts = Family::<VerdictLabels, Counter>::default();
         let reroutes = Family::<RerouteLabels, Counter>::default();
         let prerouted = Family::<PreRouteLabels, Counter>::default();
+        let cooldowns = Family::<ProviderLabels, Counter>::default();
+        let cooldown_skips = Family::<ProviderLabels, Counter>::default();
         let passthrough = Family::<PassthroughLabels, Counter>::default();
         // 10 µs to ~160 s: overheads are microseconds, requests are seconds.
         let duration = Histogram::new(exponential_buckets(1e-5, 2.0, 24));
@@ -108,6 +120,16 @@ impl Metrics {
             "prerouted",
             "Requests sent straight to a fallback because the primary over-blocked them before (provider calls saved)",
             prerouted.clone(),
+        );
+        registry.register(
+            "provider_cooldowns",
+            "Cooldowns begun: a provider failed request after request and is not asked for a while",
+            cooldowns.clone(),
+        );
+        registry.register(
+            "provider_cooldown_skips",
+            "Calls not made to a provider during its cooldown (each failed over at once)",
+            cooldown_skips.clone(),
         );
         registry.register(
             "passthrough_responses",
@@ -136,6 +158,8 @@ impl Metrics {
             verdicts,
             reroutes,
             prerouted,
+            cooldowns,
+            cooldown_skips,
             passthrough,
             duration,
             upstream,

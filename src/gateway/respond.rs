@@ -297,9 +297,13 @@ pub fn error_response(error: &Error) -> Response<Body> {
     }
     // A provider's own status passes through, and with a 429 or 503 how long it asked
     // callers to wait.
-    let retry_after = error.provider_error().and_then(|p| p.retry_after.as_deref());
+    // A provider cooling down is asked again after its cooldown: the caller may retry then.
+    let retry_after = match error.cooling_down_for() {
+        Some(wait) => Some(crate::error::seconds_up(wait).to_string()),
+        None => error.provider_error().and_then(|p| p.retry_after.clone()),
+    };
     if let (Some(value), true) = (retry_after, status.as_u16() == 429 || status.as_u16() == 503) {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
             builder = builder.header(header::RETRY_AFTER, value);
         }
     }
@@ -326,6 +330,7 @@ pub fn error_status(error: &Error) -> StatusCode {
         Error::Invalid { .. } => StatusCode::BAD_REQUEST,
         Error::TooLarge { .. } => StatusCode::BAD_GATEWAY,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::CoolingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::BAD_GATEWAY,
     }
@@ -362,6 +367,7 @@ pub fn error_body(error: &Error) -> Value {
     let (kind, code) = match error {
         Error::Invalid { .. } => ("invalid_request_error", "invalid_request"),
         Error::Timeout { .. } => ("timeout_error", "upstream_timeout"),
+        Error::CoolingDown { .. } => ("upstream_error", "provider_cooling_down"),
         Error::Refused(_) => ("refusal_error", "refused_by_all_providers"),
         Error::TooLarge { .. } => ("upstream_error", "upstream_too_large"),
         Error::Malformed { .. } => ("upstream_error", "upstream_malformed"),

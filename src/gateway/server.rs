@@ -31,13 +31,14 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::config::{GatewayConfig, ProviderConfig};
-use super::metrics::{Metrics, PreRouteLabels, RequestLabels, RerouteLabels, VerdictLabels};
+use super::metrics::{Metrics, PreRouteLabels, ProviderLabels, RequestLabels, RerouteLabels, VerdictLabels};
 use super::respond::{error_response, respond};
 use super::routes::passthrough::Passthrough;
 use super::stack::{self, RecordSlot};
 use crate::error::Error;
 use crate::layer::failover::{ProviderPolicy, RetryPolicy};
 use crate::layer::reroute::ChatService;
+use crate::layer::CooldownLayer;
 use crate::layer::{
     Attempt, Attempts, HoldBack, PreRouteStore, PreRouted, RefusalGuardLayer, RerouteLayer, Route,
 };
@@ -116,15 +117,27 @@ impl Gateway {
             .stop_on(config.policy.reroute)
             .observe_only(config.guard.observe_only)
             .judge_prompts_early(config.guard.judge_prompts_early);
+        let metrics = Metrics::new();
         let mut stacks = HashMap::new();
         let mut clients = HashMap::new();
         for (name, p) in &config.providers {
             let client = build_client(name, p)?;
             clients.insert(name.clone(), client.clone());
+            let labels = ProviderLabels {
+                provider: name.clone(),
+            };
+            let cooldown = CooldownLayer::new(name)
+                .after_failures(p.cooldown_after_failures)
+                .cooldown(Duration::from_millis(p.cooldown_ms))
+                .counters(
+                    metrics.cooldowns.get_or_create(&labels).clone(),
+                    metrics.cooldown_skips.get_or_create(&labels).clone(),
+                );
             let policy = ProviderPolicy {
                 first_token: Duration::from_millis(p.first_token_timeout_ms),
                 retry: RetryPolicy::new(p.max_retries, 1, 0.1),
                 guard: guard.clone().ask_logprobs(p.logprobs(name)),
+                cooldown: Some(cooldown),
             };
             stacks.insert(name.clone(), policy.stack(name, client));
         }
@@ -183,7 +196,6 @@ impl Gateway {
                 Some(keys)
             }
         };
-        let metrics = Metrics::new();
         if let Some(log) = &verdict_log {
             metrics.register_verdict_log(log);
         }

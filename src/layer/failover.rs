@@ -2,6 +2,8 @@
 //! once here so that every provider in a route gets the same treatment.
 //!
 //! A provider's stack, from the outside in:
+//! - optionally a [`CooldownLayer`]: after a run of failed requests the provider is
+//!   skipped for a while, so that an outage costs a fail-over, not a timeout per request;
 //! - `tower::retry::Retry` with [`RetryPolicy`]: retries errors a retry can help
 //!   (connection failures before a response, 429, 5xx, a missed first-token deadline),
 //!   with jittered backoff and a shared [`TpsBudget`] so that an outage does not turn
@@ -30,6 +32,7 @@ use tower::retry::Policy;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::error::Error;
+use crate::layer::cooldown::CooldownLayer;
 use crate::layer::reroute::ChatService;
 use crate::layer::RefusalGuardLayer;
 use crate::provider::{ChatResponse, ResponseBody};
@@ -116,6 +119,10 @@ pub struct ProviderPolicy {
     pub first_token: Duration,
     pub retry: RetryPolicy,
     pub guard: RefusalGuardLayer,
+    /// Skips the provider for a while after a run of failed requests; `None` (the
+    /// default) always asks it. The gateway turns it on per provider
+    /// (`cooldown_after_failures`, `cooldown_ms`).
+    pub cooldown: Option<CooldownLayer>,
 }
 
 impl Default for ProviderPolicy {
@@ -124,14 +131,16 @@ impl Default for ProviderPolicy {
             first_token: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             guard: RefusalGuardLayer::new(),
+            cooldown: None,
         }
     }
 }
 
 impl ProviderPolicy {
-    /// Wraps a provider client: retry (budgeted) around the guard around the first-token
-    /// deadline ([`FirstTokenLayer`]), so that the guard judges a stall as the failure it
-    /// is and a retry or a fallback answers instead.
+    /// Wraps a provider client: the cooldown, if any, around retry (budgeted) around the
+    /// guard around the first-token deadline ([`FirstTokenLayer`]), so that the guard
+    /// judges a stall as the failure it is and a retry or a fallback answers instead, and
+    /// one request's retries count once toward a cooldown.
     pub fn stack<S>(&self, name: &str, client: S) -> ChatService
     where
         S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + Sync + 'static,
@@ -142,7 +151,10 @@ impl ProviderPolicy {
             .layer(FirstTokenLayer::new(name, self.first_token))
             .service(client);
         let retried = ServiceBuilder::new().retry(self.retry.clone()).service(timed);
-        ChatService::new(retried)
+        match &self.cooldown {
+            Some(cooldown) => ChatService::new(cooldown.layer(retried)),
+            None => ChatService::new(retried),
+        }
     }
 }
 

@@ -55,7 +55,9 @@
 //!   latency, tokens and estimated cost; when no provider answers, the error carries the
 //!   same record ([`Error::Route`]), so who was asked is known either way;
 //! - when every provider refuses, the most informative outcome comes back: the primary's
-//!   original complete answer (with its verdict), else its refusal or error.
+//!   original complete answer (with its verdict), else its refusal or error; a provider
+//!   skipped in its cooldown ([`crate::layer::CooldownLayer`]) informs least, so its
+//!   error comes back only when every provider was cooling down.
 
 mod attempts;
 pub mod continuation;
@@ -530,6 +532,13 @@ impl Run {
                 },
             };
             let latency = started.elapsed();
+            // A provider skipped in its cooldown said nothing about this request: whatever a
+            // later provider says is the more informative outcome.
+            if matches!(best, Some(Outcome::Failed(Error::CoolingDown { .. })))
+                && !matches!(result, Err(Error::CoolingDown { .. }))
+            {
+                best = None;
+            }
             match result {
                 Ok(mut response) => {
                     let full = response.extensions.get::<Verdict>();
@@ -754,6 +763,7 @@ fn fails_over(error: &Error) -> bool {
     match error {
         Error::Transport { .. } | Error::Timeout { .. } | Error::Truncated { .. } => true,
         Error::Malformed { .. } | Error::TooLarge { .. } => true,
+        Error::CoolingDown { .. } => true,
         Error::Provider(e) => e.is_retryable() || e.status == 401 || e.status == 403 || e.status == 404,
         Error::Other(_) => true,
         // A route nested in a route: its own providers are spent, but another may answer.
