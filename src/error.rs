@@ -65,7 +65,8 @@ pub enum Error {
     /// ([`crate::layer::CooldownLayer`]). Another provider may answer; the same one is
     /// asked again after `retry_in`.
     #[error(
-        "{provider} not asked: cooling down after {failures} failed requests in a row (asked again in {} s)",
+        "{provider} not asked: cooling down ({} in a row; asked again in {} s)",
+        failed_requests(*.failures),
         seconds_up(*.retry_in)
     )]
     CoolingDown {
@@ -280,6 +281,14 @@ impl Error {
             what,
             detail: detail.into(),
         }
+    }
+}
+
+/// "1 request failed", "3 requests failed".
+fn failed_requests(n: u32) -> String {
+    match n {
+        1 => "1 request failed".into(),
+        n => format!("{n} requests failed"),
     }
 }
 

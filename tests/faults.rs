@@ -404,7 +404,7 @@ async fn a_route_with_no_fallback_answers_503_with_retry_after_while_its_provide
             assert_eq!(v["error"]["code"], "provider_cooling_down", "{v}");
             let message = v["error"]["message"].as_str().unwrap();
             assert!(
-                message.contains("primary") && message.contains("2 failed requests"),
+                message.contains("primary") && message.contains("2 requests failed in a row"),
                 "{message}"
             );
         }

@@ -753,6 +753,48 @@ async fn text_and_error(response: ChatResponse) -> (String, Option<Error>) {
 }
 
 #[tokio::test]
+async fn a_stream_cut_while_the_fallback_cools_down_ends_in_its_own_cut() {
+    let text = "In the spring of 1989 students gathered in Tiananmen Square to call for reform, \
+                and the movement spread to many other cities over the following weeks.";
+    let pieces = words(text);
+    let cut_after = 14;
+    let sent: String = pieces[..cut_after].concat();
+    let primary = Fake::new("qwen", move |_, _| {
+        Reply::Chunks(pieces.clone(), Some((cut_after, cut("qwen"))))
+    });
+    let down = Fake::new("other", |_, _| {
+        Reply::Fail(ProviderError::from_body("other", 503, b"down", ErrorPosition::Response).into())
+    });
+    let cooldown = CooldownLayer::new("other").after_failures(1);
+    // The fallback failed once already: it is cooling down when the stream is cut.
+    let g = guard();
+    let mut fallback = cooldown.layer(g.layer(down.clone()));
+    assert!(fallback
+        .ready()
+        .await
+        .unwrap()
+        .call(request(false))
+        .await
+        .is_err());
+    assert!(cooldown.is_cooling());
+    let svc = RerouteLayer::new()
+        .fallback(Route::new("other", fallback))
+        .layer(g.layer(primary.clone()));
+    let r = svc.oneshot(request(true)).await.unwrap();
+    let attempts = r.extensions.get::<Attempts>().unwrap().clone();
+    let (got, error) = text_and_error(r).await;
+    assert_eq!(got, sent, "what was released, once, and nothing after the cut");
+    let error = error.expect("the stream ends in an error");
+    assert!(
+        matches!(error, Error::Transport { ref provider, .. } if provider == "qwen"),
+        "the cut, not the skip, ends the stream: {error}"
+    );
+    assert_eq!(down.calls(), 1, "the cooling fallback was not called again");
+    let names: Vec<String> = attempts.snapshot().into_iter().map(|a| a.provider).collect();
+    assert_eq!(names, ["qwen", "other"], "the skipped continuation is on record");
+}
+
+#[tokio::test]
 async fn a_refusal_is_never_spliced_onto_a_continued_answer() {
     // Found by a bug hunt: a fallback that refused the continuation had its refusal
     // streamed on after the primary's half answer, as one garbled reply.

@@ -324,7 +324,11 @@ impl Continuing {
                     attempt.verdict = e.as_refusal().map(|r| r.verdict.class());
                     attempt.error = Some(e.to_string());
                     self.run.record(attempt);
-                    last = e;
+                    // A provider skipped in its cooldown says nothing about this answer:
+                    // the cut that started the continuation stays the stream's error.
+                    if !matches!(e, Error::CoolingDown { .. }) {
+                        last = e;
+                    }
                 }
                 Err(e) => {
                     attempt.error = Some(e.to_string());
