@@ -4,7 +4,7 @@
 //! loopback; the fallback always answers. The primary is down in one of two ways: it
 //! answers every request with a 503 at once, or it stalls (headers never come, so each
 //! request waits out the first-token deadline, 200 ms here). Each case sends the same
-//! requests (`RG_BENCH_N`, default 200; `RG_BENCH_CONCURRENCY` at once, default 4) with
+//! requests (`RG_BENCH_N`, default 400; `RG_BENCH_CONCURRENCY` at once, default 4) with
 //! `cooldown_after_failures = 0` (off) and with the default 5, and prints per request the
 //! latency (mean, p50, p99), the primary's calls, and the ratio of mean latencies.
 //!
@@ -21,7 +21,14 @@ use refusal_guard::gateway::config::GatewayConfig;
 use refusal_guard::gateway::Gateway;
 use refusal_guard::mock::{MockProvider, Script};
 
-const ANSWER: &str = "Paris is the capital of France. It sits on the Seine.";
+/// A typical answer: longer than a short reply (which the e5 tier, where installed, reads
+/// with its short-reply head on every answer, a cost of its own that would drown the
+/// outage's here).
+const ANSWER: &str = "Paris is the capital of France. It sits on the Seine in the north of the \
+country and has about two million inhabitants, more than twelve million with its suburbs. \
+It has been the seat of the French government for most of the last thousand years, and it \
+is the country's centre of finance, culture and transport: most of France's motorways and \
+high-speed railways start from it, and its two airports are among the busiest in Europe.";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -99,7 +106,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n = env_usize("RG_BENCH_N", 200);
+    let n = env_usize("RG_BENCH_N", 400);
     let concurrency = env_usize("RG_BENCH_CONCURRENCY", 4).max(1);
     let fallback = MockProvider::start().await;
     fallback.set_default(Script::answer(ANSWER));

@@ -156,6 +156,16 @@ async fn gateway_over(primary: &str, fallback: Option<&str>, extra: &str, provid
     gateway(&text).await
 }
 
+/// A gateway over a primary that answers as `primary` says and a fallback that answers
+/// [`TEXT`]; `provider` adds keys to both providers.
+async fn over_a_fallback(primary: Script, provider: &str) -> (MockProvider, MockProvider, Gw) {
+    let (p, f) = (MockProvider::start().await, MockProvider::start().await);
+    p.set_default(primary);
+    f.set_default(Script::answer(TEXT));
+    let gw = gateway_over(&p.base_url(), Some(&f.base_url()), "", provider).await;
+    (p, f, gw)
+}
+
 fn body(stream: bool) -> Value {
     json!({"model": "qwen-plus", "stream": stream,
            "messages": [{"role": "user", "content": "Is the Great Wall visible from space?"}]})
@@ -275,18 +285,9 @@ async fn retries_after_503s_deliver_the_answer_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_storm_on_the_primary_fails_over_with_the_text_once() {
     bounded(async {
-        let primary = MockProvider::start().await;
-        let fallback = MockProvider::start().await;
-        primary.set_default(Script::status(503, ""));
-        fallback.set_default(Script::answer(TEXT));
         // Without a cooldown, so that every request asks the primary (the next case has one).
-        let gw = gateway_over(
-            &primary.base_url(),
-            Some(&fallback.base_url()),
-            "",
-            "cooldown_after_failures = 0",
-        )
-        .await;
+        let (primary, fallback, gw) =
+            over_a_fallback(Script::status(503, ""), "cooldown_after_failures = 0").await;
         for _ in 0..5 {
             let got = stream_through(&gw).await;
             assert_eq!(got.text, TEXT);
@@ -315,14 +316,8 @@ async fn metrics(gw: &Gw) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_that_keeps_failing_is_skipped_until_a_probe_finds_it_back() {
     bounded(async {
-        let primary = MockProvider::start().await;
-        let fallback = MockProvider::start().await;
-        primary.set_default(Script::status(503, ""));
-        fallback.set_default(Script::answer(TEXT));
-        let gw = gateway_over(
-            &primary.base_url(),
-            Some(&fallback.base_url()),
-            "",
+        let (primary, fallback, gw) = over_a_fallback(
+            Script::status(503, ""),
             "cooldown_after_failures = 3\ncooldown_ms = 400",
         )
         .await;
