@@ -12,6 +12,11 @@
 //!   rotates), and a target's figures pool its rounds, so that a busy second of a shared
 //!   machine lands on every target rather than on one;
 //! - `RG_BENCH_STREAM=1` to send streamed requests;
+//! - `RG_BENCH_TIERS` (e.g. `none`, `e5`, `e5:prompts`; comma-separated) the guard's tiers in
+//!   every gateway config; unset, the best installed tier, as `serve` picks it. With the e5
+//!   tier every pattern-clean answer of a few sentences is read by its short-reply head, an
+//!   encoder pass (this bench's answer is one), which is what that tier costs a gateway;
+//!   `e5:prompts` reads them with the embedded default's head instead;
 //! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way;
@@ -150,10 +155,11 @@ fn spawn_serve(
     let logging = log.map_or(String::new(), |p| {
         format!("[logging]\nformat = \"json\"\nfile = \"{}\"\n", p.display())
     });
+    let guard = guard_section();
     std::fs::write(
         &config,
         format!(
-            "[server]\nmax_concurrency = 100000\n{logging}[providers.mock]\nbase_url = \"{mock_url}\"\n\
+            "[server]\nmax_concurrency = 100000\n{logging}{guard}[providers.mock]\nbase_url = \"{mock_url}\"\n\
              [[routes]]\nmodel = \"*\"\nprimary = \"mock\"\n"
         ),
     )
@@ -175,6 +181,17 @@ fn spawn_serve(
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     (child, format!("{base}/v1/chat/completions"))
+}
+
+/// The `[guard]` section `RG_BENCH_TIERS` asks for, or nothing (the best installed tier).
+fn guard_section() -> String {
+    match std::env::var("RG_BENCH_TIERS") {
+        Ok(tiers) if !tiers.trim().is_empty() => {
+            let list: Vec<String> = tiers.split(',').map(|t| format!("{:?}", t.trim())).collect();
+            format!("[guard]\ntiers = [{}]\n", list.join(", "))
+        }
+        _ => String::new(),
+    }
 }
 
 fn main() {
@@ -206,12 +223,13 @@ fn main() {
             r#"
 [server]
 max_concurrency = 100000
-[providers.mock]
+{}[providers.mock]
 base_url = "{}"
 [[routes]]
 model = "*"
 primary = "mock"
 "#,
+            guard_section(),
             mock.base_url()
         );
         let mut urls = Vec::new();
