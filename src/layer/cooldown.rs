@@ -62,15 +62,17 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
 /// service this layer builds shares one state, so build one layer per provider.
 #[derive(Debug, Clone)]
 pub struct CooldownLayer {
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
-#[derive(Debug)]
+/// The configuration, and the breaker every service and call of one layer shares (cheap to
+/// clone: the state and the counters are shared handles).
+#[derive(Debug, Clone)]
 struct Shared {
-    provider: String,
+    provider: Arc<str>,
     after_failures: u32,
     cooldown: Duration,
-    state: Mutex<Breaker>,
+    state: Arc<Mutex<Breaker>>,
     begun: Counter,
     skipped: Counter,
 }
@@ -91,34 +93,35 @@ impl CooldownLayer {
     /// failed requests in a row start 10 seconds without calls.
     pub fn new(provider: &str) -> Self {
         CooldownLayer {
-            shared: Arc::new(Shared {
-                provider: provider.to_string(),
+            shared: Shared {
+                provider: Arc::from(provider),
                 after_failures: DEFAULT_AFTER_FAILURES,
                 cooldown: DEFAULT_COOLDOWN,
-                state: Mutex::new(Breaker::Closed { failures: 0 }),
+                state: Arc::new(Mutex::new(Breaker::Closed { failures: 0 })),
                 begun: Counter::default(),
                 skipped: Counter::default(),
-            }),
+            },
         }
     }
 
     /// Failed requests in a row that start a cooldown; 0 turns the layer off. Default 5.
-    pub fn after_failures(self, n: u32) -> Self {
-        self.rebuilt(|s| s.after_failures = n)
+    pub fn after_failures(mut self, n: u32) -> Self {
+        self.shared.after_failures = n;
+        self
     }
 
     /// How long the provider is skipped before a probe is let through. Default 10 s.
-    pub fn cooldown(self, cooldown: Duration) -> Self {
-        self.rebuilt(|s| s.cooldown = cooldown)
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.shared.cooldown = cooldown;
+        self
     }
 
     /// Counts into these counters instead of its own: cooldowns begun, and calls not made
     /// because the provider was cooling down (e.g. a gateway's per-provider metrics).
-    pub fn counters(self, begun: Counter, skipped: Counter) -> Self {
-        self.rebuilt(|s| {
-            s.begun = begun;
-            s.skipped = skipped;
-        })
+    pub fn counters(mut self, begun: Counter, skipped: Counter) -> Self {
+        self.shared.begun = begun;
+        self.shared.skipped = skipped;
+        self
     }
 
     /// Cooldowns begun so far.
@@ -134,23 +137,6 @@ impl CooldownLayer {
     /// Whether calls are refused now (a cooldown, or a probe out).
     pub fn is_cooling(&self) -> bool {
         !matches!(*self.shared.lock(), Breaker::Closed { .. })
-    }
-
-    /// The builder methods change the configuration before any service shares it.
-    fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let s = &self.shared;
-        let mut shared = Shared {
-            provider: s.provider.clone(),
-            after_failures: s.after_failures,
-            cooldown: s.cooldown,
-            state: Mutex::new(*s.lock()),
-            begun: s.begun.clone(),
-            skipped: s.skipped.clone(),
-        };
-        change(&mut shared);
-        CooldownLayer {
-            shared: Arc::new(shared),
-        }
     }
 }
 
@@ -169,7 +155,7 @@ impl<S> Layer<S> for CooldownLayer {
 #[derive(Debug, Clone)]
 pub struct Cooldown<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
 impl<S> Service<ChatRequest> for Cooldown<S>
@@ -237,7 +223,7 @@ impl Shared {
 
     fn refusal(&self, failures: u32, retry_in: Duration) -> Error {
         Error::CoolingDown {
-            provider: self.provider.clone(),
+            provider: self.provider.to_string(),
             failures,
             retry_in,
         }
@@ -254,15 +240,18 @@ impl Shared {
             return;
         }
         let failures = match *state {
+            Breaker::Closed { failures } if failures + 1 < self.after_failures => {
+                *state = Breaker::Closed {
+                    failures: failures + 1,
+                };
+                return;
+            }
             Breaker::Closed { failures } => failures + 1,
             // A call let through before the cooldown began, ending late: the cooldown stands.
             Breaker::Open { .. } => return,
+            // The probe failed: another cooldown.
             Breaker::Probing { failures } => failures,
         };
-        if failures < self.after_failures && matches!(*state, Breaker::Closed { .. }) {
-            *state = Breaker::Closed { failures };
-            return;
-        }
         *state = Breaker::Open {
             until: now + self.cooldown,
             failures,
@@ -288,7 +277,7 @@ impl Shared {
 
 /// One call let through, settled when it ends (or, for a probe, when it is dropped).
 struct Ticket {
-    shared: Arc<Shared>,
+    shared: Shared,
     probe: bool,
     settled: bool,
 }

@@ -534,8 +534,8 @@ impl Run {
             let latency = started.elapsed();
             // A provider skipped in its cooldown said nothing about this request: whatever a
             // later provider says is the more informative outcome.
-            if matches!(best, Some(Outcome::Failed(Error::CoolingDown { .. })))
-                && !matches!(result, Err(Error::CoolingDown { .. }))
+            if matches!(&best, Some(Outcome::Failed(e)) if e.cooling_down_for().is_some())
+                && !matches!(&result, Err(e) if e.cooling_down_for().is_some())
             {
                 best = None;
             }

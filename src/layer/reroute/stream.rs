@@ -326,7 +326,7 @@ impl Continuing {
                     self.run.record(attempt);
                     // A provider skipped in its cooldown says nothing about this answer:
                     // the cut that started the continuation stays the stream's error.
-                    if !matches!(e, Error::CoolingDown { .. }) {
+                    if e.cooling_down_for().is_none() {
                         last = e;
                     }
                 }
