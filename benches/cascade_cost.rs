@@ -26,14 +26,13 @@
 //! printed above the table, so both figures are on record.
 //!
 //! How to read the table (one row per file, decision and observation, then `all`):
-//! - `escalated`: the share of answers where the encoder was asked about the answer (its
-//!   evidence is in the verdict: [`refusal_guard::judge::decide`] adds it only then);
-//!   the issue-11 figure. Always 0 for the embedded default. It counts the e5 short-reply
-//!   head's reads too: a complete answer of at most `judge::SHORT_REPLY_TOKENS` tokens that
-//!   the patterns let pass (`judge::short_reply_passes`) is read by it ([`short_head_read`]),
-//!   and each read is an encoder pass, whether it finds a non-answer or not; so is a
-//!   pattern-clean paragraph (`judge::PARAGRAPH_REPLY_TOKENS`) the combiner called a
-//!   non-answer, which the head reviews.
+//! - `escalated`: the share of answers where the encoder read the answer: asked by the
+//!   combiner when unsure (the issue-11 figure), or by a short-reply head (e5's reads a
+//!   pattern-clean short answer where the n-gram short-reply head is unsure, the short-reply
+//!   cascade, and reviews the combiner's non-answer on one of up to
+//!   `judge::PARAGRAPH_REPLY_TOKENS`). Counted at the encoder tier itself (a wrapper that
+//!   counts its answer reads, [`Counted`]), not read back from the verdict. Always 0 for the
+//!   embedded default and `e5:prompts`.
 //! - `harm by enc`: the share where the encoder also judged the *request's* harm (a
 //!   refusal whose prompt the n-gram prompt head did not judge surely harmful: a benign
 //!   reading is always checked, see `classify::cascade`; seen in the `prompt_harm`
@@ -49,12 +48,15 @@
 mod support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 
-use refusal_guard::classify::tiers;
+use refusal_guard::classify::short_head::ShortJudgement;
+use refusal_guard::classify::{tiers, Classifier, ClassifyError, PromptJudgement, ResponseJudgement};
 use refusal_guard::cli::eval::judge;
 use refusal_guard::dataset::Record;
 use refusal_guard::detect::{Completeness, Detectors, Observation};
@@ -93,11 +95,80 @@ impl Part {
     }
 }
 
-/// A pipeline under test, and the name its encoder's evidence carries.
+/// A pipeline under test, the name its encoder's evidence carries, and the count of the
+/// encoder's answer reads.
 struct Setup {
     name: &'static str,
     detectors: Detectors,
     encoder: Option<String>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Setup {
+    /// A pipeline whose escalation reader, if any, counts its answer reads.
+    fn new(name: &'static str, detectors: Detectors, encoder: Option<String>) -> Self {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let detectors = match detectors.decision() {
+            Decision::Learned(m) if m.escalation.is_some() => {
+                let mut models = (**m).clone();
+                models.escalation = models.escalation.take().map(|inner| -> Arc<dyn Classifier> {
+                    Arc::new(Counted {
+                        inner,
+                        reads: reads.clone(),
+                    })
+                });
+                detectors.models(models)
+            }
+            _ => detectors,
+        };
+        Setup {
+            name,
+            detectors,
+            encoder,
+            reads,
+        }
+    }
+
+    /// The encoder's answer reads so far.
+    fn answer_reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+/// An escalation reader that counts its reads of answers (whole, or by its short-reply
+/// head): each is an encoder pass. Its prompt reads are the prompt cascade's, not counted.
+struct Counted {
+    inner: Arc<dyn Classifier>,
+    reads: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Classifier for Counted {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn judge_response(
+        &self,
+        prompt: Option<&str>,
+        response: &str,
+    ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.judge_response(prompt, response).await
+    }
+
+    async fn judge_short_answer(&self, response: &str) -> Result<Option<ShortJudgement>, ClassifyError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.judge_short_answer(response).await
+    }
+
+    async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
+        self.inner.judge_prompt(prompt).await
+    }
+
+    fn learned_language(&self, lang: &str) -> bool {
+        self.inner.learned_language(lang)
+    }
 }
 
 /// Per-answer costs of one (file, setup, part) run.
@@ -184,12 +255,8 @@ fn forget_prompts(setup: &Setup) {
 
 fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
     let mut costs = Costs::default();
-    let rules = Detectors::default().threshold(0.5);
-    // Only an escalation reader's short-reply head is an encoder pass (`e5:prompts` judges
-    // answers with the embedded default, whose head is the n-gram one).
-    let encoder_reads_short =
-        matches!(setup.detectors.decision(), Decision::Learned(m) if m.escalation.is_some());
     for r in records {
+        let reads_before = setup.answer_reads();
         forget_prompts(setup);
         let wall = Instant::now();
         let cpu = support::process_cpu_ns();
@@ -199,34 +266,13 @@ fn run(setup: &Setup, records: &[Record], part: Part, overhead: u64) -> Costs {
         costs.cpu_ns.push(cpu.saturating_sub(overhead));
         if let Some(enc) = &setup.encoder {
             let prefix = format!("{enc} ");
-            let asked = verdict.evidence.iter().any(|e| &e.source == enc);
-            costs.escalated +=
-                usize::from(asked || (encoder_reads_short && short_head_read(r, part, &rules, &verdict)));
+            costs.escalated += usize::from(setup.answer_reads() > reads_before);
             costs.harm_by_encoder += usize::from(verdict.evidence.iter().any(|e| {
                 e.source == refusal_guard::judge::PROMPT_HARM_SOURCE && e.reason.starts_with(&prefix)
             }));
         }
     }
     costs
-}
-
-/// Whether a short-reply head read this answer: a complete answer short enough for one
-/// ([`refusal_guard::judge::SHORT_REPLY_TOKENS`]) that the patterns alone let pass, as
-/// `judge::decide` asks, or a paragraph they let pass
-/// ([`refusal_guard::judge::PARAGRAPH_REPLY_TOKENS`]) whose `verdict` is a non-answer or
-/// the head's overruling of one (the head reads a paragraph only when the combiner flags
-/// it, and never flags one itself). The verdict names the head only when the head changed
-/// it, so this asks the patterns (`rules`, the rule combiner over the same detectors)
-/// rather than reading the evidence.
-fn short_head_read(record: &Record, part: Part, rules: &Detectors, verdict: &Verdict) -> bool {
-    let text = &record.response;
-    // The combiner's own verdict, before the head: a non-answer, or one the head overruled.
-    let combiner_flags =
-        verdict.class().is_non_answer() || verdict.evidence.iter().any(|e| e.source == "short_answer");
-    matches!(part, Part::Whole)
-        && !text.trim().is_empty()
-        && refusal_guard::judge::short_head_reviews(text, combiner_flags, true)
-        && refusal_guard::judge::short_reply_passes(&judge(rules, record), text)
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -282,42 +328,19 @@ fn row(file: &str, setup: &Setup, part: Part, c: &Costs) -> Vec<String> {
 
 fn setups() -> Vec<Setup> {
     let embedded = tiers::detectors_with(&[]).expect("the embedded default needs no file");
-    let mut out = vec![Setup {
-        name: "embedded",
-        detectors: embedded,
-        encoder: None,
-    }];
-    match tiers::detectors_with(&["e5".to_string()]) {
-        Ok(detectors) => {
-            let encoder = match detectors.decision() {
-                Decision::Learned(m) => m.escalation.as_ref().map(|c| c.name().to_string()),
-                Decision::Rules { .. } => None,
-            };
-            out.push(Setup {
-                name: "cascade (e5)",
-                detectors,
-                encoder,
-            });
+    let mut out = vec![Setup::new("embedded", embedded, None)];
+    // The cascade; the same over the combiner's wide band (the one chosen without the cost
+    // cap, and no short-reply cascade); the encoder on requests only (answers are the
+    // embedded default's).
+    for (name, spec) in [
+        ("cascade (e5)", "e5"),
+        ("e5:wide", "e5:wide"),
+        ("e5:prompts", "e5:prompts"),
+    ] {
+        match tiers::detectors_with(&[spec.to_string()]) {
+            Ok(detectors) => out.push(Setup::new(name, detectors, Some("e5".to_string()))),
+            Err(e) => eprintln!("skipping {name}: {e}"),
         }
-        Err(e) => eprintln!("skipping the cascade with e5: {e}"),
-    }
-    // The same over the combiner's wide band (the one chosen without the cost cap).
-    match tiers::detectors_with(&["e5:wide".to_string()]) {
-        Ok(detectors) => out.push(Setup {
-            name: "e5:wide",
-            detectors,
-            encoder: Some("e5".to_string()),
-        }),
-        Err(e) => eprintln!("skipping e5:wide: {e}"),
-    }
-    // The encoder on requests only: answers are the embedded default's.
-    match tiers::detectors_with(&["e5:prompts".to_string()]) {
-        Ok(detectors) => out.push(Setup {
-            name: "e5:prompts",
-            detectors,
-            encoder: Some("e5".to_string()),
-        }),
-        Err(e) => eprintln!("skipping e5:prompts: {e}"),
     }
     out
 }

@@ -12,11 +12,13 @@
 //!   rotates), and a target's figures pool its rounds, so that a busy second of a shared
 //!   machine lands on every target rather than on one;
 //! - `RG_BENCH_STREAM=1` to send streamed requests;
-//! - `RG_BENCH_TIERS` (e.g. `none`, `e5`, `e5:prompts`; comma-separated) the guard's tiers in
-//!   every gateway config; unset, the best installed tier, as `serve` picks it. With the e5
-//!   tier every pattern-clean answer of a few sentences is read by its short-reply head, an
-//!   encoder pass (this bench's answer is one), which is what that tier costs a gateway;
-//!   `e5:prompts` reads them with the embedded default's head instead;
+//! - `RG_BENCH_TIERS` (e.g. `none`, `e5`, `e5:prompts`; comma-separated, one list for every
+//!   gateway config) the guard's tiers; unset, the best installed tier, as `serve` picks it.
+//!   This bench's answer is a pattern-clean short reply: with the e5 tier, e5's short-reply
+//!   head (an encoder pass) reads such a reply only where the n-gram head is unsure of it
+//!   (the short-reply cascade, `judge::Models::short_asked_from`), and every Chinese,
+//!   Japanese or Korean one; `e5:wide` reads every one, which is what the cascade saves;
+//! - `RG_BENCH_ANSWER` the mock's answer (default: a 16-word English reply about Paris);
 //! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way;
@@ -204,6 +206,7 @@ fn main() {
     let stream = support::env("RG_BENCH_STREAM", 0u8) == 1;
     let mock_port: u16 = support::env("RG_BENCH_MOCK_PORT", 18080);
     let other = std::env::var("RG_BENCH_OTHER").ok();
+    let answer = std::env::var("RG_BENCH_ANSWER").unwrap_or_else(|_| ANSWER.to_string());
 
     // The mock and the gateway each get a runtime of their own, as separate servers
     // would; the load generator runs on a third.
@@ -217,7 +220,7 @@ fn main() {
         let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
             .await
             .expect("mock port free");
-        mock.set_default(Script::answer(ANSWER));
+        mock.set_default(Script::answer(&answer));
         mock.set_recording(false);
         let base = format!(
             r#"

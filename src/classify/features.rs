@@ -43,13 +43,20 @@ impl Default for FeatureConfig {
     }
 }
 
-fn is_cjk(c: char) -> bool {
+/// Whether `c` is a CJK character (kana, han, hangul): the n-gram features read such text by
+/// characters, not words.
+pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x3040..=0x30ff   // kana
         | 0x3400..=0x4dbf // CJK ext A
         | 0x4e00..=0x9fff // CJK unified
         | 0xac00..=0xd7af // hangul
         | 0xf900..=0xfaff)
+}
+
+/// Whether `text` holds any CJK character ([`is_cjk`]).
+pub fn has_cjk(text: &str) -> bool {
+    text.chars().any(is_cjk)
 }
 
 /// Lower-cases, collapses whitespace, and keeps the head and tail of a long text.

@@ -44,6 +44,10 @@ const NON_ANSWER_FROM_SENTENCES: &str = "non_answer_from_sentences";
 /// The file's metadata key for the encoder weights the head was trained over.
 const ENCODER_SHA256: &str = "encoder_sha256";
 
+/// The file's metadata keys for [`AskedFrom`].
+const ASKED_FROM: &str = "asked_from_ngram";
+const ASKED_FROM_CJK: &str = "asked_from_ngram_cjk";
+
 fn err(e: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::model("e5 short-reply head", e)
 }
@@ -76,14 +80,8 @@ impl ShortThresholds {
     /// (0, 1], is refused: the head's probabilities mean nothing without the thresholds
     /// chosen for them.
     fn from_info(info: &HashMap<String, String>) -> Result<Self, ClassifyError> {
-        let read = |key: &str| -> Result<f32, ClassifyError> {
-            let t = info
-                .get(key)
-                .ok_or_else(|| err(format!("no {key} in the file's metadata")))?;
-            t.parse()
-                .ok()
-                .filter(|t: &f32| *t > 0.0 && *t <= 1.0)
-                .ok_or_else(|| err(format!("{key} {t:?} is not a probability in (0, 1]")))
+        let read = |key: &str| {
+            read_probability(info, key, false)?.ok_or_else(|| err(format!("no {key} in the file's metadata")))
         };
         Ok(ShortThresholds {
             one_line: read(NON_ANSWER_FROM)?,
@@ -102,6 +100,80 @@ impl std::fmt::Display for ShortThresholds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} / {}", self.one_line, self.sentences)
     }
+}
+
+/// Where the e5 head is asked in the short-reply cascade: the embedded default's n-gram
+/// short-reply head reads a pattern-clean short answer first (microseconds), and the e5 head
+/// (an encoder pass, about 11 ms on an AVX2 core) is asked whether it is a non-answer only
+/// from this n-gram non-answer reading up. One value for text in CJK scripts and one for
+/// the rest: the n-gram head reads CJK by characters and is far less sure there (out of
+/// source, at the other scripts' value it lost 42 of e5's 463 CJK finds, 9%, against 21 of
+/// 912). Chosen by `train --short-head-only` on both heads' out-of-source readings
+/// (`judge::fit::short::choose_asked_from`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AskedFrom {
+    /// For a reply with no CJK character.
+    pub other: f32,
+    /// For a reply with one ([`crate::classify::features::has_cjk`]).
+    pub cjk: f32,
+}
+
+impl AskedFrom {
+    /// The e5 head is asked about every pattern-clean short answer.
+    pub const ALWAYS: AskedFrom = AskedFrom { other: 0.0, cjk: 0.0 };
+
+    /// The value for `text`, by its script.
+    pub fn for_text(&self, text: &str) -> f32 {
+        if crate::classify::features::has_cjk(text) {
+            self.cjk
+        } else {
+            self.other
+        }
+    }
+
+    /// Reads both from a head file's metadata: `None` where neither is there (a file written
+    /// before the cascade); one without the other, or one outside [0, 1], is refused.
+    fn from_info(info: &HashMap<String, String>) -> Result<Option<Self>, ClassifyError> {
+        let read = |key: &str| read_probability(info, key, true);
+        match (read(ASKED_FROM)?, read(ASKED_FROM_CJK)?) {
+            (Some(other), Some(cjk)) => Ok(Some(AskedFrom { other, cjk })),
+            (None, None) => Ok(None),
+            _ => Err(err(format!(
+                "{ASKED_FROM} and {ASKED_FROM_CJK} go together; the file has one"
+            ))),
+        }
+    }
+
+    fn to_info(self, info: &mut HashMap<String, String>) {
+        info.insert(ASKED_FROM.to_string(), self.other.to_string());
+        info.insert(ASKED_FROM_CJK.to_string(), self.cjk.to_string());
+    }
+}
+
+impl std::fmt::Display for AskedFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (CJK {})", self.other, self.cjk)
+    }
+}
+
+/// The probability under `key` in a head file's metadata, if there: in (0, 1], or [0, 1]
+/// where `zero` is allowed; any other value is refused by name.
+fn read_probability(
+    info: &HashMap<String, String>,
+    key: &str,
+    zero: bool,
+) -> Result<Option<f32>, ClassifyError> {
+    let Some(t) = info.get(key) else { return Ok(None) };
+    let (low, range) = if zero {
+        (0.0, "[0, 1]")
+    } else {
+        (f32::MIN_POSITIVE, "(0, 1]")
+    };
+    t.parse()
+        .ok()
+        .filter(|t: &f32| (low..=1.0).contains(t))
+        .map(Some)
+        .ok_or_else(|| err(format!("{key} {t:?} is not a probability in {range}")))
 }
 
 /// A head's reading (`p` in the order of its `labels`) of `text`, with the threshold of
@@ -123,6 +195,10 @@ pub struct ShortHead {
     pub thresholds: ShortThresholds,
     /// The sha256 of the encoder weights the head was trained over.
     pub encoder_sha256: Option<String>,
+    /// Where this head is asked in the short-reply cascade ([`AskedFrom`]). It never applies
+    /// to a review that may overrule a combiner's non-answer: that one is always asked.
+    /// `None` (a file written before the cascade): asked about every such answer.
+    pub asked_from: Option<AskedFrom>,
 }
 
 /// What the short-reply head read.
@@ -180,10 +256,12 @@ impl ShortHead {
                 head.labels.len()
             )));
         }
+        let asked_from = AskedFrom::from_info(&info)?;
         Ok(ShortHead {
             head,
             thresholds,
             encoder_sha256: info.get(ENCODER_SHA256).cloned(),
+            asked_from,
         })
     }
 
@@ -223,6 +301,9 @@ impl ShortHead {
         self.thresholds.to_info(&mut info);
         if let Some(sha) = &self.encoder_sha256 {
             info.insert(ENCODER_SHA256.to_string(), sha.clone());
+        }
+        if let Some(t) = self.asked_from {
+            t.to_info(&mut info);
         }
         let bytes = super::weights_file::to_bytes(tensors.iter().map(|(k, v)| (*k, v)), info)?;
         std::fs::write(path, bytes).map_err(|source| ClassifyError::Io {
@@ -300,6 +381,10 @@ mod tests {
                 sentences: 0.99,
             },
             encoder_sha256: Some("abc".into()),
+            asked_from: Some(AskedFrom {
+                other: 0.25,
+                cjk: 0.001,
+            }),
         }
     }
 
@@ -311,6 +396,15 @@ mod tests {
         let back = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back.thresholds, head(0.7).thresholds);
         assert_eq!(back.encoder_sha256.as_deref(), Some("abc"));
+        assert_eq!(
+            back.asked_from,
+            Some(AskedFrom {
+                other: 0.25,
+                cjk: 0.001
+            })
+        );
+        assert_eq!(back.asked_from.unwrap().for_text("Not today."), 0.25);
+        assert_eq!(back.asked_from.unwrap().for_text("今天不行。"), 0.001);
         let line = "Not today.";
         let refusal = back.judge(line, &[0.0, 1.0]).unwrap();
         assert!(refusal.is_non_answer(), "{refusal:?}");
@@ -342,6 +436,26 @@ mod tests {
         h.save(&path, HashMap::new()).unwrap();
         let e = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap_err();
         assert!(e.to_string().contains("non_answer_from_sentences \"0\""), "{e}");
+        let mut h = head(0.7);
+        h.asked_from = Some(AskedFrom { other: 2.0, cjk: 0.0 });
+        h.save(&path, HashMap::new()).unwrap();
+        let e = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("asked_from_ngram \"2\""), "{e}");
+        let mut info = HashMap::new();
+        info.insert(ASKED_FROM_CJK.to_string(), "0.1".to_string());
+        let mut h = head(0.7);
+        h.asked_from = None;
+        h.save(&path, info).unwrap();
+        let e = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let mut h = head(0.7);
+        h.asked_from = None;
+        h.save(&path, HashMap::new()).unwrap();
+        let back = ShortHead::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            back.asked_from, None,
+            "a file from before the cascade: always asked"
+        );
         let w = Tensor::zeros((4, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap();
         let bytes = crate::classify::weights_file::to_bytes(
@@ -357,6 +471,12 @@ mod tests {
     fn the_shipped_heads_load() {
         let h = ShortHead::shipped().unwrap();
         assert_eq!(h.dim(), 384);
+        assert!(
+            h.asked_from
+                .is_some_and(|t| t.other > 0.0 && t.other < 1.0 && t.cjk < 1.0),
+            "the shipped e5 head carries the short-reply cascade's bar: {:?}",
+            h.asked_from
+        );
         let n = NgramShortHead::shipped().unwrap();
         for t in [h.thresholds, n.thresholds] {
             for t in [t.one_line, t.sentences] {

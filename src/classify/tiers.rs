@@ -124,6 +124,15 @@ pub fn detectors_with(specs: &[String]) -> Result<crate::detect::Detectors, Clas
                 if !prompts_only {
                     models.escalation = Some(tier.clone());
                 }
+                // e5's short-reply head is asked only where the n-gram one is unsure (the
+                // short-reply cascade, `judge::Models::short_asked_from`); `e5:wide`, the
+                // tier that asks the encoder more for accuracy, asks it about every one.
+                models.short_asked_from = match (kind, wide) {
+                    ("e5", false) => super::short_head::ShortHead::shipped()?
+                        .asked_from
+                        .unwrap_or(super::short_head::AskedFrom::ALWAYS),
+                    _ => super::short_head::AskedFrom::ALWAYS,
+                };
                 if wide {
                     models.escalate = models.combiner.wide_escalation_band();
                 }

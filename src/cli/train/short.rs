@@ -15,8 +15,8 @@ use crate::classify::short_head::{NgramShortHead, ShortHead};
 use crate::classify::train::LinearHead;
 use crate::detect::{Detectors, Observation};
 use crate::judge::fit::short::{
-    choose_thresholds, is_short, out_of_source, render, short_indices, ShortReader, ShortRow,
-    ShortThresholds, MAX_SHORT_FALSE_FLAGS,
+    choose_asked_from, choose_thresholds, is_short, out_of_source, render, render_cascade, short_indices,
+    ShortReader, ShortRow, ShortThresholds, MAX_CASCADE_LOSS, MAX_SHORT_FALSE_FLAGS,
 };
 use crate::judge::fit::{embed_cached, read_rows, short_only_sources, Source};
 
@@ -109,7 +109,7 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     // does: judge::PARAGRAPH_REPLY_TOKENS), and trained on them it read replies of a few
     // sentences differently, so it learns from the shorter rows only.
     let up_to_sentences: Vec<ShortRow> = short_rows.iter().filter(|r| is_short(&r.text)).cloned().collect();
-    let (head, threshold, table) = fit::<NgramHead>(&up_to_sentences, &sources)?;
+    let (head, threshold, table, ngram_held_out) = fit::<NgramHead>(&up_to_sentences, &sources)?;
     let out = &args.short_ngram_out;
     section(
         &mut report,
@@ -124,13 +124,40 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     }
     .save(out, info.clone())?;
     if let Some(enc) = &encoder {
-        let (head, threshold, table) = fit::<LinearHead>(&short_rows, &sources)?;
+        let (head, threshold, table, e5_held_out) = fit::<LinearHead>(&short_rows, &sources)?;
         let out = &args.short_out;
         section(&mut report, "The e5 tier's head", out, threshold, &table)?;
+        // The short-reply cascade: the n-gram head's out-of-source readings beside e5's, on
+        // the same rows (the n-gram head reads no paragraph).
+        let mut ngram_readings = ngram_held_out.into_iter();
+        let ngram_held_out: Vec<Option<f32>> = short_rows
+            .iter()
+            .map(|r| {
+                if is_short(&r.text) {
+                    ngram_readings.next().flatten()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let asked_from = choose_asked_from(&short_rows, &ngram_held_out, &e5_held_out);
+        report.push_str(&format!(
+            "\n## The short-reply cascade: the n-gram head first, e5's from an n-gram reading of {asked_from}\n\n\
+             Whether a pattern-clean reply of a few sentences or less is a non-answer is asked of e5's head (an \
+             encoder pass) only where the n-gram head's non-answer reading is at least the value shipped for the \
+             reply's script (`ShortHead::asked_from`: for each script, the highest tried that loses at most {:.0}% \
+             of the non-answers e5's head finds alone there). Out of source: each head trained without the \
+             reply's source, e5's read at the thresholds chosen without it. The review of a combiner's non-answer \
+             always asks e5's head; these counts leave the combiner out, so the loss is an upper bound.\n\n{}",
+            MAX_CASCADE_LOSS * 100.0,
+            render_cascade(&short_rows, &ngram_held_out, &e5_held_out, asked_from),
+        ));
+        eprintln!("the short-reply cascade asks e5's head from an n-gram reading of {asked_from}");
         ShortHead {
             head,
             thresholds: threshold,
             encoder_sha256: Some(enc.sha256().to_string()),
+            asked_from: Some(asked_from),
         }
         .save(out, info)?;
     }
@@ -141,20 +168,21 @@ pub(super) fn run(args: &TrainArgs, mut sources: Vec<Source>) -> Result<(), Box<
     Ok(())
 }
 
+/// What [`fit`] gives: the head trained on every row, its thresholds, the
+/// leave-one-source-out table, and every row's out-of-source reading.
+type Fitted<R> = (R, ShortThresholds, String, Vec<Option<f32>>);
+
 /// A head of kind `R` on every row, its thresholds from every row's out-of-source reading,
-/// and the leave-one-source-out table.
+/// the leave-one-source-out table, and those readings.
 fn fit<R: ShortReader>(
     rows: &[ShortRow],
     sources: &[Source],
-) -> Result<(R, ShortThresholds, String), Box<dyn std::error::Error>> {
+) -> Result<Fitted<R>, Box<dyn std::error::Error>> {
     let held_out = out_of_source::<R>(rows, sources.len())?;
     let threshold = choose_thresholds(rows, &held_out, |_| true);
     let all: Vec<&ShortRow> = rows.iter().collect();
-    Ok((
-        R::fit(&all)?,
-        threshold,
-        render(rows, &held_out, sources, threshold),
-    ))
+    let table = render(rows, &held_out, sources, threshold);
+    Ok((R::fit(&all)?, threshold, table, held_out))
 }
 
 /// Adds a head's section to the report, makes its file's folder and says where it goes.

@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 
 use super::{rate, Row, Source};
 use crate::classify::data::RESPONSE_LABELS;
+use crate::classify::features::has_cjk;
 use crate::classify::features::FeatureConfig;
 use crate::classify::ngram::NgramHead;
-pub use crate::classify::short_head::ShortThresholds;
+pub use crate::classify::short_head::{AskedFrom, ShortThresholds};
 use crate::classify::train::{train_linear_head, train_ngram_head, Example, LinearHead, TrainConfig};
 use crate::classify::{ClassifyError, ResponseJudgement, ResponseLabel};
 use crate::judge::features;
@@ -323,6 +324,175 @@ pub fn render(rows: &[ShortRow], p: &[Option<f32>], sources: &[Source], shipped:
     s
 }
 
+/// The most of the non-answers the escalation reader's head finds alone, out of source,
+/// that the short-reply cascade may lose by not asking it (`classify::short_head::ShortHead::asked_from`).
+/// A lost one is a short refusal released as an answer (the provider's own words still
+/// reach the user); each answer the cascade clears saves an encoder pass. First set at 2%:
+/// no value above 0 kept it (from 0.001 up, 35 of e5's 1,375 out-of-source finds were lost,
+/// 2.5%), because the n-gram head, trained hard on little data, puts more than half of
+/// the team's hard short answers (replies with refusal words in their ordinary sense) above
+/// 0.001. At 5% (0.01: 63 lost, 4.6%) the cascade also flags fewer answers (79 of 1,982
+/// against 100) and the e5 head is asked about 43% of those answers; on everyday answers,
+/// which the n-gram head reads near 0, it is hardly asked at all. The alternative a busy
+/// gateway had before, `e5:prompts`, finds about 40% fewer short non-answers than e5.
+pub const MAX_CASCADE_LOSS: f64 = 0.05;
+
+/// The values of `asked_from` tried, from 0 (always asked) up.
+const ASKED_FROM: [f32; 16] = [
+    0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
+];
+
+/// The short-reply cascade on the pattern-passed replies up to a few sentences, at one
+/// `asked_from`: the n-gram head reads each, the e5 head only those it reads at or above
+/// `asked_from` (for the reply's script), each head trained without the reply's source and
+/// each range read at the e5 threshold chosen without it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CascadeCounts {
+    /// Non-answers, and how many of them the e5 head finds alone and in the cascade.
+    pub non_answers: usize,
+    pub found_alone: usize,
+    pub found: usize,
+    /// Answers, how many the e5 head flags alone and in the cascade, and how many it is
+    /// asked about in the cascade (the encoder passes left).
+    pub answers: usize,
+    pub flagged_alone: usize,
+    pub flagged: usize,
+    pub answers_asked: usize,
+    /// Every reply counted, and how many the e5 head is asked about.
+    pub rows: usize,
+    pub asked: usize,
+}
+
+/// The cascade's counts at `asked_from` on the rows `keep` selects: pattern-passed replies
+/// of a few sentences or less read by both heads (`fast` the n-gram head's out-of-source
+/// readings, `slow` the e5 head's).
+pub fn cascade_counts(
+    rows: &[ShortRow],
+    fast: &[Option<f32>],
+    slow: &[Option<f32>],
+    asked_from: AskedFrom,
+    keep: impl Fn(&ShortRow) -> bool,
+) -> CascadeCounts {
+    let sources: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.source).collect();
+    let mut c = CascadeCounts::default();
+    for src in sources {
+        let t = choose_thresholds(rows, slow, |r| r.source != src);
+        for ((r, f), e) in rows.iter().zip(fast).zip(slow) {
+            let (Some(f), Some(e)) = (f, e) else { continue };
+            if r.source != src || !r.passed || !is_short(&r.text) || !keep(r) {
+                continue;
+            }
+            let alone = *e >= t.for_text(&r.text);
+            let asked = *f >= asked_from.for_text(&r.text);
+            let flagged = alone && asked;
+            c.rows += 1;
+            c.asked += usize::from(asked);
+            if r.label == ResponseLabel::Answer {
+                c.answers += 1;
+                c.answers_asked += usize::from(asked);
+                c.flagged_alone += usize::from(alone);
+                c.flagged += usize::from(flagged);
+            } else {
+                c.non_answers += 1;
+                c.found_alone += usize::from(alone);
+                c.found += usize::from(flagged);
+            }
+        }
+    }
+    c
+}
+
+/// The two scripts of [`AskedFrom`], named, with which rows are theirs.
+type Script = (&'static str, fn(&ShortRow) -> bool);
+const SCRIPTS: [Script; 2] = [("no CJK", |r| !has_cjk(&r.text)), ("CJK", |r| has_cjk(&r.text))];
+
+/// The same value for both scripts.
+fn both(g: f32) -> AskedFrom {
+    AskedFrom { other: g, cjk: g }
+}
+
+/// For each script apart, the highest value tried at which the cascade loses at most
+/// [`MAX_CASCADE_LOSS`] of the non-answers the e5 head finds alone in that script (0,
+/// always asked, when none does, or when the e5 head finds none there to measure by).
+pub fn choose_asked_from(rows: &[ShortRow], fast: &[Option<f32>], slow: &[Option<f32>]) -> AskedFrom {
+    let choose = |in_script: fn(&ShortRow) -> bool| {
+        if cascade_counts(rows, fast, slow, AskedFrom::ALWAYS, in_script).found_alone == 0 {
+            return 0.0;
+        }
+        ASKED_FROM
+            .iter()
+            .rev()
+            .copied()
+            .find(|&g| {
+                let c = cascade_counts(rows, fast, slow, both(g), in_script);
+                (c.found_alone - c.found) as f64 <= MAX_CASCADE_LOSS * c.found_alone as f64
+            })
+            .unwrap_or(0.0)
+    };
+    AskedFrom {
+        other: choose(SCRIPTS[0].1),
+        cjk: choose(SCRIPTS[1].1),
+    }
+}
+
+/// The report's section on the cascade: every value tried in each script, then the chosen
+/// ones per language.
+pub fn render_cascade(
+    rows: &[ShortRow],
+    fast: &[Option<f32>],
+    slow: &[Option<f32>],
+    chosen: AskedFrom,
+) -> String {
+    const HEADER: &str = "| replies | e5 asked | answers: e5 asked | non-answers found: e5 alone / cascade | answers flagged: e5 alone / cascade |";
+    let line = |label: String, c: CascadeCounts| {
+        format!(
+            "| {label} | {} | {} | {} | {} / {} | {} / {} |\n",
+            c.rows,
+            rate(c.asked, c.rows),
+            rate(c.answers_asked, c.answers),
+            rate(c.found_alone, c.non_answers),
+            rate(c.found, c.non_answers),
+            rate(c.flagged_alone, c.answers),
+            rate(c.flagged, c.answers),
+        )
+    };
+    let mut s = String::new();
+    for (script, in_script) in SCRIPTS {
+        let shipped = if script == "CJK" { chosen.cjk } else { chosen.other };
+        s.push_str(&format!(
+            "Replies with {}:\n\n| asked from (n-gram reading) {HEADER}\n|---|---|---|---|---|---|\n",
+            if script == "CJK" {
+                "a CJK character"
+            } else {
+                "no CJK character"
+            }
+        ));
+        for g in ASKED_FROM {
+            let mark = if g == shipped { " (shipped)" } else { "" };
+            s.push_str(&line(
+                format!("{g}{mark}"),
+                cascade_counts(rows, fast, slow, both(g), in_script),
+            ));
+        }
+        s.push('\n');
+    }
+    let langs: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.lang.as_str()).collect();
+    s.push_str(&format!(
+        "At {chosen}, by language:\n\n| language {HEADER}\n|---|---|---|---|---|---|\n"
+    ));
+    for lang in langs {
+        let c = cascade_counts(rows, fast, slow, chosen, |r| r.lang == lang);
+        if c.rows > 0 {
+            s.push_str(&line(lang.to_string(), c));
+        }
+    }
+    s.push_str(&line(
+        "all".to_string(),
+        cascade_counts(rows, fast, slow, chosen, |_| true),
+    ));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +610,66 @@ mod tests {
         assert_eq!(t, 0.95);
         let c = counts(&rows, &p, t, |_| true);
         assert_eq!((c.flagged, c.answers, c.found, c.non_answers), (1, 20, 0, 1));
+    }
+
+    /// The cascade asks e5 from the highest n-gram reading that loses at most
+    /// MAX_CASCADE_LOSS of e5's finds: here e5 finds 100 non-answers, `bound` of which the
+    /// n-gram head reads at 0.05 and one more at 0.7; answers read 0.0 or 0.5.
+    #[test]
+    fn the_cascade_asks_from_the_highest_reading_that_keeps_e5s_finds() {
+        let bound = (MAX_CASCADE_LOSS * 100.0).round() as usize;
+        let mut rows = Vec::new();
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        let mut add = |source, label, f: f32, e: f32| {
+            let mut r = row(source, label, 0.0);
+            r.text = "Not doing that.".into();
+            rows.push(r);
+            fast.push(Some(f));
+            slow.push(Some(e));
+        };
+        for i in 0..100 {
+            let f = match i {
+                i if i < bound => 0.05,
+                i if i == bound => 0.7,
+                _ => 0.9,
+            };
+            add(i % 2, ResponseLabel::Refusal, f, 0.99);
+        }
+        for i in 0..100 {
+            add(i % 2, ResponseLabel::Answer, if i < 10 { 0.5 } else { 0.0 }, 0.0);
+        }
+        // From 0.1 `bound` finds are lost, at the bound; at 0.8 one more, over it.
+        let g = choose_asked_from(&rows, &fast, &slow);
+        assert_eq!(
+            g,
+            AskedFrom { other: 0.7, cjk: 0.0 },
+            "no CJK row: always asked there"
+        );
+        let c = cascade_counts(&rows, &fast, &slow, g, |_| true);
+        assert_eq!(
+            (c.found_alone, c.found, c.answers_asked, c.asked),
+            (100, 100 - bound, 0, 100 - bound)
+        );
+        let c = cascade_counts(&rows, &fast, &slow, both(0.2), |_| true);
+        assert_eq!((c.found, c.answers_asked), (100 - bound, 10));
+        let report = render_cascade(&rows, &fast, &slow, g);
+        assert!(report.contains("| 0.7 (shipped) |"), "{report}");
+        // Nothing above 0 keeps the bound: always asked.
+        fast[..=bound].iter_mut().for_each(|f| *f = Some(0.0005));
+        assert_eq!(choose_asked_from(&rows, &fast, &slow), AskedFrom::ALWAYS);
+        // Each script is chosen apart: the same rows in Chinese take the CJK value.
+        for r in &mut rows {
+            r.text = "这个就不聊了吧。".into();
+        }
+        fast[..=bound].iter_mut().for_each(|f| *f = Some(0.05));
+        let g = choose_asked_from(&rows, &fast, &slow);
+        assert_eq!(
+            g,
+            AskedFrom {
+                other: 0.0,
+                cjk: 0.05
+            }
+        );
     }
 
     #[test]
