@@ -25,7 +25,7 @@
 //! threshold is not one half); half are a uniform sample of the rest, because a queue of
 //! borderline answers alone never shows the reviewer what the verdict gets confidently
 //! wrong, and a model trained only on borderline rows learns a skewed picture of the
-//! traffic. The sample is the answers whose id hashes lowest ([`sample_hash`]): the same on
+//! traffic. The sample is the answers whose id hashes lowest (`sample_hash`): the same on
 //! every run and whatever the input order, with no random state to seed. Memory is bounded
 //! by the queue's size, whatever the audit's, and an answer is copied only when it enters
 //! the queue (the audit offers every record from one thread).
