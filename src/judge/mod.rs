@@ -449,7 +449,8 @@ pub fn short_reply_passes(by_patterns: &Verdict, text: &str) -> bool {
 /// ([`short_reply_passes`]): one of a few sentences always ([`SHORT_REPLY_TOKENS`]), and a
 /// paragraph ([`PARAGRAPH_REPLY_TOKENS`]) only where the combiner called it a non-answer
 /// (`combiner_flags`) and an escalation reader, whose head may overrule that, is installed
-/// (`escalation`). [`decide`] asks this, and the cost bench counts the encoder passes by it.
+/// (`escalation`). [`decide`] asks this; which head reads it, the fast reader's alone or the
+/// escalation reader's too, is the short-reply cascade's call ([`Models::short_asked_from`]).
 pub fn short_head_reviews(text: &str, combiner_flags: bool, escalation: bool) -> bool {
     features::is_few_sentences(text) || (escalation && combiner_flags && features::is_paragraph(text))
 }
