@@ -61,8 +61,8 @@ pub enum Error {
         after: Duration,
     },
 
-    /// A provider was not asked: it failed request after request and is cooling down
-    /// ([`crate::layer::CooldownLayer`]). Another provider may answer; the same one is
+    /// A provider was not asked: it failed request after request, or asked for a pause
+    /// (`Retry-After`), and is cooling down ([`crate::layer::CooldownLayer`]). Another provider may answer; the same one is
     /// asked again after `retry_in`.
     #[error(
         "{provider} not asked: cooling down ({} in a row; asked again in {} s)",
@@ -265,6 +265,18 @@ impl Error {
             Error::Truncated { .. } => false,
             Error::Route(r) => r.error.is_retryable(),
             _ => false,
+        }
+    }
+
+    /// How long the provider asked to be left alone from now, by its `Retry-After` header
+    /// ([`crate::wire::ProviderError::retry_after_in`]); `None` for an error without one.
+    /// The retry policy does not retry sooner, and the cooldown layer skips the provider
+    /// that long.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Provider(e) => e.retry_after_in(std::time::SystemTime::now()),
+            Error::Route(r) => r.error.retry_after(),
+            _ => None,
         }
     }
 

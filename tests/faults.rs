@@ -408,6 +408,64 @@ async fn a_route_with_no_fallback_answers_503_with_retry_after_while_its_provide
     .await;
 }
 
+/// A 429 whose `Retry-After` is longer than a retry waits (2 s by default) is not retried,
+/// and skips its provider that long at once: the first request fails over after one call,
+/// later ones go to the fallback without calling the primary. Without a fallback the client
+/// gets the 429 with its `Retry-After`, then 503s that count the same pause down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_with_retry_after_is_not_retried_and_skips_its_provider_that_long() {
+    bounded(async {
+        let limited = || {
+            Script::status(429, r#"{"error":{"message":"rate limited","code":"Throttling"}}"#)
+                .header("retry-after", "30")
+        };
+        let (primary, fallback) = (MockProvider::start().await, MockProvider::start().await);
+        primary.set_default(limited());
+        fallback.set_default(Script::answer(TEXT));
+        let gw = gateway(&format!(
+            "[guard]\nwindow_tokens = 4\nwindow_ms = 200\n\
+             [providers.primary]\nbase_url = \"{}\"\nmax_retries = 2\n\
+             [providers.fallback]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\nfallbacks = [\"fallback\"]\n",
+            primary.base_url(),
+            fallback.base_url()
+        ))
+        .await;
+        for stream in [false, true, false] {
+            let r = post(&gw, &body(stream)).await;
+            assert_eq!(r.status(), 200, "stream={stream}");
+            assert_eq!(r.headers()["x-refusal-guard-providers"], "primary,fallback");
+            let _ = r.text().await.unwrap();
+        }
+        assert_eq!(
+            primary.requests().len(),
+            1,
+            "one call: not retried (max_retries = 2), then skipped"
+        );
+        assert_eq!(fallback.requests().len(), 3);
+        let m = metrics(&gw).await;
+        assert!(
+            m.contains(r#"refusal_guard_provider_cooldowns_total{provider="primary"} 1"#),
+            "{m}"
+        );
+
+        let alone = MockProvider::start().await;
+        alone.set_default(limited());
+        let gw = gateway_over(&alone.base_url(), None, "", "").await;
+        let r = post(&gw, &body(false)).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "30", "the provider's own");
+        let r = post(&gw, &body(true)).await;
+        assert_eq!(r.status(), 503);
+        let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((29..=30).contains(&wait), "Retry-After {wait}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "provider_cooling_down", "{v}");
+        assert_eq!(alone.requests().len(), 1);
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Deadlines at each stage.
 

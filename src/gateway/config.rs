@@ -243,6 +243,10 @@ pub struct ProviderConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_retries")]
     pub max_retries: usize,
+    /// The longest `Retry-After` (on a 429 or 503) a retry waits out; a provider asking for
+    /// longer is not retried, and its routes fail over at once. Default 2000.
+    #[serde(default = "default_retry_max_wait_ms")]
+    pub retry_max_wait_ms: u64,
     /// The largest complete (non-streamed) answer or error body accepted from this
     /// provider; larger ones fail as `upstream_too_large` without being buffered whole.
     #[serde(default = "default_response_bytes")]
@@ -269,6 +273,11 @@ pub struct ProviderConfig {
     /// Default 10000.
     #[serde(default = "default_cooldown_ms")]
     pub cooldown_ms: u64,
+    /// A failure with `Retry-After` skips the provider that long at once (unless
+    /// `cooldown_after_failures` is 0), at most this long (a daily quota's pause is cut to
+    /// it, then a probe asks again). Default 300000.
+    #[serde(default = "default_cooldown_max_retry_after_ms")]
+    pub cooldown_max_retry_after_ms: u64,
 }
 
 impl ProviderConfig {
@@ -291,6 +300,12 @@ fn default_cooldown_after() -> u32 {
 }
 fn default_cooldown_ms() -> u64 {
     crate::layer::cooldown::DEFAULT_COOLDOWN.as_millis() as u64
+}
+fn default_cooldown_max_retry_after_ms() -> u64 {
+    crate::layer::cooldown::DEFAULT_MAX_RETRY_AFTER.as_millis() as u64
+}
+fn default_retry_max_wait_ms() -> u64 {
+    crate::layer::failover::DEFAULT_MAX_RETRY_WAIT.as_millis() as u64
 }
 
 fn default_top_logprobs() -> u32 {

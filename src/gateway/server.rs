@@ -129,13 +129,15 @@ impl Gateway {
             let cooldown = CooldownLayer::new(name)
                 .after_failures(p.cooldown_after_failures)
                 .cooldown(Duration::from_millis(p.cooldown_ms))
+                .max_retry_after(Duration::from_millis(p.cooldown_max_retry_after_ms))
                 .counters(
                     metrics.cooldowns.get_or_create(&labels).clone(),
                     metrics.cooldown_skips.get_or_create(&labels).clone(),
                 );
             let policy = ProviderPolicy {
                 first_token: Duration::from_millis(p.first_token_timeout_ms),
-                retry: RetryPolicy::new(p.max_retries, 1, 0.1),
+                retry: RetryPolicy::new(p.max_retries, 1, 0.1)
+                    .max_retry_wait(Duration::from_millis(p.retry_max_wait_ms)),
                 guard: guard.clone().ask_logprobs(p.logprobs(name)),
                 cooldown: Some(cooldown),
             };

@@ -11,7 +11,10 @@
 //! the cooldown, a failure starts another. Refusals, moderation blocks and client errors
 //! are answers from a working provider: they end a run of failures. A stream that breaks
 //! after its first tokens were released is not counted: the provider did answer, and
-//! the re-route layer continues it elsewhere.
+//! the re-route layer continues it elsewhere. A failure whose provider said how long to
+//! wait (`Retry-After` on a 429 or 503) starts a cooldown of that length at once (at most
+//! `max_retry_after`, 5 minutes by default): a rate-limited key is refused until then, so
+//! each call before it would only cost a round trip and count against the limit.
 //!
 //! This is a circuit breaker in the usual sense (closed, open, half-open with one probe).
 //! It sits outside the provider's retries, so one request's retries count once, and
@@ -58,6 +61,9 @@ pub const DEFAULT_AFTER_FAILURES: u32 = 5;
 /// How long a provider is skipped, by default.
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
 
+/// The longest a provider's `Retry-After` may have it skipped, by default.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Skips a provider for `cooldown` after `after_failures` failed requests in a row. Every
 /// service this layer builds shares one state, so build one layer per provider.
 #[derive(Debug, Clone)]
@@ -72,6 +78,7 @@ struct Shared {
     provider: Arc<str>,
     after_failures: u32,
     cooldown: Duration,
+    max_retry_after: Duration,
     state: Arc<Mutex<Breaker>>,
     begun: Counter,
     skipped: Counter,
@@ -97,6 +104,7 @@ impl CooldownLayer {
                 provider: Arc::from(provider),
                 after_failures: DEFAULT_AFTER_FAILURES,
                 cooldown: DEFAULT_COOLDOWN,
+                max_retry_after: DEFAULT_MAX_RETRY_AFTER,
                 state: Arc::new(Mutex::new(Breaker::Closed { failures: 0 })),
                 begun: Counter::default(),
                 skipped: Counter::default(),
@@ -113,6 +121,13 @@ impl CooldownLayer {
     /// How long the provider is skipped before a probe is let through. Default 10 s.
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
         self.shared.cooldown = cooldown;
+        self
+    }
+
+    /// The longest a provider's `Retry-After` may have it skipped (a longer one, say a daily
+    /// quota's, is cut to this, after which a probe asks again). Default 5 minutes.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.shared.max_retry_after = max;
         self
     }
 
@@ -229,8 +244,11 @@ impl Shared {
         }
     }
 
-    /// Records how a call ended.
-    fn settle(&self, failed: bool, now: Instant) {
+    /// Records how a call ended: whether it failed the way an unwell provider fails, and
+    /// the pause the provider asked for (`Retry-After`), which starts a cooldown of that
+    /// length at once, however short the run of failures: the provider said when to come
+    /// back, and every call before then would be refused the same way.
+    fn settle(&self, failed: bool, asked: Option<Duration>, now: Instant) {
         let mut state = self.lock();
         if !failed {
             if !matches!(*state, Breaker::Closed { .. }) {
@@ -239,8 +257,11 @@ impl Shared {
             *state = Breaker::Closed { failures: 0 };
             return;
         }
+        let asked = asked
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(self.max_retry_after));
         let failures = match *state {
-            Breaker::Closed { failures } if failures + 1 < self.after_failures => {
+            Breaker::Closed { failures } if failures + 1 < self.after_failures && asked.is_none() => {
                 *state = Breaker::Closed {
                     failures: failures + 1,
                 };
@@ -252,17 +273,26 @@ impl Shared {
             // The probe failed: another cooldown.
             Breaker::Probing { failures } => failures,
         };
+        let pause = asked.unwrap_or(self.cooldown);
         *state = Breaker::Open {
-            until: now + self.cooldown,
+            until: now + pause,
             failures,
         };
         self.begun.inc();
-        tracing::warn!(
-            provider = %self.provider,
-            failures,
-            cooldown_ms = self.cooldown.as_millis() as u64,
-            "provider failed request after request; not asked until its cooldown ends"
-        );
+        if asked.is_some() {
+            tracing::warn!(
+                provider = %self.provider,
+                cooldown_ms = pause.as_millis() as u64,
+                "provider asked for a pause (Retry-After); not asked until it ends"
+            );
+        } else {
+            tracing::warn!(
+                provider = %self.provider,
+                failures,
+                cooldown_ms = pause.as_millis() as u64,
+                "provider failed request after request; not asked until its cooldown ends"
+            );
+        }
     }
 
     /// A probe that never ended (its caller went away): the next call probes instead, so
@@ -285,7 +315,8 @@ struct Ticket {
 impl Ticket {
     fn settle(&mut self, result: &Result<ChatResponse, Error>) {
         let failed = matches!(result, Err(e) if e.is_retryable());
-        self.shared.settle(failed, Instant::now());
+        let asked = result.as_ref().err().and_then(Error::retry_after);
+        self.shared.settle(failed, asked, Instant::now());
         self.settled = true;
     }
 }
@@ -301,75 +332,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tower::ServiceExt;
-
-    use crate::wire::ProviderError;
-
-    /// A provider whose every call ends as `fail` says: calls are counted.
-    #[derive(Clone)]
-    struct Scripted {
-        calls: Arc<AtomicUsize>,
-        fail: Arc<Mutex<Option<u16>>>,
-    }
-
-    impl Scripted {
-        fn new() -> Self {
-            Scripted {
-                calls: Arc::new(AtomicUsize::new(0)),
-                fail: Arc::new(Mutex::new(None)),
-            }
-        }
-
-        fn failing_with(&self, status: Option<u16>) {
-            *self.fail.lock().unwrap() = status;
-        }
-
-        fn calls(&self) -> usize {
-            self.calls.load(Ordering::SeqCst)
-        }
-    }
-
-    impl Service<ChatRequest> for Scripted {
-        type Response = ChatResponse;
-        type Error = Error;
-        type Future = BoxFuture<'static, Result<ChatResponse, Error>>;
-
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _request: ChatRequest) -> Self::Future {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let status = *self.fail.lock().unwrap();
-            Box::pin(async move {
-                match status {
-                    Some(s) => Err(ProviderError::from_body(
-                        "p",
-                        s,
-                        b"{\"error\":{\"message\":\"down\"}}",
-                        crate::wire::ErrorPosition::Response,
-                    )
-                    .into()),
-                    None => Ok(ChatResponse::complete(
-                        serde_json::from_str(r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#)
-                            .expect("a completion"),
-                    )),
-                }
-            })
-        }
-    }
-
-    fn request() -> ChatRequest {
-        ChatRequest::new("m", vec![crate::wire::Message::user("hello")])
-    }
-
-    async fn ask<S>(svc: &S) -> Result<ChatResponse, Error>
-    where
-        S: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone,
-    {
-        svc.clone().oneshot(request()).await
-    }
+    use crate::layer::scripted::{ask, request, Scripted};
 
     #[tokio::test(start_paused = true)]
     async fn a_run_of_failures_starts_a_cooldown_and_a_probe_ends_it() {
@@ -461,6 +424,51 @@ mod tests {
         provider.failing_with(None);
         assert!(ask(&svc).await.is_ok(), "the next call probes");
         assert!(!layer.is_cooling());
+    }
+
+    /// One 429 with `Retry-After` starts a cooldown of that length at once, cut to
+    /// `max_retry_after`; one without it, or with an unreadable one, counts as any failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_starts_a_cooldown_of_its_length_at_once() {
+        let provider = Scripted::new();
+        let layer = CooldownLayer::new("p")
+            .after_failures(5)
+            .cooldown(Duration::from_secs(10))
+            .max_retry_after(Duration::from_secs(60));
+        let svc = layer.layer(provider.clone());
+        provider.failing_with(Some(429));
+        provider.asking(Some("soon"));
+        let _ = ask(&svc).await;
+        assert!(!layer.is_cooling(), "an unreadable Retry-After asks for nothing");
+        provider.asking(Some("30"));
+        let _ = ask(&svc).await;
+        match ask(&svc).await {
+            Err(Error::CoolingDown { retry_in, .. }) => {
+                assert!(
+                    retry_in > Duration::from_secs(29) && retry_in <= Duration::from_secs(30),
+                    "{retry_in:?}"
+                )
+            }
+            other => panic!("expected CoolingDown, got {other:?}"),
+        }
+        assert_eq!(provider.calls(), 2);
+        // Not before the pause is over, though the default cooldown (10 s) would be.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(matches!(ask(&svc).await, Err(Error::CoolingDown { .. })));
+        provider.failing_with(None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(ask(&svc).await.is_ok(), "the probe");
+        assert_eq!(provider.calls(), 3);
+        // A day's pause (a quota) is cut to max_retry_after.
+        provider.failing_with(Some(429));
+        provider.asking(Some("86400"));
+        let _ = ask(&svc).await;
+        match ask(&svc).await {
+            Err(Error::CoolingDown { retry_in, .. }) => {
+                assert!(retry_in <= Duration::from_secs(60), "{retry_in:?}")
+            }
+            other => panic!("expected CoolingDown, got {other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]

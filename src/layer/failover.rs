@@ -38,12 +38,17 @@ use crate::layer::RefusalGuardLayer;
 use crate::provider::{ChatResponse, ResponseBody};
 use crate::wire::ChatRequest;
 
+/// The longest `Retry-After` a retry waits out, by default; a provider that asks for a
+/// longer pause is not retried (the request fails over, or fails, at once).
+pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+
 /// Retries errors that a retry can help, within a budget.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     budget: Arc<TpsBudget>,
     retries_left: usize,
     backoff: Duration,
+    max_wait: Duration,
 }
 
 impl RetryPolicy {
@@ -58,12 +63,23 @@ impl RetryPolicy {
             )),
             retries_left: max_retries,
             backoff: Duration::from_millis(50),
+            max_wait: DEFAULT_MAX_RETRY_WAIT,
         }
     }
 
     /// The first backoff; each retry doubles it, with up to 50% jitter. Default 50 ms.
     pub fn backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// The longest pause a provider's `Retry-After` may ask of a retry. A retry waits at
+    /// least what the provider asked (a rate-limited provider retried after 50 ms only
+    /// answers 429 again, and counts it against the key); a provider asking for longer is
+    /// not retried, since the caller would wait that long for one answer, and a fallback
+    /// answers sooner. Default [`DEFAULT_MAX_RETRY_WAIT`].
+    pub fn max_retry_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
         self
     }
 }
@@ -88,12 +104,20 @@ impl Policy<ChatRequest, ChatResponse, Error> for RetryPolicy {
                 self.budget.deposit();
                 None
             }
-            Err(e) if e.is_retryable() && self.retries_left > 0 && self.budget.withdraw() => {
+            Err(e) if e.is_retryable() && self.retries_left > 0 => {
+                let asked = e.retry_after();
+                if let Some(asked) = asked.filter(|d| *d > self.max_wait) {
+                    tracing::warn!(error = %e, retry_after_ms = asked.as_millis() as u64, "provider asked for a longer pause than a retry waits; not retried");
+                    return None;
+                }
+                if !self.budget.withdraw() {
+                    return None;
+                }
                 self.retries_left -= 1;
                 tracing::warn!(error = %e, retries_left = self.retries_left, "provider failed; retrying");
-                let delay = self.backoff;
+                let delay = jitter(self.backoff).max(asked.unwrap_or_default());
                 self.backoff *= 2;
-                Some(tokio::time::sleep(jitter(delay)))
+                Some(tokio::time::sleep(delay))
             }
             Err(_) => None,
         }
@@ -374,5 +398,50 @@ impl futures::Stream for DeadlineStream {
             }
             _ => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::scripted::{ask, Scripted};
+    use tower::ServiceBuilder;
+
+    /// A retry waits at least the provider's `Retry-After`; a longer one than
+    /// `max_retry_wait` is not retried at all.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_out_a_short_retry_after_and_skips_a_long_one() {
+        let provider = Scripted::new();
+        provider.failing_with(Some(429));
+        let policy = || RetryPolicy::new(2, 10, 0.1).max_retry_wait(Duration::from_secs(2));
+        let svc = ServiceBuilder::new().retry(policy()).service(provider.clone());
+        provider.asking(Some("1"));
+        let start = tokio::time::Instant::now();
+        assert!(ask(&svc).await.is_err());
+        assert_eq!(provider.calls(), 3, "two retries");
+        assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
+
+        let provider = Scripted::new();
+        provider.failing_with(Some(429));
+        provider.asking(Some("30"));
+        let svc = ServiceBuilder::new().retry(policy()).service(provider.clone());
+        let start = tokio::time::Instant::now();
+        let e = ask(&svc).await.unwrap_err();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(provider.calls(), 1, "not retried");
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // Without the header the usual backoff: three calls in well under a second.
+        let provider = Scripted::new();
+        provider.failing_with(Some(503));
+        let svc = ServiceBuilder::new().retry(policy()).service(provider.clone());
+        let start = tokio::time::Instant::now();
+        assert!(ask(&svc).await.is_err());
+        assert_eq!(provider.calls(), 3);
+        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
     }
 }

@@ -14,6 +14,8 @@ pub mod failover;
 pub mod guard;
 pub mod logprobs;
 pub mod reroute;
+#[cfg(test)]
+mod scripted;
 
 pub use cooldown::{Cooldown, CooldownLayer};
 pub use guard::{HoldBack, RefusalGuard, RefusalGuardLayer, StreamVerdict};

@@ -129,6 +129,19 @@ impl ProviderError {
         }
     }
 
+    /// How long from `now` the provider asked to be left alone, by its `Retry-After`
+    /// header (RFC 9110 §10.2.3: whole seconds, or an HTTP date; a date already past is
+    /// zero). `None` where it sent none, or one that is neither: an unreadable header asks
+    /// for nothing rather than for a guessed pause.
+    pub fn retry_after_in(&self, now: std::time::SystemTime) -> Option<std::time::Duration> {
+        let value = self.retry_after.as_deref()?.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(std::time::Duration::from_secs(secs));
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(at.duration_since(now).unwrap_or_default())
+    }
+
     /// Whether the same request could succeed if sent again: rate limits, overload and
     /// server errors. A moderation block never is: the provider will flag it again.
     pub fn is_retryable(&self) -> bool {
@@ -343,5 +356,42 @@ fn stated_stage(lowered: &str) -> Option<ModerationStage> {
         Some(ModerationStage::Output)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn asking(value: &str) -> ProviderError {
+        let mut e = ProviderError::from_body("p", 429, b"{}", ErrorPosition::Response);
+        e.retry_after = Some(value.to_string());
+        e
+    }
+
+    /// `Retry-After` in whole seconds or as an HTTP date; a date past is zero, anything else
+    /// asks for nothing.
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            asking(" 120 ").retry_after_in(now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            asking("Sun, 06 Nov 1994 08:50:07 GMT").retry_after_in(now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            asking("Sun, 06 Nov 1994 08:00:00 GMT").retry_after_in(now),
+            Some(Duration::ZERO)
+        );
+        for unreadable in ["soon", "-5", "1.5", ""] {
+            assert_eq!(asking(unreadable).retry_after_in(now), None, "{unreadable:?}");
+        }
+        let mut none = asking("1");
+        none.retry_after = None;
+        assert_eq!(none.retry_after_in(now), None);
     }
 }
