@@ -62,8 +62,8 @@ pub enum Error {
     },
 
     /// A provider was not asked: it failed request after request, or asked for a pause
-    /// (`Retry-After`), and is cooling down ([`crate::layer::CooldownLayer`]). Another provider may answer; the same one is
-    /// asked again after `retry_in`.
+    /// (`Retry-After`), and is cooling down ([`crate::layer::CooldownLayer`]). Another
+    /// provider may answer; the same one is asked again after `retry_in`.
     #[error(
         "{provider} not asked: cooling down ({} in a row; asked again in {} s)",
         failed_requests(*.failures),

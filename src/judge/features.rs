@@ -139,8 +139,7 @@ pub fn vector(inputs: &Inputs<'_>) -> [f32; N_FEATURES] {
 }
 
 fn counts_as_token(c: char, in_word: &mut bool) -> bool {
-    let cjk = matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff);
-    if cjk {
+    if crate::classify::features::is_cjk(c) {
         *in_word = false;
         true
     } else if c.is_alphanumeric() {

@@ -473,9 +473,10 @@ enum ShortReading<'m> {
 /// answer is a non-answer (`may_clear`: not when it reviews the combiner's non-answer, which
 /// it may overrule), the fast reader's head reads first, in microseconds, and an answer it
 /// reads below [`Models::short_asked_from`] (for the text's script) is `Cleared` without
-/// the encoder pass (about 11 ms on an AVX2 core). Before the cascade (2026-12-07, forty-second session) an e5
-/// gateway spent 18.7 ms of CPU on a pattern-clean short answer against 1.0-1.2 ms without
-/// the head, and saturated near 110 requests/s on two cores (docs/gateway.md).
+/// the encoder pass (about 11 ms on an AVX2 core). Before the cascade (2026-12-07,
+/// forty-second session) an e5 gateway spent 18.7 ms of CPU on a pattern-clean short answer
+/// against 1.0-1.2 ms without the head, and saturated near 110 requests/s on two cores
+/// (docs/gateway.md).
 async fn short_head_reading<'m>(
     models: &'m Models,
     observation: &Observation<'_>,

@@ -363,40 +363,52 @@ pub struct CascadeCounts {
     pub asked: usize,
 }
 
+/// Whether the e5 head, trained without each row's source, flags the row alone: its
+/// out-of-source reading (`slow`) at the thresholds chosen without that source. `None` where
+/// the row has no reading. The thresholds are chosen once per source, not per value tried.
+pub fn flagged_alone(rows: &[ShortRow], slow: &[Option<f32>]) -> Vec<Option<bool>> {
+    let sources: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.source).collect();
+    let without: BTreeMap<usize, ShortThresholds> = sources
+        .into_iter()
+        .map(|src| (src, choose_thresholds(rows, slow, |r| r.source != src)))
+        .collect();
+    rows.iter()
+        .zip(slow)
+        .map(|(r, e)| e.map(|e| e >= without[&r.source].for_text(&r.text)))
+        .collect()
+}
+
 /// The cascade's counts at `asked_from` on the rows `keep` selects: pattern-passed replies
 /// of a few sentences or less read by both heads (`fast` the n-gram head's out-of-source
-/// readings, `slow` the e5 head's).
+/// readings, `alone` whether the e5 head flags each alone, [`flagged_alone`]).
 pub fn cascade_counts(
     rows: &[ShortRow],
     fast: &[Option<f32>],
-    slow: &[Option<f32>],
+    alone: &[Option<bool>],
     asked_from: AskedFrom,
     keep: impl Fn(&ShortRow) -> bool,
 ) -> CascadeCounts {
-    let sources: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.source).collect();
     let mut c = CascadeCounts::default();
-    for src in sources {
-        let t = choose_thresholds(rows, slow, |r| r.source != src);
-        for ((r, f), e) in rows.iter().zip(fast).zip(slow) {
-            let (Some(f), Some(e)) = (f, e) else { continue };
-            if r.source != src || !r.passed || !is_short(&r.text) || !keep(r) {
-                continue;
-            }
-            let alone = *e >= t.for_text(&r.text);
-            let asked = *f >= asked_from.for_text(&r.text);
-            let flagged = alone && asked;
-            c.rows += 1;
-            c.asked += usize::from(asked);
-            if r.label == ResponseLabel::Answer {
-                c.answers += 1;
-                c.answers_asked += usize::from(asked);
-                c.flagged_alone += usize::from(alone);
-                c.flagged += usize::from(flagged);
-            } else {
-                c.non_answers += 1;
-                c.found_alone += usize::from(alone);
-                c.found += usize::from(flagged);
-            }
+    for ((r, f), alone) in rows.iter().zip(fast).zip(alone) {
+        let (Some(f), Some(alone)) = (*f, *alone) else {
+            continue;
+        };
+        if !r.passed || !is_short(&r.text) || !keep(r) {
+            continue;
+        }
+        let asked = f >= asked_from.for_text(&r.text);
+        let flagged = alone && asked;
+        c.rows += 1;
+        c.asked += usize::from(asked);
+        if r.label == ResponseLabel::Answer {
+            c.answers += 1;
+            c.answers_asked += usize::from(asked);
+            c.flagged_alone += usize::from(alone);
+            c.flagged += usize::from(flagged);
+        } else {
+            c.non_answers += 1;
+            c.found_alone += usize::from(alone);
+            c.found += usize::from(flagged);
         }
     }
     c
@@ -415,8 +427,9 @@ fn both(g: f32) -> AskedFrom {
 /// [`MAX_CASCADE_LOSS`] of the non-answers the e5 head finds alone in that script (0,
 /// always asked, when none does, or when the e5 head finds none there to measure by).
 pub fn choose_asked_from(rows: &[ShortRow], fast: &[Option<f32>], slow: &[Option<f32>]) -> AskedFrom {
+    let alone = flagged_alone(rows, slow);
     let choose = |in_script: fn(&ShortRow) -> bool| {
-        if cascade_counts(rows, fast, slow, AskedFrom::ALWAYS, in_script).found_alone == 0 {
+        if cascade_counts(rows, fast, &alone, AskedFrom::ALWAYS, in_script).found_alone == 0 {
             return 0.0;
         }
         ASKED_FROM
@@ -424,7 +437,7 @@ pub fn choose_asked_from(rows: &[ShortRow], fast: &[Option<f32>], slow: &[Option
             .rev()
             .copied()
             .find(|&g| {
-                let c = cascade_counts(rows, fast, slow, both(g), in_script);
+                let c = cascade_counts(rows, fast, &alone, both(g), in_script);
                 (c.found_alone - c.found) as f64 <= MAX_CASCADE_LOSS * c.found_alone as f64
             })
             .unwrap_or(0.0)
@@ -443,6 +456,7 @@ pub fn render_cascade(
     slow: &[Option<f32>],
     chosen: AskedFrom,
 ) -> String {
+    let alone = flagged_alone(rows, slow);
     const HEADER: &str = "| replies | e5 asked | answers: e5 asked | non-answers found: e5 alone / cascade | answers flagged: e5 alone / cascade |";
     let line = |label: String, c: CascadeCounts| {
         format!(
@@ -471,7 +485,7 @@ pub fn render_cascade(
             let mark = if g == shipped { " (shipped)" } else { "" };
             s.push_str(&line(
                 format!("{g}{mark}"),
-                cascade_counts(rows, fast, slow, both(g), in_script),
+                cascade_counts(rows, fast, &alone, both(g), in_script),
             ));
         }
         s.push('\n');
@@ -481,14 +495,14 @@ pub fn render_cascade(
         "At {chosen}, by language:\n\n| language {HEADER}\n|---|---|---|---|---|---|\n"
     ));
     for lang in langs {
-        let c = cascade_counts(rows, fast, slow, chosen, |r| r.lang == lang);
+        let c = cascade_counts(rows, fast, &alone, chosen, |r| r.lang == lang);
         if c.rows > 0 {
             s.push_str(&line(lang.to_string(), c));
         }
     }
     s.push_str(&line(
         "all".to_string(),
-        cascade_counts(rows, fast, slow, chosen, |_| true),
+        cascade_counts(rows, fast, &alone, chosen, |_| true),
     ));
     s
 }
@@ -645,12 +659,13 @@ mod tests {
             AskedFrom { other: 0.7, cjk: 0.0 },
             "no CJK row: always asked there"
         );
-        let c = cascade_counts(&rows, &fast, &slow, g, |_| true);
+        let alone = flagged_alone(&rows, &slow);
+        let c = cascade_counts(&rows, &fast, &alone, g, |_| true);
         assert_eq!(
             (c.found_alone, c.found, c.answers_asked, c.asked),
             (100, 100 - bound, 0, 100 - bound)
         );
-        let c = cascade_counts(&rows, &fast, &slow, both(0.2), |_| true);
+        let c = cascade_counts(&rows, &fast, &alone, both(0.2), |_| true);
         assert_eq!((c.found, c.answers_asked), (100 - bound, 10));
         let report = render_cascade(&rows, &fast, &slow, g);
         assert!(report.contains("| 0.7 (shipped) |"), "{report}");
