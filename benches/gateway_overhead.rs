@@ -18,7 +18,9 @@
 //!   head (an encoder pass) reads such a reply only where the n-gram head is unsure of it
 //!   (the short-reply cascade, `judge::Models::short_asked_from`), and every Chinese,
 //!   Japanese or Korean one; `e5:wide` reads every one, which is what the cascade saves;
-//! - `RG_BENCH_ANSWER` the mock's answer (default: a 16-word English reply about Paris);
+//! - `RG_BENCH_ANSWER` the mock's answer (default: a 16-word English reply about Paris),
+//!   each ending with the request's number (` (#17)`, [`Script::numbered`]) so that no two
+//!   are the same text: the e5 tier keeps the encoder's vectors of recent answers;
 //! - `RG_BENCH_OTHER=name=URL` another proxy's chat-completions base URL, already running
 //!   in front of this bench's mock (the mock's address is fixed with `RG_BENCH_MOCK_PORT`,
 //!   default 18080); `scripts/bench-gateway.sh` starts LiteLLM that way;
@@ -220,7 +222,9 @@ fn main() {
         let mock = MockProvider::start_on(([127, 0, 0, 1], mock_port).into())
             .await
             .expect("mock port free");
-        mock.set_default(Script::answer(&answer));
+        // Numbered: each answer a distinct text, as in traffic; the e5 tier keeps the vectors
+        // of recent answers, and one text answered again and again would time that memory.
+        mock.set_default(Script::answer(&answer).numbered());
         mock.set_recording(false);
         let base = format!(
             r#"

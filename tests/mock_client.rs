@@ -102,6 +102,26 @@ async fn complete_answer() {
 }
 
 #[tokio::test]
+async fn a_numbered_script_answers_each_request_with_its_number() {
+    let mock = MockProvider::start().await;
+    mock.set_default(Script::answer("巴黎是法国的首都。").numbered());
+    mock.push(Script::answer("Queued.").numbered());
+    let client = mock.client("mock");
+    let first = complete(&client, request(false)).await.unwrap();
+    assert_eq!(first.text(), "Queued. (#0)");
+    let second = complete(&client, request(false)).await.unwrap();
+    assert_eq!(second.text(), "巴黎是法国的首都。 (#1)");
+    let (chunks, error) = drain(&client, request(true)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text_of(&chunks), "巴黎是法国的首都。 (#2)");
+    // Unnumbered scripts answer the same text every time.
+    mock.set_default(Script::answer("Same."));
+    for _ in 0..2 {
+        assert_eq!(complete(&client, request(false)).await.unwrap().text(), "Same.");
+    }
+}
+
+#[tokio::test]
 async fn streamed_answer_has_role_content_finish_and_done() {
     let mock = MockProvider::start().await;
     let text = "Paris is the capital of France.";

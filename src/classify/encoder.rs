@@ -19,8 +19,9 @@
 //! `refusal-guard train --encoder e5` with the combiner ([`crate::judge::fit`]).
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
@@ -382,6 +383,46 @@ impl Heads {
     }
 }
 
+/// Answer vectors an [`EncoderClassifier`] keeps, newest first ([`AnswerVectors`]): 256
+/// vectors of 384 floats, about 0.4 MB.
+pub const ANSWER_VECTORS_KEPT: usize = 256;
+
+/// The answer vectors computed lately, by the text's sha256 (a bounded LRU).
+///
+/// Why: two heads read the same vector. A short answer the combiner is unsure of is read by
+/// the answer head (the escalation) and then by the short-reply head, and without this the
+/// encoder ran twice over the same text: about 10 ms instead of 5 on one AVX2 core for a
+/// one-line Chinese answer. And a gateway sees the same boilerplate answers ("I can't help
+/// with that.") again and again. Keys are hashes, so memory is bounded by the entry count
+/// whatever the answers' length; a vector depends only on the text and the loaded weights,
+/// which a classifier never changes, so a kept one is as good as a fresh one.
+struct AnswerVectors(Mutex<lru::LruCache<[u8; 32], Arc<Vec<f32>>>>);
+
+impl AnswerVectors {
+    fn new() -> Self {
+        AnswerVectors(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(ANSWER_VECTORS_KEPT).expect("a positive capacity"),
+        )))
+    }
+
+    fn key(text: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(text.as_bytes()).into()
+    }
+
+    /// The kept vector of `text`, if any (a poisoned lock reads as empty: the vector is
+    /// computed again).
+    fn get(&self, text: &str) -> Option<Arc<Vec<f32>>> {
+        self.0.lock().ok()?.get(&Self::key(text)).cloned()
+    }
+
+    fn put(&self, text: &str, vector: Arc<Vec<f32>>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.put(Self::key(text), vector);
+        }
+    }
+}
+
 /// An encoder and its heads as a tier.
 #[derive(Clone)]
 pub struct EncoderClassifier {
@@ -389,7 +430,25 @@ pub struct EncoderClassifier {
     heads: Arc<Heads>,
     /// The head for short replies (e5 only), read over the same answer vectors.
     short: Option<Arc<super::short_head::ShortHead>>,
+    /// Answer vectors computed lately, shared by clones.
+    answers: Arc<AnswerVectors>,
+    /// Encoder passes allowed at once, shared by clones ([`concurrent_passes`]).
+    passes: Arc<tokio::sync::Semaphore>,
     name: String,
+}
+
+/// How many encoder passes one tier runs at once by default: half the CPU's threads, at
+/// least one.
+///
+/// Why a bound: each pass is milliseconds of one core's time, and a gateway runs them on
+/// tokio's blocking threads, as many at once as requests need them. Unbounded, a burst of
+/// passes took every core from the threads that serve the requests needing none: on the
+/// project's 2-core machine at 2,000 requests/s, with about 2% of answers needing a pass,
+/// the gateway added 244 ms at p99 to every request where the embedded default added
+/// 0.5 ms (docs/gateway.md). Bounded, requests that need a pass wait for one in turn, and
+/// the others keep the rest of the machine.
+pub fn concurrent_passes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 impl EncoderClassifier {
@@ -412,8 +471,17 @@ impl EncoderClassifier {
             encoder: Arc::new(encoder),
             heads: Arc::new(heads),
             short: None,
+            answers: Arc::new(AnswerVectors::new()),
+            passes: Arc::new(tokio::sync::Semaphore::new(concurrent_passes())),
             name,
         }
+    }
+
+    /// Runs at most `n` encoder passes at once (at least one; default
+    /// [`concurrent_passes`]): the others wait for a turn.
+    pub fn with_concurrent_passes(mut self, n: usize) -> Self {
+        self.passes = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// Reads short whole answers with `head` as well ([`super::Classifier::judge_short_answer`]).
@@ -440,11 +508,43 @@ impl EncoderClassifier {
         Ok(Self::new(encoder, heads, "e5").with_short_head(super::short_head::ShortHead::shipped()?))
     }
 
-    fn vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
-        self.encoder
-            .embed(&[text])?
-            .pop()
-            .ok_or_else(|| err("no embedding"))
+    /// The answer vector of `text`: a kept one ([`AnswerVectors`]) or one encoder pass.
+    fn vector(&self, text: &str) -> Result<Arc<Vec<f32>>, ClassifyError> {
+        if let Some(v) = self.answers.get(text) {
+            return Ok(v);
+        }
+        let v = Arc::new(
+            self.encoder
+                .embed(&[text])?
+                .pop()
+                .ok_or_else(|| err("no embedding"))?,
+        );
+        self.answers.put(text, v.clone());
+        Ok(v)
+    }
+
+    /// The answer vector of `response`, kept or computed in turn ([`Self::in_turn`]).
+    async fn answer_vector(&self, response: &str) -> Result<Arc<Vec<f32>>, ClassifyError> {
+        if let Some(v) = self.answers.get(response) {
+            return Ok(v);
+        }
+        let this = self.clone();
+        let text = response.to_string();
+        self.in_turn(move || this.vector(&text)).await
+    }
+
+    /// Runs an encoder pass off the async threads ([`super::blocking`]) once one of the
+    /// tier's [`concurrent_passes`] is free.
+    async fn in_turn<T: Send + 'static>(
+        &self,
+        pass: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
+    ) -> Result<T, ClassifyError> {
+        let _turn = self
+            .passes
+            .acquire()
+            .await
+            .map_err(|_| err("the encoder's pass limit was closed"))?;
+        super::blocking("encoder", pass).await
     }
 
     fn prompt_vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
@@ -469,9 +569,7 @@ impl super::Classifier for EncoderClassifier {
         let Some(head) = self.heads.response.clone() else {
             return Ok(None);
         };
-        let this = self.clone();
-        let text = response.to_string();
-        let v = super::blocking("encoder", move || this.vector(&text)).await?;
+        let v = self.answer_vector(response).await?;
         Ok(Some(ResponseJudgement::from_labels(
             &head.labels,
             head.forward(&v),
@@ -485,9 +583,7 @@ impl super::Classifier for EncoderClassifier {
         let Some(head) = self.short.clone() else {
             return Ok(None);
         };
-        let this = self.clone();
-        let text = response.to_string();
-        let v = super::blocking("encoder", move || this.vector(&text)).await?;
+        let v = self.answer_vector(response).await?;
         Ok(head.judge(response, &v))
     }
 
@@ -497,7 +593,7 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = super::blocking("encoder", move || this.prompt_vector(&text)).await?;
+        let v = self.in_turn(move || this.prompt_vector(&text)).await?;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement::harm(p[1])))
     }
@@ -506,6 +602,129 @@ impl super::Classifier for EncoderClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An encoder that counts its passes and gives every text the same vector.
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl SentenceEncoder for Counting {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+        }
+    }
+
+    fn two_by_four() -> LinearHead {
+        LinearHead {
+            labels: RESPONSE_LABELS.iter().map(|s| s.to_string()).collect(),
+            weight: vec![0.0; 8],
+            bias: vec![0.0; 4],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_answer_head_and_the_short_head_share_one_encoder_pass() {
+        use crate::classify::Classifier;
+        let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let heads = Heads {
+            response: Some(two_by_four()),
+            prompt: None,
+            encoder_sha256: None,
+            prompt_layer: None,
+            answer_layer: None,
+            answer_depth: None,
+            int8_activations: None,
+        };
+        let short = crate::classify::short_head::ShortHead {
+            head: two_by_four(),
+            thresholds: crate::classify::short_head::ShortThresholds {
+                one_line: 0.5,
+                sentences: 0.5,
+            },
+            encoder_sha256: None,
+            asked_from: None,
+        };
+        let tier = EncoderClassifier::new(Counting(passes.clone()), heads, "counting").with_short_head(short);
+        let count = || passes.load(std::sync::atomic::Ordering::Relaxed);
+        let text = "北京是中国的首都。";
+        assert!(tier.judge_response(None, text).await.unwrap().is_some());
+        assert!(tier.judge_short_answer(text).await.unwrap().is_some());
+        assert_eq!(count(), 1, "the short head reads the vector the answer head read");
+        // A clone (how a pipeline shares a tier) keeps the vectors; another text is a pass.
+        assert!(tier.clone().judge_short_answer(text).await.unwrap().is_some());
+        assert_eq!(count(), 1);
+        assert!(tier.judge_short_answer("上海在长江口。").await.unwrap().is_some());
+        assert_eq!(count(), 2);
+        // Bounded: after ANSWER_VECTORS_KEPT other texts the first is computed again.
+        for i in 0..ANSWER_VECTORS_KEPT {
+            tier.judge_short_answer(&format!("reply {i}")).await.unwrap();
+        }
+        let before = count();
+        tier.judge_short_answer(text).await.unwrap();
+        assert_eq!(count(), before + 1);
+    }
+
+    /// An encoder whose passes take a while, recording how many run at once.
+    struct Slow {
+        now: Arc<std::sync::atomic::AtomicUsize>,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl SentenceEncoder for Slow {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let running = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(running, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.now.fetch_sub(1, SeqCst);
+            Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_encoder_passes_run_at_once_than_the_tier_allows() {
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let encoder = Slow {
+            now: Default::default(),
+            most: most.clone(),
+        };
+        let heads = Heads {
+            response: Some(two_by_four()),
+            prompt: Some(LinearHead {
+                labels: PROMPT_LABELS.iter().map(|s| s.to_string()).collect(),
+                weight: vec![0.0; 4],
+                bias: vec![0.0; 2],
+            }),
+            encoder_sha256: None,
+            prompt_layer: None,
+            answer_layer: None,
+            answer_depth: None,
+            int8_activations: None,
+        };
+        let tier = EncoderClassifier::new(encoder, heads, "slow").with_concurrent_passes(2);
+        let mut calls = Vec::new();
+        for i in 0..12 {
+            let tier = tier.clone();
+            calls.push(tokio::spawn(async move {
+                use crate::classify::Classifier;
+                // Answers and prompts share the bound: both are passes of one encoder.
+                if i % 2 == 0 {
+                    tier.judge_response(None, &format!("answer {i}"))
+                        .await
+                        .map(|j| j.is_some())
+                } else {
+                    tier.judge_prompt(&format!("prompt {i}"))
+                        .await
+                        .map(|j| j.is_some())
+                }
+            }));
+        }
+        for call in calls {
+            assert!(call.await.unwrap().unwrap(), "every call is answered");
+        }
+        let most = most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} passes ran at once");
+        assert!(concurrent_passes() >= 1);
+    }
 
     #[test]
     fn heads_keep_their_tuned_layers_through_save_and_load() {

@@ -582,7 +582,8 @@ async fn chat(
         let script = if key_error.is_some() || request.is_err() || logprobs_rejected {
             None
         } else {
-            Some(state.queue.pop_front().unwrap_or_else(|| state.default.clone()))
+            let script = state.queue.pop_front().unwrap_or_else(|| state.default.clone());
+            Some(script.for_request(index))
         };
         let progress = watch::Sender::new(ResponseState {
             events_sent: 0,

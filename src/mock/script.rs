@@ -158,6 +158,8 @@ pub struct Script {
     delay_first_byte: Duration,
     delay_between_chunks: Duration,
     headers: Vec<(String, String)>,
+    /// Each answer ends with the request's number ([`Script::numbered`]).
+    numbered: bool,
 }
 
 /// The body of a scripted error event.
@@ -189,6 +191,7 @@ impl Script {
             delay_first_byte: Duration::ZERO,
             delay_between_chunks: Duration::ZERO,
             headers: Vec::new(),
+            numbered: false,
         }
     }
 
@@ -292,6 +295,26 @@ impl Script {
     /// none unless asked, and neither does the mock.
     pub fn with_logprobs(mut self, values: impl Into<LogprobValues>) -> Self {
         self.logprobs = Some(values.into());
+        self
+    }
+
+    /// Ends each answer with the number of the request it answers (` (#17)`, counting every
+    /// chat request the mock received from 0), so that no two answers are the same text:
+    /// a guard keeps the encoder's vectors of recent answers, and a benchmark that sent it
+    /// one text again and again would time that memory rather than the encoder. Only the
+    /// [`MockProvider::set_default`](super::MockProvider::set_default) script and queued
+    /// ones are numbered this way, as the mock serves them.
+    pub fn numbered(mut self) -> Self {
+        self.numbered = true;
+        self
+    }
+
+    /// This script as it answers request number `index`: with its number appended where
+    /// [`Script::numbered`] asks for it, unchanged otherwise.
+    pub(crate) fn for_request(mut self, index: usize) -> Self {
+        if self.numbered {
+            self.pieces.push(format!(" (#{index})"));
+        }
         self
     }
 
