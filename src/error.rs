@@ -61,17 +61,14 @@ pub enum Error {
         after: Duration,
     },
 
-    /// A provider was not asked: it failed request after request, or asked for a pause
-    /// (`Retry-After`), and is cooling down ([`crate::layer::CooldownLayer`]). Another
-    /// provider may answer; the same one is asked again after `retry_in`.
-    #[error(
-        "{provider} not asked: cooling down ({} in a row; asked again in {} s)",
-        failed_requests(*.failures),
-        seconds_up(*.retry_in)
-    )]
+    /// A provider was not asked: it failed request after request, failed too many of its
+    /// recent requests, or asked for a pause (`Retry-After`), and is cooling down
+    /// ([`crate::layer::CooldownLayer`]); `cause` says which. Another provider may answer;
+    /// the same one is asked again after `retry_in`.
+    #[error("{provider} not asked: cooling down ({cause}; asked again in {} s)", seconds_up(*.retry_in))]
     CoolingDown {
         provider: String,
-        failures: u32,
+        cause: CooldownCause,
         retry_in: Duration,
     },
 
@@ -292,6 +289,28 @@ impl Error {
         Error::Invalid {
             what,
             detail: detail.into(),
+        }
+    }
+}
+
+/// Why a provider is cooling down ([`Error::CoolingDown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CooldownCause {
+    /// This many requests in a row failed.
+    InARow { failures: u32 },
+    /// `failed` of its last `of` requests failed, not all in a row: a provider that fails
+    /// often but not every time.
+    Share { failed: u32, of: u32 },
+    /// The provider said how long to wait (`Retry-After` on a 429 or 503).
+    RetryAfter,
+}
+
+impl std::fmt::Display for CooldownCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CooldownCause::InARow { failures } => write!(f, "{} in a row", failed_requests(*failures)),
+            CooldownCause::Share { failed, of } => write!(f, "{failed} of its last {of} requests failed"),
+            CooldownCause::RetryAfter => f.write_str("it asked for a pause with Retry-After"),
         }
     }
 }

@@ -34,5 +34,5 @@ pub mod tokens;
 pub mod verdict;
 pub mod wire;
 
-pub use error::{BoxError, Error};
+pub use error::{BoxError, CooldownCause, Error};
 pub use verdict::{Verdict, VerdictClass, VerdictKind};

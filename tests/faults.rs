@@ -375,6 +375,47 @@ async fn a_primary_that_keeps_failing_is_skipped_until_a_probe_finds_it_back() {
     .await;
 }
 
+/// A primary that fails every other request never fails three in a row, but half of its
+/// last 6 requests failing skips it like a run would: the failure share, configured per
+/// provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_failing_every_other_request_is_skipped_by_its_failure_share() {
+    bounded(async {
+        let primary = MockProvider::start().await;
+        let fallback = MockProvider::start().await;
+        fallback.set_default(Script::answer(TEXT));
+        for i in 0..12 {
+            primary.push(if i % 2 == 0 {
+                Script::status(503, "")
+            } else {
+                Script::answer(TEXT)
+            });
+        }
+        let gw = gateway_over(
+            &primary.base_url(),
+            Some(&fallback.base_url()),
+            "",
+            "cooldown_after_failures = 3\ncooldown_ms = 60000\ncooldown_failure_share = 0.5\ncooldown_failure_window = 6",
+        )
+        .await;
+        for i in 0..10 {
+            let r = post(&gw, &body(i % 2 == 1)).await;
+            assert_eq!(r.status(), 200, "request {i}");
+            let _ = r.text().await.unwrap();
+        }
+        // Calls 1, 3, 5 and 7 failed; the 7th made 3 of the last 6 (the share is read once
+        // 6 have settled, and at a failure), then the primary is not called.
+        assert_eq!(primary.requests().len(), 7, "the primary skipped after the share");
+        assert_eq!(fallback.requests().len(), 4 + 3, "each failure and each skip");
+        let m = metrics(&gw).await;
+        assert!(
+            m.contains(r#"refusal_guard_provider_cooldowns_total{provider="primary"} 1"#),
+            "{m}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_with_no_fallback_answers_503_with_retry_after_while_its_provider_cools_down() {
     bounded(async {

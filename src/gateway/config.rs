@@ -278,6 +278,15 @@ pub struct ProviderConfig {
     /// it, then a probe asks again). Default 300000.
     #[serde(default = "default_cooldown_max_retry_after_ms")]
     pub cooldown_max_retry_after_ms: u64,
+    /// Also skip this provider for `cooldown_ms` when at least this share of its last
+    /// `cooldown_failure_window` requests failed, in a row or not: a provider failing every
+    /// other request never fails five in a row. A number in (0, 1]. Default 0.5.
+    #[serde(default = "default_cooldown_failure_share")]
+    pub cooldown_failure_share: f32,
+    /// The requests that share is counted over (read once that many have settled since the
+    /// last cooldown), at most 64; 0 turns the share off. Default 20.
+    #[serde(default = "default_cooldown_failure_window")]
+    pub cooldown_failure_window: u32,
 }
 
 impl ProviderConfig {
@@ -300,6 +309,12 @@ fn default_cooldown_after() -> u32 {
 }
 fn default_cooldown_ms() -> u64 {
     crate::layer::cooldown::DEFAULT_COOLDOWN.as_millis() as u64
+}
+fn default_cooldown_failure_share() -> f32 {
+    crate::layer::cooldown::DEFAULT_FAILURE_SHARE
+}
+fn default_cooldown_failure_window() -> u32 {
+    crate::layer::cooldown::DEFAULT_FAILURE_WINDOW
 }
 fn default_cooldown_max_retry_after_ms() -> u64 {
     crate::layer::cooldown::DEFAULT_MAX_RETRY_AFTER.as_millis() as u64
@@ -424,6 +439,25 @@ impl GatewayConfig {
                     ),
                 ));
             }
+            if !(p.cooldown_failure_share > 0.0 && p.cooldown_failure_share <= 1.0) {
+                return Err(Error::invalid(
+                    "configuration",
+                    format!(
+                        "provider {name:?}: cooldown_failure_share = {} is not a share of requests in (0, 1]",
+                        p.cooldown_failure_share
+                    ),
+                ));
+            }
+            if p.cooldown_failure_window > crate::layer::cooldown::MAX_FAILURE_WINDOW {
+                return Err(Error::invalid(
+                    "configuration",
+                    format!(
+                        "provider {name:?}: cooldown_failure_window = {} is above the most kept, {}",
+                        p.cooldown_failure_window,
+                        crate::layer::cooldown::MAX_FAILURE_WINDOW
+                    ),
+                ));
+            }
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return Err(Error::invalid(
                     "configuration",
@@ -532,6 +566,25 @@ fallbacks = ["backup"]
         let top = SAMPLE.replace("models = {", "ask_top_logprobs = 50\nmodels = {");
         let e = GatewayConfig::parse(&top).unwrap_err().to_string();
         assert!(e.contains("ask_top_logprobs") && e.contains("\"backup\""), "{e}");
+        for (key, value) in [
+            ("cooldown_failure_share", "0.0"),
+            ("cooldown_failure_share", "1.5"),
+            ("cooldown_failure_share", "nan"),
+            ("cooldown_failure_window", "65"),
+        ] {
+            let bad = SAMPLE.replace("models = {", &format!("{key} = {value}\nmodels = {{"));
+            let e = GatewayConfig::parse(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains("\"backup\""),
+                "{key} = {value}: {e}"
+            );
+        }
+        let fine = SAMPLE.replace(
+            "models = {",
+            "cooldown_failure_share = 1.0\ncooldown_failure_window = 0\nmodels = {",
+        );
+        let c = GatewayConfig::parse(&fine).unwrap();
+        assert_eq!(c.providers["backup"].cooldown_failure_window, 0);
         let log = format!("[verdict_log]\ndir = \"logs\"\nmax_file_bytes = 0\n{SAMPLE}");
         let e = GatewayConfig::parse(&log).unwrap_err().to_string();
         assert!(e.contains("max_file_bytes"), "{e}");

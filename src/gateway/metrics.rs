@@ -76,7 +76,8 @@ pub struct Metrics {
     pub reroutes: Family<RerouteLabels, Counter>,
     /// Answered requests sent past a primary known to over-block them: calls saved.
     pub prerouted: Family<PreRouteLabels, Counter>,
-    /// Cooldowns begun: a provider failed request after request and is skipped a while.
+    /// Cooldowns begun: a provider failed request after request, or too many of its recent
+    /// requests, or asked for a pause, and is skipped a while.
     pub cooldowns: Family<ProviderLabels, Counter>,
     /// Calls not made to a provider in its cooldown.
     pub cooldown_skips: Family<ProviderLabels, Counter>,
@@ -123,7 +124,7 @@ impl Metrics {
         );
         registry.register(
             "provider_cooldowns",
-            "Cooldowns begun: a provider failed request after request and is not asked for a while",
+            "Cooldowns begun: a provider failed too often, or asked for a pause, and is not asked for a while",
             cooldowns.clone(),
         );
         registry.register(

@@ -129,6 +129,7 @@ impl Gateway {
             let cooldown = CooldownLayer::new(name)
                 .after_failures(p.cooldown_after_failures)
                 .cooldown(Duration::from_millis(p.cooldown_ms))
+                .failure_rate(p.cooldown_failure_share, p.cooldown_failure_window)
                 .max_retry_after(Duration::from_millis(p.cooldown_max_retry_after_ms))
                 .counters(
                     metrics.cooldowns.get_or_create(&labels).clone(),

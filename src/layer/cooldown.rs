@@ -4,9 +4,12 @@
 //! re-route layer asks the next one: a connect timeout, or the first-token deadline (30 s
 //! by default) once per try. After `after_failures` requests in a row failed the way an
 //! unwell provider fails ([`Error::is_retryable`]: the connection, a deadline, 429 or 5xx,
-//! after the provider's own retries), the layer answers at once with
-//! [`Error::CoolingDown`] for `cooldown`, without calling it. The re-route layer fails over
-//! on that as on any outage, and records the attempt, so who was skipped is on record.
+//! after the provider's own retries), or at least `failure_share` of its last
+//! `failure_window` requests did (a provider that fails every other request never fails
+//! five in a row, and still costs every second caller a failure's wait), the layer answers
+//! at once with [`Error::CoolingDown`] for `cooldown`, without calling it. The re-route
+//! layer fails over on that as on any outage, and records the attempt, so who was skipped
+//! is on record.
 //! When the cooldown has passed, one request is let through as a probe: an answer ends
 //! the cooldown, a failure starts another. Refusals, moderation blocks and client errors
 //! are answers from a working provider: they end a run of failures. A stream that breaks
@@ -51,7 +54,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::error::Error;
+use crate::error::{CooldownCause, Error};
 use crate::provider::ChatResponse;
 use crate::wire::ChatRequest;
 
@@ -64,8 +67,22 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
 /// The longest a provider's `Retry-After` may have it skipped, by default.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// Skips a provider for `cooldown` after `after_failures` failed requests in a row. Every
-/// service this layer builds shares one state, so build one layer per provider.
+/// The share of the last [`DEFAULT_FAILURE_WINDOW`] requests that starts a cooldown when
+/// they failed, by default: half. A provider failing that often is unwell whatever its
+/// successes in between; one failing one request in five is not, and is retried instead.
+pub const DEFAULT_FAILURE_SHARE: f32 = 0.5;
+
+/// The requests the failure share is counted over, by default. The share is read only
+/// once that many requests have settled since the provider was last cooled down, so a few
+/// early failures cannot start a cooldown by themselves.
+pub const DEFAULT_FAILURE_WINDOW: u32 = 20;
+
+/// The longest failure window: the layer keeps the outcomes of at most this many requests.
+pub const MAX_FAILURE_WINDOW: u32 = 64;
+
+/// Skips a provider for `cooldown` after `after_failures` failed requests in a row, or after
+/// `failure_share` of its last `failure_window` requests failed. Every service this layer
+/// builds shares one state, so build one layer per provider.
 #[derive(Debug, Clone)]
 pub struct CooldownLayer {
     shared: Shared,
@@ -77,11 +94,20 @@ pub struct CooldownLayer {
 struct Shared {
     provider: Arc<str>,
     after_failures: u32,
+    failure_share: f32,
+    failure_window: u32,
     cooldown: Duration,
     max_retry_after: Duration,
-    state: Arc<Mutex<Breaker>>,
+    state: Arc<Mutex<State>>,
     begun: Counter,
     skipped: Counter,
+}
+
+/// The breaker, and the outcomes of the requests since it last closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct State {
+    breaker: Breaker,
+    recent: Outcomes,
 }
 
 /// Where the breaker stands.
@@ -89,23 +115,51 @@ struct Shared {
 enum Breaker {
     /// Calls go through; `failures` in a row so far.
     Closed { failures: u32 },
-    /// Calls are refused until `until`; `failures` is the run that opened it.
-    Open { until: Instant, failures: u32 },
+    /// Calls are refused until `until`, for `cause`.
+    Open { until: Instant, cause: CooldownCause },
     /// One call is out as a probe; the others are refused until it ends.
-    Probing { failures: u32 },
+    Probing { cause: CooldownCause },
+}
+
+/// Whether each of the last requests failed, newest in the lowest bit: at most
+/// [`MAX_FAILURE_WINDOW`] of them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Outcomes {
+    failed: u64,
+    len: u32,
+}
+
+impl Outcomes {
+    fn push(&mut self, failed: bool) {
+        self.failed = (self.failed << 1) | u64::from(failed);
+        self.len = (self.len + 1).min(MAX_FAILURE_WINDOW);
+    }
+
+    /// How many of the last `n` requests failed, and how many there were (fewer than `n`
+    /// while fewer have settled).
+    fn failed_of_last(&self, n: u32) -> (u32, u32) {
+        let n = n.min(self.len);
+        let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        ((self.failed & mask).count_ones(), n)
+    }
 }
 
 impl CooldownLayer {
     /// A cooldown for `provider` (named in its errors and logs), with the defaults: 5
-    /// failed requests in a row start 10 seconds without calls.
+    /// failed requests in a row, or half of the last 20, start 10 seconds without calls.
     pub fn new(provider: &str) -> Self {
         CooldownLayer {
             shared: Shared {
                 provider: Arc::from(provider),
                 after_failures: DEFAULT_AFTER_FAILURES,
+                failure_share: DEFAULT_FAILURE_SHARE,
+                failure_window: DEFAULT_FAILURE_WINDOW,
                 cooldown: DEFAULT_COOLDOWN,
                 max_retry_after: DEFAULT_MAX_RETRY_AFTER,
-                state: Arc::new(Mutex::new(Breaker::Closed { failures: 0 })),
+                state: Arc::new(Mutex::new(State {
+                    breaker: Breaker::Closed { failures: 0 },
+                    recent: Outcomes::default(),
+                })),
                 begun: Counter::default(),
                 skipped: Counter::default(),
             },
@@ -115,6 +169,21 @@ impl CooldownLayer {
     /// Failed requests in a row that start a cooldown; 0 turns the layer off. Default 5.
     pub fn after_failures(mut self, n: u32) -> Self {
         self.shared.after_failures = n;
+        self
+    }
+
+    /// Also start a cooldown when at least `share` of the last `window` requests failed (the
+    /// share is read once `window` requests have settled since the breaker last closed).
+    /// `window` is at most [`MAX_FAILURE_WINDOW`] (a larger one is cut to it); 0 turns this
+    /// rule off, leaving the run of failures in a row. `share` is cut into (0, 1]. Default
+    /// half of the last 20.
+    pub fn failure_rate(mut self, share: f32, window: u32) -> Self {
+        self.shared.failure_share = if share.is_nan() {
+            1.0
+        } else {
+            share.clamp(f32::EPSILON, 1.0)
+        };
+        self.shared.failure_window = window.min(MAX_FAILURE_WINDOW);
         self
     }
 
@@ -151,7 +220,7 @@ impl CooldownLayer {
 
     /// Whether calls are refused now (a cooldown, or a probe out).
     pub fn is_cooling(&self) -> bool {
-        !matches!(*self.shared.lock(), Breaker::Closed { .. })
+        !matches!(self.shared.lock().breaker, Breaker::Closed { .. })
     }
 }
 
@@ -213,7 +282,7 @@ where
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a few words, never left half-written: a panic elsewhere while the
         // lock was held leaves a valid state, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -223,23 +292,23 @@ impl Shared {
     /// as an ordinary call, or the error that says why not.
     fn admit(&self, now: Instant) -> Result<bool, Error> {
         let mut state = self.lock();
-        match *state {
+        match state.breaker {
             Breaker::Closed { .. } => Ok(false),
-            Breaker::Open { until, failures } if now >= until => {
-                *state = Breaker::Probing { failures };
+            Breaker::Open { until, cause } if now >= until => {
+                state.breaker = Breaker::Probing { cause };
                 tracing::info!(provider = %self.provider, "cooldown over; asking the provider again");
                 Ok(true)
             }
-            Breaker::Open { until, failures } => Err(self.refusal(failures, until - now)),
+            Breaker::Open { until, cause } => Err(self.refusal(cause, until - now)),
             // The probe's outcome decides; until then the provider is still unwell.
-            Breaker::Probing { failures } => Err(self.refusal(failures, Duration::ZERO)),
+            Breaker::Probing { cause } => Err(self.refusal(cause, Duration::ZERO)),
         }
     }
 
-    fn refusal(&self, failures: u32, retry_in: Duration) -> Error {
+    fn refusal(&self, cause: CooldownCause, retry_in: Duration) -> Error {
         Error::CoolingDown {
             provider: self.provider.to_string(),
-            failures,
+            cause,
             retry_in,
         }
     }
@@ -250,57 +319,78 @@ impl Shared {
     /// back, and every call before then would be refused the same way.
     fn settle(&self, failed: bool, asked: Option<Duration>, now: Instant) {
         let mut state = self.lock();
+        if let Breaker::Closed { .. } = state.breaker {
+            state.recent.push(failed);
+        }
         if !failed {
-            if !matches!(*state, Breaker::Closed { .. }) {
+            if !matches!(state.breaker, Breaker::Closed { .. }) {
                 tracing::info!(provider = %self.provider, "provider answered; cooldown ended");
+                state.recent = Outcomes::default();
             }
-            *state = Breaker::Closed { failures: 0 };
+            state.breaker = Breaker::Closed { failures: 0 };
             return;
         }
         let asked = asked
             .filter(|d| !d.is_zero())
             .map(|d| d.min(self.max_retry_after));
-        let failures = match *state {
-            Breaker::Closed { failures } if failures + 1 < self.after_failures && asked.is_none() => {
-                *state = Breaker::Closed {
-                    failures: failures + 1,
-                };
-                return;
-            }
-            Breaker::Closed { failures } => failures + 1,
+        let cause = match state.breaker {
+            Breaker::Closed { failures } => match self.cause(failures + 1, asked.is_some(), state.recent) {
+                Some(cause) => cause,
+                None => {
+                    state.breaker = Breaker::Closed {
+                        failures: failures + 1,
+                    };
+                    return;
+                }
+            },
             // A call let through before the cooldown began, ending late: the cooldown stands.
             Breaker::Open { .. } => return,
-            // The probe failed: another cooldown.
-            Breaker::Probing { failures } => failures,
+            // The probe failed: another cooldown, for the same cause unless it asked for one.
+            Breaker::Probing { cause } => {
+                if asked.is_some() {
+                    CooldownCause::RetryAfter
+                } else {
+                    cause
+                }
+            }
         };
         let pause = asked.unwrap_or(self.cooldown);
-        *state = Breaker::Open {
+        state.breaker = Breaker::Open {
             until: now + pause,
-            failures,
+            cause,
         };
+        state.recent = Outcomes::default();
         self.begun.inc();
-        if asked.is_some() {
-            tracing::warn!(
-                provider = %self.provider,
-                cooldown_ms = pause.as_millis() as u64,
-                "provider asked for a pause (Retry-After); not asked until it ends"
-            );
-        } else {
-            tracing::warn!(
-                provider = %self.provider,
-                failures,
-                cooldown_ms = pause.as_millis() as u64,
-                "provider failed request after request; not asked until its cooldown ends"
-            );
+        tracing::warn!(
+            provider = %self.provider,
+            cause = %cause,
+            cooldown_ms = pause.as_millis() as u64,
+            "provider not asked until its cooldown ends"
+        );
+    }
+
+    /// Why a failure that makes `in_a_row` failures in a row, with `recent` outcomes (this
+    /// one included), starts a cooldown, if it does: a pause the provider asked for first,
+    /// then the run, then the share.
+    fn cause(&self, in_a_row: u32, asked: bool, recent: Outcomes) -> Option<CooldownCause> {
+        if asked {
+            return Some(CooldownCause::RetryAfter);
         }
+        if in_a_row >= self.after_failures {
+            return Some(CooldownCause::InARow { failures: in_a_row });
+        }
+        let (failed, of) = recent.failed_of_last(self.failure_window);
+        let window_full = self.failure_window > 0 && of == self.failure_window;
+        (window_full && failed as f32 >= self.failure_share * of as f32)
+            .then_some(CooldownCause::Share { failed, of })
     }
 
     /// A probe that never ended (its caller went away): the next call probes instead, so
     /// the breaker cannot stay shut on a probe nobody waits for.
     fn abandon_probe(&self, now: Instant) {
         let mut state = self.lock();
-        if let Breaker::Probing { failures } = *state {
-            *state = Breaker::Open { until: now, failures };
+        if let Breaker::Probing { cause } = state.breaker {
+            state.breaker = Breaker::Open { until: now, cause };
         }
     }
 }
@@ -351,10 +441,10 @@ mod tests {
         match ask(&svc).await {
             Err(Error::CoolingDown {
                 provider: p,
-                failures,
+                cause,
                 retry_in,
             }) => {
-                assert_eq!((p.as_str(), failures), ("p", 3));
+                assert_eq!((p.as_str(), cause), ("p", CooldownCause::InARow { failures: 3 }));
                 assert!(retry_in > Duration::from_secs(9) && retry_in <= Duration::from_secs(10));
             }
             other => panic!("expected CoolingDown, got {other:?}"),
@@ -469,6 +559,71 @@ mod tests {
             }
             other => panic!("expected CoolingDown, got {other:?}"),
         }
+    }
+
+    /// A provider that fails every other request never fails 3 in a row, and half of its
+    /// last 10 requests starts a cooldown once 10 have settled; 4 of 10 does not.
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_failing_half_its_requests_cools_down() {
+        let provider = Scripted::new();
+        let layer = CooldownLayer::new("p")
+            .after_failures(3)
+            .failure_rate(0.5, 10)
+            .cooldown(Duration::from_secs(10));
+        let svc = layer.layer(provider.clone());
+        // 4 failures among 10: under the share.
+        for i in 0..10 {
+            provider.failing_with((i % 5 < 2).then_some(503));
+            let _ = ask(&svc).await;
+        }
+        assert!(!layer.is_cooling(), "4 of 10 failed");
+        // Every other request fails: the window holds 5 of 10 failed at the next failure.
+        for i in 0..2 {
+            provider.failing_with((i % 2 == 0).then_some(503));
+            let _ = ask(&svc).await;
+        }
+        assert!(
+            !layer.is_cooling(),
+            "3 of the last 10: the first ones have left the window"
+        );
+        let mut asked = 12;
+        while !layer.is_cooling() {
+            provider.failing_with((asked % 2 == 0).then_some(503));
+            let _ = ask(&svc).await;
+            asked += 1;
+            assert!(asked < 40, "never cooled down");
+        }
+        assert_eq!(provider.calls(), asked);
+        match ask(&svc).await {
+            Err(e @ Error::CoolingDown { .. }) => {
+                let Error::CoolingDown { cause, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*cause, CooldownCause::Share { failed: 5, of: 10 });
+                assert!(e.to_string().contains("5 of its last 10 requests failed"), "{e}");
+            }
+            other => panic!("expected CoolingDown, got {other:?}"),
+        }
+        assert_eq!(provider.calls(), asked, "not called while cooling");
+        // The probe answers: the window starts empty, so one failure does not reopen it.
+        provider.failing_with(None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(ask(&svc).await.is_ok());
+        provider.failing_with(Some(503));
+        let _ = ask(&svc).await;
+        assert!(!layer.is_cooling());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_of_zero_leaves_only_the_run_in_a_row() {
+        let provider = Scripted::new();
+        let layer = CooldownLayer::new("p").after_failures(3).failure_rate(0.5, 0);
+        let svc = layer.layer(provider.clone());
+        for i in 0..60 {
+            provider.failing_with((i % 2 == 0).then_some(503));
+            let _ = ask(&svc).await;
+        }
+        assert_eq!((layer.begun().get(), provider.calls()), (0, 60));
     }
 
     #[tokio::test(start_paused = true)]
