@@ -29,9 +29,9 @@
 //!
 //! Threads: candle runs the matrix products on its rayon pool (`RAYON_NUM_THREADS`, default
 //! one per physical core). Set `RAYON_NUM_THREADS=1` to keep the encoder on one core beside
-//! a server's other work; benches/models.rs measures it that way. A tier runs at most
-//! [`super::encoder::concurrent_passes`] passes at once, so that passes cannot take every
-//! core from requests that need none.
+//! a server's other work; benches/models.rs measures it that way. A server runs at most
+//! [`super::concurrent_passes`] model passes at once, so that passes cannot take every core
+//! from requests that need none.
 
 use std::path::Path;
 

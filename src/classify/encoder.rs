@@ -432,23 +432,7 @@ pub struct EncoderClassifier {
     short: Option<Arc<super::short_head::ShortHead>>,
     /// Answer vectors computed lately, shared by clones.
     answers: Arc<AnswerVectors>,
-    /// Encoder passes allowed at once, shared by clones ([`concurrent_passes`]).
-    passes: Arc<tokio::sync::Semaphore>,
     name: String,
-}
-
-/// How many encoder passes one tier runs at once by default: half the CPU's threads, at
-/// least one.
-///
-/// Why a bound: each pass is milliseconds of one core's time, and a gateway runs them on
-/// tokio's blocking threads, as many at once as requests need them. Unbounded, a burst of
-/// passes took every core from the threads that serve the requests needing none: on the
-/// project's 2-core machine at 2,000 requests/s, with about 2% of answers needing a pass,
-/// the gateway added 244 ms at p99 to every request where the embedded default added
-/// 0.5 ms (docs/gateway.md). Bounded, requests that need a pass wait for one in turn, and
-/// the others keep the rest of the machine.
-pub fn concurrent_passes() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 impl EncoderClassifier {
@@ -472,16 +456,8 @@ impl EncoderClassifier {
             heads: Arc::new(heads),
             short: None,
             answers: Arc::new(AnswerVectors::new()),
-            passes: Arc::new(tokio::sync::Semaphore::new(concurrent_passes())),
             name,
         }
-    }
-
-    /// Runs at most `n` encoder passes at once (at least one; default
-    /// [`concurrent_passes`]): the others wait for a turn.
-    pub fn with_concurrent_passes(mut self, n: usize) -> Self {
-        self.passes = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
-        self
     }
 
     /// Reads short whole answers with `head` as well ([`super::Classifier::judge_short_answer`]).
@@ -523,28 +499,15 @@ impl EncoderClassifier {
         Ok(v)
     }
 
-    /// The answer vector of `response`, kept or computed in turn ([`Self::in_turn`]).
+    /// The answer vector of `response`, kept or computed off the async threads
+    /// ([`super::blocking`]).
     async fn answer_vector(&self, response: &str) -> Result<Arc<Vec<f32>>, ClassifyError> {
         if let Some(v) = self.answers.get(response) {
             return Ok(v);
         }
         let this = self.clone();
         let text = response.to_string();
-        self.in_turn(move || this.vector(&text)).await
-    }
-
-    /// Runs an encoder pass off the async threads ([`super::blocking`]) once one of the
-    /// tier's [`concurrent_passes`] is free.
-    async fn in_turn<T: Send + 'static>(
-        &self,
-        pass: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
-    ) -> Result<T, ClassifyError> {
-        let _turn = self
-            .passes
-            .acquire()
-            .await
-            .map_err(|_| err("the encoder's pass limit was closed"))?;
-        super::blocking("encoder", pass).await
+        super::blocking("encoder", move || this.vector(&text)).await
     }
 
     fn prompt_vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
@@ -593,7 +556,7 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = self.in_turn(move || this.prompt_vector(&text)).await?;
+        let v = super::blocking("encoder", move || this.prompt_vector(&text)).await?;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement::harm(p[1])))
     }
@@ -681,7 +644,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn no_more_encoder_passes_run_at_once_than_the_tier_allows() {
+    async fn no_more_encoder_passes_run_at_once_than_the_process_allows() {
         let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let encoder = Slow {
             now: Default::default(),
@@ -700,9 +663,10 @@ mod tests {
             answer_depth: None,
             int8_activations: None,
         };
-        let tier = EncoderClassifier::new(encoder, heads, "slow").with_concurrent_passes(2);
+        let tier = EncoderClassifier::new(encoder, heads, "slow");
+        let bound = crate::classify::concurrent_passes();
         let mut calls = Vec::new();
-        for i in 0..12 {
+        for i in 0..2 * bound + 4 {
             let tier = tier.clone();
             calls.push(tokio::spawn(async move {
                 use crate::classify::Classifier;
@@ -722,8 +686,10 @@ mod tests {
             assert!(call.await.unwrap().unwrap(), "every call is answered");
         }
         let most = most.load(std::sync::atomic::Ordering::SeqCst);
-        assert!((1..=2).contains(&most), "{most} passes ran at once");
-        assert!(concurrent_passes() >= 1);
+        assert!(
+            (1..=bound).contains(&most),
+            "{most} passes ran at once, {bound} allowed"
+        );
     }
 
     #[test]

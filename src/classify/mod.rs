@@ -286,17 +286,47 @@ pub trait Classifier: Send + Sync {
     }
 }
 
+/// How many model passes (an encoder's, a generative guard's) a process runs at once on
+/// tokio's blocking threads ([`blocking`]): half the CPU's threads, at least one.
+///
+/// Why a bound: each pass is milliseconds of one core's time, and a server runs them as
+/// requests need them. Unbounded, a burst of passes took every core from the threads that
+/// serve the requests needing none: on the project's 2-core machine at 2,000 requests/s,
+/// with about 2% of answers needing an encoder pass, the gateway added 234 ms at p99 where
+/// the bound leaves 23 ms (docs/gateway.md, "What the verdict costs the gateway"). The
+/// batch commands (`audit`, `eval`, `train`) judge on worker threads of their own, one per
+/// core, with no runtime: their passes run inline and are not bounded by this.
+pub fn concurrent_passes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// The turns of [`concurrent_passes`], shared by every tier of the process.
+static PASSES: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(concurrent_passes())));
+
 /// Runs slow model code off the async runtime: on a tokio runtime through
-/// `spawn_blocking`, elsewhere (a plain executor, as `eval` uses) inline.
+/// `spawn_blocking`, once one of the process's [`concurrent_passes`] is free (a caller that
+/// goes away while the pass runs leaves its turn taken until the pass ends); elsewhere (a
+/// plain executor, as `eval` and `audit` use) inline.
 pub async fn blocking<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
 ) -> Result<T, ClassifyError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(f)
-            .await
-            .map_err(|e| ClassifyError::model(name, e))?,
+        Ok(handle) => {
+            let turn = PASSES
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ClassifyError::model(name, e))?;
+            handle
+                .spawn_blocking(move || {
+                    let _turn = turn;
+                    f()
+                })
+                .await
+                .map_err(|e| ClassifyError::model(name, e))?
+        }
         Err(_) => f(),
     }
 }
