@@ -301,32 +301,61 @@ pub fn concurrent_passes() -> usize {
 }
 
 /// The turns of [`concurrent_passes`], shared by every tier of the process.
-static PASSES: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(concurrent_passes())));
+static PASSES: std::sync::LazyLock<Turns> = std::sync::LazyLock::new(|| Turns::new(concurrent_passes()));
+
+/// A counting semaphore that blocking threads wait on.
+///
+/// Why not tokio's: a pass waits for its turn on its blocking thread, never on an async
+/// task. A tokio semaphore hands a released turn to the next waiting *task*, which must then
+/// be polled to use it; where a runtime's thread is itself blocked waiting for a turn (a
+/// caller that drives the verdict with `futures::executor::block_on` inside a runtime, as
+/// tests and embedders do), the task holding the turn is never polled, and both wait
+/// forever. Waiting on the blocking thread, the holder is always a running pass.
+struct Turns {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Turns {
+    fn new(n: usize) -> Self {
+        Turns {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Runs `f` once a turn is free, and frees it after (a panic in `f` too).
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Turn<'a>(&'a Turns);
+        impl Drop for Turn<'_> {
+            fn drop(&mut self) {
+                *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let _turn = Turn(self);
+        f()
+    }
+}
 
 /// Runs slow model code off the async runtime: on a tokio runtime through
-/// `spawn_blocking`, once one of the process's [`concurrent_passes`] is free (a caller that
-/// goes away while the pass runs leaves its turn taken until the pass ends); elsewhere (a
-/// plain executor, as `eval` and `audit` use) inline.
+/// `spawn_blocking`, where it waits for one of the process's [`concurrent_passes`];
+/// elsewhere (a plain executor, as `eval` and `audit` use) inline.
 pub async fn blocking<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
 ) -> Result<T, ClassifyError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            let turn = PASSES
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| ClassifyError::model(name, e))?;
-            handle
-                .spawn_blocking(move || {
-                    let _turn = turn;
-                    f()
-                })
-                .await
-                .map_err(|e| ClassifyError::model(name, e))?
-        }
+        Ok(handle) => handle
+            .spawn_blocking(move || PASSES.run(f))
+            .await
+            .map_err(|e| ClassifyError::model(name, e))?,
         Err(_) => f(),
     }
 }
@@ -390,6 +419,43 @@ pub fn is_fit(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own
+    /// (a caller driving the verdict with `futures::executor::block_on` inside a runtime):
+    /// every pass still runs. With turns handed to waiting tasks, the next task's turn
+    /// waited for a thread that waited for a turn, for ever.
+    #[test]
+    fn a_runtime_thread_blocked_on_a_pass_never_starves_the_waiting_tasks() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = rt.block_on(async {
+                let pass = |i: usize| {
+                    blocking("test", move || {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        Ok(i)
+                    })
+                };
+                let tasks: Vec<_> = (0..concurrent_passes() + 3)
+                    .map(|i| tokio::spawn(pass(i)))
+                    .collect();
+                tokio::task::yield_now().await;
+                let mine = futures::executor::block_on(pass(99)).unwrap();
+                let mut theirs = Vec::new();
+                for t in tasks {
+                    theirs.push(t.await.unwrap().unwrap());
+                }
+                (mine, theirs)
+            });
+            let _ = done.send(got);
+        });
+        let (mine, theirs) = finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the passes deadlocked");
+        assert_eq!(mine, 99);
+        assert_eq!(theirs, (0..concurrent_passes() + 3).collect::<Vec<_>>());
+    }
+
     use super::*;
 
     #[test]
