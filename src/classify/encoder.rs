@@ -383,7 +383,7 @@ impl Heads {
     }
 }
 
-/// Answer vectors an [`EncoderClassifier`] keeps, newest first ([`AnswerVectors`]): 256
+/// Answer vectors an [`EncoderClassifier`] keeps, newest first (by the text's sha256): 256
 /// vectors of 384 floats, about 0.4 MB.
 pub const ANSWER_VECTORS_KEPT: usize = 256;
 
