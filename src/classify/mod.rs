@@ -286,8 +286,16 @@ pub trait Classifier: Send + Sync {
     }
 }
 
+/// The environment variable that sets [`concurrent_passes`]: a whole number from 1 (more
+/// passes at once give the encoder more of the machine and the requests that need no pass
+/// less; `serve` on a machine that does nothing else may want every core). Read once per
+/// process; a value that is not a whole number from 1 gets a one-line notice on stderr (as
+/// an unknown [`packed::KERNEL_ENV`] does) and the default is used.
+pub const MODEL_PASSES_ENV: &str = "REFUSAL_GUARD_MODEL_PASSES";
+
 /// How many model passes (an encoder's, a generative guard's) a process runs at once on
-/// tokio's blocking threads ([`blocking`]): half the CPU's threads, at least one.
+/// tokio's blocking threads ([`blocking`]): [`MODEL_PASSES_ENV`] where set, else half the
+/// CPU's threads, at least one.
 ///
 /// Why a bound: each pass is milliseconds of one core's time, and a server runs them as
 /// requests need them. Unbounded, a burst of passes took every core from the threads that
@@ -297,7 +305,22 @@ pub trait Classifier: Send + Sync {
 /// batch commands (`audit`, `eval`, `train`) judge on worker threads of their own, one per
 /// core, with no runtime: their passes run inline and are not bounded by this.
 pub fn concurrent_passes() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    static CHOSEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let half = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        match std::env::var(MODEL_PASSES_ENV) {
+            Err(_) => half,
+            Ok(asked) => parse_passes(&asked).unwrap_or_else(|| {
+                eprintln!("note: {MODEL_PASSES_ENV}={asked:?} is not a whole number from 1; using {half}");
+                half
+            }),
+        }
+    })
+}
+
+/// A [`MODEL_PASSES_ENV`] value: a whole number from 1.
+fn parse_passes(text: &str) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|&n| n >= 1)
 }
 
 /// The turns of [`concurrent_passes`], shared by every tier of the process.
@@ -419,6 +442,15 @@ pub fn is_fit(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_model_passes_variable_takes_whole_numbers_from_one() {
+        assert_eq!(parse_passes("3"), Some(3));
+        assert_eq!(parse_passes(" 1 "), Some(1));
+        for bad in ["0", "-2", "two", "1.5", ""] {
+            assert_eq!(parse_passes(bad), None, "{bad:?}");
+        }
+    }
 
     /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own
     /// (a caller driving the verdict with `futures::executor::block_on` inside a runtime):
