@@ -19,9 +19,8 @@
 //! `refusal-guard train --encoder e5` with the combiner ([`crate::judge::fit`]).
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
@@ -383,45 +382,16 @@ impl Heads {
     }
 }
 
-/// Answer vectors an [`EncoderClassifier`] keeps, newest first (by the text's sha256): 256
-/// vectors of 384 floats, about 0.4 MB.
-pub const ANSWER_VECTORS_KEPT: usize = 256;
-
-/// The answer vectors computed lately, by the text's sha256 (a bounded LRU).
+/// Answer vectors an [`EncoderClassifier`] keeps, newest first (by the text's sha256,
+/// [`super::text_lru::TextLru`]): 256 vectors of 384 floats, about 0.4 MB.
 ///
 /// Why: two heads read the same vector. A short answer the combiner is unsure of is read by
 /// the answer head (the escalation) and then by the short-reply head, and without this the
 /// encoder ran twice over the same text: about 10 ms instead of 5 on one AVX2 core for a
 /// one-line Chinese answer. And a gateway sees the same boilerplate answers ("I can't help
-/// with that.") again and again. Keys are hashes, so memory is bounded by the entry count
-/// whatever the answers' length; a vector depends only on the text and the loaded weights,
+/// with that.") again and again. A vector depends only on the text and the loaded weights,
 /// which a classifier never changes, so a kept one is as good as a fresh one.
-struct AnswerVectors(Mutex<lru::LruCache<[u8; 32], Arc<Vec<f32>>>>);
-
-impl AnswerVectors {
-    fn new() -> Self {
-        AnswerVectors(Mutex::new(lru::LruCache::new(
-            NonZeroUsize::new(ANSWER_VECTORS_KEPT).expect("a positive capacity"),
-        )))
-    }
-
-    fn key(text: &str) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(text.as_bytes()).into()
-    }
-
-    /// The kept vector of `text`, if any (a poisoned lock reads as empty: the vector is
-    /// computed again).
-    fn get(&self, text: &str) -> Option<Arc<Vec<f32>>> {
-        self.0.lock().ok()?.get(&Self::key(text)).cloned()
-    }
-
-    fn put(&self, text: &str, vector: Arc<Vec<f32>>) {
-        if let Ok(mut kept) = self.0.lock() {
-            kept.put(Self::key(text), vector);
-        }
-    }
-}
+pub const ANSWER_VECTORS_KEPT: usize = 256;
 
 /// An encoder and its heads as a tier.
 #[derive(Clone)]
@@ -430,8 +400,8 @@ pub struct EncoderClassifier {
     heads: Arc<Heads>,
     /// The head for short replies (e5 only), read over the same answer vectors.
     short: Option<Arc<super::short_head::ShortHead>>,
-    /// Answer vectors computed lately, shared by clones.
-    answers: Arc<AnswerVectors>,
+    /// Answer vectors computed lately ([`ANSWER_VECTORS_KEPT`]), shared by clones.
+    answers: Arc<super::text_lru::TextLru<Arc<Vec<f32>>>>,
     name: String,
 }
 
@@ -455,7 +425,7 @@ impl EncoderClassifier {
             encoder: Arc::new(encoder),
             heads: Arc::new(heads),
             short: None,
-            answers: Arc::new(AnswerVectors::new()),
+            answers: Arc::new(super::text_lru::TextLru::with_capacity(ANSWER_VECTORS_KEPT)),
             name,
         }
     }
@@ -484,7 +454,8 @@ impl EncoderClassifier {
         Ok(Self::new(encoder, heads, "e5").with_short_head(super::short_head::ShortHead::shipped()?))
     }
 
-    /// The answer vector of `text`: a kept one ([`AnswerVectors`]) or one encoder pass.
+    /// The answer vector of `text`: a kept one ([`ANSWER_VECTORS_KEPT`]) or one encoder pass
+    /// (looked up again here: another call may have made it while this one waited its turn).
     fn vector(&self, text: &str) -> Result<Arc<Vec<f32>>, ClassifyError> {
         if let Some(v) = self.answers.get(text) {
             return Ok(v);
@@ -576,6 +547,19 @@ mod tests {
         }
     }
 
+    /// Heads with these answer and prompt heads, no tuned layer.
+    fn heads_of(response: Option<LinearHead>, prompt: Option<LinearHead>) -> Heads {
+        Heads {
+            response,
+            prompt,
+            encoder_sha256: None,
+            prompt_layer: None,
+            answer_layer: None,
+            answer_depth: None,
+            int8_activations: None,
+        }
+    }
+
     fn two_by_four() -> LinearHead {
         LinearHead {
             labels: RESPONSE_LABELS.iter().map(|s| s.to_string()).collect(),
@@ -588,15 +572,7 @@ mod tests {
     async fn the_answer_head_and_the_short_head_share_one_encoder_pass() {
         use crate::classify::Classifier;
         let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let heads = Heads {
-            response: Some(two_by_four()),
-            prompt: None,
-            encoder_sha256: None,
-            prompt_layer: None,
-            answer_layer: None,
-            answer_depth: None,
-            int8_activations: None,
-        };
+        let heads = heads_of(Some(two_by_four()), None);
         let short = crate::classify::short_head::ShortHead {
             head: two_by_four(),
             thresholds: crate::classify::short_head::ShortThresholds {
@@ -650,20 +626,12 @@ mod tests {
             now: Default::default(),
             most: most.clone(),
         };
-        let heads = Heads {
-            response: Some(two_by_four()),
-            prompt: Some(LinearHead {
-                labels: PROMPT_LABELS.iter().map(|s| s.to_string()).collect(),
-                weight: vec![0.0; 4],
-                bias: vec![0.0; 2],
-            }),
-            encoder_sha256: None,
-            prompt_layer: None,
-            answer_layer: None,
-            answer_depth: None,
-            int8_activations: None,
+        let prompt = LinearHead {
+            labels: PROMPT_LABELS.iter().map(|s| s.to_string()).collect(),
+            weight: vec![0.0; 4],
+            bias: vec![0.0; 2],
         };
-        let tier = EncoderClassifier::new(encoder, heads, "slow");
+        let tier = EncoderClassifier::new(encoder, heads_of(Some(two_by_four()), Some(prompt)), "slow");
         let bound = crate::classify::concurrent_passes();
         let mut calls = Vec::new();
         for i in 0..2 * bound + 4 {

@@ -32,6 +32,7 @@ pub mod packed;
 pub mod prompt_memo;
 pub mod qwen3_guard;
 pub mod short_head;
+pub mod text_lru;
 pub mod tiers;
 pub mod train;
 pub mod weights_file;

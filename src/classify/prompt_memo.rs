@@ -14,13 +14,9 @@
 //! length. The judgment of a prompt depends only on the prompt and the installed models, so
 //! a remembered one is as good as a fresh one.
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
-
 use futures::future::{BoxFuture, FutureExt, Shared};
-use lru::LruCache;
-use sha2::{Digest, Sha256};
 
+use super::text_lru::TextLru;
 use super::PromptJudgement;
 
 /// What the cascade's prompt question returns: the judgment and the tier that made it.
@@ -34,19 +30,14 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 
 /// The prompt judgments made or started, newest kept.
 pub struct PromptMemo {
-    entries: Mutex<LruCache<[u8; 32], Pending>>,
+    entries: TextLru<Pending>,
 }
 
 impl std::fmt::Debug for PromptMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (len, cap) = self
-            .entries
-            .lock()
-            .map(|e| (e.len(), e.cap().get()))
-            .unwrap_or((0, 0));
         f.debug_struct("PromptMemo")
-            .field("entries", &len)
-            .field("capacity", &cap)
+            .field("entries", &self.entries.len())
+            .field("capacity", &self.entries.capacity())
             .finish()
     }
 }
@@ -60,35 +51,25 @@ impl Default for PromptMemo {
 impl PromptMemo {
     /// A memo keeping at most `capacity` judgments (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
-        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         PromptMemo {
-            entries: Mutex::new(LruCache::new(capacity)),
+            entries: TextLru::with_capacity(capacity),
         }
     }
 
     /// The judgment of `prompt`: the remembered one, or one started now with `judge` and
     /// remembered. The caller awaits the returned future (or lets it run elsewhere).
     pub fn get_or_start(&self, prompt: &str, judge: impl FnOnce() -> BoxFuture<'static, Judged>) -> Pending {
-        let key: [u8; 32] = Sha256::digest(prompt.as_bytes()).into();
-        // A poisoned lock only means another thread panicked mid-update of an LRU order;
-        // the entries themselves are whole.
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pending) = entries.get(&key) {
-            return pending.clone();
-        }
-        let pending = judge().shared();
-        entries.put(key, pending.clone());
-        pending
+        self.entries.get_or_insert_with(prompt, || judge().shared())
     }
 
     /// Forgets every judgment (one under way still finishes for whoever awaits it).
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.entries.clear();
     }
 
     /// How many judgments are remembered.
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.entries.len()
     }
 
     /// Whether nothing is remembered.
