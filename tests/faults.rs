@@ -8,7 +8,8 @@
 //! budget, a primary that keeps failing skipped during its cooldown, a deadline at each stage (connect, first byte, between chunks, total), cuts at
 //! many chunk boundaries with and without a fallback, malformed chunks, a slow-loris
 //! upstream, a client that leaves mid-stream (the upstream request must be cancelled and
-//! no task left behind), and an upstream that sends 100 MB.
+//! no task left behind), an upstream that sends 100 MB, and more answers needing the
+//! encoder than it can read (passes shed, answers whole).
 //!
 //! Time is never asserted: tokio timeouts around each case only turn a hang into a
 //! failure. The deadlines under test are short (hundreds of milliseconds) so the whole
@@ -999,6 +1000,76 @@ async fn a_100_mb_upstream_is_stopped_at_the_limit_without_buffering_it() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "upstream_too_large");
         assert!(mock.wait_for_disconnect(3, Duration::from_secs(10)).await);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// More answers needing the encoder than it can read.
+
+/// The value of the unlabelled counter `name` in a `/metrics` text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+/// A flood of short Chinese answers through an e5 gateway, each of which asks the encoder
+/// for a pass (the short-reply head reads every CJK short answer), more at once than the
+/// process's turns and queue hold: the passes beyond the queue are shed and counted, and
+/// every request still gets its own answer, whole and once (shed, an answer keeps the
+/// cheaper tiers' verdict). Before the queue had a bound, such a flood waited in it without
+/// end (docs/gateway.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_whole() {
+    if crate::common::e5_detectors().is_none() {
+        return;
+    }
+    const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
+    let flood = refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 40;
+    bounded(async {
+        let mock = MockProvider::start().await;
+        mock.set_default(Script::answer(ANSWER).numbered());
+        let gw = gateway(&format!(
+            "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
+            mock.base_url()
+        ))
+        .await;
+        let before = metrics(&gw).await;
+        let client = reqwest::Client::new();
+        let url = format!("{}/chat/completions", gw.base_url);
+        let replies = futures::future::join_all((0..flood).map(|_| {
+            client
+                .post(&url)
+                .json(&json!({"model": "qwen-plus",
+                              "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
+                .send()
+        }))
+        .await;
+        let mut numbers = Vec::new();
+        for reply in replies {
+            let reply = reply.expect("the gateway answers");
+            assert_eq!(reply.status(), 200);
+            let v: Value = reply.json().await.unwrap();
+            let text = v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let number = text
+                .strip_prefix(ANSWER)
+                .and_then(|n| n.strip_prefix(" (#")?.strip_suffix(')')?.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("not the mock's answer: {text:?}"));
+            numbers.push(number);
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (0..flood).collect::<Vec<_>>(), "each answer once");
+        let after = metrics(&gw).await;
+        let shed = |m: &str| counter(m, "refusal_guard_model_passes_shed_total");
+        let run = |m: &str| counter(m, "refusal_guard_model_passes_total");
+        assert!(shed(&after) > shed(&before), "no pass was shed:\n{after}");
+        assert!(run(&after) > run(&before), "no pass ran:\n{after}");
     })
     .await;
 }

@@ -213,10 +213,18 @@ impl Cascade {
     /// tier that made it, `None` when no tier could judge it. A prompt judged (or started,
     /// see [`Cascade::start_judging_prompt`]) recently is not judged again.
     pub async fn judge_prompt(&self, prompt: &str) -> Option<(PromptJudgement, String)> {
-        match self.prompt_judgment(prompt) {
-            Some(pending) => pending.await,
-            None => self.ask_prompt(prompt, &mut Vec::new()).await,
+        let Some(pending) = self.prompt_judgment(prompt) else {
+            return self.ask_prompt(prompt, &mut Vec::new()).await;
+        };
+        let judged = pending.await;
+        // A judgment some tier could not make (it failed, or its pass was shed on a busy
+        // server) is a moment's, not the prompt's: the next request judges it anew.
+        if judged.as_ref().is_none_or(|(j, _)| j.unchecked.is_some()) {
+            if let Some(memo) = &self.memo {
+                memo.forget(prompt);
+            }
         }
+        judged
     }
 
     /// Starts judging `prompt` now, on the tokio runtime, so that a later
@@ -256,19 +264,35 @@ impl Cascade {
         // one mistake a re-router must not make, so a cheap tier's "benign", however sure,
         // is checked by the next tier installed; its "harmful" only keeps a refusal, the safe
         // side, and stands, unless the tier never learned the request's language: then its
-        // "harmful" may be the language itself, and the next tier decides.
-        self.escalate(
-            Question::Prompt,
-            trace,
-            |c| c.judge_prompt(prompt),
-            |j| j.confidence(),
-            |c, j, threshold| {
-                j.harmful >= threshold
-                    && j.unlearned_language.is_none()
-                    && c.learned_language(&crate::lang::language(Some(prompt)))
-            },
-        )
-        .await
+        // "harmful" may be the language itself, and the next tier decides. When the tier
+        // that should check a reading fails, the reading is marked unchecked, so that it
+        // cannot clear the request either.
+        let first = trace.len();
+        let judged = self
+            .escalate(
+                Question::Prompt,
+                trace,
+                |c| c.judge_prompt(prompt),
+                |j| j.confidence(),
+                |c, j, threshold| {
+                    j.harmful >= threshold
+                        && j.unlearned_language.is_none()
+                        && c.learned_language(&crate::lang::language(Some(prompt)))
+                },
+            )
+            .await;
+        judged.map(|(mut j, source)| {
+            let runs = &trace[first..];
+            let decided = runs.iter().rposition(|r| r.confidence.is_some()).unwrap_or(0);
+            if let Some(failed) = runs[decided..].iter().find(|r| r.error.is_some()) {
+                j.unchecked = Some(format!(
+                    "{} could not check it ({})",
+                    failed.classifier,
+                    failed.error.as_deref().unwrap_or_default()
+                ));
+            }
+            (j, source)
+        })
     }
 
     /// Asks the tiers one question, cheapest first, until one's answer `is_final` at its
@@ -310,7 +334,7 @@ impl Cascade {
                 }
                 Ok(None) => trace.push(run),
                 Err(e) => {
-                    tracing::warn!(classifier = tier.classifier.name(), error = %e, "tier failed; escalating");
+                    e.report(tier.classifier.name(), "tier failed; escalating");
                     run.error = Some(e.to_string());
                     trace.push(run);
                 }
@@ -425,7 +449,7 @@ impl Detector for CascadeDetector {
                 vec![e]
             }
             Err(e) => {
-                tracing::warn!(error = %e, "classification failed");
+                e.report(&self.name, "classification failed");
                 Vec::new()
             }
         }
@@ -503,6 +527,64 @@ mod tests {
         assert!(!c.trace[0].escalated);
     }
 
+    /// A prompt tier that is shed (a busy server) while `busy` is set, and reads 0.01
+    /// otherwise.
+    struct Shed {
+        busy: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Classifier for Shed {
+        fn name(&self) -> &str {
+            "big"
+        }
+        async fn judge_prompt(&self, _p: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
+            if self.busy.load(Ordering::SeqCst) {
+                return Err(ClassifyError::Busy {
+                    model: "big".into(),
+                    waiting: 8,
+                });
+            }
+            Ok(Some(PromptJudgement::harm(0.01)))
+        }
+    }
+
+    /// The check of a benign reading shed: the reading comes back marked unchecked (so it
+    /// cannot clear the request), and is not remembered: once the server is free again, the
+    /// same prompt is judged anew and checked.
+    #[tokio::test]
+    async fn a_benign_reading_whose_check_was_shed_is_unchecked_and_not_remembered() {
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cheap, cheap_calls) = fixed("cheap", None, Some(PromptJudgement::harm(0.05)));
+        let cascade = Cascade::new()
+            .tier(cheap, 0.9)
+            .tier(Shed { busy: busy.clone() }, 0.9);
+        let (j, source) = cascade.judge_prompt("tell me about 1989").await.unwrap();
+        assert_eq!((j.harmful, source.as_str()), (0.05, "cheap"));
+        let why = j.unchecked.expect("marked unchecked");
+        assert!(
+            why.contains("big could not check it") && why.contains("not run"),
+            "{why}"
+        );
+        busy.store(false, Ordering::SeqCst);
+        let (j, source) = cascade.judge_prompt("tell me about 1989").await.unwrap();
+        assert_eq!((j.harmful, source.as_str(), j.unchecked), (0.01, "big", None));
+        assert_eq!(
+            cheap_calls.load(Ordering::SeqCst),
+            2,
+            "judged anew, not remembered"
+        );
+        // A checked judgment is remembered as before.
+        cascade.judge_prompt("tell me about 1989").await.unwrap();
+        assert_eq!(cheap_calls.load(Ordering::SeqCst), 2);
+        // A harmful reading is final where it is made: nothing is left to check.
+        busy.store(true, Ordering::SeqCst);
+        let (harmful, _) = fixed("cheap", None, Some(PromptJudgement::harm(0.95)));
+        let cascade = Cascade::new().tier(harmful, 0.9).tier(Shed { busy }, 0.9);
+        let (j, _) = cascade.judge_prompt("how do I hurt someone?").await.unwrap();
+        assert_eq!((j.harmful, j.unchecked), (0.95, None));
+    }
+
     #[tokio::test]
     async fn a_sure_benign_prompt_reading_is_checked_and_a_sure_harmful_one_stands() {
         let prompt = PromptJudgement::harm;
@@ -572,6 +654,7 @@ mod tests {
                 harmful: 0.98,
                 categories: vec!["S9".into()],
                 unlearned_language: None,
+                unchecked: None,
             }),
         );
         let cascade = Cascade::new().tier(cheap, 0.9).tier(guard, 0.5);
@@ -602,6 +685,7 @@ mod tests {
                 harmful: 0.97,
                 categories: Vec::new(),
                 unlearned_language: Some("vi".into()),
+                unchecked: None,
             }),
         );
         let (big, big_calls) = fixed("big", None, Some(PromptJudgement::harm(0.02)));
@@ -662,6 +746,7 @@ mod tests {
                 harmful: 0.99,
                 categories: vec!["S1".into(), "S10".into()],
                 unlearned_language: None,
+                unchecked: None,
             }),
         );
         let detectors =

@@ -368,6 +368,7 @@ impl Classifier for LlamaGuardClassifier {
             harmful: s.unsafe_prob,
             categories: s.categories,
             unlearned_language: None,
+            unchecked: None,
         }))
     }
 }

@@ -29,6 +29,7 @@ pub mod gguf_tokenizer;
 pub mod llama_guard;
 pub mod ngram;
 pub mod packed;
+pub mod passes;
 pub mod prompt_memo;
 pub mod qwen3_guard;
 pub mod short_head;
@@ -43,6 +44,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use cascade::{Cascade, CascadeDetector, Classification, Tier, TierRun};
+pub use passes::{blocking, concurrent_passes, queued_passes, MODEL_PASSES_ENV, MODEL_QUEUE_ENV};
 
 /// What an answer is, as the classifiers see it. Provider blocks and empty answers are not
 /// here: provider signals decide those without a model.
@@ -175,6 +177,14 @@ pub struct PromptJudgement {
     /// `None` when the judge knows the language, or does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlearned_language: Option<String>,
+    /// Why a later tier that should have checked this reading could not (it failed, or its
+    /// pass was shed: [`ClassifyError::Busy`]). A cascade takes only a *harmful* reading
+    /// of an early tier as final, because a benign one re-routes a refusal; unchecked, such
+    /// a reading may keep a refusal but not clear one ([`crate::judge::HarmPolicy`] fails
+    /// safe), and it is not remembered for the next request. `None` when nothing was
+    /// left unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<String>,
 }
 
 impl PromptJudgement {
@@ -184,6 +194,7 @@ impl PromptJudgement {
             harmful,
             categories: Vec::new(),
             unlearned_language: None,
+            unchecked: None,
         }
     }
 
@@ -230,9 +241,34 @@ pub enum ClassifyError {
     /// Bad input or configuration.
     #[error("{0}")]
     Invalid(String),
+    /// The pass was not run: this many model passes already waited for a turn
+    /// ([`passes::queued_passes`]). The caller judges without it.
+    #[error(
+        "model {model}: not run, {waiting} model passes already wait for a turn (set {env} to let more wait)",
+        env = MODEL_QUEUE_ENV
+    )]
+    Busy { model: String, waiting: usize },
 }
 
 impl ClassifyError {
+    /// Whether the model was not run because too many passes waited
+    /// ([`ClassifyError::Busy`]): an overloaded server's normal day, logged at debug level
+    /// and counted by [`passes::pass_counters`], where other failures are warnings.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ClassifyError::Busy { .. })
+    }
+
+    /// Logs this failure of `classifier` and what the caller does instead
+    /// (`consequence`): a warning, or a debug line for [`ClassifyError::Busy`], which an
+    /// overloaded server meets on every request it sheds (the gateway counts those).
+    pub fn report(&self, classifier: &str, consequence: &str) {
+        if self.is_busy() {
+            tracing::debug!(classifier, error = %self, "{consequence}");
+        } else {
+            tracing::warn!(classifier, error = %self, "{consequence}");
+        }
+    }
+
     /// A model error with the model's name.
     pub fn model(model: impl Into<String>, message: impl fmt::Display) -> Self {
         ClassifyError::Model {
@@ -284,103 +320,6 @@ pub trait Classifier: Send + Sync {
     /// every language.
     fn learned_language(&self, _lang: &str) -> bool {
         true
-    }
-}
-
-/// The environment variable that sets [`concurrent_passes`]: a whole number from 1 (more
-/// passes at once give the encoder more of the machine and the requests that need no pass
-/// less; `serve` on a machine that does nothing else may want every core). Read once per
-/// process; a value that is not a whole number from 1 gets a one-line notice on stderr (as
-/// an unknown [`packed::KERNEL_ENV`] does) and the default is used.
-pub const MODEL_PASSES_ENV: &str = "REFUSAL_GUARD_MODEL_PASSES";
-
-/// How many model passes (an encoder's, a generative guard's) a process runs at once on
-/// tokio's blocking threads ([`blocking`]): [`MODEL_PASSES_ENV`] where set, else half the
-/// CPU's threads, at least one.
-///
-/// Why a bound: each pass is milliseconds of one core's time, and a server runs them as
-/// requests need them. Unbounded, a burst of passes took every core from the threads that
-/// serve the requests needing none: on the project's 2-core machine at 2,000 requests/s,
-/// with about 2% of answers needing an encoder pass, the gateway added 234 ms at p99 where
-/// the bound leaves 23 ms (docs/gateway.md, "What the verdict costs the gateway"). The
-/// batch commands (`audit`, `eval`, `train`) judge on worker threads of their own, one per
-/// core, with no runtime: their passes run inline and are not bounded by this.
-pub fn concurrent_passes() -> usize {
-    static CHOSEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let half = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
-        match std::env::var(MODEL_PASSES_ENV) {
-            Err(_) => half,
-            Ok(asked) => parse_passes(&asked).unwrap_or_else(|| {
-                eprintln!("note: {MODEL_PASSES_ENV}={asked:?} is not a whole number from 1; using {half}");
-                half
-            }),
-        }
-    })
-}
-
-/// A [`MODEL_PASSES_ENV`] value: a whole number from 1.
-fn parse_passes(text: &str) -> Option<usize> {
-    text.trim().parse::<usize>().ok().filter(|&n| n >= 1)
-}
-
-/// The turns of [`concurrent_passes`], shared by every tier of the process.
-static PASSES: std::sync::LazyLock<Turns> = std::sync::LazyLock::new(|| Turns::new(concurrent_passes()));
-
-/// A counting semaphore that blocking threads wait on.
-///
-/// Why not tokio's: a pass waits for its turn on its blocking thread, never on an async
-/// task. A tokio semaphore hands a released turn to the next waiting *task*, which must then
-/// be polled to use it; where a runtime's thread is itself blocked waiting for a turn (a
-/// caller that drives the verdict with `futures::executor::block_on` inside a runtime, as
-/// tests and embedders do), the task holding the turn is never polled, and both wait
-/// forever. Waiting on the blocking thread, the holder is always a running pass.
-struct Turns {
-    free: std::sync::Mutex<usize>,
-    freed: std::sync::Condvar,
-}
-
-impl Turns {
-    fn new(n: usize) -> Self {
-        Turns {
-            free: std::sync::Mutex::new(n.max(1)),
-            freed: std::sync::Condvar::new(),
-        }
-    }
-
-    /// Runs `f` once a turn is free, and frees it after (a panic in `f` too).
-    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        struct Turn<'a>(&'a Turns);
-        impl Drop for Turn<'_> {
-            fn drop(&mut self) {
-                *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                self.0.freed.notify_one();
-            }
-        }
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        drop(free);
-        let _turn = Turn(self);
-        f()
-    }
-}
-
-/// Runs slow model code off the async runtime: on a tokio runtime through
-/// `spawn_blocking`, where it waits for one of the process's [`concurrent_passes`];
-/// elsewhere (a plain executor, as `eval` and `audit` use) inline.
-pub async fn blocking<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
-) -> Result<T, ClassifyError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(move || PASSES.run(f))
-            .await
-            .map_err(|e| ClassifyError::model(name, e))?,
-        Err(_) => f(),
     }
 }
 
@@ -443,51 +382,6 @@ pub fn is_fit(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn the_model_passes_variable_takes_whole_numbers_from_one() {
-        assert_eq!(parse_passes("3"), Some(3));
-        assert_eq!(parse_passes(" 1 "), Some(1));
-        for bad in ["0", "-2", "two", "1.5", ""] {
-            assert_eq!(parse_passes(bad), None, "{bad:?}");
-        }
-    }
-
-    /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own
-    /// (a caller driving the verdict with `futures::executor::block_on` inside a runtime):
-    /// every pass still runs. With turns handed to waiting tasks, the next task's turn
-    /// waited for a thread that waited for a turn, for ever.
-    #[test]
-    fn a_runtime_thread_blocked_on_a_pass_never_starves_the_waiting_tasks() {
-        let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let got = rt.block_on(async {
-                let pass = |i: usize| {
-                    blocking("test", move || {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        Ok(i)
-                    })
-                };
-                let tasks: Vec<_> = (0..concurrent_passes() + 3)
-                    .map(|i| tokio::spawn(pass(i)))
-                    .collect();
-                tokio::task::yield_now().await;
-                let mine = futures::executor::block_on(pass(99)).unwrap();
-                let mut theirs = Vec::new();
-                for t in tasks {
-                    theirs.push(t.await.unwrap().unwrap());
-                }
-                (mine, theirs)
-            });
-            let _ = done.send(got);
-        });
-        let (mine, theirs) = finished
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("the passes deadlocked");
-        assert_eq!(mine, 99);
-        assert_eq!(theirs, (0..concurrent_passes() + 3).collect::<Vec<_>>());
-    }
 
     use super::*;
 

@@ -62,6 +62,12 @@ impl PromptMemo {
         self.entries.get_or_insert_with(prompt, || judge().shared())
     }
 
+    /// Forgets the judgment of `prompt` (one under way still finishes for whoever awaits it),
+    /// so that the next asker judges it anew.
+    pub fn forget(&self, prompt: &str) {
+        self.entries.remove(prompt);
+    }
+
     /// Forgets every judgment (one under way still finishes for whoever awaits it).
     pub fn clear(&self) {
         self.entries.clear();

@@ -352,6 +352,7 @@ impl Classifier for Qwen3GuardClassifier {
             harmful: s.harmful(),
             categories: s.lines.categories.clone(),
             unlearned_language: None,
+            unchecked: None,
         }))
     }
 }

@@ -58,6 +58,11 @@ impl<V: Clone> TextLru<V> {
         v
     }
 
+    /// Forgets the entry of `text`, if kept.
+    pub fn remove(&self, text: &str) {
+        self.lock().pop(&Self::key(text));
+    }
+
     /// Forgets every entry.
     pub fn clear(&self) {
         self.lock().clear();

@@ -137,6 +137,20 @@ impl Metrics {
             "Pass-through responses, by endpoint and HTTP status",
             passthrough.clone(),
         );
+        // The process's pass counters (the turns are the process's, so every gateway of a
+        // process serves the same figures).
+        let passes = crate::classify::passes::pass_counters();
+        registry.register(
+            "model_passes",
+            "Model passes (encoder, generative guard) run by this process's verdicts",
+            passes.run.clone(),
+        );
+        registry.register(
+            "model_passes_shed",
+            "Model passes not run because too many already waited for a turn (REFUSAL_GUARD_MODEL_QUEUE): \
+             answers kept the cheaper tiers' verdict, refusals of unchecked requests were not re-routed",
+            passes.shed.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time to the response head",

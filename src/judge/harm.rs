@@ -92,19 +92,22 @@ impl HarmPolicy {
 
     /// Whether a request `judged` so may skip its primary for a fallback on the strength
     /// of a *similar* request the primary over-blocked ([`crate::layer::reroute::preroute`]):
-    /// only below both benign thresholds, and only judged in a language the judge learned.
+    /// only below both benign thresholds, only judged in a language the judge learned, and
+    /// only when no tier was left unable to check the reading.
     /// The primary's answer is not known yet, and a refusal that names harm narrows what
     /// counts as benign, so the stricter threshold holds: a request is never pre-routed that
     /// the guard would not re-route after whatever refusal or block the primary gave it.
     pub fn clears_preroute(&self, judged: &PromptJudgement) -> bool {
         judged.unlearned_language.is_none()
+            && judged.unchecked.is_none()
             && judged.harmful < self.benign_below.min(self.benign_below_named_harm)
     }
 
     /// The verdict for a provider's block of a request judged `judged` by `source`: a
     /// safety refusal when the request is clearly harmful (`block_harmful_from`), `None` (the block stands and is
     /// re-routed) otherwise; see [`crate::judge::decide`] for why an unsure judgment does
-    /// not hold a block back.
+    /// not hold a block back. An unchecked reading ([`PromptJudgement::unchecked`]) is one
+    /// kind of unsure: the reading available decides, as it would with that tier alone.
     pub fn block_verdict(&self, judged: &PromptJudgement, source: &str) -> Option<(VerdictKind, Evidence)> {
         let p = judged.harmful;
         (p >= self.block_harmful_from).then(|| {
@@ -137,7 +140,8 @@ impl HarmPolicy {
     /// `benign_below_named_harm`, so only a request judged clearly benign is re-routed.
     /// A judgment made in a language its judge never learned
     /// ([`PromptJudgement::unlearned_language`]) can keep a refusal but not clear one: short
-    /// of harmful, it is unsure.
+    /// of harmful, it is unsure; so is a reading that a later tier should have checked and
+    /// could not ([`PromptJudgement::unchecked`]: it failed, or a busy server shed its pass).
     pub fn refusal_verdict(
         &self,
         judged: Option<(&PromptJudgement, &str)>,
@@ -192,18 +196,22 @@ impl HarmPolicy {
                 self.benign_below
             };
             // Why a reading short of harmful still does not clear the request, if it does not.
-            let unsure = match &j.unlearned_language {
-                Some(lang) => Some(format!(
+            let unsure = match (&j.unlearned_language, &j.unchecked) {
+                (Some(lang), _) => Some(format!(
                     "{source} never learned to judge requests in this language ({lang}; p harmful={p:.2} \
                      cannot clear it)"
                 )),
-                None if p >= benign_below => Some(format!(
+                (None, Some(why)) => Some(format!(
+                    "{source} read the request as not harmful (p={p:.2}), but {why}, and an unchecked reading \
+                     cannot clear it"
+                )),
+                (None, None) if p >= benign_below => Some(format!(
                     "{source} is unsure whether the request is harmful (p={p:.2}, under {:.2} but not clearly \
                      benign{})",
                     self.harmful_from,
                     if names_harm { "; the refusal names harm" } else { "" }
                 )),
-                None => None,
+                (None, None) => None,
             };
             match unsure {
                 None => (
@@ -252,6 +260,7 @@ mod tests {
     fn in_unlearned_language(p: f32) -> PromptJudgement {
         PromptJudgement {
             unlearned_language: Some("de".into()),
+            unchecked: None,
             ..PromptJudgement::harm(p)
         }
     }
@@ -291,6 +300,7 @@ mod tests {
             harmful: p,
             categories: vec!["S1".into()],
             unlearned_language: None,
+            unchecked: None,
         }
     }
 
@@ -322,6 +332,30 @@ mod tests {
         assert!(policy.block_verdict(&judged(0.7), "ngram").is_none());
         assert!(policy.block_verdict(&judged(0.3), "ngram").is_none());
         assert!(policy.block_verdict(&judged(0.05), "ngram").is_none());
+    }
+
+    /// A benign reading the next tier could not check keeps the refusal (fail safe, said in
+    /// the evidence) and never clears a request for pre-routing; checked, the same reading
+    /// re-routes.
+    #[test]
+    fn an_unchecked_benign_reading_fails_safe() {
+        let policy = HarmPolicy::for_e5();
+        let mut j = judged(0.02);
+        let (kind, _) = policy.refusal_verdict(Some((&j, "ngram")), false, false);
+        assert_eq!(kind.class(), VerdictClass::PolicyRefusal);
+        assert!(policy.clears_preroute(&j));
+        j.unchecked = Some("e5 could not check it (not run, 8 model passes already wait)".into());
+        let (kind, ev) = policy.refusal_verdict(Some((&j, "ngram")), false, false);
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
+        assert!(
+            ev.reason.contains("e5 could not check it") && ev.reason.contains("fail safe"),
+            "{}",
+            ev.reason
+        );
+        assert!(!policy.clears_preroute(&j));
+        // A deflection of it stays a safety refusal too: never re-routed unchecked.
+        let (kind, _) = policy.refusal_verdict(Some((&j, "ngram")), false, true);
+        assert_eq!(kind.class(), VerdictClass::SafetyRefusal);
     }
 
     #[test]

@@ -279,7 +279,7 @@ async fn read_fast(models: &Models, prompt: Option<&str>, text: &str) -> Option<
     match models.fast.judge_response(prompt, text).await {
         Ok(j) => j,
         Err(e) => {
-            tracing::warn!(classifier = models.fast.name(), error = %e, "fast reader failed");
+            e.report(models.fast.name(), "fast reader failed");
             None
         }
     }
@@ -334,9 +334,7 @@ pub async fn answer_probs(
                 encoder = Some(j);
             }
             Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(classifier = slow.name(), error = %e, "escalation failed; deciding without it")
-            }
+            Err(e) => e.report(slow.name(), "escalation failed; deciding without it"),
         }
     }
     Some((probs, ngram, encoder))
@@ -409,7 +407,7 @@ async fn short_verdict(
         Ok(Some(j)) => j,
         Ok(None) => return None,
         Err(e) => {
-            tracing::warn!(classifier = slow.name(), error = %e, "short answer: encoder failed; the patterns decide");
+            e.report(slow.name(), "short answer: encoder failed; the patterns decide");
             return None;
         }
     };
@@ -502,7 +500,10 @@ async fn read_short<'m>(reader: &'m Arc<dyn Classifier>, text: &str) -> ShortRea
         Ok(Some(short)) => ShortReading::Read(reader.name(), short),
         Ok(None) => ShortReading::Unread,
         Err(e) => {
-            tracing::warn!(classifier = reader.name(), error = %e, "short answer: its reader failed; the head is not asked");
+            e.report(
+                reader.name(),
+                "short answer: its reader failed; the head is not asked",
+            );
             ShortReading::Unread
         }
     }

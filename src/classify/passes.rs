@@ -1,0 +1,369 @@
+//! How a server's model passes share the machine: at most a few run at once, at most a few
+//! more wait, and the rest are not run at all.
+//!
+//! A model pass (an encoder reading an answer or a request, a generative guard's
+//! generation) is milliseconds to seconds of one core. A server runs them as requests need
+//! them, on tokio's blocking threads ([`blocking`]), and two bounds keep them from taking
+//! the server down with them:
+//! - **at most [`concurrent_passes`] run at once** (half the CPU's threads by default), so
+//!   that a burst of passes cannot take every core from the requests that need none;
+//! - **at most [`queued_passes`] wait for a turn** (8 per turn by default). A pass that
+//!   would wait behind more is *shed*: it is not run, and its caller judges without it
+//!   ([`ClassifyError::Busy`]). Without this bound, traffic that needs passes faster than
+//!   the turns can run them (short Chinese answers, each read by the encoder, at a few
+//!   hundred requests a second on two cores) queued without end: every request waited
+//!   for the whole queue ahead of it, seconds and growing (docs/gateway.md). Shed, an
+//!   answer keeps the cheaper tiers' verdict, and a refusal whose request could not be
+//!   checked is not re-routed (fail safe, [`crate::classify::PromptJudgement::unchecked`]).
+//!
+//! [`pass_counters`] counts passes run and shed; the gateway serves them as
+//! `refusal_guard_model_passes_total` and `refusal_guard_model_passes_shed_total`. The batch
+//! commands (`audit`, `eval`, `train`) judge on worker threads of their own, without a
+//! runtime: their passes run inline and neither bound applies.
+//!
+//! ```
+//! use refusal_guard::classify::{blocking, ClassifyError};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+//! # async fn main() {
+//! // On a tokio runtime this waits for a turn on a blocking thread, or is shed when the
+//! // queue is full; elsewhere it runs inline.
+//! match blocking("example", || Ok::<_, ClassifyError>(40 + 2)).await {
+//!     Ok(n) => assert_eq!(n, 42),
+//!     Err(ClassifyError::Busy { waiting, .. }) => println!("{waiting} passes wait: judge without it"),
+//!     Err(e) => panic!("{e}"),
+//! }
+//! # }
+//! ```
+
+use std::sync::{Condvar, LazyLock, Mutex, OnceLock};
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::ClassifyError;
+
+/// The environment variable that sets [`concurrent_passes`]: a whole number from 1 (more
+/// passes at once give the encoder more of the machine and the requests that need no pass
+/// less; `serve` on a machine that does nothing else may want every core). Read once per
+/// process; a value that is not a whole number from 1 gets a one-line notice on stderr (as
+/// an unknown [`super::packed::KERNEL_ENV`] does) and the default is used.
+pub const MODEL_PASSES_ENV: &str = "REFUSAL_GUARD_MODEL_PASSES";
+
+/// The environment variable that sets [`queued_passes`]: a whole number from 0 (0: a pass
+/// never waits; it runs at once or is shed). Read once per process; another value gets a
+/// one-line notice on stderr and the default.
+pub const MODEL_QUEUE_ENV: &str = "REFUSAL_GUARD_MODEL_QUEUE";
+
+/// Passes allowed to wait, per pass allowed to run, by default ([`queued_passes`]).
+///
+/// Why 8: a pass waits for at most about this many passes ahead of it on its turn. An e5
+/// pass is 3-30 ms on this project's 2-core machine (a request, a short answer, a
+/// 128-token answer), so a request that needs one waits at most a quarter of a second
+/// however far the traffic outruns the encoder, while a burst of a few requests is never
+/// shed.
+pub const DEFAULT_QUEUE_PER_PASS: usize = 8;
+
+/// How many model passes (an encoder's, a generative guard's) a process runs at once on
+/// tokio's blocking threads ([`blocking`]): [`MODEL_PASSES_ENV`] where set, else half the
+/// CPU's threads, at least one.
+///
+/// Why a bound: each pass is milliseconds of one core's time, and a server runs them as
+/// requests need them. Unbounded, a burst of passes took every core from the threads that
+/// serve the requests needing none: on the project's 2-core machine at 2,000 requests/s,
+/// with about 2% of answers needing an encoder pass, the gateway added 234 ms at p99 where
+/// the bound leaves 23 ms (docs/gateway.md, "What the verdict costs the gateway").
+pub fn concurrent_passes() -> usize {
+    static CHOSEN: OnceLock<usize> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let half = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        from_env(MODEL_PASSES_ENV, "a whole number from 1", 1, half)
+    })
+}
+
+/// How many model passes may wait for a turn at once ([`MODEL_QUEUE_ENV`] where set, else
+/// [`DEFAULT_QUEUE_PER_PASS`] times [`concurrent_passes`]); a pass that would wait behind
+/// this many is shed (see the module docs).
+pub fn queued_passes() -> usize {
+    static CHOSEN: OnceLock<usize> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let default = DEFAULT_QUEUE_PER_PASS * concurrent_passes();
+        from_env(MODEL_QUEUE_ENV, "a whole number from 0", 0, default)
+    })
+}
+
+/// The whole number in the environment variable `name` (at least `min`), else `default`;
+/// a value that is not one gets a one-line notice.
+fn from_env(name: &str, what: &str, min: usize, default: usize) -> usize {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(asked) => parse_count(&asked, min).unwrap_or_else(|| {
+            eprintln!("note: {name}={asked:?} is not {what}; using {default}");
+            default
+        }),
+    }
+}
+
+/// A whole number from `min`.
+fn parse_count(text: &str, min: usize) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|&n| n >= min)
+}
+
+/// Model passes run and shed by this process's servers ([`pass_counters`]).
+#[derive(Debug, Default)]
+pub struct PassCounters {
+    /// Passes that took a turn.
+    pub run: Counter,
+    /// Passes not run because [`queued_passes`] already waited for a turn.
+    pub shed: Counter,
+}
+
+/// The process's pass counters (one set for the process, as the turns are).
+pub fn pass_counters() -> &'static PassCounters {
+    static COUNTERS: LazyLock<PassCounters> = LazyLock::new(PassCounters::default);
+    &COUNTERS
+}
+
+/// The turns of [`concurrent_passes`] and the queue of [`queued_passes`], shared by every
+/// tier of the process.
+static PASSES: LazyLock<Turns> = LazyLock::new(|| {
+    Turns::new(
+        concurrent_passes(),
+        queued_passes(),
+        &pass_counters().run,
+        &pass_counters().shed,
+    )
+});
+
+/// Runs slow model code off the async runtime: on a tokio runtime through
+/// `spawn_blocking`, where it waits for one of the process's [`concurrent_passes`] (or is
+/// shed with [`ClassifyError::Busy`] when [`queued_passes`] already wait); elsewhere (a
+/// plain executor, as `eval` and `audit` use) inline.
+pub async fn blocking<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
+) -> Result<T, ClassifyError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            // Admitted here, on the async side: a shed pass costs no thread, and the count
+            // of waiting passes includes those whose blocking thread has not started yet.
+            let admitted = PASSES.admit().map_err(|waiting| ClassifyError::Busy {
+                model: name.to_string(),
+                waiting,
+            })?;
+            handle
+                .spawn_blocking(move || admitted.run(f))
+                .await
+                .map_err(|e| ClassifyError::model(name, e))?
+        }
+        Err(_) => f(),
+    }
+}
+
+/// A counting semaphore that blocking threads wait on, with a bound on how many may wait.
+///
+/// Why not tokio's: a pass waits for its turn on its blocking thread, never on an async
+/// task. A tokio semaphore hands a released turn to the next waiting *task*, which must then
+/// be polled to use it; where a runtime's thread is itself blocked waiting for a turn (a
+/// caller that drives the verdict with `futures::executor::block_on` inside a runtime, as
+/// tests and embedders do), the task holding the turn is never polled, and both wait
+/// forever. Waiting on the blocking thread, the holder is always a running pass.
+struct Turns {
+    state: Mutex<Queue>,
+    freed: Condvar,
+    max_waiting: usize,
+    run: &'static Counter,
+    shed: &'static Counter,
+}
+
+/// Free turns, and passes admitted that do not hold one yet.
+struct Queue {
+    free: usize,
+    waiting: usize,
+}
+
+impl Turns {
+    fn new(turns: usize, max_waiting: usize, run: &'static Counter, shed: &'static Counter) -> Self {
+        Turns {
+            state: Mutex::new(Queue {
+                free: turns.max(1),
+                waiting: 0,
+            }),
+            freed: Condvar::new(),
+            max_waiting,
+            run,
+            shed,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one pass: a free turn, or a place in the queue. `Err(waiting)`, counted
+    /// as shed, when `max_waiting` passes would already wait ahead of it.
+    fn admit(&self) -> Result<Admitted<'_>, usize> {
+        let mut q = self.lock();
+        // The admitted passes beyond the free turns are the ones that will wait.
+        let ahead = q.waiting.saturating_sub(q.free);
+        if q.waiting >= q.free && ahead >= self.max_waiting {
+            self.shed.inc();
+            return Err(ahead);
+        }
+        q.waiting += 1;
+        Ok(Admitted(Some(self)))
+    }
+}
+
+/// An admitted pass that does not hold a turn yet; dropped unrun (its blocking thread never
+/// started), it gives its place back.
+struct Admitted<'a>(Option<&'a Turns>);
+
+impl<'a> Admitted<'a> {
+    /// Runs `f` once a turn is free, and frees it after (a panic in `f` too).
+    fn run<T>(mut self, f: impl FnOnce() -> T) -> T {
+        struct Turn<'a>(&'a Turns);
+        impl Drop for Turn<'_> {
+            fn drop(&mut self) {
+                self.0.lock().free += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let turns = self.0.take().expect("an admitted pass runs once");
+        let mut q = turns.lock();
+        while q.free == 0 {
+            q = turns.freed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        q.free -= 1;
+        q.waiting -= 1;
+        drop(q);
+        turns.run.inc();
+        let _turn = Turn(turns);
+        f()
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Some(turns) = self.0 {
+            turns.lock().waiting -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn the_variables_take_whole_numbers_from_their_minimum() {
+        assert_eq!(parse_count("3", 1), Some(3));
+        assert_eq!(parse_count(" 1 ", 1), Some(1));
+        assert_eq!(parse_count("0", 0), Some(0));
+        for bad in ["0", "-2", "two", "1.5", ""] {
+            assert_eq!(parse_count(bad, 1), None, "{bad:?}");
+        }
+    }
+
+    fn counters() -> (&'static Counter, &'static Counter) {
+        (Box::leak(Box::default()), Box::leak(Box::default()))
+    }
+
+    /// One turn, two places in the queue: with the turn held and two passes waiting, the
+    /// next is shed at once (it takes no thread and does not wait); once the holder ends, the
+    /// waiters run, and places free up again.
+    #[test]
+    fn a_pass_beyond_the_queue_is_shed_and_the_queued_ones_still_run() {
+        let (run, shed) = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, run, shed)));
+        let (release, hold) = mpsc::channel::<()>();
+        let (started, holder_started) = mpsc::channel();
+        let holder = turns.admit().expect("a free turn");
+        let holder = std::thread::spawn(move || {
+            holder.run(|| {
+                started.send(()).unwrap();
+                hold.recv().unwrap();
+            })
+        });
+        holder_started.recv().unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let place = turns.admit().expect("a place in the queue");
+                std::thread::spawn(move || place.run(|| i))
+            })
+            .collect();
+        assert_eq!(turns.admit().err(), Some(2), "a third waiter is shed");
+        assert_eq!(shed.get(), 1);
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let mut ran: Vec<i32> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        ran.sort();
+        assert_eq!(ran, [0, 1]);
+        assert_eq!(run.get(), 3);
+        let q = turns.lock();
+        assert_eq!((q.free, q.waiting), (1, 0));
+    }
+
+    /// A queue of 0: a pass runs when a turn is free and is shed otherwise; a place taken
+    /// and given back unrun (its thread never started) frees it.
+    #[test]
+    fn with_no_queue_a_pass_runs_at_once_or_not_at_all() {
+        let (run, shed) = counters();
+        let turns = Turns::new(1, 0, run, shed);
+        let first = turns.admit().expect("the free turn");
+        assert!(turns.admit().is_err(), "no turn and no queue");
+        drop(first);
+        let again = turns.admit().expect("the place given back");
+        assert_eq!(again.run(|| 7), 7);
+        assert_eq!((run.get(), shed.get()), (1, 1));
+    }
+
+    /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own
+    /// (a caller driving the verdict with `futures::executor::block_on` inside a runtime):
+    /// every pass still runs. With turns handed to waiting tasks, the next task's turn
+    /// waited for a thread that waited for a turn, for ever.
+    #[test]
+    fn a_runtime_thread_blocked_on_a_pass_never_starves_the_waiting_tasks() {
+        let (done, finished) = mpsc::channel();
+        // Fewer waiters than the queue holds, so none is shed.
+        let waiters = (concurrent_passes() + 3).min(queued_passes());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = rt.block_on(async {
+                let pass = |i: usize| {
+                    blocking("test", move || {
+                        std::thread::sleep(Duration::from_millis(5));
+                        Ok(i)
+                    })
+                };
+                let tasks: Vec<_> = (0..waiters).map(|i| tokio::spawn(pass(i))).collect();
+                tokio::task::yield_now().await;
+                let mine = futures::executor::block_on(pass(99));
+                let mut theirs = Vec::new();
+                for t in tasks {
+                    theirs.push(t.await.unwrap());
+                }
+                (mine, theirs)
+            });
+            let _ = done.send(got);
+        });
+        let (mine, theirs) = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the passes deadlocked");
+        // Other tests of this process share the queue: a pass may be shed, never lost.
+        let ran: Vec<usize> = theirs
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(i) => Some(i),
+                Err(ClassifyError::Busy { .. }) => None,
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        assert!(
+            matches!(mine, Ok(99) | Err(ClassifyError::Busy { .. })),
+            "{mine:?}"
+        );
+        assert!(ran.windows(2).all(|w| w[0] < w[1]) && !ran.is_empty(), "{ran:?}");
+    }
+}
