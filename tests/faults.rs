@@ -1073,3 +1073,90 @@ async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_w
     })
     .await;
 }
+
+/// The flood above, kept up, and meanwhile the primary refuses a lawful political question
+/// in Chinese: its request's reading goes before the waiting answer passes
+/// ([`refusal_guard::classify::Priority`]), so it is not shed, the refusal is judged an
+/// over-block, and the fallback answers, as on a quiet day. Shed, the reading would have
+/// failed safe and the refusal would have reached the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged_and_rerouted() {
+    if crate::common::e5_detectors().is_none() {
+        return;
+    }
+    const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
+    const FALLBACK: &str =
+        "1989年春，北京的学生和市民在天安门广场聚集，要求政治改革；六月四日军队清场，造成大量伤亡。";
+    let senders =
+        refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 24;
+    bounded(async {
+        let (flooded, primary, fallback) = (
+            MockProvider::start().await,
+            MockProvider::start().await,
+            MockProvider::start().await,
+        );
+        flooded.set_default(Script::answer(ANSWER).numbered());
+        primary.set_default(Script::answer("抱歉，我无法回答这个问题。"));
+        fallback.set_default(Script::answer(FALLBACK));
+        let gw = gateway(&format!(
+            "[guard]\ntiers = [\"e5\"]\n\
+             [providers.flooded]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [providers.fallback]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [[routes]]\nmodel = \"flood\"\nprimary = \"flooded\"\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\nfallbacks = [\"fallback\"]\n",
+            flooded.base_url(),
+            primary.base_url(),
+            fallback.base_url()
+        ))
+        .await;
+        let shed = |m: &str| counter(m, "refusal_guard_model_passes_shed_total");
+        let url = format!("{}/chat/completions", gw.base_url);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood: Vec<_> = (0..senders)
+            .map(|_| {
+                let (url, stop) = (url.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let r = client
+                            .post(&url)
+                            .json(&json!({"model": "flood",
+                                          "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
+                            .send()
+                            .await
+                            .expect("the gateway answers");
+                        assert_eq!(r.status(), 200);
+                    }
+                })
+            })
+            .collect();
+        // Once passes are being shed, the queue is full of answer passes.
+        let before = shed(&metrics(&gw).await);
+        while shed(&metrics(&gw).await) == before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let during = shed(&metrics(&gw).await);
+        let r = post(
+            &gw,
+            &json!({"model": "qwen-plus",
+                    "messages": [{"role": "user", "content": "1989年天安门广场发生了什么？请简要介绍历史经过。"}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let after = shed(&metrics(&gw).await);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for f in flood {
+            f.await.unwrap();
+        }
+        assert!(after > during, "the flood went on shedding while the refusal was judged");
+        assert_eq!(
+            v["choices"][0]["message"]["content"], FALLBACK,
+            "the refusal was re-routed: {v}"
+        );
+        assert_eq!(primary.requests().len(), 1);
+        assert_eq!(fallback.requests().len(), 1);
+    })
+    .await;
+}

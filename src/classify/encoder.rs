@@ -478,7 +478,7 @@ impl EncoderClassifier {
         }
         let this = self.clone();
         let text = response.to_string();
-        super::blocking("encoder", move || this.vector(&text)).await
+        super::blocking("encoder", super::Priority::Answer, move || this.vector(&text)).await
     }
 
     fn prompt_vector(&self, text: &str) -> Result<Vec<f32>, ClassifyError> {
@@ -527,7 +527,10 @@ impl super::Classifier for EncoderClassifier {
         };
         let this = self.clone();
         let text = prompt.to_string();
-        let v = super::blocking("encoder", move || this.prompt_vector(&text)).await?;
+        let v = super::blocking("encoder", super::Priority::Request, move || {
+            this.prompt_vector(&text)
+        })
+        .await?;
         let p = head.forward(&v);
         Ok(Some(PromptJudgement::harm(p[1])))
     }

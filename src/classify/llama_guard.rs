@@ -363,7 +363,10 @@ impl Classifier for LlamaGuardClassifier {
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
         let this = self.clone();
         let prompt = prompt.to_string();
-        let s = super::blocking(&self.name, move || this.score_blocking(&prompt, None)).await?;
+        let s = super::blocking(&self.name, super::Priority::Request, move || {
+            this.score_blocking(&prompt, None)
+        })
+        .await?;
         Ok(Some(PromptJudgement {
             harmful: s.unsafe_prob,
             categories: s.categories,

@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use cascade::{Cascade, CascadeDetector, Classification, Tier, TierRun};
-pub use passes::{blocking, concurrent_passes, queued_passes, MODEL_PASSES_ENV, MODEL_QUEUE_ENV};
+pub use passes::{blocking, concurrent_passes, queued_passes, Priority, MODEL_PASSES_ENV, MODEL_QUEUE_ENV};
 
 /// What an answer is, as the classifiers see it. Provider blocks and empty answers are not
 /// here: provider signals decide those without a model.

@@ -7,7 +7,8 @@
 //! the server down with them:
 //! - **at most [`concurrent_passes`] run at once** (half the CPU's threads by default), so
 //!   that a burst of passes cannot take every core from the requests that need none;
-//! - **at most [`queued_passes`] wait for a turn** (8 per turn by default). A pass that
+//! - **at most [`queued_passes`] wait for a turn** (8 per turn by default), a request's
+//!   reading before an answer's ([`Priority`]). A pass that
 //!   would wait behind more is *shed*: it is not run, and its caller judges without it
 //!   ([`ClassifyError::Busy`]). Without this bound, traffic that needs passes faster than
 //!   the turns can run them (short Chinese answers, each read by the encoder, at a few
@@ -22,13 +23,13 @@
 //! runtime: their passes run inline and neither bound applies.
 //!
 //! ```
-//! use refusal_guard::classify::{blocking, ClassifyError};
+//! use refusal_guard::classify::{blocking, ClassifyError, Priority};
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 //! # async fn main() {
 //! // On a tokio runtime this waits for a turn on a blocking thread, or is shed when the
 //! // queue is full; elsewhere it runs inline.
-//! match blocking("example", || Ok::<_, ClassifyError>(40 + 2)).await {
+//! match blocking("example", Priority::Answer, || Ok::<_, ClassifyError>(40 + 2)).await {
 //!     Ok(n) => assert_eq!(n, 42),
 //!     Err(ClassifyError::Busy { waiting, .. }) => println!("{waiting} passes wait: judge without it"),
 //!     Err(e) => panic!("{e}"),
@@ -134,19 +135,43 @@ static PASSES: LazyLock<Turns> = LazyLock::new(|| {
     )
 });
 
+/// Which passes go first when passes wait for a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A reading of a request's harm. It decides whether a refusal is re-routed, and shed
+    /// it fails safe (the refusal is kept): the product's first job undone. So a waiting
+    /// request pass takes the next free turn before any answer pass, and it is shed only
+    /// when [`queued_passes`] *request* passes already wait.
+    Request,
+    /// A reading of an answer. It refines a verdict the cheaper tiers have already made
+    /// (an unsure whole answer, a short reply), so under load it waits behind the request
+    /// passes and is the first to be shed.
+    Answer,
+}
+
+impl Priority {
+    fn index(self) -> usize {
+        match self {
+            Priority::Request => 0,
+            Priority::Answer => 1,
+        }
+    }
+}
+
 /// Runs slow model code off the async runtime: on a tokio runtime through
 /// `spawn_blocking`, where it waits for one of the process's [`concurrent_passes`] (or is
-/// shed with [`ClassifyError::Busy`] when [`queued_passes`] already wait); elsewhere (a
-/// plain executor, as `eval` and `audit` use) inline.
+/// shed with [`ClassifyError::Busy`] when [`queued_passes`] already wait, see [`Priority`]);
+/// elsewhere (a plain executor, as `eval` and `audit` use) inline.
 pub async fn blocking<T: Send + 'static>(
     name: &str,
+    priority: Priority,
     f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
 ) -> Result<T, ClassifyError> {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
             // Admitted here, on the async side: a shed pass costs no thread, and the count
             // of waiting passes includes those whose blocking thread has not started yet.
-            let admitted = PASSES.admit().map_err(|waiting| ClassifyError::Busy {
+            let admitted = PASSES.admit(priority).map_err(|waiting| ClassifyError::Busy {
                 model: name.to_string(),
                 waiting,
             })?;
@@ -159,7 +184,8 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A counting semaphore that blocking threads wait on, with a bound on how many may wait.
+/// A counting semaphore that blocking threads wait on, with a bound on how many may wait
+/// and request passes first ([`Priority`]).
 ///
 /// Why not tokio's: a pass waits for its turn on its blocking thread, never on an async
 /// task. A tokio semaphore hands a released turn to the next waiting *task*, which must then
@@ -175,10 +201,27 @@ struct Turns {
     shed: &'static Counter,
 }
 
-/// Free turns, and passes admitted that do not hold one yet.
+/// Free turns, and the passes admitted that do not hold one yet, by [`Priority`].
 struct Queue {
     free: usize,
-    waiting: usize,
+    waiting: [usize; 2],
+}
+
+impl Queue {
+    /// The passes that would wait ahead of a new pass of `priority`: those admitted before
+    /// it that go before it, less the turns free for them.
+    fn ahead_of(&self, priority: Priority) -> usize {
+        let before = match priority {
+            Priority::Request => self.waiting[0],
+            Priority::Answer => self.waiting[0] + self.waiting[1],
+        };
+        before.saturating_sub(self.free)
+    }
+
+    /// Whether a waiting pass of `priority` may take a free turn now.
+    fn may_take(&self, priority: Priority) -> bool {
+        self.free > 0 && (priority == Priority::Request || self.waiting[0] == 0)
+    }
 }
 
 impl Turns {
@@ -186,7 +229,7 @@ impl Turns {
         Turns {
             state: Mutex::new(Queue {
                 free: turns.max(1),
-                waiting: 0,
+                waiting: [0, 0],
             }),
             freed: Condvar::new(),
             max_waiting,
@@ -201,40 +244,52 @@ impl Turns {
 
     /// A place for one pass: a free turn, or a place in the queue. `Err(waiting)`, counted
     /// as shed, when `max_waiting` passes would already wait ahead of it.
-    fn admit(&self) -> Result<Admitted<'_>, usize> {
+    fn admit(&self, priority: Priority) -> Result<Admitted<'_>, usize> {
         let mut q = self.lock();
-        // The admitted passes beyond the free turns are the ones that will wait.
-        let ahead = q.waiting.saturating_sub(q.free);
-        if q.waiting >= q.free && ahead >= self.max_waiting {
+        let ahead = q.ahead_of(priority);
+        let runs_now = q.free > q.waiting[0] + q.waiting[1];
+        if !runs_now && ahead >= self.max_waiting {
             self.shed.inc();
             return Err(ahead);
         }
-        q.waiting += 1;
-        Ok(Admitted(Some(self)))
+        q.waiting[priority.index()] += 1;
+        Ok(Admitted {
+            turns: Some(self),
+            priority,
+        })
     }
 }
 
 /// An admitted pass that does not hold a turn yet; dropped unrun (its blocking thread never
 /// started), it gives its place back.
-struct Admitted<'a>(Option<&'a Turns>);
+struct Admitted<'a> {
+    turns: Option<&'a Turns>,
+    priority: Priority,
+}
 
-impl<'a> Admitted<'a> {
-    /// Runs `f` once a turn is free, and frees it after (a panic in `f` too).
+impl Admitted<'_> {
+    /// Runs `f` once a turn is free for it, and frees the turn after (a panic in `f` too).
     fn run<T>(mut self, f: impl FnOnce() -> T) -> T {
         struct Turn<'a>(&'a Turns);
         impl Drop for Turn<'_> {
             fn drop(&mut self) {
                 self.0.lock().free += 1;
-                self.0.freed.notify_one();
+                // Every waiter looks: the next turn may be a request pass's, not the first
+                // answer pass's to wake.
+                self.0.freed.notify_all();
             }
         }
-        let turns = self.0.take().expect("an admitted pass runs once");
+        let turns = self.turns.take().expect("an admitted pass runs once");
         let mut q = turns.lock();
-        while q.free == 0 {
+        while !q.may_take(self.priority) {
             q = turns.freed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
         q.free -= 1;
-        q.waiting -= 1;
+        q.waiting[self.priority.index()] -= 1;
+        if q.free > 0 {
+            // A turn is still free, and an answer pass may have waited only for this one.
+            turns.freed.notify_all();
+        }
         drop(q);
         turns.run.inc();
         let _turn = Turn(turns);
@@ -244,8 +299,10 @@ impl<'a> Admitted<'a> {
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        if let Some(turns) = self.0 {
-            turns.lock().waiting -= 1;
+        if let Some(turns) = self.turns {
+            turns.lock().waiting[self.priority.index()] -= 1;
+            // An answer pass may have waited for this request pass to go first.
+            turns.freed.notify_all();
         }
     }
 }
@@ -279,7 +336,7 @@ mod tests {
         let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, run, shed)));
         let (release, hold) = mpsc::channel::<()>();
         let (started, holder_started) = mpsc::channel();
-        let holder = turns.admit().expect("a free turn");
+        let holder = turns.admit(Priority::Answer).expect("a free turn");
         let holder = std::thread::spawn(move || {
             holder.run(|| {
                 started.send(()).unwrap();
@@ -289,11 +346,15 @@ mod tests {
         holder_started.recv().unwrap();
         let waiters: Vec<_> = (0..2)
             .map(|i| {
-                let place = turns.admit().expect("a place in the queue");
+                let place = turns.admit(Priority::Answer).expect("a place in the queue");
                 std::thread::spawn(move || place.run(|| i))
             })
             .collect();
-        assert_eq!(turns.admit().err(), Some(2), "a third waiter is shed");
+        assert_eq!(
+            turns.admit(Priority::Answer).err(),
+            Some(2),
+            "a third waiter is shed"
+        );
         assert_eq!(shed.get(), 1);
         release.send(()).unwrap();
         holder.join().unwrap();
@@ -302,7 +363,7 @@ mod tests {
         assert_eq!(ran, [0, 1]);
         assert_eq!(run.get(), 3);
         let q = turns.lock();
-        assert_eq!((q.free, q.waiting), (1, 0));
+        assert_eq!((q.free, q.waiting), (1, [0, 0]));
     }
 
     /// A queue of 0: a pass runs when a turn is free and is shed otherwise; a place taken
@@ -311,12 +372,57 @@ mod tests {
     fn with_no_queue_a_pass_runs_at_once_or_not_at_all() {
         let (run, shed) = counters();
         let turns = Turns::new(1, 0, run, shed);
-        let first = turns.admit().expect("the free turn");
-        assert!(turns.admit().is_err(), "no turn and no queue");
+        let first = turns.admit(Priority::Request).expect("the free turn");
+        assert!(turns.admit(Priority::Request).is_err(), "no turn and no queue");
         drop(first);
-        let again = turns.admit().expect("the place given back");
+        let again = turns.admit(Priority::Answer).expect("the place given back");
         assert_eq!(again.run(|| 7), 7);
         assert_eq!((run.get(), shed.get()), (1, 1));
+    }
+
+    /// With the turn held and the answer passes' queue full: a request pass is still
+    /// admitted, and it takes the freed turn before the answer passes that waited longer.
+    #[test]
+    fn a_request_pass_goes_before_the_waiting_answer_passes_and_is_not_shed_by_them() {
+        let (run, shed) = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, run, shed)));
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (release, hold) = mpsc::channel::<()>();
+        let (started, holder_started) = mpsc::channel();
+        let holder = turns.admit(Priority::Answer).unwrap();
+        let holder = std::thread::spawn(move || {
+            holder.run(|| {
+                started.send(()).unwrap();
+                hold.recv().unwrap();
+            })
+        });
+        holder_started.recv().unwrap();
+        let pass = |priority, name: &'static str| {
+            let place = turns.admit(priority).unwrap_or_else(|_| panic!("{name} shed"));
+            let order = order.clone();
+            std::thread::spawn(move || place.run(|| order.lock().unwrap().push(name)))
+        };
+        let answers = [
+            pass(Priority::Answer, "answer 1"),
+            pass(Priority::Answer, "answer 2"),
+        ];
+        assert!(
+            turns.admit(Priority::Answer).is_err(),
+            "the answers' queue is full"
+        );
+        // Let both answer passes reach their wait before the request pass comes.
+        while turns.lock().waiting[1] < 2 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let request = pass(Priority::Request, "request");
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        request.join().unwrap();
+        answers.into_iter().for_each(|a| a.join().unwrap());
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order[0], "request", "{order:?}");
+        assert_eq!((run.get(), shed.get()), (4, 1));
     }
 
     /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own
@@ -332,7 +438,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let got = rt.block_on(async {
                 let pass = |i: usize| {
-                    blocking("test", move || {
+                    blocking("test", Priority::Answer, move || {
                         std::thread::sleep(Duration::from_millis(5));
                         Ok(i)
                     })

@@ -323,9 +323,13 @@ impl Qwen3GuardClassifier {
         g.run(rendered)
     }
 
-    async fn run(&self, rendered: String) -> Result<Qwen3GuardScore, ClassifyError> {
+    async fn run(
+        &self,
+        rendered: String,
+        priority: super::Priority,
+    ) -> Result<Qwen3GuardScore, ClassifyError> {
         let this = self.clone();
-        super::blocking(&self.name, move || this.run_blocking(&rendered)).await
+        super::blocking(&self.name, priority, move || this.run_blocking(&rendered)).await
     }
 }
 
@@ -340,14 +344,19 @@ impl Classifier for Qwen3GuardClassifier {
         prompt: Option<&str>,
         response: &str,
     ) -> Result<Option<ResponseJudgement>, ClassifyError> {
-        let s = self.run(render_response(prompt.unwrap_or(""), response)).await?;
+        let s = self
+            .run(
+                render_response(prompt.unwrap_or(""), response),
+                super::Priority::Answer,
+            )
+            .await?;
         Ok(s.refusal_prob.map(|p| ResponseJudgement {
             probs: [1.0 - p, p, 0.0, 0.0],
         }))
     }
 
     async fn judge_prompt(&self, prompt: &str) -> Result<Option<PromptJudgement>, ClassifyError> {
-        let s = self.run(render_prompt(prompt)).await?;
+        let s = self.run(render_prompt(prompt), super::Priority::Request).await?;
         Ok(Some(PromptJudgement {
             harmful: s.harmful(),
             categories: s.lines.categories.clone(),
