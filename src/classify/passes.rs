@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::sync::{Condvar, LazyLock, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -51,8 +52,9 @@ use super::ClassifyError;
 pub const MODEL_PASSES_ENV: &str = "REFUSAL_GUARD_MODEL_PASSES";
 
 /// The environment variable that sets [`queued_passes`]: a whole number from 0 (0: a pass
-/// never waits; it runs at once or is shed). Read once per process; another value gets a
-/// one-line notice on stderr and the default.
+/// never waits; it runs at once or is shed) up to [`MAX_QUEUED_PASSES`]. Read once per
+/// process; another value gets a one-line notice on stderr and the default (a larger one,
+/// the maximum).
 pub const MODEL_QUEUE_ENV: &str = "REFUSAL_GUARD_MODEL_QUEUE";
 
 /// Passes allowed to wait, per pass allowed to run, by default ([`queued_passes`]).
@@ -81,14 +83,26 @@ pub fn concurrent_passes() -> usize {
     })
 }
 
-/// How many model passes may wait for a turn at once ([`MODEL_QUEUE_ENV`] where set, else
-/// [`DEFAULT_QUEUE_PER_PASS`] times [`concurrent_passes`]); a pass that would wait behind
-/// this many is shed (see the module docs).
+/// The most passes [`MODEL_QUEUE_ENV`] may let wait. Each waits on one of tokio's
+/// blocking threads (512 by default, shared with the runtime's file work), and passes are
+/// served in order: were every blocking thread taken by a waiting pass, the pass first in
+/// line could find none to start on, and none would run.
+pub const MAX_QUEUED_PASSES: usize = 256;
+
+/// How many model passes may wait for a turn at once ([`MODEL_QUEUE_ENV`] where set, at
+/// most [`MAX_QUEUED_PASSES`], else [`DEFAULT_QUEUE_PER_PASS`] times [`concurrent_passes`]);
+/// a pass that would wait behind this many is shed (see the module docs).
 pub fn queued_passes() -> usize {
     static CHOSEN: OnceLock<usize> = OnceLock::new();
     *CHOSEN.get_or_init(|| {
-        let default = DEFAULT_QUEUE_PER_PASS * concurrent_passes();
-        from_env(MODEL_QUEUE_ENV, "a whole number from 0", 0, default)
+        let default = (DEFAULT_QUEUE_PER_PASS * concurrent_passes()).min(MAX_QUEUED_PASSES);
+        let asked = from_env(MODEL_QUEUE_ENV, "a whole number from 0", 0, default);
+        if asked > MAX_QUEUED_PASSES {
+            eprintln!(
+                "note: {MODEL_QUEUE_ENV}={asked} is over {MAX_QUEUED_PASSES}; using {MAX_QUEUED_PASSES}"
+            );
+        }
+        asked.min(MAX_QUEUED_PASSES)
     })
 }
 
@@ -201,26 +215,40 @@ struct Turns {
     shed: &'static Counter,
 }
 
-/// Free turns, and the passes admitted that do not hold one yet, by [`Priority`].
+/// Free turns, and the passes admitted that do not hold one yet: a line per [`Priority`],
+/// first come first served within it.
+///
+/// Why lines and not a count: a freed turn wakes every waiter (the next may be a request
+/// pass's), and the first to win the lock would otherwise take it, whoever came first. In
+/// one bench run that random order let some passes wait far longer than the queue's
+/// length and doubled the gateway's added p99 under overload (docs/gateway.md).
 struct Queue {
     free: usize,
-    waiting: [usize; 2],
+    lines: [VecDeque<u64>; 2],
+    next_id: u64,
 }
 
 impl Queue {
+    fn waiting(&self) -> usize {
+        self.lines[0].len() + self.lines[1].len()
+    }
+
     /// The passes that would wait ahead of a new pass of `priority`: those admitted before
     /// it that go before it, less the turns free for them.
     fn ahead_of(&self, priority: Priority) -> usize {
         let before = match priority {
-            Priority::Request => self.waiting[0],
-            Priority::Answer => self.waiting[0] + self.waiting[1],
+            Priority::Request => self.lines[0].len(),
+            Priority::Answer => self.waiting(),
         };
         before.saturating_sub(self.free)
     }
 
-    /// Whether a waiting pass of `priority` may take a free turn now.
-    fn may_take(&self, priority: Priority) -> bool {
-        self.free > 0 && (priority == Priority::Request || self.waiting[0] == 0)
+    /// Whether the waiting pass `id` of `priority` may take a free turn now: it is first in
+    /// its line, and no request pass waits before an answer pass.
+    fn may_take(&self, priority: Priority, id: u64) -> bool {
+        self.free > 0
+            && self.lines[priority.index()].front() == Some(&id)
+            && (priority == Priority::Request || self.lines[0].is_empty())
     }
 }
 
@@ -229,7 +257,8 @@ impl Turns {
         Turns {
             state: Mutex::new(Queue {
                 free: turns.max(1),
-                waiting: [0, 0],
+                lines: [VecDeque::new(), VecDeque::new()],
+                next_id: 0,
             }),
             freed: Condvar::new(),
             max_waiting,
@@ -242,20 +271,23 @@ impl Turns {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for one pass: a free turn, or a place in the queue. `Err(waiting)`, counted
+    /// A place for one pass: a free turn, or a place in its line. `Err(waiting)`, counted
     /// as shed, when `max_waiting` passes would already wait ahead of it.
     fn admit(&self, priority: Priority) -> Result<Admitted<'_>, usize> {
         let mut q = self.lock();
         let ahead = q.ahead_of(priority);
-        let runs_now = q.free > q.waiting[0] + q.waiting[1];
+        let runs_now = q.free > q.waiting();
         if !runs_now && ahead >= self.max_waiting {
             self.shed.inc();
             return Err(ahead);
         }
-        q.waiting[priority.index()] += 1;
+        let id = q.next_id;
+        q.next_id += 1;
+        q.lines[priority.index()].push_back(id);
         Ok(Admitted {
             turns: Some(self),
             priority,
+            id,
         })
     }
 }
@@ -265,6 +297,7 @@ impl Turns {
 struct Admitted<'a> {
     turns: Option<&'a Turns>,
     priority: Priority,
+    id: u64,
 }
 
 impl Admitted<'_> {
@@ -274,20 +307,19 @@ impl Admitted<'_> {
         impl Drop for Turn<'_> {
             fn drop(&mut self) {
                 self.0.lock().free += 1;
-                // Every waiter looks: the next turn may be a request pass's, not the first
-                // answer pass's to wake.
+                // Every waiter looks; only the one whose turn it is takes it.
                 self.0.freed.notify_all();
             }
         }
         let turns = self.turns.take().expect("an admitted pass runs once");
         let mut q = turns.lock();
-        while !q.may_take(self.priority) {
+        while !q.may_take(self.priority, self.id) {
             q = turns.freed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
         q.free -= 1;
-        q.waiting[self.priority.index()] -= 1;
-        if q.free > 0 {
-            // A turn is still free, and an answer pass may have waited only for this one.
+        q.lines[self.priority.index()].pop_front();
+        if q.free > 0 && q.waiting() > 0 {
+            // A turn is still free, and the next in line may have waited only for this one.
             turns.freed.notify_all();
         }
         drop(q);
@@ -300,8 +332,10 @@ impl Admitted<'_> {
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         if let Some(turns) = self.turns {
-            turns.lock().waiting[self.priority.index()] -= 1;
-            // An answer pass may have waited for this request pass to go first.
+            let mut q = turns.lock();
+            q.lines[self.priority.index()].retain(|&id| id != self.id);
+            drop(q);
+            // The next in line may have waited for this one.
             turns.freed.notify_all();
         }
     }
@@ -363,7 +397,7 @@ mod tests {
         assert_eq!(ran, [0, 1]);
         assert_eq!(run.get(), 3);
         let q = turns.lock();
-        assert_eq!((q.free, q.waiting), (1, [0, 0]));
+        assert_eq!((q.free, q.waiting()), (1, 0));
     }
 
     /// A queue of 0: a pass runs when a turn is free and is shed otherwise; a place taken
@@ -411,7 +445,7 @@ mod tests {
             "the answers' queue is full"
         );
         // Let both answer passes reach their wait before the request pass comes.
-        while turns.lock().waiting[1] < 2 {
+        while turns.lock().lines[1].len() < 2 {
             std::thread::yield_now();
         }
         std::thread::sleep(Duration::from_millis(20));
