@@ -17,8 +17,9 @@
 //!   answer keeps the cheaper tiers' verdict, and a refusal whose request could not be
 //!   checked is not re-routed (fail safe, [`crate::classify::PromptJudgement::unchecked`]).
 //!
-//! [`pass_counters`] counts passes run and shed; the gateway serves them as
-//! `refusal_guard_model_passes_total` and `refusal_guard_model_passes_shed_total`. The batch
+//! [`pass_counters`] counts passes run and shed, and those waiting now; the gateway serves
+//! them as `refusal_guard_model_passes_total`, `refusal_guard_model_passes_shed_total` and
+//! `refusal_guard_model_passes_waiting`. The batch
 //! commands (`audit`, `eval`, `train`) judge on worker threads of their own, without a
 //! runtime: their passes run inline and neither bound applies.
 //!
@@ -41,6 +42,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, LazyLock, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::ClassifyError;
 
@@ -123,13 +125,15 @@ fn parse_count(text: &str, min: usize) -> Option<usize> {
     text.trim().parse::<usize>().ok().filter(|&n| n >= min)
 }
 
-/// Model passes run and shed by this process's servers ([`pass_counters`]).
+/// Model passes run, shed and waiting in this process's servers ([`pass_counters`]).
 #[derive(Debug, Default)]
 pub struct PassCounters {
     /// Passes that took a turn.
     pub run: Counter,
     /// Passes not run because [`queued_passes`] already waited for a turn.
     pub shed: Counter,
+    /// Passes waiting for a turn now: near [`queued_passes`], the next ones are shed.
+    pub waiting: Gauge,
 }
 
 /// The process's pass counters (one set for the process, as the turns are).
@@ -140,14 +144,8 @@ pub fn pass_counters() -> &'static PassCounters {
 
 /// The turns of [`concurrent_passes`] and the queue of [`queued_passes`], shared by every
 /// tier of the process.
-static PASSES: LazyLock<Turns> = LazyLock::new(|| {
-    Turns::new(
-        concurrent_passes(),
-        queued_passes(),
-        &pass_counters().run,
-        &pass_counters().shed,
-    )
-});
+static PASSES: LazyLock<Turns> =
+    LazyLock::new(|| Turns::new(concurrent_passes(), queued_passes(), pass_counters()));
 
 /// Which passes go first when passes wait for a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,8 +209,7 @@ struct Turns {
     state: Mutex<Queue>,
     freed: Condvar,
     max_waiting: usize,
-    run: &'static Counter,
-    shed: &'static Counter,
+    counters: &'static PassCounters,
 }
 
 /// Free turns, and the passes admitted that do not hold one yet: a line per [`Priority`],
@@ -253,7 +250,7 @@ impl Queue {
 }
 
 impl Turns {
-    fn new(turns: usize, max_waiting: usize, run: &'static Counter, shed: &'static Counter) -> Self {
+    fn new(turns: usize, max_waiting: usize, counters: &'static PassCounters) -> Self {
         Turns {
             state: Mutex::new(Queue {
                 free: turns.max(1),
@@ -262,8 +259,7 @@ impl Turns {
             }),
             freed: Condvar::new(),
             max_waiting,
-            run,
-            shed,
+            counters,
         }
     }
 
@@ -278,12 +274,13 @@ impl Turns {
         let ahead = q.ahead_of(priority);
         let runs_now = q.free > q.waiting();
         if !runs_now && ahead >= self.max_waiting {
-            self.shed.inc();
+            self.counters.shed.inc();
             return Err(ahead);
         }
         let id = q.next_id;
         q.next_id += 1;
         q.lines[priority.index()].push_back(id);
+        self.counters.waiting.set(q.waiting() as i64);
         Ok(Admitted {
             turns: Some(self),
             priority,
@@ -318,12 +315,13 @@ impl Admitted<'_> {
         }
         q.free -= 1;
         q.lines[self.priority.index()].pop_front();
+        turns.counters.waiting.set(q.waiting() as i64);
         if q.free > 0 && q.waiting() > 0 {
             // A turn is still free, and the next in line may have waited only for this one.
             turns.freed.notify_all();
         }
         drop(q);
-        turns.run.inc();
+        turns.counters.run.inc();
         let _turn = Turn(turns);
         f()
     }
@@ -334,6 +332,7 @@ impl Drop for Admitted<'_> {
         if let Some(turns) = self.turns {
             let mut q = turns.lock();
             q.lines[self.priority.index()].retain(|&id| id != self.id);
+            turns.counters.waiting.set(q.waiting() as i64);
             drop(q);
             // The next in line may have waited for this one.
             turns.freed.notify_all();
@@ -357,8 +356,8 @@ mod tests {
         }
     }
 
-    fn counters() -> (&'static Counter, &'static Counter) {
-        (Box::leak(Box::default()), Box::leak(Box::default()))
+    fn counters() -> &'static PassCounters {
+        Box::leak(Box::default())
     }
 
     /// One turn, two places in the queue: with the turn held and two passes waiting, the
@@ -366,8 +365,8 @@ mod tests {
     /// waiters run, and places free up again.
     #[test]
     fn a_pass_beyond_the_queue_is_shed_and_the_queued_ones_still_run() {
-        let (run, shed) = counters();
-        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, run, shed)));
+        let c = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
         let (release, hold) = mpsc::channel::<()>();
         let (started, holder_started) = mpsc::channel();
         let holder = turns.admit(Priority::Answer).expect("a free turn");
@@ -389,13 +388,13 @@ mod tests {
             Some(2),
             "a third waiter is shed"
         );
-        assert_eq!(shed.get(), 1);
+        assert_eq!((c.shed.get(), c.waiting.get()), (1, 2));
         release.send(()).unwrap();
         holder.join().unwrap();
         let mut ran: Vec<i32> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         ran.sort();
         assert_eq!(ran, [0, 1]);
-        assert_eq!(run.get(), 3);
+        assert_eq!((c.run.get(), c.waiting.get()), (3, 0));
         let q = turns.lock();
         assert_eq!((q.free, q.waiting()), (1, 0));
     }
@@ -404,22 +403,22 @@ mod tests {
     /// and given back unrun (its thread never started) frees it.
     #[test]
     fn with_no_queue_a_pass_runs_at_once_or_not_at_all() {
-        let (run, shed) = counters();
-        let turns = Turns::new(1, 0, run, shed);
+        let c = counters();
+        let turns = Turns::new(1, 0, c);
         let first = turns.admit(Priority::Request).expect("the free turn");
         assert!(turns.admit(Priority::Request).is_err(), "no turn and no queue");
         drop(first);
         let again = turns.admit(Priority::Answer).expect("the place given back");
         assert_eq!(again.run(|| 7), 7);
-        assert_eq!((run.get(), shed.get()), (1, 1));
+        assert_eq!((c.run.get(), c.shed.get(), c.waiting.get()), (1, 1, 0));
     }
 
     /// With the turn held and the answer passes' queue full: a request pass is still
     /// admitted, and it takes the freed turn before the answer passes that waited longer.
     #[test]
     fn a_request_pass_goes_before_the_waiting_answer_passes_and_is_not_shed_by_them() {
-        let (run, shed) = counters();
-        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, run, shed)));
+        let c = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let (release, hold) = mpsc::channel::<()>();
         let (started, holder_started) = mpsc::channel();
@@ -456,7 +455,7 @@ mod tests {
         answers.into_iter().for_each(|a| a.join().unwrap());
         let order = order.lock().unwrap().clone();
         assert_eq!(order[0], "request", "{order:?}");
-        assert_eq!((run.get(), shed.get()), (4, 1));
+        assert_eq!((c.run.get(), c.shed.get()), (4, 1));
     }
 
     /// Tasks waiting for passes, and the runtime's only thread blocked on a pass of its own

@@ -152,6 +152,11 @@ impl Metrics {
             passes.shed.clone(),
         );
         registry.register(
+            "model_passes_waiting",
+            "Model passes waiting for a turn now (near REFUSAL_GUARD_MODEL_QUEUE, the next ones are shed)",
+            passes.waiting.clone(),
+        );
+        registry.register(
             "request_duration_seconds",
             "Time to the response head",
             duration.clone(),
