@@ -42,6 +42,12 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         // One line on stdout that scripts and tests wait for.
         println!("refusal-guard listening on http://{addr}");
+        tracing::info!(
+            at_once = crate::classify::concurrent_passes(),
+            may_wait = crate::classify::queued_passes(),
+            "model passes: this many run at once and this many may wait; more are shed \
+             (REFUSAL_GUARD_MODEL_PASSES, REFUSAL_GUARD_MODEL_QUEUE)"
+        );
         gateway
             .serve(listener, shutdown_signal())
             .await
