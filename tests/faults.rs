@@ -1020,7 +1020,10 @@ fn counter(metrics: &str, name: &str) -> u64 {
 /// process's turns and queue hold: the passes beyond the queue are shed and counted, and
 /// every request still gets its own answer, whole and once (shed, an answer keeps the
 /// cheaper tiers' verdict). Before the queue had a bound, such a flood waited in it without
-/// end (docs/gateway.md).
+/// end (docs/gateway.md). The queue is the process's: another test of this binary judging
+/// with e5 meanwhile may lose answer passes too (its answers then get the embedded
+/// default's verdict, which those tests accept of the tier), never a request's reading,
+/// which goes before answer passes and is shed only behind other requests' readings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_whole() {
     if crate::common::e5_detectors().is_none() {
