@@ -8,8 +8,8 @@
 //! budget, a primary that keeps failing skipped during its cooldown, a deadline at each stage (connect, first byte, between chunks, total), cuts at
 //! many chunk boundaries with and without a fallback, malformed chunks, a slow-loris
 //! upstream, a client that leaves mid-stream (the upstream request must be cancelled and
-//! no task left behind), an upstream that sends 100 MB, and more answers needing the
-//! encoder than it can read (passes shed, answers whole).
+//! no task left behind), and an upstream that sends 100 MB. (More answers needing the
+//! encoder than it can read: tests/overload.rs, a process of its own.)
 //!
 //! Time is never asserted: tokio timeouts around each case only turn a hang into a
 //! failure. The deadlines under test are short (hundreds of milliseconds) so the whole
@@ -19,7 +19,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use refusal_guard::gateway::Gateway;
 use refusal_guard::layer::failover::{DeadlineLayer, ProviderPolicy, RetryPolicy};
 use refusal_guard::layer::RefusalGuardLayer;
 use refusal_guard::mock::{split_pieces, Gate, MockProvider, Outcome, Script};
@@ -124,14 +123,7 @@ struct Gw {
 
 /// Starts a gateway from a TOML text.
 async fn gateway(config: &str) -> Gw {
-    let config = crate::common::gateway_config(config);
-    let gateway = Gateway::from_config(&config).expect("gateway");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway.serve(listener, async {
-        let _ = rx.await;
-    }));
+    let (base_url, tx) = crate::common::serve(config).await;
     Gw {
         base_url,
         _shutdown: tx,
@@ -1000,166 +992,6 @@ async fn a_100_mb_upstream_is_stopped_at_the_limit_without_buffering_it() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "upstream_too_large");
         assert!(mock.wait_for_disconnect(3, Duration::from_secs(10)).await);
-    })
-    .await;
-}
-
-// ---------------------------------------------------------------------------------------
-// More answers needing the encoder than it can read.
-
-/// The value of the unlabelled counter `name` in a `/metrics` text.
-fn counter(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
-}
-
-/// A flood of short Chinese answers through an e5 gateway, each of which asks the encoder
-/// for a pass (the short-reply head reads every CJK short answer), more at once than the
-/// process's turns and queue hold: the passes beyond the queue are shed and counted, and
-/// every request still gets its own answer, whole and once (shed, an answer keeps the
-/// cheaper tiers' verdict). Before the queue had a bound, such a flood waited in it without
-/// end (docs/gateway.md). The queue is the process's: another test of this binary judging
-/// with e5 meanwhile may lose answer passes too (its answers then get the embedded
-/// default's verdict, which those tests accept of the tier), never a request's reading,
-/// which goes before answer passes and is shed only behind other requests' readings.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_whole() {
-    if crate::common::e5_detectors().is_none() {
-        return;
-    }
-    const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
-    let flood = refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 40;
-    bounded(async {
-        let mock = MockProvider::start().await;
-        mock.set_default(Script::answer(ANSWER).numbered());
-        let gw = gateway(&format!(
-            "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
-            mock.base_url()
-        ))
-        .await;
-        let before = metrics(&gw).await;
-        let client = reqwest::Client::new();
-        let url = format!("{}/chat/completions", gw.base_url);
-        let replies = futures::future::join_all((0..flood).map(|_| {
-            client
-                .post(&url)
-                .json(&json!({"model": "qwen-plus",
-                              "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
-                .send()
-        }))
-        .await;
-        let mut numbers = Vec::new();
-        for reply in replies {
-            let reply = reply.expect("the gateway answers");
-            assert_eq!(reply.status(), 200);
-            let v: Value = reply.json().await.unwrap();
-            let text = v["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            let number = text
-                .strip_prefix(ANSWER)
-                .and_then(|n| n.strip_prefix(" (#")?.strip_suffix(')')?.parse::<usize>().ok())
-                .unwrap_or_else(|| panic!("not the mock's answer: {text:?}"));
-            numbers.push(number);
-        }
-        numbers.sort_unstable();
-        assert_eq!(numbers, (0..flood).collect::<Vec<_>>(), "each answer once");
-        let after = metrics(&gw).await;
-        let shed = |m: &str| counter(m, "refusal_guard_model_passes_shed_total");
-        let run = |m: &str| counter(m, "refusal_guard_model_passes_total");
-        assert!(shed(&after) > shed(&before), "no pass was shed:\n{after}");
-        assert!(run(&after) > run(&before), "no pass ran:\n{after}");
-    })
-    .await;
-}
-
-/// The flood above, kept up, and meanwhile the primary refuses a lawful political question
-/// in Chinese: its request's reading goes before the waiting answer passes
-/// ([`refusal_guard::classify::Priority`]), so it is not shed, the refusal is judged an
-/// over-block, and the fallback answers, as on a quiet day. Shed, the reading would have
-/// failed safe and the refusal would have reached the caller.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged_and_rerouted() {
-    if crate::common::e5_detectors().is_none() {
-        return;
-    }
-    const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
-    const FALLBACK: &str =
-        "1989年春，北京的学生和市民在天安门广场聚集，要求政治改革；六月四日军队清场，造成大量伤亡。";
-    let senders =
-        refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 24;
-    bounded(async {
-        let (flooded, primary, fallback) = (
-            MockProvider::start().await,
-            MockProvider::start().await,
-            MockProvider::start().await,
-        );
-        flooded.set_default(Script::answer(ANSWER).numbered());
-        primary.set_default(Script::answer("抱歉，我无法回答这个问题。"));
-        fallback.set_default(Script::answer(FALLBACK));
-        let gw = gateway(&format!(
-            "[guard]\ntiers = [\"e5\"]\n\
-             [providers.flooded]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [providers.fallback]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [[routes]]\nmodel = \"flood\"\nprimary = \"flooded\"\n\
-             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\nfallbacks = [\"fallback\"]\n",
-            flooded.base_url(),
-            primary.base_url(),
-            fallback.base_url()
-        ))
-        .await;
-        let shed = |m: &str| counter(m, "refusal_guard_model_passes_shed_total");
-        let url = format!("{}/chat/completions", gw.base_url);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flood: Vec<_> = (0..senders)
-            .map(|_| {
-                let (url, stop) = (url.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let client = reqwest::Client::new();
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        let r = client
-                            .post(&url)
-                            .json(&json!({"model": "flood",
-                                          "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
-                            .send()
-                            .await
-                            .expect("the gateway answers");
-                        assert_eq!(r.status(), 200);
-                    }
-                })
-            })
-            .collect();
-        // Once passes are being shed, the queue is full of answer passes.
-        let before = shed(&metrics(&gw).await);
-        while shed(&metrics(&gw).await) == before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let during = shed(&metrics(&gw).await);
-        let r = post(
-            &gw,
-            &json!({"model": "qwen-plus",
-                    "messages": [{"role": "user", "content": "1989年天安门广场发生了什么？请简要介绍历史经过。"}]}),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        let after = shed(&metrics(&gw).await);
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        for f in flood {
-            f.await.unwrap();
-        }
-        assert!(after > during, "the flood went on shedding while the refusal was judged");
-        assert_eq!(
-            v["choices"][0]["message"]["content"], FALLBACK,
-            "the refusal was re-routed: {v}"
-        );
-        assert_eq!(primary.requests().len(), 1);
-        assert_eq!(fallback.requests().len(), 1);
     })
     .await;
 }

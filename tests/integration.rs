@@ -6,7 +6,8 @@
 //! whole dependency stack (tokio, hyper, axum, candle): built separately, the files cost
 //! a clean CI run most of its build time. `tests/secrets.rs` stays a binary of its own: it
 //! installs the process's global log subscriber and sets provider keys in the environment,
-//! and it must be the only test in its process while it does.
+//! and it must be the only test in its process while it does. `tests/overload.rs` too: its
+//! floods fill the process's queue of model passes, which e5 tests here share.
 
 mod common;
 

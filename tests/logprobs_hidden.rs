@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use refusal_guard::detect::logprobs::reason_fields;
-use refusal_guard::gateway::Gateway;
 use refusal_guard::layer::{AskLogprobs, RefusalGuardLayer, RerouteLayer, StreamVerdict};
 use refusal_guard::mock::{MockProvider, Script};
 use refusal_guard::provider::{ChatResponse, ResponseBody};
@@ -348,15 +347,7 @@ primary = "primary"
 "#,
         mock.base_url()
     );
-    let config = crate::common::gateway_config(&text);
-    let gateway = Gateway::from_config(&config).expect("gateway");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (base_url, tx)
+    crate::common::serve(&text).await
 }
 
 /// The JSON of each SSE `data:` event, `[DONE]` left out.

@@ -37,6 +37,19 @@ pub fn gateway_config(text: &str) -> GatewayConfig {
     config
 }
 
+/// Serves a gateway of the configuration `text` ([`gateway_config`]) on a loopback port:
+/// its `/v1` base URL, and the sender that stops it when dropped.
+pub async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let gateway = Gateway::from_config(&gateway_config(text)).expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (base_url, tx)
+}
+
 /// Starts a gateway with `extra` TOML added to its configuration (sections other than
 /// providers and routes, e.g. `[server]` settings).
 pub async fn start(extra: &str) -> TestGateway {
