@@ -34,7 +34,9 @@
 //! `rg-bin-jsonlog` writing JSON lines (the per-request event at `info`) to a file, so
 //! the cost of logging is the difference between those two. For these two the table also
 //! gives the serving process's CPU time per request (user + system, from `/proc`): unlike
-//! a latency percentile on a loaded 2-core machine, it hardly moves from run to run.
+//! a latency percentile on a loaded 2-core machine, it hardly moves from run to run. Below
+//! the table, each binary target's model passes run and shed at that rate (read from its
+//! `/metrics`; `classify::passes`): how many verdicts a full queue made without the encoder.
 //!
 //! Run: `cargo bench --bench gateway_overhead` (or the script for the comparison).
 
@@ -198,6 +200,34 @@ fn guard_section() -> String {
     }
 }
 
+/// The model passes a gateway has run and shed (`refusal_guard_model_passes_total`,
+/// `refusal_guard_model_passes_shed_total` on its `/metrics`), from its chat-completions URL;
+/// `None` where it serves no such counters.
+async fn passes_of(client: &reqwest::Client, chat_url: &str) -> Option<(u64, u64)> {
+    let base = chat_url.strip_suffix("/v1/chat/completions")?;
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let count = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((
+        count("refusal_guard_model_passes_total")?,
+        count("refusal_guard_model_passes_shed_total")?,
+    ))
+}
+
 fn main() {
     let rates: Vec<u32> = std::env::var("RG_BENCH_RATES")
         .unwrap_or_else(|_| "500,1000,2000".into())
@@ -319,16 +349,25 @@ primary = "mock"
         // this shared machine falls on all of them alike rather than on one.
         let mut runs: Vec<Run> = targets.iter().map(|_| Run::default()).collect();
         let mut cpu_ticks = vec![0u64; targets.len()];
+        // Model passes run and shed by the binary targets (`/metrics`; `None` for a build
+        // without the counters).
+        let mut passes: Vec<Option<(u64, u64)>> = vec![Some((0, 0)); targets.len()];
         for round in 0..rounds {
             for k in 0..targets.len() {
                 let i = (k + round as usize) % targets.len();
                 let (name, url) = &targets[i];
                 let pid = pids.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
                 let before = pid.and_then(cpu_ticks_of);
+                let passes_before = client_rt.block_on(passes_of(&client, url));
                 let run = client_rt.block_on(load(&client, url, rate, round_secs, stream));
                 if let (Some(b), Some(a)) = (before, pid.and_then(cpu_ticks_of)) {
                     cpu_ticks[i] += a.saturating_sub(b);
                 }
+                let passes_after = client_rt.block_on(passes_of(&client, url));
+                passes[i] = match (passes[i], passes_before, passes_after) {
+                    (Some((r, s)), Some((r0, s0)), Some((r1, s1))) => Some((r + r1 - r0, s + s1 - s0)),
+                    _ => None,
+                };
                 runs[i].absorb(run);
             }
         }
@@ -360,6 +399,14 @@ primary = "mock"
                 run.latencies.len() as f64 / run.wall.as_secs_f64().max((round_secs * rounds) as f64),
             );
             p.push((name.clone(), p50, p99));
+        }
+        for (i, (name, _)) in targets.iter().enumerate() {
+            if let (true, Some((run, shed))) = (pids.iter().any(|(n, _)| n == name), passes[i]) {
+                println!(
+                    "{rate:>6} {name:>14} model passes run {run}, shed {shed} ({:.1}% of those asked for)",
+                    shed as f64 * 100.0 / (run + shed).max(1) as f64
+                );
+            }
         }
         let (_, d50, d99) = p[0].clone();
         for (name, p50, p99) in &p[1..] {
