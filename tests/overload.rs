@@ -24,6 +24,17 @@ async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(CASE, f).await.expect("the case hung")
 }
 
+/// One non-streamed chat request for `model` with the user message `content`; the
+/// gateway's answer, whatever its status.
+async fn ask(client: &reqwest::Client, url: &str, model: &str, content: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": content}]}))
+        .send()
+        .await
+        .expect("the gateway answers")
+}
+
 /// The gateway's `/metrics` text.
 async fn metrics(base_url: &str) -> String {
     common::metrics_text(&reqwest::Client::new(), base_url).await
@@ -62,17 +73,12 @@ async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_w
         let before = metrics(&base_url).await;
         let client = reqwest::Client::new();
         let url = format!("{base_url}/chat/completions");
-        let replies = futures::future::join_all((0..flood).map(|_| {
-            client
-                .post(&url)
-                .json(&json!({"model": "qwen-plus",
-                              "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
-                .send()
-        }))
+        let replies = futures::future::join_all(
+            (0..flood).map(|_| ask(&client, &url, "qwen-plus", "法国的首都是哪里？")),
+        )
         .await;
         let mut numbers = Vec::new();
         for reply in replies {
-            let reply = reply.expect("the gateway answers");
             assert_eq!(reply.status(), 200);
             let v: Value = reply.json().await.unwrap();
             let text = v["choices"][0]["message"]["content"]
@@ -141,13 +147,7 @@ async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged
                 tokio::spawn(async move {
                     let client = reqwest::Client::new();
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        let r = client
-                            .post(&url)
-                            .json(&json!({"model": "flood",
-                                          "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
-                            .send()
-                            .await
-                            .expect("the gateway answers");
+                        let r = ask(&client, &url, "flood", "法国的首都是哪里？").await;
                         assert_eq!(r.status(), 200);
                     }
                 })
@@ -159,13 +159,13 @@ async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let during = shed(&metrics(&base_url).await);
-        let r = reqwest::Client::new()
-            .post(&url)
-            .json(&json!({"model": "qwen-plus",
-                          "messages": [{"role": "user", "content": "1989年天安门广场发生了什么？请简要介绍历史经过。"}]}))
-            .send()
-            .await
-            .expect("the gateway answers");
+        let r = ask(
+            &reqwest::Client::new(),
+            &url,
+            "qwen-plus",
+            "1989年天安门广场发生了什么？请简要介绍历史经过。",
+        )
+        .await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         let after = shed(&metrics(&base_url).await);
@@ -173,7 +173,10 @@ async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged
         for f in flood {
             f.await.unwrap();
         }
-        assert!(after > during, "the flood went on shedding while the refusal was judged");
+        assert!(
+            after > during,
+            "the flood went on shedding while the refusal was judged"
+        );
         assert_eq!(
             v["choices"][0]["message"]["content"], FALLBACK,
             "the refusal was re-routed: {v}"

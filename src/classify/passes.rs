@@ -230,14 +230,15 @@ impl Queue {
         self.lines[0].len() + self.lines[1].len()
     }
 
-    /// The passes that would wait ahead of a new pass of `priority`: those admitted before
-    /// it that go before it, less the turns free for them.
-    fn ahead_of(&self, priority: Priority) -> usize {
+    /// How many passes a new pass of `priority` would wait behind: those admitted before it
+    /// that go before it, less the turns free for them. `None` when a turn is left for it
+    /// at once.
+    fn ahead_of(&self, priority: Priority) -> Option<usize> {
         let before = match priority {
             Priority::Request => self.lines[0].len(),
             Priority::Answer => self.waiting(),
         };
-        before.saturating_sub(self.free)
+        before.checked_sub(self.free)
     }
 
     /// Whether the waiting pass `id` of `priority` may take a free turn now: it is first in
@@ -271,9 +272,7 @@ impl Turns {
     /// as shed, when `max_waiting` passes would already wait ahead of it.
     fn admit(&self, priority: Priority) -> Result<Admitted<'_>, usize> {
         let mut q = self.lock();
-        let ahead = q.ahead_of(priority);
-        let runs_now = q.free > q.waiting();
-        if !runs_now && ahead >= self.max_waiting {
+        if let Some(ahead) = q.ahead_of(priority).filter(|&ahead| ahead >= self.max_waiting) {
             self.counters.shed.inc();
             return Err(ahead);
         }
