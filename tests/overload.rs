@@ -186,3 +186,67 @@ async fn under_a_flood_of_answer_passes_a_refused_benign_request_is_still_judged
     })
     .await;
 }
+
+/// Clients that give up on a flood before their answers are judged (a timeout shorter than
+/// the queue's wait): the gateway drops their requests, and the passes they left waiting
+/// are given up unrun and counted as abandoned, not run for nobody. Then the queue is
+/// empty again and the next request is answered as on a quiet day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_left_waiting_by_clients_that_hung_up_are_abandoned_unrun() {
+    if common::e5_detectors().is_none() {
+        return;
+    }
+    const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
+    let flood = refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 40;
+    bounded(async {
+        let mock = MockProvider::start().await;
+        mock.set_default(Script::answer(ANSWER).numbered());
+        let (base_url, _stop) = common::serve(&format!(
+            "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
+             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
+            mock.base_url()
+        ))
+        .await;
+        let abandoned = |m: &str| counter(m, "refusal_guard_model_passes_abandoned_total");
+        let before = abandoned(&metrics(&base_url).await);
+        let url = format!("{base_url}/chat/completions");
+        // Each pass is milliseconds of a core and the queue holds several: the clients at
+        // its end leave before their turn.
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(15))
+            .build()
+            .unwrap();
+        let replies = futures::future::join_all((0..flood).map(|_| {
+            impatient
+                .post(&url)
+                .json(&json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "法国的首都是哪里？"}]}))
+                .send()
+        }))
+        .await;
+        assert!(
+            replies.iter().any(|r| r.as_ref().is_err_and(|e| e.is_timeout())),
+            "no client gave up"
+        );
+        // The passes notice as their turns come round (a few seconds at most, however
+        // slow the machine: the queue holds a bounded number).
+        let mut after = metrics(&base_url).await;
+        for _ in 0..1_000 {
+            if abandoned(&after) > before && counter(&after, "refusal_guard_model_passes_waiting") == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            after = metrics(&base_url).await;
+        }
+        assert!(
+            abandoned(&after) > before,
+            "the clients left and no waiting pass was abandoned:\n{after}"
+        );
+        assert_eq!(counter(&after, "refusal_guard_model_passes_waiting"), 0, "{after}");
+        let r = ask(&reqwest::Client::new(), &url, "qwen-plus", "法国的首都是哪里？").await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(text.starts_with(ANSWER), "{v}");
+    })
+    .await;
+}

@@ -17,8 +17,15 @@
 //!   answer keeps the cheaper tiers' verdict, and a refusal whose request could not be
 //!   checked is not re-routed (fail safe, [`crate::classify::PromptJudgement::unchecked`]).
 //!
-//! [`pass_counters`] counts passes run and shed, and those waiting now; the gateway serves
-//! them as `refusal_guard_model_passes_total`, `refusal_guard_model_passes_shed_total` and
+//! A waiting pass whose caller has gone (a client that hung up, a timeout around the
+//! verdict: the future [`blocking`] returned was dropped) gives its place back unrun
+//! (*abandoned*): a pass is only worth its core while somebody waits for its reading, and
+//! with a generative guard's passes (seconds each) a full queue outlasts many clients'
+//! timeouts. A pass already running is not stopped.
+//!
+//! [`pass_counters`] counts passes run, shed and abandoned, and those waiting now; the
+//! gateway serves them as `refusal_guard_model_passes_total`,
+//! `refusal_guard_model_passes_shed_total`, `refusal_guard_model_passes_abandoned_total` and
 //! `refusal_guard_model_passes_waiting`. The batch
 //! commands (`audit`, `eval`, `train`) judge on worker threads of their own, without a
 //! runtime: their passes run inline and neither bound applies.
@@ -39,7 +46,8 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, LazyLock, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -132,6 +140,8 @@ pub struct PassCounters {
     pub run: Counter,
     /// Passes not run because [`queued_passes`] already waited for a turn.
     pub shed: Counter,
+    /// Passes admitted to wait, then given up unrun because their caller had gone.
+    pub abandoned: Counter,
     /// Passes waiting for a turn now: near [`queued_passes`], the next ones are shed.
     pub waiting: Gauge,
 }
@@ -180,19 +190,66 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
 ) -> Result<T, ClassifyError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            // Admitted here, on the async side: a shed pass costs no thread, and the count
-            // of waiting passes includes those whose blocking thread has not started yet.
-            let admitted = PASSES.admit(priority).map_err(|waiting| ClassifyError::Busy {
-                model: name.to_string(),
-                waiting,
-            })?;
-            handle
-                .spawn_blocking(move || admitted.run(f))
-                .await
-                .map_err(|e| ClassifyError::model(name, e))?
-        }
+        Ok(handle) => blocking_on(&PASSES, handle, name, priority, f).await,
         Err(_) => f(),
+    }
+}
+
+/// [`blocking`] on the turns `turns` (the process's, or a test's own).
+async fn blocking_on<T: Send + 'static>(
+    turns: &'static Turns,
+    handle: tokio::runtime::Handle,
+    name: &str,
+    priority: Priority,
+    f: impl FnOnce() -> Result<T, ClassifyError> + Send + 'static,
+) -> Result<T, ClassifyError> {
+    // Admitted here, on the async side: a shed pass costs no thread, and the count of
+    // waiting passes includes those whose blocking thread has not started yet.
+    let admitted = turns.admit(priority).map_err(|waiting| ClassifyError::Busy {
+        model: name.to_string(),
+        waiting,
+    })?;
+    let caller = Caller::new(turns);
+    let gone = caller.gone.clone();
+    let ran = handle.spawn_blocking(move || admitted.run_unless(&gone, f)).await;
+    caller.stays();
+    match ran {
+        Ok(Some(result)) => result,
+        // Only a dropped `Caller` sets the flag, so nobody reads this.
+        Ok(None) => Err(ClassifyError::model(name, "its caller had gone")),
+        Err(e) => Err(ClassifyError::model(name, e)),
+    }
+}
+
+/// The waiting side of one admitted pass: dropped before [`Caller::stays`] (the future
+/// awaiting the pass was dropped), it tells the pass its caller has gone, so that a pass
+/// still waiting for a turn gives its place back unrun.
+struct Caller {
+    turns: &'static Turns,
+    gone: Arc<AtomicBool>,
+    waiting: bool,
+}
+
+impl Caller {
+    fn new(turns: &'static Turns) -> Self {
+        Caller {
+            turns,
+            gone: Arc::new(AtomicBool::new(false)),
+            waiting: true,
+        }
+    }
+
+    /// The pass's reading has come back: nothing to tell it.
+    fn stays(mut self) {
+        self.waiting = false;
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.turns.leave(&self.gone);
+        }
     }
 }
 
@@ -286,10 +343,20 @@ impl Turns {
             id,
         })
     }
+
+    /// Tells the pass that waits on `gone` that its caller has gone, and wakes the waiters.
+    ///
+    /// The flag is set before the lock is taken: a waiter reads it under the lock, so it
+    /// either sees it or is already asleep when the wake-up comes.
+    fn leave(&self, gone: &AtomicBool) {
+        gone.store(true, Ordering::SeqCst);
+        drop(self.lock());
+        self.freed.notify_all();
+    }
 }
 
 /// An admitted pass that does not hold a turn yet; dropped unrun (its blocking thread never
-/// started), it gives its place back.
+/// started, or its caller left while it waited), it gives its place back.
 struct Admitted<'a> {
     turns: Option<&'a Turns>,
     priority: Priority,
@@ -297,8 +364,9 @@ struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
-    /// Runs `f` once a turn is free for it, and frees the turn after (a panic in `f` too).
-    fn run<T>(mut self, f: impl FnOnce() -> T) -> T {
+    /// Runs `f` once a turn is free for it, and frees the turn after (a panic in `f` too);
+    /// `None`, unrun, when `gone` is set (by [`Turns::leave`]) before its turn comes.
+    fn run_unless<T>(mut self, gone: &AtomicBool, f: impl FnOnce() -> T) -> Option<T> {
         struct Turn<'a>(&'a Turns);
         impl Drop for Turn<'_> {
             fn drop(&mut self) {
@@ -307,11 +375,21 @@ impl Admitted<'_> {
                 self.0.freed.notify_all();
             }
         }
-        let turns = self.turns.take().expect("an admitted pass runs once");
+        let turns = self.turns.expect("an admitted pass runs once");
         let mut q = turns.lock();
-        while !q.may_take(self.priority, self.id) {
+        loop {
+            if gone.load(Ordering::SeqCst) {
+                drop(q);
+                turns.counters.abandoned.inc();
+                // Dropping `self` gives the place back and wakes the next in line.
+                return None;
+            }
+            if q.may_take(self.priority, self.id) {
+                break;
+            }
             q = turns.freed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
+        self.turns = None;
         q.free -= 1;
         q.lines[self.priority.index()].pop_front();
         turns.counters.waiting.set(q.waiting() as i64);
@@ -322,7 +400,14 @@ impl Admitted<'_> {
         drop(q);
         turns.counters.run.inc();
         let _turn = Turn(turns);
-        f()
+        Some(f())
+    }
+
+    /// [`Self::run_unless`] for a caller that never leaves.
+    #[cfg(test)]
+    fn run<T>(self, f: impl FnOnce() -> T) -> T {
+        self.run_unless(&AtomicBool::new(false), f)
+            .expect("nobody leaves")
     }
 }
 
@@ -396,6 +481,106 @@ mod tests {
         assert_eq!((c.run.get(), c.waiting.get()), (3, 0));
         let q = turns.lock();
         assert_eq!((q.free, q.waiting()), (1, 0));
+    }
+
+    /// A waiting pass whose caller leaves gives its place back unrun, is counted as
+    /// abandoned, and the pass behind it moves up: once the holder ends, that one runs.
+    #[test]
+    fn a_waiting_pass_whose_caller_leaves_is_not_run_and_frees_its_place() {
+        let c = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
+        let (release, hold) = mpsc::channel::<()>();
+        let (started, holder_started) = mpsc::channel();
+        let holder = turns.admit(Priority::Answer).expect("a free turn");
+        let holder = std::thread::spawn(move || {
+            holder.run(|| {
+                started.send(()).unwrap();
+                hold.recv().unwrap();
+            })
+        });
+        holder_started.recv().unwrap();
+        let gone = Arc::new(AtomicBool::new(false));
+        let (left, leaver) = mpsc::channel();
+        {
+            let (place, gone) = (turns.admit(Priority::Answer).unwrap(), gone.clone());
+            std::thread::spawn(move || left.send(place.run_unless(&gone, || "ran")));
+        }
+        let stayer = {
+            let place = turns.admit(Priority::Answer).unwrap();
+            std::thread::spawn(move || place.run(|| "ran"))
+        };
+        assert!(turns.admit(Priority::Answer).is_err(), "the queue is full");
+        while turns.lock().waiting() < 2 {
+            std::thread::yield_now();
+        }
+        turns.leave(&gone);
+        let left = leaver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the pass whose caller left still waits for a turn");
+        assert_eq!(left, None, "the pass ran for nobody");
+        assert_eq!((c.abandoned.get(), c.waiting.get()), (1, 1));
+        let again = turns.admit(Priority::Answer).expect("the place given back");
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(stayer.join().unwrap(), "ran");
+        assert_eq!(again.run(|| 3), 3);
+        assert_eq!((c.run.get(), c.shed.get(), c.abandoned.get()), (3, 1, 1));
+        assert_eq!(turns.lock().waiting(), 0);
+    }
+
+    /// Through the async side: the future of a pass that waits for a turn is dropped (a
+    /// timeout around the verdict); the pass never runs, and the next caller's does.
+    #[test]
+    fn a_dropped_future_abandons_its_waiting_pass() {
+        let c = counters();
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 4, c)));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        rt.block_on(async {
+            let (release, hold) = mpsc::channel::<()>();
+            let (started, holder_started) = mpsc::channel();
+            let holder = tokio::spawn(blocking_on(
+                turns,
+                handle.clone(),
+                "test",
+                Priority::Answer,
+                move || {
+                    started.send(()).unwrap();
+                    hold.recv().unwrap();
+                    Ok(1)
+                },
+            ));
+            holder_started.recv().unwrap();
+            let ran = Arc::new(AtomicBool::new(false));
+            let flag = ran.clone();
+            let waited = tokio::time::timeout(
+                Duration::from_millis(50),
+                blocking_on(turns, handle.clone(), "test", Priority::Answer, move || {
+                    flag.store(true, Ordering::SeqCst);
+                    Ok(2)
+                }),
+            )
+            .await;
+            assert!(waited.is_err(), "the turn was held: {waited:?}");
+            // The blocking thread notices its caller left.
+            for _ in 0..2_000 {
+                if c.abandoned.get() == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!((c.abandoned.get(), c.waiting.get()), (1, 0));
+            release.send(()).unwrap();
+            assert_eq!(holder.await.unwrap().unwrap(), 1);
+            let next = blocking_on(turns, handle.clone(), "test", Priority::Answer, || Ok(3)).await;
+            assert_eq!(next.unwrap(), 3);
+            assert!(!ran.load(Ordering::SeqCst), "the abandoned pass ran");
+            assert_eq!((c.run.get(), c.abandoned.get()), (2, 1));
+        });
     }
 
     /// A queue of 0: a pass runs when a turn is free and is shed otherwise; a place taken

@@ -152,6 +152,12 @@ impl Metrics {
             passes.shed.clone(),
         );
         registry.register(
+            "model_passes_abandoned",
+            "Model passes given up unrun while they waited for a turn, because their caller had gone \
+             (a client that hung up, a timeout)",
+            passes.abandoned.clone(),
+        );
+        registry.register(
             "model_passes_waiting",
             "Model passes waiting for a turn now (near REFUSAL_GUARD_MODEL_QUEUE, the next ones are shed)",
             passes.waiting.clone(),
