@@ -43,7 +43,7 @@ pub use combiner::Combiner;
 pub use harm::{HarmPolicy, PROMPT_HARM_SOURCE};
 
 use crate::classify::short_head::{AskedFrom, ShortJudgement};
-use crate::classify::{Cascade, Classifier, ResponseJudgement, ResponseLabel};
+use crate::classify::{Cascade, Classifier, ClassifyError, ResponseJudgement, ResponseLabel};
 use crate::detect::{Completeness, Observation};
 use crate::verdict::{Evidence, Verdict, VerdictClass, VerdictKind};
 
@@ -285,14 +285,27 @@ async fn read_fast(models: &Models, prompt: Option<&str>, text: &str) -> Option<
     }
 }
 
-/// The answer-class probabilities of the learned decision, with what it asked on the way:
-/// `(probabilities, n-gram reading, encoder reading)`. `None` when the fast reader could
-/// not read the text.
+/// What the learned decision read of an answer ([`answer_probs`]).
+#[derive(Debug, Clone)]
+pub struct AnswerReading {
+    /// The combiner's answer-class probabilities.
+    pub probs: [f32; 4],
+    /// The fast reader's reading of the whole text.
+    pub ngram: ResponseJudgement,
+    /// The escalation reader's, where the combiner was unsure and it read the answer.
+    pub encoder: Option<ResponseJudgement>,
+    /// Where the combiner was unsure and the escalation reader could not read the answer
+    /// (shed under load, failed): the trace of it ([`unread`]).
+    pub unread: Option<Evidence>,
+}
+
+/// The answer-class probabilities of the learned decision, with what it asked on the way.
+/// `None` when the fast reader could not read the text.
 pub async fn answer_probs(
     models: &Models,
     evidence: &[Evidence],
     observation: &Observation<'_>,
-) -> Option<([f32; 4], ResponseJudgement, Option<ResponseJudgement>)> {
+) -> Option<AnswerReading> {
     let prompt = observation.prompt;
     let text = observation.text;
     let ngram = read_fast(models, prompt, text).await?;
@@ -317,7 +330,7 @@ pub async fn answer_probs(
         opening_bytes: opening_part.map_or(text.len(), str::len),
     };
     let mut probs = models.combiner.probs(&features::vector(&inputs));
-    let mut encoder = None;
+    let (mut encoder, mut not_read) = (None, None);
     let unsure = models.escalate.contains(&probs);
     // A stream's prefix is never escalated; the whole answer is escalated when it ends.
     // Measured (loso.md, "Stream windows with the encoder asked when unsure"): asking the
@@ -334,10 +347,45 @@ pub async fn answer_probs(
                 encoder = Some(j);
             }
             Ok(None) => {}
-            Err(e) => e.report(slow.name(), "escalation failed; deciding without it"),
+            Err(e) => {
+                e.report(slow.name(), "escalation failed; deciding without it");
+                not_read = Some(unread(slow.name(), &e, "the combiner was unsure"));
+            }
         }
     }
-    Some((probs, ngram, encoder))
+    Some(AnswerReading {
+        probs,
+        ngram,
+        encoder,
+        unread: not_read,
+    })
+}
+
+/// How the source of an [`unread`] trace ends (after the tier's name).
+pub const UNREAD: &str = ":unread";
+
+/// The trace of a reading the escalation reader `tier` was asked for and could not give
+/// (`error`: shed because too many model passes wait, or failed), so that the verdict,
+/// made as the cheaper tiers make it, says why: a gateway under load and an audit of the
+/// same answer may then differ, and the verdict shows where. `asked`: why it was asked.
+///
+/// A trace, never a vote: it scores 0 and joins the verdict after the combiner has
+/// weighed the evidence.
+pub fn unread(tier: &str, error: &ClassifyError, asked: &str) -> Evidence {
+    let why = match error {
+        ClassifyError::Busy { waiting, .. } => {
+            format!("not run, {waiting} model passes already wait for a turn")
+        }
+        other => other.to_string(),
+    };
+    Evidence {
+        source: format!("{tier}{UNREAD}"),
+        suggests: VerdictClass::Answer,
+        score: 0.0,
+        reason: format!("{asked}, and {tier} could not read the answer ({why}): judged without it"),
+        span: None,
+        tokens: Vec::new(),
+    }
 }
 
 /// Folds in the evidence of detectors the combiner was not trained on (a detector a user
@@ -387,32 +435,51 @@ pub const SHORT_AGREEMENT_FROM: f32 = 0.6;
 /// VNNI, about 11 ms with AVX2, which a gateway pays per short answer), else the
 /// fast reader's (the embedded default's n-gram head: microseconds). An escalation reader
 /// without such a head (`minilm`) decides with the n-gram model by agreement
-/// ([`SHORT_AGREEMENT_FROM`]). `None` where the answer stands.
-async fn short_verdict(
+/// ([`SHORT_AGREEMENT_FROM`]). `verdict` (the patterns' answer) where the answer stands.
+///
+/// Where the escalation reader's head could not read the reply (shed under load, failed),
+/// the reply is judged as the embedded default alone judges it (its own short-reply head),
+/// the escalation reader is not asked again, and the verdict carries the trace ([`unread`]).
+async fn short_verdict(models: &Models, observation: &Observation<'_>, verdict: Verdict) -> Verdict {
+    let (reading, unread) = short_head_reading(models, observation, true, false).await;
+    let (judged, unread) = match reading {
+        ShortReading::Read(tier, short) => (by_short_head(tier, &short, &verdict.evidence), unread),
+        ShortReading::Cleared => (None, unread),
+        ShortReading::Unread => by_agreement(models, observation, &verdict.evidence).await,
+    };
+    let mut verdict = judged.unwrap_or(verdict);
+    verdict.evidence.extend(unread);
+    verdict
+}
+
+/// The verdict on a short answer where the escalation reader has no short-reply head
+/// (`minilm`): a non-answer when the fast reader and the escalation reader both read one
+/// from [`SHORT_AGREEMENT_FROM`]; `None` where the answer stands, with the trace of an
+/// escalation reader that could not read it ([`unread`]).
+async fn by_agreement(
     models: &Models,
     observation: &Observation<'_>,
     evidence: &[Evidence],
-) -> Option<Verdict> {
-    match short_head_reading(models, observation, true).await {
-        ShortReading::Read(tier, short) => return by_short_head(tier, &short, evidence),
-        ShortReading::Cleared => return None,
-        ShortReading::Unread => {}
-    }
-    let slow = models.escalation.as_ref()?;
-    let fast = read_fast(models, observation.prompt, observation.text).await?;
+) -> (Option<Verdict>, Option<Evidence>) {
+    let Some(slow) = models.escalation.as_ref() else {
+        return (None, None);
+    };
+    let Some(fast) = read_fast(models, observation.prompt, observation.text).await else {
+        return (None, None);
+    };
     if fast.non_answer() < SHORT_AGREEMENT_FROM {
-        return None;
+        return (None, None);
     }
     let encoder = match slow.judge_response(observation.prompt, observation.text).await {
         Ok(Some(j)) => j,
-        Ok(None) => return None,
+        Ok(None) => return (None, None),
         Err(e) => {
             e.report(slow.name(), "short answer: encoder failed; the patterns decide");
-            return None;
+            return (None, Some(unread(slow.name(), &e, "a short reply")));
         }
     };
     if encoder.non_answer() < SHORT_AGREEMENT_FROM {
-        return None;
+        return (None, None);
     }
     // The class both lean to: the non-answer class with the larger mean probability.
     let mean: [f32; 4] = std::array::from_fn(|i| (fast.probs[i] + encoder.probs[i]) / 2.0);
@@ -427,7 +494,7 @@ async fn short_verdict(
         model_evidence(models.fast.name(), &fast),
         model_evidence(slow.name(), &encoder),
     ];
-    Some(short_non_answer(&mean, reason, readings, evidence))
+    (Some(short_non_answer(&mean, reason, readings, evidence)), None)
 }
 
 /// Whether the patterns let a short reply pass to a short-reply head, given their verdict on
@@ -457,10 +524,13 @@ pub fn short_head_reviews(text: &str, combiner_flags: bool, escalation: bool) ->
 enum ShortReading<'m> {
     /// The head of the tier named read it.
     Read(&'m str, ShortJudgement),
-    /// The fast reader's head read an answer, below [`Models::short_asked_from`]: the reply
-    /// stays an answer and the escalation reader's head was not asked.
+    /// The reply stays as judged and no reader is asked (again): the fast reader's head read
+    /// an answer, below [`Models::short_asked_from`], so the escalation reader's head was
+    /// not asked; or that head could not read it, and the embedded default alone would not
+    /// have read it either.
     Cleared,
-    /// No head read it: none is installed, or the one asked failed (logged).
+    /// No head read it: none is installed (the escalation reader's may be asked otherwise),
+    /// or the fast reader's failed (logged).
     Unread,
 }
 
@@ -475,23 +545,66 @@ enum ShortReading<'m> {
 /// forty-second session) an e5 gateway spent 18.7 ms of CPU on a pattern-clean short answer
 /// against 1.0-1.2 ms without the head, and saturated near 110 requests/s on two cores
 /// (docs/gateway.md).
+///
+/// Where the escalation reader could not read the reply (shed under load, failed), or
+/// already could not for this answer's verdict (`unread_before`: asked again, an
+/// overloaded server would only shed it again), the embedded default's head reads it as
+/// it would alone, with the trace of the failure ([`unread`]) where it is new.
 async fn short_head_reading<'m>(
     models: &'m Models,
     observation: &Observation<'_>,
     may_clear: bool,
-) -> ShortReading<'m> {
+    unread_before: bool,
+) -> (ShortReading<'m>, Option<Evidence>) {
     let Some(reader) = models.escalation.as_ref() else {
-        return read_short(&models.fast, observation.text).await;
+        return (read_short(&models.fast, observation.text).await, None);
     };
     let asked_from = models.short_asked_from.for_text(observation.text);
+    let mut fast_reading = None;
     if may_clear && asked_from > 0.0 {
         if let ShortReading::Read(_, fast) = read_short(&models.fast, observation.text).await {
             if fast.non_answer() < asked_from {
-                return ShortReading::Cleared;
+                return (ShortReading::Cleared, None);
             }
+            fast_reading = Some(fast);
         }
     }
-    read_short(reader, observation.text).await
+    if unread_before {
+        return (as_embedded_alone(models, observation, fast_reading).await, None);
+    }
+    match reader.judge_short_answer(observation.text).await {
+        Ok(Some(short)) => (ShortReading::Read(reader.name(), short), None),
+        Ok(None) => (ShortReading::Unread, None),
+        Err(e) => {
+            e.report(
+                reader.name(),
+                "short answer: its head could not read it; judged as the embedded default judges it",
+            );
+            let instead = as_embedded_alone(models, observation, fast_reading).await;
+            (instead, Some(unread(reader.name(), &e, "a short reply")))
+        }
+    }
+}
+
+/// The short-reply reading of the embedded default alone, where the escalation reader's
+/// could not be had: its head reads a reply of a few sentences and no paragraph
+/// ([`short_head_reviews`]); `fast` is its reading where the cascade already took it. Never
+/// [`ShortReading::Unread`], which would ask the escalation reader again.
+async fn as_embedded_alone<'m>(
+    models: &'m Models,
+    observation: &Observation<'_>,
+    fast: Option<ShortJudgement>,
+) -> ShortReading<'m> {
+    if !features::is_few_sentences(observation.text) {
+        return ShortReading::Cleared;
+    }
+    if let Some(fast) = fast {
+        return ShortReading::Read(models.fast.name(), fast);
+    }
+    match read_short(&models.fast, observation.text).await {
+        ShortReading::Unread => ShortReading::Cleared,
+        read => read,
+    }
 }
 
 /// `reader`'s short-reply head's reading of `text`.
@@ -698,9 +811,7 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
             && observation.completeness == Completeness::Complete
             && verdict.kind == VerdictKind::Answer
         {
-            if let Some(v) = short_verdict(models, observation, &verdict.evidence).await {
-                verdict = v;
-            }
+            verdict = short_verdict(models, observation, verdict).await;
         }
         if let Some((kind, ev)) = split_by_harm(verdict.class(), models, &verdict.evidence, observation).await
         {
@@ -733,19 +844,29 @@ pub async fn decide(evidence: Vec<Evidence>, observation: &Observation<'_>, deci
     // escalation reader's head; whether an answer is a non-answer asks it only where the
     // fast reader's head is unsure (the short-reply cascade).
     let may_clear = !verdict.class().is_non_answer();
-    match short_head_reading(models, observation, may_clear).await {
+    let unread_before = verdict.evidence.iter().any(|e| e.source.ends_with(UNREAD));
+    let (reading, unread) = short_head_reading(models, observation, may_clear, unread_before).await;
+    let mut verdict = match reading {
         ShortReading::Read(tier, short) => {
             reviewed_by_short_head(models, verdict, tier, &short, observation).await
         }
         ShortReading::Cleared | ShortReading::Unread => verdict,
-    }
+    };
+    verdict.evidence.extend(unread);
+    verdict
 }
 
 /// The combiner's verdict on an answer long enough for the answer models (or a stream's
 /// window): their readings and the detectors' evidence, combined, split by the request's
 /// harm.
 async fn by_combiner(models: &Models, evidence: Vec<Evidence>, observation: &Observation<'_>) -> Verdict {
-    let Some((mut probs, ngram, encoder)) = answer_probs(models, &evidence, observation).await else {
+    let Some(AnswerReading {
+        mut probs,
+        ngram,
+        encoder,
+        unread,
+    }) = answer_probs(models, &evidence, observation).await
+    else {
         return rules::combine(evidence, 0.5, observation);
     };
     let mut known: Vec<&str> = features::KNOWN_SOURCES.to_vec();
@@ -787,6 +908,7 @@ async fn by_combiner(models: &Models, evidence: Vec<Evidence>, observation: &Obs
     let mut rest = evidence;
     rest.sort_by(|a, b| b.score.total_cmp(&a.score));
     all.extend(rest);
+    all.extend(unread);
     rules::with_evidence(kind, confidence, all)
 }
 
@@ -983,6 +1105,99 @@ mod tests {
         let (v, asked) = verdict_in_cascade(sentences, FLAGS, 0.1, 0.2, 0.5).await;
         assert_eq!((&v.kind, asked), (&VerdictKind::Answer, 1), "{v:?}");
         assert!(overruled(&v), "{v:?}");
+    }
+
+    /// An escalation reader whose passes are all shed (a server under more load than its
+    /// queue of model passes holds), counting how often it is asked.
+    struct Shed {
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Shed {
+        fn busy(&self) -> ClassifyError {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ClassifyError::Busy {
+                model: "slow".into(),
+                waiting: 8,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Classifier for Shed {
+        fn name(&self) -> &str {
+            "slow"
+        }
+
+        async fn judge_response(
+            &self,
+            _prompt: Option<&str>,
+            _response: &str,
+        ) -> Result<Option<ResponseJudgement>, ClassifyError> {
+            Err(self.busy())
+        }
+
+        async fn judge_short_answer(&self, _response: &str) -> Result<Option<ShortJudgement>, ClassifyError> {
+            Err(self.busy())
+        }
+    }
+
+    /// `text` judged with a fast reader reading `response` and `short`, and an escalation
+    /// reader that cannot read anything, asked about every unsure whole answer and every
+    /// short reply; with how often it was asked.
+    async fn verdict_with_escalation_shed(text: &str, response: [f32; 4], short: f32) -> (Verdict, usize) {
+        let shed = Arc::new(Shed {
+            asked: Default::default(),
+        });
+        let models = Models {
+            fast: Arc::new(Fixed { response, short }),
+            escalation: Some(shed.clone()),
+            escalate: EscalationBand::ALWAYS,
+            short_asked_from: AskedFrom::ALWAYS,
+            ..Models::embedded()
+        };
+        let v = Detectors::default()
+            .models(models)
+            .judge(&Observation::text(text))
+            .await;
+        (v, shed.asked.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The trace of the escalation reader's failed reading: last, scoring 0, saying why.
+    fn unread_trace(v: &Verdict) -> bool {
+        v.evidence.last().is_some_and(|e| {
+            e.source == "slow:unread" && e.score == 0.0 && e.reason.contains("not run, 8 model passes")
+        })
+    }
+
+    /// Shed, the escalation reader's reading leaves the verdict to the cheaper tiers, as
+    /// the embedded default alone makes it (a short reply: its short-reply head; a long
+    /// answer: the combiner without the encoder), asks it only once, and says so in the
+    /// evidence. Before, a shed short reply was asked a second time (the rule for readers
+    /// without a head), and the verdict said nothing of it.
+    #[tokio::test]
+    async fn what_the_escalation_reader_cannot_read_is_judged_as_the_embedded_default_judges_it() {
+        let line = "Paris, on the Seine.";
+        let sentences = "The museum opens at ten on weekdays and at noon on Sundays; tickets cost twelve \
+                         euros and children under seven get in free.";
+        let paragraph = "The museum opens at ten on weekdays and at noon on Sundays. ".repeat(5);
+        let long = "The museum opens at ten. ".repeat(45);
+        for (text, response, short, non_answer) in [
+            (line, RELEASES, 0.95, true),
+            (line, RELEASES, 0.6, false),
+            (sentences, RELEASES, 0.95, true),
+            (sentences, FLAGS, 0.2, false),
+            (&paragraph, FLAGS, 0.2, true),
+            (&long, FLAGS, 0.0, true),
+            (&long, RELEASES, 0.0, false),
+        ] {
+            let (v, asked) = verdict_with_escalation_shed(text, response, short).await;
+            let alone = verdict(text, response, short).await;
+            assert_eq!((&v.kind, asked), (&alone.kind, 1), "{text}: {v:?}");
+            assert_eq!(v.class().is_non_answer(), non_answer, "{text}: {v:?}");
+            assert!(unread_trace(&v), "{text}: {v:?}");
+            assert!(!unread_trace(&alone));
+        }
     }
 
     /// The review reaches neither a reply with a refusal formula (the combiner's, as before)
