@@ -20,7 +20,14 @@ use serde_json::{json, Value};
 /// Hang protection for one case.
 const CASE: Duration = Duration::from_secs(60);
 
+/// The process's queue of model passes, one flood at a time: with two floods at once, one
+/// filled the queue and the other's passes were all shed, so none of them waited (and none
+/// could be abandoned: the clients-that-hung-up case failed 2 runs of 10 that way).
+static QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs one case with the queue to itself, and turns a hang into a failure.
 async fn bounded<F: Future>(f: F) -> F::Output {
+    let _queue = QUEUE.lock().await;
     tokio::time::timeout(CASE, f).await.expect("the case hung")
 }
 
@@ -38,6 +45,20 @@ async fn ask(client: &reqwest::Client, url: &str, model: &str, content: &str) ->
 /// The gateway's `/metrics` text.
 async fn metrics(base_url: &str) -> String {
     common::metrics_text(&reqwest::Client::new(), base_url).await
+}
+
+/// An e5 gateway in front of a mock that answers every request with `answer` and its
+/// number: the mock, the gateway's base URL and what stops it.
+async fn flooded_gateway(answer: &str) -> (MockProvider, String, tokio::sync::oneshot::Sender<()>) {
+    let mock = MockProvider::start().await;
+    mock.set_default(Script::answer(answer).numbered());
+    let (base_url, stop) = common::serve(&format!(
+        "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
+         [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
+        mock.base_url()
+    ))
+    .await;
+    (mock, base_url, stop)
 }
 
 /// The value of the unlabelled counter `name` in a `/metrics` text.
@@ -62,14 +83,7 @@ async fn answers_beyond_the_encoders_queue_are_judged_without_it_and_delivered_w
     const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
     let flood = refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 40;
     bounded(async {
-        let mock = MockProvider::start().await;
-        mock.set_default(Script::answer(ANSWER).numbered());
-        let (base_url, _stop) = common::serve(&format!(
-            "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
-            mock.base_url()
-        ))
-        .await;
+        let (_mock, base_url, _stop) = flooded_gateway(ANSWER).await;
         let before = metrics(&base_url).await;
         let client = reqwest::Client::new();
         let url = format!("{base_url}/chat/completions");
@@ -199,14 +213,7 @@ async fn passes_left_waiting_by_clients_that_hung_up_are_abandoned_unrun() {
     const ANSWER: &str = "巴黎是法国的首都，位于塞纳河畔，人口大约两百万。";
     let flood = refusal_guard::classify::concurrent_passes() + refusal_guard::classify::queued_passes() + 40;
     bounded(async {
-        let mock = MockProvider::start().await;
-        mock.set_default(Script::answer(ANSWER).numbered());
-        let (base_url, _stop) = common::serve(&format!(
-            "[guard]\ntiers = [\"e5\"]\n[providers.primary]\nbase_url = \"{}\"\nmax_retries = 0\n\
-             [[routes]]\nmodel = \"*\"\nprimary = \"primary\"\n",
-            mock.base_url()
-        ))
-        .await;
+        let (_mock, base_url, _stop) = flooded_gateway(ANSWER).await;
         let abandoned = |m: &str| counter(m, "refusal_guard_model_passes_abandoned_total");
         let before = abandoned(&metrics(&base_url).await);
         let url = format!("{base_url}/chat/completions");

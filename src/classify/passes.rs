@@ -444,6 +444,21 @@ mod tests {
         Box::leak(Box::default())
     }
 
+    /// An answer pass holding `turns`' only turn until the sender is used (or dropped).
+    fn hold_the_turn(turns: &'static Turns) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (release, hold) = mpsc::channel::<()>();
+        let (started, holder_started) = mpsc::channel();
+        let holder = turns.admit(Priority::Answer).expect("a free turn");
+        let holder = std::thread::spawn(move || {
+            holder.run(|| {
+                started.send(()).unwrap();
+                let _ = hold.recv();
+            })
+        });
+        holder_started.recv().unwrap();
+        (release, holder)
+    }
+
     /// One turn, two places in the queue: with the turn held and two passes waiting, the
     /// next is shed at once (it takes no thread and does not wait); once the holder ends, the
     /// waiters run, and places free up again.
@@ -451,16 +466,7 @@ mod tests {
     fn a_pass_beyond_the_queue_is_shed_and_the_queued_ones_still_run() {
         let c = counters();
         let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
-        let (release, hold) = mpsc::channel::<()>();
-        let (started, holder_started) = mpsc::channel();
-        let holder = turns.admit(Priority::Answer).expect("a free turn");
-        let holder = std::thread::spawn(move || {
-            holder.run(|| {
-                started.send(()).unwrap();
-                hold.recv().unwrap();
-            })
-        });
-        holder_started.recv().unwrap();
+        let (release, holder) = hold_the_turn(turns);
         let waiters: Vec<_> = (0..2)
             .map(|i| {
                 let place = turns.admit(Priority::Answer).expect("a place in the queue");
@@ -489,16 +495,7 @@ mod tests {
     fn a_waiting_pass_whose_caller_leaves_is_not_run_and_frees_its_place() {
         let c = counters();
         let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
-        let (release, hold) = mpsc::channel::<()>();
-        let (started, holder_started) = mpsc::channel();
-        let holder = turns.admit(Priority::Answer).expect("a free turn");
-        let holder = std::thread::spawn(move || {
-            holder.run(|| {
-                started.send(()).unwrap();
-                hold.recv().unwrap();
-            })
-        });
-        holder_started.recv().unwrap();
+        let (release, holder) = hold_the_turn(turns);
         let gone = Arc::new(AtomicBool::new(false));
         let (left, leaver) = mpsc::channel();
         {
@@ -604,16 +601,7 @@ mod tests {
         let c = counters();
         let turns: &'static Turns = Box::leak(Box::new(Turns::new(1, 2, c)));
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let (release, hold) = mpsc::channel::<()>();
-        let (started, holder_started) = mpsc::channel();
-        let holder = turns.admit(Priority::Answer).unwrap();
-        let holder = std::thread::spawn(move || {
-            holder.run(|| {
-                started.send(()).unwrap();
-                hold.recv().unwrap();
-            })
-        });
-        holder_started.recv().unwrap();
+        let (release, holder) = hold_the_turn(turns);
         let pass = |priority, name: &'static str| {
             let place = turns.admit(priority).unwrap_or_else(|_| panic!("{name} shed"));
             let order = order.clone();
